@@ -1,0 +1,126 @@
+"""Decoding and normalising audio under one recorded policy.
+
+Policy (recorded in every store's registry as :data:`AUDIO_POLICY`):
+
+* decode any format that libsndfile reads (wav, au, flac, ogg, mp3, ...) as float32;
+* mix down to mono by averaging channels;
+* replace NaN and infinite samples by 0 and count them;
+* resample to the feature rate with soxr (high quality);
+* pad with zeros or crop to the nominal 30 s (GTZAN clips last 29.9-30.6 s).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from feature_store.errors import AudioError
+from feature_store.params import NOMINAL_SECONDS
+
+AUDIO_POLICY: dict[str, str] = {
+    "decode": "soundfile (libsndfile), float32",
+    "channels": "mixed down to mono by the mean of channels",
+    "non_finite": "NaN and +/-inf samples replaced by 0, count recorded",
+    "resample": "soxr, quality HQ, to FeatureParams.sr",
+    "length": f"zero-padded or cropped to the nominal {NOMINAL_SECONDS:g} s",
+    "short_songs": "clips are made only where at least 95% of the clip is real audio",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedAudio:
+    """Mono audio at the feature rate, with what the policy did to it.
+
+    Attributes
+    ----------
+    y : np.ndarray [shape=(n,), dtype=float32]
+        Mono samples at ``sr``; padded/cropped to the nominal length when requested.
+    sr : int
+        Sample rate of ``y``.
+    source_sr : int
+        Sample rate of the file.
+    source_channels : int
+        Channels of the file.
+    duration : float
+        Seconds of real audio in the file (before padding or cropping).
+    non_finite : int
+        Samples that were NaN or infinite and were set to 0.
+    clipped_fraction : float
+        Fraction of samples at or beyond full scale (|x| >= 0.999).
+    """
+
+    y: np.ndarray
+    sr: int
+    source_sr: int
+    source_channels: int
+    duration: float
+    non_finite: int
+    clipped_fraction: float
+
+
+def decode(path: str | Path, *, sr: int, nominal_seconds: float | None = NOMINAL_SECONDS) -> DecodedAudio:
+    """Decode ``path`` to mono float32 at ``sr`` under :data:`AUDIO_POLICY`.
+
+    Parameters
+    ----------
+    path : str or Path
+        Any file libsndfile can read.
+    sr : int > 0
+        Target sample rate.
+    nominal_seconds : float or None
+        Pad or crop to this many seconds; ``None`` keeps the real length.
+
+    Returns
+    -------
+    DecodedAudio
+
+    Raises
+    ------
+    AudioError
+        If the file cannot be decoded or holds no samples.
+    """
+    path = Path(path)
+    try:
+        data, source_sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
+        raise AudioError(f"cannot decode {path.name}: {_clean(exc)}") from exc
+    if data.size == 0 or data.shape[0] == 0:
+        raise AudioError(f"{path.name} holds no audio samples")
+    channels = data.shape[1]
+    y = data.mean(axis=1, dtype=np.float32) if channels > 1 else data[:, 0]
+    finite = np.isfinite(y)
+    non_finite = int(y.size - np.count_nonzero(finite))
+    if non_finite:
+        y = np.where(finite, y, np.float32(0.0)).astype(np.float32)
+    clipped = float(np.mean(np.abs(y) >= 0.999))
+    duration = y.size / float(source_sr)
+    if source_sr != sr:
+        import soxr
+
+        y = soxr.resample(y, source_sr, sr, quality="HQ").astype(np.float32, copy=False)
+    if nominal_seconds is not None:
+        y = fit_length(y, int(round(nominal_seconds * sr)))
+    return DecodedAudio(
+        y=np.ascontiguousarray(y, dtype=np.float32),
+        sr=sr,
+        source_sr=int(source_sr),
+        source_channels=int(channels),
+        duration=float(duration),
+        non_finite=non_finite,
+        clipped_fraction=clipped,
+    )
+
+
+def fit_length(y: np.ndarray, n: int) -> np.ndarray:
+    """Zero-pad or crop ``y`` to exactly ``n`` samples."""
+    if y.shape[0] >= n:
+        return y[:n]
+    return np.pad(y, (0, n - y.shape[0]))
+
+
+def _clean(exc: BaseException) -> str:
+    text = str(exc).strip().replace("\n", " ")
+    return text or type(exc).__name__

@@ -1,0 +1,175 @@
+"""Train / held-out split schemes, one column per scheme, and a leakage check.
+
+Schemes
+-------
+``seed``
+    The study's split: the last 10 songs of each genre (by file number) are ``test``.
+    A genre with fewer than 100 songs holds out the same share (10 %), at least one song.
+``stratified``
+    Seeded, genre-stratified k-fold assignment: ``fold0`` ... ``fold{k-1}``.
+``fault_filtered``
+    The artist-conflict-free split of Kereliuk, Sturm & Larsen (2015),
+    train/valid/test = 443/197/290 songs, shipped as package data.
+
+Quarantined files and songs absent from a scheme's lists are ``excluded``.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from feature_store.atomic import write_parquet_atomic
+from feature_store.errors import ParameterError
+from feature_store.params import SEED_HOLDOUT_PER_GENRE
+
+SCHEMES: tuple[str, ...] = ("seed", "stratified", "fault_filtered")
+EXCLUDED = "excluded"
+#: Parts of each scheme, besides ``excluded``. ``stratified`` parts depend on k.
+SCHEME_PARTS: dict[str, tuple[str, ...]] = {
+    "seed": ("train", "test"),
+    "fault_filtered": ("train", "valid", "test"),
+}
+
+
+def validate_scheme(scheme: str) -> str:
+    """Return ``scheme`` if known, else raise :class:`ParameterError` naming the valid ones."""
+    if scheme not in SCHEMES:
+        raise ParameterError(f"unknown split scheme {scheme!r}; valid schemes are {list(SCHEMES)}")
+    return scheme
+
+
+def seed_split(catalog: pl.DataFrame, *, holdout_share: float = SEED_HOLDOUT_PER_GENRE / 100) -> pl.Series:
+    """The study's split: the last songs of each genre by file number are ``test``.
+
+    Returns
+    -------
+    pl.Series [shape=(len(catalog),)]
+        ``train``, ``test`` or ``excluded``, aligned with ``catalog``.
+    """
+    out = np.full(catalog.height, EXCLUDED, dtype=object)
+    ok = catalog.with_row_index("_i").filter(pl.col("status") == "ok")
+    for _genre, group in ok.group_by("genre", maintain_order=True):
+        group = group.sort(["number", "song_id"], nulls_last=True)
+        n = group.height
+        n_test = max(1, int(round(n * holdout_share)))
+        idx = group["_i"].to_numpy()
+        out[idx] = "train"
+        out[idx[n - n_test :]] = "test"
+    return pl.Series("seed", out.tolist(), dtype=pl.String)
+
+
+def stratified_folds(catalog: pl.DataFrame, *, k: int = 5, seed: int = 0) -> pl.Series:
+    """Seeded genre-stratified k-fold assignment (``fold0`` ... ``fold{k-1}``).
+
+    Within each genre the songs are shuffled with ``seed`` and dealt round-robin, so fold
+    sizes differ by at most one song per genre.
+    """
+    if not isinstance(k, int) or k < 2:
+        raise ParameterError(f"k must be an integer >= 2, got {k!r}")
+    out = np.full(catalog.height, EXCLUDED, dtype=object)
+    ok = catalog.with_row_index("_i").filter(pl.col("status") == "ok")
+    rng = np.random.default_rng(seed)
+    for _genre, group in ok.sort("genre", "song_id").group_by("genre", maintain_order=True):
+        idx = group["_i"].to_numpy()
+        perm = rng.permutation(idx.size)
+        for j, p in enumerate(perm):
+            out[idx[p]] = f"fold{j % k}"
+    return pl.Series("stratified", out.tolist(), dtype=pl.String)
+
+
+def fault_filtered_lists() -> dict[str, set[str]]:
+    """Song ids of the fault-filtered split, by part (train/valid/test)."""
+    parts: dict[str, set[str]] = {}
+    pkg = resources.files("feature_store") / "splits_data"
+    for part in SCHEME_PARTS["fault_filtered"]:
+        text = (pkg / f"{part}_filtered.txt").read_text()
+        parts[part] = {Path(line.strip()).stem for line in text.splitlines() if line.strip()}
+    return parts
+
+
+def fault_filtered_split(catalog: pl.DataFrame) -> pl.Series:
+    """Kereliuk, Sturm & Larsen (2015) parts; songs not in the lists are ``excluded``."""
+    lookup = {sid: part for part, ids in fault_filtered_lists().items() for sid in ids}
+    values = [
+        lookup.get(sid, EXCLUDED) if status == "ok" else EXCLUDED
+        for sid, status in zip(catalog["song_id"], catalog["status"], strict=True)
+    ]
+    return pl.Series("fault_filtered", values, dtype=pl.String)
+
+
+def make_splits(catalog: pl.DataFrame, *, k: int = 5, seed: int = 0) -> pl.DataFrame:
+    """The split table: ``song_id``, ``genre``, ``sha256`` and one column per scheme."""
+    return pl.DataFrame(
+        [
+            catalog["song_id"],
+            catalog["genre"],
+            catalog["sha256"],
+            seed_split(catalog),
+            stratified_folds(catalog, k=k, seed=seed),
+            fault_filtered_split(catalog),
+        ]
+    )
+
+
+def leakage(splits: pl.DataFrame) -> pl.DataFrame:
+    """Songs, or identical files, that fall in more than one part of a scheme.
+
+    Returns
+    -------
+    pl.DataFrame
+        Columns ``scheme``, ``kind`` (``song_id`` or ``sha256``), ``key`` and ``parts``;
+        empty when nothing leaks.
+    """
+    rows = []
+    for scheme in [c for c in SCHEMES if c in splits.columns]:
+        used = splits.filter(pl.col(scheme) != EXCLUDED)
+        for kind in ("song_id", "sha256"):
+            bad = (
+                used.filter(pl.col(kind).is_not_null())
+                .group_by(kind)
+                .agg(pl.col(scheme).unique().sort().alias("parts"))
+                .filter(pl.col("parts").list.len() > 1)
+            )
+            for key, parts in zip(bad[kind], bad["parts"], strict=True):
+                rows.append({"scheme": scheme, "kind": kind, "key": key, "parts": ",".join(parts)})
+    return pl.DataFrame(rows, schema={"scheme": pl.String, "kind": pl.String, "key": pl.String, "parts": pl.String})
+
+
+def summary(splits: pl.DataFrame) -> pl.DataFrame:
+    """Counts of songs per scheme and part."""
+    frames = [
+        splits.group_by(s).len().rename({s: "part", "len": "songs"}).with_columns(pl.lit(s).alias("scheme"))
+        for s in SCHEMES
+        if s in splits.columns
+    ]
+    return pl.concat(frames).select("scheme", "part", "songs").sort("scheme", "part")
+
+
+def write_splits(df: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write the split table to Parquet atomically."""
+    return write_parquet_atomic(path, df)
+
+
+def n_holdout(n_songs: int) -> int:
+    """Songs held out of a genre of ``n_songs`` under the seed scheme."""
+    return max(1, int(round(n_songs * SEED_HOLDOUT_PER_GENRE / 100))) if n_songs else 0
+
+
+__all__ = [
+    "SCHEMES",
+    "EXCLUDED",
+    "make_splits",
+    "leakage",
+    "summary",
+    "write_splits",
+    "validate_scheme",
+    "seed_split",
+    "stratified_folds",
+    "fault_filtered_split",
+    "n_holdout",
+]

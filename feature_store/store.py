@@ -1,0 +1,689 @@
+"""The feature store: chunked HDF5 + Parquet per clip length, built once, queried often.
+
+Layout under a store root::
+
+    catalog.parquet                     the validated audio catalog
+    splits.parquet                      one column per split scheme
+    cache/mel-<spectral hash>/<sha256>.npy   full-length mel of each song (float32)
+    features/mel-<params hash>/
+        registry.json                   params, hash, code version, counts, times
+        clip-05s/
+            current -> gen-<id>         symlink, swapped atomically
+            gen-<id>/mel.h5             dataset ``mel`` (clips, n_mels, frames)
+            gen-<id>/index.parquet      one row per clip: ids, genre, splits, segment, row
+            gen-<id>/summary.parquet    per-band mean and std of each clip
+
+Each build of a clip length writes a new generation folder and then swaps ``current``, so
+a reader that resolves ``current`` once sees one consistent generation, never a mix of
+old and new rows, and a build killed at any moment leaves the previous store intact.
+Builds take a lock file per clip length, so two concurrent builds of the same partition
+queue up instead of corrupting each other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import polars as pl
+from filelock import FileLock, Timeout
+
+from feature_store import atomic
+from feature_store.audio import AUDIO_POLICY, decode
+from feature_store.catalog import resolve_in_root
+from feature_store.errors import AudioError, ParameterError, StoreError, StoreLockedError
+from feature_store.features import band_summary, clip_starts, mel_spectrogram
+from feature_store.params import (
+    CLIP_SECONDS,
+    FEATURE_CODE_VERSION,
+    GENRES,
+    FeatureParams,
+    validate_clip_seconds,
+    validate_genre,
+)
+from feature_store.splits import EXCLUDED, SCHEMES, validate_scheme
+
+CATALOG_FILE = "catalog.parquet"
+SPLITS_FILE = "splits.parquet"
+REGISTRY_FILE = "registry.json"
+#: HDF5 compression of the ``mel`` dataset: lzf is fast and ships with h5py.
+HDF5_COMPRESSION = "lzf"
+#: Generations kept besides ``current``, for readers that resolved the previous one.
+KEEP_OLD_GENERATIONS = 1
+#: Seconds to wait for another build of the same store before giving up.
+DEFAULT_LOCK_TIMEOUT = 3600.0
+
+
+def clip_dirname(clip_seconds: int) -> str:
+    """Folder name of a clip length: ``clip-05s``."""
+    return f"clip-{validate_clip_seconds(clip_seconds):02d}s"
+
+
+class Tensors(NamedTuple):
+    """Result of :meth:`FeatureStore.tensors`.
+
+    Attributes
+    ----------
+    x : np.ndarray [shape=(clips, n_mels, frames)]
+    y : np.ndarray [shape=(clips,), dtype=int64]
+        Genre labels, index into :data:`feature_store.params.GENRES`.
+    index : pl.DataFrame
+        The index rows of ``x``, in the same order.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    index: pl.DataFrame
+
+
+@dataclasses.dataclass
+class BuildReport:
+    """What one :meth:`FeatureStore.build` did.
+
+    Attributes
+    ----------
+    computed : list of str
+        Song ids whose mel was computed in this build (empty on an unchanged re-run).
+    cached : int
+        Songs whose mel came from the cache.
+    failed : pl.DataFrame
+        Songs that failed at the feature stage, with ``song_id`` and ``reason``.
+    clip_lengths : dict
+        Per clip length: ``status`` (``built``, ``reindexed`` or ``unchanged``), ``clips``,
+        ``songs``, ``skipped_short`` (songs too short for it), ``path`` and ``bytes``.
+    seconds : float
+    """
+
+    computed: list[str]
+    cached: int
+    failed: pl.DataFrame
+    clip_lengths: dict[int, dict[str, Any]]
+    seconds: float
+
+
+# ---------------------------------------------------------------------------------------
+# worker: one song -> full-length mel in the cache
+# ---------------------------------------------------------------------------------------
+def _compute_song(path: str, sha256: str, cache_file: str, params_dict: dict) -> dict:
+    """Decode one song and cache its mel. Runs in a worker process; never raises."""
+    params = FeatureParams.from_dict(params_dict)
+    try:
+        data = Path(path).read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            return {"ok": False, "reason": "file changed since it was cataloged; re-run ingest"}
+        audio = decode(path, sr=params.sr)
+        mel = mel_spectrogram(audio.y, params=params)
+        with atomic.atomic_path(cache_file) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, mel, allow_pickle=False)
+        return {"ok": True}
+    except (AudioError, OSError, ParameterError) as exc:
+        return {"ok": False, "reason": str(exc)}
+
+
+class FeatureStore:
+    """Read and build the mel feature store under ``root`` for one set of parameters.
+
+    Parameters
+    ----------
+    root : path
+        Store root (holds ``catalog.parquet``, ``splits.parquet``, ``features/``).
+    params : FeatureParams, optional
+        Feature parameters; their hash selects the store folder.
+
+    Examples
+    --------
+    >>> store = FeatureStore("data/store")                          # doctest: +SKIP
+    >>> store.clips(clip_seconds=5, genre="jazz", split="test").collect()  # doctest: +SKIP
+    >>> x, y, index = store.tensors(clip_seconds=5, split="train")  # doctest: +SKIP
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, params: FeatureParams | None = None) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.params = params if params is not None else FeatureParams()
+        if not isinstance(self.params, FeatureParams):
+            raise ParameterError(f"params must be a FeatureParams, got {type(self.params).__name__}")
+
+    # -- paths ----------------------------------------------------------------------------
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / CATALOG_FILE
+
+    @property
+    def splits_path(self) -> Path:
+        return self.root / SPLITS_FILE
+
+    @property
+    def store_dir(self) -> Path:
+        return self.root / "features" / f"mel-{self.params.hash()}"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache" / f"mel-{self.params.spectral_hash()}"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.store_dir / REGISTRY_FILE
+
+    def clip_dir(self, clip_seconds: int) -> Path:
+        return self.store_dir / clip_dirname(clip_seconds)
+
+    def _lock(self, name: str, timeout: float) -> FileLock:
+        locks = self.store_dir / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(locks / f"{name}.lock"), timeout=timeout)
+
+    # -- catalog and splits ---------------------------------------------------------------
+    def catalog(self) -> pl.DataFrame:
+        """The catalog table; raises :class:`StoreError` if ingest has not run."""
+        if not self.catalog_path.exists():
+            raise StoreError(f"no catalog at {self.catalog_path}; run ingest first (`gtzan ingest`)")
+        return pl.read_parquet(self.catalog_path)
+
+    def splits(self) -> pl.DataFrame:
+        """The split table; raises :class:`StoreError` if splits were not made."""
+        if not self.splits_path.exists():
+            raise StoreError(f"no split table at {self.splits_path}; run ingest first (`gtzan ingest`)")
+        return pl.read_parquet(self.splits_path)
+
+    # -- build ----------------------------------------------------------------------------
+    def build(
+        self,
+        *,
+        audio_root: str | os.PathLike[str],
+        clip_seconds: Iterable[int] = CLIP_SECONDS,
+        workers: int | None = None,
+        progress: bool = False,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ) -> BuildReport:
+        """Compute what is missing and (re)write the stores of ``clip_seconds``.
+
+        Songs already in the cache are not decoded again, and a clip length whose stored
+        rows already match the catalog and splits is left untouched.
+
+        Parameters
+        ----------
+        audio_root : path
+            The genres folder the catalog's relative paths point into.
+        clip_seconds : iterable of int
+            Clip lengths to write (default all of :data:`CLIP_SECONDS`).
+        workers : int, optional
+            Worker processes for decoding and mel (default: CPU count).
+        progress : bool
+            Show a progress bar on stderr.
+        lock_timeout : float
+            Seconds to wait for a concurrent build of the same store;
+            :class:`StoreLockedError` after that (0 fails at once).
+
+        Returns
+        -------
+        BuildReport
+
+        Raises
+        ------
+        StoreError
+            If ingest has not run.
+        StoreLockedError
+            If another build holds the lock for longer than ``lock_timeout``.
+        """
+        lengths = sorted({validate_clip_seconds(c) for c in clip_seconds})
+        if not lengths:
+            raise ParameterError(f"clip_seconds must name at least one of {list(CLIP_SECONDS)}")
+        t0 = time.perf_counter()
+        from feature_store.catalog import find_genre_root
+
+        genre_root, _ = find_genre_root(audio_root)
+        catalog = self.catalog()
+        splits = self.splits()
+        ok = catalog.filter(pl.col("status") == "ok")
+        computed, failed = self._fill_cache(ok, genre_root, workers=workers, progress=progress, lock_timeout=lock_timeout)
+        failed_df = pl.DataFrame(failed, schema={"song_id": pl.String, "reason": pl.String})
+        usable = ok.filter(~pl.col("song_id").is_in(failed_df["song_id"].implode()))
+        report: dict[int, dict[str, Any]] = {}
+        for c in lengths:
+            report[c] = self._write_clip_length(c, usable, splits, lock_timeout=lock_timeout, progress=progress)
+        self._update_registry(report, catalog=catalog, failed=failed_df, lock_timeout=lock_timeout)
+        return BuildReport(
+            computed=computed,
+            cached=usable.height - len(computed),
+            failed=failed_df,
+            clip_lengths=report,
+            seconds=time.perf_counter() - t0,
+        )
+
+    def cache_file(self, sha256: str) -> Path:
+        """Cache file of the full-length mel of the audio with this content hash."""
+        if not (len(sha256) == 64 and all(ch in "0123456789abcdef" for ch in sha256)):
+            raise ParameterError(f"not a sha256 hex digest: {sha256!r}")
+        return self.cache_dir / f"{sha256}.npy"
+
+    def _fill_cache(
+        self, ok: pl.DataFrame, genre_root: Path, *, workers: int | None, progress: bool, lock_timeout: float
+    ) -> tuple[list[str], list[dict[str, str]]]:
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = self._lock("cache", lock_timeout)
+            lock.acquire()
+        except Timeout as exc:
+            raise StoreLockedError(f"another build is filling {self.cache_dir}; try again later") from exc
+        try:
+            atomic.remove_stale_temps(self.cache_dir)
+            todo = []
+            failed: list[dict[str, str]] = []
+            seen: set[str] = set()
+            for sid, rel, sha in ok.select("song_id", "path", "sha256").iter_rows():
+                if sha in seen or self.cache_file(sha).exists():
+                    seen.add(sha)
+                    continue
+                seen.add(sha)
+                try:
+                    path = resolve_in_root(genre_root, rel)
+                except ParameterError as exc:
+                    failed.append({"song_id": sid, "reason": str(exc)})
+                    continue
+                todo.append((sid, str(path), sha, str(self.cache_file(sha))))
+            computed: list[str] = []
+            bar = _progress(len(todo), "mel", enabled=progress)
+            params_dict = self.params.to_dict()
+            n_workers = min(workers or os.cpu_count() or 1, len(todo))
+            if n_workers <= 1 or len(todo) <= 2:
+                results = ((job, _compute_song(job[1], job[2], job[3], params_dict)) for job in todo)
+                for job, res in results:
+                    _collect(job, res, computed, failed)
+                    bar.update()
+            else:
+                import multiprocessing as mp
+
+                with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn")) as pool:
+                    futs = {pool.submit(_compute_song, j[1], j[2], j[3], params_dict): j for j in todo}
+                    for fut in as_completed(futs):
+                        _collect(futs[fut], fut.result(), computed, failed)
+                        bar.update()
+            bar.close()
+            return computed, failed
+        finally:
+            lock.release()
+
+    def _target_index(self, clip_seconds: int, songs: pl.DataFrame, splits: pl.DataFrame) -> pl.DataFrame:
+        frames = self.params.clip_frames(clip_seconds)
+        rows = []
+        for sid, genre, sha, duration in songs.select("song_id", "genre", "sha256", "duration").iter_rows():
+            for seg, start in clip_starts(params=self.params, clip_seconds=clip_seconds, duration=duration):
+                rows.append((f"{sid}#{clip_seconds:02d}s#{seg:02d}", sid, genre, GENRES.index(genre), sha, seg,
+                             start * self.params.hop_length / self.params.sr, start))
+        index = pl.DataFrame(
+            rows,
+            schema={
+                "clip_id": pl.String, "song_id": pl.String, "genre": pl.String, "label": pl.Int64,
+                "sha256": pl.String, "segment": pl.Int64, "start_seconds": pl.Float64, "start_frame": pl.Int64,
+            },
+            orient="row",
+        ).sort("genre", "song_id", "segment")
+        scheme_cols = [s for s in SCHEMES if s in splits.columns]
+        index = index.join(splits.select("song_id", *scheme_cols), on="song_id", how="left")
+        index = index.with_columns([pl.col(s).fill_null(EXCLUDED) for s in scheme_cols])
+        index = index.with_columns(
+            pl.lit(clip_seconds, pl.Int64).alias("clip_seconds"),
+            pl.lit(frames, pl.Int64).alias("frames"),
+            pl.int_range(pl.len(), dtype=pl.Int64).alias("hdf5_row"),
+        )
+        return index
+
+    def _write_clip_length(
+        self, clip_seconds: int, songs: pl.DataFrame, splits: pl.DataFrame, *, lock_timeout: float, progress: bool
+    ) -> dict[str, Any]:
+        cdir = self.clip_dir(clip_seconds)
+        cdir.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = self._lock(clip_dirname(clip_seconds), lock_timeout)
+            lock.acquire()
+        except Timeout as exc:
+            raise StoreLockedError(
+                f"another build is writing {cdir}; it holds {lock.lock_file}. Try again when it ends"
+            ) from exc
+        try:
+            atomic.remove_stale_temps(cdir)
+            target = self._target_index(clip_seconds, songs, splits)
+            skipped_short = songs.filter(~pl.col("song_id").is_in(target["song_id"].implode()))["song_id"].to_list()
+            current = self._resolve_current(cdir)
+            status = "built"
+            if current is not None:
+                old = pl.read_parquet(current / "index.parquet")
+                same_rows = old.select("clip_id", "sha256").equals(target.select("clip_id", "sha256"))
+                if same_rows and old.select(target.columns).equals(target):
+                    status = "unchanged"
+                elif same_rows:
+                    status = "reindexed"
+            if status != "unchanged":
+                with atomic.new_generation(cdir, keep_old=KEEP_OLD_GENERATIONS) as tmp:
+                    if status == "reindexed":
+                        os.link(current / "mel.h5", tmp / "mel.h5")
+                        os.link(current / "summary.parquet", tmp / "summary.parquet")
+                    else:
+                        summary = self._write_hdf5(tmp / "mel.h5", target, clip_seconds, progress=progress)
+                        summary.write_parquet(tmp / "summary.parquet", compression="zstd")
+                    target.write_parquet(tmp / "index.parquet", compression="zstd")
+                current = self._resolve_current(cdir)
+            return {
+                "status": status,
+                "clips": target.height,
+                "songs": target["song_id"].n_unique(),
+                "skipped_short": skipped_short,
+                "frames": self.params.clip_frames(clip_seconds),
+                "generation": current.name,
+                "path": str(current / "mel.h5"),
+                "index_path": str(current / "index.parquet"),
+                "bytes": sum(f.stat().st_size for f in current.iterdir()),
+            }
+        finally:
+            lock.release()
+
+    def _write_hdf5(self, path: Path, index: pl.DataFrame, clip_seconds: int, *, progress: bool) -> pl.DataFrame:
+        import h5py
+
+        p = self.params
+        frames = p.clip_frames(clip_seconds)
+        n = index.height
+        dtype = np.dtype(p.dtype)
+        summaries = np.zeros((n, 2 * p.n_mels), dtype=np.float32)
+        bar = _progress(n, f"write {clip_seconds}s", enabled=progress)
+        with h5py.File(path, "w") as h5:
+            ds = h5.create_dataset(
+                "mel",
+                shape=(n, p.n_mels, frames),
+                dtype=dtype,
+                chunks=(1, p.n_mels, frames) if n else None,
+                compression=HDF5_COMPRESSION if n else None,
+                shuffle=bool(n),
+            )
+            h5.create_dataset("clip_id", data=np.array(index["clip_id"].to_list(), dtype=object),
+                              dtype=h5py.string_dtype())
+            h5.attrs["params"] = json.dumps(p.to_dict(), sort_keys=True)
+            h5.attrs["params_hash"] = p.hash()
+            h5.attrs["clip_seconds"] = clip_seconds
+            h5.attrs["layout"] = "(clips, n_mels, frames)"
+            for sha, group in index.group_by("sha256", maintain_order=True):
+                mel = np.load(self.cache_file(sha[0]), allow_pickle=False)
+                starts = group["start_frame"].to_list()
+                for j, s in enumerate(starts):
+                    clip = mel[:, s : s + frames]
+                    r = group["hdf5_row"][j]
+                    ds[r] = clip.astype(dtype)
+                    summaries[r] = band_summary(clip[None])[0]
+                bar.update(len(starts))
+        bar.close()
+        cols = {"clip_id": index["clip_id"], "song_id": index["song_id"], "genre": index["genre"]}
+        for b in range(p.n_mels):
+            cols[f"mean_{b:03d}"] = summaries[:, b]
+        for b in range(p.n_mels):
+            cols[f"std_{b:03d}"] = summaries[:, p.n_mels + b]
+        return pl.DataFrame(cols)
+
+    @staticmethod
+    def _resolve_current(cdir: Path) -> Path | None:
+        return atomic.resolve_current(cdir)
+
+    def _update_registry(
+        self, report: dict[int, dict[str, Any]], *, catalog: pl.DataFrame, failed: pl.DataFrame, lock_timeout: float
+    ) -> None:
+        try:
+            lock = self._lock("registry", lock_timeout)
+            lock.acquire()
+        except Timeout as exc:
+            raise StoreLockedError(f"another build is writing {self.registry_path}") from exc
+        try:
+            reg = self._read_registry() or {
+                "params": self.params.to_dict(),
+                "params_hash": self.params.hash(),
+                "spectral_hash": self.params.spectral_hash(),
+                "feature_code_version": FEATURE_CODE_VERSION,
+                "audio_policy": AUDIO_POLICY,
+                "created_at": _now(),
+                "clip_lengths": {},
+            }
+            reg["package_version"] = _package_version()
+            reg["updated_at"] = _now()
+            reg["catalog"] = {
+                "files": catalog.height,
+                "ok": int((catalog["status"] == "ok").sum()),
+                "quarantined": int((catalog["status"] == "quarantined").sum()),
+                "feature_failures": failed.to_dicts(),
+            }
+            for c, info in report.items():
+                entry = {k: v for k, v in info.items() if k != "status"}
+                prev = reg["clip_lengths"].get(str(c), {})
+                if info["status"] == "unchanged" and prev:
+                    entry["created_at"] = prev.get("created_at", _now())
+                else:
+                    entry["created_at"] = _now()
+                reg["clip_lengths"][str(c)] = entry
+            atomic.write_json_atomic(self.registry_path, reg)
+        finally:
+            lock.release()
+
+    def _read_registry(self) -> dict[str, Any] | None:
+        if not self.registry_path.exists():
+            return None
+        return json.loads(self.registry_path.read_text())
+
+    # -- queries --------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """The registry: params, hash, code version, counts and creation times.
+
+        Raises
+        ------
+        StoreError
+            If no store was built with these params under this root.
+        """
+        reg = self._read_registry()
+        if reg is None:
+            raise StoreError(
+                f"no feature store for params {self.params.hash()} under {self.root}; "
+                "build it first (`gtzan features build`)"
+            )
+        return reg
+
+    def available_clip_seconds(self) -> list[int]:
+        """Clip lengths that have a built store."""
+        return [c for c in CLIP_SECONDS if self._resolve_current(self.clip_dir(c)) is not None]
+
+    def generation(self, clip_seconds: int) -> Path:
+        """The folder of the current generation of a clip length.
+
+        Raises
+        ------
+        StoreError
+            If that clip length has not been built.
+        """
+        c = validate_clip_seconds(clip_seconds)
+        current = self._resolve_current(self.clip_dir(c))
+        if current is None:
+            built = self.available_clip_seconds()
+            raise StoreError(
+                f"no {c} s store under {self.store_dir}; built clip lengths: {built or 'none'}. "
+                "Build it with `gtzan features build`"
+            )
+        return current
+
+    def clips(
+        self,
+        *,
+        clip_seconds: int,
+        genre: str | Sequence[str] | None = None,
+        split: str | Sequence[str] | None = None,
+        scheme: str = "seed",
+        song_ids: Sequence[str] | None = None,
+    ) -> pl.LazyFrame:
+        """Lazy query over the clip index of one clip length.
+
+        Parameters
+        ----------
+        clip_seconds : int
+            One of :data:`CLIP_SECONDS`.
+        genre : str or list of str, optional
+            Keep these genres.
+        split : str or list of str, optional
+            Keep these parts of ``scheme`` (``train``/``test`` for ``seed``,
+            ``train``/``valid``/``test`` for ``fault_filtered``, ``fold0``... for
+            ``stratified``).
+        scheme : str
+            Split scheme that ``split`` refers to.
+        song_ids : list of str, optional
+            Keep these songs.
+
+        Returns
+        -------
+        pl.LazyFrame
+            Columns ``clip_id, song_id, genre, label, sha256, segment, start_seconds,
+            start_frame, <schemes>, clip_seconds, frames, hdf5_row``.
+        """
+        gen = self.generation(clip_seconds)
+        return self._query(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
+
+    def _query(self, gen: Path, *, genre, split, scheme, song_ids) -> pl.LazyFrame:
+        validate_scheme(scheme)
+        lf = pl.scan_parquet(gen / "index.parquet")
+        if genre is not None:
+            genres = [genre] if isinstance(genre, str) else list(genre)
+            for g in genres:
+                validate_genre(g)
+            lf = lf.filter(pl.col("genre").is_in(genres))
+        if split is not None:
+            parts = [split] if isinstance(split, str) else list(split)
+            valid = self._parts(gen, scheme)
+            for s in parts:
+                if s not in valid:
+                    raise ParameterError(f"unknown split {s!r} for scheme {scheme!r}; valid splits are {valid}")
+            lf = lf.filter(pl.col(scheme).is_in(parts))
+        if song_ids is not None:
+            if isinstance(song_ids, str):
+                raise ParameterError("song_ids must be a list of song ids, not one string")
+            lf = lf.filter(pl.col("song_id").is_in(list(song_ids)))
+        return lf
+
+    @staticmethod
+    def _parts(gen: Path, scheme: str) -> list[str]:
+        if scheme == "seed":
+            return ["train", "test", EXCLUDED]
+        if scheme == "fault_filtered":
+            return ["train", "valid", "test", EXCLUDED]
+        values = pl.scan_parquet(gen / "index.parquet").select(pl.col(scheme).unique()).collect()[scheme]
+        return sorted(set(values.to_list()) | {EXCLUDED})
+
+    def tensors(
+        self,
+        *,
+        clip_seconds: int,
+        genre: str | Sequence[str] | None = None,
+        split: str | Sequence[str] | None = None,
+        scheme: str = "seed",
+        song_ids: Sequence[str] | None = None,
+        dtype: str = "float32",
+    ) -> Tensors:
+        """Mel arrays and labels of the clips that :meth:`clips` selects.
+
+        Index and arrays come from the same generation, so a concurrent rebuild can
+        never mix old and new rows.
+
+        Returns
+        -------
+        Tensors
+            ``x`` [shape=(clips, n_mels, frames)], ``y`` [shape=(clips,)] and the index.
+        """
+        import h5py
+
+        for attempt in range(5):
+            gen = self.generation(clip_seconds)
+            try:
+                index = (
+                    self._query(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
+                    .sort("hdf5_row")
+                    .collect()
+                )
+                rows = index["hdf5_row"].to_numpy()
+                with h5py.File(gen / "mel.h5", "r") as h5:
+                    ds = h5["mel"]
+                    x = _read_rows(ds, rows).astype(dtype, copy=False)
+                    ids = h5["clip_id"].asstr()[rows] if rows.size else np.array([], dtype=object)
+                break
+            except (FileNotFoundError, OSError):
+                # the generation was collected between resolving and opening it: retry
+                if attempt == 4:
+                    raise
+                time.sleep(0.05)
+        if list(ids) != index["clip_id"].to_list():
+            raise StoreError(f"torn store at {gen}: HDF5 rows do not match the index")
+        return Tensors(x=x, y=index["label"].to_numpy().astype(np.int64), index=index)
+
+    def summary(
+        self,
+        *,
+        clip_seconds: int,
+        genre: str | Sequence[str] | None = None,
+        split: str | Sequence[str] | None = None,
+        scheme: str = "seed",
+        song_ids: Sequence[str] | None = None,
+    ) -> pl.LazyFrame:
+        """Per-band mean/std summary features joined with the clip index."""
+        gen = self.generation(clip_seconds)
+        idx = self._query(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
+        summ = pl.scan_parquet(gen / "summary.parquet").drop("song_id", "genre")
+        return idx.join(summ, on="clip_id", how="inner")
+
+
+def _read_rows(ds: Any, rows: np.ndarray) -> np.ndarray:
+    """Read sorted rows of an HDF5 dataset, one slice per contiguous run."""
+    out = np.empty((rows.size, *ds.shape[1:]), dtype=ds.dtype)
+    if rows.size == 0:
+        return out
+    breaks = np.nonzero(np.diff(rows) != 1)[0] + 1
+    pos = 0
+    for run in np.split(rows, breaks):
+        out[pos : pos + run.size] = ds[int(run[0]) : int(run[-1]) + 1]
+        pos += run.size
+    return out
+
+
+def _collect(job: tuple, res: dict, computed: list[str], failed: list[dict[str, str]]) -> None:
+    if res["ok"]:
+        computed.append(job[0])
+    else:
+        failed.append({"song_id": job[0], "reason": res["reason"]})
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, desc: str, *, enabled: bool) -> Any:
+    if not enabled or total == 0:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="clip" if desc.startswith("write") else "song", leave=False)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _package_version() -> str:
+    with contextlib.suppress(Exception):
+        from importlib.metadata import version
+
+        return version("gtzan-pipeline")
+    return "unknown"
