@@ -26,6 +26,8 @@ from feature_store.errors import AudioError, ParameterError
 from feature_store.params import GENRES
 
 LAYOUT_FOLDERS: dict[str, str] = {"kaggle": "genres_original", "original": "genres"}
+#: Files with less audio than this cannot give even one 1 s clip and are quarantined.
+MIN_SONG_SECONDS = 1.0
 SONG_RE = re.compile(r"^(?P<genre>[a-z]+)\.(?P<number>\d{5})$")
 
 CATALOG_SCHEMA: dict[str, pl.DataType] = {
@@ -125,6 +127,9 @@ def inspect_file(path: Path, *, genre_root: Path, genre: str) -> dict:
     except Exception as exc:
         row.update(status="quarantined", reason=f"unreadable header: {str(exc).strip() or type(exc).__name__}")
         return row
+    if row["format"] == "raw":
+        row.update(status="quarantined", reason="no audio header: libsndfile could only guess header-less raw data")
+        return row
     try:
         audio = decode(path, sr=row["sample_rate"], nominal_seconds=None)
     except AudioError as exc:
@@ -135,6 +140,9 @@ def inspect_file(path: Path, *, genre_root: Path, genre: str) -> dict:
     if row["frames"] and decoded_frames < row["frames"]:
         notes.append(f"truncated: header promises {row['frames']} frames, {decoded_frames} decoded")
     row["frames"] = decoded_frames
+    if audio.duration < MIN_SONG_SECONDS:
+        row.update(status="quarantined", reason=f"too short: {audio.duration:.2f} s of audio, need {MIN_SONG_SECONDS:g} s")
+        return row
     if audio.non_finite:
         notes.append(f"{audio.non_finite} non-finite samples set to 0")
     if audio.clipped_fraction > 0.01:

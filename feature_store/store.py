@@ -638,7 +638,7 @@ class FeatureStore:
         gen = self.generation(clip_seconds)
         idx = self._query(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
         summ = pl.scan_parquet(gen / "summary.parquet").drop("song_id", "genre")
-        return idx.join(summ, on="clip_id", how="inner")
+        return idx.join(summ, on="clip_id", how="inner", maintain_order="left").sort("hdf5_row")
 
 
 def _read_rows(ds: Any, rows: np.ndarray) -> np.ndarray:

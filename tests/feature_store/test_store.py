@@ -1,0 +1,214 @@
+import json
+import os
+import shutil
+
+import h5py
+import numpy as np
+import polars as pl
+import pytest
+
+from feature_store import FeatureParams, FeatureStore, ingest
+from feature_store.errors import ParameterError, StoreError, StoreLockedError
+from feature_store.store import clip_dirname
+
+
+@pytest.fixture(scope="module")
+def built(tiny_corpus, tmp_path_factory):
+    """A store of the tiny corpus with 1 s and 5 s clips, in both modes."""
+    root = tmp_path_factory.mktemp("store")
+    ingest(tiny_corpus, root)
+    first = FeatureStore(root)
+    first_report = first.build(audio_root=tiny_corpus, clip_seconds=[1, 5], workers=2)
+    seg = FeatureStore(root, params=FeatureParams(mode="segments"))
+    seg.build(audio_root=tiny_corpus, clip_seconds=[1, 5])
+    return root, first, seg, first_report
+
+
+def test_build_writes_hdf5_parquet_and_registry(built):
+    root, store, _, report = built
+    assert len(report.computed) == 30 and report.failed.height == 0
+    gen = store.generation(5)
+    assert {p.name for p in gen.iterdir()} == {"mel.h5", "index.parquet", "summary.parquet"}
+    with h5py.File(gen / "mel.h5") as h5:
+        ds = h5["mel"]
+        assert ds.shape == (30, 128, 216)
+        assert ds.chunks == (1, 128, 216)
+        assert ds.compression is not None
+        assert json.loads(h5.attrs["params"]) == store.params.to_dict()
+    reg = store.describe()
+    assert reg["params_hash"] == store.params.hash()
+    assert reg["params"] == store.params.to_dict()
+    assert reg["clip_lengths"]["5"]["clips"] == 30
+    assert reg["catalog"]["ok"] == 30
+    assert {"created_at", "feature_code_version", "package_version", "audio_policy"} <= set(reg)
+
+
+def test_index_columns_and_rows(built):
+    _, store, _, _ = built
+    idx = store.clips(clip_seconds=1).collect()
+    assert idx.columns == ["clip_id", "song_id", "genre", "label", "sha256", "segment", "start_seconds",
+                           "start_frame", "seed", "stratified", "fault_filtered", "clip_seconds", "frames", "hdf5_row"]
+    assert idx["hdf5_row"].to_list() == list(range(30))
+    assert idx.filter(pl.col("seed") == "test").height == 10
+
+
+def test_tensors_are_slices_of_the_cached_full_mel(built):
+    _, store, seg, _ = built
+    t = seg.tensors(clip_seconds=1, song_ids=["metal.00001"])
+    assert t.x.shape == (6, 128, 44)  # a 6 s song gives six 1 s segments
+    assert t.y.tolist() == [6] * 6
+    sha = t.index["sha256"][0]
+    full = np.load(seg.cache_file(sha), allow_pickle=False)
+    for i, start in enumerate(t.index["start_frame"]):
+        np.testing.assert_array_equal(t.x[i], full[:, start : start + 44])
+    assert t.index["segment"].to_list() == list(range(6))
+    np.testing.assert_allclose(t.index["start_seconds"].to_list(), [s * 512 / 22050 for s in t.index["start_frame"]])
+
+
+def test_short_songs_give_no_long_clips(built):
+    _, _, seg, _ = built
+    idx = seg.clips(clip_seconds=5).collect()
+    assert idx.group_by("song_id").len()["len"].unique().to_list() == [1]  # 6 s songs: one whole 5 s segment
+
+
+def test_queries_filter_and_validate(built):
+    _, store, _, _ = built
+    jazz_test = store.clips(clip_seconds=5, genre="jazz", split="test").collect()
+    assert jazz_test["song_id"].to_list() == ["jazz.00002"]
+    both = store.clips(clip_seconds=5, genre=["jazz", "pop"], split=["train"]).collect()
+    assert sorted(set(both["genre"])) == ["jazz", "pop"] and set(both["seed"]) == {"train"}
+    x, y, index = store.tensors(clip_seconds=5, genre="pop", split="test")
+    assert x.shape == (1, 128, 216) and y.tolist() == [7]
+    with pytest.raises(ParameterError, match=r"\[1, 5, 15, 30\]"):
+        store.clips(clip_seconds=7)
+    with pytest.raises(ParameterError, match="valid genres"):
+        store.clips(clip_seconds=5, genre="polka")
+    with pytest.raises(ParameterError, match=r"valid splits are \['train', 'test', 'excluded'\]"):
+        store.clips(clip_seconds=5, split="validation")
+    with pytest.raises(ParameterError, match="valid schemes"):
+        store.clips(clip_seconds=5, scheme="kfold")
+    with pytest.raises(StoreError, match=r"built clip lengths: \[1, 5\]"):
+        store.clips(clip_seconds=30)
+
+
+def test_summary_features_join_the_index(built):
+    _, store, _, _ = built
+    s = store.summary(clip_seconds=1, genre="blues").collect()
+    assert s.height == 3 and "mean_000" in s.columns and "std_127" in s.columns
+    x, _, _ = store.tensors(clip_seconds=1, genre="blues")
+    np.testing.assert_allclose(s["mean_005"].to_numpy(), x[:, 5].mean(axis=1), rtol=1e-5)
+
+
+def test_rerun_recomputes_nothing(built, tiny_corpus):
+    root, store, _, _ = built
+    before = {c: store.generation(c) for c in (1, 5)}
+    mtimes = {c: os.stat(before[c] / "mel.h5").st_mtime_ns for c in (1, 5)}
+    report = store.build(audio_root=tiny_corpus, clip_seconds=[1, 5])
+    assert report.computed == [] and report.cached == 30
+    assert {c: v["status"] for c, v in report.clip_lengths.items()} == {1: "unchanged", 5: "unchanged"}
+    assert {c: store.generation(c) for c in (1, 5)} == before
+    assert {c: os.stat(before[c] / "mel.h5").st_mtime_ns for c in (1, 5)} == mtimes
+
+
+def test_adding_songs_computes_only_the_new_ones(tiny_corpus, tmp_path):
+    audio = tmp_path / "audio"
+    shutil.copytree(tiny_corpus / "genres_original" / "rock", audio / "genres_original" / "rock")
+    ingest(audio, tmp_path / "store")
+    store = FeatureStore(tmp_path / "store")
+    store.build(audio_root=audio, clip_seconds=[1])
+    old = store.tensors(clip_seconds=1)
+    shutil.copy(tiny_corpus / "genres_original" / "pop" / "pop.00001.wav", audio / "genres_original" / "rock" / "rock.00003.wav")
+    ingest(audio, tmp_path / "store")
+    report = store.build(audio_root=audio, clip_seconds=[1])
+    assert report.computed == ["rock.00003"]
+    assert report.clip_lengths[1]["status"] == "built"
+    new = store.tensors(clip_seconds=1)
+    assert new.x.shape[0] == old.x.shape[0] + 1
+    keep = new.index["song_id"].is_in(old.index["song_id"].implode()).to_numpy()
+    np.testing.assert_array_equal(new.x[keep], old.x)
+
+
+def test_split_change_reindexes_without_rewriting_hdf5(tiny_corpus, tmp_path):
+    ingest(tiny_corpus, tmp_path)
+    store = FeatureStore(tmp_path)
+    store.build(audio_root=tiny_corpus, clip_seconds=[1])
+    old = store.generation(1)
+    spl = pl.read_parquet(tmp_path / "splits.parquet").with_columns(pl.lit("fold0").alias("stratified"))
+    spl.write_parquet(tmp_path / "splits.parquet")
+    report = store.build(audio_root=tiny_corpus, clip_seconds=[1])
+    assert report.clip_lengths[1]["status"] == "reindexed"
+    new = store.generation(1)
+    assert new != old
+    assert os.stat(new / "mel.h5").st_ino == os.stat(old / "mel.h5").st_ino  # hard link, not a copy
+    assert set(store.clips(clip_seconds=1).collect()["stratified"]) == {"fold0"}
+
+
+def test_new_params_make_a_new_store_and_leave_the_old_one(built, tiny_corpus):
+    root, store, _, _ = built
+    f16 = FeatureStore(root, params=FeatureParams(dtype="float16"))
+    assert f16.store_dir != store.store_dir
+    report = f16.build(audio_root=tiny_corpus, clip_seconds=[5])
+    assert report.computed == []  # same spectral params: the song cache is shared
+    x16 = f16.tensors(clip_seconds=5, dtype="float16").x
+    x32 = store.tensors(clip_seconds=5).x
+    assert x16.dtype == np.float16
+    np.testing.assert_allclose(x16.astype(np.float32), x32, atol=0.1)
+    assert (f16.generation(5) / "mel.h5").stat().st_size < 0.6 * (store.generation(5) / "mel.h5").stat().st_size
+    assert store.describe()["params"]["dtype"] == "float32"
+
+
+def test_crash_mid_write_leaves_the_previous_store_intact(tiny_corpus, tmp_path, monkeypatch):
+    ingest(tiny_corpus, tmp_path)
+    store = FeatureStore(tmp_path)
+    store.build(audio_root=tiny_corpus, clip_seconds=[1])
+    before = store.tensors(clip_seconds=1)
+    gen = store.generation(1)
+    # force a rebuild (new songs in the catalog) that dies half way through the HDF5 write
+    cat = pl.read_parquet(tmp_path / "catalog.parquet")
+    pl.concat([cat, cat.head(1).with_columns(pl.lit("zz.extra").alias("song_id"))]).write_parquet(tmp_path / "catalog.parquet")
+    original = FeatureStore._write_hdf5
+
+    def dying(self, path, index, clip_seconds, *, progress):
+        with h5py.File(path, "w") as h5:
+            h5.create_dataset("mel", data=np.zeros((1, 2, 3)))
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(FeatureStore, "_write_hdf5", dying)
+    with pytest.raises(KeyboardInterrupt):
+        store.build(audio_root=tiny_corpus, clip_seconds=[1])
+    assert store.generation(1) == gen
+    after = store.tensors(clip_seconds=1)
+    np.testing.assert_array_equal(after.x, before.x)
+    assert after.index.equals(before.index)
+    leftovers = [p.name for p in store.clip_dir(1).iterdir() if p.name.startswith(".tmp-")]
+    assert leftovers == []
+    monkeypatch.setattr(FeatureStore, "_write_hdf5", original)
+    report = store.build(audio_root=tiny_corpus, clip_seconds=[1])
+    assert report.clip_lengths[1]["clips"] == 31
+
+
+def test_stale_temporaries_are_swept(built, tiny_corpus):
+    root, store, _, _ = built
+    stale = store.clip_dir(1) / ".tmp-gen-dead.123.abc"
+    stale.mkdir()
+    (stale / "mel.h5").write_bytes(b"half")
+    store.build(audio_root=tiny_corpus, clip_seconds=[1])
+    assert not stale.exists()
+
+
+def test_a_held_lock_fails_cleanly(built, tiny_corpus):
+    root, store, _, _ = built
+    lock = store._lock(clip_dirname(1), timeout=0)
+    with lock:
+        with pytest.raises(StoreLockedError, match="another build"):
+            store.build(audio_root=tiny_corpus, clip_seconds=[1], lock_timeout=0)
+
+
+def test_errors_before_ingest_and_build(tmp_path):
+    store = FeatureStore(tmp_path)
+    with pytest.raises(StoreError, match="run ingest first"):
+        store.catalog()
+    with pytest.raises(StoreError, match="build it first"):
+        store.describe()
+    with pytest.raises(ParameterError, match="must name at least one"):
+        store.build(audio_root=tmp_path, clip_seconds=[])
