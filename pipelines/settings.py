@@ -12,6 +12,8 @@ variable               default                          meaning
 ``GTZAN_MODEL_DIR``    ``$GTZAN_DATA_DIR/models``       model store root
 ``GTZAN_REPORT_DIR``   ``$GTZAN_DATA_DIR/reports``      evaluation reports
 ``GTZAN_MODE``         ``first``                        sampling mode: first | segments
+``GTZAN_LAYOUT``       ``auto``                         auto | kaggle | original
+``GTZAN_WORKERS``      ``0`` (the CPU count)            feature worker processes
 =====================  ===============================  ==================================
 
 Relative paths are relative to the working directory. Every function reads the
@@ -31,7 +33,12 @@ ENV_VARS: dict[str, str] = {
     "GTZAN_MODEL_DIR": "model store root (default: $GTZAN_DATA_DIR/models)",
     "GTZAN_REPORT_DIR": "evaluation reports (default: $GTZAN_DATA_DIR/reports)",
     "GTZAN_MODE": "sampling mode of the features: first | segments (default: first)",
+    "GTZAN_LAYOUT": "layout of $GTZAN_DIR: auto | kaggle | original (default: auto, detected)",
+    "GTZAN_WORKERS": "worker processes of the feature build (default: 0, the CPU count)",
 }
+
+#: Values that ``GTZAN_LAYOUT`` accepts; ``auto`` detects the layout from the folder.
+LAYOUTS: tuple[str, ...] = ("auto", "kaggle", "original")
 
 
 def _env(name: str) -> str | None:
@@ -76,3 +83,35 @@ def report_dir() -> Path:
 def mode() -> str:
     """Sampling mode of the features: ``$GTZAN_MODE``, default ``first``."""
     return _env("GTZAN_MODE") or "first"
+
+
+def layout() -> str:
+    """Layout of ``$GTZAN_DIR``: ``$GTZAN_LAYOUT``, one of :data:`LAYOUTS`, default ``auto``.
+
+    Raises
+    ------
+    ParameterError
+        If the variable holds anything else.
+    """
+    from feature_store.errors import ParameterError
+
+    value = _env("GTZAN_LAYOUT") or "auto"
+    if value not in LAYOUTS:
+        raise ParameterError(f"GTZAN_LAYOUT must be one of {list(LAYOUTS)}, got {value!r}")
+    return value
+
+
+def workers() -> int:
+    """Worker processes of the feature build: ``$GTZAN_WORKERS``, default 0 (the CPU count).
+
+    Raises
+    ------
+    ParameterError
+        If the variable is not a non-negative integer.
+    """
+    from feature_store.errors import ParameterError
+
+    value = _env("GTZAN_WORKERS") or "0"
+    if not value.isdigit():
+        raise ParameterError(f"GTZAN_WORKERS must be a non-negative integer, got {value!r}")
+    return int(value)
