@@ -1,0 +1,199 @@
+"""Feature-store benchmark (issue 3): build speed, store size and selective-query speed.
+
+Corpus: ``../shared/data/gtzan-mini`` replicated ``--copies`` times (default 10: 1000 real
+files) into a temporary folder. Measured side by side, in one run:
+
+1. *baseline*: the study's pipeline, as its code ran (one process): for each clip length,
+   ``librosa.load(duration=N)`` + mel of every file, then pickle the list.
+2. *floor*: the bare load + mel of each song once, across ``--workers`` processes.
+3. *ours*: ``FeatureStore.build`` of all four clip lengths into HDF5 + Parquet, across
+   ``--workers`` processes (catalog and split tables written before, not timed).
+4. Store size (float16 option) against the raw float32 bytes of the same clips.
+5. A selective query, the held-out 5 s clips of one genre: index query + tensors, against
+   unpickling the baseline's 5 s pickle and filtering it.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_store.py [--copies 10] [--workers 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from study_baseline import pickle_features, study_features, unpickle_features  # noqa: E402
+
+from feature_store import CLIP_SECONDS, FeatureParams, FeatureStore, ingest  # noqa: E402
+from feature_store.audio import decode  # noqa: E402
+from feature_store.features import mel_spectrogram  # noqa: E402
+
+
+def replicate(src: Path, dst: Path, copies: int) -> list[tuple[str, Path]]:
+    """Copy the mini corpus ``copies`` times, renumbering songs 00000..; returns (genre, path)."""
+    files = []
+    for gdir in sorted(p for p in src.iterdir() if p.is_dir()):
+        out = dst / "genres_original" / gdir.name
+        out.mkdir(parents=True, exist_ok=True)
+        songs = sorted(gdir.iterdir())
+        n = 0
+        for _ in range(copies):
+            for f in songs:
+                target = out / f"{gdir.name}.{n:05d}{f.suffix}"
+                shutil.copyfile(f, target)
+                files.append((gdir.name, target))
+                n += 1
+    return files
+
+
+def _floor_one(path: str) -> int:
+    y = decode(path, sr=22050).y
+    return mel_spectrogram(y, params=FeatureParams()).shape[1]
+
+
+def floor(files: list[tuple[str, Path]], workers: int) -> float:
+    import multiprocessing as mp
+
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        list(pool.map(_floor_one, [str(p) for _, p in files], chunksize=8))
+    return time.perf_counter() - t0
+
+
+def baseline(files: list[tuple[str, Path]], out: Path) -> float:
+    t0 = time.perf_counter()
+    for c in CLIP_SECONDS:
+        data = study_features(files, c)
+        pickle_features(data, out / f"study-{c:02d}s.pkl")
+        del data
+    return time.perf_counter() - t0
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown cpu"
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        cpu = model
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--copies", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--source", type=Path, default=REPO.parent / "shared" / "data" / "gtzan-mini" / "genres_original")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    if not args.source.is_dir():
+        print(f"no corpus at {args.source}", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="bench_store_"))
+    try:
+        files = replicate(args.source, tmp / "audio", args.copies)
+        n = len(files)
+        print(f"{n} files in {tmp}")
+        # warm the page cache and librosa's lazy imports for everyone
+        for _, p in files:
+            p.read_bytes()
+        study_features(files[:1], 1)
+
+        t_floor = floor(files, args.workers)
+        print(f"floor (load+mel once, {args.workers} processes): {t_floor:.1f} s")
+
+        (tmp / "study").mkdir()
+        t_base = baseline(files, tmp / "study")
+        print(f"baseline (study, 1 process, 4 clip lengths, pickled): {t_base:.1f} s")
+
+        ingest(tmp / "audio", tmp / "store")
+        store = FeatureStore(tmp / "store")
+        t0 = time.perf_counter()
+        store.build(audio_root=tmp / "audio", workers=args.workers)
+        t_ours = time.perf_counter() - t0
+        print(f"ours (4 clip lengths to HDF5+Parquet, {args.workers} processes): {t_ours:.1f} s")
+        t0 = time.perf_counter()
+        store.build(audio_root=tmp / "audio", workers=args.workers)
+        t_rerun = time.perf_counter() - t0
+
+        f16 = FeatureStore(tmp / "store", params=FeatureParams(dtype="float16"))
+        f16.build(audio_root=tmp / "audio", workers=args.workers)
+        sizes = {}
+        for c in CLIP_SECONDS:
+            gen = f16.generation(c)
+            stored = sum(p.stat().st_size for p in gen.iterdir())
+            raw = n * 128 * FeatureParams().clip_frames(c) * 4
+            sizes[c] = {"stored_bytes": stored, "raw_float32_bytes": raw, "ratio": stored / raw}
+        total_ratio = sum(v["stored_bytes"] for v in sizes.values()) / sum(v["raw_float32_bytes"] for v in sizes.values())
+        f32_gen_bytes = sum(sum(p.stat().st_size for p in store.generation(c).iterdir()) for c in CLIP_SECONDS)
+        pickle_bytes = sum((tmp / "study" / f"study-{c:02d}s.pkl").stat().st_size for c in CLIP_SECONDS)
+
+        # selective query: held-out 5 s clips of one genre
+        reps = 5
+        t_index, t_query = [], []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            idx = store.clips(clip_seconds=5, genre="jazz", split="test").collect()
+            t_index.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            x, y, _ = store.tensors(clip_seconds=5, genre="jazz", split="test")
+            t_query.append(time.perf_counter() - t0 + t_index[-1])
+        t_unpickle = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            data = unpickle_features(tmp / "study" / "study-05s.pkl")
+            # the study's split: the last 10 % of each genre's list are held out
+            jazz = [i for i, (_, lab) in enumerate(data) if lab == 5]
+            held = [data[i][0] for i in jazz[-len(jazz) // 10 :]]
+            t_unpickle.append(time.perf_counter() - t0)
+            del data
+        assert x.shape[0] == len(held), (x.shape, len(held))
+        result = {
+            "date": dt.date.today().isoformat(),
+            "machine": machine(),
+            "command": "python benchmarks/bench_store.py " + " ".join(sys.argv[1:]),
+            "files": n,
+            "workers": args.workers,
+            "floor_s": t_floor,
+            "baseline_s": t_base,
+            "ours_s": t_ours,
+            "rerun_s": t_rerun,
+            "speedup_vs_baseline": t_base / t_ours,
+            "ours_over_floor": t_ours / t_floor,
+            "sizes_float16": sizes,
+            "size_ratio_float16": total_ratio,
+            "float32_store_bytes": f32_gen_bytes,
+            "pickle_bytes": pickle_bytes,
+            "index_query_ms": 1000 * min(t_index),
+            "query_ms": 1000 * min(t_query),
+            "unpickle_ms": 1000 * min(t_unpickle),
+            "query_speedup": min(t_unpickle) / min(t_query),
+            "clips_selected": int(x.shape[0]),
+            "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
+        }
+        print(json.dumps(result, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+        return 0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
