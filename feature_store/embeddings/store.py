@@ -1,0 +1,828 @@
+"""The embeddings view: musicnn clip embeddings in HDF5 + Parquet, one store per clip length.
+
+Clips are the mel store's clips: the same ``FeatureParams`` (its ``mode``, ``sr`` and
+``hop_length``) define them through :meth:`FeatureParams.segment_starts` and
+:func:`feature_store.features.clip_starts`, and the index is built by the same code, so a
+clip has the same ``clip_id``, ``segment`` and ``start_seconds`` in both views and they join.
+The embedding of a clip is the mean, over the 3 s musicnn patches inside it, of each
+layer (:data:`~feature_store.embeddings.musicnn.LAYERS`); a 1 s clip is repeat-padded to
+one patch (see :func:`~feature_store.embeddings.musicnn.clip_patches`).
+
+Layout under a store root (beside the mel store's folders)::
+
+    cache/emb-<model>-<weights sha[:12]>-<hash>/<sha256>-05s.npz   per song and clip length
+    features/emb-<model>-<hash>/
+        registry.json                 model, weights sha256, params, counts, times
+        .locks/                       one lock file per clip length, cache and registry
+        clip-05s/
+            current -> gen-<id>       symlink, swapped atomically
+            gen-<id>/embeddings.h5    datasets max_pool (clips, 753), mean_pool (clips, 753),
+                                      penultimate (clips, 200), tags (clips, 50), clip_id
+            gen-<id>/index.parquet    the mel store's index columns, plus ``patches``
+
+``<hash>`` (:meth:`EmbeddingStore.hash`) covers the model name, the clip geometry
+(``sr``, ``hop_length``, ``mode``), musicnn's input constants and the embedding code
+version; the weights' sha256 is recorded in the registry and in every HDF5 file, and it
+names the cache, so new weights never mix with old rows. Publishing, locking and the
+``unchanged``/``reindexed``/``built`` logic follow :mod:`feature_store.store`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import polars as pl
+from filelock import FileLock, Timeout
+
+from feature_store import atomic
+from feature_store.audio import AUDIO_POLICY, decode
+from feature_store.catalog import resolve_in_root
+from feature_store.errors import AudioError, ParameterError, StoreError, StoreLockedError
+from feature_store.features import clip_starts
+from feature_store.params import CLIP_SECONDS, FeatureParams, _digest, validate_clip_seconds
+from feature_store.store import (
+    DEFAULT_LOCK_TIMEOUT,
+    HDF5_COMPRESSION,
+    KEEP_OLD_GENERATIONS,
+    REGISTRY_FILE,
+    FeatureStore,
+    _now,
+    _package_version,
+    _progress,
+    _read_rows,
+    clip_dirname,
+)
+from feature_store.embeddings import musicnn as mn
+
+#: Bump when the numbers an embedding store holds would change.
+EMBEDDING_CODE_VERSION = "1"
+#: Layers that :meth:`EmbeddingStore.tensors` concatenates by default (753 + 200 + 50).
+DEFAULT_LAYERS: tuple[str, ...] = ("max_pool", "penultimate", "tags")
+H5_FILE = "embeddings.h5"
+
+
+def validate_layers(layers: str | Sequence[str]) -> tuple[str, ...]:
+    """Return ``layers`` as a tuple, or raise :class:`ParameterError` naming the valid layers."""
+    names = (layers,) if isinstance(layers, str) else tuple(layers)
+    if not names:
+        raise ParameterError(f"layers must name at least one of {list(mn.LAYERS)}")
+    for name in names:
+        if name not in mn.LAYERS:
+            raise ParameterError(f"unknown embedding layer {name!r}; valid layers are {list(mn.LAYERS)}")
+    if len(set(names)) != len(names):
+        raise ParameterError(f"layers repeat a name: {list(names)}")
+    return names
+
+
+def musicnn_start(params: FeatureParams, start_frame: int) -> int:
+    """The musicnn frame where a clip that starts at mel frame ``start_frame`` starts.
+
+    The clip starts ``start_frame * hop_length / sr`` seconds into the song, which is frame
+    ``round(seconds * 16000 / 256)`` of musicnn's log-mel.
+    """
+    return int(round(start_frame * params.hop_length / params.sr * mn.SR / mn.HOP_LENGTH))
+
+
+def song_clip_embeddings(
+    embedder: mn.MusicnnEmbedder, mel: np.ndarray, *, duration: float, params: FeatureParams, clip_seconds: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Embeddings of the clips that one song yields at ``clip_seconds``.
+
+    Parameters
+    ----------
+    embedder : MusicnnEmbedder
+    mel : np.ndarray [shape=(frames, 96)]
+        :func:`~feature_store.embeddings.musicnn.log_mel` of the song at 16 kHz, padded to
+        the nominal 30 s as :func:`feature_store.audio.decode` does.
+    duration : float
+        Seconds of real audio; :func:`feature_store.features.clip_starts` keeps the clips
+        that are at least 95 % real audio, exactly as in the mel store.
+    params : FeatureParams
+        Clip definitions (``mode``, ``sr``, ``hop_length``).
+    clip_seconds : int
+
+    Returns
+    -------
+    segments : np.ndarray [shape=(clips,), dtype=int64]
+    layers : dict of str to np.ndarray [shape=(clips, width)]
+    """
+    clips = clip_starts(params=params, clip_seconds=clip_seconds, duration=duration)
+    starts = [musicnn_start(params, s) for _, s in clips]
+    out = embedder.embed_clips(mel, starts=starts, frames=mn.clip_frames(clip_seconds))
+    return np.asarray([k for k, _ in clips], np.int64), out
+
+
+class EmbeddingTensors(NamedTuple):
+    """Result of :meth:`EmbeddingStore.tensors`.
+
+    Attributes
+    ----------
+    x : np.ndarray [shape=(clips, sum of the layers' widths), dtype=float32]
+        The requested layers side by side, in the order asked for.
+    y : np.ndarray [shape=(clips,), dtype=int64]
+        Genre labels, index into :data:`feature_store.params.GENRES`.
+    index : pl.DataFrame
+        The index rows of ``x``, in the same order.
+    layers : tuple of str
+        The layers of ``x``, in column order.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    index: pl.DataFrame
+    layers: tuple[str, ...]
+
+
+@dataclasses.dataclass
+class EmbeddingBuildReport:
+    """What one :meth:`EmbeddingStore.build` did.
+
+    Attributes
+    ----------
+    computed : list of str
+        Song ids embedded in this build (empty on an unchanged re-run).
+    cached : int
+        Songs whose embeddings all came from the cache.
+    failed : pl.DataFrame
+        Songs that failed (``song_id``, ``reason``); the rest are stored.
+    clip_lengths : dict
+        Per clip length: ``status`` (``built``, ``reindexed`` or ``unchanged``), ``clips``,
+        ``songs``, ``skipped_short``, ``path``, ``bytes``, ``embed_ms_per_clip``.
+    weights_sha256 : str
+    seconds : float
+    """
+
+    computed: list[str]
+    cached: int
+    failed: pl.DataFrame
+    clip_lengths: dict[int, dict[str, Any]]
+    weights_sha256: str
+    seconds: float
+
+
+# ---------------------------------------------------------------------------------------
+# workers: one song -> cached clip embeddings for the clip lengths it misses
+# ---------------------------------------------------------------------------------------
+_WORKER_EMBEDDER: mn.MusicnnEmbedder | None = None
+
+
+def _init_worker(model: str, threads: int | None) -> None:
+    global _WORKER_EMBEDDER
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    mn.configure_threads(threads)
+    _WORKER_EMBEDDER = mn.MusicnnEmbedder(model=model)
+
+
+def _worker_job(path: str, sha256: str, todo: list[tuple[int, str]], params_dict: dict) -> dict:
+    assert _WORKER_EMBEDDER is not None, "worker not initialised"
+    return _embed_song(_WORKER_EMBEDDER, path, sha256, todo, FeatureParams.from_dict(params_dict))
+
+
+def _embed_song(
+    embedder: mn.MusicnnEmbedder, path: str, sha256: str, todo: list[tuple[int, str]], params: FeatureParams
+) -> dict:
+    """Decode one song once and cache the clip embeddings of each clip length in ``todo``.
+
+    Never raises for bad audio: returns ``{"ok": False, "reason": ...}``.
+    """
+    try:
+        t0 = time.perf_counter()
+        data = Path(path).read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            return {"ok": False, "reason": "file changed since it was cataloged; re-run ingest"}
+        audio = decode(path, sr=mn.SR)
+        mel = mn.log_mel(audio.y)
+        decode_seconds = time.perf_counter() - t0
+        for c, cache_file in todo:
+            t1 = time.perf_counter()
+            segments, out = song_clip_embeddings(embedder, mel, duration=audio.duration, params=params, clip_seconds=c)
+            seconds = time.perf_counter() - t1
+            with atomic.atomic_path(cache_file) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(
+                        fh,
+                        segments=segments,
+                        decode_seconds=np.float64(decode_seconds),
+                        embed_seconds=np.float64(seconds),
+                        **out,
+                    )
+        return {"ok": True}
+    except (AudioError, OSError, ParameterError) as exc:
+        return {"ok": False, "reason": str(exc)}
+
+
+class EmbeddingStore:
+    """Build and query the musicnn embeddings view under ``root``.
+
+    A sibling of :class:`~feature_store.store.FeatureStore` on the same root: it reads the
+    same catalog and split tables, defines clips the same way (from ``params``) and answers
+    the same queries, with embedding vectors in place of mel spectrograms.
+
+    Parameters
+    ----------
+    root : path
+        Store root (holds ``catalog.parquet``, ``splits.parquet``, ``features/``).
+    model : {'MSD_musicnn', 'MTT_musicnn'}
+        Which musicnn weights embed the clips.
+    params : FeatureParams, optional
+        Clip definitions: its ``mode``, ``sr`` and ``hop_length`` (the mel parameters
+        proper do not matter here). Default ``FeatureParams()``: the first N seconds.
+
+    Examples
+    --------
+    >>> store = EmbeddingStore("data/store", model="MSD_musicnn")            # doctest: +SKIP
+    >>> store.build(audio_root="data/demo/genres_original", clip_seconds=[5])  # doctest: +SKIP
+    >>> store.clips(clip_seconds=5, genre="jazz", split="test").collect()      # doctest: +SKIP
+    >>> x, y, index, layers = store.tensors(clip_seconds=5, split="train")     # doctest: +SKIP
+    """
+
+    def __init__(
+        self, root: str | os.PathLike[str], *, model: str = "MSD_musicnn", params: FeatureParams | None = None
+    ) -> None:
+        self.model = mn.validate_model(model)
+        self._mel = FeatureStore(root, params=params)
+        self.root = self._mel.root
+        self.params = self._mel.params
+
+    # -- identity and paths ---------------------------------------------------------------
+    def hash(self) -> str:
+        """Short hash of the model name, clip geometry, musicnn input and code version."""
+        p = self.params
+        return _digest(
+            {
+                "model": self.model,
+                "sr": p.sr,
+                "hop_length": p.hop_length,
+                "mode": p.mode,
+                "musicnn": [mn.SR, mn.N_FFT, mn.HOP_LENGTH, mn.N_MELS, mn.PATCH_FRAMES],
+                "code": EMBEDDING_CODE_VERSION,
+            }
+        )
+
+    @property
+    def store_dir(self) -> Path:
+        return self.root / "features" / f"emb-{self.model}-{self.hash()}"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.store_dir / REGISTRY_FILE
+
+    def clip_dir(self, clip_seconds: int) -> Path:
+        return self.store_dir / clip_dirname(clip_seconds)
+
+    def cache_dir(self, weights_sha256: str) -> Path:
+        """Cache folder of the per-song embeddings made with these weights."""
+        return self.root / "cache" / f"emb-{self.model}-{weights_sha256[:12]}-{self.hash()}"
+
+    def cache_file(self, weights_sha256: str, sha256: str, clip_seconds: int) -> Path:
+        """Cache file of one song's clip embeddings at one clip length."""
+        if not (len(sha256) == 64 and all(ch in "0123456789abcdef" for ch in sha256)):
+            raise ParameterError(f"not a sha256 hex digest: {sha256!r}")
+        return self.cache_dir(weights_sha256) / f"{sha256}-{validate_clip_seconds(clip_seconds):02d}s.npz"
+
+    def _lock(self, name: str, timeout: float) -> FileLock:
+        locks = self.store_dir / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(locks / f"{name}.lock"), timeout=timeout)
+
+    # -- build ----------------------------------------------------------------------------
+    def build(
+        self,
+        *,
+        audio_root: str | os.PathLike[str],
+        clip_seconds: Iterable[int] = CLIP_SECONDS,
+        workers: int | None = None,
+        threads: int | None = None,
+        progress: bool = False,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ) -> EmbeddingBuildReport:
+        """Embed what is missing and (re)write the stores of ``clip_seconds``.
+
+        Songs whose embeddings are cached (by content hash, weights and clip length) are
+        not decoded again, and a clip length whose rows already match the catalog, the
+        splits and the weights is left untouched.
+
+        Parameters
+        ----------
+        audio_root : path
+            The genres folder the catalog's relative paths point into.
+        clip_seconds : iterable of int
+            Clip lengths to write (default all of :data:`CLIP_SECONDS`).
+        workers : int, optional
+            Worker processes, each with its own copy of the network (default: CPU count).
+            With 1, or with fewer songs to embed than workers, songs are embedded in this
+            process.
+        threads : int, optional
+            TensorFlow threads per worker process (default 1 when ``workers > 1``).
+        progress : bool
+            Show a progress bar on stderr.
+        lock_timeout : float
+            Seconds to wait for a concurrent build of the same store;
+            :class:`StoreLockedError` after that.
+
+        Returns
+        -------
+        EmbeddingBuildReport
+
+        Raises
+        ------
+        MusicnnWeightsError
+            If the musicnn package is not installed (the message names the command).
+        StoreError
+            If ingest has not run.
+        StoreLockedError
+            If another build holds a lock for longer than ``lock_timeout``.
+        """
+        lengths = sorted({validate_clip_seconds(c) for c in clip_seconds})
+        if not lengths:
+            raise ParameterError(f"clip_seconds must name at least one of {list(CLIP_SECONDS)}")
+        t0 = time.perf_counter()
+        weights = mn.weights_sha256(self.model)
+        from feature_store.catalog import find_genre_root
+
+        genre_root, _ = find_genre_root(audio_root)
+        catalog = self._mel.catalog()
+        splits = self._mel.splits()
+        ok = catalog.filter(pl.col("status") == "ok")
+        computed, failed = self._fill_cache(
+            ok, genre_root, lengths, weights, workers=workers, threads=threads, progress=progress,
+            lock_timeout=lock_timeout,
+        )
+        failed_df = pl.DataFrame(failed, schema={"song_id": pl.String, "reason": pl.String})
+        usable = ok.filter(~pl.col("song_id").is_in(failed_df["song_id"].implode()))
+        report: dict[int, dict[str, Any]] = {}
+        for c in lengths:
+            report[c] = self._write_clip_length(c, usable, splits, weights, lock_timeout=lock_timeout, progress=progress)
+        self._update_registry(report, weights=weights, catalog=catalog, failed=failed_df, lock_timeout=lock_timeout)
+        return EmbeddingBuildReport(
+            computed=computed,
+            cached=usable.height - len(computed),
+            failed=failed_df,
+            clip_lengths=report,
+            weights_sha256=weights,
+            seconds=time.perf_counter() - t0,
+        )
+
+    def _fill_cache(
+        self,
+        ok: pl.DataFrame,
+        genre_root: Path,
+        lengths: list[int],
+        weights: str,
+        *,
+        workers: int | None,
+        threads: int | None,
+        progress: bool,
+        lock_timeout: float,
+    ) -> tuple[list[str], list[dict[str, str]]]:
+        cache_dir = self.cache_dir(weights)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = self._lock("cache", lock_timeout)
+            lock.acquire()
+        except Timeout as exc:
+            raise StoreLockedError(f"another build is filling {cache_dir}; try again later") from exc
+        try:
+            atomic.remove_stale_temps(cache_dir)
+            jobs: list[tuple[str, str, str, list[tuple[int, str]]]] = []
+            failed: list[dict[str, str]] = []
+            seen: set[str] = set()
+            for sid, rel, sha in ok.select("song_id", "path", "sha256").iter_rows():
+                if sha in seen:
+                    continue
+                seen.add(sha)
+                todo = [(c, str(self.cache_file(weights, sha, c))) for c in lengths]
+                todo = [(c, f) for c, f in todo if not Path(f).exists()]
+                if not todo:
+                    continue
+                try:
+                    path = resolve_in_root(genre_root, rel)
+                except ParameterError as exc:
+                    failed.append({"song_id": sid, "reason": str(exc)})
+                    continue
+                jobs.append((sid, str(path), sha, todo))
+            computed: list[str] = []
+            bar = _progress(len(jobs), f"musicnn {self.model}", enabled=progress)
+            n_workers = min(workers or os.cpu_count() or 1, len(jobs))
+            if n_workers <= 1:
+                embedder = mn.MusicnnEmbedder(model=self.model) if jobs else None
+                for job in jobs:
+                    _collect(job, _embed_song(embedder, job[1], job[2], job[3], self.params), computed, failed)
+                    bar.update()
+            else:
+                import multiprocessing as mp
+
+                with ProcessPoolExecutor(
+                    n_workers,
+                    mp_context=mp.get_context("spawn"),
+                    initializer=_init_worker,
+                    initargs=(self.model, threads or 1),
+                ) as pool:
+                    params_dict = self.params.to_dict()
+                    futs = {pool.submit(_worker_job, j[1], j[2], j[3], params_dict): j for j in jobs}
+                    for fut in as_completed(futs):
+                        _collect(futs[fut], fut.result(), computed, failed)
+                        bar.update()
+            bar.close()
+            return computed, failed
+        finally:
+            lock.release()
+
+    def _target_index(self, clip_seconds: int, songs: pl.DataFrame, splits: pl.DataFrame) -> pl.DataFrame:
+        index = self._mel._target_index(clip_seconds, songs, splits)
+        return index.with_columns(pl.lit(mn.patch_count(mn.clip_frames(clip_seconds)), pl.Int64).alias("patches"))
+
+    def _write_clip_length(
+        self,
+        clip_seconds: int,
+        songs: pl.DataFrame,
+        splits: pl.DataFrame,
+        weights: str,
+        *,
+        lock_timeout: float,
+        progress: bool,
+    ) -> dict[str, Any]:
+        cdir = self.clip_dir(clip_seconds)
+        cdir.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = self._lock(clip_dirname(clip_seconds), lock_timeout)
+            lock.acquire()
+        except Timeout as exc:
+            raise StoreLockedError(
+                f"another build is writing {cdir}; it holds {lock.lock_file}. Try again when it ends"
+            ) from exc
+        try:
+            atomic.remove_stale_temps(cdir)
+            target = self._target_index(clip_seconds, songs, splits)
+            skipped_short = songs.filter(~pl.col("song_id").is_in(target["song_id"].implode()))["song_id"].to_list()
+            current = atomic.resolve_current(cdir)
+            status = "built"
+            if current is not None and _stored_weights(current) == weights:
+                old = pl.read_parquet(current / "index.parquet")
+                same_rows = old.select("clip_id", "sha256").equals(target.select("clip_id", "sha256"))
+                if same_rows and old.columns == target.columns and old.equals(target):
+                    status = "unchanged"
+                elif same_rows:
+                    status = "reindexed"
+            if status != "unchanged":
+                with atomic.new_generation(cdir, keep_old=KEEP_OLD_GENERATIONS) as tmp:
+                    if status == "reindexed":
+                        os.link(current / H5_FILE, tmp / H5_FILE)
+                    else:
+                        self._write_hdf5(tmp / H5_FILE, target, clip_seconds, weights, progress=progress)
+                    target.write_parquet(tmp / "index.parquet", compression="zstd")
+                current = atomic.resolve_current(cdir)
+            return {
+                "status": status,
+                "clips": target.height,
+                "songs": target["song_id"].n_unique(),
+                "skipped_short": skipped_short,
+                "patches_per_clip": mn.patch_count(mn.clip_frames(clip_seconds)),
+                "weights_sha256": weights,
+                "embed_ms_per_clip": self._embed_cost(target, clip_seconds, weights),
+                "generation": current.name,
+                "path": str(current / H5_FILE),
+                "index_path": str(current / "index.parquet"),
+                "bytes": sum(f.stat().st_size for f in current.iterdir()),
+            }
+        finally:
+            lock.release()
+
+    def _embed_cost(self, index: pl.DataFrame, clip_seconds: int, weights: str) -> float | None:
+        """Mean milliseconds to embed one clip (decode + log-mel + network), from the cache."""
+        total, clips = 0.0, 0
+        for sha in index["sha256"].unique().to_list():
+            with np.load(self.cache_file(weights, sha, clip_seconds), allow_pickle=False) as z:
+                total += float(z["decode_seconds"]) + float(z["embed_seconds"])
+                clips += int(z["segments"].shape[0])
+        return 1000.0 * total / clips if clips else None
+
+    def _write_hdf5(self, path: Path, index: pl.DataFrame, clip_seconds: int, weights: str, *, progress: bool) -> None:
+        import h5py
+
+        n = index.height
+        bar = _progress(n, f"write {clip_seconds}s", enabled=progress)
+        with h5py.File(path, "w") as h5:
+            dsets = {
+                name: h5.create_dataset(
+                    name,
+                    shape=(n, width),
+                    dtype="float32",
+                    chunks=(min(n, 256), width) if n else None,
+                    compression=HDF5_COMPRESSION if n else None,
+                )
+                for name, width in mn.LAYERS.items()
+            }
+            h5.create_dataset("clip_id", data=np.array(index["clip_id"].to_list(), dtype=object),
+                              dtype=h5py.string_dtype())
+            h5.attrs["model"] = self.model
+            h5.attrs["weights_sha256"] = weights
+            h5.attrs["params"] = json.dumps(self.params.to_dict(), sort_keys=True)
+            h5.attrs["embedding_hash"] = self.hash()
+            h5.attrs["clip_seconds"] = clip_seconds
+            h5.attrs["layout"] = "(clips, width) per layer"
+            h5.attrs["tags"] = json.dumps(list(mn.tag_names(self.model)))
+            bufs = {name: np.zeros((n, width), np.float32) for name, width in mn.LAYERS.items()}
+            for sha, group in index.group_by("sha256", maintain_order=True):
+                with np.load(self.cache_file(weights, sha[0], clip_seconds), allow_pickle=False) as z:
+                    rows = group["hdf5_row"].to_numpy()
+                    pos = {int(k): i for i, k in enumerate(z["segments"])}
+                    missing = [int(k) for k in group["segment"] if int(k) not in pos]
+                    if missing:
+                        raise StoreError(f"cached embeddings of {sha[0]} lack segments {missing}; delete the cache file")
+                    take = np.asarray([pos[int(k)] for k in group["segment"]], np.int64)
+                    for name in mn.LAYERS:
+                        bufs[name][rows] = z[name][take]
+                bar.update(group.height)
+            for name, ds in dsets.items():
+                if n:
+                    ds[...] = bufs[name]
+        bar.close()
+
+    def _update_registry(
+        self,
+        report: dict[int, dict[str, Any]],
+        *,
+        weights: str,
+        catalog: pl.DataFrame,
+        failed: pl.DataFrame,
+        lock_timeout: float,
+    ) -> None:
+        try:
+            lock = self._lock("registry", lock_timeout)
+            lock.acquire()
+        except Timeout as exc:
+            raise StoreLockedError(f"another build is writing {self.registry_path}") from exc
+        try:
+            reg = self._read_registry() or {
+                "view": "embeddings",
+                "model": self.model,
+                "embedding_hash": self.hash(),
+                "params": self.params.to_dict(),
+                "params_hash": self.params.hash(),
+                "embedding_code_version": EMBEDDING_CODE_VERSION,
+                "created_at": _now(),
+                "clip_lengths": {},
+            }
+            reg["weights_sha256"] = weights
+            reg["weights_package"] = mn.MUSICNN_PACKAGE
+            reg["weights_folder"] = str(mn.weights_folder(self.model))
+            reg["layers"] = dict(mn.LAYERS)
+            reg["input"] = {
+                "sr": mn.SR, "n_fft": mn.N_FFT, "hop_length": mn.HOP_LENGTH, "n_mels": mn.N_MELS,
+                "patch_frames": mn.PATCH_FRAMES, "log": "log10(10000 * S + 1)",
+                "clip": "mean over non-overlapping 3 s patches; clips under 3 s repeat-padded",
+            }
+            reg["audio_policy"] = AUDIO_POLICY
+            reg["package_version"] = _package_version()
+            reg["updated_at"] = _now()
+            reg["catalog"] = {
+                "files": catalog.height,
+                "ok": int((catalog["status"] == "ok").sum()),
+                "quarantined": int((catalog["status"] == "quarantined").sum()),
+                "feature_failures": failed.to_dicts(),
+            }
+            for c, info in report.items():
+                entry = {k: v for k, v in info.items() if k != "status"}
+                prev = reg["clip_lengths"].get(str(c), {})
+                entry["created_at"] = prev.get("created_at", _now()) if info["status"] == "unchanged" and prev else _now()
+                reg["clip_lengths"][str(c)] = entry
+            atomic.write_json_atomic(self.registry_path, reg)
+        finally:
+            lock.release()
+
+    def _read_registry(self) -> dict[str, Any] | None:
+        if not self.registry_path.exists():
+            return None
+        return json.loads(self.registry_path.read_text())
+
+    # -- queries --------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """The registry: model, weights sha256, params, counts and creation times.
+
+        Raises
+        ------
+        StoreError
+            If no embedding store was built for this model and these params under root.
+        """
+        reg = self._read_registry()
+        if reg is None:
+            raise StoreError(
+                f"no {self.model} embedding store ({self.hash()}, mode {self.params.mode!r}) under {self.root}; "
+                "build it first (EmbeddingStore.build / build_embeddings)"
+            )
+        return reg
+
+    def available_clip_seconds(self) -> list[int]:
+        """Clip lengths that have a built embedding store."""
+        return [c for c in CLIP_SECONDS if atomic.resolve_current(self.clip_dir(c)) is not None]
+
+    def generation(self, clip_seconds: int) -> Path:
+        """The folder of the current generation of a clip length.
+
+        Raises
+        ------
+        StoreError
+            If that clip length has not been built.
+        """
+        c = validate_clip_seconds(clip_seconds)
+        current = atomic.resolve_current(self.clip_dir(c))
+        if current is None:
+            built = self.available_clip_seconds()
+            raise StoreError(
+                f"no {c} s {self.model} embeddings under {self.store_dir}; built clip lengths: {built or 'none'}. "
+                "Build them first (EmbeddingStore.build / build_embeddings)"
+            )
+        return current
+
+    def clips(
+        self,
+        *,
+        clip_seconds: int,
+        genre: str | Sequence[str] | None = None,
+        split: str | Sequence[str] | None = None,
+        scheme: str = "seed",
+        song_ids: Sequence[str] | None = None,
+    ) -> pl.LazyFrame:
+        """Lazy query over the clip index of one clip length (as :meth:`FeatureStore.clips`).
+
+        Returns
+        -------
+        pl.LazyFrame
+            The mel store's index columns (``clip_id, song_id, genre, label, sha256,
+            segment, start_seconds, start_frame, <schemes>, clip_seconds, frames,
+            hdf5_row``) plus ``patches``, the 3 s patches averaged per clip.
+        """
+        gen = self.generation(clip_seconds)
+        return self._mel._query(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
+
+    def tensors(
+        self,
+        *,
+        clip_seconds: int,
+        layers: str | Sequence[str] = DEFAULT_LAYERS,
+        genre: str | Sequence[str] | None = None,
+        split: str | Sequence[str] | None = None,
+        scheme: str = "seed",
+        song_ids: Sequence[str] | None = None,
+    ) -> EmbeddingTensors:
+        """Embeddings and labels of the clips that :meth:`clips` selects.
+
+        Parameters
+        ----------
+        layers : str or list of str
+            Layers of :data:`~feature_store.embeddings.musicnn.LAYERS` to concatenate.
+
+        Returns
+        -------
+        EmbeddingTensors
+            ``x`` [shape=(clips, sum of widths)], ``y`` [shape=(clips,)], the index, the layers.
+        """
+        import h5py
+
+        names = validate_layers(layers)
+        for attempt in range(5):
+            gen = self.generation(clip_seconds)
+            try:
+                index = (
+                    self._mel._query(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
+                    .sort("hdf5_row")
+                    .collect()
+                )
+                rows = index["hdf5_row"].to_numpy()
+                with h5py.File(gen / H5_FILE, "r") as h5:
+                    parts = [_read_rows(h5[name], rows) for name in names]
+                    ids = h5["clip_id"].asstr()[rows] if rows.size else np.array([], dtype=object)
+                break
+            except (FileNotFoundError, OSError):
+                if attempt == 4:
+                    raise
+                time.sleep(0.05)
+        if list(ids) != index["clip_id"].to_list():
+            raise StoreError(f"torn store at {gen}: HDF5 rows do not match the index")
+        x = np.concatenate(parts, axis=1).astype(np.float32, copy=False)
+        return EmbeddingTensors(x=x, y=index["label"].to_numpy().astype(np.int64), index=index, layers=names)
+
+
+def _stored_weights(gen: Path) -> str | None:
+    import h5py
+
+    try:
+        with h5py.File(gen / H5_FILE, "r") as h5:
+            return str(h5.attrs.get("weights_sha256", ""))
+    except OSError:
+        return None
+
+
+def _collect(job: tuple, res: dict, computed: list[str], failed: list[dict[str, str]]) -> None:
+    if res["ok"]:
+        computed.append(job[0])
+    else:
+        failed.append({"song_id": job[0], "reason": res["reason"]})
+
+
+def build_embeddings(
+    *,
+    store_root: str | os.PathLike[str],
+    audio_root: str | os.PathLike[str],
+    clip_seconds: Iterable[int] = CLIP_SECONDS,
+    model: str = "MSD_musicnn",
+    params: FeatureParams | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+    progress: bool = False,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> EmbeddingBuildReport:
+    """Build the embeddings view of ``store_root`` (ingest must have run there).
+
+    One call per Dagster partition (``clip_seconds=[c]``) or for all clip lengths at once;
+    see :meth:`EmbeddingStore.build` for the parameters.
+    """
+    return EmbeddingStore(store_root, model=model, params=params).build(
+        audio_root=audio_root, clip_seconds=clip_seconds, workers=workers, threads=threads, progress=progress,
+        lock_timeout=lock_timeout,
+    )
+
+
+class FileEmbeddings(NamedTuple):
+    """Result of :func:`embed_file`.
+
+    Attributes
+    ----------
+    x : np.ndarray [shape=(clips, sum of widths), dtype=float32]
+    index : pl.DataFrame
+        ``segment``, ``start_seconds`` of each clip.
+    layers : tuple of str
+    seconds : float
+        Wall time of decode + log-mel + network (the embedding cost of this file).
+    """
+
+    x: np.ndarray
+    index: pl.DataFrame
+    layers: tuple[str, ...]
+    seconds: float
+
+
+def embed_file(
+    path: str | os.PathLike[str],
+    *,
+    clip_seconds: int,
+    params: FeatureParams | None = None,
+    model: str = "MSD_musicnn",
+    layers: str | Sequence[str] = DEFAULT_LAYERS,
+    embedder: mn.MusicnnEmbedder | None = None,
+) -> FileEmbeddings:
+    """Embed the clips of one audio file, as the store would (for ``gtzan predict``).
+
+    Parameters
+    ----------
+    path : path
+        Any file that :func:`feature_store.audio.decode` reads.
+    clip_seconds : int
+    params : FeatureParams, optional
+        Clip definitions (``mode``); default ``FeatureParams()``.
+    model : str
+    layers : str or list of str
+    embedder : MusicnnEmbedder, optional
+        Reuse a loaded network across files.
+
+    Returns
+    -------
+    FileEmbeddings
+
+    Raises
+    ------
+    AudioError
+        If the file cannot be decoded.
+    StoreError
+        If the file is too short for one clip of ``clip_seconds``.
+    """
+    c = validate_clip_seconds(clip_seconds)
+    names = validate_layers(layers)
+    params = params or FeatureParams()
+    embedder = embedder or mn.MusicnnEmbedder(model=model)
+    t0 = time.perf_counter()
+    audio = decode(path, sr=mn.SR)
+    mel = mn.log_mel(audio.y)
+    segments, out = song_clip_embeddings(embedder, mel, duration=audio.duration, params=params, clip_seconds=c)
+    if segments.size == 0:
+        raise StoreError(f"{Path(path).name} lasts {audio.duration:.1f} s, too short for one {c} s clip")
+    x = np.concatenate([out[n] for n in names], axis=1)
+    starts = params.segment_starts(c)
+    index = pl.DataFrame(
+        {
+            "segment": segments.tolist(),
+            "start_seconds": [starts[k] * params.hop_length / params.sr for k in segments.tolist()],
+        },
+        schema={"segment": pl.Int64, "start_seconds": pl.Float64},
+    )
+    return FileEmbeddings(x=x, index=index, layers=names, seconds=time.perf_counter() - t0)
