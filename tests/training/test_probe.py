@@ -1,0 +1,168 @@
+"""The probe model family: fit, save/load without pickle, train/evaluate/publish, predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from feature_store import FeatureParams, ingest
+from feature_store.embeddings import EmbeddingStore
+from feature_store.embeddings import musicnn as mn
+from feature_store.errors import ParameterError, StoreError
+from feature_store.params import GENRES
+from training.evaluate import evaluate
+from training.probe import Probe, ProbeConfig, fit_probe, is_probe_run, load_probe, predict_probe, train_probe
+
+
+def _blobs(n_per: int, classes: list[int], dims: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 5, size=(len(GENRES), dims))
+    y = np.repeat(np.asarray(classes), n_per)
+    return centres[y] + rng.normal(0, 0.5, size=(y.size, dims)), y
+
+
+# -- the classifier on its own (no network needed) ----------------------------------------
+@pytest.mark.parametrize("classifier", ["logreg", "mlp"])
+def test_fit_probe_separates_blobs(classifier):
+    x, y = _blobs(8, list(range(10)))
+    probe, hist = fit_probe(x, y, config=ProbeConfig(classifier=classifier, hidden_units=16, max_iter=500))
+    p = probe.predict_proba(x)
+    assert p.shape == (80, 10)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+    assert np.mean(p.argmax(axis=1) == y) == 1.0
+    assert hist["iterations"][0] >= 1
+    assert probe.n_parameters == (12 * 10 + 10 if classifier == "logreg" else 12 * 16 + 16 + 16 * 10 + 10)
+
+
+def test_probe_probabilities_equal_scikit_learns_even_for_two_genres():
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = _blobs(6, [0, 5], dims=5)
+    x = x + np.random.default_rng(1).normal(0, 4, size=x.shape)  # overlapping: probabilities not 0/1
+    probe, _ = fit_probe(x, y, config=ProbeConfig(C=0.5, class_weighting=False))
+    mu, sd = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
+    ref = LogisticRegression(C=0.5, max_iter=2000).fit((x - mu) / sd, y).predict_proba((x - mu) / sd)
+    p = probe.predict_proba(x)
+    np.testing.assert_allclose(p[:, [0, 5]], ref, atol=1e-6)
+    assert np.all(p[:, [1, 2, 3, 4, 6, 7, 8, 9]] < 1e-12)  # absent genres are never predicted
+
+
+def test_probe_round_trips_without_pickle(tmp_path):
+    x, y = _blobs(4, list(range(10)))
+    probe, _ = fit_probe(x, y, config=ProbeConfig(classifier="mlp", hidden_units=8, max_iter=200))
+    probe.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["probe.json", "probe.npz"]
+    with np.load(tmp_path / "probe.npz", allow_pickle=False) as z:
+        assert set(z.files) == {"mean", "std", "w0", "b0", "w1", "b1"}
+    back = Probe.load(tmp_path)
+    np.testing.assert_array_equal(back.predict_proba(x), probe.predict_proba(x))
+    assert back.layers == probe.layers and back.classifier == "mlp"
+    with pytest.raises(ParameterError, match=r"\(clips, 12\)"):
+        back.predict_proba(x[:, :5])
+    with pytest.raises(StoreError):
+        Probe.load(tmp_path / "nowhere")
+
+
+def test_config_errors_name_the_valid_values():
+    with pytest.raises(ParameterError, match="logreg"):
+        ProbeConfig(classifier="svm")
+    with pytest.raises(ParameterError, match="MSD_musicnn"):
+        ProbeConfig(embedding_model="vggish")
+    with pytest.raises(ParameterError, match="penultimate"):
+        ProbeConfig(layers=("conv9",))
+    with pytest.raises(ParameterError):
+        ProbeConfig(C=0)
+    with pytest.raises(ParameterError, match="two genres"):
+        fit_probe(np.zeros((3, 2)), np.zeros(3, np.int64))
+    assert ProbeConfig().name == "probe_logreg_msd" and ProbeConfig(classifier="mlp", embedding_model="MTT_musicnn").name == "probe_mlp_mtt"
+
+
+# -- trained, evaluated and published on a tiny corpus ------------------------------------
+@pytest.fixture(scope="module")
+def emb_store(tmp_path_factory):
+    try:
+        mn.weights_folder("MSD_musicnn")
+    except mn.MusicnnWeightsError:
+        pytest.skip(f"musicnn weights not installed; `{mn.INSTALL_COMMAND}` installs them")
+    from feature_store.demo import write_demo_corpus
+
+    base = tmp_path_factory.mktemp("probe")
+    audio = write_demo_corpus(base / "audio", songs_per_genre=2, duration=6.0)
+    root = base / "store"
+    ingest(audio, root)
+    EmbeddingStore(root).build(audio_root=audio, clip_seconds=[5], workers=1)
+    other_audio = write_demo_corpus(base / "other", songs_per_genre=1, duration=6.0, seed=1, genres=("blues", "jazz"))
+    other = base / "other_store"
+    ingest(other_audio, other)
+    EmbeddingStore(other).build(audio_root=other_audio, clip_seconds=[5], workers=1)
+    return root, audio, other
+
+
+def test_train_probe_publishes_a_run_like_train_model(emb_store, tmp_path):
+    from training.train import ModelStore
+
+    root, _, _ = emb_store
+    res = train_probe(store_root=root, model_root=tmp_path, clip_seconds=5)
+    run = tmp_path / f"mel-{FeatureParams().hash()}" / "probe_logreg_msd" / "clip-05s" / "seed-0" / "current"
+    assert str(run.resolve()) == res["run_dir"]
+    assert sorted(p.name for p in run.iterdir()) == ["metrics.json", "probe.json", "probe.npz"]
+    runs = ModelStore(tmp_path).runs()
+    assert [r["model"] for r in runs] == ["probe_logreg_msd"] and is_probe_run(runs[0])
+    m = runs[0]
+    for key in ("model", "clip_seconds", "seed", "config", "feature_params", "params_hash", "layout", "frames",
+                "genres", "train_clips", "valid_clips", "test_clips", "metrics", "history", "costs", "created_at"):
+        assert key in m, key
+    for key in ("parameters", "model_mb", "train_seconds", "seconds_per_epoch", "epochs_run", "peak_rss_mb",
+                "inference_ms_per_clip"):
+        assert np.isfinite(m["costs"][key]), key
+    assert m["train_clips"] == 10 and m["test_clips"] == 10 and m["metrics"]["songs"] == 10
+    assert m["costs"]["parameters"] == 1003 * 10 + 10
+    # embedding time counts in the inference cost
+    assert m["costs"]["embedding_ms_per_clip"] > 0
+    assert m["costs"]["inference_ms_per_clip"] == pytest.approx(
+        m["costs"]["embedding_ms_per_clip"] + m["costs"]["probe_ms_per_clip"])
+    # the synthetic genres are easy: the probe is far above chance (0.1) on held-out songs
+    assert m["metrics"]["song_accuracy"] >= 0.6
+    # the stored metrics are what the stored probe gives on the held-out clips
+    probe, _ = load_probe(run.parent)
+    test = EmbeddingStore(root).tensors(clip_seconds=5, split="test")
+    again = evaluate(probe.predict_proba(test.x), test.y, test.index["song_id"].to_list(), n_classes=10)
+    assert again["song_confusion"] == m["metrics"]["song_confusion"]
+
+
+def test_probe_held_out_on_another_store_and_mlp_seeds(emb_store, tmp_path):
+    root, _, other = emb_store
+    cfg = ProbeConfig(classifier="mlp", hidden_units=32, max_iter=300)
+    a = train_probe(store_root=root, model_root=tmp_path, clip_seconds=5, config=cfg, test_store_root=other)
+    b = train_probe(store_root=root, model_root=tmp_path, clip_seconds=5,
+                    config=ProbeConfig(classifier="mlp", hidden_units=32, max_iter=300, seed=1),
+                    test_store_root=other, variant="holdout")
+    assert a["train_clips"] == 20 and a["test_songs"] == 2 and a["songs"]["test"] == ["blues.00000", "jazz.00000"]
+    assert a["held_out"].startswith("every song of")
+    assert "/probe_mlp_msd/clip-05s/seed-1--holdout/" in b["run_dir"]
+    assert json.loads((Path(a["run_dir"]) / "metrics.json").read_text())["seed"] == 0
+    with pytest.raises(ParameterError, match="valid parts"):
+        train_probe(store_root=root, model_root=tmp_path, clip_seconds=5, config=ProbeConfig(test_part="fold9"))
+    with pytest.raises(StoreError, match="built clip lengths"):
+        train_probe(store_root=root, model_root=tmp_path, clip_seconds=30)
+
+
+def test_predict_probe_on_audio_files(emb_store, tmp_path):
+    root, audio, _ = emb_store
+    res = train_probe(store_root=root, model_root=tmp_path, clip_seconds=5)
+    files = [audio / "metal" / "metal.00001.wav", audio / "classical" / "classical.00001.wav"]
+    out = predict_probe(files, run_dir=res["run_dir"])
+    assert [o["clips"] for o in out] == [1, 1]
+    for o in out:
+        assert set(o["probabilities"]) == set(GENRES)
+        assert sum(o["probabilities"].values()) == pytest.approx(1.0)
+        assert o["genre"] == max(o["probabilities"], key=o["probabilities"].get)
+        assert o["embed_seconds"] > 0 and o["model"] == "probe_logreg_msd"
+    # the file path gives what the store's rows give
+    probe, _ = load_probe(res["run_dir"])
+    t = EmbeddingStore(root).tensors(clip_seconds=5, song_ids=["metal.00001"])
+    np.testing.assert_allclose(
+        [out[0]["probabilities"][g] for g in GENRES], probe.predict_proba(t.x)[0], rtol=1e-4, atol=1e-5)
