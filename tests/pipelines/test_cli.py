@@ -1,0 +1,505 @@
+"""The ``gtzan`` command line, through its real entry point: every subcommand, success and errors.
+
+Most tests drive ``pipelines.cli.main`` with click's ``CliRunner``; a few run the installed
+console script in a subprocess. One module-scoped sandbox walks the whole chain on a tiny
+demo corpus (3 songs per genre, 6 s): demo -> ingest -> features build -> train -> report ->
+predict, and the error tests use fresh, empty locations.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import soundfile as sf
+from click.testing import CliRunner, Result
+
+from pipelines import cli
+
+GTZAN_VARS = ("GTZAN_DIR", "GTZAN_DATA_DIR", "GTZAN_STORE_DIR", "GTZAN_MODEL_DIR", "GTZAN_REPORT_DIR", "GTZAN_MODE",
+              "GTZAN_LAYOUT", "GTZAN_WORKERS", "GTZAN_DEBUG")
+SUBCOMMANDS = ("demo", "ingest", "features", "train", "report", "predict", "ui")
+FEATURE_SUBCOMMANDS = ("build", "describe", "query")
+
+
+def env_for(data: Path, **extra: str) -> dict[str, str | None]:
+    """An environment with every GTZAN_* variable unset except the data folder (and ``extra``)."""
+    env: dict[str, str | None] = dict.fromkeys(GTZAN_VARS)
+    env.update(GTZAN_DATA_DIR=str(data), GTZAN_WORKERS="1", **extra)
+    return env
+
+
+def run(args: list[str], env: dict[str, str | None]) -> Result:
+    return CliRunner().invoke(cli.main, [str(a) for a in args], env=env, prog_name="gtzan")
+
+
+def ok(args: list[str], env: dict[str, str | None]) -> Result:
+    r = run(args, env)
+    assert r.exit_code == 0, f"gtzan {' '.join(map(str, args))} -> {r.exit_code}\n{r.stdout}\n{r.stderr}\n{r.exception!r}"
+    return r
+
+
+def fails(args: list[str], env: dict[str, str | None], code: int, pattern: str) -> Result:
+    """Assert one clear error line on stderr, no traceback, and the exit code."""
+    r = run(args, env)
+    assert r.exit_code == code, f"expected exit {code}, got {r.exit_code}\n{r.stdout}\n{r.stderr}\n{r.exception!r}"
+    assert isinstance(r.exception, SystemExit), f"an exception escaped: {r.exception!r}"
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("gtzan: error: ")]
+    assert errors, r.stderr
+    assert re.search(pattern, errors[-1]), f"{pattern!r} not in {errors[-1]!r}"
+    assert "Traceback" not in r.stderr + r.stdout
+    return r
+
+
+# ---------------------------------------------------------------------------------------
+# the sandbox: a tiny corpus taken through every subcommand
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "data"
+    env = env_for(data)
+    steps = {}
+    steps["demo"] = ok(["demo", "--songs-per-genre", "3", "--seconds", "6"], env)
+    steps["ingest"] = ok(["ingest", "--progress"], env)
+    steps["build"] = ok(["features", "build", "--clip-seconds", "1,5", "--progress"], env)
+    steps["train"] = ok(["train", "--model", "seed_cnn", "--clip-seconds", "1", "--epochs", "1", "--no-progress"], env)
+    steps["report"] = ok(["report"], env)
+    return {"root": root, "data": data, "env": env, "steps": steps}
+
+
+def test_demo_writes_the_kaggle_layout(sandbox: dict) -> None:
+    r = sandbox["steps"]["demo"]
+    out = Path(r.stdout.strip())
+    assert out == sandbox["data"] / "demo" / "genres_original"
+    files = sorted(out.glob("*/*.wav"))
+    assert len(files) == 30
+    info = sf.info(out / "jazz" / "jazz.00002.wav")
+    assert info.samplerate == 22050 and info.duration == pytest.approx(6.0)
+
+
+def test_demo_to_another_folder(tmp_path: Path) -> None:
+    r = ok(["demo", "--out", tmp_path / "d", "--songs-per-genre", "1", "--seconds", "2", "--seed", "3"],
+           env_for(tmp_path / "data"))
+    assert Path(r.stdout.strip()) == tmp_path / "d" / "genres_original"
+    assert len(list((tmp_path / "d" / "genres_original").glob("*/*.wav"))) == 10
+    fails(["demo", "--out", tmp_path / "e", "--songs-per-genre", "0"], env_for(tmp_path), 2, "songs_per_genre")
+    fails(["demo", "--out", tmp_path / "e", "--seconds", "-1"], env_for(tmp_path), 2, "--seconds must be positive")
+
+
+def test_ingest_reports_counts_tables_and_progress(sandbox: dict) -> None:
+    r = sandbox["steps"]["ingest"]
+    assert "cataloged 30 files" in r.stdout and "30 ok, 0 quarantined" in r.stdout
+    assert "synthetic demo" in r.stdout
+    store = sandbox["data"] / "store"
+    assert pl.read_parquet(store / "catalog.parquet").height == 30
+    assert pl.read_parquet(store / "splits.parquet").height == 30
+    assert re.search(r"seed\s+test 10, train 20", r.stdout)
+    assert re.search(r"decode: .*\d+/30", r.stderr)  # the tqdm bar
+
+
+def test_ingest_quarantines_an_unreadable_file(sandbox: dict, tmp_path: Path) -> None:
+    import shutil
+
+    gtzan = tmp_path / "gtzan"
+    shutil.copytree(sandbox["data"] / "demo" / "genres_original", gtzan / "genres_original")
+    (gtzan / "genres_original" / "jazz" / "jazz.00054.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk")
+    env = env_for(tmp_path / "data")
+    r = ok(["ingest", gtzan], env)
+    assert "31 files" in r.stdout and "30 ok, 1 quarantined" in r.stdout
+    assert re.search(r"quarantined jazz/jazz.00054.wav: .+", r.stdout)
+    cat = pl.read_parquet(tmp_path / "data" / "store" / "catalog.parquet")
+    assert cat.filter(pl.col("song_id") == "jazz.00054")["status"].item() == "quarantined"
+    # GTZAN_DIR is the default folder
+    r = ok(["ingest", "--store", tmp_path / "s2"], env_for(tmp_path / "data", GTZAN_DIR=str(gtzan)))
+    assert "31 files" in r.stdout and (tmp_path / "s2" / "catalog.parquet").exists()
+
+
+def test_ingest_errors(tmp_path: Path) -> None:
+    env = env_for(tmp_path / "data")
+    fails(["ingest", tmp_path / "no" / "such" / "folder"], env, 2, r"audio folder '.*folder' does not exist")
+    (tmp_path / "empty").mkdir()
+    fails(["ingest", tmp_path / "empty"], env, 2, "holds no genre folders")
+    fails(["ingest"], env_for(tmp_path / "data", GTZAN_DIR=str(tmp_path / "gone")), 2, "does not exist")
+    fails(["ingest", "--layout", "weird", tmp_path], env, 2, "--layout must be one of")
+
+
+def test_features_build_output_and_files(sandbox: dict) -> None:
+    r = sandbox["steps"]["build"]
+    assert "30 songs computed, 0 cached, 0 failed" in r.stdout
+    assert re.search(r"1 s\s+built\s+30 clips of 30 songs", r.stdout)
+    assert re.search(r"5 s\s+built\s+30 clips of 30 songs", r.stdout)
+    paths = re.findall(r"(\S+/clip-0[15]s/current/index.parquet)", r.stdout)
+    assert len(paths) == 2 and all(Path(p).exists() for p in paths)
+    assert "mel" in r.stderr  # the tqdm bar of the feature build
+    # a re-run computes nothing
+    again = ok(["features", "build", "--clip-seconds", "5"], sandbox["env"])
+    assert "0 songs computed, 30 cached" in again.stdout and "unchanged" in again.stdout
+
+
+def test_features_build_errors(sandbox: dict, tmp_path: Path) -> None:
+    env = env_for(tmp_path / "data")
+    audio = sandbox["data"] / "demo"
+    fails(["features", "build", audio], env, 1, r"no catalog at .*run ingest first \(`gtzan ingest`\)")
+    fails(["features", "build", audio, "--clip-seconds", "7"], env, 2, r"clip_seconds must be one of \[1, 5, 15, 30\]")
+    fails(["features", "build"], env, 1, "no demo corpus")
+    fails(["features", "build", audio, "--mode", "sometimes"], env, 2, r"unknown mode 'sometimes'")
+    # the store's catalog is of other files than the folder given
+    other = tmp_path / "other"
+    from feature_store.demo import write_demo_corpus
+
+    write_demo_corpus(other, songs_per_genre=1, duration=2.0, genres=("rock",))
+    fails(["features", "build", other, "--clip-seconds", "1", "--store", sandbox["data"] / "store"], env, 1,
+          r"does not hold the cataloged files \(no blues/blues.00000.wav\); pass the folder you ingested")
+
+
+def test_features_describe_prints_paths_that_exist(sandbox: dict) -> None:
+    r = ok(["features", "describe"], sandbox["env"])
+    assert "mode=first" in r.stdout and "n_mels=128" in r.stdout
+    assert "30 files, 30 ok, 0 quarantined" in r.stdout
+    for kind in ("index", "mel", "summary"):
+        found = re.findall(rf"{kind}\s+(\S+)", r.stdout)
+        assert len(found) == 2, r.stdout
+        assert all(Path(p).exists() and "/current/" in p for p in found)
+    reg = json.loads(ok(["features", "describe", "--json"], sandbox["env"]).stdout)
+    assert set(reg["clip_lengths"]) == {"1", "5"} and reg["params"]["mode"] == "first"
+
+
+def test_features_describe_errors(sandbox: dict, tmp_path: Path) -> None:
+    fails(["features", "describe"], env_for(tmp_path / "data"), 1, r"no feature store .*gtzan features build")
+    r = fails(["features", "describe", "--mode", "segments"], sandbox["env"], 1, "no feature store")
+    assert "--mode first --dtype float32" in r.stderr  # it names the stores that do exist
+
+
+def test_features_query_table(sandbox: dict) -> None:
+    r = ok(["features", "query", "--clip-seconds", "5", "--genre", "jazz", "--split", "test"], sandbox["env"])
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("| clip_id") and "genre" in lines[0] and "sha256" not in lines[0]
+    rows = [ln for ln in lines[2:] if ln.startswith("|")]
+    assert len(rows) == 1 and "jazz.00002#05s#00" in rows[0] and "| test " in rows[0]
+    assert lines[-1] == "1 clip"
+    r = ok(["features", "query", "--clip-seconds", "1", "--limit", "4"], sandbox["env"])
+    assert len([ln for ln in r.stdout.splitlines()[2:] if ln.startswith("|")]) == 4
+    r = ok(["features", "query", "--clip-seconds", "1"], sandbox["env"])
+    assert "30 clips (showing 20;" in r.stdout
+
+
+def test_features_query_formats(sandbox: dict, tmp_path: Path) -> None:
+    env = sandbox["env"]
+    base = ["features", "query", "--clip-seconds", "5", "--genre", "blues,rock"]
+    csv = pl.read_csv(io.StringIO(ok([*base, "--format", "csv"], env).stdout))
+    assert csv.height == 6 and set(csv["genre"]) == {"blues", "rock"} and "hdf5_row" in csv.columns
+    js = json.loads(ok([*base, "--format", "json"], env).stdout)
+    assert len(js) == 6 and {d["genre"] for d in js} == {"blues", "rock"}
+    r = ok([*base, "--format", "parquet"], env)
+    pq = pl.read_parquet(io.BytesIO(r.stdout_bytes))
+    assert pq.equals(csv.cast(pq.schema)) or pq.height == 6
+    r = ok([*base, "-o", tmp_path / "q.parquet"], env)
+    assert "wrote 6 clips to" in r.stderr
+    assert pl.read_parquet(tmp_path / "q.parquet").select("clip_id").equals(pq.select("clip_id"))
+    ok([*base, "--format", "csv", "-o", tmp_path / "q.txt"], env)
+    assert pl.read_csv(tmp_path / "q.txt").height == 6
+    r = ok([*base, "--summary", "--columns", "clip_id,mean_000,std_127", "--format", "csv"], env)
+    s = pl.read_csv(io.StringIO(r.stdout))
+    assert s.columns == ["clip_id", "mean_000", "std_127"] and s.height == 6
+    r = ok(["features", "query", "--clip-seconds", "5", "--song", "pop.00001", "--scheme", "stratified",
+            "--format", "json"], env)
+    assert [d["song_id"] for d in json.loads(r.stdout)] == ["pop.00001"]
+
+
+def test_features_query_errors(sandbox: dict, tmp_path: Path) -> None:
+    env = sandbox["env"]
+    q = ["features", "query", "--clip-seconds"]
+    fails([*q, "5", "--genre", "polka"], env, 2, r"unknown genre 'polka'; valid genres are \['blues'")
+    fails([*q, "7"], env, 2, r"clip_seconds must be one of \[1, 5, 15, 30\], got '7'")
+    fails([*q, "30"], env, 1, r"no 30 s store .*built clip lengths: \[1, 5\]")
+    fails([*q, "5", "--split", "holdout"], env, 2, "unknown split 'holdout' for scheme 'seed'; valid splits are")
+    fails([*q, "5", "--scheme", "random"], env, 2, "random")
+    fails([*q, "5", "--columns", "nope"], env, 2, r"unknown column\(s\) \['nope'\]")
+    fails([*q, "5", "-o", tmp_path / "x.xlsx"], env, 2, "cannot tell the format of x.xlsx")
+    fails([*q, "5", "--format", "xml"], env, 2, "Invalid value for '--format'")
+    fails(["features", "query"], env, 2, "Missing option '--clip-seconds'")
+    fails([*q, "5"], env_for(tmp_path / "data"), 1, "no 5 s store")
+
+
+def test_train_prints_metrics_and_publishes_a_run(sandbox: dict) -> None:
+    r = sandbox["steps"]["train"]
+    m = re.search(r"seed_cnn 1 s seed 0: song accuracy (\d+) %, clip accuracy (\d+) % on 10 held-out songs .*  (\S+)",
+                  r.stdout)
+    assert m, r.stdout
+    run_dir = Path(m[3])
+    assert (run_dir / "model.keras").exists() and (run_dir / "normalizer.json").exists()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["model"] == "seed_cnn" and metrics["clip_seconds"] == 1 and metrics["costs"]["epochs_run"] == 1
+    assert int(m[1]) == round(100 * metrics["metrics"]["song_accuracy"])
+
+
+def test_train_errors(sandbox: dict, tmp_path: Path) -> None:
+    env = sandbox["env"]
+    fails(["train", "--model", "transformer"], env, 2, r"unknown model 'transformer'; valid models are")
+    fails(["train", "--clip-seconds", "30"], env, 1, r"no 30 s store .*gtzan features build")
+    fails(["train", "--clip-seconds", "2"], env, 2, "clip_seconds must be one of")
+    fails(["train", "--seed", "x"], env, 2, "--seed takes integers")
+    fails(["train", "--epochs", "0", "--clip-seconds", "1", "--models-dir", tmp_path / "m"], env, 2,
+          "epochs must be a positive integer")
+    fails(["train"], env_for(tmp_path / "data"), 1, "no 5 s store")
+
+
+def test_report_writes_markdown_and_names_the_best(sandbox: dict) -> None:
+    r = sandbox["steps"]["report"]
+    m = re.search(r"report of 1 run: (\S+)", r.stdout)
+    assert m and Path(m[1]).exists()
+    assert Path(m[1]).resolve().parent == (sandbox["data"] / "reports").resolve()
+    assert "seed_cnn" in Path(m[1]).read_text()
+    assert re.search(r"best model: seed_cnn at 1 s \(song accuracy \d+ %\)", r.stdout)
+    r = ok(["report", "--out", sandbox["root"] / "elsewhere"], sandbox["env"])
+    assert (sandbox["root"] / "elsewhere" / "report.md").exists()
+
+
+def test_report_errors(sandbox: dict, tmp_path: Path) -> None:
+    fails(["report"], env_for(tmp_path / "data"), 1, r"no trained model under .*gtzan train")
+    fails(["report", "--mode", "segments"], sandbox["env"], 1, "mode segments")
+
+
+# ---------------------------------------------------------------------------------------
+# predict
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def audio_files(sandbox: dict) -> dict[str, Path]:
+    import soxr
+
+    folder = sandbox["root"] / "inputs"
+    folder.mkdir()
+    y, sr = sf.read(sandbox["data"] / "demo" / "genres_original" / "reggae" / "reggae.00001.wav", dtype="float32")
+    y44 = soxr.resample(y, sr, 44100).astype(np.float32)
+    stereo = np.stack([y44, 0.8 * y44], axis=1)
+    files = {
+        "wav": folder / "stereo44k.wav",
+        "ogg": folder / "song.ogg",
+        "mp3": folder / "song.mp3",
+        "short": folder / "short.flac",
+        "bad": folder / "broken.wav",
+    }
+    sf.write(files["wav"], stereo, 44100)
+    sf.write(files["ogg"], stereo, 44100, format="OGG", subtype="VORBIS")
+    sf.write(files["mp3"], stereo, 44100, format="MP3", subtype="MPEG_LAYER_III")
+    sf.write(files["short"], y[: sr // 2], sr)
+    files["bad"].write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt nonsense")
+    return files
+
+
+def test_predict_prints_top3_per_file(sandbox: dict, audio_files: dict[str, Path]) -> None:
+    r = ok(["predict", audio_files["wav"], audio_files["ogg"], audio_files["mp3"]], sandbox["env"])
+    out = r.stdout.splitlines()
+    assert re.match(r"model: seed_cnn on 1 s clips, seed 0 \(best model of the report; held-out song accuracy \d+ %\)",
+                    out[0])
+    for name, fmt_line in (("stereo44k.wav", out[1]), ("song.ogg", out[5]), ("song.mp3", out[9])):
+        assert name in fmt_line and "44100 Hz, stereo" in fmt_line and "windows of 1 s" in fmt_line
+    for block in (out[2:5], out[6:9], out[10:13]):
+        pcts = [float(re.match(r"  (\w+)\s+([\d.]+) %", ln)[2]) for ln in block]
+        assert pcts == sorted(pcts, reverse=True) and 0 < sum(pcts) <= 100.1
+    assert len(out) == 13
+
+
+def test_predict_short_file_is_padded_and_says_so(sandbox: dict, audio_files: dict[str, Path]) -> None:
+    r = ok(["predict", audio_files["short"]], sandbox["env"])
+    assert "(0.5 s, 22050 Hz, mono; 1 window of 1 s; shorter than one 1 s window: padded with 0.5 s of silence)" \
+        in r.stdout
+
+
+def test_predict_json_has_per_window_probabilities(sandbox: dict, audio_files: dict[str, Path]) -> None:
+    r = ok(["predict", audio_files["wav"], audio_files["short"], "--json"], sandbox["env"])
+    doc = json.loads(r.stdout)
+    assert doc["model"]["model"] == "seed_cnn" and doc["model"]["clip_seconds"] == 1
+    long, short = doc["files"]
+    assert long["ok"] and len(long["top"]) == 3 and long["n_windows"] == 6 == len(long["windows"])
+    assert long["source_sample_rate"] == 44100 and long["source_channels"] == 2
+    for w in long["windows"]:
+        assert sum(w["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    mean = {g: np.mean([w["probabilities"][g] for w in long["windows"]]) for g in long["probabilities"]}
+    assert mean == pytest.approx(long["probabilities"], abs=1e-6)
+    assert short["padded"] is True and short["padded_seconds"] == pytest.approx(0.5, abs=1e-3)
+
+
+def test_predict_skips_unreadable_files(sandbox: dict, audio_files: dict[str, Path], tmp_path: Path) -> None:
+    env = sandbox["env"]
+    r = run(["predict", audio_files["bad"], audio_files["wav"], tmp_path / "missing.mp3"], env)
+    assert r.exit_code == 0, r.stderr
+    assert "stereo44k.wav" in r.stdout
+    errs = [ln for ln in r.stderr.splitlines() if ln.startswith("gtzan: error:")]
+    assert len(errs) == 2
+    assert "cannot decode broken.wav" in errs[0] and errs[0].endswith("(skipped)")
+    assert "missing.mp3: no such file (skipped)" in errs[1]
+    fails(["predict", audio_files["bad"], audio_files["wav"], "--strict"], env, 1, "1 of 2 files failed")
+    fails(["predict", audio_files["bad"]], env, 1, "every file failed")
+    doc = json.loads(run(["predict", audio_files["bad"], audio_files["ogg"], "--json"], env).stdout)
+    assert [f["ok"] for f in doc["files"]] == [False, True] and "cannot decode" in doc["files"][0]["error"]
+
+
+def test_predict_model_choice_and_errors(sandbox: dict, audio_files: dict[str, Path], tmp_path: Path) -> None:
+    env = sandbox["env"]
+    wav = audio_files["wav"]
+    r = ok(["predict", wav, "--model", "seed_cnn", "--clip-seconds", "1", "--seed", "0"], env)
+    assert "best trained run matching your choice" in r.stdout
+    fails(["predict", wav, "--model", "seed_rnn"], env, 1,
+          r"model 'seed_rnn' has not been trained yet \(trained: seed_cnn 1 s seed 0\); train it with "
+          r"`gtzan train --model seed_rnn`")
+    fails(["predict", wav, "--clip-seconds", "30"], env, 1, "at 30 s has not been trained yet")
+    fails(["predict", wav, "--clip-seconds", "3"], env, 2, "clip_seconds must be one of")
+    fails(["predict", wav, "--model", "nope"], env, 2, "unknown model 'nope'")
+    fails(["predict", wav], env_for(tmp_path / "data"), 1, r"no trained model under .*\(`make run` or `gtzan train`\)")
+    fails(["predict"], env, 2, "Missing argument 'FILES...'")
+    fails(["predict", wav, "--hop", "0"], env, 2, "--hop must be positive")
+    # a run folder named directly
+    run_dir = next((sandbox["data"] / "models").glob("mel-*/seed_cnn/clip-01s/seed-0/current"))
+    r = ok(["predict", wav, "--run", run_dir, "--hop", "0.5"], env)
+    assert "the run you named" in r.stdout and "11 windows of 1 s" in r.stdout
+    fails(["predict", wav, "--run", run_dir, "--model", "seed_cnn"], env, 2, "--run names one run")
+    fails(["predict", wav, "--run", tmp_path], env, 1, "is not a complete trained run: missing metrics.json")
+
+
+# ---------------------------------------------------------------------------------------
+# ui
+# ---------------------------------------------------------------------------------------
+def test_ui_dry_run_binds_localhost(tmp_path: Path) -> None:
+    r = ok(["ui", "--dry-run", "--port", "3999"], env_for(tmp_path / "data"))
+    root = Path(cli.__file__).resolve().parents[1]
+    assert f"cd {root}" in r.stdout
+    assert re.search(r"dagster dev -w workspace.yaml -h 127.0.0.1 -p 3999$", r.stdout.strip())
+    assert f"GTZAN_DATA_DIR={tmp_path / 'data'}" in r.stdout
+
+
+def test_ui_starts_dagster_dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    class FakeProc:
+        def __init__(self, cmd, cwd, env):
+            calls.append((cmd, cwd, env))
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(cli.subprocess, "Popen", FakeProc)
+    home = tmp_path / "home"
+    ok(["ui"], {**env_for(tmp_path / "data"), "DAGSTER_HOME": str(home)})
+    (cmd, cwd, env), = calls
+    assert cmd[1:] == ["dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", "3000"]
+    assert Path(cmd[0]).name == "dagster" and Path(cwd, "workspace.yaml").exists()
+    assert env["DAGSTER_HOME"] == str(home) and (home / "dagster.yaml").exists()
+    assert "telemetry" in (home / "dagster.yaml").read_text()
+
+
+def test_ui_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    class DyingProc:
+        def __init__(self, *a, **k):
+            pass
+
+        def wait(self, timeout=None):
+            return 3
+
+    monkeypatch.setattr(cli.subprocess, "Popen", DyingProc)
+    fails(["ui"], {**env_for(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "h")}, 1,
+          "dagster dev exited with code 3")
+    fails(["ui", "--port", "0"], env_for(tmp_path), 2, "Invalid value for '--port'")
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "pipelines" / "cli.py"))
+    monkeypatch.chdir(tmp_path)
+    fails(["ui", "--dry-run"], env_for(tmp_path), 1, "no workspace.yaml")
+
+
+@pytest.mark.slow
+def test_ui_really_serves_on_localhost(tmp_path: Path) -> None:
+    """Start `gtzan ui` for real, wait for the web server, then stop it with SIGINT."""
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "GTZAN_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen([_gtzan_exe(), "ui", "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                time.sleep(2)
+        else:
+            pytest.fail("the Dagster UI did not come up within 240 s")
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+# ---------------------------------------------------------------------------------------
+# the console script, help and start-up
+# ---------------------------------------------------------------------------------------
+def _gtzan_exe() -> str:
+    exe = Path(sys.executable).parent / "gtzan"
+    if not exe.exists():
+        pytest.skip("the gtzan console script is not installed beside this Python")
+    return str(exe)
+
+
+def test_console_script_help_in_a_subprocess() -> None:
+    p = subprocess.run([_gtzan_exe(), "--help"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    for sub in SUBCOMMANDS:
+        assert re.search(rf"^\s+{sub}\s", p.stdout, re.M), sub
+    assert "Exit codes" in p.stdout and "GTZAN_DATA_DIR" in p.stdout
+
+
+def test_console_script_error_is_one_line_in_a_subprocess(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in GTZAN_VARS}
+    p = subprocess.run([_gtzan_exe(), "ingest", str(tmp_path / "nowhere")], capture_output=True, text=True,
+                       timeout=120, env=env, cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [f"gtzan: error: audio folder '{tmp_path / 'nowhere'}' does not exist"]
+
+
+def test_importing_the_cli_loads_neither_dagster_nor_tensorflow() -> None:
+    code = ("import sys, pipelines.cli; heavy = [m for m in ('dagster', 'tensorflow', 'keras', 'librosa', 'h5py') "
+            "if m in sys.modules]; print(heavy)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("path", [[s] for s in SUBCOMMANDS] + [["features", s] for s in FEATURE_SUBCOMMANDS])
+def test_every_subcommand_help_has_an_example(path: list[str], tmp_path: Path) -> None:
+    r = ok([*path, "--help"], env_for(tmp_path))
+    assert re.search(r"^\s+Examples?:\s*$", r.stdout, re.M), r.stdout
+    examples = re.findall(r"^\s+(gtzan \S.*)$", r.stdout, re.M)
+    assert examples and all(e.split()[1] == path[0] for e in examples)
+
+
+def test_unknown_subcommand_and_option_are_one_line(tmp_path: Path) -> None:
+    fails(["fly"], env_for(tmp_path), 2, r"No such command 'fly'.*\(see `gtzan --help`\)")
+    fails(["features", "build", "--fast"], env_for(tmp_path), 2, r"No such option.*--fast.*\(see `gtzan features build --help`\)")
+
+
+def test_gtzan_debug_shows_the_traceback(tmp_path: Path) -> None:
+    r = run(["ingest", tmp_path / "nowhere"], {**env_for(tmp_path), "GTZAN_DEBUG": "1"})
+    assert r.exit_code != 0
+    from feature_store.errors import ParameterError
+
+    assert isinstance(r.exception, ParameterError)
