@@ -1,4 +1,24 @@
-"""Asset checks: warnings never block; torn or leaking data blocks downstream work."""
+"""Asset checks: a check that warns never blocks; torn or leaking data blocks downstream work.
+
+=========================  ===============  ========  ===========================================
+check                      asset            severity  blocks downstream
+=========================  ===============  ========  ===========================================
+``catalog_quarantine``     audio_catalog    WARN      no: quarantined files are left out
+``catalog_duplicates``     audio_catalog    WARN      no: ``split_leakage`` catches harmful ones
+``catalog_class_balance``  audio_catalog    WARN      no
+``split_leakage``          song_splits      ERROR     yes: no features on a leaking split
+``features_sane``          mel_features     ERROR     yes: NaN/inf, wrong shape, torn or stale
+``model_above_chance``     genre_models     WARN      no: the report still shows the model
+=========================  ===============  ========  ===========================================
+
+The checks on partitioned assets are *unpartitioned* checks (partitioned checks are a
+preview API in Dagster 1.13 and warn when the code location loads). Run together with a
+partition, they check that partition (the run's partition key); run on their own from the
+UI, they check every partition that exists.
+"""
+
+import json
+import math
 
 import dagster as dg
 import numpy as np
@@ -6,49 +26,245 @@ import polars as pl
 
 from assets.features import mel_features
 from assets.ingest import audio_catalog, song_splits
-from assets.partitions import clip_partitions
-from assets.resources import FeatureStoreResource
+from assets.metadata import table
+from assets.models import genre_models
+from assets.partitions import model_partitions
+from assets.resources import FeatureStoreResource, ModelStoreResource
+from feature_store import atomic
 from feature_store import splits as fs_splits
+from feature_store.errors import StoreError
+from feature_store.params import CLIP_SECONDS, GENRES
+
+#: The smallest genre must hold at least this share of the largest genre's usable songs.
+BALANCE_MIN_RATIO = 0.8
+#: Rows of ``mel.h5`` read at once by ``features_sane`` (bounded memory on any store size).
+CHECK_BLOCK_ROWS = 256
 
 
-@dg.asset_check(asset=audio_catalog, description="Quarantined files (warns, does not block).")
+def _run_partition(context: dg.AssetCheckExecutionContext) -> str | None:
+    oc = context.op_execution_context
+    return str(oc.partition_key) if oc.has_partition_key else None
+
+
+def _catalog_or_fail(features: FeatureStoreResource) -> pl.DataFrame | dg.AssetCheckResult:
+    try:
+        return features.store().catalog()
+    except StoreError as exc:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN, description=str(exc))
+
+
+@dg.asset_check(asset=audio_catalog, description="Files that could not be used and were quarantined (warns).")
 def catalog_quarantine(features: FeatureStoreResource) -> dg.AssetCheckResult:
-    cat = features.store().catalog()
-    q = cat.filter(pl.col("status") == "quarantined")
+    cat = _catalog_or_fail(features)
+    if isinstance(cat, dg.AssetCheckResult):
+        return cat
+    q = cat.filter(pl.col("status") == "quarantined").select("song_id", "path", "reason")
     return dg.AssetCheckResult(
         passed=q.height == 0,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"quarantined": q.height, "reasons": dg.MetadataValue.json(q.select("path", "reason").to_dicts())},
+        description=f"{q.height} of {cat.height} files quarantined" if q.height else "no file quarantined",
+        metadata={"quarantined": q.height, "files": cat.height, "quarantined_files": table(q)},
     )
 
 
-@dg.asset_check(asset=song_splits, blocking=True, description="No song or identical file in two parts of a scheme.")
+@dg.asset_check(asset=audio_catalog, description="Byte-identical files under two song ids (warns).")
+def catalog_duplicates(features: FeatureStoreResource) -> dg.AssetCheckResult:
+    cat = _catalog_or_fail(features)
+    if isinstance(cat, dg.AssetCheckResult):
+        return cat
+    dups = cat.filter(pl.col("duplicate_of").is_not_null()).select("song_id", "duplicate_of", "sha256")
+    return dg.AssetCheckResult(
+        passed=dups.height == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{dups.height} duplicate files" if dups.height else "no duplicate files",
+        metadata={"duplicates": dups.height, "duplicate_files": table(dups)},
+    )
+
+
+@dg.asset_check(
+    asset=audio_catalog,
+    description=f"Every genre has usable songs, and the smallest genre holds at least "
+    f"{BALANCE_MIN_RATIO:.0%} of the largest one's (warns).",
+)
+def catalog_class_balance(features: FeatureStoreResource) -> dg.AssetCheckResult:
+    cat = _catalog_or_fail(features)
+    if isinstance(cat, dg.AssetCheckResult):
+        return cat
+    ok = cat.filter(pl.col("status") == "ok")
+    counts = {g: 0 for g in GENRES}
+    for g, n in ok.group_by("genre").len().iter_rows():
+        counts[g] = int(n)
+    missing = [g for g, n in counts.items() if n == 0]
+    largest, smallest = max(counts.values()), min(counts.values())
+    ratio = smallest / largest if largest else 0.0
+    passed = not missing and ratio >= BALANCE_MIN_RATIO
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(f"genres without usable songs: {missing}; " if missing else "") + f"min/max = {ratio:.2f}",
+        metadata={
+            "songs_per_genre": dg.MetadataValue.json(counts),
+            "min_max_ratio": ratio,
+            "genres_missing": dg.MetadataValue.json(missing),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=song_splits,
+    blocking=True,
+    description="No song, and no byte-identical file, in two parts of any split scheme. Blocks the "
+    "features (and everything after them) when it fails.",
+)
 def split_leakage(features: FeatureStoreResource) -> dg.AssetCheckResult:
-    leaks = fs_splits.leakage(features.store().splits())
+    try:
+        leaks = fs_splits.leakage(features.store().splits())
+    except StoreError as exc:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, description=str(exc))
     return dg.AssetCheckResult(
         passed=leaks.height == 0,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"leaks": leaks.height, "examples": dg.MetadataValue.json(leaks.head(20).to_dicts())},
+        description=f"{leaks.height} leaking songs or files" if leaks.height else "no leakage",
+        metadata={"leaks": leaks.height, "leaking": table(leaks)},
     )
+
+
+def inspect_clip_length(features: FeatureStoreResource, clip_seconds: int) -> dict:
+    """Verify one built clip length of the store, reading ``mel.h5`` in bounded blocks.
+
+    Returns
+    -------
+    dict
+        ``problems`` (list of str, empty when sane) and the facts checked: ``clips``,
+        ``shape``, ``expected_shape``, ``non_finite``, ``params_hash`` (of the resource),
+        ``registry_hash`` and ``file_hash`` (what the registry and the HDF5 file record).
+    """
+    import h5py
+
+    store = features.store()
+    params = store.params
+    out: dict = {"clip_seconds": clip_seconds, "params_hash": params.hash(), "problems": []}
+    problems: list[str] = out["problems"]
+    try:
+        reg = store.describe()
+        gen = store.generation(clip_seconds)
+    except StoreError as exc:
+        problems.append(str(exc))
+        return out
+    out["registry_hash"] = reg.get("params_hash")
+    if reg.get("params_hash") != params.hash():
+        problems.append(f"registry params hash {reg.get('params_hash')} != {params.hash()}")
+    index = pl.read_parquet(gen / "index.parquet")
+    expected = (index.height, params.n_mels, params.clip_frames(clip_seconds))
+    out["expected_shape"] = str(expected)
+    out["clips"] = index.height
+    non_finite = 0
+    with h5py.File(gen / "mel.h5", "r") as h5:
+        ds = h5["mel"]
+        out["shape"] = str(tuple(ds.shape))
+        out["file_hash"] = str(h5.attrs.get("params_hash", ""))
+        if tuple(ds.shape) != expected:
+            problems.append(f"mel shape {tuple(ds.shape)} != expected {expected}")
+        if out["file_hash"] != params.hash():
+            problems.append(f"mel.h5 params hash {out['file_hash']!r} != {params.hash()}")
+        ids = h5["clip_id"].asstr()[:].tolist() if "clip_id" in h5 else []
+        if ids != index.sort("hdf5_row")["clip_id"].to_list():
+            problems.append("torn store: the clip ids of mel.h5 do not match index.parquet")
+        for start in range(0, ds.shape[0], CHECK_BLOCK_ROWS):
+            non_finite += int((~np.isfinite(ds[start : start + CHECK_BLOCK_ROWS])).sum())
+    out["non_finite"] = non_finite
+    if non_finite:
+        problems.append(f"{non_finite} NaN or inf values")
+    return out
 
 
 @dg.asset_check(
     asset=mel_features,
     blocking=True,
-    partitions_def=clip_partitions,
-    description="Stored mels are finite, of the expected shape, and match the registry's params hash.",
+    description="The stored mels are finite, of shape (clips, n_mels, frames), row-aligned with their "
+    "index, and made with the params whose hash the registry and the HDF5 file record. Checks the run's "
+    "clip length, or every built one when run alone. Blocks training when it fails.",
 )
 def features_sane(context: dg.AssetCheckExecutionContext, features: FeatureStoreResource) -> dg.AssetCheckResult:
-    clip_seconds = int(context.partition_key)
-    store = features.store()
-    t = store.tensors(clip_seconds=clip_seconds)
-    expected = (store.params.n_mels, store.params.clip_frames(clip_seconds))
-    finite = bool(np.isfinite(t.x).all())
-    shape_ok = t.x.shape[1:] == expected
-    reg = store.describe()
-    hash_ok = reg["params_hash"] == store.params.hash()
+    key = _run_partition(context)
+    if key is not None:
+        lengths = [int(key)]
+    else:
+        lengths = features.store().available_clip_seconds() or list(CLIP_SECONDS)
+    reports = [inspect_clip_length(features, c) for c in lengths]
+    problems = [f"{r['clip_seconds']} s: {p}" for r in reports for p in r["problems"]]
+    rows = pl.DataFrame(
+        [
+            {
+                "clip_seconds": r["clip_seconds"],
+                "clips": r.get("clips"),
+                "shape": r.get("shape"),
+                "expected_shape": r.get("expected_shape"),
+                "non_finite": r.get("non_finite"),
+                "problems": "; ".join(r["problems"]) or None,
+            }
+            for r in reports
+        ],
+        schema={"clip_seconds": pl.Int64, "clips": pl.Int64, "shape": pl.String, "expected_shape": pl.String,
+                "non_finite": pl.Int64, "problems": pl.String},
+    )
     return dg.AssetCheckResult(
-        passed=finite and shape_ok and hash_ok,
+        passed=not problems,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"finite": finite, "shape": str(t.x.shape), "expected": str(expected), "params_hash_ok": hash_ok},
+        description="; ".join(problems) or f"sane: {', '.join(f'{c} s' for c in lengths)}",
+        metadata={
+            "clip_seconds": dg.MetadataValue.json(lengths),
+            "params_hash": features.params().hash(),
+            "clip_lengths": table(rows),
+            "problems": dg.MetadataValue.json(problems),
+        },
+    )
+
+
+def _cell_runs(models: ModelStoreResource, params_hash: str, model: str, clip_seconds: int) -> list[dict]:
+    root = models.store().root / f"mel-{params_hash}" / model / f"clip-{clip_seconds:02d}s"
+    out = []
+    for seed_dir in sorted(root.glob("seed-*")):
+        cur = atomic.resolve_current(seed_dir)
+        if cur is not None and (cur / "metrics.json").is_file():
+            out.append(json.loads((cur / "metrics.json").read_text()))
+    return out
+
+
+@dg.asset_check(
+    asset=genre_models,
+    description="Held-out song accuracy (mean over seeds) is above chance (1 / 10 genres). Warns only: "
+    "an undertrained model still belongs in the report. Checks the run's (model, clip) cell, or every "
+    "trained cell when run alone.",
+)
+def model_above_chance(
+    context: dg.AssetCheckExecutionContext, features: FeatureStoreResource, models: ModelStoreResource
+) -> dg.AssetCheckResult:
+    params_hash = features.params().hash()
+    key = _run_partition(context)
+    if key is not None:
+        dims = model_partitions.get_partition_key_from_str(key).keys_by_dimension
+        cells = [(dims["model"], int(dims["clip"]))]
+    else:
+        cells = sorted({(r["model"], int(r["clip_seconds"])) for r in models.runs(params_hash=params_hash)})
+    chance = 1.0 / len(GENRES)
+    rows, failing = [], []
+    for model, clip in cells:
+        runs = _cell_runs(models, params_hash, model, clip)
+        accs = [float(r["metrics"]["song_accuracy"]) for r in runs]
+        acc = float(np.mean(accs)) if accs else math.nan
+        ok = bool(accs) and acc > chance
+        rows.append({"model": model, "clip_seconds": clip, "seeds": len(accs), "song_accuracy": acc, "above_chance": ok})
+        if not ok:
+            failing.append(f"{model} {clip} s" + ("" if accs else " (not trained)"))
+    return dg.AssetCheckResult(
+        passed=bool(cells) and not failing,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(f"at or below chance ({chance:.0%}): {', '.join(failing)}" if failing else
+                     f"{len(cells)} cells above chance ({chance:.0%})" if cells else "no trained model"),
+        metadata={
+            "chance": chance,
+            "cells": table(pl.DataFrame(rows, schema={"model": pl.String, "clip_seconds": pl.Int64, "seeds": pl.Int64,
+                                                      "song_accuracy": pl.Float64, "above_chance": pl.Boolean})),
+        },
     )

@@ -3,7 +3,9 @@
 import dagster as dg
 
 from assets.ingest import song_splits
+from assets.metadata import size_bytes, table
 from assets.partitions import clip_partitions
+from assets.policies import EAGER, RETRY_POLICY, permanent
 from assets.resources import AudioSource, FeatureStoreResource
 
 
@@ -12,39 +14,54 @@ from assets.resources import AudioSource, FeatureStoreResource
     kinds={"hdf5", "parquet"},
     deps=[song_splits],
     partitions_def=clip_partitions,
+    retry_policy=RETRY_POLICY,
+    automation_condition=EAGER,
     description="Mel spectrograms (librosa, 22050 Hz, n_fft 2048, hop 512, 128 mels, power_to_db) of "
-    "every clip of one length, sliced from one full-length STFT per song.",
+    "every clip of one length, partitioned by clip length in seconds. Each partition is a chunked "
+    "`mel.h5` (clips × 128 mels × frames) with an `index.parquet` of its rows (song, genre, split "
+    "parts, segment) and a `summary.parquet` of per-band statistics, published atomically as a new "
+    "generation. Songs are decoded once into a cache shared by all partitions.",
 )
 def mel_features(
     context: dg.AssetExecutionContext, audio: AudioSource, features: FeatureStoreResource
 ) -> dg.MaterializeResult:
     clip_seconds = int(context.partition_key)
     store = features.store()
-    report = store.build(
-        audio_root=audio.genre_root(),
-        clip_seconds=[clip_seconds],
-        workers=features.workers or None,
-    )
+    with permanent():
+        report = store.build(
+            audio_root=audio.genre_root(),
+            clip_seconds=[clip_seconds],
+            workers=features.workers or None,
+            lock_timeout=features.lock_timeout,
+        )
     info = report.clip_lengths[clip_seconds]
     context.log.info(
         f"{clip_seconds} s: {info['status']}, {info['clips']} clips of {info['songs']} songs; "
         f"{len(report.computed)} songs computed, {report.cached} cached"
     )
+    params = store.params
     return dg.MaterializeResult(
         metadata={
             "status": info["status"],
             "clips": info["clips"],
             "songs": info["songs"],
+            "shape": f"({info['clips']}, {params.n_mels}, {info['frames']})",
             "frames": info["frames"],
             "songs_computed": len(report.computed),
             "songs_cached": report.cached,
             "feature_failures": report.failed.height,
+            "failed_songs": table(report.failed),
             "too_short_for_this_length": len(info["skipped_short"]),
-            "params": dg.MetadataValue.json(store.params.to_dict()),
-            "params_hash": store.params.hash(),
+            "params": dg.MetadataValue.json(params.to_dict()),
+            "params_hash": params.hash(),
+            "mode": params.mode,
+            "generation": info["generation"],
             "hdf5_path": dg.MetadataValue.path(info["path"]),
+            "hdf5_bytes": size_bytes(info["path"]),
             "index_path": dg.MetadataValue.path(info["index_path"]),
             "bytes": info["bytes"],
+            "registry_path": dg.MetadataValue.path(str(store.registry_path)),
+            "build_seconds": round(report.seconds, 2),
             "dagster/row_count": info["clips"],
         }
     )

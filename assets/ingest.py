@@ -3,51 +3,56 @@
 import dagster as dg
 import polars as pl
 
+from assets.metadata import md_table, size_bytes, table
+from assets.policies import EAGER, RETRY_POLICY, permanent
 from assets.resources import AudioSource, FeatureStoreResource
 from feature_store import catalog as fs_catalog
 from feature_store import splits as fs_splits
 
 
-def _md_table(df: pl.DataFrame, *, limit: int = 50) -> str:
-    if df.height == 0:
-        return "_none_"
-    cols = df.columns
-    rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in df.head(limit).iter_rows():
-        rows.append("| " + " | ".join("" if v is None else str(v).replace("|", "\\|") for v in r) + " |")
-    if df.height > limit:
-        rows.append(f"\n… and {df.height - limit} more")
-    return "\n".join(rows)
-
-
 @dg.asset(
     group_name="ingest",
     kinds={"parquet", "polars"},
-    description="Every audio file of the GTZAN folder, hashed, decoded and validated. "
-    "Unusable files are kept with status 'quarantined' and a reason.",
+    retry_policy=RETRY_POLICY,
+    description="Every audio file of the GTZAN folder (or of the synthetic demo corpus), hashed, "
+    "decoded and validated, one row per file, in `catalog.parquet` of the feature store. Unusable "
+    "files are kept with status `quarantined` and a reason; identical files are flagged in "
+    "`duplicate_of`. Started by the weekly schedule or the audio-folder sensor.",
 )
 def audio_catalog(
     context: dg.AssetExecutionContext, audio: AudioSource, features: FeatureStoreResource
 ) -> dg.MaterializeResult:
-    genre_root = audio.genre_root()
-    cat = fs_catalog.scan(genre_root)
-    store = features.store()
-    path = fs_catalog.write_catalog(cat, store.catalog_path)
-    quarantined = cat.filter(pl.col("status") == "quarantined").select("song_id", "path", "reason")
-    dups = cat.filter(pl.col("duplicate_of").is_not_null()).select("song_id", "duplicate_of")
-    per_genre = cat.group_by("genre").agg(pl.len().alias("files")).sort("genre")
+    with permanent():
+        genre_root = audio.genre_root()
+        cat = fs_catalog.scan(genre_root)
+        store = features.store()
+        path = fs_catalog.write_catalog(cat, store.catalog_path)
+    quarantined = cat.filter(pl.col("status") == "quarantined").select("song_id", "genre", "path", "reason")
+    dups = cat.filter(pl.col("duplicate_of").is_not_null()).select("song_id", "duplicate_of", "path")
+    noted = cat.filter(pl.col("notes").is_not_null()).select("song_id", "notes")
+    per_genre = (
+        cat.group_by("genre")
+        .agg(pl.len().alias("files"), (pl.col("status") == "ok").sum().alias("ok"))
+        .sort("genre")
+    )
     context.log.info(f"cataloged {cat.height} files from {genre_root}; {quarantined.height} quarantined")
     return dg.MaterializeResult(
         metadata={
             "audio_root": dg.MetadataValue.path(str(genre_root)),
+            "layout": audio.detected_layout(),
             "demo_corpus": audio.is_demo,
             "files": cat.height,
             "ok": cat.height - quarantined.height,
             "quarantined": quarantined.height,
-            "quarantined_files": dg.MetadataValue.md(_md_table(quarantined)),
-            "duplicates": dg.MetadataValue.md(_md_table(dups)),
-            "files_per_genre": dg.MetadataValue.md(_md_table(per_genre)),
+            "duplicates": dups.height,
+            "quarantined_files": table(quarantined),
+            "duplicate_files": table(dups),
+            "files_per_genre": dg.MetadataValue.md(md_table(per_genre)),
+            "notes": dg.MetadataValue.md(md_table(noted)),
+            "audio_bytes": int(cat["bytes"].fill_null(0).sum()),
+            "hours_of_audio": round(float(cat["duration"].fill_null(0).sum()) / 3600, 3),
             "path": dg.MetadataValue.path(str(path)),
+            "bytes": size_bytes(path),
             "dagster/row_count": cat.height,
         }
     )
@@ -57,20 +62,30 @@ def audio_catalog(
     group_name="ingest",
     kinds={"parquet", "polars"},
     deps=[audio_catalog],
-    description="One column per split scheme: seed (the study's last-10-per-genre hold-out), "
-    "stratified k-fold, and the fault-filtered artist-conflict-free split.",
+    retry_policy=RETRY_POLICY,
+    automation_condition=EAGER,
+    description="The split table (`splits.parquet`): one row per song, one column per split scheme: "
+    "`seed` (the study's last-10-per-genre hold-out), `stratified` (seeded 5-fold) and "
+    "`fault_filtered` (Kereliuk, Sturm & Larsen's artist-conflict-free split). Quarantined songs are "
+    "`excluded`. The blocking `split_leakage` check stops features being built on a leaking split.",
 )
 def song_splits(context: dg.AssetExecutionContext, features: FeatureStoreResource) -> dg.MaterializeResult:
-    store = features.store()
-    cat = store.catalog()
-    spl = fs_splits.make_splits(cat)
-    path = fs_splits.write_splits(spl, store.splits_path)
+    with permanent():
+        store = features.store()
+        cat = store.catalog()
+        spl = fs_splits.make_splits(cat)
+        path = fs_splits.write_splits(spl, store.splits_path)
     summary = fs_splits.summary(spl)
+    wide = summary.pivot(on="part", index="scheme", values="songs").fill_null(0)
+    context.log.info(f"split {spl.height} songs into {len(fs_splits.SCHEMES)} schemes")
     return dg.MaterializeResult(
         metadata={
             "songs": spl.height,
-            "parts": dg.MetadataValue.md(_md_table(summary)),
+            "schemes": dg.MetadataValue.json(list(fs_splits.SCHEMES)),
+            "songs_per_part": table(wide),
+            "seed_test_songs": int((spl["seed"] == "test").sum()),
             "path": dg.MetadataValue.path(str(path)),
+            "bytes": size_bytes(path),
             "dagster/row_count": spl.height,
         }
     )

@@ -1,29 +1,45 @@
 """Typed Dagster resources: where audio comes from, and where the stores live.
 
 They are thin: each hands back the ``feature_store`` or ``training`` object that does the
-work. ``pipelines/definitions.py`` configures them from environment variables.
+work. ``pipelines/resources.py`` configures them from environment variables (through the
+Dagster-free ``pipelines/settings.py``). Models never travel through an IO manager: the
+:class:`ModelStoreResource` trains, saves (``.keras``) and loads them by path.
 """
 
+from __future__ import annotations
+
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
-from feature_store.catalog import find_genre_root
-from feature_store.demo import write_demo_corpus
+from feature_store.catalog import LAYOUT_FOLDERS, find_genre_root
+from feature_store.errors import ParameterError
 from feature_store.params import FeatureParams
 from feature_store.store import FeatureStore
 from training.train import ModelStore
+
+#: Layouts :class:`AudioSource` accepts; ``auto`` detects the layout from the folder.
+LAYOUTS: tuple[str, ...] = ("auto", *LAYOUT_FOLDERS)
 
 
 class AudioSource(dg.ConfigurableResource):
     """The GTZAN folder to ingest.
 
-    ``path`` is a GTZAN copy in the Kaggle (``genres_original/``) or original (``genres/``)
-    layout, or its genres folder. Left empty, the deterministic synthetic demo corpus is
-    written under ``demo_dir`` and used instead.
+    Attributes
+    ----------
+    path : str
+        A GTZAN copy in the Kaggle (``genres_original/``) or original (``genres/``) layout,
+        or its genres folder. Left empty, the deterministic synthetic demo corpus is written
+        under ``demo_dir`` and used instead.
+    layout : str
+        ``auto`` (detect), ``kaggle`` or ``original``; a folder of another layout is refused.
+    demo_dir, demo_songs_per_genre, demo_seconds, demo_seed
+        Where and how the demo corpus is written when ``path`` is empty.
     """
 
     path: str = ""
+    layout: str = "auto"
     demo_dir: str = "data/demo"
     demo_songs_per_genre: int = 10
     demo_seconds: float = 30.0
@@ -33,29 +49,70 @@ class AudioSource(dg.ConfigurableResource):
     def is_demo(self) -> bool:
         return not self.path
 
-    def genre_root(self) -> Path:
-        """The genres folder, writing the demo corpus first when no path is set."""
-        if self.is_demo:
+    def _root(self) -> str:
+        return self.demo_dir if self.is_demo else self.path
+
+    def genre_root(self, *, write_demo: bool = True) -> Path:
+        """The genres folder, writing the demo corpus first when no path is set.
+
+        Parameters
+        ----------
+        write_demo : bool
+            With no ``path``, write (or verify) the demo corpus before resolving it. The
+            sensor passes False, so that a sensor tick never writes audio.
+
+        Raises
+        ------
+        ParameterError
+            Unknown ``layout``, a missing folder, or a folder of another layout.
+        """
+        if self.layout not in LAYOUTS:
+            raise ParameterError(f"layout must be one of {list(LAYOUTS)}, got {self.layout!r}")
+        if self.is_demo and write_demo:
+            from feature_store.demo import write_demo_corpus
+
             write_demo_corpus(
                 self.demo_dir,
                 songs_per_genre=self.demo_songs_per_genre,
                 duration=self.demo_seconds,
                 seed=self.demo_seed,
             )
-            return find_genre_root(self.demo_dir)[0]
-        return find_genre_root(self.path)[0]
+        root, found = find_genre_root(self._root())
+        if self.layout != "auto" and found != self.layout:
+            raise ParameterError(
+                f"audio folder {self._root()!r} has the {found!r} layout, but layout={self.layout!r} was asked; "
+                f"use one of {list(LAYOUTS)}"
+            )
+        return root
 
-    def layout(self) -> str:
-        return find_genre_root(self.demo_dir if self.is_demo else self.path)[1]
+    def detected_layout(self) -> str:
+        """The layout found in the folder (``kaggle`` or ``original``)."""
+        return find_genre_root(self._root())[1]
 
 
 class FeatureStoreResource(dg.ConfigurableResource):
-    """The feature store root and the feature parameters (see ``FeatureParams``)."""
+    """The feature store root and the feature parameters (see ``FeatureParams``).
+
+    Attributes
+    ----------
+    root : str
+        Feature store root.
+    mode : str
+        Sampling mode, ``first`` (the study's first N seconds) or ``segments``.
+    dtype : str
+        Storage dtype of the mels, ``float32`` or ``float16``.
+    workers : int
+        Worker processes of the feature build (0: the CPU count).
+    lock_timeout : float
+        Seconds a build waits for a concurrent build of the same store before it fails with
+        ``StoreLockedError`` (a transient failure, which the assets' retry policy retries).
+    """
 
     root: str = "data/store"
     mode: str = "first"
     dtype: str = "float32"
     workers: int = 0
+    lock_timeout: float = 600.0
 
     def params(self) -> FeatureParams:
         return FeatureParams(mode=self.mode, dtype=self.dtype)  # type: ignore[arg-type]
@@ -65,10 +122,58 @@ class FeatureStoreResource(dg.ConfigurableResource):
 
 
 class ModelStoreResource(dg.ConfigurableResource):
-    """Where ``.keras`` models and their metrics are saved, and where reports go."""
+    """Trains, saves and loads the ``.keras`` models; writes the reports.
+
+    Attributes
+    ----------
+    root : str
+        Model store root (``<root>/mel-<params hash>/<model>/clip-NNs/seed-S/current/``).
+    report_dir : str
+        Where the evaluation report (Markdown, and the figures the report writes) goes.
+    """
 
     root: str = "data/models"
     report_dir: str = "data/reports"
 
     def store(self) -> ModelStore:
         return ModelStore(self.root)
+
+    def train(
+        self,
+        *,
+        features: FeatureStoreResource,
+        model: str,
+        clip_seconds: int,
+        epochs: int,
+        seed: int,
+        scheme: str,
+        batch_size: int,
+    ) -> dict[str, Any]:
+        """Train one model on one clip length and save it as ``model.keras`` in the store.
+
+        Returns the run's metrics (see :func:`training.train.train_model`), with
+        ``model_path`` and ``run_dir``. Imports TensorFlow, so call it only in asset bodies.
+        """
+        from training.train import TrainConfig, train_model
+
+        config = TrainConfig(epochs=epochs, seed=seed, scheme=scheme, batch_size=batch_size)
+        return train_model(
+            store_root=features.root,
+            model_root=self.root,
+            model=model,
+            clip_seconds=clip_seconds,
+            params=features.params(),
+            config=config,
+        )
+
+    def load(self, *, params: FeatureParams, model: str, clip_seconds: int, seed: int = 0) -> Any:
+        """Load a trained model from its ``.keras`` file (``safe_mode=True``)."""
+        from training.train import load_model
+
+        run = self.store().current(params=params, model=model, clip_seconds=clip_seconds, seed=seed)
+        return load_model(run / "model.keras")
+
+    def runs(self, *, params_hash: str | None = None) -> list[dict[str, Any]]:
+        """Metrics of every published run, optionally only those of one feature params hash."""
+        runs = self.store().runs()
+        return [r for r in runs if params_hash is None or r.get("params_hash") == params_hash]

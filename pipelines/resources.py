@@ -1,40 +1,45 @@
-"""Resource instances, configured from environment variables with repo-local defaults.
+"""Resource instances of the code location, configured from environment variables.
 
-=====================  ===============================  ==================================
-variable               default                          meaning
-=====================  ===============================  ==================================
-``GTZAN_DIR``          (unset: the synthetic demo)      GTZAN copy to ingest
-``GTZAN_DATA_DIR``     ``data``                         parent of the store folders below
-``GTZAN_STORE_DIR``    ``$GTZAN_DATA_DIR/store``        feature store root
-``GTZAN_MODEL_DIR``    ``$GTZAN_DATA_DIR/models``       model store root
-``GTZAN_REPORT_DIR``   ``$GTZAN_DATA_DIR/reports``      evaluation reports
-``GTZAN_MODE``         ``first``                        sampling mode: first | segments
-=====================  ===============================  ==================================
+The variables and their defaults are documented in :mod:`pipelines.settings` (which does not
+import Dagster, so the ``gtzan`` command line reads the same locations cheaply). Paths are
+made absolute here, so that every process of a run (webserver, code server, run worker,
+step subprocesses) agrees on them even if its working directory differs.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from assets.resources import AudioSource, FeatureStoreResource, ModelStoreResource
+from pipelines import settings
+from pipelines.settings import data_dir  # noqa: F401  (kept for callers of the old location)
 
 
-def data_dir() -> Path:
-    return Path(os.environ.get("GTZAN_DATA_DIR", "data"))
+def _abs(path) -> str:
+    return str(path.expanduser().resolve())
 
 
 def make_resources() -> dict[str, object]:
-    """The resources of the code location, read from the environment now."""
-    base = data_dir()
+    """The resources of the code location, read from the environment now.
+
+    Returns
+    -------
+    dict
+        ``audio`` (:class:`AudioSource`), ``features`` (:class:`FeatureStoreResource`) and
+        ``models`` (:class:`ModelStoreResource`).
+    """
+    audio = settings.audio_dir()
     return {
-        "audio": AudioSource(path=os.environ.get("GTZAN_DIR", ""), demo_dir=str(base / "demo")),
+        "audio": AudioSource(
+            path=_abs(audio) if audio else "",
+            layout=settings.layout(),
+            demo_dir=_abs(settings.demo_dir()),
+        ),
         "features": FeatureStoreResource(
-            root=os.environ.get("GTZAN_STORE_DIR", str(base / "store")),
-            mode=os.environ.get("GTZAN_MODE", "first"),
+            root=_abs(settings.store_dir()),
+            mode=settings.mode(),
+            workers=settings.workers(),
         ),
         "models": ModelStoreResource(
-            root=os.environ.get("GTZAN_MODEL_DIR", str(base / "models")),
-            report_dir=os.environ.get("GTZAN_REPORT_DIR", str(base / "reports")),
+            root=_abs(settings.model_dir()),
+            report_dir=_abs(settings.report_dir()),
         ),
     }

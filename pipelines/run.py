@@ -1,63 +1,99 @@
 """``make run``: materialize the whole asset graph through Dagster, partition by partition.
 
 The runs are recorded in ``$DAGSTER_HOME`` (the Makefile sets a repo-local one), so they show
-up afterwards in ``make dev``. Partitioned assets with different partitionings cannot share
-one run, so this launches, in order: the ingest run, one run per clip length of features,
-one run per (clip length, model), and the report run.
+up afterwards in ``make dev``. A run carries at most one partition key, so this launches, in
+dependency order: the ingest run, one run per clip length of features, one run per
+(model, clip length), and the report run. Each run also executes its assets' checks; a
+failed blocking check (leaking split, torn features) stops the whole sequence.
+
+Runs execute in this process, one after another (no step subprocesses, TensorFlow imported
+once), which is the fastest way through the graph on a small machine; the UI's runs use the
+multiprocess executor instead.
 
 Usage::
 
-    python -m pipelines.run [--epochs N] [--seeds 0 1 2] [--clip-seconds 1 5 15 30] [--models ...]
+    python -m pipelines.run [--epochs N] [--seeds 0 1 2] [--clip-seconds 1 5 15 30]
+                            [--models seed_cnn seed_rnn | --models all] [--scheme seed]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from typing import Any
 
-import dagster as dg
-
-from assets.partitions import PIPELINE_MODELS
-from feature_store.params import CLIP_SECONDS
+# Keep this module's top level light: feature-build worker processes are spawned and
+# re-import the main module.
 
 
 def run_all(
     *,
-    instance: dg.DagsterInstance,
+    instance: Any,
+    defs: Any = None,
     clip_seconds: list[int] | None = None,
     models: list[str] | None = None,
     epochs: int = 2,
     seeds: list[int] | None = None,
+    scheme: str = "seed",
     log=print,
     log_level: str = "WARNING",
 ) -> dict:
     """Launch every run of the graph in dependency order; stop at the first failure.
 
+    Parameters
+    ----------
+    instance : dagster.DagsterInstance
+        Where the runs are recorded.
+    defs : dagster.Definitions, optional
+        The code location to run (default :data:`pipelines.definitions.defs`, whose resources
+        come from the environment).
+    clip_seconds : list of int, optional
+        Clip lengths (feature partitions) to build and train on; default all.
+    models : list of str, optional
+        Model partitions to train; default :data:`assets.partitions.DEFAULT_RUN_MODELS`.
+    epochs, seeds, scheme
+        Run config of the training asset (:class:`assets.models.TrainingConfig`).
+    log : callable(str)
+        Where progress lines go.
+    log_level : str
+        Level of Dagster's console logger during the runs.
+
     Returns
     -------
     dict
-        ``runs`` (run ids) and ``report`` (the report's path).
+        ``runs`` (run ids, in launch order) and ``report`` (the report's path).
+
+    Raises
+    ------
+    SystemExit
+        When a run fails (with its run id, to look it up in ``make dev``).
     """
-    from pipelines.definitions import defs
+    from assets.partitions import DEFAULT_RUN_MODELS, model_key
+    from feature_store.params import CLIP_SECONDS
+    if defs is None:
+        from pipelines.definitions import defs
 
     clips = [str(c) for c in (clip_seconds or CLIP_SECONDS)]
-    names = models or list(PIPELINE_MODELS)
-    run_config = {"ops": {"genre_models": {"config": {"epochs": epochs, "seeds": seeds or [0]}}}}
+    names = list(models or DEFAULT_RUN_MODELS)
+    train_config = {"ops": {"genre_models": {"config": {"epochs": epochs, "seeds": seeds or [0], "scheme": scheme}}}}
+    quiet = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     run_ids: list[str] = []
 
-    def launch(job_name: str, partition_key: str | dg.MultiPartitionKey | None = None, config: dict | None = None):
+    def launch(job_name: str, partition_key: Any = None, config: dict | None = None) -> Any:
         t0 = time.perf_counter()
         job = defs.resolve_job_def(job_name)
-        quiet = {"loggers": {"console": {"config": {"log_level": log_level}}}}
         result = job.execute_in_process(
             instance=instance, partition_key=partition_key, run_config={**quiet, **(config or {})}, raise_on_error=False
         )
-        label = f"{job_name}" + (f" [{partition_key}]" if partition_key else "")
+        label = job_name + (f" [{partition_key}]" if partition_key else "")
         if not result.success:
-            raise SystemExit(f"run {result.run_id} ({label}) failed; open `make dev` to see why")
+            raise SystemExit(f"run {result.run_id} ({label}) failed; open `make dev` (Runs) to see why")
+        failed_checks = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
         run_ids.append(result.run_id)
-        log(f"  ok  {label:<34} {time.perf_counter() - t0:6.1f} s  run {result.run_id[:8]}")
+        note = f"  warns: {', '.join(failed_checks)}" if failed_checks else ""
+        log(f"  ok  {label:<34} {time.perf_counter() - t0:6.1f} s  run {result.run_id[:8]}{note}")
         return result
 
     log("ingest")
@@ -68,7 +104,7 @@ def run_all(
     log("training")
     for c in clips:
         for m in names:
-            launch("training_job", dg.MultiPartitionKey({"clip": c, "model": m}), run_config)
+            launch("training_job", model_key(model=m, clip_seconds=c), train_config)
     log("report")
     result = launch("report_job")
     mat = result.asset_materializations_for_node("evaluation_report")[0]
@@ -76,16 +112,40 @@ def run_all(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from assets.partitions import DEFAULT_RUN_MODELS, PIPELINE_MODELS
+    from feature_store.params import CLIP_SECONDS
+
     parser = argparse.ArgumentParser(prog="python -m pipelines.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--clip-seconds", type=int, nargs="+", default=list(CLIP_SECONDS))
-    parser.add_argument("--models", nargs="+", default=list(PIPELINE_MODELS))
+    parser.add_argument("--epochs", type=int, default=2, help="epoch cap per model (default: %(default)s)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds per model (default: 0)")
+    parser.add_argument("--scheme", default="seed", help="split scheme to hold out (default: %(default)s)")
+    parser.add_argument("--clip-seconds", type=int, nargs="+", default=list(CLIP_SECONDS), choices=list(CLIP_SECONDS))
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=list(DEFAULT_RUN_MODELS),
+        help=f"models to train, or 'all' (default: {' '.join(DEFAULT_RUN_MODELS)}; all: {' '.join(PIPELINE_MODELS)})",
+    )
     args = parser.parse_args(argv)
+    models = list(PIPELINE_MODELS) if args.models == ["all"] else args.models
+    unknown = [m for m in models if m not in PIPELINE_MODELS]
+    if unknown:
+        parser.error(f"unknown models {unknown}; valid models are {list(PIPELINE_MODELS)} or 'all'")
+    if args.epochs < 1:
+        parser.error("--epochs must be at least 1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    import dagster as dg
+
     t0 = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         out = run_all(
-            instance=instance, clip_seconds=args.clip_seconds, models=args.models, epochs=args.epochs, seeds=args.seeds
+            instance=instance,
+            clip_seconds=args.clip_seconds,
+            models=models,
+            epochs=args.epochs,
+            seeds=args.seeds,
+            scheme=args.scheme,
         )
     print(f"\ndone in {time.perf_counter() - t0:.0f} s, {len(out['runs'])} runs recorded in $DAGSTER_HOME")
     print(f"evaluation report: {out['report']}")

@@ -1,0 +1,35 @@
+"""Asset jobs: one per partitioning of the graph (a run has at most one partition key).
+
+Each job also runs the checks of its assets, so blocking checks gate what follows.
+"""
+
+import dagster as dg
+
+from assets.features import mel_features
+from assets.ingest import audio_catalog, song_splits
+from assets.models import genre_models
+from assets.reports import evaluation_report
+
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.assets(audio_catalog, song_splits),
+    description="Catalog the audio folder and make the split table (with their checks). Started by the "
+    "weekly schedule and the audio-folder sensor; features and the rest follow by automation.",
+)
+features_job = dg.define_asset_job(
+    "features_job",
+    selection=dg.AssetSelection.assets(mel_features),
+    description="Mel features of one clip length (one partition per run).",
+)
+training_job = dg.define_asset_job(
+    "training_job",
+    selection=dg.AssetSelection.assets(genre_models),
+    description="Train one (model, clip length) cell; epochs, seeds and split scheme are run config.",
+)
+report_job = dg.define_asset_job(
+    "report_job",
+    selection=dg.AssetSelection.assets(evaluation_report),
+    description="Write the evaluation report over every trained model.",
+)
+
+ALL_JOBS = [ingest_job, features_job, training_job, report_job]

@@ -1,0 +1,113 @@
+"""mel_features partitions, the features_sane check, and the retry of a transient failure."""
+
+import shutil
+import threading
+
+import dagster as dg
+import h5py
+import numpy as np
+import polars as pl
+import pytest
+from conftest import SONGS_PER_GENRE, make_resources, materialize_ingest
+
+from assets import features_sane, mel_features
+from assets.checks import inspect_clip_length
+from feature_store.params import GENRES
+
+
+@pytest.fixture
+def ingested(resources):
+    assert materialize_ingest(resources).success
+    return resources
+
+
+def test_features_partition_and_check(ingested):
+    result = dg.materialize([mel_features, features_sane], resources=ingested, partition_key="5")
+    assert result.success
+    md = {k: v.value for k, v in result.asset_materializations_for_node("mel_features")[0].metadata.items()}
+    params = ingested["features"].params()
+    frames = params.clip_frames(5)
+    n = SONGS_PER_GENRE * len(GENRES)  # mode "first": one 5 s clip per 6 s song
+    assert md["clips"] == n and md["shape"] == f"({n}, 128, {frames})"
+    assert md["params_hash"] == params.hash() and md["params"]["n_mels"] == 128
+    with h5py.File(md["hdf5_path"], "r") as h5:
+        assert h5["mel"].shape == (n, 128, frames)
+        assert np.isfinite(h5["mel"][:]).all()
+    assert md["hdf5_bytes"] > 0 and md["bytes"] >= md["hdf5_bytes"]
+    [ev] = result.get_asset_check_evaluations()
+    assert ev.check_name == "features_sane" and ev.passed
+    assert ev.metadata["clip_seconds"].value == [5]  # the run's partition, only
+
+
+def test_partition_longer_than_songs_is_empty_but_sane(ingested):
+    result = dg.materialize([mel_features, features_sane], resources=ingested, partition_key="15")
+    assert result.success
+    md = result.asset_materializations_for_node("mel_features")[0].metadata
+    assert md["clips"].value == 0
+    assert md["too_short_for_this_length"].value == SONGS_PER_GENRE * len(GENRES)
+
+
+def _copy_store(built, tmp_path):
+    res = make_resources(built["audio"].path, tmp_path / "data")
+    shutil.copytree(built["features"].root, res["features"].root, symlinks=True)
+    return res
+
+
+def test_check_blocks_on_nan(built, tmp_path):
+    res = _copy_store(built, tmp_path)
+    gen = res["features"].store().generation(1)
+    assert built["features"].root not in str(gen)  # a private copy (the links are relative)
+    with h5py.File(gen / "mel.h5", "r+") as h5:
+        block = h5["mel"][3]
+        block[5, 7] = np.nan
+        block[6, 8] = np.inf
+        h5["mel"][3] = block
+    report = inspect_clip_length(res["features"], 1)
+    assert report["non_finite"] == 2 and any("NaN or inf" in p for p in report["problems"])
+    # run alone (no partition): checks every built clip length and fails with ERROR
+    result = dg.materialize(
+        [mel_features, features_sane], resources=res, selection=dg.AssetSelection.checks(features_sane),
+        raise_on_error=False,
+    )
+    [ev] = result.get_asset_check_evaluations()
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR
+    assert ev.metadata["clip_seconds"].value == [1, 5]
+    assert "1 s: 2 NaN or inf values" in ev.description
+
+
+def test_check_finds_torn_store_and_stale_params(built, tmp_path):
+    res = _copy_store(built, tmp_path)
+    gen = res["features"].store().generation(5)
+    idx = gen / "index.parquet"
+    # an index whose rows no longer name the HDF5 rows they point at
+    index = pl.read_parquet(idx)
+    index.with_columns(pl.col("clip_id").shift(1, fill_value="x")).write_parquet(idx)
+    problems = inspect_clip_length(res["features"], 5)["problems"]
+    assert any("torn store" in p for p in problems)
+    reg = res["features"].store().registry_path
+    reg.write_text(reg.read_text().replace(res["features"].params().hash(), "0" * 16))
+    problems = inspect_clip_length(res["features"], 1)["problems"]
+    assert any("registry params hash" in p for p in problems)
+
+
+def test_locked_store_is_retried(ingested):
+    """A concurrent build holding the lock is transient: the step is retried and then succeeds."""
+    from assets import FeatureStoreResource
+
+    res = {**ingested, "features": FeatureStoreResource(root=ingested["features"].root, workers=1, lock_timeout=0)}
+    from filelock import FileLock
+
+    store = res["features"].store()
+    (store.store_dir / ".locks").mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(store.store_dir / ".locks" / "cache.lock"), thread_local=False)  # the build's lock
+    lock.acquire()
+    timer = threading.Timer(1.0, lock.release)
+    timer.start()
+    try:
+        result = dg.materialize([mel_features], resources=res, partition_key="1")
+    finally:
+        timer.join()
+    assert result.success
+    types = [e.event_type_value for e in result.all_events]
+    assert types.count("STEP_UP_FOR_RETRY") == 1
+    assert res["features"].store().generation(1).exists()
