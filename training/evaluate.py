@@ -123,7 +123,29 @@ def macro_f1(cm: np.ndarray) -> float:
 
 
 def evaluate(probs: Any, labels: Any, song_ids: Sequence[str], *, n_classes: int) -> dict[str, Any]:
-    """Clip- and song-level metrics in one JSON-ready dict."""
+    """Clip- and song-level metrics in one JSON-ready dict.
+
+    Song-level figures use the mean probability over each song's clips
+    (:func:`song_level`). ``study_metric_accuracy`` is the study's ``indexOfMax`` metric on
+    clips, shown beside the true (argmax) accuracy. Recalls are per genre, ``None`` for a genre
+    absent from the labels; confusion matrices are [true, predicted] counts.
+
+    Parameters
+    ----------
+    probs : array [shape=(clips, n_classes)]
+    labels : array [shape=(clips,)]
+    song_ids : sequence of str [shape=(clips,)]
+    n_classes : int
+
+    Returns
+    -------
+    dict
+        ``clips``, ``songs``, ``clip_accuracy``, ``song_accuracy``, ``study_metric_accuracy``,
+        ``clip_macro_f1``, ``song_macro_f1``, ``song_recall``, ``clip_recall``,
+        ``clip_confusion``, ``song_confusion``.
+    """
+    if len(song_ids) != np.asarray(labels).shape[0]:
+        raise ParameterError(f"song_ids has {len(song_ids)} entries for {np.asarray(labels).shape[0]} labels")
     p = _check_probs(probs)
     y = np.asarray(labels)
     sp, sy, _ = song_level(p, y, song_ids)
@@ -138,6 +160,46 @@ def evaluate(probs: Any, labels: Any, song_ids: Sequence[str], *, n_classes: int
         "clip_macro_f1": macro_f1(cm_clip),
         "song_macro_f1": macro_f1(cm_song),
         "song_recall": [None if np.isnan(v) else float(v) for v in per_class_recall(cm_song)],
+        "clip_recall": [None if np.isnan(v) else float(v) for v in per_class_recall(cm_clip)],
         "clip_confusion": cm_clip.tolist(),
         "song_confusion": cm_song.tolist(),
     }
+
+
+def summarize_runs(runs: Sequence[dict[str, Any]], keys: Sequence[str] = (
+    "song_accuracy", "clip_accuracy", "study_metric_accuracy", "song_macro_f1", "clip_macro_f1"
+)) -> dict[str, dict[str, float]]:
+    """Mean, sample standard deviation and n of metrics over runs (seeds).
+
+    Parameters
+    ----------
+    runs : sequence of dict
+        ``metrics.json`` contents, e.g. from :func:`training.train.train_seeds`.
+    keys : sequence of str
+        Keys of ``run["metrics"]`` to summarise.
+
+    Returns
+    -------
+    dict
+        ``{key: {"mean": m, "std": s, "n": n}}``; ``std`` is 0 for a single run.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for k in keys:
+        vals = np.array([r["metrics"][k] for r in runs if r["metrics"].get(k) is not None], dtype=float)
+        out[k] = {
+            "mean": float(vals.mean()) if vals.size else float("nan"),
+            "std": float(vals.std(ddof=1)) if vals.size > 1 else 0.0,
+            "n": int(vals.size),
+        }
+    return out
+
+
+def genre_recall(run: dict[str, Any], genre: str, *, level: str = "song") -> float | None:
+    """Recall of one genre in a run's held-out metrics (``None`` if it had no examples)."""
+    from feature_store.params import GENRES, validate_genre
+
+    validate_genre(genre)
+    if level not in ("song", "clip"):
+        raise ParameterError(f"level must be 'song' or 'clip', got {level!r}")
+    genres = run.get("genres", list(GENRES))
+    return run["metrics"][f"{level}_recall"][genres.index(genre)]

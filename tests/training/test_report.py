@@ -1,0 +1,76 @@
+"""The report: Markdown + HTML + PNG figures from real runs on a tiny corpus."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from feature_store.params import FeatureParams
+from training.report import FIGURES, STUDY_RESULTS, best_run, report_paths, write_report
+from training.train import ModelStore, TrainConfig, train_model, train_seeds
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tiny_store, tmp_path_factory):
+    root = tmp_path_factory.mktemp("report_models")
+    params = FeatureParams(mode="first")
+    cfg = TrainConfig(epochs=1, batch_size=8)
+    for clip in (1, 5):
+        train_seeds(seeds=[0, 1], store_root=tiny_store, model_root=root, model="baseline", clip_seconds=clip,
+                    params=params, config=cfg)
+        train_model(store_root=tiny_store, model_root=root, model="seed_cnn", clip_seconds=clip, params=params,
+                    config=cfg)
+    return ModelStore(root).runs()
+
+
+def test_report_on_a_tiny_corpus_has_its_figures(tiny_runs, tmp_path):
+    md = write_report(tiny_runs, tmp_path / "report")
+    paths = report_paths(tmp_path / "report")
+    assert md == paths["markdown"] and md.exists() and paths["html"].exists()
+    text = md.read_text()
+    for name in FIGURES:
+        fig = paths["figures"][name]
+        assert fig.exists() and fig.read_bytes().startswith(PNG), name
+        assert f"figures/{name}" in text
+    # every image the documents link to exists
+    for link in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text):
+        assert (md.parent / link).exists()
+    html = paths["html"].read_text()
+    for link in re.findall(r'<img src="([^"]+)"', html):
+        assert (md.parent / link).exists()
+    assert html.count("<table>") == text.count("\n|---") and "<table>" in html
+
+
+def test_report_states_the_setup_and_the_study_beside_ours(tiny_runs, tmp_path):
+    text = write_report(tiny_runs, tmp_path).read_text()
+    assert "**Data:**" in text and "**Split:** scheme seed" in text and "**Mode:** first" in text
+    assert "**Seeds:** [0, 1]" in text and "n = [1, 2]" in text
+    assert "*seed_cnn, as published*" in text
+    published = " | ".join(f"{100 * v:.0f} %" for v in STUDY_RESULTS["seed_cnn"].values())
+    assert published in text
+    assert "ours, indexOfMax, clips" in text and "ours, argmax, songs" in text
+    # baseline ran with two seeds: cells carry mean ± std and n
+    row = next(line for line in text.splitlines() if line.startswith("| baseline |"))
+    assert "±" in row and "(n=2)" in row
+    assert "| model | clip | parameters | .keras MB | s / epoch |" in text
+
+
+def test_best_run_is_the_highest_mean_song_accuracy(tiny_runs):
+    best = best_run(tiny_runs)
+    means = {}
+    for r in tiny_runs:
+        means.setdefault((r["model"], r["clip_seconds"]), []).append(r["metrics"]["song_accuracy"])
+    top = max(sum(v) / len(v) for v in means.values())
+    assert best["song_accuracy"] == pytest.approx(top)
+    assert (best["model"], best["clip_seconds"]) in means and best["variant"] == ""
+
+
+def test_report_without_runs(tmp_path):
+    md = write_report([], tmp_path)
+    assert "No trained models yet" in md.read_text()
+    assert Path(tmp_path / "report.html").exists()
+    assert best_run([]) is None
