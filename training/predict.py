@@ -14,7 +14,9 @@ and cut into windows of the run's clip length:
 
 Each window is normalised with the run's per-band normaliser and classified; the file's
 probabilities are the mean over its windows, as song accuracy is computed in
-:mod:`training.evaluate`.
+:mod:`training.evaluate`. Probe runs (:mod:`training.probe`, a classifier on musicnn
+embeddings) are predicted the same way, with musicnn's own 16 kHz log-mel and clip
+embeddings in place of the mel windows.
 
 Which run? :func:`choose_run` picks, by default, the best (model, clip length) of the
 runs that the evaluation report covers (:func:`training.report.best_run`), and its best
@@ -49,6 +51,40 @@ PREDICT_BATCH = 64
 # ---------------------------------------------------------------------------------------
 # features of a whole file
 # ---------------------------------------------------------------------------------------
+def _power_mel_blocks(
+    y: np.ndarray, *, sr: int, n_fft: int, hop_length: int, n_mels: int, fmin: float = 0.0,
+    fmax: float | None = None, power: float = 2.0, block_frames: int = MEL_BLOCK_FRAMES,
+) -> np.ndarray:
+    """librosa's centred (zero-padded) power mel spectrogram, ``block_frames`` frames at a time.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_mels, 1 + len(y) // hop_length)]
+    """
+    import librosa
+
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1 or y.size == 0:
+        raise ParameterError(f"y must be mono audio with shape (n>0,), got shape {y.shape}")
+    if not isinstance(block_frames, int) or block_frames < 1:
+        raise ParameterError(f"block_frames must be a positive integer, got {block_frames!r}")
+    total = 1 + y.size // hop_length
+    padded = np.pad(y, (n_fft // 2, n_fft // 2))  # librosa's centre padding (pad_mode='constant')
+    blocks = []
+    for f0 in range(0, total, block_frames):
+        f1 = min(total, f0 + block_frames)
+        seg = padded[f0 * hop_length : (f1 - 1) * hop_length + n_fft]
+        if seg.size < n_fft:  # only when n_fft is odd and the file is tiny
+            seg = np.pad(seg, (0, n_fft - seg.size))
+        blocks.append(
+            librosa.feature.melspectrogram(
+                y=seg, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
+                fmin=fmin, fmax=fmax, power=power, center=False,
+            )[:, : f1 - f0]
+        )
+    return np.concatenate(blocks, axis=1)
+
+
 def long_mel(y: np.ndarray, *, params: FeatureParams, block_frames: int = MEL_BLOCK_FRAMES) -> np.ndarray:
     """Log-power mel spectrogram of audio of any length, in bounded memory.
 
@@ -70,28 +106,31 @@ def long_mel(y: np.ndarray, *, params: FeatureParams, block_frames: int = MEL_BL
     """
     import librosa
 
-    y = np.asarray(y, dtype=np.float32)
-    if y.ndim != 1 or y.size == 0:
-        raise ParameterError(f"y must be mono audio with shape (n>0,), got shape {y.shape}")
-    if not isinstance(block_frames, int) or block_frames < 1:
-        raise ParameterError(f"block_frames must be a positive integer, got {block_frames!r}")
-    hop, n_fft = params.hop_length, params.n_fft
-    total = 1 + y.size // hop
-    padded = np.pad(y, (n_fft // 2, n_fft // 2))  # librosa's centre padding (pad_mode='constant')
-    blocks = []
-    for f0 in range(0, total, block_frames):
-        f1 = min(total, f0 + block_frames)
-        seg = padded[f0 * hop : (f1 - 1) * hop + n_fft]
-        if seg.size < n_fft:  # only when n_fft is odd and the file is tiny
-            seg = np.pad(seg, (0, n_fft - seg.size))
-        blocks.append(
-            librosa.feature.melspectrogram(
-                y=seg, sr=params.sr, n_fft=n_fft, hop_length=hop, n_mels=params.n_mels,
-                fmin=params.fmin, fmax=params.fmax, power=params.power, center=False,
-            )[:, : f1 - f0]
-        )
-    power = np.concatenate(blocks, axis=1)
+    power = _power_mel_blocks(
+        y, sr=params.sr, n_fft=params.n_fft, hop_length=params.hop_length, n_mels=params.n_mels,
+        fmin=params.fmin, fmax=params.fmax, power=params.power, block_frames=block_frames,
+    )
     return librosa.power_to_db(power, ref=1.0, top_db=params.top_db).astype(np.float32)
+
+
+def long_musicnn_mel(y: np.ndarray, *, block_frames: int = MEL_BLOCK_FRAMES) -> np.ndarray:
+    """musicnn's log-mel (:func:`feature_store.embeddings.musicnn.log_mel`) in bounded memory.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono audio at musicnn's 16 kHz.
+
+    Returns
+    -------
+    np.ndarray [shape=(1 + n // 256, 96), dtype=float32]
+        Frames first, as musicnn takes them.
+    """
+    from feature_store.embeddings import musicnn as mn
+
+    power = _power_mel_blocks(y, sr=mn.SR, n_fft=mn.N_FFT, hop_length=mn.HOP_LENGTH, n_mels=mn.N_MELS,
+                              block_frames=block_frames)
+    return np.log10(10000.0 * power.T + 1.0).astype(np.float32)
 
 
 def window_starts(*, total_frames: int, frames: int, hop_frames: float) -> list[int]:
@@ -345,11 +384,16 @@ def choose_run(
 class Predictor:
     """A trained run, loaded once, that predicts the genre of audio files.
 
+    Two run families are understood: the mel models of :func:`training.train.train_model`
+    (``model.keras``, ``normalizer.json``, ``metrics.json``) and the probes on musicnn
+    embeddings of :func:`training.probe.train_probe` (``probe.npz``, ``probe.json``,
+    ``metrics.json``). Either way a file is cut into windows of the run's clip length over
+    its whole duration, and its probabilities are the mean over the windows.
+
     Parameters
     ----------
     run_dir : path
-        A published run folder holding ``model.keras``, ``normalizer.json`` and
-        ``metrics.json`` (see :func:`training.train.train_model`).
+        A published run folder (or the run folder holding its ``current`` link).
 
     Raises
     ------
@@ -365,24 +409,45 @@ class Predictor:
     """
 
     def __init__(self, run_dir: str | os.PathLike[str]) -> None:
-        from training.train import BandNormalizer, load_model
+        from feature_store import atomic
 
-        self.run_dir = Path(run_dir).expanduser()
-        if not self.run_dir.is_dir():
-            raise StoreError(f"no trained run at {self.run_dir}")
-        files = {name: self.run_dir / name for name in ("metrics.json", "normalizer.json", "model.keras")}
-        missing = [name for name, p in files.items() if not p.is_file()]
-        if missing:
-            raise StoreError(f"{self.run_dir} is not a complete trained run: missing {', '.join(missing)}")
+        run_dir = Path(run_dir).expanduser()
+        if not run_dir.is_dir():
+            raise StoreError(f"no trained run at {run_dir}")
+        self.run_dir = atomic.resolve_current(run_dir) or run_dir
+        metrics_file = self.run_dir / "metrics.json"
+        if not metrics_file.is_file():
+            raise StoreError(f"{self.run_dir} is not a complete trained run: missing metrics.json")
         try:
-            self.metrics: dict[str, Any] = json.loads(files["metrics.json"].read_text())
-            self.normalizer = BandNormalizer.from_json(json.loads(files["normalizer.json"].read_text()))
+            self.metrics: dict[str, Any] = json.loads(metrics_file.read_text())
             self.params = FeatureParams.from_dict(self.metrics["feature_params"])
             self.model_name: str = self.metrics["model"]
             self.clip_seconds: int = validate_clip_seconds(self.metrics["clip_seconds"])
+            self.genres: tuple[str, ...] = tuple(self.metrics["genres"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"cannot read the run at {self.run_dir}: {exc}") from exc
+        from training.probe import is_probe_run
+
+        self.family = "probe" if is_probe_run(self.metrics) else "mel"
+        if self.family == "probe":
+            self._load_probe()
+        else:
+            self._load_mel_model()
+
+    # -- loading ----------------------------------------------------------------------------
+    def _missing(self, names: Sequence[str]) -> None:
+        missing = [n for n in names if not (self.run_dir / n).is_file()]
+        if missing:
+            raise StoreError(f"{self.run_dir} is not a complete trained run: missing {', '.join(missing)}")
+
+    def _load_mel_model(self) -> None:
+        from training.train import BandNormalizer, load_model
+
+        self._missing(["normalizer.json", "model.keras"])
+        try:
+            self.normalizer = BandNormalizer.from_json(json.loads((self.run_dir / "normalizer.json").read_text()))
             self.layout: str = self.metrics["layout"]
             self.frames: int = int(self.metrics["frames"])
-            self.genres: tuple[str, ...] = tuple(self.metrics["genres"])
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"cannot read the run at {self.run_dir}: {exc}") from exc
         if self.frames != self.params.clip_frames(self.clip_seconds):
@@ -394,42 +459,70 @@ class Predictor:
             raise StoreError(f"normalizer of {self.run_dir} has {self.normalizer.mean.shape} bands, "
                              f"the features {self.params.n_mels}")
         try:
-            self.net = load_model(files["model.keras"])
+            self.net = load_model(self.run_dir / "model.keras")
         except Exception as exc:  # keras raises ValueError, OSError, zipfile errors...
-            raise StoreError(f"cannot load {files['model.keras']}: {str(exc).splitlines()[0]}") from exc
+            raise StoreError(f"cannot load {self.run_dir / 'model.keras'}: {str(exc).splitlines()[0]}") from exc
+        self.sample_rate = self.params.sr
+
+    def _load_probe(self) -> None:
+        from feature_store.embeddings import musicnn as mn
+        from training.probe import Probe
+
+        self._missing(["probe.npz", "probe.json"])
+        try:
+            self.probe = Probe.load(self.run_dir)
+        except Exception as exc:  # np.load and json raise ValueError, KeyError, OSError, zipfile errors...
+            raise StoreError(f"cannot load the probe at {self.run_dir}: {str(exc).splitlines()[0]}") from exc
+        self._embedder = mn.MusicnnEmbedder(model=self.probe.embedding_model)  # MusicnnWeightsError if absent
+        self.frames = mn.clip_frames(self.clip_seconds)
+        self.sample_rate = mn.SR
 
     @property
     def seed(self) -> int:
         return int(self.metrics.get("seed", 0))
 
+    # -- windows and probabilities ----------------------------------------------------------
+    def _pad(self, y: np.ndarray) -> tuple[np.ndarray, float]:
+        need = self.clip_seconds * self.sample_rate
+        if y.size >= need:
+            return y, 0.0
+        return np.pad(y, (0, need - y.size)), (need - y.size) / self.sample_rate
+
     def windows(self, y: np.ndarray, *, hop_seconds: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-        """Cut mono audio at the feature rate into mel windows of the clip length.
+        """Cut mono audio into the model's inputs, one per window of the clip length.
 
         Parameters
         ----------
         y : np.ndarray [shape=(n,)]
-            Mono audio at ``self.params.sr``.
+            Mono audio at :attr:`sample_rate` (the run's feature rate; 16 kHz for probes).
         hop_seconds : float > 0, optional
             Seconds between window starts (default: the clip length).
 
         Returns
         -------
-        x : np.ndarray [shape=(windows, n_mels, frames)]
-            Mel windows, stored-dtype rounded, before normalisation.
+        x : np.ndarray
+            Mel models: mel windows [shape=(windows, n_mels, frames)], rounded to the
+            store's dtype, before normalisation. Probes: clip embeddings
+            [shape=(windows, features)].
         starts : np.ndarray [shape=(windows,)]
             Window starts in seconds.
         padded_seconds : float
             Silence added to reach one window (0 if none).
         """
-        p = self.params
         hop_seconds = float(self.clip_seconds if hop_seconds is None else hop_seconds)
         if not hop_seconds > 0:
             raise ParameterError(f"hop_seconds must be positive, got {hop_seconds!r}")
-        need = self.clip_seconds * p.sr
-        padded_seconds = 0.0
-        if y.size < need:
-            padded_seconds = (need - y.size) / p.sr
-            y = np.pad(y, (0, need - y.size))
+        y, padded_seconds = self._pad(np.asarray(y, dtype=np.float32))
+        if self.family == "probe":
+            from feature_store.embeddings import musicnn as mn
+
+            mel = long_musicnn_mel(y)
+            starts = window_starts(total_frames=mel.shape[0], frames=self.frames,
+                                   hop_frames=hop_seconds * mn.SR / mn.HOP_LENGTH)
+            out = self._embedder.embed_clips(mel, starts=starts, frames=self.frames)
+            x = np.concatenate([out[name] for name in self.probe.layers], axis=1)
+            return x, np.asarray(starts, dtype=np.float64) * mn.HOP_LENGTH / mn.SR, padded_seconds
+        p = self.params
         mel = long_mel(y, params=p)
         # the stores may hold float16: round as the training data was rounded
         mel = mel.astype(p.dtype).astype(np.float32)
@@ -438,22 +531,25 @@ class Predictor:
         return x, np.asarray(starts, dtype=np.float64) * p.hop_length / p.sr, padded_seconds
 
     def predict_windows(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities of mel windows.
+        """Class probabilities of the inputs that :meth:`windows` makes.
 
         Parameters
         ----------
-        x : np.ndarray [shape=(windows, n_mels, frames)]
+        x : np.ndarray
+            Mel windows [shape=(windows, n_mels, frames)], or clip embeddings for probes.
 
         Returns
         -------
         np.ndarray [shape=(windows, genres)]
         """
+        if self.family == "probe":
+            return np.asarray(self.probe.predict_proba(x), dtype=np.float64)
+        from keras import ops
+
         from training.models import to_layout
 
         if x.ndim != 3 or x.shape[1:] != (self.params.n_mels, self.frames):
             raise ParameterError(f"windows must have shape (n, {self.params.n_mels}, {self.frames}), got {x.shape}")
-        from keras import ops
-
         inp = to_layout(self.normalizer.transform(x), self.layout)
         out = [ops.convert_to_numpy(self.net(inp[i : i + PREDICT_BATCH], training=False))
                for i in range(0, inp.shape[0], PREDICT_BATCH)]
@@ -484,9 +580,7 @@ class Predictor:
             raise AudioError(f"{path}: no such file")
         if not path.is_file():
             raise AudioError(f"{path}: not a file")
-        audio = decode(path, sr=self.params.sr, nominal_seconds=None)
-        if audio.y.size == 0:
-            raise AudioError(f"{path.name} holds no audio samples")
+        audio = decode(path, sr=self.sample_rate, nominal_seconds=None)
         x, starts, padded = self.windows(audio.y, hop_seconds=hop_seconds)
         probs = self.predict_windows(x)
         return FilePrediction(
@@ -535,10 +629,11 @@ class Predictor:
         return out
 
     def describe(self) -> dict[str, Any]:
-        """What this run is: model, clip length, seed, held-out accuracy, run folder."""
+        """What this run is: model, family, clip length, seed, held-out accuracy, run folder."""
         m = self.metrics.get("metrics", {})
         return {
             "model": self.model_name,
+            "family": self.family,
             "clip_seconds": self.clip_seconds,
             "seed": self.seed,
             "song_accuracy": m.get("song_accuracy"),

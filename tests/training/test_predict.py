@@ -305,3 +305,69 @@ def test_real_gtzan_clips_flac_and_au(trained: dict, shared_data: Path, tmp_path
         assert r.window_starts.size in (30, 31) and not r.padded
         np.testing.assert_allclose(r.window_probabilities.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(out[0].window_probabilities, out[2].window_probabilities, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------
+# probe runs (a classifier on musicnn embeddings) predict through the same interface
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [1, 4000, 16000 * 7 + 99])
+@pytest.mark.parametrize("block_frames", [3, 4096])
+def test_long_musicnn_mel_equals_musicnn_log_mel(n: int, block_frames: int) -> None:
+    from feature_store.embeddings import musicnn as mn
+    from training.predict import long_musicnn_mel
+
+    y = (0.1 * np.random.default_rng(n).standard_normal(n)).astype(np.float32)
+    expected = mn.log_mel(y)
+    got = long_musicnn_mel(y, block_frames=block_frames)
+    assert got.shape == expected.shape == (1 + n // 256, 96)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def probe_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from feature_store.embeddings import EmbeddingStore
+    from feature_store.embeddings import musicnn as mn
+    from feature_store.demo import write_demo_corpus
+    from feature_store.ingest import ingest
+    from training.probe import train_probe
+
+    try:
+        mn.weights_folder("MSD_musicnn")
+    except mn.MusicnnWeightsError:
+        pytest.skip("musicnn weights are not installed")
+    base = tmp_path_factory.mktemp("probe_predict")
+    audio = write_demo_corpus(base / "audio", songs_per_genre=2, duration=6.0)
+    ingest(audio, base / "store")
+    EmbeddingStore(base / "store").build(audio_root=audio, clip_seconds=[5], workers=1)
+    res = train_probe(store_root=base / "store", model_root=base / "models", clip_seconds=5)
+    return {"base": base, "audio": audio, "run_dir": Path(res["run_dir"])}
+
+
+def test_probe_run_windows_match_predict_probe(probe_run: dict) -> None:
+    from training.probe import predict_probe
+
+    p = Predictor(probe_run["run_dir"])
+    assert p.family == "probe" and p.clip_seconds == 5 and p.sample_rate == 16000
+    wav = probe_run["audio"] / "metal" / "metal.00001.wav"
+    ours = p.predict_file(wav)
+    # 6 s: the window at 0 s, and one aligned with the end (1 s uncovered is > 5 % of 5 s)
+    assert ours.window_starts.tolist() == pytest.approx([0.0, 1.0], abs=0.02)
+    theirs = predict_probe([wav], run_dir=probe_run["run_dir"])[0]
+    np.testing.assert_allclose(ours.window_probabilities[0], np.asarray(theirs["clip_probabilities"])[0], atol=1e-5)
+    assert p.describe()["family"] == "probe"
+
+
+def test_probe_run_on_stereo_mp3_and_short_ogg(probe_run: dict, tmp_path: Path) -> None:
+    import soxr
+
+    y, sr = sf.read(probe_run["audio"] / "jazz" / "jazz.00000.wav", dtype="float32")
+    y44 = soxr.resample(np.concatenate([y, y]), sr, 44100).astype(np.float32)  # 12 s
+    sf.write(tmp_path / "a.mp3", np.stack([y44, y44], axis=1), 44100, format="MP3", subtype="MPEG_LAYER_III")
+    sf.write(tmp_path / "b.ogg", np.stack([y44, y44], axis=1)[: 2 * 44100], 44100, format="OGG", subtype="VORBIS")
+    choice, (a, b) = predict([tmp_path / "a.mp3", tmp_path / "b.ogg"], model_root=probe_run["base"] / "models")
+    assert choice.model == "probe_logreg_msd"
+    assert isinstance(a, FilePrediction) and isinstance(b, FilePrediction)
+    assert a.source_channels == 2 and a.source_sr == 44100 and a.window_starts.size == 3 and not a.padded
+    assert b.padded and b.padded_seconds == pytest.approx(3.0, abs=0.01) and b.window_starts.size == 1
+    for r in (a, b):
+        np.testing.assert_allclose(r.window_probabilities.sum(axis=1), 1.0, atol=1e-6)
