@@ -160,7 +160,7 @@ def recall_rows(runs: list[dict[str, Any]]) -> Table:
 def cost_rows(runs: list[dict[str, Any]]) -> Table:
     """Parameters, .keras MB, s/epoch, epochs, peak RSS and ms per clip, per model and clip."""
     table = collect(runs)
-    head = ["model", "clip", "parameters", ".keras MB", "s / epoch", "epochs run", "train s", "peak RSS MB", "ms / clip"]
+    head = ["model", "clip", "parameters", "file MB", "s / epoch", "epochs run", "train s", "peak RSS MB", "ms / clip"]
     rows = []
     for label in sorted(table):
         for clip in sorted(table[label]):
@@ -168,7 +168,7 @@ def cost_rows(runs: list[dict[str, Any]]) -> Table:
             rows.append([
                 label, f"{clip} s", f"{cs[0]['parameters']:,}",
                 f"{np.mean([c['model_mb'] for c in cs]):.2f}",
-                f"{np.mean([c['seconds_per_epoch'] for c in cs]):.2f}",
+                f"{np.mean([c.get('steady_seconds_per_epoch', c['seconds_per_epoch']) for c in cs]):.2f}",
                 f"{np.mean([c['epochs_run'] for c in cs]):.1f}",
                 f"{np.mean([c['train_seconds'] for c in cs]):.0f}",
                 f"{np.max([c['peak_rss_mb'] for c in cs]):.0f}",
@@ -371,10 +371,10 @@ def plot_mel_examples(runs: list[dict[str, Any]], path: Path) -> Path | None:
 def _setup_lines(runs: list[dict[str, Any]]) -> list[str]:
     seeds = sorted({r["seed"] for r in runs})
     stores = sorted({r.get("store_root") or "?" for r in runs})
-    held = sorted({r.get("held_out") or f"{r['config']['scheme']}:test" for r in runs})
-    schemes = sorted({r["config"]["scheme"] for r in runs})
+    held = sorted({r.get("held_out") or f"{r.get('config', {}).get('scheme', '?')}:test" for r in runs})
+    schemes = sorted({r.get("config", {}).get("scheme", "?") for r in runs})
     modes = sorted({r["feature_params"]["mode"] for r in runs})
-    epochs = sorted({r["config"]["epochs"] for r in runs})
+    epochs = sorted({r["config"]["epochs"] for r in runs if "epochs" in r.get("config", {})})
     n_per = collect(runs)
     ns = sorted({len(rs) for by in n_per.values() for rs in by.values()})
     train_songs = sorted({r.get("train_songs") for r in runs if r.get("train_songs") is not None})
@@ -382,12 +382,12 @@ def _setup_lines(runs: list[dict[str, Any]]) -> list[str]:
     return [
         f"**Data:** feature store(s) {', '.join(f'`{s}`' for s in stores)}; training songs per run {train_songs or '?'} "
         f"(validation songs for early stopping are drawn from them), held-out songs per run {test_songs or '?'}, "
-        f"held-out clips per run {sorted({r['test_clips'] for r in runs})}.",
+        f"held-out clips per run {sorted({r['test_clips'] for r in runs if 'test_clips' in r})}.",
         f"**Split:** scheme {', '.join(schemes)}; held out: {', '.join(held)}. **Mode:** {', '.join(modes)} "
         "(`first`: the first N seconds of each song, as the study; `segments`: every N-second segment, "
         "songs scored by the mean probability over their segments).",
-        f"**Seeds:** {seeds}; runs per cell n = {ns[0] if len(ns) == 1 else ns}; epoch cap {epochs} with early stopping "
-        "on validation loss. Cells show mean ± sample standard deviation over seeds.",
+        f"**Seeds:** {seeds}; runs per cell n = {ns[0] if len(ns) == 1 else ns}; epoch cap {epochs or '–'} with early "
+        "stopping on validation loss. Cells show mean ± sample standard deviation over seeds.",
     ]
 
 
@@ -424,8 +424,8 @@ def _blocks(runs: list[dict[str, Any]], title: str, figs: dict[str, Path | None]
               ("img", "figures/confusion.png", "Confusion matrices")]
     b += [
         ("h2", "Costs"),
-        ("p", "Parameters and `.keras` size of the saved model; seconds per epoch and training seconds on this "
-              "machine; peak resident memory of the process during the run (sampled, so it includes what the "
+        ("p", "Parameters and file size of the saved model (`.keras`); seconds per epoch (median of the epochs "
+              "after the first, which also builds the graph) and training seconds on this machine; peak resident memory of the process during the run (sampled, so it includes what the "
               "process already held); inference milliseconds per clip (steady state, reading and normalising "
               "included). Means over seeds; peak RSS is the maximum."),
         ("table", cost_rows(runs)),

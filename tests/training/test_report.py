@@ -56,7 +56,7 @@ def test_report_states_the_setup_and_the_study_beside_ours(tiny_runs, tmp_path):
     # baseline ran with two seeds: cells carry mean ± std and n
     row = next(line for line in text.splitlines() if line.startswith("| baseline |"))
     assert "±" in row and "(n=2)" in row
-    assert "| model | clip | parameters | .keras MB | s / epoch |" in text
+    assert "| model | clip | parameters | file MB | s / epoch |" in text
 
 
 def test_best_run_is_the_highest_mean_song_accuracy(tiny_runs):
