@@ -211,6 +211,12 @@ def _tqdm_callback(enabled: bool, desc: str, unit: str) -> tuple[Callable[[int, 
     return update, close
 
 
+def _tf_log_level() -> None:
+    """Quiet TensorFlow's C++ logging (before ``training`` sets its own default), unless asked."""
+    if not os.environ.get("GTZAN_DEBUG"):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
 def _quiet_tensorflow() -> None:
     """Import TensorFlow with its native start-up chatter on stderr silenced.
 
@@ -220,7 +226,7 @@ def _quiet_tensorflow() -> None:
     """
     if os.environ.get("GTZAN_DEBUG"):
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _tf_log_level()
     if "tensorflow" in sys.modules:
         return
     try:
@@ -416,7 +422,8 @@ def features_build(audio_dir: Path | None, clip_seconds: tuple[str, ...], worker
     store = _store(store_root, mode, dtype)
     root, _ = _audio_root(audio_dir, write_demo=False)
     genre_root, _ = find_genre_root(root)
-    ok = store.catalog().filter(store.catalog()["status"] == "ok")
+    catalog = store.catalog()
+    ok = catalog.filter(catalog["status"] == "ok")
     if ok.height:
         first = ok["path"][0]
         if not resolve_in_root(genre_root, first).exists():
@@ -604,11 +611,12 @@ def features_query(clip_seconds: str, genre: tuple[str, ...], split: tuple[str, 
 @click.option("--model", "models", multiple=True, help=f"Model(s) to train (default: {', '.join(DEFAULT_TRAIN_MODELS)}).")
 @click.option("--clip-seconds", "clip_seconds", multiple=True,
               help=f"Clip length(s): 1, 5, 15, 30 (default: {DEFAULT_TRAIN_CLIP_SECONDS[0]}).")
-@click.option("--epochs", type=int, default=None, help="Epoch cap (default: TrainConfig's).")
+@click.option("--epochs", type=int, default=None,
+              help="Epoch cap; early stopping may end sooner (default: 5, TrainConfig's).")
 @click.option("--seed", "seeds", multiple=True, help="Seed(s); one run per seed (default: 0).")
 @click.option("--scheme", default="seed", show_default=True,
               help="Split scheme whose test part is held out: seed | stratified | fault_filtered.")
-@click.option("--batch-size", type=int, default=None, help="Batch size (default: TrainConfig's).")
+@click.option("--batch-size", type=int, default=None, help="Batch size (default: 32, TrainConfig's).")
 @feature_options
 @store_option
 @models_option
@@ -627,6 +635,7 @@ def train(models: tuple[str, ...], clip_seconds: tuple[str, ...], epochs: int | 
       gtzan train --model seed_cnn --clip-seconds 5 --epochs 5
       gtzan train --model seed_cnn,seed_rnn --clip-seconds 1,5,15,30 --seed 0,1,2
     """
+    _tf_log_level()
     from training.models import get_spec
 
     names = _split_values(models) or list(DEFAULT_TRAIN_MODELS)
@@ -698,6 +707,8 @@ def report(out_dir: Path | None, mode: str | None, dtype: str, model_root: Path 
     path = write_report(runs, out_dir or settings.report_dir())
     best = best_run(runs)
     click.echo(f"report of {_plural(len(runs), 'run')}: {path}")
+    if Path(path).with_suffix(".html").exists():
+        click.echo(f"as HTML: {Path(path).with_suffix('.html')}")
     if best:
         click.echo(f"best model: {best['model']} at {best['clip_seconds']} s "
                    f"(song accuracy {_pct(best['song_accuracy'])})")
@@ -738,6 +749,7 @@ def predict(files: tuple[Path, ...], model: str | None, clip_seconds: str | None
       gtzan predict a.wav b.flac --model seed_rnn --clip-seconds 30
       gtzan predict song.ogg --json > song.json
     """
+    _tf_log_level()
     from training.predict import FileFailure, Predictor, choose_run
 
     if hop_seconds is not None and not hop_seconds > 0:

@@ -261,6 +261,8 @@ def test_report_writes_markdown_and_names_the_best(sandbox: dict) -> None:
     assert Path(m[1]).resolve().parent == (sandbox["data"] / "reports").resolve()
     assert "seed_cnn" in Path(m[1]).read_text()
     assert re.search(r"best model: seed_cnn at 1 s \(song accuracy \d+ %\)", r.stdout)
+    html = Path(m[1]).with_suffix(".html")
+    assert ("as HTML: " in r.stdout) == html.exists()
     r = ok(["report", "--out", sandbox["root"] / "elsewhere"], sandbox["env"])
     assert (sandbox["root"] / "elsewhere" / "report.md").exists()
 
@@ -503,3 +505,11 @@ def test_gtzan_debug_shows_the_traceback(tmp_path: Path) -> None:
     from feature_store.errors import ParameterError
 
     assert isinstance(r.exception, ParameterError)
+
+
+def test_train_help_states_trainconfigs_defaults(tmp_path: Path) -> None:
+    from training.train import TrainConfig
+
+    text = " ".join(ok(["train", "--help"], env_for(tmp_path)).stdout.split())
+    assert f"(default: {TrainConfig().epochs}, TrainConfig's)" in text
+    assert f"(default: {TrainConfig().batch_size}, TrainConfig's)" in text
