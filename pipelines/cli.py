@@ -27,8 +27,9 @@ import click
 
 from pipelines import settings
 
-#: The project's own errors; imported lazily so that ``gtzan --help`` stays fast.
+#: Exit code of a failure (a store not built, a model not trained, files that cannot be read).
 EXIT_FAILURE = 1
+#: Exit code of a bad argument (unknown genre, clip length or model, a missing folder).
 EXIT_USAGE = 2
 #: Models ``gtzan train`` trains when ``--model`` is not given.
 DEFAULT_TRAIN_MODELS = ("seed_cnn",)
@@ -256,17 +257,13 @@ def _pct(x: float | None) -> str:
 # ---------------------------------------------------------------------------------------
 # the group
 # ---------------------------------------------------------------------------------------
-EPILOG = """\b
-Where things live (environment variables, all optional):
-  GTZAN_DIR         GTZAN copy to ingest (unset: the synthetic demo corpus)
-  GTZAN_DATA_DIR    parent of demo/, store/, models/ and reports/ (default: data)
-  GTZAN_STORE_DIR   feature store root        GTZAN_MODEL_DIR   model store root
-  GTZAN_REPORT_DIR  evaluation reports        GTZAN_MODE        first | segments
-\b
-Exit codes: 0 success, 1 failure (missing store, untrained model, unreadable
-files), 2 bad arguments (unknown genre or clip length, missing folder).
-GTZAN_DEBUG=1 shows tracebacks.
-"""
+EPILOG = (
+    "\b\nWhere things live (environment variables, all optional):\n"
+    + "\n".join(f"  {name:<17} {meaning}" for name, meaning in settings.ENV_VARS.items())
+    + "\n\b\nExit codes: 0 success, 1 failure (missing store, untrained model, unreadable\n"
+    "files), 2 bad arguments (unknown genre or clip length, missing folder).\n"
+    "GTZAN_DEBUG=1 shows tracebacks.\n"
+)
 
 
 @click.group(cls=OneLineErrors, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})

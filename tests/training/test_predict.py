@@ -22,6 +22,7 @@ SR = 22050
 # ---------------------------------------------------------------------------------------
 # pure functions
 # ---------------------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:n_fft=.* is too large:UserWarning")
 @pytest.mark.parametrize("n", [1, 511, 512, 2047, 22050, 22050 * 7 + 333])
 @pytest.mark.parametrize("block_frames", [1, 7, 4096])
 def test_long_mel_equals_the_store_mel(n: int, block_frames: int) -> None:
@@ -310,6 +311,7 @@ def test_real_gtzan_clips_flac_and_au(trained: dict, shared_data: Path, tmp_path
 # ---------------------------------------------------------------------------------------
 # probe runs (a classifier on musicnn embeddings) predict through the same interface
 # ---------------------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:n_fft=.* is too large:UserWarning")
 @pytest.mark.parametrize("n", [1, 4000, 16000 * 7 + 99])
 @pytest.mark.parametrize("block_frames", [3, 4096])
 def test_long_musicnn_mel_equals_musicnn_log_mel(n: int, block_frames: int) -> None:
