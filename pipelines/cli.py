@@ -852,6 +852,9 @@ def ui(port: int, dry_run: bool) -> None:
     for var in ("GTZAN_DIR", "GTZAN_STORE_DIR", "GTZAN_MODEL_DIR", "GTZAN_REPORT_DIR"):
         if env.get(var, "").strip():
             env[var] = str(Path(env[var]).expanduser().resolve())
+    # as `make dev`: quiet TensorFlow's C++ logs and Dagster's notice about its newer `dg` tool
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("PYTHONWARNINGS", "ignore:Function `dev_command` is superseded")
     cmd = [_dagster_exe(), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
     if dry_run:
         click.echo(f"cd {root}")
