@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 3000
+# the UI serves this machine only; `make dev UI_HOST=0.0.0.0` opens it to the network (not HOST:
+# some shells export HOST as the machine's name)
+UI_HOST ?= 127.0.0.1
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export GTZAN_DATA_DIR ?= $(CURDIR)/data
 
@@ -22,9 +25,10 @@ home:
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-## make run: materialize the whole asset graph (demo corpus unless GTZAN_DIR is set)
+## make run: materialize the whole asset graph (demo corpus unless GTZAN_DIR is set).
+## Options go in RUN_ARGS, e.g. make run RUN_ARGS="--models all --epochs 5 --seeds 0 1 2"
 run: install home
-	$(PY) -m pipelines.run $(RUN_ARGS)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pipelines.run $(RUN_ARGS)
 
 ## make test: the test suite (slow tests excluded; `make test-all` includes them)
 test: install
@@ -33,9 +37,11 @@ test: install
 test-all: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-## make dev: the Dagster UI on http://127.0.0.1:$(PORT)
+## make dev: the Dagster UI (webserver and daemon) on http://$(UI_HOST):$(PORT) (UI_HOST defaults to 127.0.0.1)
+## (PYTHONWARNINGS hides exactly one notice of Dagster's own CLI, which suggests the `dg` tool.)
 dev: install home
-	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
+	TF_CPP_MIN_LOG_LEVEL=2 PYTHONWARNINGS='ignore:Function `dev_command` is superseded' \
+		$(VENV)/bin/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(PORT)
 
 clean:
 	rm -rf data .dagster_home

@@ -53,17 +53,24 @@ def _catalog_or_fail(features: FeatureStoreResource) -> pl.DataFrame | dg.AssetC
         return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN, description=str(exc))
 
 
-@dg.asset_check(asset=audio_catalog, description="Files that could not be used and were quarantined (warns).")
+@dg.asset_check(
+    asset=audio_catalog,
+    description="Files that could not be used and were quarantined (warns). Its metadata also lists the "
+    "files processed under a recorded policy note (truncated, clipping, non-finite samples, channels mixed, "
+    "low sample rate, silence).",
+)
 def catalog_quarantine(features: FeatureStoreResource) -> dg.AssetCheckResult:
     cat = _catalog_or_fail(features)
     if isinstance(cat, dg.AssetCheckResult):
         return cat
     q = cat.filter(pl.col("status") == "quarantined").select("song_id", "path", "reason")
+    noted = cat.filter((pl.col("status") == "ok") & pl.col("notes").is_not_null()).select("song_id", "path", "notes")
     return dg.AssetCheckResult(
         passed=q.height == 0,
         severity=dg.AssetCheckSeverity.WARN,
         description=f"{q.height} of {cat.height} files quarantined" if q.height else "no file quarantined",
-        metadata={"quarantined": q.height, "files": cat.height, "quarantined_files": table(q)},
+        metadata={"quarantined": q.height, "files": cat.height, "quarantined_files": table(q),
+                  "noted": noted.height, "noted_files": table(noted)},
     )
 
 

@@ -8,12 +8,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from asset_helpers import SECONDS, SONGS_PER_GENRE, make_resources, materialize_ingest
 
-from assets import AudioSource, FeatureStoreResource, ModelStoreResource
 from feature_store.demo import write_demo_corpus
-
-SONGS_PER_GENRE = 3
-SECONDS = 6.0
 
 
 @pytest.fixture(scope="session")
@@ -32,29 +29,9 @@ def corpus(corpus_master, tmp_path) -> Path:
     return dst
 
 
-def make_resources(corpus: Path, data: Path, **features_kw) -> dict:
-    return {
-        "audio": AudioSource(path=str(corpus)),
-        "features": FeatureStoreResource(root=str(data / "store"), workers=1, **features_kw),
-        "models": ModelStoreResource(root=str(data / "models"), report_dir=str(data / "reports")),
-    }
-
-
 @pytest.fixture
 def resources(corpus, tmp_path) -> dict:
     return make_resources(corpus, tmp_path / "data")
-
-
-def materialize_ingest(resources: dict, *, checks: bool = True, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
-    from assets import ALL_CHECKS, audio_catalog, song_splits
-
-    selection = [audio_catalog, song_splits] + (list(ALL_CHECKS) if checks else [])
-    return dg.materialize(
-        selection,
-        resources=resources,
-        selection=dg.AssetSelection.assets(audio_catalog, song_splits),
-        raise_on_error=raise_on_error,
-    )
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import polars as pl
 import pytest
-from conftest import SONGS_PER_GENRE, make_resources, materialize_ingest
+from asset_helpers import SONGS_PER_GENRE, make_resources, materialize_ingest
 
 from assets import features_sane, mel_features
 from assets.checks import inspect_clip_length

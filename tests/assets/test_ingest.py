@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 import pytest
-from conftest import SONGS_PER_GENRE, materialize_ingest
+from asset_helpers import SONGS_PER_GENRE, materialize_ingest
 
 from feature_store.params import GENRES
 
@@ -59,10 +59,11 @@ def test_duplicate_and_imbalance_warn(resources, corpus):
     (genres / "blues" / "blues.00000.wav").replace(genres / "blues" / "blues.00005.wav")
     data = (genres / "rock" / "rock.00000.wav").read_bytes()
     (genres / "rock" / "rock.00007.wav").write_bytes(data)
-    result = materialize_ingest(resources, raise_on_error=False)
+    result = materialize_ingest(resources)
+    assert result.success  # warnings only
     checks = evaluations(result)
-    # the copy is numbered last, so it is held out while its original trains: leakage too
-    assert not checks["split_leakage"].passed
+    # the copy is numbered last, but the split keeps byte-identical copies in one part
+    assert checks["split_leakage"].passed
     assert not checks["catalog_duplicates"].passed
     assert checks["catalog_duplicates"].metadata["duplicates"].value == 1
     balance = checks["catalog_class_balance"]
@@ -70,31 +71,32 @@ def test_duplicate_and_imbalance_warn(resources, corpus):
     assert balance.metadata["genres_missing"].value == ["metal"]
 
 
-def test_planted_leakage_fails_blocking_check_and_blocks_features(resources, corpus):
-    """An identical file under two song ids, one in train and one held out, is leakage."""
-    from assets import ALL_CHECKS, audio_catalog, mel_features, song_splits
+def test_planted_leakage_fails_blocking_check_and_blocks_features(resources):
+    """A song planted in both the training and the held-out part blocks the features."""
+    from assets import mel_features, song_splits, split_leakage
 
-    genres = corpus / "genres_original"
-    # pop.00000 is a training song; a copy numbered last becomes pop's held-out song
-    (genres / "pop" / "pop.00009.wav").write_bytes((genres / "pop" / "pop.00000.wav").read_bytes())
-    assert materialize_ingest(resources, checks=False).success
+    assert materialize_ingest(resources).success
+    store = resources["features"].store()
+    splits = pl.read_parquet(store.splits_path)
+    train_song = splits.filter(pl.col("seed") == "train").row(0, named=True)
+    planted = pl.DataFrame([{**train_song, "seed": "test"}], schema=splits.schema)
+    pl.concat([splits, planted]).write_parquet(store.splits_path)
+
     result = dg.materialize(
-        [audio_catalog, song_splits, mel_features, *ALL_CHECKS],
+        [song_splits, mel_features, split_leakage],
         resources=resources,
         partition_key="1",
-        selection=dg.AssetSelection.assets(song_splits, mel_features),
+        selection=dg.AssetSelection.checks(split_leakage) | dg.AssetSelection.assets(mel_features),
         raise_on_error=False,
     )
     assert not result.success
     leak = evaluations(result)["split_leakage"]
     assert not leak.passed and leak.severity == dg.AssetCheckSeverity.ERROR
-    rows = [r.data for r in leak.metadata["leaking"].value.records]
-    [seed] = [r for r in rows if r["scheme"] == "seed"]
-    assert seed["kind"] == "sha256" and seed["parts"] == "test,train"
-    assert leak.metadata["leaks"].value == len(rows) >= 1
+    [row] = [r.data for r in leak.metadata["leaking"].value.records if r.data["kind"] == "song_id"]
+    assert row == {"scheme": "seed", "kind": "song_id", "key": train_song["song_id"], "parts": "test,train"}
     # blocked: the features were never built
     assert result.asset_materializations_for_node("mel_features") == []
-    assert not (resources["features"].store().clip_dir(1) / "current").exists()
+    assert not (store.clip_dir(1) / "current").exists()
 
 
 def test_bad_layout_fails_at_once_without_retries(resources):

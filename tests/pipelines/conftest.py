@@ -8,9 +8,6 @@ import pytest
 from assets import AudioSource, FeatureStoreResource, ModelStoreResource
 from feature_store.demo import write_demo_corpus
 
-REPO = Path(__file__).resolve().parents[2]
-
-
 @pytest.fixture(scope="session")
 def tiny_corpus_master(tmp_path_factory) -> Path:
     """3 songs per genre of 6 s (only 1 s and 5 s clips exist); copy it before changing it."""

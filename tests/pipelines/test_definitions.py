@@ -5,10 +5,10 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import REPO
 
 from assets.partitions import PIPELINE_MODELS
 from pipelines.definitions import build_defs, defs
@@ -20,6 +20,8 @@ ASSETS = {
     "genre_models": ("training", {"tensorflow", "keras"}),
     "evaluation_report": ("reports", {"markdown", "matplotlib"}),
 }
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_loads_without_warnings_and_without_tensorflow():

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import REPO
 
 from pipelines.definitions import build_defs
 
@@ -42,6 +41,8 @@ mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
 """
 STATUS = "query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status tags { key value } } } }"
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -57,8 +58,11 @@ def _default_signals() -> None:
 def _gql(url: str, query: str, variables: dict | None = None, timeout: float = 30) -> dict:
     body = json.dumps({"query": query, "variables": variables or {}}).encode()
     req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        out = json.loads(resp.read())
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            out = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise AssertionError(f"HTTP {exc.code} for {query.split()[0:3]}: {exc.read()[:2000]!r}") from exc
     assert "errors" not in out, out
     return out["data"]
 
@@ -81,7 +85,7 @@ def test_webserver_graph_and_features_run(tiny_corpus, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     config = (REPO / "dagster.yaml").read_text()
-    config += "\nrun_coordinator:\n  module: dagster\n  class: DefaultRunCoordinator\n"
+    config += "\nrun_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
     (home / "dagster.yaml").write_text(config)
     env = {
         **os.environ,
@@ -170,4 +174,7 @@ def test_webserver_graph_and_features_run(tiny_corpus, tmp_path):
         _stop(proc)
         log.close()
     assert proc.returncode is not None
+    # no warning while loading the code location or running the partition
+    warnings = [ln for ln in (tmp_path / "webserver.log").read_text().splitlines() if "Warning" in ln]
+    assert warnings == [], warnings
     shutil.rmtree(home, ignore_errors=True)
