@@ -2,7 +2,9 @@
 
 A reader never sees a half-written file: ``os.replace`` is atomic on POSIX within one
 filesystem. Temporary names start with ``.tmp-`` so that no reader or glob takes them
-for a store, and :func:`remove_stale_temps` sweeps what a killed writer left behind.
+for a store, and :func:`remove_stale_temps` sweeps what a killed writer left behind: all of
+it under a build lock, or, without a lock, only the leftovers of writers that are no longer
+running (the writer's process id is part of every temporary name).
 """
 
 from __future__ import annotations
@@ -60,8 +62,35 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def writer_alive(tmp: str | os.PathLike[str]) -> bool:
+    """Whether the process that made the temporary ``tmp`` (see :func:`tmp_name`) may still run.
+
+    False only when the process id in the name is not this process and no such process
+    exists on this machine; a name of another shape counts as alive (it is kept).
+    """
+    parts = Path(tmp).name.rsplit(".", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return True
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # no permission to signal it: it exists
+        return True
+    return True
+
+
+def _sweep_dead(target: Path) -> None:
+    """Delete the leftovers of killed writers of ``target`` (temporaries of dead processes)."""
+    remove_stale_temps(target.parent, prefix=f"{TMP_PREFIX}{target.name}.", dead_only=True)
+
+
 def write_bytes_atomic(target: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``target`` atomically."""
+    """Write ``data`` to ``target`` atomically (sweeping what killed writers of it left)."""
+    _sweep_dead(Path(target))
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
     return Path(target)
@@ -73,7 +102,8 @@ def write_json_atomic(target: str | os.PathLike[str], obj: Any) -> Path:
 
 
 def write_parquet_atomic(target: str | os.PathLike[str], df: Any) -> Path:
-    """Write a polars DataFrame to Parquet atomically (zstd)."""
+    """Write a polars DataFrame to Parquet atomically (zstd), sweeping killed writers' leftovers."""
+    _sweep_dead(Path(target))
     with atomic_path(target) as tmp:
         df.write_parquet(tmp, compression="zstd")
     return Path(target)
@@ -88,17 +118,26 @@ def swap_symlink(link: str | os.PathLike[str], target_name: str) -> None:
     fsync_dir(link.parent)
 
 
-def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+def remove_stale_temps(
+    folder: str | os.PathLike[str], *, prefix: str = TMP_PREFIX, dead_only: bool = False
+) -> list[Path]:
     """Delete ``.tmp-*`` leftovers of killed writers in ``folder``; return what was removed.
 
-    Only call this while holding the folder's build lock, so that no live writer is hit.
+    Parameters
+    ----------
+    folder : path
+    prefix : str
+        Only names starting with this (default: every temporary).
+    dead_only : bool
+        Only the temporaries of processes that no longer run (:func:`writer_alive`). Without
+        it, call this only while holding the folder's build lock, so that no live writer is hit.
     """
     folder = Path(folder)
     removed: list[Path] = []
-    if not folder.is_dir():
+    if not folder.is_dir() or not prefix.startswith(TMP_PREFIX):
         return removed
     for p in folder.iterdir():
-        if p.name.startswith(TMP_PREFIX):
+        if p.name.startswith(prefix) and not (dead_only and writer_alive(p)):
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
             else:
@@ -125,12 +164,14 @@ def new_generation(folder: str | os.PathLike[str], *, keep_old: int = 1) -> Iter
     Yields an empty temporary folder. When the block ends without error it is renamed to
     ``gen-<utc time>-<id>``, ``folder/current`` is swapped to point at it, and all but the
     ``keep_old`` newest older generations are deleted. On error the temporary folder is
-    removed and ``current`` still points at the previous generation.
+    removed and ``current`` still points at the previous generation. Temporaries that killed
+    writers left in ``folder`` are deleted first (those of running writers are kept).
     """
     import datetime as dt
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(folder, dead_only=True)
     gen = f"gen-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S%f')}-{uuid.uuid4().hex[:6]}"
     with atomic_path(folder / gen) as tmp:
         tmp.mkdir()

@@ -12,6 +12,7 @@ Policy (recorded in every store's registry as :data:`AUDIO_POLICY`):
 from __future__ import annotations
 
 import dataclasses
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,54 @@ def decode(path: str | Path, *, sr: int, nominal_seconds: float | None = NOMINAL
         non_finite=non_finite,
         clipped_fraction=clipped,
     )
+
+
+def declared_frames(path: str | Path) -> int | None:
+    """Frames that a WAV or AU header promises, or None when it does not say.
+
+    libsndfile silently shortens a file whose header promises more data than the file holds,
+    so the catalog compares this number with the frames it decoded to record the truncation.
+    Only uncompressed PCM/float WAV (RIFF) and Sun AU headers are read; anything else, or a
+    header that declares an unknown length (streaming writers), gives None.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    int or None
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return None
+    if head[:4] == b".snd" and len(head) >= 24:  # Sun AU, big-endian
+        _off, size, encoding, _sr, channels = struct.unpack(">5I", head[4:24])
+        width = _AU_BYTES.get(encoding)
+        if size == 0xFFFFFFFF or not width or not channels:
+            return None
+        return size // (width * channels)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, block_align = 12, 0
+    while pos + 8 <= len(head):
+        cid, size = head[pos : pos + 4], struct.unpack("<I", head[pos + 4 : pos + 8])[0]
+        if cid == b"fmt " and pos + 22 <= len(head):
+            tag, _ch, _sr, _rate, block_align = struct.unpack("<HHIIH", head[pos + 8 : pos + 22])
+            if tag not in (1, 3, 0xFFFE):  # PCM, IEEE float, extensible; not compressed formats
+                return None
+        elif cid == b"data":
+            if not block_align or size in (0, 0xFFFFFFFF):
+                return None
+            return size // block_align
+        pos += 8 + size + (size & 1)
+    return None
+
+
+#: Bytes per sample of the Sun AU encodings libsndfile reads.
+_AU_BYTES = {1: 1, 2: 1, 3: 2, 4: 3, 5: 4, 6: 4, 7: 8, 27: 1}
 
 
 def fit_length(y: np.ndarray, n: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from feature_store.atomic import write_parquet_atomic
-from feature_store.audio import decode
+from feature_store.audio import declared_frames, decode
 from feature_store.errors import AudioError, ParameterError
 from feature_store.params import GENRES
 
@@ -30,6 +30,8 @@ LAYOUT_FOLDERS: dict[str, str] = {"kaggle": "genres_original", "original": "genr
 PARALLEL_MIN_FILES = 200
 #: Files with less audio than this cannot give even one 1 s clip and are quarantined.
 MIN_SONG_SECONDS = 1.0
+#: GTZAN's sample rate; files recorded at a lower rate get a note (they lack the top bands).
+GTZAN_SAMPLE_RATE = 22050
 SONG_RE = re.compile(r"^(?P<genre>[a-z]+)\.(?P<number>\d{5})$")
 
 CATALOG_SCHEMA: dict[str, pl.DataType] = {
@@ -105,6 +107,11 @@ def inspect_file(path: Path, *, genre_root: Path, genre: str) -> dict:
     row.update(song_id=song_id, genre=genre, number=number, path=rel, status="ok", reason=None)
     notes: list[str] = []
     try:
+        resolve_in_root(genre_root, rel)
+    except ParameterError:
+        row.update(status="quarantined", reason="symbolic link to a file outside the audio folder")
+        return row
+    try:
         row["bytes"] = path.stat().st_size
         row["sha256"] = _sha256(path)
     except OSError as exc:
@@ -139,8 +146,9 @@ def inspect_file(path: Path, *, genre_root: Path, genre: str) -> dict:
         return row
     decoded_frames = audio.y.shape[0]
     row["duration"] = audio.duration
-    if row["frames"] and decoded_frames < row["frames"]:
-        notes.append(f"truncated: header promises {row['frames']} frames, {decoded_frames} decoded")
+    promised = max(row["frames"] or 0, declared_frames(path) or 0)
+    if promised and decoded_frames < promised:
+        notes.append(f"truncated: header promises {promised} frames, {decoded_frames} decoded")
     row["frames"] = decoded_frames
     if audio.duration < MIN_SONG_SECONDS:
         row.update(status="quarantined", reason=f"too short: {audio.duration:.2f} s of audio, need {MIN_SONG_SECONDS:g} s")
@@ -151,6 +159,8 @@ def inspect_file(path: Path, *, genre_root: Path, genre: str) -> dict:
         notes.append(f"{audio.clipped_fraction:.1%} of samples at full scale (clipping)")
     if audio.source_channels > 1:
         notes.append(f"{audio.source_channels} channels mixed to mono")
+    if audio.source_sr < GTZAN_SAMPLE_RATE:
+        notes.append(f"low sample rate {audio.source_sr} Hz: upsampled, nothing above {audio.source_sr // 2} Hz")
     if float(audio.y.std()) == 0.0:
         notes.append("digital silence")
     row["notes"] = "; ".join(notes) or None

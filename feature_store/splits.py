@@ -11,7 +11,10 @@ Schemes
     The artist-conflict-free split of Kereliuk, Sturm & Larsen (2015),
     train/valid/test = 443/197/290 songs, shipped as package data.
 
-Quarantined files and songs absent from a scheme's lists are ``excluded``.
+Quarantined files and songs absent from a scheme's lists are ``excluded``. Byte-identical
+copies of one file (GTZAN repeats some songs) are kept in one part of every scheme: each copy
+takes the part of the first copy that the scheme uses, so a repetition never leaks between
+training and held-out songs (see :func:`keep_copies_together`).
 """
 
 from __future__ import annotations
@@ -102,17 +105,38 @@ def fault_filtered_split(catalog: pl.DataFrame) -> pl.Series:
     return pl.Series("fault_filtered", values, dtype=pl.String)
 
 
+def keep_copies_together(catalog: pl.DataFrame, parts: pl.Series) -> pl.Series:
+    """Put byte-identical copies (same ``sha256``) in the part of their first used copy.
+
+    Parameters
+    ----------
+    catalog : pl.DataFrame
+        With ``sha256`` and ``status``, aligned with ``parts``.
+    parts : pl.Series
+        One scheme's parts. Copies that are ``excluded`` stay excluded; every other copy takes
+        the part of the first non-excluded copy in catalog order.
+
+    Returns
+    -------
+    pl.Series
+        ``parts`` with copies moved, same name and length.
+    """
+    df = pl.DataFrame({"sha": catalog["sha256"], "part": parts}).with_row_index("_i")
+    used = (pl.col("part") != EXCLUDED) & pl.col("sha").is_not_null()
+    first = df.filter(used).group_by("sha", maintain_order=True).agg(pl.col("part").first().alias("_first"))
+    out = df.join(first, on="sha", how="left").sort("_i")
+    moved = out.select(pl.when(used & pl.col("_first").is_not_null()).then(pl.col("_first")).otherwise(pl.col("part")))
+    return moved.to_series().alias(parts.name)
+
+
 def make_splits(catalog: pl.DataFrame, *, k: int = 5, seed: int = 0) -> pl.DataFrame:
-    """The split table: ``song_id``, ``genre``, ``sha256`` and one column per scheme."""
+    """The split table: ``song_id``, ``genre``, ``sha256`` and one column per scheme.
+
+    Byte-identical copies are kept in one part of each scheme (:func:`keep_copies_together`).
+    """
+    schemes = [seed_split(catalog), stratified_folds(catalog, k=k, seed=seed), fault_filtered_split(catalog)]
     return pl.DataFrame(
-        [
-            catalog["song_id"],
-            catalog["genre"],
-            catalog["sha256"],
-            seed_split(catalog),
-            stratified_folds(catalog, k=k, seed=seed),
-            fault_filtered_split(catalog),
-        ]
+        [catalog["song_id"], catalog["genre"], catalog["sha256"], *(keep_copies_together(catalog, s) for s in schemes)]
     )
 
 
@@ -164,6 +188,7 @@ __all__ = [
     "SCHEMES",
     "EXCLUDED",
     "make_splits",
+    "keep_copies_together",
     "leakage",
     "summary",
     "write_splits",

@@ -231,6 +231,8 @@ class FeatureStore:
 
         Raises
         ------
+        ParameterError
+            If ``audio_root`` is missing or holds no audio files, or ``clip_seconds`` is bad.
         StoreError
             If ingest has not run.
         StoreLockedError
@@ -243,6 +245,9 @@ class FeatureStore:
         from feature_store.catalog import find_genre_root
 
         genre_root, _ = find_genre_root(audio_root)
+        dirs = [d for d in genre_root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        if not any(f.is_file() and not f.name.startswith(".") for d in dirs for f in d.iterdir()):
+            raise ParameterError(f"audio folder {str(genre_root)!r} holds no audio files")
         catalog = self.catalog()
         splits = self.splits()
         ok = catalog.filter(pl.col("status") == "ok")
