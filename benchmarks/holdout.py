@@ -48,13 +48,13 @@ def setups() -> list[tuple[str, str, str, dict[int, dict[str, Any]], bool]]:
     plain: dict[int, dict[str, Any]] = {5: {}, 30: {}}
     return [
         ("baseline", "baseline", "", plain, False),
+        ("cnn [aug]", "cnn", "aug", aug, False),
+        ("cnn", "cnn", "", plain, False),
+        ("rnn [aug]", "rnn", "aug", aug, False),
+        ("crnn_small [aug]", "crnn_small", "aug", aug, False),
         ("seed_cnn", "seed_cnn", "", plain, True),
         ("seed_rnn", "seed_rnn", "", plain, True),
         ("crnn", "crnn", "", plain, True),
-        ("cnn", "cnn", "", plain, False),
-        ("cnn [aug]", "cnn", "aug", aug, False),
-        ("rnn [aug]", "rnn", "aug", aug, False),
-        ("crnn_small [aug]", "crnn_small", "aug", aug, False),
     ]
 
 

@@ -88,8 +88,9 @@ class TrainConfig:
         AdamW's decoupled weight decay (0: plain Adam).
     crop_seconds : int >= 0
         Train on random crops of this many seconds of each training clip (a random time shift
-        per example and epoch); validation and test use whole clips. 0 disables it. Needs a
-        model that accepts any clip length (``cnn``, ``rnn``, ``crnn_small``, ``baseline``).
+        per example and epoch; each epoch draws ``clip // crop`` crops of every clip); validation
+        and test use whole clips. 0 disables it. Needs a model that accepts any clip length
+        (``cnn``, ``rnn``, ``crnn_small``).
     gain_db : float >= 0
         Add a random gain in [-gain_db, +gain_db] dB to each training clip.
     freq_shift : int >= 0
@@ -850,7 +851,10 @@ def _fit_keras(spec: ModelSpec, sel: _Selection, *, params: FeatureParams, clip_
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
     weights = class_weights(tr_src.y, n_classes) if config.class_weighting else None
-    feed = _Feeder(tr_src, all_pos, normalizer, spec.layout, n_classes, config.batch_size, config.seed,
+    # with random crops, an epoch draws as many crops from each clip as the clip holds, so that it
+    # still sees about as much audio as the clips hold (and early stopping counts comparable epochs)
+    train_pos = np.repeat(all_pos, max(1, frames // crop_frames)) if crop_frames else all_pos
+    feed = _Feeder(tr_src, train_pos, normalizer, spec.layout, n_classes, config.batch_size, config.seed,
                    weights=weights, config=config if config.augments else None, crop_frames=crop_frames, shuffle=True)
     in_shape = tuple(None if d is None else int(d) for d in net.input_shape[1:])
     callbacks = []
