@@ -830,11 +830,13 @@ def _dagster_exe() -> str:
 
 @main.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True, help="Port of the web UI.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. The default serves this machine only; 0.0.0.0 opens the UI to the network.")
 @click.option("--dry-run", is_flag=True, help="Print the command and its environment instead of starting it.")
-def ui(port: int, dry_run: bool) -> None:
+def ui(port: int, host: str, dry_run: bool) -> None:
     """Start the Dagster UI (dagster dev) on http://127.0.0.1:PORT.
 
-    Same as `make dev`: it loads workspace.yaml, binds to 127.0.0.1 only, and
+    Same as `make dev`: it loads workspace.yaml, binds to 127.0.0.1 (unless --host says otherwise), and
     records runs in $DAGSTER_HOME (default: .dagster_home in the project, with
     the project's dagster.yaml, telemetry off). Stop it with Ctrl-C.
 
@@ -855,7 +857,7 @@ def ui(port: int, dry_run: bool) -> None:
     # as `make dev`: quiet TensorFlow's C++ logs and Dagster's notice about its newer `dg` tool
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("PYTHONWARNINGS", "ignore:Function `dev_command` is superseded")
-    cmd = [_dagster_exe(), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    cmd = [_dagster_exe(), "dev", "-w", "workspace.yaml", "-h", host, "-p", str(port)]
     if dry_run:
         click.echo(f"cd {root}")
         click.echo(f"DAGSTER_HOME={home} GTZAN_DATA_DIR={env['GTZAN_DATA_DIR']} " + " ".join(cmd))
@@ -863,7 +865,7 @@ def ui(port: int, dry_run: bool) -> None:
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists() and (root / "dagster.yaml").exists():
         shutil.copyfile(root / "dagster.yaml", home / "dagster.yaml")
-    click.echo(f"starting the Dagster UI on http://127.0.0.1:{port} (Ctrl-C stops it)", err=True)
+    click.echo(f"starting the Dagster UI on http://{host}:{port} (Ctrl-C stops it)", err=True)
     proc = subprocess.Popen(cmd, cwd=root, env=env)
     try:
         code = proc.wait()
