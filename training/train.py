@@ -422,9 +422,7 @@ class ClipSource:
         if self.x is not None:
             return np.asarray(self.x[positions], dtype=np.float32)
         if self._h5 is None:
-            import h5py
-
-            self._h5 = h5py.File(self.h5_path, "r")
+            self._open()
         rows = self.rows[positions]
         order = np.argsort(rows, kind="stable")
         uniq, inverse = np.unique(rows[order], return_inverse=True)
@@ -432,6 +430,18 @@ class ClipSource:
         out = np.empty((positions.size,) + block.shape[1:], dtype=np.float32)
         out[order] = block[inverse]
         return out
+
+    def _open(self) -> None:
+        """Open the HDF5 file and check that its rows are the clips of our index."""
+        import h5py
+
+        h5 = h5py.File(self.h5_path, "r")
+        ids = h5["clip_id"].asstr()[np.sort(self.rows).tolist()] if self.rows.size else []
+        want = [cid for _, cid in sorted(zip(self.rows.tolist(), self.index["clip_id"].to_list(), strict=True))]
+        if list(ids) != want:
+            h5.close()
+            raise StoreError(f"the store at {self.h5_path} was rebuilt while the run read it; try again")
+        self._h5 = h5
 
     def chunks(self, positions: np.ndarray, size: int = 256) -> Iterator[np.ndarray]:
         for i in range(0, len(positions), size):

@@ -204,6 +204,10 @@ def test_clip_source_streams_what_memory_holds(tiny_store):
     n2 = BandNormalizer.fit_chunks(disk.chunks(np.arange(len(disk)), size=7))
     np.testing.assert_allclose(n1.mean, n2.mean, rtol=1e-9)
     np.testing.assert_allclose(n1.std, n2.std, rtol=1e-6)
+    # an HDF5 file whose rows are not the index's clips (here: another clip length) is refused
+    torn = ClipSource(t.index, h5_path=store.generation(5) / "mel.h5")
+    with pytest.raises(StoreError, match="rebuilt"):
+        torn.read(np.array([0]))
 
 
 def test_rss_sampler_sees_a_short_lived_allocation():
