@@ -436,9 +436,11 @@ class ClipSource:
         import h5py
 
         h5 = h5py.File(self.h5_path, "r")
-        ids = h5["clip_id"].asstr()[np.sort(self.rows).tolist()] if self.rows.size else []
+        n = h5["clip_id"].shape[0]
+        rows_ok = not self.rows.size or (self.rows.min() >= 0 and self.rows.max() < n)
+        ids = h5["clip_id"].asstr()[np.sort(self.rows).tolist()] if (self.rows.size and rows_ok) else []
         want = [cid for _, cid in sorted(zip(self.rows.tolist(), self.index["clip_id"].to_list(), strict=True))]
-        if list(ids) != want:
+        if not rows_ok or list(ids) != want:
             h5.close()
             raise StoreError(f"the store at {self.h5_path} was rebuilt while the run read it; try again")
         self._h5 = h5
