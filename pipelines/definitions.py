@@ -4,19 +4,48 @@ Loading it imports Dagster, polars and the feature store, not TensorFlow (import
 training and report asset bodies), so the UI starts in seconds.
 
 The default executor is multiprocess: each step runs in its own process. Nothing here names
-a run launcher or a storage: those belong to the instance (``dagster.yaml``), so the same
-code location runs on dagster-k8s (``K8sRunLauncher`` / ``k8s_job_executor``) or
-dagster-celery (``celery_executor``) by changing the deployment, not this file.
+a run launcher or a storage: those belong to the instance (``dagster.yaml``). The executor is
+picked by ``GTZAN_EXECUTOR`` (see :func:`executor_def`), so the same code location runs on
+dagster-k8s (``K8sRunLauncher`` in ``dagster.yaml``, optionally ``GTZAN_EXECUTOR=k8s`` for a pod
+per step) or dagster-celery (``GTZAN_EXECUTOR=celery``) by changing the deployment, not the code.
 """
+
+import importlib
 
 import dagster as dg
 
 from assets import ALL_ASSETS, ALL_CHECKS
+from feature_store.errors import ParameterError
+from pipelines import settings
 from pipelines.jobs import ALL_JOBS
 from pipelines.resources import make_resources
 from pipelines.schedules import ALL_SCHEDULES
 from pipelines.sensors import ALL_SENSORS
 
+
+def executor_def(name: str | None = None) -> dg.ExecutorDefinition:
+    """The executor called ``name`` (default ``$GTZAN_EXECUTOR``, else ``multiprocess``).
+
+    ``celery`` and ``k8s`` import dagster-celery and dagster-k8s, which the deployment installs;
+    a missing package is a :class:`ParameterError` that says which one to install.
+    """
+    name = name or settings.executor()
+    if name == "multiprocess":
+        return dg.multiprocess_executor
+    if name == "in_process":
+        return dg.in_process_executor
+    package, attr = {"celery": ("dagster_celery", "celery_executor"), "k8s": ("dagster_k8s", "k8s_job_executor")}.get(
+        name, (None, None)
+    )
+    if package is None:
+        raise ParameterError(f"unknown executor {name!r}; valid executors are {list(settings.EXECUTORS)}")
+    try:
+        module = importlib.import_module(package)
+    except ImportError as exc:
+        raise ParameterError(
+            f"executor {name!r} needs the {package.replace('_', '-')} package; install it in the deployment's image"
+        ) from exc
+    return getattr(module, attr)
 
 
 def build_defs(resources: dict[str, object] | None = None) -> dg.Definitions:
@@ -31,7 +60,7 @@ def build_defs(resources: dict[str, object] | None = None) -> dg.Definitions:
         schedules=ALL_SCHEDULES,
         sensors=ALL_SENSORS,
         resources=make_resources() if resources is None else resources,
-        executor=dg.multiprocess_executor,
+        executor=executor_def(),
     )
 
 

@@ -14,6 +14,7 @@ variable               default                          meaning
 ``GTZAN_MODE``         ``first``                        sampling mode: first | segments
 ``GTZAN_LAYOUT``       ``auto``                         auto | kaggle | original
 ``GTZAN_WORKERS``      ``0`` (the CPU count)            feature worker processes
+``GTZAN_EXECUTOR``     ``multiprocess``                 Dagster executor: multiprocess | in_process | celery | k8s
 =====================  ===============================  ==================================
 
 Relative paths are relative to the working directory. Every function reads the
@@ -35,10 +36,14 @@ ENV_VARS: dict[str, str] = {
     "GTZAN_MODE": "sampling mode of the features: first | segments (default: first)",
     "GTZAN_LAYOUT": "layout of $GTZAN_DIR: auto | kaggle | original (default: auto, detected)",
     "GTZAN_WORKERS": "worker processes of the feature build (default: 0, the CPU count)",
+    "GTZAN_EXECUTOR": "Dagster executor of the code location: multiprocess | in_process | celery | k8s "
+    "(default: multiprocess)",
 }
 
 #: Values that ``GTZAN_LAYOUT`` accepts; ``auto`` detects the layout from the folder.
 LAYOUTS: tuple[str, ...] = ("auto", "kaggle", "original")
+#: Values that ``GTZAN_EXECUTOR`` accepts (``celery`` needs dagster-celery, ``k8s`` dagster-k8s).
+EXECUTORS: tuple[str, ...] = ("multiprocess", "in_process", "celery", "k8s")
 
 
 def _env(name: str) -> str | None:
@@ -115,3 +120,19 @@ def workers() -> int:
     if not value.isdigit():
         raise ParameterError(f"GTZAN_WORKERS must be a non-negative integer, got {value!r}")
     return int(value)
+
+
+def executor() -> str:
+    """Dagster executor of the code location: ``$GTZAN_EXECUTOR``, one of :data:`EXECUTORS`.
+
+    Raises
+    ------
+    ParameterError
+        If the variable holds anything else.
+    """
+    from feature_store.errors import ParameterError
+
+    value = _env("GTZAN_EXECUTOR") or "multiprocess"
+    if value not in EXECUTORS:
+        raise ParameterError(f"GTZAN_EXECUTOR must be one of {list(EXECUTORS)}, got {value!r}")
+    return value

@@ -147,3 +147,23 @@ def test_build_defs_takes_resources(tiny_resources):
     d = build_defs(tiny_resources)
     assert d.resources["features"].root == tiny_resources["features"].root
     assert os.path.isabs(defs.resources["features"].root)
+
+
+def test_executor_is_chosen_by_the_environment(monkeypatch, tiny_resources):
+    import importlib.util
+
+    from feature_store.errors import ParameterError
+    from pipelines.definitions import executor_def
+
+    monkeypatch.delenv("GTZAN_EXECUTOR", raising=False)
+    assert executor_def().name == "multiprocess"
+    monkeypatch.setenv("GTZAN_EXECUTOR", "in_process")
+    assert build_defs(tiny_resources).resolve_job_def("features_job").executor_def.name == "in_process"
+    monkeypatch.setenv("GTZAN_EXECUTOR", "threads")
+    with pytest.raises(ParameterError, match=r"GTZAN_EXECUTOR must be one of \['multiprocess', 'in_process', 'celery', 'k8s'\]"):
+        executor_def()
+    if importlib.util.find_spec("dagster_celery") is None:
+        with pytest.raises(ParameterError, match="needs the dagster-celery package"):
+            executor_def("celery")
+    else:
+        assert executor_def("celery").name == "celery"
