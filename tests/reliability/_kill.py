@@ -70,6 +70,17 @@ class Child:
             os.killpg(self.proc.pid, signal.SIGKILL)
         return self.wait()
 
+    def group_gone(self, timeout: float = 10.0) -> bool:
+        """Whether every process of the child's group (pool workers too) has ended."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return True
+            time.sleep(0.05)
+        return False
+
     def wait(self, timeout: float | None = None) -> int:
         rc = self.proc.wait(timeout=timeout)
         self._err.close()

@@ -13,9 +13,11 @@ clean-up writes). After every kill:
 * a re-run completes, sweeps the leftovers and matches a clean build bit for bit.
 
 17 rounds find every mel already cached (the child imports no librosa, so a round costs
-about a second); 3 rounds start with a cold cache, so that kills also land in decoding and
-mel computation. A round whose child finished before the kill is repeated with a shorter
-delay, so the 20 kills are all real.
+about a second); 2 rounds start with a cold cache, so that kills also land in decoding and mel
+computation; 1 round builds with a pool of two worker processes and is killed while the
+workers are filling the cache. After every kill the whole process group is gone (no orphaned
+worker keeps writing). A round whose child finished before the kill is repeated with a
+shorter delay, so the 20 kills are all real.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from feature_store.demo import write_demo_corpus
 from feature_store.params import GENRES
 
 LENGTHS = [1, 5]
-KILLS_WARM, KILLS_COLD = 17, 3
+KILLS_WARM, KILLS_COLD = 17, 2
+WORKERS = {"warm": 1, "cold": 1, "pool": 2}
 
 
 def snapshot(root: Path) -> dict:
@@ -120,7 +123,7 @@ def test_sigkill_a_feature_build_twenty_times(stores, tmp_path):
     for mode in ("warm", "cold"):
         probe = link_copy(stores[mode], tmp_path / f"probe-{mode}")
         child = Child("build", {"audio": str(full), "store": str(probe), "clip_seconds": LENGTHS,
-                                "warm": mode == "cold"}, log=tmp_path / f"probe-{mode}.log")
+                                "warm": mode == "cold", "workers": WORKERS[mode]}, log=tmp_path / f"probe-{mode}.log")
         t0 = child.wait_for("READY")
         child.result()
         durations[mode] = child.seen[-1][0] - t0
@@ -128,18 +131,28 @@ def test_sigkill_a_feature_build_twenty_times(stores, tmp_path):
         assert check_after_kill(probe, old, clean) == {1: "new", 5: "new"}
     plan = [("warm", (i + rng.random()) / KILLS_WARM) for i in range(KILLS_WARM)]
     plan += [("cold", (i + rng.random()) / KILLS_COLD) for i in range(KILLS_COLD)]
+    plan += [("pool", rng.random())]
     outcomes = []
     for n, (mode, share) in enumerate(plan):
         root = tmp_path / f"round-{n:02d}"
         for attempt in range(4):
             shutil.rmtree(root, ignore_errors=True)
-            link_copy(stores[mode], root)
+            link_copy(stores["warm" if mode == "warm" else "cold"], root)
             child = Child("build", {"audio": str(full), "store": str(root), "clip_seconds": LENGTHS,
-                                   "warm": mode == "cold"}, log=tmp_path / f"round-{n:02d}.log")
+                                   "warm": mode != "warm", "workers": WORKERS[mode]},
+                          log=tmp_path / f"round-{n:02d}.log")
             ready = child.wait_for("READY")
-            delay = share * durations[mode] * 0.9 / (2**attempt)
+            if mode == "pool":  # kill while the workers write the cache: after their first mel
+                cache = FeatureStore(root).cache_dir
+                start = len(list(cache.glob("*.npy")))
+                while len(list(cache.glob("*.npy"))) == start and child.proc.poll() is None:
+                    time.sleep(0.005)
+                ready, delay = time.monotonic(), share * 0.2
+            else:
+                delay = share * durations[mode] * 0.9 / (2**attempt)
             time.sleep(max(0.0, ready + delay - time.monotonic()))
             rc = child.kill()
+            assert child.group_gone(), "a process of the killed build survived it"
             if killed(rc):
                 break
             assert rc == 0, child.stderr()[-2000:]
@@ -162,7 +175,7 @@ def test_sigkill_a_feature_build_twenty_times(stores, tmp_path):
         outcomes.append((mode, round(delay, 3), state[1], state[5], len(leftovers)))
         shutil.rmtree(root)
     print("durations", durations, "outcomes", outcomes)
-    assert len(outcomes) == KILLS_WARM + KILLS_COLD
+    assert len(outcomes) == KILLS_WARM + KILLS_COLD + 1
     # the kills did land mid-write: some left a half-written temporary behind, some hit before
     # anything was published, and the store was always whole
     assert any(o[4] for o in outcomes), outcomes
