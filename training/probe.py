@@ -501,7 +501,7 @@ def predict_probe(
     run_dir : path
         A probe run folder (e.g. ``run_dir`` of a :meth:`ModelStore.runs` entry).
     embedder : MusicnnEmbedder, optional
-        Reuse a loaded network.
+        The network (default: the process's shared one for the probe's model).
 
     Returns
     -------
@@ -509,13 +509,13 @@ def predict_probe(
         Per file: ``path``, ``genre``, ``probabilities`` (genre -> p), ``clips``,
         ``clip_probabilities`` (clips x 10), ``embed_seconds``, ``model``, ``clip_seconds``.
     """
-    from feature_store.embeddings.musicnn import MusicnnEmbedder
+    from feature_store.embeddings.musicnn import shared_embedder
     from feature_store.embeddings.store import embed_file
 
     probe, metrics = load_probe(run_dir)
     c = int(metrics["clip_seconds"])
     params = FeatureParams.from_dict(metrics["feature_params"])
-    embedder = embedder or MusicnnEmbedder(model=probe.embedding_model)
+    embedder = embedder or shared_embedder(probe.embedding_model)
     if embedder.model != probe.embedding_model:
         raise ParameterError(f"the embedder runs {embedder.model}, the probe needs {probe.embedding_model}")
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)

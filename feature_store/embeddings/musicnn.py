@@ -184,6 +184,7 @@ def read_checkpoint(model: str = "MSD_musicnn") -> dict[str, np.ndarray]:
         E.g. ``conv2d/kernel`` [shape=(7, 38, 1, 204)], ``dense_1/bias`` [shape=(50,)].
     """
     folder = weights_folder(model)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     import tensorflow as tf
 
     try:
@@ -481,3 +482,18 @@ class MusicnnEmbedder:
         patches = np.concatenate([clip_patches(mel, start=s, frames=frames) for s in starts], axis=0)
         out = self.embed_patches(patches)
         return {k: v.reshape(len(starts), per_clip, -1).mean(axis=1).astype(np.float32) for k, v in out.items()}
+
+
+_SHARED: dict[tuple[str, str], MusicnnEmbedder] = {}
+
+
+def shared_embedder(model: str = "MSD_musicnn") -> MusicnnEmbedder:
+    """One :class:`MusicnnEmbedder` per model and weights in this process, built on first use.
+
+    Builds, predictions and assets that run in one process share it instead of rebuilding the
+    network (a few seconds each time).
+    """
+    key = (validate_model(model), weights_sha256(model))
+    if key not in _SHARED:
+        _SHARED[key] = MusicnnEmbedder(model=model)
+    return _SHARED[key]

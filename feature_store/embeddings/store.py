@@ -25,17 +25,22 @@ Layout under a store root (beside the mel store's folders)::
 version; the weights' sha256 is recorded in the registry and in every HDF5 file, and it
 names the cache, so new weights never mix with old rows. Publishing, locking and the
 ``unchanged``/``reindexed``/``built`` logic follow :mod:`feature_store.store`.
+
+Builds run in parallel: worker processes read, check, decode and log-mel the songs while the
+network runs in the calling process on every core. One network in memory and one TensorFlow
+start-up measured faster on 2 cores than a network per worker process (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -170,30 +175,10 @@ class EmbeddingBuildReport:
 
 
 # ---------------------------------------------------------------------------------------
-# workers: one song -> cached clip embeddings for the clip lengths it misses
+# one song -> cached clip embeddings for the clip lengths it misses
 # ---------------------------------------------------------------------------------------
-_WORKER_EMBEDDER: mn.MusicnnEmbedder | None = None
-
-
-def _init_worker(model: str, threads: int | None) -> None:
-    global _WORKER_EMBEDDER
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    mn.configure_threads(threads)
-    _WORKER_EMBEDDER = mn.MusicnnEmbedder(model=model)
-
-
-def _worker_job(path: str, sha256: str, todo: list[tuple[int, str]], params_dict: dict) -> dict:
-    assert _WORKER_EMBEDDER is not None, "worker not initialised"
-    return _embed_song(_WORKER_EMBEDDER, path, sha256, todo, FeatureParams.from_dict(params_dict))
-
-
-def _embed_song(
-    embedder: mn.MusicnnEmbedder, path: str, sha256: str, todo: list[tuple[int, str]], params: FeatureParams
-) -> dict:
-    """Decode one song once and cache the clip embeddings of each clip length in ``todo``.
-
-    Never raises for bad audio: returns ``{"ok": False, "reason": ...}``.
-    """
+def _decode_song(path: str, sha256: str) -> dict:
+    """Read, check, decode and log-mel one song (runs in a worker process). Never raises for bad audio."""
     try:
         t0 = time.perf_counter()
         data = Path(path).read_bytes()
@@ -201,22 +186,35 @@ def _embed_song(
             return {"ok": False, "reason": "file changed since it was cataloged; re-run ingest"}
         audio = decode(path, sr=mn.SR)
         mel = mn.log_mel(audio.y)
-        decode_seconds = time.perf_counter() - t0
+        return {"ok": True, "mel": mel, "duration": audio.duration, "seconds": time.perf_counter() - t0}
+    except (AudioError, OSError, ParameterError) as exc:
+        return {"ok": False, "reason": str(exc)}
+
+
+def _embed_song(
+    embedder: mn.MusicnnEmbedder, decoded: dict, todo: list[tuple[int, str]], params: FeatureParams
+) -> dict:
+    """Cache the clip embeddings of each clip length in ``todo`` from one decoded song."""
+    if not decoded["ok"]:
+        return decoded
+    try:
         for c, cache_file in todo:
             t1 = time.perf_counter()
-            segments, out = song_clip_embeddings(embedder, mel, duration=audio.duration, params=params, clip_seconds=c)
+            segments, out = song_clip_embeddings(
+                embedder, decoded["mel"], duration=decoded["duration"], params=params, clip_seconds=c
+            )
             seconds = time.perf_counter() - t1
             with atomic.atomic_path(cache_file) as tmp:
                 with open(tmp, "wb") as fh:
                     np.savez(
                         fh,
                         segments=segments,
-                        decode_seconds=np.float64(decode_seconds),
+                        decode_seconds=np.float64(decoded["seconds"]),
                         embed_seconds=np.float64(seconds),
                         **out,
                     )
         return {"ok": True}
-    except (AudioError, OSError, ParameterError) as exc:
+    except (OSError, ParameterError) as exc:
         return {"ok": False, "reason": str(exc)}
 
 
@@ -318,11 +316,12 @@ class EmbeddingStore:
         clip_seconds : iterable of int
             Clip lengths to write (default all of :data:`CLIP_SECONDS`).
         workers : int, optional
-            Worker processes, each with its own copy of the network (default: CPU count).
-            With 1, or with fewer songs to embed than workers, songs are embedded in this
-            process.
+            Worker processes that read, decode and log-mel the songs (default: CPU count),
+            while the network runs in this process on every core (one network in memory,
+            one TensorFlow start-up). With 1, everything runs in this process.
         threads : int, optional
-            TensorFlow threads per worker process (default 1 when ``workers > 1``).
+            TensorFlow's threads in this process (default: TensorFlow's own choice; it can
+            only be set before TensorFlow has run in this process).
         progress : bool
             Show a progress bar on stderr.
         lock_timeout : float
@@ -413,25 +412,32 @@ class EmbeddingStore:
             computed: list[str] = []
             bar = _progress(len(jobs), f"musicnn {self.model}", enabled=progress)
             n_workers = min(workers or os.cpu_count() or 1, len(jobs))
+            if jobs:
+                mn.configure_threads(threads)
             if n_workers <= 1:
-                embedder = mn.MusicnnEmbedder(model=self.model) if jobs else None
+                embedder = mn.shared_embedder(self.model) if jobs else None
                 for job in jobs:
-                    _collect(job, _embed_song(embedder, job[1], job[2], job[3], self.params), computed, failed)
+                    res = _embed_song(embedder, _decode_song(job[1], job[2]), job[3], self.params)
+                    _collect(job, res, computed, failed)
                     bar.update()
             else:
                 import multiprocessing as mp
 
-                with ProcessPoolExecutor(
-                    n_workers,
-                    mp_context=mp.get_context("spawn"),
-                    initializer=_init_worker,
-                    initargs=(self.model, threads or 1),
-                ) as pool:
-                    params_dict = self.params.to_dict()
-                    futs = {pool.submit(_worker_job, j[1], j[2], j[3], params_dict): j for j in jobs}
-                    for fut in as_completed(futs):
-                        _collect(futs[fut], fut.result(), computed, failed)
-                        bar.update()
+                # decoding in worker processes overlaps with the network in this process
+                with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn")) as pool:
+                    pending = iter(jobs)
+                    window = 4 * n_workers  # bounds the decoded songs held in memory
+                    futs = {pool.submit(_decode_song, j[1], j[2]): j for j in itertools.islice(pending, window)}
+                    embedder = mn.shared_embedder(self.model)
+                    while futs:
+                        done, _ = wait(futs, return_when=FIRST_COMPLETED)
+                        for fut in done:
+                            job = futs.pop(fut)
+                            _collect(job, _embed_song(embedder, fut.result(), job[3], self.params), computed, failed)
+                            bar.update()
+                            nxt = next(pending, None)
+                            if nxt is not None:
+                                futs[pool.submit(_decode_song, nxt[1], nxt[2])] = nxt
             bar.close()
             return computed, failed
         finally:
@@ -793,7 +799,7 @@ def embed_file(
     model : str
     layers : str or list of str
     embedder : MusicnnEmbedder, optional
-        Reuse a loaded network across files.
+        The network (default: :func:`~feature_store.embeddings.musicnn.shared_embedder`).
 
     Returns
     -------
@@ -809,7 +815,7 @@ def embed_file(
     c = validate_clip_seconds(clip_seconds)
     names = validate_layers(layers)
     params = params or FeatureParams()
-    embedder = embedder or mn.MusicnnEmbedder(model=model)
+    embedder = embedder or mn.shared_embedder(model)
     t0 = time.perf_counter()
     audio = decode(path, sr=mn.SR)
     mel = mn.log_mel(audio.y)

@@ -205,9 +205,8 @@ def test_a_changed_file_fails_alone(built, corpus, tmp_path):
     assert store.describe()["catalog"]["feature_failures"][0]["song_id"] == "pop.00000"
 
 
-@pytest.mark.slow  # two worker processes each start TensorFlow: tens of seconds on 2 cores
 def test_parallel_build_equals_serial(built, corpus, tmp_path):
-    """Two worker processes, each with its own network, give the serial build's numbers."""
+    """Songs decoded in two worker processes give the serial build's numbers."""
     root, store, _, _, _ = built
     root2 = tmp_path / "store"
     root2.mkdir()

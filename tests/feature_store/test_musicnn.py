@@ -36,14 +36,14 @@ def _reference(model: str) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def msd() -> mn.MusicnnEmbedder:
     _weights_or_skip("MSD_musicnn")
-    return mn.MusicnnEmbedder(model="MSD_musicnn")
+    return mn.shared_embedder("MSD_musicnn")
 
 
 @pytest.mark.parametrize("model", mn.MUSICNN_MODELS)
 def test_port_matches_the_original_tf1_outputs(model, msd):
     _weights_or_skip(model)
     ref = _reference(model)
-    emb = msd if model == "MSD_musicnn" else mn.MusicnnEmbedder(model=model)
+    emb = mn.shared_embedder(model)
     out = emb.embed_patches(ref["patches"].astype(np.float32))
     for name in OUTPUTS:
         got, want = out[name], ref[name]

@@ -25,6 +25,7 @@ def _blobs(n_per: int, classes: list[int], dims: int = 12, seed: int = 0) -> tup
 
 
 # -- the classifier on its own (no network needed) ----------------------------------------
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("classifier", ["logreg", "mlp"])
 def test_fit_probe_separates_blobs(classifier):
     x, y = _blobs(8, list(range(10)))
@@ -50,6 +51,7 @@ def test_probe_probabilities_equal_scikit_learns_even_for_two_genres():
     assert np.all(p[:, [1, 2, 3, 4, 6, 7, 8, 9]] < 1e-12)  # absent genres are never predicted
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_probe_round_trips_without_pickle(tmp_path):
     x, y = _blobs(4, list(range(10)))
     probe, _ = fit_probe(x, y, config=ProbeConfig(classifier="mlp", hidden_units=8, max_iter=200))
@@ -133,6 +135,7 @@ def test_train_probe_publishes_a_run_like_train_model(emb_store, tmp_path):
     assert again["song_confusion"] == m["metrics"]["song_confusion"]
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_probe_held_out_on_another_store_and_mlp_seeds(emb_store, tmp_path):
     root, _, other = emb_store
     cfg = ProbeConfig(classifier="mlp", hidden_units=32, max_iter=300)
