@@ -2,12 +2,14 @@
 
 Corpus: ``../shared/data/gtzan-mini`` (100 real songs, read in place, never written). For each
 clip length, a cold build of the embeddings view (``first`` mode: one clip per song, so clips
-per second = songs per second) into a fresh temporary store root, timed end to end: worker
-start-up (TensorFlow import, network built from the checkpoint), decode + resample to 16 kHz,
-log-mel, the network over every 3 s patch, HDF5 + Parquet writing. Side by side in one run:
+per second = songs per second) into a fresh temporary store root, timed end to end: start-up
+(worker processes, the network built from the checkpoint), read + sha256 check, decode +
+resample to 16 kHz, log-mel, the network over every 3 s patch, HDF5 + Parquet writing. Side
+by side in one run:
 
-* *parallel*: ``workers=2`` processes, one TensorFlow thread each (the default on 2 cores);
-* *serial*: ``workers=1``, one process whose TensorFlow uses every core;
+* *parallel*: ``workers=2`` (the default on 2 cores): two processes decode and log-mel while
+  the network runs in the calling process, TensorFlow on every core;
+* *serial*: ``workers=1``: everything in the calling process;
 * *floor*: decode + log-mel of every song, no network, across the same 2 processes: what
   any embedding pipeline must spend before the network runs.
 
