@@ -17,7 +17,10 @@ Steps, all through the library:
 4. Table: song recall of blues and jazz on the holdout, their mean and the worse of the
    two, as mean ± std over seeds. The logistic regression (lbfgs) is deterministic, so its
    seeds agree exactly; the MLP's vary.
-5. ``--sweep``: the same with other layers and C values. Those are chosen on the holdout,
+5. ``--scratch``: from-scratch models of :mod:`training.models` (default ``baseline``, the
+   logistic regression on per-band mel mean/std) trained and tested the same way with
+   :func:`training.train.train_model` on the mel store, in the same run, for reference.
+6. ``--sweep``: the same with other layers and C values. Those are chosen on the holdout,
    so read them as sensitivity, not as a tuned result.
 
 Usage::
@@ -63,7 +66,7 @@ def _row(runs: list[dict]) -> dict:
         "seeds": [r["seed"] for r in runs], "blues": ms(b), "jazz": ms(j), "mean": ms(mean), "worse": ms(worse),
         "train_songs": runs[0]["train_songs"], "test_songs": runs[0]["test_songs"],
         "inference_ms_per_clip": float(np.mean([r["costs"]["inference_ms_per_clip"] for r in runs])),
-        "embedding_ms_per_clip": float(np.mean([r["costs"]["embedding_ms_per_clip"] for r in runs])),
+        "embedding_ms_per_clip": float(np.mean([r["costs"].get("embedding_ms_per_clip", 0.0) for r in runs])),
         "train_seconds": float(np.mean([r["costs"]["train_seconds"] for r in runs])),
         "parameters": runs[0]["costs"]["parameters"],
     }
@@ -81,6 +84,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--model", default="MSD_musicnn")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--scratch", nargs="*", default=["baseline"], help="from-scratch models to run beside")
+    ap.add_argument("--epochs", type=int, default=30, help="epochs of Keras from-scratch models")
     ap.add_argument("--sweep", action="store_true", help="also other layers and C (chosen on the holdout!)")
     ap.add_argument("--work", type=Path, default=None, help="keep stores here (default: a temporary folder)")
     ap.add_argument("--json", type=Path, default=None)
@@ -141,6 +146,28 @@ def main() -> None:
                     f"mean {_fmt(row['mean'])}  worse {_fmt(row['worse'])}  (n={len(seeds)})",
                     flush=True,
                 )
+    for mode in args.modes if args.scratch else []:
+        from feature_store import FeatureStore
+        from training.train import TrainConfig, train_model
+
+        params = FeatureParams(mode=mode)
+        for root, audio in ((mini, mini_audio), (hold, hold_audio)):
+            FeatureStore(root, params=params).build(audio_root=audio, clip_seconds=args.clips, workers=args.workers)
+        for clip in args.clips:
+            if mode == "segments" and clip == 30:
+                continue
+            for name in args.scratch:
+                runs = [
+                    train_model(
+                        store_root=mini, model_root=work / "models", model=name, clip_seconds=clip, params=params,
+                        config=TrainConfig(seed=s, epochs=args.epochs), test_store_root=hold, variant="holdout",
+                    )
+                    for s in args.seeds
+                ]
+                row = {"probe": f"from scratch: {name}", "mode": mode, "clip_seconds": clip, **_row(runs)}
+                results["rows"].append(row)
+                print(f"{row['probe']:38s} {mode:8s} {clip:2d} s  blues {_fmt(row['blues'])}  jazz {_fmt(row['jazz'])}  "
+                      f"worse {_fmt(row['worse'])}", flush=True)
     print()
     print("| probe | mode | clip | blues recall | jazz recall | mean | worse | seeds | ms / clip (embedding + probe) |")
     print("|---|---|---|---|---|---|---|---|---|")

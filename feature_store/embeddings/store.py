@@ -26,9 +26,11 @@ version; the weights' sha256 is recorded in the registry and in every HDF5 file,
 names the cache, so new weights never mix with old rows. Publishing, locking and the
 ``unchanged``/``reindexed``/``built`` logic follow :mod:`feature_store.store`.
 
-Builds run in parallel: worker processes read, check, decode and log-mel the songs while the
-network runs in the calling process on every core. One network in memory and one TensorFlow
-start-up measured faster on 2 cores than a network per worker process (see BENCHMARKS.md).
+Builds run in parallel: TensorFlow runs the network in the calling process on every core,
+and ``workers`` processes read, check, decode and log-mel the songs beside it. One network in
+memory and one TensorFlow start-up measured faster on 2 cores than a network per worker
+process, and decoding beside the network pays only when cores are left over, so the default
+number of decode processes is a quarter of the cores (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -73,6 +75,16 @@ EMBEDDING_CODE_VERSION = "1"
 #: Layers that :meth:`EmbeddingStore.tensors` concatenates by default (753 + 200 + 50).
 DEFAULT_LAYERS: tuple[str, ...] = ("max_pool", "penultimate", "tags")
 H5_FILE = "embeddings.h5"
+
+
+def default_workers() -> int:
+    """Decode processes of a build by default: a quarter of the CPU cores, at least 1.
+
+    The network takes every core through TensorFlow's own threads; decoding beside it pays
+    only when cores are left over (on 2 cores a second decode process halved the 30 s
+    throughput).
+    """
+    return max(1, (os.cpu_count() or 1) // 4)
 
 
 def validate_layers(layers: str | Sequence[str]) -> tuple[str, ...]:
@@ -316,9 +328,11 @@ class EmbeddingStore:
         clip_seconds : iterable of int
             Clip lengths to write (default all of :data:`CLIP_SECONDS`).
         workers : int, optional
-            Worker processes that read, decode and log-mel the songs (default: CPU count),
-            while the network runs in this process on every core (one network in memory,
-            one TensorFlow start-up). With 1, everything runs in this process.
+            Worker processes that read, decode and log-mel the songs while the network runs
+            in this process on every core (one network in memory, one TensorFlow start-up).
+            With 1, everything runs in this process. Default :func:`default_workers`: a
+            quarter of the cores, so 1 on 2 cores, where decoding beside the network only
+            slowed the network down (BENCHMARKS.md).
         threads : int, optional
             TensorFlow's threads in this process (default: TensorFlow's own choice; it can
             only be set before TensorFlow has run in this process).
@@ -411,7 +425,7 @@ class EmbeddingStore:
                 jobs.append((sid, str(path), sha, todo))
             computed: list[str] = []
             bar = _progress(len(jobs), f"musicnn {self.model}", enabled=progress)
-            n_workers = min(workers or os.cpu_count() or 1, len(jobs))
+            n_workers = min(workers if workers is not None else default_workers(), len(jobs))
             if jobs:
                 mn.configure_threads(threads)
             if n_workers <= 1:
