@@ -7,7 +7,9 @@ How each kind of README text is exercised:
   ``gtzan ...`` runs for real through the CLI's entry point and must exit 0 (``gtzan ui``
   gets ``--dry-run``: it would serve forever); ``python -c`` runs in a subprocess;
   ``make TARGET`` must be a target that ``make -n`` accepts, with variables the Makefile
-  uses and options that ``pipelines.run`` accepts; ``pip install -e '.[extra]'`` must name
+  uses and options that ``pipelines.run`` accepts; ``dagster ...`` is parsed by Dagster's own
+  command line (nothing runs) and the assets, partitions, jobs and schedules it names must
+  exist in the code location; ``pip install -e '.[extra]'`` must name
   an extra of ``pyproject.toml``; ``export`` and ``source .venv/bin/activate`` set up the
   block's shell. Anything else fails the test: a new kind of command needs a checker here.
 * fenced ``console`` blocks: each ``$ command`` runs as above, and the lines shown after it
@@ -229,6 +231,8 @@ class Runner:
             p = subprocess.run([sys.executable, "-c", tokens[2]], cwd=self.sandbox, env=env, capture_output=True,
                                text=True, timeout=300)
             return Outcome(p.returncode, p.stdout + p.stderr)
+        if head == "dagster":
+            return self._dagster(tokens[1:], cmd)
         if head in ("pip", ".venv/bin/pip") and tokens[1:3] == ["install", "-e"]:
             m = re.fullmatch(r"\.\[([\w,-]+)\]", tokens[3])
             assert m, f"README line {cmd.lineno}: expected pip install -e '.[extra]'"
@@ -254,6 +258,53 @@ class Runner:
                 json.loads(redirect.read_text())
             return Outcome(r.exit_code, r.stderr)
         return Outcome(r.exit_code, r.output)
+
+    def _dagster(self, args: list[str], cmd: Command) -> Outcome:
+        """Parse a ``dagster`` command with Dagster's own CLI, then check what it names.
+
+        The options must exist (click parses them, nothing runs); the assets, partitions,
+        jobs and schedules it names must exist in the code location.
+        """
+        from dagster._cli import cli as dagster_cli
+
+        from pipelines.definitions import defs
+
+        group, rest = dagster_cli, list(args)
+        while isinstance(group, __import__("click").Group):
+            name, rest = rest[0], rest[1:]
+            assert name in group.commands, f"README line {cmd.lineno}: dagster has no command {name!r}"
+            group = group.commands[name]
+        with contextlib.chdir(REPO):  # the README's dagster commands run in the project folder
+            ctx = group.make_context("dagster", list(rest), resilient_parsing=False)
+        opts = ctx.params
+        where = f"README line {cmd.lineno}"
+        def as_list(v):
+            return [v] if isinstance(v, str) else list(v)
+
+        if opts.get("module_name"):
+            assert as_list(opts["module_name"]) == ["pipelines.definitions"], where
+        if opts.get("workspace"):
+            assert as_list(opts["workspace"]) == ["workspace.yaml"], where
+        keys = {k.to_user_string(): a for a in defs.assets for k in a.keys}
+        if opts.get("select"):
+            for key in opts["select"].split(","):
+                assert key in keys, f"{where}: no asset {key!r}"
+                if opts.get("partition"):
+                    pdef = keys[key].partitions_def
+                    assert pdef is not None and opts["partition"] in pdef.get_partition_keys(), \
+                        f"{where}: asset {key} has no partition {opts['partition']!r}"
+        if opts.get("config_json"):
+            json.loads(opts["config_json"])
+        if opts.get("job_name"):
+            job = defs.resolve_job_def(opts["job_name"])
+            if opts.get("partitions"):
+                pdef = job.partitions_def
+                for pk in opts["partitions"].split(","):
+                    assert pdef is not None and pk in pdef.get_partition_keys(), f"{where}: {job.name} has no partition {pk!r}"
+        if group.name == "start" and opts.get("schedule_name"):
+            names = {sch.name for sch in defs.schedules or []}
+            assert opts["schedule_name"] in names, f"{where}: no schedule {opts['schedule_name']!r}"
+        return Outcome(0, "")
 
     def _make(self, args: list[str], prefix: dict[str, str], cmd: Command) -> Outcome:
         targets = [a for a in args if "=" not in a]
@@ -414,3 +465,20 @@ def test_readme_checker_catches_drift(sandbox: Path, monkeypatch: pytest.MonkeyP
     assert expect_lines(["gtzan: error: unknown genre ..."], "gtzan: error: unknown genre 'x'") is None
     assert expect_lines(["a", "c"], "a\nb\nc") is None
     assert expect_lines(["c", "a"], "a\nb\nc") is not None
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("dagster asset materialize -m pipelines.definitions --select mel_features --partition 7", "no partition '7'"),
+        ("dagster asset materialize -m pipelines.definitions --select mel_feature", "no asset 'mel_feature'"),
+        ("dagster job backfill -w workspace.yaml -j training_job --partitions 30|cnnx --noprompt", "has no partition"),
+        ("dagster schedule start -w workspace.yaml daily_refresh", "no schedule 'daily_refresh'"),
+        ("dagster assets materialize", "dagster has no command 'assets'"),
+    ],
+)
+def test_dagster_checker_catches_drift(sandbox: Path, line: str, message: str) -> None:
+    runner = Runner(sandbox)
+    runner.new_shell()
+    with pytest.raises(AssertionError, match=message):
+        runner.run(Command(line, 1))
