@@ -131,7 +131,110 @@ def _compute_song(path: str, sha256: str, cache_file: str, params_dict: dict) ->
         return {"ok": False, "reason": str(exc)}
 
 
-class FeatureStore:
+class GenerationalStore:
+    """What every store of clip views shares: per-clip-length generations, locks, registry.
+
+    Subclasses set ``root``, ``params`` and a ``store_dir`` property, the file a generation
+    keeps its arrays in (``data_file``), what they are called in messages (:meth:`_what`),
+    and how to build them (``build_hint``).
+    """
+
+    root: Path
+    params: FeatureParams
+    data_file: str = "mel.h5"
+    build_hint: str = "`gtzan features build`"
+
+    @property
+    def store_dir(self) -> Path:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def _what(self) -> str:
+        return "feature store"
+
+    @property
+    def registry_path(self) -> Path:
+        return self.store_dir / REGISTRY_FILE
+
+    def clip_dir(self, clip_seconds: int) -> Path:
+        return self.store_dir / clip_dirname(clip_seconds)
+
+    def _lock(self, name: str, timeout: float) -> FileLock:
+        locks = self.store_dir / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(locks / f"{name}.lock"), timeout=timeout)
+
+    def _read_registry(self) -> dict[str, Any] | None:
+        if not self.registry_path.exists():
+            return None
+        return json.loads(self.registry_path.read_text())
+
+    def describe(self) -> dict[str, Any]:
+        """The registry: params, hashes, code version, counts and creation times.
+
+        Raises
+        ------
+        StoreError
+            If no such store was built under this root.
+        """
+        reg = self._read_registry()
+        if reg is None:
+            raise StoreError(f"no {self._what()} under {self.root}; build it first ({self.build_hint})")
+        return reg
+
+    def available_clip_seconds(self) -> list[int]:
+        """Clip lengths that have a built store."""
+        return [c for c in CLIP_SECONDS if atomic.resolve_current(self.clip_dir(c)) is not None]
+
+    def generation(self, clip_seconds: int) -> Path:
+        """The folder of the current generation of a clip length.
+
+        Raises
+        ------
+        StoreError
+            If that clip length has not been built.
+        """
+        c = validate_clip_seconds(clip_seconds)
+        current = atomic.resolve_current(self.clip_dir(c))
+        if current is None:
+            built = self.available_clip_seconds()
+            raise StoreError(
+                f"no {c} s {self._what()} under {self.store_dir}; built clip lengths: {built or 'none'}. "
+                f"Build it with {self.build_hint}"
+            )
+        return current
+
+    def _read_generation(
+        self, clip_seconds: int, read: Any, *, genre: Any, split: Any, scheme: str, song_ids: Any
+    ) -> tuple[pl.DataFrame, Any]:
+        """Query the index and ``read(h5, rows)`` the arrays, both from one generation.
+
+        Resolves ``current`` once; if that generation is collected before it is opened (a
+        rebuild finished meanwhile), tries the new one. The HDF5 ``clip_id`` rows must match
+        the index, else :class:`StoreError` (a torn store).
+        """
+        import h5py
+
+        for attempt in range(5):
+            gen = self.generation(clip_seconds)
+            try:
+                index = _query_index(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
+                index = index.sort("hdf5_row").collect()
+                rows = index["hdf5_row"].to_numpy()
+                with h5py.File(gen / self.data_file, "r") as h5:
+                    data = read(h5, rows)
+                    ids = h5["clip_id"].asstr()[rows] if rows.size else np.array([], dtype=object)
+                break
+            except (FileNotFoundError, OSError):
+                # the generation was collected between resolving and opening it: retry
+                if attempt == 4:
+                    raise
+                time.sleep(0.05)
+        if list(ids) != index["clip_id"].to_list():
+            raise StoreError(f"torn store at {gen}: HDF5 rows do not match the index")
+        return index, data
+
+
+class FeatureStore(GenerationalStore):
     """Read and build the mel feature store under ``root`` for one set of parameters.
 
     Parameters
@@ -171,17 +274,8 @@ class FeatureStore:
     def cache_dir(self) -> Path:
         return self.root / "cache" / f"mel-{self.params.spectral_hash()}"
 
-    @property
-    def registry_path(self) -> Path:
-        return self.store_dir / REGISTRY_FILE
-
-    def clip_dir(self, clip_seconds: int) -> Path:
-        return self.store_dir / clip_dirname(clip_seconds)
-
-    def _lock(self, name: str, timeout: float) -> FileLock:
-        locks = self.store_dir / ".locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(locks / f"{name}.lock"), timeout=timeout)
+    def _what(self) -> str:
+        return f"feature store for params {self.params.hash()}"
 
     # -- catalog and splits ---------------------------------------------------------------
     def catalog(self) -> pl.DataFrame:
@@ -476,50 +570,7 @@ class FeatureStore:
         finally:
             lock.release()
 
-    def _read_registry(self) -> dict[str, Any] | None:
-        if not self.registry_path.exists():
-            return None
-        return json.loads(self.registry_path.read_text())
-
     # -- queries --------------------------------------------------------------------------
-    def describe(self) -> dict[str, Any]:
-        """The registry: params, hash, code version, counts and creation times.
-
-        Raises
-        ------
-        StoreError
-            If no store was built with these params under this root.
-        """
-        reg = self._read_registry()
-        if reg is None:
-            raise StoreError(
-                f"no feature store for params {self.params.hash()} under {self.root}; "
-                "build it first (`gtzan features build`)"
-            )
-        return reg
-
-    def available_clip_seconds(self) -> list[int]:
-        """Clip lengths that have a built store."""
-        return [c for c in CLIP_SECONDS if self._resolve_current(self.clip_dir(c)) is not None]
-
-    def generation(self, clip_seconds: int) -> Path:
-        """The folder of the current generation of a clip length.
-
-        Raises
-        ------
-        StoreError
-            If that clip length has not been built.
-        """
-        c = validate_clip_seconds(clip_seconds)
-        current = self._resolve_current(self.clip_dir(c))
-        if current is None:
-            built = self.available_clip_seconds()
-            raise StoreError(
-                f"no {c} s store under {self.store_dir}; built clip lengths: {built or 'none'}. "
-                "Build it with `gtzan features build`"
-            )
-        return current
-
     def clips(
         self,
         *,
@@ -555,35 +606,8 @@ class FeatureStore:
         gen = self.generation(clip_seconds)
         return self._query(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
 
-    def _query(self, gen: Path, *, genre, split, scheme, song_ids) -> pl.LazyFrame:
-        validate_scheme(scheme)
-        lf = pl.scan_parquet(gen / "index.parquet")
-        if genre is not None:
-            genres = [genre] if isinstance(genre, str) else list(genre)
-            for g in genres:
-                validate_genre(g)
-            lf = lf.filter(pl.col("genre").is_in(genres))
-        if split is not None:
-            parts = [split] if isinstance(split, str) else list(split)
-            valid = self._parts(gen, scheme)
-            for s in parts:
-                if s not in valid:
-                    raise ParameterError(f"unknown split {s!r} for scheme {scheme!r}; valid splits are {valid}")
-            lf = lf.filter(pl.col(scheme).is_in(parts))
-        if song_ids is not None:
-            if isinstance(song_ids, str):
-                raise ParameterError("song_ids must be a list of song ids, not one string")
-            lf = lf.filter(pl.col("song_id").is_in(list(song_ids)))
-        return lf
-
-    @staticmethod
-    def _parts(gen: Path, scheme: str) -> list[str]:
-        if scheme == "seed":
-            return ["train", "test", EXCLUDED]
-        if scheme == "fault_filtered":
-            return ["train", "valid", "test", EXCLUDED]
-        values = pl.scan_parquet(gen / "index.parquet").select(pl.col(scheme).unique()).collect()[scheme]
-        return sorted(set(values.to_list()) | {EXCLUDED})
+    def _query(self, gen: Path, *, genre: Any, split: Any, scheme: str, song_ids: Any) -> pl.LazyFrame:
+        return _query_index(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
 
     def tensors(
         self,
@@ -605,29 +629,11 @@ class FeatureStore:
         Tensors
             ``x`` [shape=(clips, n_mels, frames)], ``y`` [shape=(clips,)] and the index.
         """
-        import h5py
-
-        for attempt in range(5):
-            gen = self.generation(clip_seconds)
-            try:
-                index = (
-                    self._query(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
-                    .sort("hdf5_row")
-                    .collect()
-                )
-                rows = index["hdf5_row"].to_numpy()
-                with h5py.File(gen / "mel.h5", "r") as h5:
-                    ds = h5["mel"]
-                    x = _read_rows(ds, rows).astype(dtype, copy=False)
-                    ids = h5["clip_id"].asstr()[rows] if rows.size else np.array([], dtype=object)
-                break
-            except (FileNotFoundError, OSError):
-                # the generation was collected between resolving and opening it: retry
-                if attempt == 4:
-                    raise
-                time.sleep(0.05)
-        if list(ids) != index["clip_id"].to_list():
-            raise StoreError(f"torn store at {gen}: HDF5 rows do not match the index")
+        index, x = self._read_generation(
+            clip_seconds,
+            lambda h5, rows: _read_rows(h5["mel"], rows).astype(dtype, copy=False),
+            genre=genre, split=split, scheme=scheme, song_ids=song_ids,
+        )
         return Tensors(x=x, y=index["label"].to_numpy().astype(np.int64), index=index)
 
     def summary(
@@ -644,6 +650,38 @@ class FeatureStore:
         idx = self._query(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
         summ = pl.scan_parquet(gen / "summary.parquet").drop("song_id", "genre")
         return idx.join(summ, on="clip_id", how="inner", maintain_order="left").sort("hdf5_row")
+
+
+def _query_index(gen: Path, *, genre: Any, split: Any, scheme: str, song_ids: Any) -> pl.LazyFrame:
+    """Filter the index of generation ``gen``; bad arguments name the valid values."""
+    validate_scheme(scheme)
+    lf = pl.scan_parquet(gen / "index.parquet")
+    if genre is not None:
+        genres = [genre] if isinstance(genre, str) else list(genre)
+        for g in genres:
+            validate_genre(g)
+        lf = lf.filter(pl.col("genre").is_in(genres))
+    if split is not None:
+        parts = [split] if isinstance(split, str) else list(split)
+        valid = _parts(gen, scheme)
+        for s in parts:
+            if s not in valid:
+                raise ParameterError(f"unknown split {s!r} for scheme {scheme!r}; valid splits are {valid}")
+        lf = lf.filter(pl.col(scheme).is_in(parts))
+    if song_ids is not None:
+        if isinstance(song_ids, str):
+            raise ParameterError("song_ids must be a list of song ids, not one string")
+        lf = lf.filter(pl.col("song_id").is_in(list(song_ids)))
+    return lf
+
+
+def _parts(gen: Path, scheme: str) -> list[str]:
+    if scheme == "seed":
+        return ["train", "test", EXCLUDED]
+    if scheme == "fault_filtered":
+        return ["train", "valid", "test", EXCLUDED]
+    values = pl.scan_parquet(gen / "index.parquet").select(pl.col(scheme).unique()).collect()[scheme]
+    return sorted(set(values.to_list()) | {EXCLUDED})
 
 
 def _read_rows(ds: Any, rows: np.ndarray) -> np.ndarray:

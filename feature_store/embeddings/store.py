@@ -48,7 +48,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
-from filelock import FileLock, Timeout
+from filelock import Timeout
 
 from feature_store import atomic
 from feature_store.audio import AUDIO_POLICY, decode
@@ -60,8 +60,9 @@ from feature_store.store import (
     DEFAULT_LOCK_TIMEOUT,
     HDF5_COMPRESSION,
     KEEP_OLD_GENERATIONS,
-    REGISTRY_FILE,
     FeatureStore,
+    GenerationalStore,
+    _collect,
     _now,
     _package_version,
     _progress,
@@ -230,7 +231,7 @@ def _embed_song(
         return {"ok": False, "reason": str(exc)}
 
 
-class EmbeddingStore:
+class EmbeddingStore(GenerationalStore):
     """Build and query the musicnn embeddings view under ``root``.
 
     A sibling of :class:`~feature_store.store.FeatureStore` on the same root: it reads the
@@ -263,6 +264,12 @@ class EmbeddingStore:
         self.root = self._mel.root
         self.params = self._mel.params
 
+    data_file = H5_FILE
+    build_hint = "EmbeddingStore.build / build_embeddings"
+
+    def _what(self) -> str:
+        return f"{self.model} embedding store ({self.hash()}, mode {self.params.mode!r})"
+
     # -- identity and paths ---------------------------------------------------------------
     def hash(self) -> str:
         """Short hash of the model name, clip geometry, musicnn input and code version."""
@@ -282,13 +289,6 @@ class EmbeddingStore:
     def store_dir(self) -> Path:
         return self.root / "features" / f"emb-{self.model}-{self.hash()}"
 
-    @property
-    def registry_path(self) -> Path:
-        return self.store_dir / REGISTRY_FILE
-
-    def clip_dir(self, clip_seconds: int) -> Path:
-        return self.store_dir / clip_dirname(clip_seconds)
-
     def cache_dir(self, weights_sha256: str) -> Path:
         """Cache folder of the per-song embeddings made with these weights."""
         return self.root / "cache" / f"emb-{self.model}-{weights_sha256[:12]}-{self.hash()}"
@@ -298,11 +298,6 @@ class EmbeddingStore:
         if not (len(sha256) == 64 and all(ch in "0123456789abcdef" for ch in sha256)):
             raise ParameterError(f"not a sha256 hex digest: {sha256!r}")
         return self.cache_dir(weights_sha256) / f"{sha256}-{validate_clip_seconds(clip_seconds):02d}s.npz"
-
-    def _lock(self, name: str, timeout: float) -> FileLock:
-        locks = self.store_dir / ".locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(locks / f"{name}.lock"), timeout=timeout)
 
     # -- build ----------------------------------------------------------------------------
     def build(
@@ -620,50 +615,7 @@ class EmbeddingStore:
         finally:
             lock.release()
 
-    def _read_registry(self) -> dict[str, Any] | None:
-        if not self.registry_path.exists():
-            return None
-        return json.loads(self.registry_path.read_text())
-
     # -- queries --------------------------------------------------------------------------
-    def describe(self) -> dict[str, Any]:
-        """The registry: model, weights sha256, params, counts and creation times.
-
-        Raises
-        ------
-        StoreError
-            If no embedding store was built for this model and these params under root.
-        """
-        reg = self._read_registry()
-        if reg is None:
-            raise StoreError(
-                f"no {self.model} embedding store ({self.hash()}, mode {self.params.mode!r}) under {self.root}; "
-                "build it first (EmbeddingStore.build / build_embeddings)"
-            )
-        return reg
-
-    def available_clip_seconds(self) -> list[int]:
-        """Clip lengths that have a built embedding store."""
-        return [c for c in CLIP_SECONDS if atomic.resolve_current(self.clip_dir(c)) is not None]
-
-    def generation(self, clip_seconds: int) -> Path:
-        """The folder of the current generation of a clip length.
-
-        Raises
-        ------
-        StoreError
-            If that clip length has not been built.
-        """
-        c = validate_clip_seconds(clip_seconds)
-        current = atomic.resolve_current(self.clip_dir(c))
-        if current is None:
-            built = self.available_clip_seconds()
-            raise StoreError(
-                f"no {c} s {self.model} embeddings under {self.store_dir}; built clip lengths: {built or 'none'}. "
-                "Build them first (EmbeddingStore.build / build_embeddings)"
-            )
-        return current
-
     def clips(
         self,
         *,
@@ -707,28 +659,12 @@ class EmbeddingStore:
         EmbeddingTensors
             ``x`` [shape=(clips, sum of widths)], ``y`` [shape=(clips,)], the index, the layers.
         """
-        import h5py
-
         names = validate_layers(layers)
-        for attempt in range(5):
-            gen = self.generation(clip_seconds)
-            try:
-                index = (
-                    self._mel._query(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
-                    .sort("hdf5_row")
-                    .collect()
-                )
-                rows = index["hdf5_row"].to_numpy()
-                with h5py.File(gen / H5_FILE, "r") as h5:
-                    parts = [_read_rows(h5[name], rows) for name in names]
-                    ids = h5["clip_id"].asstr()[rows] if rows.size else np.array([], dtype=object)
-                break
-            except (FileNotFoundError, OSError):
-                if attempt == 4:
-                    raise
-                time.sleep(0.05)
-        if list(ids) != index["clip_id"].to_list():
-            raise StoreError(f"torn store at {gen}: HDF5 rows do not match the index")
+        index, parts = self._read_generation(
+            clip_seconds,
+            lambda h5, rows: [_read_rows(h5[name], rows) for name in names],
+            genre=genre, split=split, scheme=scheme, song_ids=song_ids,
+        )
         x = np.concatenate(parts, axis=1).astype(np.float32, copy=False)
         return EmbeddingTensors(x=x, y=index["label"].to_numpy().astype(np.int64), index=index, layers=names)
 
@@ -741,13 +677,6 @@ def _stored_weights(gen: Path) -> str | None:
             return str(h5.attrs.get("weights_sha256", ""))
     except OSError:
         return None
-
-
-def _collect(job: tuple, res: dict, computed: list[str], failed: list[dict[str, str]]) -> None:
-    if res["ok"]:
-        computed.append(job[0])
-    else:
-        failed.append({"song_id": job[0], "reason": res["reason"]})
 
 
 def build_embeddings(
