@@ -7,24 +7,29 @@ from assets.checks import (
     catalog_class_balance,
     catalog_duplicates,
     catalog_quarantine,
+    embeddings_sane,
     features_sane,
     model_above_chance,
+    probe_above_chance,
     split_leakage,
 )
+from assets.embeddings import ProbeTrainingConfig, musicnn_embeddings, probe_models
 from assets.features import mel_features
 from assets.ingest import audio_catalog, song_splits
 from assets.models import TrainingConfig, genre_models
 from assets.reports import evaluation_report
 from assets.resources import AudioSource, FeatureStoreResource, ModelStoreResource
 
-ALL_ASSETS = [audio_catalog, song_splits, mel_features, genre_models, evaluation_report]
+ALL_ASSETS = [audio_catalog, song_splits, mel_features, musicnn_embeddings, genre_models, probe_models, evaluation_report]
 ALL_CHECKS = [
     catalog_quarantine,
     catalog_duplicates,
     catalog_class_balance,
     split_leakage,
     features_sane,
+    embeddings_sane,
     model_above_chance,
+    probe_above_chance,
 ]
 
 __all__ = [
@@ -33,16 +38,21 @@ __all__ = [
     "AudioSource",
     "FeatureStoreResource",
     "ModelStoreResource",
+    "ProbeTrainingConfig",
     "TrainingConfig",
     "audio_catalog",
     "catalog_class_balance",
     "catalog_duplicates",
     "catalog_quarantine",
+    "embeddings_sane",
     "evaluation_report",
     "features_sane",
     "genre_models",
     "mel_features",
     "model_above_chance",
+    "musicnn_embeddings",
+    "probe_above_chance",
+    "probe_models",
     "song_splits",
     "split_leakage",
 ]

@@ -8,7 +8,10 @@ check                      asset            severity  blocks downstream
 ``catalog_class_balance``  audio_catalog    WARN      no
 ``split_leakage``          song_splits      ERROR     yes: no features on a leaking split
 ``features_sane``          mel_features     ERROR     yes: NaN/inf, wrong shape, torn or stale
+``embeddings_sane``        musicnn_         ERROR     yes: NaN/inf, wrong shape, torn, or made
+                           embeddings                 with other weights than those installed
 ``model_above_chance``     genre_models     WARN      no: the report still shows the model
+``probe_above_chance``     probe_models     WARN      no: the report still shows the probe
 =========================  ===============  ========  ===========================================
 
 The checks on partitioned assets are *unpartitioned* checks (partitioned checks are a
@@ -24,6 +27,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from assets.embeddings import musicnn_embeddings, probe_models
 from assets.features import mel_features
 from assets.ingest import audio_catalog, song_splits
 from assets.metadata import table
@@ -34,6 +38,7 @@ from feature_store import atomic
 from feature_store import splits as fs_splits
 from feature_store.errors import StoreError
 from feature_store.params import CLIP_SECONDS, GENRES
+from training.probe import is_probe_run
 
 #: The smallest genre must hold at least this share of the largest genre's usable songs.
 BALANCE_MIN_RATIO = 0.8
@@ -228,6 +233,111 @@ def features_sane(context: dg.AssetCheckExecutionContext, features: FeatureStore
     )
 
 
+def inspect_embeddings(features: FeatureStoreResource, clip_seconds: int) -> dict:
+    """Verify one built clip length of the embeddings view, reading ``embeddings.h5`` in blocks.
+
+    Returns
+    -------
+    dict
+        ``problems`` (list of str, empty when sane) and the facts checked: ``clips``,
+        ``shapes`` (per layer), ``non_finite``, ``weights_sha256`` (of the installed weights),
+        ``registry_weights`` and ``file_weights`` (what the registry and the HDF5 file record).
+    """
+    import h5py
+
+    from feature_store.embeddings import musicnn as mn
+    from feature_store.embeddings.store import H5_FILE
+
+    store = features.embedding_store()
+    out: dict = {"clip_seconds": clip_seconds, "model": store.model, "problems": []}
+    problems: list[str] = out["problems"]
+    try:
+        reg = store.describe()
+        gen = store.generation(clip_seconds)
+        installed = mn.weights_sha256(store.model)
+    except StoreError as exc:  # not built, or the weights package is missing (names the install command)
+        problems.append(str(exc))
+        return out
+    out["weights_sha256"] = installed
+    out["registry_weights"] = reg.get("weights_sha256")
+    if reg.get("weights_sha256") != installed:
+        problems.append(
+            f"registry weights sha256 {str(reg.get('weights_sha256'))[:12]}… != installed {store.model} weights "
+            f"{installed[:12]}…; rebuild the embeddings"
+        )
+    index = pl.read_parquet(gen / "index.parquet")
+    out["clips"] = index.height
+    non_finite = 0
+    shapes = {}
+    with h5py.File(gen / H5_FILE, "r") as h5:
+        out["file_weights"] = str(h5.attrs.get("weights_sha256", ""))
+        if out["file_weights"] != installed:
+            problems.append(f"{H5_FILE} weights sha256 {out['file_weights'][:12]}… != installed {installed[:12]}…")
+        for name, width in mn.LAYERS.items():
+            if name not in h5:
+                problems.append(f"{H5_FILE} has no {name!r} layer")
+                continue
+            ds = h5[name]
+            shapes[name] = str(tuple(ds.shape))
+            if tuple(ds.shape) != (index.height, width):
+                problems.append(f"{name} shape {tuple(ds.shape)} != expected {(index.height, width)}")
+            for start in range(0, ds.shape[0], CHECK_BLOCK_ROWS):
+                non_finite += int((~np.isfinite(ds[start : start + CHECK_BLOCK_ROWS])).sum())
+        ids = h5["clip_id"].asstr()[:].tolist() if "clip_id" in h5 else []
+        if ids != index.sort("hdf5_row")["clip_id"].to_list():
+            problems.append(f"torn store: the clip ids of {H5_FILE} do not match index.parquet")
+    out["shapes"] = shapes
+    out["non_finite"] = non_finite
+    if non_finite:
+        problems.append(f"{non_finite} NaN or inf values")
+    return out
+
+
+@dg.asset_check(
+    asset=musicnn_embeddings,
+    blocking=True,
+    description="The stored embeddings are finite, of shape (clips, width) per layer, row-aligned with "
+    "their index, and made with the installed musicnn weights: the sha256 that the registry and the HDF5 "
+    "file record equals that of the weights package now installed. Checks the run's clip length, or every "
+    "built one when run alone. Blocks the probes when it fails.",
+)
+def embeddings_sane(context: dg.AssetCheckExecutionContext, features: FeatureStoreResource) -> dg.AssetCheckResult:
+    key = _run_partition(context)
+    if key is not None:
+        lengths = [int(key)]
+    else:
+        lengths = features.embedding_store().available_clip_seconds() or list(CLIP_SECONDS)
+    reports = [inspect_embeddings(features, c) for c in lengths]
+    problems = [f"{r['clip_seconds']} s: {p}" for r in reports for p in r["problems"]]
+    rows = pl.DataFrame(
+        [
+            {
+                "clip_seconds": r["clip_seconds"],
+                "clips": r.get("clips"),
+                "shapes": json.dumps(r["shapes"]) if "shapes" in r else None,
+                "non_finite": r.get("non_finite"),
+                "problems": "; ".join(r["problems"]) or None,
+            }
+            for r in reports
+        ],
+        schema={"clip_seconds": pl.Int64, "clips": pl.Int64, "shapes": pl.String, "non_finite": pl.Int64,
+                "problems": pl.String},
+    )
+    installed = next((r["weights_sha256"] for r in reports if "weights_sha256" in r), None)
+    return dg.AssetCheckResult(
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(problems) or f"sane: {', '.join(f'{c} s' for c in lengths)}",
+        metadata={
+            "clip_seconds": dg.MetadataValue.json(lengths),
+            "embedding_model": features.embedding_model,
+            "weights_sha256": installed or "",
+            "clip_lengths": table(rows),
+            "problems": dg.MetadataValue.json(problems),
+        },
+    )
+
+
 def _cell_runs(models: ModelStoreResource, params_hash: str, model: str, clip_seconds: int) -> list[dict]:
     root = models.store().root / f"mel-{params_hash}" / model / f"clip-{clip_seconds:02d}s"
     out = []
@@ -240,25 +350,7 @@ def _cell_runs(models: ModelStoreResource, params_hash: str, model: str, clip_se
     return out
 
 
-@dg.asset_check(
-    asset=genre_models,
-    description="Held-out song accuracy (mean over seeds, the pipeline's own runs without a variant) is "
-    "above chance (1 / 10 genres). Warns only: "
-    "an undertrained model still belongs in the report. Checks the run's (model, clip) cell, or every "
-    "trained cell when run alone.",
-)
-def model_above_chance(
-    context: dg.AssetCheckExecutionContext, features: FeatureStoreResource, models: ModelStoreResource
-) -> dg.AssetCheckResult:
-    params_hash = features.params().hash()
-    key = _run_partition(context)
-    if key is not None:
-        dims = model_partitions.get_partition_key_from_str(key).keys_by_dimension
-        cells = [(dims["model"], int(dims["clip"]))]
-    else:
-        cells = sorted(
-            {(r["model"], int(r["clip_seconds"])) for r in models.runs(params_hash=params_hash) if not r.get("variant")}
-        )
+def _above_chance(models: ModelStoreResource, params_hash: str, cells: list[tuple[str, int]]) -> dg.AssetCheckResult:
     chance = 1.0 / len(GENRES)
     rows, failing = [], []
     for model, clip in cells:
@@ -280,3 +372,51 @@ def model_above_chance(
                                                       "song_accuracy": pl.Float64, "above_chance": pl.Boolean})),
         },
     )
+
+
+def _pipeline_cells(models: ModelStoreResource, params_hash: str, *, probes: bool) -> list[tuple[str, int]]:
+    """(model, clip) cells of the pipeline's own runs (no variant): the probes, or the others."""
+    return sorted(
+        {
+            (r["model"], int(r["clip_seconds"]))
+            for r in models.runs(params_hash=params_hash)
+            if not r.get("variant") and is_probe_run(r) == probes
+        }
+    )
+
+
+@dg.asset_check(
+    asset=genre_models,
+    description="Held-out song accuracy (mean over seeds, the pipeline's own runs without a variant) is "
+    "above chance (1 / 10 genres). Warns only: "
+    "an undertrained model still belongs in the report. Checks the run's (model, clip) cell, or every "
+    "trained cell when run alone.",
+)
+def model_above_chance(
+    context: dg.AssetCheckExecutionContext, features: FeatureStoreResource, models: ModelStoreResource
+) -> dg.AssetCheckResult:
+    params_hash = features.params().hash()
+    key = _run_partition(context)
+    if key is not None:
+        dims = model_partitions.get_partition_key_from_str(key).keys_by_dimension
+        cells = [(dims["model"], int(dims["clip"]))]
+    else:
+        cells = _pipeline_cells(models, params_hash, probes=False)
+    return _above_chance(models, params_hash, cells)
+
+
+@dg.asset_check(
+    asset=probe_models,
+    description="Held-out song accuracy of each probe (mean over seeds, the pipeline's own runs without a "
+    "variant) is above chance (1 / 10 genres). Warns only. Checks the probes of the run's clip length, or "
+    "every trained probe when run alone.",
+)
+def probe_above_chance(
+    context: dg.AssetCheckExecutionContext, features: FeatureStoreResource, models: ModelStoreResource
+) -> dg.AssetCheckResult:
+    params_hash = features.params().hash()
+    cells = _pipeline_cells(models, params_hash, probes=True)
+    key = _run_partition(context)
+    if key is not None:
+        cells = [(m, c) for m, c in cells if c == int(key)]
+    return _above_chance(models, params_hash, cells)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.embeddings import probe_models
 from assets.metadata import MAX_INLINE_PNG_BYTES, png_markdown, size_bytes
 from assets.models import genre_models
 from assets.policies import ON_ANY_MODEL_UPDATED, RETRY_POLICY, permanent
@@ -38,10 +39,11 @@ def inline_images(markdown: str, base: Path) -> str:
 @dg.asset(
     group_name="reports",
     kinds={"markdown", "matplotlib"},
-    deps=[genre_models],
+    deps=[genre_models, probe_models],
     retry_policy=RETRY_POLICY,
     automation_condition=ON_ANY_MODEL_UPDATED,
-    description="The evaluation report over every trained model of the current feature parameters: "
+    description="The evaluation report over every trained model of the current feature parameters (the "
+    "Keras models and the probes on musicnn embeddings): "
     "held-out song and clip accuracy shaped like the study's tables (models × 1/5/15/30 s, mean ± std "
     "over seeds), the study's published numbers and its own metric beside ours, costs, and figures. "
     "Written as Markdown (and HTML and PNG figures where the report module draws them) into the "

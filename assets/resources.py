@@ -14,6 +14,7 @@ from typing import Any
 import dagster as dg
 
 from feature_store.catalog import LAYOUT_FOLDERS, find_genre_root
+from feature_store.embeddings.store import EmbeddingStore
 from feature_store.errors import ParameterError
 from feature_store.params import FeatureParams
 from feature_store.store import FeatureStore
@@ -106,6 +107,12 @@ class FeatureStoreResource(dg.ConfigurableResource):
     lock_timeout : float
         Seconds a build waits for a concurrent build of the same store before it fails with
         ``StoreLockedError`` (a transient failure, which the assets' retry policy retries).
+    embedding_model : str
+        The musicnn weights of the embeddings view and its probes: ``MSD_musicnn`` (Million
+        Song Dataset tags) or ``MTT_musicnn`` (MagnaTagATune).
+    embedding_workers : int
+        Decode processes of the embedding build, beside the network that runs in the step's
+        own process (0: a quarter of the CPU cores, the measured best on 2 cores).
     """
 
     root: str = "data/store"
@@ -113,12 +120,18 @@ class FeatureStoreResource(dg.ConfigurableResource):
     dtype: str = "float32"
     workers: int = 0
     lock_timeout: float = 600.0
+    embedding_model: str = "MSD_musicnn"
+    embedding_workers: int = 0
 
     def params(self) -> FeatureParams:
         return FeatureParams(mode=self.mode, dtype=self.dtype)  # type: ignore[arg-type]
 
     def store(self) -> FeatureStore:
         return FeatureStore(self.root, params=self.params())
+
+    def embedding_store(self) -> EmbeddingStore:
+        """The embeddings view of the same root and clips (:class:`EmbeddingStore`; no TensorFlow)."""
+        return EmbeddingStore(self.root, model=self.embedding_model, params=self.params())
 
 
 class ModelStoreResource(dg.ConfigurableResource):
@@ -164,6 +177,32 @@ class ModelStoreResource(dg.ConfigurableResource):
             clip_seconds=clip_seconds,
             params=features.params(),
             config=config,
+        )
+
+    def train_probes(
+        self,
+        *,
+        features: FeatureStoreResource,
+        classifier: str,
+        clip_seconds: int,
+        seeds: list[int],
+        scheme: str,
+    ) -> list[dict[str, Any]]:
+        """Train a probe (:mod:`training.probe`) per seed on the embeddings view of one clip length.
+
+        Returns each run's metrics (as :func:`training.probe.train_probe`), published in this
+        model store beside the Keras models, so that :meth:`runs` and the report list them.
+        """
+        from training.probe import ProbeConfig, train_probe_seeds
+
+        config = ProbeConfig(classifier=classifier, embedding_model=features.embedding_model, scheme=scheme)
+        return train_probe_seeds(
+            seeds=seeds,
+            config=config,
+            store_root=features.root,
+            model_root=self.root,
+            clip_seconds=clip_seconds,
+            params=features.params(),
         )
 
     def load(self, *, params: FeatureParams, model: str, clip_seconds: int, seed: int = 0) -> Any:

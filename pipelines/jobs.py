@@ -5,6 +5,7 @@ Each job also runs the checks of its assets, so blocking checks gate what follow
 
 import dagster as dg
 
+from assets.embeddings import musicnn_embeddings, probe_models
 from assets.features import mel_features
 from assets.ingest import audio_catalog, song_splits
 from assets.models import genre_models
@@ -26,10 +27,16 @@ training_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(genre_models),
     description="Train one (model, clip length) cell; epochs, seeds and split scheme are run config.",
 )
+embeddings_job = dg.define_asset_job(
+    "embeddings_job",
+    selection=dg.AssetSelection.assets(musicnn_embeddings, probe_models),
+    description="musicnn embeddings of one clip length (one partition per run) and the probes trained on "
+    "them; the blocking embeddings_sane check gates the probes. Needs the musicnn weights package.",
+)
 report_job = dg.define_asset_job(
     "report_job",
     selection=dg.AssetSelection.assets(evaluation_report),
     description="Write the evaluation report over every trained model.",
 )
 
-ALL_JOBS = [ingest_job, features_job, training_job, report_job]
+ALL_JOBS = [ingest_job, features_job, training_job, embeddings_job, report_job]

@@ -3,8 +3,14 @@
 The runs are recorded in ``$DAGSTER_HOME`` (the Makefile sets a repo-local one), so they show
 up afterwards in ``make dev``. A run carries at most one partition key, so this launches, in
 dependency order: the ingest run, one run per clip length of features, one run per
-(model, clip length), and the report run. Each run also executes its assets' checks; a
-failed blocking check (leaking split, torn features) stops the whole sequence.
+(model, clip length), with ``--with-embeddings`` one run per clip length of musicnn
+embeddings and the logistic-regression probe on them, and the report run. Each run also
+executes its assets' checks; a failed blocking check (leaking split, torn features or
+embeddings) stops the whole sequence.
+
+The embeddings and probes are opt-in (``--with-embeddings``, or ``--models all``): on the
+demo corpus on 2 cores they add about a minute and a half of musicnn inference to a default
+run that already takes most of its 5-minute budget (see BENCHMARKS.md).
 
 Runs execute in this process, one after another (no step subprocesses, TensorFlow imported
 once), which is the fastest way through the graph on a small machine; the UI's runs use the
@@ -14,6 +20,7 @@ Usage::
 
     python -m pipelines.run [--epochs N] [--seeds 0 1 2] [--clip-seconds 1 5 15 30]
                             [--models seed_cnn seed_rnn | --models all] [--scheme seed]
+                            [--with-embeddings]
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ def run_all(
     epochs: int = 2,
     seeds: list[int] | None = None,
     scheme: str = "seed",
+    with_embeddings: bool = False,
     log=print,
     log_level: str = "WARNING",
 ) -> dict:
@@ -54,7 +62,11 @@ def run_all(
     models : list of str, optional
         Model partitions to train; default :data:`assets.partitions.DEFAULT_RUN_MODELS`.
     epochs, seeds, scheme
-        Run config of the training asset (:class:`assets.models.TrainingConfig`).
+        Run config of the training asset (:class:`assets.models.TrainingConfig`); seeds and
+        scheme are also the probes' (:class:`assets.embeddings.ProbeTrainingConfig`).
+    with_embeddings : bool
+        Also build the musicnn embeddings of every clip length and train the
+        logistic-regression probe on them (``embeddings_job``), before the report.
     log : callable(str)
         Where progress lines go.
     log_level : str
@@ -68,7 +80,9 @@ def run_all(
     Raises
     ------
     SystemExit
-        When a run fails (with its run id, to look it up in ``make dev``).
+        When a run fails (with its run id, to look it up in ``make dev``), or, before any
+        run, when ``with_embeddings`` is set and the musicnn weights are not installed (with
+        the command that installs them).
     """
     from assets.partitions import DEFAULT_RUN_MODELS, model_key
     from feature_store.params import CLIP_SECONDS
@@ -78,6 +92,14 @@ def run_all(
     clips = [str(c) for c in (clip_seconds or CLIP_SECONDS)]
     names = list(models or DEFAULT_RUN_MODELS)
     train_config = {"ops": {"genre_models": {"config": {"epochs": epochs, "seeds": seeds or [0], "scheme": scheme}}}}
+    probe_config = {"ops": {"probe_models": {"config": {"seeds": seeds or [0], "scheme": scheme}}}}
+    if with_embeddings:
+        from feature_store.embeddings.musicnn import MusicnnWeightsError, weights_folder
+
+        try:  # fail before the first run, not after the models have trained
+            weights_folder(defs.resources["features"].embedding_model)
+        except MusicnnWeightsError as exc:
+            raise SystemExit(f"--with-embeddings: {exc}") from exc
     quiet = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     run_ids: list[str] = []
 
@@ -105,6 +127,10 @@ def run_all(
     for c in clips:
         for m in names:
             launch("training_job", model_key(model=m, clip_seconds=c), train_config)
+    if with_embeddings:
+        log("embeddings and probes")
+        for c in clips:
+            launch("embeddings_job", c, probe_config)
     log("report")
     result = launch("report_job")
     mat = result.asset_materializations_for_node("evaluation_report")[0]
@@ -124,7 +150,14 @@ def main(argv: list[str] | None = None) -> int:
         "--models",
         nargs="+",
         default=list(DEFAULT_RUN_MODELS),
-        help=f"models to train, or 'all' (default: {' '.join(DEFAULT_RUN_MODELS)}; all: {' '.join(PIPELINE_MODELS)})",
+        help=f"models to train, or 'all' (default: {' '.join(DEFAULT_RUN_MODELS)}; all: {' '.join(PIPELINE_MODELS)}, "
+        "and the embeddings and probes of --with-embeddings)",
+    )
+    parser.add_argument(
+        "--with-embeddings",
+        action="store_true",
+        help="also build the musicnn embeddings of each clip length and train the logistic-regression probe "
+        "(probe_logreg_msd) on them; needs `pip install --no-deps musicnn==0.1.0` (make install runs it)",
     )
     args = parser.parse_args(argv)
     models = list(PIPELINE_MODELS) if args.models == ["all"] else args.models
@@ -146,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs,
             seeds=args.seeds,
             scheme=args.scheme,
+            with_embeddings=args.with_embeddings or args.models == ["all"],
         )
     print(f"\ndone in {time.perf_counter() - t0:.0f} s, {len(out['runs'])} runs recorded in $DAGSTER_HOME")
     print(f"evaluation report: {out['report']}")

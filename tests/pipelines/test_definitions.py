@@ -17,7 +17,9 @@ ASSETS = {
     "audio_catalog": ("ingest", {"parquet", "polars"}),
     "song_splits": ("ingest", {"parquet", "polars"}),
     "mel_features": ("features", {"hdf5", "parquet"}),
+    "musicnn_embeddings": ("features", {"hdf5", "parquet", "tensorflow"}),
     "genre_models": ("training", {"tensorflow", "keras"}),
+    "probe_models": ("training", {"scikitlearn", "numpy"}),
     "evaluation_report": ("reports", {"markdown", "matplotlib"}),
 }
 
@@ -69,6 +71,20 @@ def test_partitions_and_mappings():
     assert set(upstream.get_partition_keys()) == {"5"}
     report_map = graph.get_partition_mapping(dg.AssetKey("evaluation_report"), dg.AssetKey("genre_models"))
     assert isinstance(report_map, dg.AllPartitionMapping)
+    # embeddings share the clip partitions of the features; a probe reads the embeddings of its own clip
+    assert graph.get(dg.AssetKey("musicnn_embeddings")).partitions_def == features
+    assert graph.get(dg.AssetKey("musicnn_embeddings")).parent_keys == {dg.AssetKey("song_splits")}
+    probes = graph.get(dg.AssetKey("probe_models"))
+    assert probes.partitions_def == features and probes.parent_keys == {dg.AssetKey("musicnn_embeddings")}
+    assert isinstance(graph.get_partition_mapping(probes.key, dg.AssetKey("musicnn_embeddings")),
+                      dg.IdentityPartitionMapping)
+    report = graph.get(dg.AssetKey("evaluation_report"))
+    assert report.parent_keys == {dg.AssetKey("genre_models"), dg.AssetKey("probe_models")}
+    assert isinstance(graph.get_partition_mapping(report.key, probes.key), dg.AllPartitionMapping)
+    job = defs.resolve_job_def("embeddings_job")
+    assert job.partitions_def == features
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {"musicnn_embeddings",
+                                                                                    "probe_models"}
 
 
 def test_checks_block_only_on_torn_or_leaking_data():
@@ -82,13 +98,16 @@ def test_checks_block_only_on_torn_or_leaking_data():
         "catalog_class_balance": False,
         "split_leakage": True,
         "features_sane": True,
+        "embeddings_sane": True,
         "model_above_chance": False,
+        "probe_above_chance": False,
     }
 
 
 def test_training_pool_retries_executor_and_automation():
     models = defs.resolve_assets_def("genre_models")
     assert models.op.pool == "training"
+    assert defs.resolve_assets_def("probe_models").op.pool == "training"
     for name in ASSETS:
         policy = defs.resolve_assets_def(name).op.retry_policy
         assert policy is not None and policy.max_retries == 2, name
@@ -98,6 +117,8 @@ def test_training_pool_retries_executor_and_automation():
     assert conditions["audio_catalog"] is None  # started by the schedule or the sensor
     assert conditions["mel_features"].get_label() == "eager"
     assert "on_cron" in conditions["genre_models"].get_label()
+    assert conditions["musicnn_embeddings"].get_label() == "eager"
+    assert "on_cron" in conditions["probe_models"].get_label()
     sensors = {s.name: s.default_status for s in defs.sensors}
     assert sensors == {
         "audio_folder_sensor": dg.DefaultSensorStatus.RUNNING,

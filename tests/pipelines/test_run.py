@@ -46,3 +46,56 @@ def test_main_refuses_unknown_models(capsys):
         main(["--models", "nope"])
     assert exc.value.code == 2
     assert "unknown models ['nope']" in capsys.readouterr().err
+
+
+def _weights_or_skip() -> None:
+    from feature_store.embeddings import musicnn as mn
+
+    try:
+        mn.weights_folder("MSD_musicnn")
+    except mn.MusicnnWeightsError:
+        pytest.skip(f"musicnn weights not installed; `{mn.INSTALL_COMMAND}` installs them")
+
+
+def test_with_embeddings_adds_embeddings_and_probes_to_the_report(tiny_resources):
+    _weights_or_skip()
+    lines: list[str] = []
+    with dg.DagsterInstance.ephemeral() as instance:
+        out = run_all(
+            instance=instance,
+            defs=build_defs(tiny_resources),
+            clip_seconds=[5],
+            models=["baseline"],
+            epochs=1,
+            seeds=[0, 1],
+            with_embeddings=True,
+            log=lines.append,
+        )
+        # ingest, 1 feature partition, 1 model cell, 1 embeddings + probe run, the report
+        assert len(out["runs"]) == 5
+        assert instance.get_materialized_partitions(dg.AssetKey("musicnn_embeddings")) == {"5"}
+        assert instance.get_materialized_partitions(dg.AssetKey("probe_models")) == {"5"}
+        run = instance.get_run_by_id(out["runs"][3])
+        assert run.job_name == "embeddings_job" and run.tags["dagster/partition"] == "5"
+        records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+        checks = {r.event_log_entry.dagster_event.event_specific_data.check_name for r in records}
+        assert checks == {"embeddings_sane", "probe_above_chance"}
+    text = Path(out["report"]).read_text()
+    assert "| baseline |" in text and "| probe_logreg_msd |" in text
+    runs = tiny_resources["models"].runs()
+    assert sorted((r["model"], r["seed"]) for r in runs) == [
+        ("baseline", 0), ("baseline", 1), ("probe_logreg_msd", 0), ("probe_logreg_msd", 1)]
+    assert lines.index("embeddings and probes") < lines.index("report")
+    assert any("embeddings_job [5]" in ln for ln in lines)
+
+
+def test_with_embeddings_without_the_weights_fails_before_any_run(tiny_resources, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "musicnn" else real(name, *a))
+    with dg.DagsterInstance.ephemeral() as instance:
+        with pytest.raises(SystemExit, match=r"--with-embeddings: .*pip install --no-deps musicnn==0\.1\.0"):
+            run_all(instance=instance, defs=build_defs(tiny_resources), clip_seconds=[5], models=["baseline"],
+                    with_embeddings=True, log=lambda _: None)
+        assert instance.get_runs() == []

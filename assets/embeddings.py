@@ -1,0 +1,222 @@
+"""Pretrained embeddings and the probes on them: musicnn clip embeddings per clip length.
+
+``musicnn_embeddings`` is the embeddings view of the feature store
+(:class:`feature_store.embeddings.EmbeddingStore`): for every clip of the mel store (same clip
+lengths, mode and ``clip_id``), the mean over the 3 s musicnn patches inside the clip of four
+layers. ``probe_models`` trains the ``probe`` family (:mod:`training.probe`) on it and
+publishes the runs in the model store beside the Keras models, so that the evaluation report
+and ``gtzan predict`` see them.
+
+TensorFlow is imported only inside the asset bodies (by the embedding build), never when
+the code location loads. Without the ``musicnn`` weights package the embedding step fails at
+once (no retry) with the command that installs it.
+"""
+
+import statistics
+
+import dagster as dg
+import polars as pl
+
+from assets.ingest import song_splits
+from assets.metadata import size_bytes, table
+from assets.partitions import clip_partitions
+from assets.policies import EAGER, ON_WEEKLY_CRON, RETRY_POLICY, TRAINING_POOL, permanent
+from assets.resources import AudioSource, FeatureStoreResource, ModelStoreResource
+from feature_store.embeddings.musicnn import LAYERS
+from training.probe import CLASSIFIERS
+
+
+@dg.asset(
+    group_name="features",
+    kinds={"hdf5", "parquet", "tensorflow"},
+    deps=[song_splits],
+    partitions_def=clip_partitions,
+    retry_policy=RETRY_POLICY,
+    automation_condition=EAGER,
+    description="Pretrained musicnn embeddings (Pons & Serra 2019; MSD_musicnn weights by default, "
+    "re-implemented in Keras 3) of every clip of one length, partitioned by clip length in seconds: the "
+    "same clips, clip ids and split columns as `mel_features`. Each clip's embedding is the mean over "
+    "the 3 s musicnn patches inside it of four layers (max_pool 753, mean_pool 753, penultimate 200, "
+    "tags 50; a 1 s clip is repeat-padded to one patch), stored as an `embeddings.h5` with an "
+    "`index.parquet`, published atomically as a new generation. The registry records the model and "
+    "the sha256 of its weights. Needs the weights package (`pip install --no-deps musicnn==0.1.0`).",
+)
+def musicnn_embeddings(
+    context: dg.AssetExecutionContext, audio: AudioSource, features: FeatureStoreResource
+) -> dg.MaterializeResult:
+    from feature_store.embeddings import build_embeddings
+
+    clip_seconds = int(context.partition_key)
+    store = features.embedding_store()
+    with permanent():
+        report = build_embeddings(
+            store_root=features.root,
+            audio_root=audio.genre_root(),
+            clip_seconds=[clip_seconds],
+            model=features.embedding_model,
+            params=features.params(),
+            workers=features.embedding_workers or None,
+            lock_timeout=features.lock_timeout,
+        )
+    info = report.clip_lengths[clip_seconds]
+    context.log.info(
+        f"{clip_seconds} s {store.model}: {info['status']}, {info['clips']} clips of {info['songs']} songs; "
+        f"{len(report.computed)} songs embedded, {report.cached} cached"
+    )
+    params = store.params
+    ms = info.get("embed_ms_per_clip")
+    metadata = {
+        "status": info["status"],
+        "clips": info["clips"],
+        "songs": info["songs"],
+        "patches_per_clip": info["patches_per_clip"],
+        "layers": dg.MetadataValue.json({name: [info["clips"], width] for name, width in LAYERS.items()}),
+        "songs_computed": len(report.computed),
+        "songs_cached": report.cached,
+        "feature_failures": report.failed.height,
+        "failed_songs": table(report.failed),
+        "too_short_for_this_length": len(info["skipped_short"]),
+        "embedding_model": store.model,
+        "weights_sha256": report.weights_sha256,
+        "embedding_hash": store.hash(),
+        "params": dg.MetadataValue.json(params.to_dict()),
+        "params_hash": params.hash(),
+        "mode": params.mode,
+        "generation": info["generation"],
+        "hdf5_path": dg.MetadataValue.path(info["path"]),
+        "hdf5_bytes": size_bytes(info["path"]),
+        "index_path": dg.MetadataValue.path(info["index_path"]),
+        "bytes": info["bytes"],
+        "registry_path": dg.MetadataValue.path(str(store.registry_path)),
+        "build_seconds": round(report.seconds, 2),
+        "dagster/row_count": info["clips"],
+    }
+    if ms is not None:
+        metadata["embed_ms_per_clip"] = float(ms)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+class ProbeTrainingConfig(dg.Config):
+    """Run config of ``probe_models`` (the launchpad, or ``--seeds/--scheme`` of ``make run``).
+
+    Attributes
+    ----------
+    classifiers : list of str
+        Probe classifiers to train: ``logreg`` (multinomial logistic regression) and/or
+        ``mlp`` (one hidden layer of 256 ReLU units).
+    seeds : list of int
+        One run per classifier and seed (the logistic regression is deterministic: its
+        seeds agree); metadata reports the mean and spread over seeds.
+    scheme : str
+        The split scheme whose ``test`` part is held out: ``seed``, ``stratified`` or
+        ``fault_filtered``.
+    """
+
+    classifiers: list[str] = ["logreg"]
+    seeds: list[int] = [0]
+    scheme: str = "seed"
+
+
+def _spread(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+@dg.asset(
+    group_name="training",
+    kinds={"scikitlearn", "numpy"},
+    partitions_def=clip_partitions,
+    deps=[musicnn_embeddings],
+    pool=TRAINING_POOL,
+    retry_policy=RETRY_POLICY,
+    automation_condition=ON_WEEKLY_CRON,
+    description="Probe models per clip length: a logistic regression (`probe_logreg_msd`; optionally a "
+    "one-hidden-layer MLP, `probe_mlp_msd`) on the musicnn embeddings of that clip length, standardised on "
+    "training songs only. Each (classifier, seed) run is stored as plain arrays (`probe.npz` + `probe.json`, "
+    "no pickle) with the same `metrics.json` as the Keras models, in the same model store, so the "
+    "evaluation report and `gtzan predict` use them. The inference cost includes decoding, log-mel and "
+    "musicnn. Metadata: held-out song and clip accuracy, macro F1 and costs, mean over seeds.",
+)
+def probe_models(
+    context: dg.AssetExecutionContext,
+    config: ProbeTrainingConfig,
+    features: FeatureStoreResource,
+    models: ModelStoreResource,
+) -> dg.MaterializeResult:
+    clip_seconds = int(context.partition_key)
+    if not config.seeds:
+        raise dg.Failure("run config `seeds` is empty; give at least one seed", allow_retries=False)
+    unknown = [c for c in config.classifiers if c not in CLASSIFIERS]
+    if unknown or not config.classifiers:
+        raise dg.Failure(
+            f"run config `classifiers` must name one or more of {list(CLASSIFIERS)}, got {list(config.classifiers)}",
+            allow_retries=False,
+        )
+    results = []
+    for classifier in config.classifiers:
+        with permanent():
+            runs = models.train_probes(
+                features=features, classifier=classifier, clip_seconds=clip_seconds, seeds=list(config.seeds),
+                scheme=config.scheme,
+            )
+        for r in runs:
+            m = r["metrics"]
+            context.log.info(
+                f"{r['model']} {clip_seconds} s seed {r['seed']}: song accuracy {m['song_accuracy']:.2f}, "
+                f"clip accuracy {m['clip_accuracy']:.2f} ({r['train_clips']} training clips)"
+            )
+        results.extend(runs)
+
+    per_run = pl.DataFrame(
+        {
+            "model": [r["model"] for r in results],
+            "seed": [int(r["seed"]) for r in results],
+            "song_accuracy": [float(r["metrics"]["song_accuracy"]) for r in results],
+            "clip_accuracy": [float(r["metrics"]["clip_accuracy"]) for r in results],
+            "song_macro_f1": [float(r["metrics"]["song_macro_f1"]) for r in results],
+            "inference_ms_per_clip": [float(r["costs"]["inference_ms_per_clip"]) for r in results],
+            "train_seconds": [float(r["costs"]["train_seconds"]) for r in results],
+            "model_path": [r["model_path"] for r in results],
+        }
+    )
+    names = list(dict.fromkeys(r["model"] for r in results))
+    summary = {}
+    for name in names:
+        rs = [r for r in results if r["model"] == name]
+        song = [float(r["metrics"]["song_accuracy"]) for r in rs]
+        summary[name] = {
+            "song_accuracy": statistics.fmean(song),
+            "song_accuracy_std": _spread(song),
+            "clip_accuracy": statistics.fmean(float(r["metrics"]["clip_accuracy"]) for r in rs),
+            "song_macro_f1": statistics.fmean(float(r["metrics"]["song_macro_f1"]) for r in rs),
+            "seeds": len(rs),
+        }
+    first = results[0]
+    main = summary[first["model"]]
+    metadata = {
+        "models": dg.MetadataValue.json(names),
+        "clip_seconds": clip_seconds,
+        "scheme": config.scheme,
+        "seeds": dg.MetadataValue.json(list(config.seeds)),
+        "embedding_model": features.embedding_model,
+        "weights_sha256": first["embedding"]["weights_sha256"],
+        "features": first["embedding"]["features"],
+        # the first classifier of the run config (logreg by default); every model: per_model
+        "song_accuracy": main["song_accuracy"],
+        "song_accuracy_std": main["song_accuracy_std"],
+        "clip_accuracy": main["clip_accuracy"],
+        "song_macro_f1": main["song_macro_f1"],
+        "chance_accuracy": 1.0 / len(first["genres"]),
+        "per_model": dg.MetadataValue.json(summary),
+        "per_run": table(per_run),
+        "train_clips": first["train_clips"],
+        "test_clips": first["test_clips"],
+        "parameters": first["costs"]["parameters"],
+        "train_seconds": float(per_run["train_seconds"].sum()),
+        "embedding_ms_per_clip": float(first["costs"]["embedding_ms_per_clip"]),
+        "inference_ms_per_clip": float(per_run["inference_ms_per_clip"].mean()),
+        "params_hash": first["params_hash"],
+        "model_path": dg.MetadataValue.path(first["model_path"]),
+        "model_bytes": sum(size_bytes(r["model_path"]) for r in results),
+        "run_dir": dg.MetadataValue.path(first["run_dir"]),
+    }
+    return dg.MaterializeResult(metadata=metadata)
