@@ -208,30 +208,65 @@ class GenerationalStore:
     ) -> tuple[pl.DataFrame, Any]:
         """Query the index and ``read(h5, rows)`` the arrays, both from one generation.
 
-        Resolves ``current`` once; if that generation is collected before it is opened (a
-        rebuild finished meanwhile), tries the new one. The HDF5 ``clip_id`` rows must match
-        the index, else :class:`StoreError` (a torn store).
+        Resolves ``current`` once. A generation never changes once published, so its index
+        and open HDF5 file are kept (one generation per clip length) until ``current``
+        moves on; if a generation is collected before it is opened (a rebuild finished
+        meanwhile), the new one is tried. The HDF5 ``clip_id`` rows must match the index,
+        else :class:`StoreError` (a torn store).
         """
-        import h5py
-
         for attempt in range(5):
             gen = self.generation(clip_seconds)
             try:
-                index = _query_index(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
+                source, h5 = self._open_generation(gen)
+                index = _query_index(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids, source=source)
                 index = index.sort("hdf5_row").collect()
                 rows = index["hdf5_row"].to_numpy()
-                with h5py.File(gen / self.data_file, "r") as h5:
-                    data = read(h5, rows)
-                    ids = h5["clip_id"].asstr()[rows] if rows.size else np.array([], dtype=object)
+                data = read(h5, rows)
+                ids = h5["clip_id"].asstr()[rows] if rows.size else np.array([], dtype=object)
                 break
             except (FileNotFoundError, OSError):
                 # the generation was collected between resolving and opening it: retry
+                self._close_generation(gen)
                 if attempt == 4:
                     raise
                 time.sleep(0.05)
         if list(ids) != index["clip_id"].to_list():
             raise StoreError(f"torn store at {gen}: HDF5 rows do not match the index")
         return index, data
+
+    def _open_generation(self, gen: Path) -> tuple[pl.DataFrame, Any]:
+        import h5py
+
+        opened = self.__dict__.setdefault("_opened", {})
+        key = gen.parent.name
+        hit = opened.get(key)
+        if hit is not None and hit[0] == gen:
+            return hit[1], hit[2]
+        self._close_generation(hit[0] if hit else None)
+        h5 = h5py.File(gen / self.data_file, "r")
+        try:
+            source = pl.read_parquet(gen / "index.parquet")
+        except BaseException:
+            h5.close()
+            raise
+        opened[key] = (gen, source, h5)
+        return source, h5
+
+    def _close_generation(self, gen: Path | None) -> None:
+        opened = self.__dict__.get("_opened", {})
+        for key, (g, _, h5) in list(opened.items()):
+            if gen is None or g == gen:
+                with contextlib.suppress(Exception):
+                    h5.close()
+                del opened[key]
+
+    def close(self) -> None:
+        """Close the HDF5 files that queries keep open (also done when the store is collected)."""
+        self._close_generation(None)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
 
 class FeatureStore(GenerationalStore):
@@ -652,10 +687,16 @@ class FeatureStore(GenerationalStore):
         return idx.join(summ, on="clip_id", how="inner", maintain_order="left").sort("hdf5_row")
 
 
-def _query_index(gen: Path, *, genre: Any, split: Any, scheme: str, song_ids: Any) -> pl.LazyFrame:
-    """Filter the index of generation ``gen``; bad arguments name the valid values."""
+def _query_index(
+    gen: Path, *, genre: Any, split: Any, scheme: str, song_ids: Any, source: pl.DataFrame | None = None
+) -> pl.LazyFrame:
+    """Filter the index of generation ``gen``; bad arguments name the valid values.
+
+    ``source`` is that generation's index already in memory (the files of a generation never
+    change once published, so readers may keep it); otherwise the Parquet file is scanned.
+    """
     validate_scheme(scheme)
-    lf = pl.scan_parquet(gen / "index.parquet")
+    lf = source.lazy() if source is not None else pl.scan_parquet(gen / "index.parquet")
     if genre is not None:
         genres = [genre] if isinstance(genre, str) else list(genre)
         for g in genres:
@@ -663,7 +704,7 @@ def _query_index(gen: Path, *, genre: Any, split: Any, scheme: str, song_ids: An
         lf = lf.filter(pl.col("genre").is_in(genres))
     if split is not None:
         parts = [split] if isinstance(split, str) else list(split)
-        valid = _parts(gen, scheme)
+        valid = _parts(gen, scheme, source)
         for s in parts:
             if s not in valid:
                 raise ParameterError(f"unknown split {s!r} for scheme {scheme!r}; valid splits are {valid}")
@@ -675,12 +716,13 @@ def _query_index(gen: Path, *, genre: Any, split: Any, scheme: str, song_ids: An
     return lf
 
 
-def _parts(gen: Path, scheme: str) -> list[str]:
+def _parts(gen: Path, scheme: str, source: pl.DataFrame | None = None) -> list[str]:
     if scheme == "seed":
         return ["train", "test", EXCLUDED]
     if scheme == "fault_filtered":
         return ["train", "valid", "test", EXCLUDED]
-    values = pl.scan_parquet(gen / "index.parquet").select(pl.col(scheme).unique()).collect()[scheme]
+    lf = source.lazy() if source is not None else pl.scan_parquet(gen / "index.parquet")
+    values = lf.select(pl.col(scheme).unique()).collect()[scheme]
     return sorted(set(values.to_list()) | {EXCLUDED})
 
 
