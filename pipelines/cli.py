@@ -39,6 +39,14 @@ DEFAULT_TRAIN_CLIP_SECONDS = (5,)
 TABLE_COLUMNS = ("clip_id", "genre", "segment", "start_seconds", "seed", "fault_filtered", "stratified", "hdf5_row")
 #: Rows shown by the table format unless ``--limit`` says otherwise.
 TABLE_ROWS = 20
+#: Feature views of ``gtzan features``: the mel spectrograms, or the musicnn embeddings.
+VIEWS = ("mel", "embeddings")
+#: musicnn weights of ``--view embeddings`` (``feature_store.embeddings.MUSICNN_MODELS``).
+EMBEDDING_MODELS = ("MSD_musicnn", "MTT_musicnn")
+#: Probe names that ``gtzan train --model`` takes: ``probe_<classifier>_<weights>``.
+PROBE_CLASSIFIERS = ("logreg", "mlp")
+PROBE_WEIGHTS = {"msd": "MSD_musicnn", "mtt": "MTT_musicnn"}
+PROBE_MODELS = tuple(f"probe_{c}_{w}" for c in PROBE_CLASSIFIERS for w in PROBE_WEIGHTS)
 
 
 # ---------------------------------------------------------------------------------------
@@ -160,6 +168,29 @@ def feature_options(f: Callable) -> Callable:
     return f
 
 
+def view_options(f: Callable) -> Callable:
+    f = click.option("--embedding-model", default="MSD_musicnn", show_default=True,
+                     type=click.Choice(list(EMBEDDING_MODELS)),
+                     help="musicnn weights of the embeddings view: MSD_musicnn (Million Song Dataset tags) "
+                          "| MTT_musicnn (MagnaTagATune).")(f)
+    f = click.option("--view", default="mel", show_default=True, type=click.Choice(list(VIEWS)),
+                     help="Feature view: mel (mel spectrograms) | embeddings (pretrained musicnn "
+                          "embeddings of the same clips; needs `pip install --no-deps musicnn==0.1.0`).")(f)
+    return f
+
+
+def _embedding_store(store_root: Path | None, mode: str | None, dtype: str, model: str) -> Any:
+    from feature_store.embeddings import EmbeddingStore
+
+    return EmbeddingStore(store_root or settings.store_dir(), model=model, params=_params(mode, dtype))
+
+
+def _build_hint(clip_seconds: int | None, model: str) -> str:
+    clip = f" --clip-seconds {clip_seconds}" if clip_seconds else ""
+    emb = "" if model == "MSD_musicnn" else f" --embedding-model {model}"
+    return f"`gtzan features build --view embeddings{clip}{emb}`"
+
+
 def _params(mode: str | None, dtype: str) -> Any:
     from feature_store.params import FeatureParams
 
@@ -248,6 +279,10 @@ def _quiet_tensorflow() -> None:
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _patches(n: int) -> str:
+    return f"{n} musicnn patch{'' if n == 1 else 'es'}"
 
 
 def _pct(x: float | None) -> str:
@@ -377,13 +412,17 @@ def ingest(audio_dir: Path | None, layout: str | None, store_root: Path | None, 
 # ---------------------------------------------------------------------------------------
 @main.group(cls=OneLineErrors)
 def features() -> None:
-    """Build, describe and query the mel feature store.
+    """Build, describe and query the feature store: mel spectrograms or musicnn embeddings.
+
+    `--view embeddings` works on the pretrained musicnn embeddings of the same
+    clips (same clip lengths, modes and clip ids) instead of the mel spectrograms.
 
     \b
     Examples:
       gtzan features build --clip-seconds 5
       gtzan features describe
       gtzan features query --clip-seconds 5 --genre jazz --split test
+      gtzan features build --view embeddings --clip-seconds 5
     """
 
 
@@ -392,26 +431,34 @@ def features() -> None:
 @click.option("--clip-seconds", "clip_seconds", multiple=True, default=("1,5,15,30",), show_default=True,
               help="Clip lengths to build: 1, 5, 15, 30 (repeat or separate with commas).")
 @click.option("--workers", type=int, default=None,
-              help="Worker processes (default: $GTZAN_WORKERS, or 0 = the CPU count).")
+              help="Worker processes (default: $GTZAN_WORKERS, or 0 = the CPU count). With --view "
+                   "embeddings: decode processes beside the network (default: a quarter of the cores).")
+@view_options
 @feature_options
 @store_option
 @progress_option
-def features_build(audio_dir: Path | None, clip_seconds: tuple[str, ...], workers: int | None, mode: str | None,
-                   dtype: str, store_root: Path | None, progress: bool | None) -> None:
-    """Compute mel spectrograms and write the HDF5 + Parquet stores.
+def features_build(audio_dir: Path | None, clip_seconds: tuple[str, ...], workers: int | None, view: str,
+                   embedding_model: str, mode: str | None, dtype: str, store_root: Path | None,
+                   progress: bool | None) -> None:
+    """Compute mel spectrograms (or musicnn embeddings) and write the HDF5 + Parquet stores.
 
     One STFT per song, every clip length sliced from it; songs already computed
     are not decoded again. AUDIO_DIR is the folder you ingested (default
-    $GTZAN_DIR, else the demo corpus).
+    $GTZAN_DIR, else the demo corpus). With --view embeddings, each clip of the
+    mel store is embedded by the pretrained musicnn network instead (the mean
+    over the 3 s patches inside the clip of its max_pool, mean_pool,
+    penultimate and tags layers).
 
     \b
     Examples:
       gtzan features build --clip-seconds 5
       gtzan features build --clip-seconds 1,5,15,30 --mode segments --workers 8
+      gtzan features build --view embeddings --clip-seconds 5,30
     """
     from feature_store.catalog import find_genre_root, resolve_in_root
 
     lengths = _clip_list(clip_seconds)
+    explicit_workers = workers is not None
     if workers is None:
         workers = settings.workers()
     if workers < 0:
@@ -428,6 +475,10 @@ def features_build(audio_dir: Path | None, clip_seconds: tuple[str, ...], worker
                 f"{genre_root} does not hold the cataloged files (no {first}); pass the folder you "
                 f"ingested, or ingest this one first (`gtzan ingest {root}`)"
             )
+    if view == "embeddings":
+        _build_embeddings(root, lengths, workers if explicit_workers else 0, embedding_model, mode, dtype,
+                          store_root, progress)
+        return
     report = store.build(audio_root=root, clip_seconds=lengths, workers=workers or None,
                          progress=_progress_enabled(progress))
     click.echo(
@@ -446,6 +497,35 @@ def features_build(audio_dir: Path | None, clip_seconds: tuple[str, ...], worker
         )
 
 
+def _build_embeddings(root: Path, lengths: list[int], workers: int, model: str, mode: str | None, dtype: str,
+                      store_root: Path | None, progress: bool | None) -> None:
+    """``gtzan features build --view embeddings``: embed what is missing, write the stores."""
+    from feature_store.embeddings import musicnn as mn
+
+    emb = _embedding_store(store_root, mode, dtype, model)
+    mn.weights_folder(model)  # the install command, before anything is decoded
+    _quiet_tensorflow()
+    report = emb.build(audio_root=root, clip_seconds=lengths, workers=workers or None,
+                       progress=_progress_enabled(progress))
+    click.echo(
+        f"embeddings {emb.store_dir} ({model}, weights {report.weights_sha256[:12]}, mode {emb.params.mode}): "
+        f"{len(report.computed)} songs embedded, {report.cached} cached, {report.failed.height} failed "
+        f"in {report.seconds:.1f} s"
+    )
+    for sid, reason in report.failed.iter_rows():
+        click.echo(f"  failed {sid}: {reason}")
+    for c, info in sorted(report.clip_lengths.items()):
+        short = len(info.get("skipped_short", []))
+        ms = info.get("embed_ms_per_clip")
+        click.echo(
+            f"  {c:>2} s  {info['status']:<9} {info['clips']} clips of {info['songs']} songs, "
+            f"{_patches(int(info['patches_per_clip']))} per clip"
+            + (f", {ms:.0f} ms per clip" if ms is not None else "")
+            + (f", {short} songs too short" if short else "")
+            + f"  {emb.clip_dir(c) / 'current' / 'index.parquet'}"
+        )
+
+
 def _other_stores(root: Path) -> str:
     found = []
     for reg in sorted((root / "features").glob("mel-*/registry.json")):
@@ -458,23 +538,80 @@ def _other_stores(root: Path) -> str:
     return f"; stores under {root}: {', '.join(found)}" if found else ""
 
 
+def _other_embedding_stores(root: Path) -> str:
+    found = []
+    for reg in sorted((root / "features").glob("emb-*/registry.json")):
+        try:
+            doc = json.loads(reg.read_text())
+            model, mode, built = doc["model"], doc["params"].get("mode"), sorted(doc.get("clip_lengths", {}), key=int)
+        except (ValueError, KeyError, OSError, AttributeError):
+            continue
+        found.append(f"{reg.parent.name} (--embedding-model {model} --mode {mode}; {', '.join(built)} s)")
+    return f"; embedding stores under {root}: {', '.join(found)}" if found else ""
+
+
+def _describe_embeddings(as_json: bool, model: str, mode: str | None, dtype: str, store_root: Path | None) -> None:
+    from feature_store.errors import StoreError
+
+    emb = _embedding_store(store_root, mode, dtype, model)
+    try:
+        reg = emb.describe()
+    except StoreError as exc:
+        raise CLIError(f"{exc}; from the command line: {_build_hint(None, model)}{_other_embedding_stores(emb.root)}") \
+            from exc
+    if as_json:
+        click.echo(json.dumps(reg, indent=2, sort_keys=True))
+        return
+    p, cat, inp = reg["params"], reg.get("catalog", {}), reg.get("input", {})
+    click.echo(f"store       {emb.store_dir}")
+    click.echo(f"model       {reg['model']}, weights sha256 {reg.get('weights_sha256')}")
+    click.echo(f"weights     {reg.get('weights_package')} in {reg.get('weights_folder')}")
+    click.echo(f"hash        {reg.get('embedding_hash')} (embedding code v{reg.get('embedding_code_version')}, "
+               f"package {reg.get('package_version')})")
+    click.echo(f"clips       mode={p.get('mode')}, as the mel store {reg.get('params_hash')} "
+               f"(sr={p.get('sr')} hop_length={p.get('hop_length')})")
+    click.echo(f"input       {inp.get('sr')} Hz, n_fft {inp.get('n_fft')}, hop {inp.get('hop_length')}, "
+               f"{inp.get('n_mels')} mels, {inp.get('log')}; {inp.get('clip')}")
+    click.echo("layers      " + ", ".join(f"{k} {v}" for k, v in reg.get("layers", {}).items()))
+    click.echo(f"catalog     {emb._mel.catalog_path}: {cat.get('files')} files, {cat.get('ok')} ok, "
+               f"{cat.get('quarantined')} quarantined, {len(cat.get('feature_failures', []))} failures")
+    click.echo(f"updated     {reg.get('updated_at')}")
+    for c in sorted(reg.get("clip_lengths", {}), key=int):
+        info = reg["clip_lengths"][c]
+        cur = emb.clip_dir(int(c)) / "current"
+        ms = info.get("embed_ms_per_clip")
+        click.echo(f"{int(c):>2} s clips  {info.get('clips')} clips of {info.get('songs')} songs, "
+                   f"{_patches(int(info.get('patches_per_clip', 0)))} per clip, {info.get('bytes', 0) / 1e6:.1f} MB"
+                   + (f", {ms:.0f} ms per clip" if ms is not None else "") + f", built {info.get('created_at')}")
+        click.echo(f"    index       {cur / 'index.parquet'}")
+        click.echo(f"    embeddings  {cur / 'embeddings.h5'}")
+
+
 @features.command("describe")
 @click.option("--json", "as_json", is_flag=True, help="Print the registry as JSON.")
+@view_options
 @feature_options
 @store_option
-def features_describe(as_json: bool, mode: str | None, dtype: str, store_root: Path | None) -> None:
+def features_describe(as_json: bool, view: str, embedding_model: str, mode: str | None, dtype: str,
+                      store_root: Path | None) -> None:
     """Show the store's parameters, counts and file paths.
 
     The index paths printed here are stable (they go through the `current`
-    link), so DuckDB or polars can query them directly.
+    link), so DuckDB or polars can query them directly. With --view
+    embeddings: the musicnn model, the sha256 of its weights, the layers and
+    the embeddings.h5 files.
 
     \b
     Examples:
       gtzan features describe
       gtzan features describe --mode segments --json
+      gtzan features describe --view embeddings
     """
     from feature_store.errors import StoreError
 
+    if view == "embeddings":
+        _describe_embeddings(as_json, embedding_model, mode, dtype, store_root)
+        return
     store = _store(store_root, mode, dtype)
     try:
         reg = store.describe()
@@ -509,26 +646,35 @@ def features_describe(as_json: bool, mode: str | None, dtype: str, store_root: P
 @click.option("--split", multiple=True, help="Keep these parts of --scheme, e.g. train, test, valid, fold0.")
 @click.option("--scheme", default="seed", show_default=True, help="Split scheme: seed | stratified | fault_filtered.")
 @click.option("--song", "songs", multiple=True, help="Keep these song ids, e.g. jazz.00003.")
-@click.option("--summary", "with_summary", is_flag=True, help="Add the per-band mean/std summary features.")
+@click.option("--summary", "with_summary", is_flag=True, help="Add the per-band mean/std summary features (mel view).")
+@click.option("--layers", default=None,
+              help="With --view embeddings: add these layers' values as columns <layer>_NNN "
+                   "(comma-separated: max_pool, mean_pool, penultimate, tags).")
 @click.option("--columns", default=None, help="Comma-separated columns to output (default: all; a few for tables).")
 @click.option("--limit", type=int, default=None, help=f"At most this many rows (table default {TABLE_ROWS}).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default=None,
               help="Output format (default: table on stdout, or from the --output suffix).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to this file instead of stdout.")
+@view_options
 @feature_options
 @store_option
 def features_query(clip_seconds: str, genre: tuple[str, ...], split: tuple[str, ...], scheme: str,
-                   songs: tuple[str, ...], with_summary: bool, columns: str | None, limit: int | None,
-                   fmt: str | None, output: Path | None, mode: str | None, dtype: str,
-                   store_root: Path | None) -> None:
+                   songs: tuple[str, ...], with_summary: bool, layers: str | None, columns: str | None,
+                   limit: int | None, fmt: str | None, output: Path | None, view: str, embedding_model: str,
+                   mode: str | None, dtype: str, store_root: Path | None) -> None:
     """Select clips from the Parquet index: a table, CSV, JSON or Parquet.
+
+    With --view embeddings the index is the embeddings view's (the same clips,
+    plus the number of 3 s musicnn patches averaged per clip), and --layers adds
+    the embedding values.
 
     \b
     Examples:
       gtzan features query --clip-seconds 5 --genre jazz --split test
       gtzan features query --clip-seconds 30 --scheme fault_filtered --split test --format csv -o test.csv
       gtzan features query --clip-seconds 5 --summary --format parquet -o clips.parquet
+      gtzan features query --view embeddings --clip-seconds 5 --layers tags --format parquet -o tags.parquet
     """
     import polars as pl
 
@@ -545,7 +691,6 @@ def features_query(clip_seconds: str, genre: tuple[str, ...], split: tuple[str, 
                 output.suffix.lower(), "")
             if not fmt:
                 raise CLIError(f"cannot tell the format of {output.name}; add --format csv|json|parquet", EXIT_USAGE)
-    store = _store(store_root, mode, dtype)
     kwargs: dict[str, Any] = dict(
         clip_seconds=c,
         genre=_split_values(genre) or None,
@@ -553,10 +698,21 @@ def features_query(clip_seconds: str, genre: tuple[str, ...], split: tuple[str, 
         scheme=scheme,
         song_ids=_split_values(songs) or None,
     )
-    lf = store.summary(**kwargs) if with_summary else store.clips(**kwargs)
-    if limit is not None:
-        lf = lf.limit(limit)
-    df = lf.collect()
+    layer_names: list[str] = []
+    if view == "embeddings":
+        if with_summary:
+            raise CLIError("--summary adds the mel view's band statistics; with --view embeddings use --layers",
+                           EXIT_USAGE)
+        layer_names = _split_values([layers]) if layers else []
+        df = _query_embeddings(c, kwargs, layer_names, limit, embedding_model, mode, dtype, store_root)
+    else:
+        if layers:
+            raise CLIError("--layers is for --view embeddings; the mel view has --summary", EXIT_USAGE)
+        store = _store(store_root, mode, dtype)
+        lf = store.summary(**kwargs) if with_summary else store.clips(**kwargs)
+        if limit is not None:
+            lf = lf.limit(limit)
+        df = lf.collect()
     if columns:
         wanted = _split_values([columns])
         unknown = [col for col in wanted if col not in df.columns]
@@ -570,6 +726,8 @@ def features_query(clip_seconds: str, genre: tuple[str, ...], split: tuple[str, 
             cols = [col for col in TABLE_COLUMNS if col in shown.columns]
             if with_summary:
                 cols += [col for col in ("mean_000", "mean_064", "std_000") if col in shown.columns]
+            if view == "embeddings":
+                cols += ["patches"] + [col for name in layer_names for col in (f"{name}_000", f"{name}_001")]
             shown = shown.select(cols)
         with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_hide_column_data_types=True, tbl_hide_dataframe_shape=True,
                        tbl_formatting="ASCII_MARKDOWN", fmt_str_lengths=80, tbl_width_chars=400):
@@ -601,19 +759,66 @@ def features_query(clip_seconds: str, genre: tuple[str, ...], split: tuple[str, 
         click.echo(f"wrote {_plural(df.height, 'clip')} to {output}", err=True)
 
 
+def _query_embeddings(c: int, kwargs: dict[str, Any], layer_names: list[str], limit: int | None, model: str,
+                      mode: str | None, dtype: str, store_root: Path | None) -> Any:
+    """The embeddings view's clips of ``gtzan features query``, with the ``layer_names`` values as columns."""
+    import polars as pl
+
+    from feature_store.errors import StoreError
+
+    emb = _embedding_store(store_root, mode, dtype, model)
+    try:
+        if not layer_names:
+            lf = emb.clips(**kwargs)
+            return (lf.limit(limit) if limit is not None else lf).collect()
+        t = emb.tensors(layers=layer_names, **kwargs)
+    except StoreError as exc:
+        if c in emb.available_clip_seconds():
+            raise
+        raise CLIError(f"{exc}; from the command line: {_build_hint(c, model)}{_other_embedding_stores(emb.root)}") \
+            from exc
+    from feature_store.embeddings.musicnn import LAYERS
+
+    names = [f"{name}_{k:03d}" for name in t.layers for k in range(LAYERS[name])]
+    values = pl.DataFrame(t.x, schema=names, orient="row")
+    df = pl.concat([t.index, values], how="horizontal")
+    return df.head(limit) if limit is not None else df
+
+
 # ---------------------------------------------------------------------------------------
 # train and report
 # ---------------------------------------------------------------------------------------
+def _probe_config(name: str, seed: int, scheme: str) -> Any:
+    """The :class:`training.probe.ProbeConfig` that a probe name such as ``probe_logreg_msd`` means."""
+    from training.probe import ProbeConfig
+
+    _, classifier, weights = name.split("_", 2)
+    return ProbeConfig(classifier=classifier, embedding_model=PROBE_WEIGHTS[weights], seed=seed, scheme=scheme)
+
+
+def _check_model_name(name: str) -> None:
+    """Raise a usage error naming every valid model, Keras families and probes alike."""
+    from feature_store.errors import ParameterError
+    from training.models import MODELS
+
+    if name not in MODELS and name not in PROBE_MODELS:
+        raise ParameterError(f"unknown model {name!r}; valid models are {sorted(MODELS)} and the probes on musicnn "
+                             f"embeddings {list(PROBE_MODELS)}")
+
+
 @main.command()
-@click.option("--model", "models", multiple=True, help=f"Model(s) to train (default: {', '.join(DEFAULT_TRAIN_MODELS)}).")
+@click.option("--model", "models", multiple=True,
+              help=f"Model(s) to train (default: {', '.join(DEFAULT_TRAIN_MODELS)}): a Keras family, or a probe on "
+                   f"musicnn embeddings ({', '.join(PROBE_MODELS)}).")
 @click.option("--clip-seconds", "clip_seconds", multiple=True,
               help=f"Clip length(s): 1, 5, 15, 30 (default: {DEFAULT_TRAIN_CLIP_SECONDS[0]}).")
 @click.option("--epochs", type=int, default=None,
-              help="Epoch cap; early stopping may end sooner (default: 5, TrainConfig's).")
+              help="Epoch cap; early stopping may end sooner (default: 5, TrainConfig's). Not used by probes.")
 @click.option("--seed", "seeds", multiple=True, help="Seed(s); one run per seed (default: 0).")
 @click.option("--scheme", default="seed", show_default=True,
               help="Split scheme whose test part is held out: seed | stratified | fault_filtered.")
-@click.option("--batch-size", type=int, default=None, help="Batch size (default: 32, TrainConfig's).")
+@click.option("--batch-size", type=int, default=None,
+              help="Batch size (default: 32, TrainConfig's). Not used by probes.")
 @feature_options
 @store_option
 @models_option
@@ -625,19 +830,24 @@ def train(models: tuple[str, ...], clip_seconds: tuple[str, ...], epochs: int | 
 
     Each (model, clip length, seed) is one run with its .keras file, normaliser
     and held-out metrics, exactly as the pipeline's genre_models asset makes.
+    A probe (probe_logreg_msd: logistic regression; probe_mlp_msd: one hidden
+    layer; _mtt: on MTT_musicnn embeddings) trains on the embeddings view
+    (`gtzan features build --view embeddings` first) and is published beside
+    the Keras models as plain arrays, as the pipeline's probe_models asset does.
     Run `gtzan report` afterwards to update the report.
 
     \b
     Examples:
       gtzan train --model seed_cnn --clip-seconds 5 --epochs 5
       gtzan train --model seed_cnn,seed_rnn --clip-seconds 1,5,15,30 --seed 0,1,2
+      gtzan train --model probe_logreg_msd --clip-seconds 5
     """
     _tf_log_level()
-    from training.models import get_spec
+    from feature_store.errors import StoreError
 
     names = _split_values(models) or list(DEFAULT_TRAIN_MODELS)
     for n in names:
-        get_spec(n)
+        _check_model_name(n)
     lengths = _clip_list(clip_seconds) if clip_seconds else list(DEFAULT_TRAIN_CLIP_SECONDS)
     try:
         seed_list = [int(s) for s in _split_values(seeds)] or [0]
@@ -646,10 +856,36 @@ def train(models: tuple[str, ...], clip_seconds: tuple[str, ...], epochs: int | 
     params = _params(mode, dtype)
     store_root = store_root or settings.store_dir()
     model_root = model_root or settings.model_dir()
-    store = _store(store_root, mode, dtype)
+    probes = [n for n in names if n in PROBE_MODELS]
+    keras_models = [n for n in names if n not in PROBE_MODELS]
+    # clear errors before TensorFlow loads: features or embeddings that are missing
+    if keras_models:
+        store = _store(store_root, mode, dtype)
+        for c in lengths:
+            store.generation(c)
+    for name in probes:
+        cfg = _probe_config(name, 0, scheme)
+        emb = _embedding_store(store_root, mode, dtype, cfg.embedding_model)
+        for c in lengths:
+            try:
+                emb.generation(c)
+            except StoreError as exc:
+                raise CLIError(f"{exc}; from the command line: {_build_hint(c, cfg.embedding_model)}") from exc
+    if keras_models:
+        _quiet_tensorflow()
+    show = _progress_enabled(progress)
     for c in lengths:
-        store.generation(c)  # a clear error before TensorFlow loads if the features are missing
-    _quiet_tensorflow()
+        for name in names:
+            for seed in seed_list:
+                if name in PROBE_MODELS:
+                    _train_probe(name, c, seed, scheme, params, store_root, model_root)
+                else:
+                    _train_keras(name, c, seed, scheme, epochs, batch_size, params, store_root, model_root, show)
+    click.echo("next: gtzan report")
+
+
+def _train_keras(name: str, c: int, seed: int, scheme: str, epochs: int | None, batch_size: int | None, params: Any,
+                 store_root: Path, model_root: Path, show: bool) -> None:
     from training.train import TrainConfig, train_model
 
     overrides: dict[str, Any] = {"scheme": scheme}
@@ -657,21 +893,31 @@ def train(models: tuple[str, ...], clip_seconds: tuple[str, ...], epochs: int | 
         overrides["epochs"] = epochs
     if batch_size is not None:
         overrides["batch_size"] = batch_size
-    show = _progress_enabled(progress)
-    for c in lengths:
-        for name in names:
-            for seed in seed_list:
-                cfg = TrainConfig(seed=seed, **overrides)
-                click.echo(f"training {name} on {c} s clips, seed {seed}, up to {cfg.epochs} epochs", err=True)
-                r = train_model(store_root=store_root, model_root=model_root, model=name, clip_seconds=c,
-                                params=params, config=cfg, progress=show)
-                m, costs = r["metrics"], r["costs"]
-                click.echo(
-                    f"{name} {c} s seed {seed}: song accuracy {_pct(m['song_accuracy'])}, clip accuracy "
-                    f"{_pct(m['clip_accuracy'])} on {m['songs']} held-out songs "
-                    f"({costs['epochs_run']} epochs, {costs['seconds_per_epoch']:.1f} s/epoch)  {r['run_dir']}"
-                )
-    click.echo("next: gtzan report")
+    cfg = TrainConfig(seed=seed, **overrides)
+    click.echo(f"training {name} on {c} s clips, seed {seed}, up to {cfg.epochs} epochs", err=True)
+    r = train_model(store_root=store_root, model_root=model_root, model=name, clip_seconds=c,
+                    params=params, config=cfg, progress=show)
+    m, costs = r["metrics"], r["costs"]
+    click.echo(
+        f"{name} {c} s seed {seed}: song accuracy {_pct(m['song_accuracy'])}, clip accuracy "
+        f"{_pct(m['clip_accuracy'])} on {m['songs']} held-out songs "
+        f"({costs['epochs_run']} epochs, {costs['seconds_per_epoch']:.1f} s/epoch)  {r['run_dir']}"
+    )
+
+
+def _train_probe(name: str, c: int, seed: int, scheme: str, params: Any, store_root: Path, model_root: Path) -> None:
+    from training.probe import train_probe
+
+    cfg = _probe_config(name, seed, scheme)
+    click.echo(f"training {name} on {c} s {cfg.embedding_model} embeddings, seed {seed}", err=True)
+    r = train_probe(store_root=store_root, model_root=model_root, clip_seconds=c, params=params, config=cfg)
+    m, costs = r["metrics"], r["costs"]
+    click.echo(
+        f"{name} {c} s seed {seed}: song accuracy {_pct(m['song_accuracy'])}, clip accuracy "
+        f"{_pct(m['clip_accuracy'])} on {m['songs']} held-out songs "
+        f"({r['train_clips']} training clips, {costs['inference_ms_per_clip']:.0f} ms per clip with musicnn)  "
+        f"{r['run_dir']}"
+    )
 
 
 @main.command()
@@ -716,7 +962,9 @@ def report(out_dir: Path | None, mode: str | None, dtype: str, model_root: Path 
 # ---------------------------------------------------------------------------------------
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", default=None, help="Model name (default: the best model of the report).")
+@click.option("--model", default=None,
+              help="Model name, a Keras family or a probe such as probe_logreg_msd (default: the best model of "
+                   "the report).")
 @click.option("--clip-seconds", "clip_seconds", default=None, help="Clip length of the model: 1, 5, 15 or 30.")
 @click.option("--seed", type=int, default=None, help="Seed of the run (default: its best seed).")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -751,6 +999,8 @@ def predict(files: tuple[Path, ...], model: str | None, clip_seconds: str | None
 
     if hop_seconds is not None and not hop_seconds > 0:
         raise CLIError(f"--hop must be positive, got {hop_seconds}", EXIT_USAGE)
+    if model is not None:
+        _check_model_name(model)
     if run_dir is not None:
         if model or clip_seconds or seed is not None:
             raise CLIError("--run names one run; leave out --model, --clip-seconds and --seed", EXIT_USAGE)

@@ -317,12 +317,13 @@ def choose_run(
         No trained run matches; the message lists what has been trained.
     """
     from training.models import get_spec
+    from training.probe import is_probe_run
     from training.report import best_run
     from training.train import ModelStore
 
     if clip_seconds is not None:
         clip_seconds = validate_clip_seconds(clip_seconds)
-    if model is not None:
+    if model is not None and not is_probe_run({"model": model}):  # probes are not in MODELS
         get_spec(model)
     store = ModelStore(model_root)
     all_runs = store.runs()

@@ -221,14 +221,14 @@ def test_features_query_errors(sandbox: dict, tmp_path: Path) -> None:
     q = ["features", "query", "--clip-seconds"]
     fails([*q, "5", "--genre", "polka"], env, 2, r"unknown genre 'polka'; valid genres are \['blues'")
     fails([*q, "7"], env, 2, r"clip_seconds must be one of \[1, 5, 15, 30\], got '7'")
-    fails([*q, "30"], env, 1, r"no 30 s store .*built clip lengths: \[1, 5\]")
+    fails([*q, "30"], env, 1, r"no 30 s (feature )?store .*built clip lengths: \[1, 5\]")
     fails([*q, "5", "--split", "holdout"], env, 2, "unknown split 'holdout' for scheme 'seed'; valid splits are")
     fails([*q, "5", "--scheme", "random"], env, 2, "random")
     fails([*q, "5", "--columns", "nope"], env, 2, r"unknown column\(s\) \['nope'\]")
     fails([*q, "5", "-o", tmp_path / "x.xlsx"], env, 2, "cannot tell the format of x.xlsx")
     fails([*q, "5", "--format", "xml"], env, 2, "Invalid value for '--format'")
     fails(["features", "query"], env, 2, "Missing option '--clip-seconds'")
-    fails([*q, "5"], env_for(tmp_path / "data"), 1, "no 5 s store")
+    fails([*q, "5"], env_for(tmp_path / "data"), 1, r"no 5 s (feature )?store")
 
 
 def test_train_prints_metrics_and_publishes_a_run(sandbox: dict) -> None:
@@ -246,12 +246,12 @@ def test_train_prints_metrics_and_publishes_a_run(sandbox: dict) -> None:
 def test_train_errors(sandbox: dict, tmp_path: Path) -> None:
     env = sandbox["env"]
     fails(["train", "--model", "transformer"], env, 2, r"unknown model 'transformer'; valid models are")
-    fails(["train", "--clip-seconds", "30"], env, 1, r"no 30 s store .*gtzan features build")
+    fails(["train", "--clip-seconds", "30"], env, 1, r"no 30 s (feature )?store .*gtzan features build")
     fails(["train", "--clip-seconds", "2"], env, 2, "clip_seconds must be one of")
     fails(["train", "--seed", "x"], env, 2, "--seed takes integers")
     fails(["train", "--epochs", "0", "--clip-seconds", "1", "--models-dir", tmp_path / "m"], env, 2,
           "epochs must be a positive integer")
-    fails(["train"], env_for(tmp_path / "data"), 1, "no 5 s store")
+    fails(["train"], env_for(tmp_path / "data"), 1, r"no 5 s (feature )?store")
 
 
 def test_report_writes_markdown_and_names_the_best(sandbox: dict) -> None:
@@ -517,3 +517,142 @@ def test_train_help_states_trainconfigs_defaults(tmp_path: Path) -> None:
     text = " ".join(ok(["train", "--help"], env_for(tmp_path)).stdout.split())
     assert f"(default: {TrainConfig().epochs}, TrainConfig's)" in text
     assert f"(default: {TrainConfig().batch_size}, TrainConfig's)" in text
+
+
+# ---------------------------------------------------------------------------------------
+# the embeddings view and the probes (musicnn)
+# ---------------------------------------------------------------------------------------
+def _no_musicnn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the musicnn weights package look uninstalled."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "musicnn" else real(name, *a))
+
+
+@pytest.fixture(scope="module")
+def emb_sandbox(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """2 songs per genre of 6 s: embeddings of 1 s and 5 s clips, a logistic-regression probe at 5 s only."""
+    from feature_store.embeddings import musicnn as mn
+
+    try:
+        weights = mn.weights_sha256("MSD_musicnn")
+    except mn.MusicnnWeightsError:
+        pytest.skip(f"musicnn weights not installed; `{mn.INSTALL_COMMAND}` installs them")
+    data = tmp_path_factory.mktemp("cli-emb") / "data"
+    env = env_for(data)
+    ok(["demo", "--songs-per-genre", "2", "--seconds", "6"], env)
+    ok(["ingest"], env)
+    steps = {
+        "build": ok(["features", "build", "--view", "embeddings", "--clip-seconds", "1,5"], env),
+        "rebuild": ok(["features", "build", "--view", "embeddings", "--clip-seconds", "5"], env),
+        "train": ok(["train", "--model", "probe_logreg_msd", "--clip-seconds", "5", "--seed", "0,1"], env),
+        "report": ok(["report"], env),
+    }
+    return {"data": data, "env": env, "steps": steps, "weights": weights}
+
+
+def test_features_build_embeddings(emb_sandbox: dict) -> None:
+    out = emb_sandbox["steps"]["build"].stdout
+    w = emb_sandbox["weights"]
+    assert re.search(rf"^embeddings \S+emb-MSD_musicnn-\w+ \(MSD_musicnn, weights {w[:12]}, mode first\): "
+                     r"20 songs embedded, 0 cached, 0 failed", out, re.M), out
+    for c in (1, 5):
+        m = re.search(rf"^\s+{c} s  built\s+20 clips of 20 songs, 1 musicnn patch per clip, \d+ ms per clip  (\S+)$",
+                      out, re.M)
+        assert m, out
+        index = Path(m[1])
+        assert index.is_file() and (index.parent / "embeddings.h5").is_file()
+        assert pl.read_parquet(index)["patches"].to_list() == [1] * 20
+    again = emb_sandbox["steps"]["rebuild"].stdout
+    assert "0 songs embedded, 20 cached" in again and re.search(r"^\s+5 s  unchanged", again, re.M), again
+
+
+def test_features_describe_embeddings(emb_sandbox: dict) -> None:
+    env, w = emb_sandbox["env"], emb_sandbox["weights"]
+    out = ok(["features", "describe", "--view", "embeddings"], env).stdout
+    assert f"model       MSD_musicnn, weights sha256 {w}" in out
+    assert "layers      max_pool 753, mean_pool 753, penultimate 200, tags 50" in out
+    paths = [Path(p) for p in re.findall(r"^\s+(?:index|embeddings)\s+(\S+)$", out, re.M)]
+    assert len(paths) == 4 and all(p.is_file() for p in paths)
+    assert re.search(r"^ 5 s clips  20 clips of 20 songs, 1 musicnn patch per clip", out, re.M)
+    reg = json.loads(ok(["features", "describe", "--view", "embeddings", "--json"], env).stdout)
+    assert reg["weights_sha256"] == w and reg["model"] == "MSD_musicnn" and set(reg["clip_lengths"]) == {"1", "5"}
+
+
+def test_features_query_embeddings(emb_sandbox: dict, tmp_path: Path) -> None:
+    from feature_store.embeddings import EmbeddingStore
+
+    env = emb_sandbox["env"]
+    out = ok(["features", "query", "--view", "embeddings", "--clip-seconds", "5", "--genre", "jazz"], env).stdout
+    assert "patches" in out and "jazz.00000#05s#00" in out and "2 clips" in out
+    dest = tmp_path / "tags.parquet"
+    ok(["features", "query", "--view", "embeddings", "--clip-seconds", "5", "--split", "test", "--layers", "tags",
+        "-o", dest], env)
+    df = pl.read_parquet(dest)
+    tags = [f"tags_{k:03d}" for k in range(50)]
+    assert df.height == 10 and tags[0] in df.columns and tags[-1] in df.columns and "patches" in df.columns
+    ref = EmbeddingStore(emb_sandbox["data"] / "store").tensors(clip_seconds=5, layers="tags", split="test")
+    assert df["clip_id"].to_list() == ref.index["clip_id"].to_list()
+    np.testing.assert_array_equal(df.select(tags).to_numpy(), ref.x)
+    fails(["features", "query", "--view", "embeddings", "--clip-seconds", "5", "--summary"], env, 2,
+          "with --view embeddings use --layers")
+    fails(["features", "query", "--clip-seconds", "5", "--layers", "tags"], env, 2, "--layers is for --view embeddings")
+    fails(["features", "query", "--view", "embeddings", "--clip-seconds", "5", "--layers", "conv9"], env, 2,
+          r"unknown embedding layer 'conv9'; valid layers are \['max_pool', 'mean_pool', 'penultimate', 'tags'\]")
+
+
+def test_embeddings_view_errors(emb_sandbox: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = emb_sandbox["env"]
+    fails(["features", "query", "--view", "embeddings", "--clip-seconds", "30"], env, 1,
+          r"no 30 s MSD_musicnn embedding.*`gtzan features build --view embeddings --clip-seconds 30`")
+    fails(["features", "describe", "--view", "embeddings", "--embedding-model", "MTT_musicnn"], env, 1,
+          r"no MTT_musicnn embedding store.*`gtzan features build --view embeddings --embedding-model MTT_musicnn`"
+          r".*emb-MSD_musicnn-\w+ \(--embedding-model MSD_musicnn --mode first; 1, 5 s\)")
+    fails(["features", "build", "--view", "pictures"], env, 2, r"Invalid value for '--view'")
+    fails(["features", "build", "--view", "embeddings", "--embedding-model", "MSD_vgg"], env, 2,
+          r"Invalid value for '--embedding-model'")
+    _no_musicnn(monkeypatch)
+    fails(["features", "build", "--view", "embeddings", "--clip-seconds", "5"], env, 1,
+          r"musicnn weights \(MSD_musicnn\) are not installed.*`python -m pip install --no-deps musicnn==0\.1\.0`")
+
+
+def test_train_probe_report_and_predict(emb_sandbox: dict) -> None:
+    env = emb_sandbox["env"]
+    out = emb_sandbox["steps"]["train"].stdout
+    lines = re.findall(r"^probe_logreg_msd 5 s seed (\d): song accuracy (\d+) %, clip accuracy \d+ % on 10 held-out "
+                       r"songs \(10 training clips, \d+ ms per clip with musicnn\)  (\S+)$", out, re.M)
+    assert [s for s, _, _ in lines] == ["0", "1"], out
+    for _, acc, run_dir in lines:
+        files = sorted(p.name for p in Path(run_dir).iterdir())
+        assert files == ["metrics.json", "probe.json", "probe.npz"]
+        metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+        assert metrics["family"] == "probe" and int(acc) == round(100 * metrics["metrics"]["song_accuracy"])
+    assert "best model: probe_logreg_msd at 5 s" in emb_sandbox["steps"]["report"].stdout
+    song = emb_sandbox["data"] / "demo" / "genres_original" / "jazz" / "jazz.00001.wav"
+    # the report's best is a probe: predict uses it, embedding the file with musicnn
+    r = ok(["predict", song], env)
+    assert r.stdout.startswith("model: probe_logreg_msd on 5 s clips, seed 0 (best model of the report; ")
+    assert re.search(r"jazz\.00001\.wav  \(6\.0 s, 22050 Hz, mono; 2 windows of 5 s\)", r.stdout), r.stdout
+    doc = json.loads(ok(["predict", song, "--model", "probe_logreg_msd", "--seed", "1", "--json"], env).stdout)
+    assert doc["model"]["family"] == "probe" and doc["model"]["seed"] == 1
+    [f] = doc["files"]
+    assert f["n_windows"] == 2 and len(f["windows"]) == 2
+    assert sum(f["probabilities"].values()) == pytest.approx(1.0)
+
+
+def test_probe_errors(emb_sandbox: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = emb_sandbox["env"]
+    fails(["train", "--model", "probe_svm_msd"], env, 2,
+          r"unknown model 'probe_svm_msd'; valid models are \[.*'seed_cnn'.*\] and the probes on musicnn embeddings "
+          r"\['probe_logreg_msd', 'probe_logreg_mtt', 'probe_mlp_msd', 'probe_mlp_mtt'\]")
+    fails(["train", "--model", "probe_logreg_msd", "--clip-seconds", "30"], env, 1,
+          r"no 30 s MSD_musicnn embedding.*`gtzan features build --view embeddings --clip-seconds 30`")
+    fails(["train", "--model", "probe_logreg_mtt", "--clip-seconds", "5", "--models-dir", tmp_path / "m"], env, 1,
+          r"MTT_musicnn.*`gtzan features build --view embeddings --clip-seconds 5 --embedding-model MTT_musicnn`")
+    fails(["predict", "x.wav", "--model", "probe_logreg_msd", "--clip-seconds", "1"], env, 1,
+          r"model 'probe_logreg_msd' at 1 s has not been trained yet \(trained: probe_logreg_msd 5 s seed 0, "
+          r"probe_logreg_msd 5 s seed 1\)")
+    _no_musicnn(monkeypatch)
+    song = emb_sandbox["data"] / "demo" / "genres_original" / "jazz" / "jazz.00001.wav"
+    fails(["predict", song], env, 1, r"`python -m pip install --no-deps musicnn==0\.1\.0`")

@@ -138,12 +138,15 @@ def test_webserver_graph_and_features_run(tiny_corpus, tmp_path):
 
         nodes = {tuple(n["assetKey"]["path"]): n for n in _gql(url, ASSET_GRAPH)["assetNodes"]}
         assert set(nodes) == {
-            ("audio_catalog",), ("song_splits",), ("mel_features",), ("genre_models",), ("evaluation_report",)
+            ("audio_catalog",), ("song_splits",), ("mel_features",), ("musicnn_embeddings",), ("genre_models",),
+            ("probe_models",), ("evaluation_report",)
         }
         assert nodes[("mel_features",)]["partitionKeys"] == ["1", "5", "15", "30"]
         assert nodes[("mel_features",)]["groupName"] == "features"
         assert [d["path"] for d in nodes[("genre_models",)]["dependencyKeys"]] == [["mel_features"]]
         assert nodes[("genre_models",)]["isPartitioned"]
+        assert [d["path"] for d in nodes[("probe_models",)]["dependencyKeys"]] == [["musicnn_embeddings"]]
+        assert nodes[("musicnn_embeddings",)]["partitionKeys"] == ["1", "5", "15", "30"]
 
         params = {
             "selector": {
