@@ -9,8 +9,8 @@ executes its assets' checks; a failed blocking check (leaking split, torn featur
 embeddings) stops the whole sequence.
 
 The embeddings and probes are opt-in (``--with-embeddings``, or ``--models all``): on the
-demo corpus on 2 cores they add about a minute and a half of musicnn inference to a default
-run that already takes most of its 5-minute budget (see BENCHMARKS.md).
+demo corpus on 2 cores their four runs took 98 s (110 CPU-seconds, mostly musicnn at 15 and
+30 s) on top of a default run that already takes most of its 5-minute budget.
 
 Runs execute in this process, one after another (no step subprocesses, TensorFlow imported
 once), which is the fastest way through the graph on a small machine; the UI's runs use the

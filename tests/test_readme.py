@@ -427,11 +427,14 @@ def test_environment_variables_are_the_codes() -> None:
 
 def test_model_table_is_the_registry() -> None:
     from training.models import MODELS
+    from training.probe import CLASSIFIERS, ProbeConfig
 
     concepts = TEXT.split("## Concepts", 1)[1].split("\n## ", 1)[0]
     table = concepts.split("| model | what it is |", 1)[1].split("\n\n", 1)[0]
     names = re.findall(r"^\| `(\w+)` \|", table, re.M)
-    assert sorted(names) == sorted(MODELS), "the README's model table and training.models.MODELS differ"
+    probes = [ProbeConfig(classifier=c).name for c in CLASSIFIERS]  # on the default (MSD) embeddings
+    assert sorted(names) == sorted([*MODELS, *probes]), \
+        "the README's model table differs from training.models.MODELS and the probe classifiers"
 
 
 def test_the_report_facts_match_the_code() -> None:
