@@ -26,9 +26,19 @@ ASSETS = {
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_loads_without_warnings_and_without_tensorflow():
+HIDE_MUSICNN = (
+    "import importlib.util\n"
+    "real = importlib.util.find_spec\n"
+    "importlib.util.find_spec = lambda name, *a: None if name == 'musicnn' else real(name, *a)\n"
+)
+
+
+@pytest.mark.parametrize("musicnn", ["installed", "missing"])
+def test_loads_without_warnings_and_without_tensorflow(musicnn):
+    """Also without the musicnn weights package: only the embedding step needs it."""
     code = (
-        "import json, sys, warnings\n"
+        (HIDE_MUSICNN if musicnn == "missing" else "")
+        + "import json, sys, warnings\n"
         "warnings.simplefilter('always')\n"
         "with warnings.catch_warnings(record=True) as caught:\n"
         "    warnings.simplefilter('always')\n"
