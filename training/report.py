@@ -297,7 +297,7 @@ def plot_cost_accuracy(runs: list[dict[str, Any]], path: Path) -> Path:
         rs = table[label][c]
         acc = np.mean(_vals(rs, "song_accuracy"))
         params = rs[0]["costs"]["parameters"]
-        spe = np.mean([r["costs"]["seconds_per_epoch"] for r in rs])
+        spe = np.mean([r["costs"].get("steady_seconds_per_epoch", r["costs"]["seconds_per_epoch"]) for r in rs])
         for ax, x in ((axes[0], params), (axes[1], spe)):
             ax.scatter([x], [acc])
             ax.annotate(f"{label} ({c} s)", (x, acc), fontsize=7, xytext=(3, 3), textcoords="offset points")
