@@ -44,6 +44,7 @@ from study_baseline import pickle_features, study_features, unpickle_features  #
 from feature_store import CLIP_SECONDS, FeatureParams, FeatureStore, ingest  # noqa: E402
 from feature_store.audio import decode  # noqa: E402
 from feature_store.features import mel_spectrogram  # noqa: E402
+from feature_store.store import single_threaded_worker  # noqa: E402
 
 
 def replicate(src: Path, dst: Path, copies: int) -> list[tuple[str, Path]]:
@@ -83,7 +84,7 @@ def floor(files: list[tuple[str, Path]], workers: int) -> float:
     import multiprocessing as mp
 
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=single_threaded_worker) as pool:
         list(pool.map(_floor_one, [str(p) for _, p in files], chunksize=8))
     return time.perf_counter() - t0
 

@@ -122,7 +122,10 @@ def _compute_song(path: str, sha256: str, cache_file: str, params_dict: dict) ->
         if hashlib.sha256(data).hexdigest() != sha256:
             return {"ok": False, "reason": "file changed since it was cataloged; re-run ingest"}
         audio = decode(path, sr=params.sr)
-        mel = mel_spectrogram(audio.y, params=params)
+        with _one_blas_thread():
+            # the same BLAS thread count in every process, so that a build is bit-identical
+            # whatever the number of workers (BLAS sums in another order with more threads)
+            mel = mel_spectrogram(audio.y, params=params)
         with atomic.atomic_path(cache_file) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, mel, allow_pickle=False)
@@ -438,7 +441,9 @@ class FeatureStore(GenerationalStore):
             else:
                 import multiprocessing as mp
 
-                with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn")) as pool:
+                with ProcessPoolExecutor(
+                    n_workers, mp_context=mp.get_context("spawn"), initializer=single_threaded_worker
+                ) as pool:
                     futs = {pool.submit(_compute_song, j[1], j[2], j[3], params_dict): j for j in todo}
                     for fut in as_completed(futs):
                         _collect(futs[fut], fut.result(), computed, failed)
@@ -737,6 +742,29 @@ def _read_rows(ds: Any, rows: np.ndarray) -> np.ndarray:
         out[pos : pos + run.size] = ds[int(run[0]) : int(run[-1]) + 1]
         pos += run.size
     return out
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Any:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency
+        yield
+        return
+    with threadpool_limits(1):
+        yield
+
+
+def single_threaded_worker() -> None:
+    """Pool initializer: one BLAS/OpenMP thread per worker process.
+
+    The workers already use every core between them; letting each one's BLAS (the mel
+    filterbank product) start a thread per core too oversubscribes the machine.
+    """
+    with contextlib.suppress(Exception):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
 
 
 def _collect(job: tuple, res: dict, computed: list[str], failed: list[dict[str, str]]) -> None:
