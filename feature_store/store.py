@@ -206,6 +206,49 @@ class GenerationalStore:
             )
         return current
 
+    def _write_registry(
+        self,
+        report: dict[int, dict[str, Any]],
+        *,
+        first: dict[str, Any],
+        every: dict[str, Any],
+        catalog: pl.DataFrame,
+        failed: pl.DataFrame,
+        lock_timeout: float,
+    ) -> None:
+        """Record a build in ``registry.json`` under the registry lock, atomically.
+
+        ``first`` is written when the registry is created, ``every`` on each build; the
+        catalog counts and per-clip-length entries are refreshed, and a clip length left
+        ``unchanged`` keeps its creation time.
+        """
+        try:
+            lock = self._lock("registry", lock_timeout)
+            lock.acquire()
+        except Timeout as exc:
+            raise StoreLockedError(f"another build is writing {self.registry_path}") from exc
+        try:
+            reg = self._read_registry() or {**first, "created_at": _now(), "clip_lengths": {}}
+            reg.update(every)
+            reg["audio_policy"] = AUDIO_POLICY
+            reg["package_version"] = _package_version()
+            reg["updated_at"] = _now()
+            reg["catalog"] = {
+                "files": catalog.height,
+                "ok": int((catalog["status"] == "ok").sum()),
+                "quarantined": int((catalog["status"] == "quarantined").sum()),
+                "feature_failures": failed.to_dicts(),
+            }
+            for c, info in report.items():
+                entry = {k: v for k, v in info.items() if k != "status"}
+                prev = reg["clip_lengths"].get(str(c), {})
+                unchanged = info["status"] == "unchanged" and prev
+                entry["created_at"] = prev.get("created_at", _now()) if unchanged else _now()
+                reg["clip_lengths"][str(c)] = entry
+            atomic.write_json_atomic(self.registry_path, reg)
+        finally:
+            lock.release()
+
     def _read_generation(
         self, clip_seconds: int, read: Any, *, genre: Any, split: Any, scheme: str, song_ids: Any
     ) -> tuple[pl.DataFrame, Any]:
@@ -575,40 +618,13 @@ class FeatureStore(GenerationalStore):
     def _update_registry(
         self, report: dict[int, dict[str, Any]], *, catalog: pl.DataFrame, failed: pl.DataFrame, lock_timeout: float
     ) -> None:
-        try:
-            lock = self._lock("registry", lock_timeout)
-            lock.acquire()
-        except Timeout as exc:
-            raise StoreLockedError(f"another build is writing {self.registry_path}") from exc
-        try:
-            reg = self._read_registry() or {
-                "params": self.params.to_dict(),
-                "params_hash": self.params.hash(),
-                "spectral_hash": self.params.spectral_hash(),
-                "feature_code_version": FEATURE_CODE_VERSION,
-                "audio_policy": AUDIO_POLICY,
-                "created_at": _now(),
-                "clip_lengths": {},
-            }
-            reg["package_version"] = _package_version()
-            reg["updated_at"] = _now()
-            reg["catalog"] = {
-                "files": catalog.height,
-                "ok": int((catalog["status"] == "ok").sum()),
-                "quarantined": int((catalog["status"] == "quarantined").sum()),
-                "feature_failures": failed.to_dicts(),
-            }
-            for c, info in report.items():
-                entry = {k: v for k, v in info.items() if k != "status"}
-                prev = reg["clip_lengths"].get(str(c), {})
-                if info["status"] == "unchanged" and prev:
-                    entry["created_at"] = prev.get("created_at", _now())
-                else:
-                    entry["created_at"] = _now()
-                reg["clip_lengths"][str(c)] = entry
-            atomic.write_json_atomic(self.registry_path, reg)
-        finally:
-            lock.release()
+        first = {
+            "params": self.params.to_dict(),
+            "params_hash": self.params.hash(),
+            "spectral_hash": self.params.spectral_hash(),
+            "feature_code_version": FEATURE_CODE_VERSION,
+        }
+        self._write_registry(report, first=first, every={}, catalog=catalog, failed=failed, lock_timeout=lock_timeout)
 
     # -- queries --------------------------------------------------------------------------
     def clips(

@@ -51,7 +51,7 @@ import polars as pl
 from filelock import Timeout
 
 from feature_store import atomic
-from feature_store.audio import AUDIO_POLICY, decode
+from feature_store.audio import decode
 from feature_store.catalog import resolve_in_root
 from feature_store.errors import AudioError, ParameterError, StoreError, StoreLockedError
 from feature_store.features import clip_starts
@@ -63,8 +63,6 @@ from feature_store.store import (
     FeatureStore,
     GenerationalStore,
     _collect,
-    _now,
-    _package_version,
     _progress,
     _read_rows,
     clip_dirname,
@@ -572,48 +570,26 @@ class EmbeddingStore(GenerationalStore):
         failed: pl.DataFrame,
         lock_timeout: float,
     ) -> None:
-        try:
-            lock = self._lock("registry", lock_timeout)
-            lock.acquire()
-        except Timeout as exc:
-            raise StoreLockedError(f"another build is writing {self.registry_path}") from exc
-        try:
-            reg = self._read_registry() or {
-                "view": "embeddings",
-                "model": self.model,
-                "embedding_hash": self.hash(),
-                "params": self.params.to_dict(),
-                "params_hash": self.params.hash(),
-                "embedding_code_version": EMBEDDING_CODE_VERSION,
-                "created_at": _now(),
-                "clip_lengths": {},
-            }
-            reg["weights_sha256"] = weights
-            reg["weights_package"] = mn.MUSICNN_PACKAGE
-            reg["weights_folder"] = str(mn.weights_folder(self.model))
-            reg["layers"] = dict(mn.LAYERS)
-            reg["input"] = {
+        first = {
+            "view": "embeddings",
+            "model": self.model,
+            "embedding_hash": self.hash(),
+            "params": self.params.to_dict(),
+            "params_hash": self.params.hash(),
+            "embedding_code_version": EMBEDDING_CODE_VERSION,
+        }
+        every = {
+            "weights_sha256": weights,
+            "weights_package": mn.MUSICNN_PACKAGE,
+            "weights_folder": str(mn.weights_folder(self.model)),
+            "layers": dict(mn.LAYERS),
+            "input": {
                 "sr": mn.SR, "n_fft": mn.N_FFT, "hop_length": mn.HOP_LENGTH, "n_mels": mn.N_MELS,
                 "patch_frames": mn.PATCH_FRAMES, "log": "log10(10000 * S + 1)",
                 "clip": "mean over non-overlapping 3 s patches; clips under 3 s repeat-padded",
-            }
-            reg["audio_policy"] = AUDIO_POLICY
-            reg["package_version"] = _package_version()
-            reg["updated_at"] = _now()
-            reg["catalog"] = {
-                "files": catalog.height,
-                "ok": int((catalog["status"] == "ok").sum()),
-                "quarantined": int((catalog["status"] == "quarantined").sum()),
-                "feature_failures": failed.to_dicts(),
-            }
-            for c, info in report.items():
-                entry = {k: v for k, v in info.items() if k != "status"}
-                prev = reg["clip_lengths"].get(str(c), {})
-                entry["created_at"] = prev.get("created_at", _now()) if info["status"] == "unchanged" and prev else _now()
-                reg["clip_lengths"][str(c)] = entry
-            atomic.write_json_atomic(self.registry_path, reg)
-        finally:
-            lock.release()
+            },
+        }
+        self._write_registry(report, first=first, every=every, catalog=catalog, failed=failed, lock_timeout=lock_timeout)
 
     # -- queries --------------------------------------------------------------------------
     def clips(
