@@ -249,6 +249,35 @@ class GenerationalStore:
         finally:
             lock.release()
 
+    @contextlib.contextmanager
+    def _clip_lock(self, clip_seconds: int, timeout: float) -> Any:
+        """Hold the build lock of one clip length; :class:`StoreLockedError` after ``timeout``."""
+        cdir = self.clip_dir(clip_seconds)
+        cdir.mkdir(parents=True, exist_ok=True)
+        lock = self._lock(clip_dirname(clip_seconds), timeout)
+        try:
+            lock.acquire()
+        except Timeout as exc:
+            raise StoreLockedError(
+                f"another build is writing {cdir}; it holds {lock.lock_file}. Try again when it ends"
+            ) from exc
+        try:
+            atomic.remove_stale_temps(cdir)
+            yield cdir
+        finally:
+            lock.release()
+
+    @staticmethod
+    def _status_against(current: Path | None, target: pl.DataFrame) -> str:
+        """``unchanged`` (same rows and columns), ``reindexed`` (same clips and content,
+        other index values: the arrays can be linked) or ``built`` (arrays rewritten)."""
+        if current is None:
+            return "built"
+        old = pl.read_parquet(current / "index.parquet")
+        if not old.select("clip_id", "sha256").equals(target.select("clip_id", "sha256")):
+            return "built"
+        return "unchanged" if old.columns == target.columns and old.equals(target) else "reindexed"
+
     def _read_generation(
         self, clip_seconds: int, read: Any, *, genre: Any, split: Any, scheme: str, song_ids: Any
     ) -> tuple[pl.DataFrame, Any]:
@@ -524,28 +553,11 @@ class FeatureStore(GenerationalStore):
     def _write_clip_length(
         self, clip_seconds: int, songs: pl.DataFrame, splits: pl.DataFrame, *, lock_timeout: float, progress: bool
     ) -> dict[str, Any]:
-        cdir = self.clip_dir(clip_seconds)
-        cdir.mkdir(parents=True, exist_ok=True)
-        try:
-            lock = self._lock(clip_dirname(clip_seconds), lock_timeout)
-            lock.acquire()
-        except Timeout as exc:
-            raise StoreLockedError(
-                f"another build is writing {cdir}; it holds {lock.lock_file}. Try again when it ends"
-            ) from exc
-        try:
-            atomic.remove_stale_temps(cdir)
+        with self._clip_lock(clip_seconds, lock_timeout) as cdir:
             target = self._target_index(clip_seconds, songs, splits)
             skipped_short = songs.filter(~pl.col("song_id").is_in(target["song_id"].implode()))["song_id"].to_list()
             current = self._resolve_current(cdir)
-            status = "built"
-            if current is not None:
-                old = pl.read_parquet(current / "index.parquet")
-                same_rows = old.select("clip_id", "sha256").equals(target.select("clip_id", "sha256"))
-                if same_rows and old.select(target.columns).equals(target):
-                    status = "unchanged"
-                elif same_rows:
-                    status = "reindexed"
+            status = self._status_against(current, target)
             if status != "unchanged":
                 with atomic.new_generation(cdir, keep_old=KEEP_OLD_GENERATIONS) as tmp:
                     if status == "reindexed":
@@ -567,8 +579,6 @@ class FeatureStore(GenerationalStore):
                 "index_path": str(current / "index.parquet"),
                 "bytes": sum(f.stat().st_size for f in current.iterdir()),
             }
-        finally:
-            lock.release()
 
     def _write_hdf5(self, path: Path, index: pl.DataFrame, clip_seconds: int, *, progress: bool) -> pl.DataFrame:
         import h5py

@@ -65,7 +65,6 @@ from feature_store.store import (
     _collect,
     _progress,
     _read_rows,
-    clip_dirname,
 )
 from feature_store.embeddings import musicnn as mn
 
@@ -464,28 +463,12 @@ class EmbeddingStore(GenerationalStore):
         lock_timeout: float,
         progress: bool,
     ) -> dict[str, Any]:
-        cdir = self.clip_dir(clip_seconds)
-        cdir.mkdir(parents=True, exist_ok=True)
-        try:
-            lock = self._lock(clip_dirname(clip_seconds), lock_timeout)
-            lock.acquire()
-        except Timeout as exc:
-            raise StoreLockedError(
-                f"another build is writing {cdir}; it holds {lock.lock_file}. Try again when it ends"
-            ) from exc
-        try:
-            atomic.remove_stale_temps(cdir)
+        with self._clip_lock(clip_seconds, lock_timeout) as cdir:
             target = self._target_index(clip_seconds, songs, splits)
             skipped_short = songs.filter(~pl.col("song_id").is_in(target["song_id"].implode()))["song_id"].to_list()
             current = atomic.resolve_current(cdir)
-            status = "built"
-            if current is not None and _stored_weights(current) == weights:
-                old = pl.read_parquet(current / "index.parquet")
-                same_rows = old.select("clip_id", "sha256").equals(target.select("clip_id", "sha256"))
-                if same_rows and old.columns == target.columns and old.equals(target):
-                    status = "unchanged"
-                elif same_rows:
-                    status = "reindexed"
+            same_weights = current is not None and _stored_weights(current) == weights
+            status = self._status_against(current, target) if same_weights else "built"
             if status != "unchanged":
                 with atomic.new_generation(cdir, keep_old=KEEP_OLD_GENERATIONS) as tmp:
                     if status == "reindexed":
@@ -507,8 +490,6 @@ class EmbeddingStore(GenerationalStore):
                 "index_path": str(current / "index.parquet"),
                 "bytes": sum(f.stat().st_size for f in current.iterdir()),
             }
-        finally:
-            lock.release()
 
     def _embed_cost(self, index: pl.DataFrame, clip_seconds: int, weights: str) -> float | None:
         """Mean milliseconds to embed one clip (decode + log-mel + network), from the cache."""
