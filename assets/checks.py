@@ -190,6 +190,14 @@ def inspect_clip_length(features: FeatureStoreResource, clip_seconds: int) -> di
     return out
 
 
+def _lengths_to_check(context: dg.AssetCheckExecutionContext, store) -> list[int]:
+    """The run's clip length, or every built one (all of them if none is) when run alone."""
+    key = _run_partition(context)
+    if key is not None:
+        return [int(key)]
+    return store.available_clip_seconds() or list(CLIP_SECONDS)
+
+
 @dg.asset_check(
     asset=mel_features,
     blocking=True,
@@ -198,11 +206,7 @@ def inspect_clip_length(features: FeatureStoreResource, clip_seconds: int) -> di
     "clip length, or every built one when run alone. Blocks training when it fails.",
 )
 def features_sane(context: dg.AssetCheckExecutionContext, features: FeatureStoreResource) -> dg.AssetCheckResult:
-    key = _run_partition(context)
-    if key is not None:
-        lengths = [int(key)]
-    else:
-        lengths = features.store().available_clip_seconds() or list(CLIP_SECONDS)
+    lengths = _lengths_to_check(context, features.store())
     reports = [inspect_clip_length(features, c) for c in lengths]
     problems = [f"{r['clip_seconds']} s: {p}" for r in reports for p in r["problems"]]
     rows = pl.DataFrame(
@@ -302,11 +306,7 @@ def inspect_embeddings(features: FeatureStoreResource, clip_seconds: int) -> dic
     "built one when run alone. Blocks the probes when it fails.",
 )
 def embeddings_sane(context: dg.AssetCheckExecutionContext, features: FeatureStoreResource) -> dg.AssetCheckResult:
-    key = _run_partition(context)
-    if key is not None:
-        lengths = [int(key)]
-    else:
-        lengths = features.embedding_store().available_clip_seconds() or list(CLIP_SECONDS)
+    lengths = _lengths_to_check(context, features.embedding_store())
     reports = [inspect_embeddings(features, c) for c in lengths]
     problems = [f"{r['clip_seconds']} s: {p}" for r in reports for p in r["problems"]]
     rows = pl.DataFrame(
