@@ -93,6 +93,7 @@ def test_check_finds_torn_store_and_stale_params(built, tmp_path):
 def test_locked_store_is_retried(ingested):
     """A concurrent build holding the lock is transient: the step is retried and then succeeds."""
     from assets import FeatureStoreResource
+    from assets.policies import RETRY_POLICY
 
     res = {**ingested, "features": FeatureStoreResource(root=ingested["features"].root, workers=1, lock_timeout=0)}
     from filelock import FileLock
@@ -109,5 +110,7 @@ def test_locked_store_is_retried(ingested):
         timer.join()
     assert result.success
     types = [e.event_type_value for e in result.all_events]
-    assert types.count("STEP_UP_FOR_RETRY") == 1
+    # the lock goes after 1 s; with the policy's jittered backoff the first retry can still
+    # find it held, so one or two retries (the policy's limit) are both correct
+    assert 1 <= types.count("STEP_UP_FOR_RETRY") <= RETRY_POLICY.max_retries
     assert res["features"].store().generation(1).exists()
