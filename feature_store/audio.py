@@ -85,18 +85,22 @@ def decode(path: str | Path, *, sr: int, nominal_seconds: float | None = NOMINAL
     """
     path = Path(path)
     try:
-        data, source_sr = sf.read(str(path), dtype="float32", always_2d=True)
+        # 1-d for mono files: a contiguous array, not a strided column of a 2-d one
+        data, source_sr = sf.read(str(path), dtype="float32", always_2d=False)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
         raise AudioError(f"cannot decode {path.name}: {_clean(exc)}") from exc
     if data.size == 0 or data.shape[0] == 0:
         raise AudioError(f"{path.name} holds no audio samples")
-    channels = data.shape[1]
-    y = data.mean(axis=1, dtype=np.float32) if channels > 1 else data[:, 0]
-    finite = np.isfinite(y)
-    non_finite = int(y.size - np.count_nonzero(finite))
-    if non_finite:
+    channels = data.shape[1] if data.ndim == 2 else 1
+    y = data.mean(axis=1, dtype=np.float32) if data.ndim == 2 else data
+    if not np.isfinite(y).all():
+        finite = np.isfinite(y)
+        non_finite = int(y.size - np.count_nonzero(finite))
         y = np.where(finite, y, np.float32(0.0)).astype(np.float32)
-    clipped = float(np.mean(np.abs(y) >= 0.999))
+    else:
+        non_finite = 0
+    clipped = np.count_nonzero(y >= 0.999) + np.count_nonzero(y <= -0.999)
+    clipped = float(clipped) / y.size
     duration = y.size / float(source_sr)
     if source_sr != sr:
         import soxr

@@ -10,6 +10,9 @@ defaults), which see the audio after the cut instead of padding, and values at t
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import numpy as np
 
 from feature_store.errors import ParameterError
@@ -19,10 +22,18 @@ from feature_store.params import FeatureParams, validate_clip_seconds
 MIN_CLIP_COVERAGE: float = 0.95
 
 
-def mel_spectrogram(y: np.ndarray, *, params: FeatureParams) -> np.ndarray:
-    """Log-power mel spectrogram with the study's librosa calls.
+#: STFT frames transformed per block: small enough that a block's frames, spectrum and
+#: power stay in the CPU cache (128 frames x 2048 samples x 4 bytes = 1 MiB at the defaults).
+STFT_BLOCK_FRAMES: int = 128
 
-    ``librosa.feature.melspectrogram`` then ``librosa.power_to_db(S, ref=1.0, top_db)``.
+
+def mel_spectrogram(y: np.ndarray, *, params: FeatureParams) -> np.ndarray:
+    """Log-power mel spectrogram, equal to the study's librosa calls.
+
+    ``librosa.power_to_db(librosa.feature.melspectrogram(y, ...), ref=1.0, top_db)`` with
+    the parameters of ``params`` (Hann window, centred frames with zero padding, Slaney mel
+    filters), computed by :func:`power_mel` and :func:`power_to_db`. Values agree with
+    librosa to within 1e-3 dB (float32 sums in another order); tests check it.
 
     Parameters
     ----------
@@ -34,27 +45,106 @@ def mel_spectrogram(y: np.ndarray, *, params: FeatureParams) -> np.ndarray:
     -------
     np.ndarray [shape=(params.n_mels, 1 + n // params.hop_length), dtype=float32]
         dB values; finite for any finite input, silence included (floor -100 dB).
+
+    Raises
+    ------
+    ParameterError
+        If ``y`` is not 1-d, is empty, or holds NaN or infinite samples.
     """
-    import librosa
+    return power_to_db(power_mel(y, params=params), top_db=params.top_db)
+
+
+def power_mel(y: np.ndarray, *, params: FeatureParams, block_frames: int = STFT_BLOCK_FRAMES) -> np.ndarray:
+    """Mel-filtered power spectrogram, ``librosa.feature.melspectrogram`` computed in blocks.
+
+    The centred STFT (zero padding of ``n_fft // 2`` at both ends, periodic Hann window)
+    runs ``block_frames`` frames at a time with a real FFT (``scipy.fft``), and each block's
+    ``|X| ** power`` goes straight through the sparse mel filterbank. Memory beyond the
+    output is one block, whatever the length of ``y``, and no BLAS is involved, so the
+    result is bit-identical in every process whatever its thread settings.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono audio at ``params.sr``.
+    params : FeatureParams
+    block_frames : int > 0
+        Frames per STFT block.
+
+    Returns
+    -------
+    np.ndarray [shape=(params.n_mels, 1 + n // params.hop_length), dtype=float32]
+    """
+    import scipy.fft
 
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise ParameterError(f"y must be mono with shape (n,), got shape {y.shape}")
     if y.size == 0:
         raise ParameterError("y holds no samples")
-    if not np.all(np.isfinite(y)):
+    if not isinstance(block_frames, int) or isinstance(block_frames, bool) or block_frames < 1:
+        raise ParameterError(f"block_frames must be a positive integer, got {block_frames!r}")
+    if not np.isfinite(y).all():
         raise ParameterError("y holds NaN or infinite samples; decode() replaces them")
-    S = librosa.feature.melspectrogram(
-        y=y,
-        sr=params.sr,
-        n_fft=params.n_fft,
-        hop_length=params.hop_length,
-        n_mels=params.n_mels,
-        fmin=params.fmin,
-        fmax=params.fmax,
-        power=params.power,
-    )
-    return librosa.power_to_db(S, ref=1.0, top_db=params.top_db).astype(np.float32)
+    n_fft, hop = params.n_fft, params.hop_length
+    window, basis = _filters(params.sr, n_fft, params.n_mels, params.fmin, params.fmax)
+    total = 1 + y.size // hop
+    padded = np.pad(y, (n_fft // 2, n_fft // 2))  # librosa's centring, pad_mode='constant'
+    if padded.size < n_fft:  # a file shorter than half a window, with an odd n_fft
+        padded = np.pad(padded, (0, n_fft - padded.size))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:total]
+    out = np.empty((params.n_mels, total), dtype=np.float32)
+    buf = np.empty((min(block_frames, total), n_fft), dtype=np.float32)
+    for f0 in range(0, total, block_frames):
+        f1 = min(total, f0 + block_frames)
+        block = np.multiply(frames[f0:f1], window, out=buf[: f1 - f0])
+        spec = scipy.fft.rfft(block, axis=-1)
+        if params.power == 2.0:
+            mag = np.square(spec.real)
+            mag += np.square(spec.imag)
+        else:
+            mag = np.abs(spec) ** np.float32(params.power)
+        out[:, f0:f1] = basis @ mag.T
+    return out
+
+
+def power_to_db(S: np.ndarray, *, top_db: float | None = 80.0, amin: float = 1e-10) -> np.ndarray:
+    """``librosa.power_to_db(S, ref=1.0, amin=amin, top_db=top_db)``, in float32.
+
+    Parameters
+    ----------
+    S : np.ndarray [shape=(..., n_mels, frames)]
+        Non-negative power values; overwritten when it is already float32.
+    top_db : float > 0 or None
+        Values below ``max - top_db`` are raised to it.
+    amin : float > 0
+        Floor below the log (``-100 dB`` at the default).
+
+    Returns
+    -------
+    np.ndarray [shape=S.shape, dtype=float32]
+    """
+    S = np.asarray(S, dtype=np.float32)
+    np.maximum(S, np.float32(amin), out=S)
+    np.log10(S, out=S)
+    S *= np.float32(10.0)
+    if top_db is not None:
+        if top_db < 0:
+            raise ParameterError(f"top_db must be non-negative, got {top_db!r}")
+        np.maximum(S, S.max() - np.float32(top_db), out=S)
+    return S
+
+
+@functools.lru_cache(maxsize=8)
+def _filters(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> tuple[np.ndarray, Any]:
+    """The periodic Hann window and librosa's Slaney mel filterbank as a sparse CSR matrix."""
+    import librosa
+    import scipy.sparse
+
+    window = librosa.filters.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+    basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    window.setflags(write=False)
+    return window, scipy.sparse.csr_array(basis.astype(np.float32))
 
 
 def clip_starts(*, params: FeatureParams, clip_seconds: int, duration: float) -> list[tuple[int, int]]:

@@ -39,11 +39,11 @@ import numpy as np
 
 from feature_store.audio import decode
 from feature_store.errors import AudioError, ParameterError, StoreError
-from feature_store.features import MIN_CLIP_COVERAGE
+from feature_store.features import MIN_CLIP_COVERAGE, power_mel, power_to_db
 from feature_store.params import FeatureParams, validate_clip_seconds
 
 #: Frames of mel computed per STFT block: bounds the memory of the STFT of a long file.
-MEL_BLOCK_FRAMES = 4096
+MEL_BLOCK_FRAMES = 128
 #: Windows classified per call of the model.
 PREDICT_BATCH = 64
 
@@ -51,47 +51,12 @@ PREDICT_BATCH = 64
 # ---------------------------------------------------------------------------------------
 # features of a whole file
 # ---------------------------------------------------------------------------------------
-def _power_mel_blocks(
-    y: np.ndarray, *, sr: int, n_fft: int, hop_length: int, n_mels: int, fmin: float = 0.0,
-    fmax: float | None = None, power: float = 2.0, block_frames: int = MEL_BLOCK_FRAMES,
-) -> np.ndarray:
-    """librosa's centred (zero-padded) power mel spectrogram, ``block_frames`` frames at a time.
-
-    Returns
-    -------
-    np.ndarray [shape=(n_mels, 1 + len(y) // hop_length)]
-    """
-    import librosa
-
-    y = np.asarray(y, dtype=np.float32)
-    if y.ndim != 1 or y.size == 0:
-        raise ParameterError(f"y must be mono audio with shape (n>0,), got shape {y.shape}")
-    if not isinstance(block_frames, int) or block_frames < 1:
-        raise ParameterError(f"block_frames must be a positive integer, got {block_frames!r}")
-    total = 1 + y.size // hop_length
-    padded = np.pad(y, (n_fft // 2, n_fft // 2))  # librosa's centre padding (pad_mode='constant')
-    blocks = []
-    for f0 in range(0, total, block_frames):
-        f1 = min(total, f0 + block_frames)
-        seg = padded[f0 * hop_length : (f1 - 1) * hop_length + n_fft]
-        if seg.size < n_fft:  # only when n_fft is odd and the file is tiny
-            seg = np.pad(seg, (0, n_fft - seg.size))
-        blocks.append(
-            librosa.feature.melspectrogram(
-                y=seg, sr=sr, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
-                fmin=fmin, fmax=fmax, power=power, center=False,
-            )[:, : f1 - f0]
-        )
-    return np.concatenate(blocks, axis=1)
-
-
 def long_mel(y: np.ndarray, *, params: FeatureParams, block_frames: int = MEL_BLOCK_FRAMES) -> np.ndarray:
     """Log-power mel spectrogram of audio of any length, in bounded memory.
 
-    Equal to :func:`feature_store.features.mel_spectrogram` (librosa's centred STFT with
-    zero padding, then ``power_to_db`` with the file's peak as the ``top_db`` reference),
-    but the STFT is computed ``block_frames`` frames at a time, so a one-hour file never
-    holds its whole complex spectrogram in memory.
+    :func:`feature_store.features.mel_spectrogram` itself (the store's features), with the
+    STFT computed ``block_frames`` frames at a time, so a one-hour file never holds its
+    whole complex spectrogram in memory; ``top_db`` is taken from the file's peak.
 
     Parameters
     ----------
@@ -104,13 +69,7 @@ def long_mel(y: np.ndarray, *, params: FeatureParams, block_frames: int = MEL_BL
     -------
     np.ndarray [shape=(params.n_mels, 1 + n // params.hop_length), dtype=float32]
     """
-    import librosa
-
-    power = _power_mel_blocks(
-        y, sr=params.sr, n_fft=params.n_fft, hop_length=params.hop_length, n_mels=params.n_mels,
-        fmin=params.fmin, fmax=params.fmax, power=params.power, block_frames=block_frames,
-    )
-    return librosa.power_to_db(power, ref=1.0, top_db=params.top_db).astype(np.float32)
+    return power_to_db(power_mel(y, params=params, block_frames=block_frames), top_db=params.top_db)
 
 
 def long_musicnn_mel(y: np.ndarray, *, block_frames: int = MEL_BLOCK_FRAMES) -> np.ndarray:
@@ -128,8 +87,8 @@ def long_musicnn_mel(y: np.ndarray, *, block_frames: int = MEL_BLOCK_FRAMES) -> 
     """
     from feature_store.embeddings import musicnn as mn
 
-    power = _power_mel_blocks(y, sr=mn.SR, n_fft=mn.N_FFT, hop_length=mn.HOP_LENGTH, n_mels=mn.N_MELS,
-                              block_frames=block_frames)
+    params = FeatureParams(sr=mn.SR, n_fft=mn.N_FFT, hop_length=mn.HOP_LENGTH, n_mels=mn.N_MELS)
+    power = power_mel(y, params=params, block_frames=block_frames)
     return np.log10(10000.0 * power.T + 1.0).astype(np.float32)
 
 

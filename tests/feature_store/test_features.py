@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from feature_store.errors import ParameterError
-from feature_store.features import MIN_CLIP_COVERAGE, band_summary, clip_starts, mel_spectrogram, slice_clips
+from feature_store.features import (
+    MIN_CLIP_COVERAGE,
+    band_summary,
+    clip_starts,
+    mel_spectrogram,
+    power_mel,
+    power_to_db,
+    slice_clips,
+)
 from feature_store.params import FeatureParams
 
 P = FeatureParams()
@@ -52,6 +60,89 @@ def test_top_db_floors_quiet_bands():
     assert mel.max() - mel.min() <= 80.0 + 1e-3
     loose = mel_spectrogram(_sine(1000.0), params=P.replace(top_db=None))
     assert loose.max() - loose.min() > 80.0
+
+
+def _librosa_mel(y: np.ndarray, params: FeatureParams) -> np.ndarray:
+    import librosa
+
+    S = librosa.feature.melspectrogram(
+        y=y, sr=params.sr, n_fft=params.n_fft, hop_length=params.hop_length, n_mels=params.n_mels,
+        fmin=params.fmin, fmax=params.fmax, power=params.power,
+    )
+    return librosa.power_to_db(S, ref=1.0, top_db=params.top_db)
+
+
+def _signals() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    sr = 22050
+    t = np.arange(3 * sr) / sr
+    return {
+        "noise": (0.1 * rng.standard_normal(3 * sr)).astype(np.float32),
+        "chirp": (0.5 * np.sin(2 * np.pi * (100 + 1500 * t) * t)).astype(np.float32),
+        "sine": _sine(440.0, seconds=3.0),
+        "clicks": np.where(np.arange(3 * sr) % 5000 == 0, 1.0, 0.0).astype(np.float32),
+        "silence": np.zeros(3 * sr, np.float32),
+    }
+
+
+@pytest.mark.parametrize("name", ["noise", "chirp", "sine", "clicks", "silence"])
+@pytest.mark.parametrize(
+    "params",
+    [P, P.replace(fmin=30.0, fmax=8000.0, n_mels=64), P.replace(n_fft=1024, hop_length=256), P.replace(n_fft=1023, hop_length=300)],
+    ids=["defaults", "band-limited", "n_fft-1024", "odd-n_fft"],
+)
+def test_mel_equals_librosa(name, params):
+    """Our blocked STFT + sparse filterbank gives librosa's numbers (float32 sums aside)."""
+    y = _signals()[name]
+    ours = mel_spectrogram(y, params=params)
+    ref = _librosa_mel(y, params)
+    assert ours.shape == ref.shape == (params.n_mels, 1 + y.size // params.hop_length)
+    _assert_close_db(ours, ref)
+
+
+def _assert_close_db(ours: np.ndarray, ref: np.ndarray, *, range_db: float = 60.0) -> None:
+    """Equal within 2e-3 dB over the top ``range_db`` of the range; below that, float32
+    roundoff of either FFT (1e-7 of the frame's peak) is a visible share of the value."""
+    loud = ref >= ref.max() - range_db
+    np.testing.assert_allclose(ours[loud], ref[loud], atol=2e-3)
+    np.testing.assert_allclose(ours, ref, atol=0.05)
+
+
+@pytest.mark.filterwarnings("ignore:n_fft=.*is too large")
+@pytest.mark.parametrize("n", [1, 100, 1023, 1024, 2048, 2049, 5000])
+def test_mel_of_short_audio_equals_librosa(n):
+    y = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    _assert_close_db(mel_spectrogram(y, params=P), _librosa_mel(y, P))
+
+
+def test_mel_with_magnitude_power_equals_librosa():
+    y = _signals()["noise"] + _signals()["chirp"]
+    params = P.replace(power=1.0)
+    # magnitudes span 80 dB = 1e-8 of the peak, below float32 resolution: compare the top 40 dB
+    ours, ref = mel_spectrogram(y, params=params), _librosa_mel(y, params)
+    loud = ref >= ref.max() - 40.0
+    assert loud.mean() > 0.3
+    np.testing.assert_allclose(ours[loud], ref[loud], atol=1e-2)
+
+
+@pytest.mark.parametrize("block_frames", [1, 7, 128, 10_000])
+def test_power_mel_does_not_depend_on_the_block_size(block_frames):
+    y = _signals()["noise"]
+    np.testing.assert_array_equal(power_mel(y, params=P, block_frames=block_frames), power_mel(y, params=P, block_frames=64))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_power_mel_rejects_a_bad_block_size(bad):
+    with pytest.raises(ParameterError, match="block_frames"):
+        power_mel(np.zeros(4096, np.float32), params=P, block_frames=bad)
+
+
+def test_power_to_db_known_values():
+    S = np.array([[1.0, 0.1, 1e-3, 0.0, 1e-12]], dtype=np.float32)
+    np.testing.assert_allclose(power_to_db(S.copy(), top_db=None), [[0.0, -10.0, -30.0, -100.0, -100.0]], atol=1e-5)
+    np.testing.assert_allclose(power_to_db(S.copy(), top_db=20.0), [[0.0, -10.0, -20.0, -20.0, -20.0]], atol=1e-5)
+    with pytest.raises(ParameterError, match="top_db"):
+        power_to_db(S.copy(), top_db=-1.0)
 
 
 @pytest.mark.parametrize("bad", [np.zeros((2, 100), np.float32), np.zeros(0, np.float32), np.array([0.0, np.nan] * 600)])
