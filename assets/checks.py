@@ -151,7 +151,9 @@ def inspect_clip_length(features: FeatureStoreResource, clip_seconds: int) -> di
         ``shape``, ``expected_shape``, ``non_finite``, ``params_hash`` (of the resource),
         ``registry_hash`` and ``file_hash`` (what the registry and the HDF5 file record).
     """
-    import h5py
+    from feature_store.h5 import h5py as _h5py
+
+    h5py = _h5py()
 
     store = features.store()
     params = store.params
@@ -247,7 +249,9 @@ def inspect_embeddings(features: FeatureStoreResource, clip_seconds: int) -> dic
         ``shapes`` (per layer), ``non_finite``, ``weights_sha256`` (of the installed weights),
         ``registry_weights`` and ``file_weights`` (what the registry and the HDF5 file record).
     """
-    import h5py
+    from feature_store.h5 import h5py as _h5py
+
+    h5py = _h5py()
 
     from feature_store.embeddings import musicnn as mn
     from feature_store.embeddings.store import H5_FILE

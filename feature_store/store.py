@@ -39,6 +39,7 @@ import polars as pl
 from filelock import FileLock, Timeout
 
 from feature_store import atomic
+from feature_store import h5 as h5lib
 from feature_store.audio import AUDIO_POLICY, decode
 from feature_store.catalog import resolve_in_root
 from feature_store.errors import AudioError, ParameterError, StoreError, StoreLockedError
@@ -56,8 +57,6 @@ from feature_store.splits import EXCLUDED, SCHEMES, validate_scheme
 CATALOG_FILE = "catalog.parquet"
 SPLITS_FILE = "splits.parquet"
 REGISTRY_FILE = "registry.json"
-#: HDF5 compression of the ``mel`` dataset: lzf is fast and ships with h5py.
-HDF5_COMPRESSION = "lzf"
 #: Generations kept besides ``current``, for readers that resolved the previous one.
 KEEP_OLD_GENERATIONS = 1
 #: Seconds to wait for another build of the same store before giving up.
@@ -114,24 +113,107 @@ class BuildReport:
 # ---------------------------------------------------------------------------------------
 # worker: one song -> full-length mel in the cache
 # ---------------------------------------------------------------------------------------
-def _compute_song(path: str, sha256: str, cache_file: str, params_dict: dict) -> dict:
-    """Decode one song and cache its mel. Runs in a worker process; never raises."""
+def _compute_song(song_ids: list[str], paths: list[str], sha256: str, cache_file: str, params_dict: dict) -> dict:
+    """Decode the audio with content hash ``sha256`` and cache its mel. Runs in a worker
+    process; never raises.
+
+    ``paths`` are the files of ``song_ids`` that the catalog found with this content (one,
+    unless the corpus repeats a song). Each is hashed; a file whose bytes changed since it
+    was cataloged is reported in ``changed``, and the first unchanged one is decoded.
+    """
     params = FeatureParams.from_dict(params_dict)
+    changed: list[str] = []
     try:
-        data = Path(path).read_bytes()
-        if hashlib.sha256(data).hexdigest() != sha256:
-            return {"ok": False, "reason": "file changed since it was cataloged; re-run ingest"}
-        audio = decode(path, sr=params.sr)
-        with _one_blas_thread():
-            # the same BLAS thread count in every process, so that a build is bit-identical
-            # whatever the number of workers (BLAS sums in another order with more threads)
-            mel = mel_spectrogram(audio.y, params=params)
+        source = None
+        for sid, path in zip(song_ids, paths, strict=True):
+            if hashlib.sha256(Path(path).read_bytes()).hexdigest() == sha256:
+                source = source or path
+            else:
+                changed.append(sid)
+        if source is None:
+            return {"ok": False, "changed": changed, "reason": "file changed since it was cataloged; re-run ingest"}
+        audio = decode(source, sr=params.sr)
+        # no BLAS in the mel (scipy.fft + a sparse filterbank): the numbers are the same in
+        # every process, whatever its thread settings or the number of workers
+        mel = mel_spectrogram(audio.y, params=params)
         with atomic.atomic_path(cache_file) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, mel, allow_pickle=False)
-        return {"ok": True}
+        return {"ok": True, "changed": changed}
     except (AudioError, OSError, ParameterError) as exc:
-        return {"ok": False, "reason": str(exc)}
+        return {"ok": False, "changed": changed, "reason": str(exc)}
+
+
+class _ClipWriter:
+    """Writes the HDF5 rows of one clip length as songs' full-length mels arrive, in any order.
+
+    The file is created at a temporary path; :meth:`finish` checks that every row was
+    written and moves it into a generation folder, :meth:`abort` deletes it.
+    """
+
+    def __init__(self, path: Path, target: pl.DataFrame, clip_seconds: int, params: FeatureParams) -> None:
+        h5py = h5lib.h5py()
+        self.path = path
+        self.target = target
+        self.frames = params.clip_frames(clip_seconds)
+        self.dtype = np.dtype(params.dtype)
+        n = target.height
+        self.rows: dict[str, list[tuple[int, int]]] = {}
+        for sha, row, start in target.select("sha256", "hdf5_row", "start_frame").iter_rows():
+            self.rows.setdefault(sha, []).append((row, start))
+        self.written = np.zeros(n, dtype=bool)
+        self.summaries = np.zeros((n, 2 * params.n_mels), dtype=np.float32)
+        self.file = h5py.File(path, "w")
+        self.ds = self.file.create_dataset(
+            "mel",
+            shape=(n, params.n_mels, self.frames),
+            dtype=self.dtype,
+            chunks=(1, params.n_mels, self.frames) if n else None,
+            **(h5lib.compression() if n else {}),
+        )
+        self.file.create_dataset("clip_id", data=np.array(target["clip_id"].to_list(), dtype=object),
+                                 dtype=h5py.string_dtype())
+        self.file.attrs["params"] = json.dumps(params.to_dict(), sort_keys=True)
+        self.file.attrs["params_hash"] = params.hash()
+        self.file.attrs["clip_seconds"] = clip_seconds
+        self.file.attrs["layout"] = "(clips, n_mels, frames)"
+        self.file.attrs["compression"] = h5lib.COMPRESSION_NAME
+
+    def add(self, sha256: str, mel: np.ndarray) -> int:
+        """Write the clips of the song with this content hash; returns how many."""
+        rows = self.rows.get(sha256, ())
+        for row, start in rows:
+            clip = mel[:, start : start + self.frames]
+            if clip.shape[1] != self.frames:
+                raise StoreError(f"the cached mel of {sha256[:12]} has {mel.shape[1]} frames, "
+                                 f"too few for a clip at frame {start}")
+            self.ds[row] = clip.astype(self.dtype, copy=False)
+            self.summaries[row] = band_summary(clip[None])[0]
+            self.written[row] = True
+        return len(rows)
+
+    def finish(self, dest: Path) -> pl.DataFrame:
+        """Close the file, move it to ``dest`` and return the summary table."""
+        if not self.written.all():
+            missing = self.target.filter(pl.Series(~self.written))["clip_id"].head(3).to_list()
+            raise StoreError(f"{int((~self.written).sum())} clips were never written, e.g. {missing}")
+        self.file.close()
+        os.replace(self.path, dest)
+        t, p = self.target, self.summaries
+        n_mels = p.shape[1] // 2
+        cols: dict[str, Any] = {"clip_id": t["clip_id"], "song_id": t["song_id"], "genre": t["genre"]}
+        for b in range(n_mels):
+            cols[f"mean_{b:03d}"] = p[:, b]
+        for b in range(n_mels):
+            cols[f"std_{b:03d}"] = p[:, n_mels + b]
+        return pl.DataFrame(cols)
+
+    def abort(self) -> None:
+        """Close and delete the temporary file (nothing when :meth:`finish` moved it)."""
+        with contextlib.suppress(Exception):
+            self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
 
 
 class GenerationalStore:
@@ -310,7 +392,7 @@ class GenerationalStore:
         return index, data
 
     def _open_generation(self, gen: Path) -> tuple[pl.DataFrame, Any]:
-        import h5py
+        h5py = h5lib.h5py()
 
         opened = self.__dict__.setdefault("_opened", {})
         key = gen.parent.name
@@ -455,12 +537,32 @@ class FeatureStore(GenerationalStore):
         catalog = self.catalog()
         splits = self.splits()
         ok = catalog.filter(pl.col("status") == "ok")
-        computed, failed = self._fill_cache(ok, genre_root, workers=workers, progress=progress, lock_timeout=lock_timeout)
-        failed_df = pl.DataFrame(failed, schema={"song_id": pl.String, "reason": pl.String})
-        usable = ok.filter(~pl.col("song_id").is_in(failed_df["song_id"].implode()))
-        report: dict[int, dict[str, Any]] = {}
-        for c in lengths:
-            report[c] = self._write_clip_length(c, usable, splits, lock_timeout=lock_timeout, progress=progress)
+        writers: dict[int, _ClipWriter] = {}
+        with contextlib.ExitStack() as stack:
+            # the cache lock, then the clip-length locks in increasing order: every build
+            # takes them in this order, so two builds never wait on each other in a cycle
+            stack.enter_context(self._cache_lock(lock_timeout))
+            cdirs = {c: stack.enter_context(self._clip_lock(c, lock_timeout)) for c in lengths}
+            stack.callback(lambda: [w.abort() for w in writers.values()])
+            todo, cached, failed = self._plan_cache(ok, genre_root)
+            # Rows are written as each song's mel arrives (in one pass over the cache, for
+            # every clip length at once), into the layout the build will publish if no song
+            # fails now; the rare build where one does rewrites from the cache instead.
+            provisional = ok.filter(~pl.col("song_id").is_in([f["song_id"] for f in failed]))
+            for c in lengths:
+                target = self._target_index(c, provisional, splits)
+                if self._status_against(self._resolve_current(cdirs[c]), target) == "built":
+                    writers[c] = _ClipWriter(atomic.tmp_name(cdirs[c] / "mel.h5"), target, c, self.params)
+            computed = self._fill_cache(
+                todo, cached, failed, workers=workers, progress=progress,
+                feed=(lambda sha: self._feed(sha, writers)) if writers else None,
+            )
+            failed_df = pl.DataFrame(failed, schema={"song_id": pl.String, "reason": pl.String})
+            usable = ok.filter(~pl.col("song_id").is_in(failed_df["song_id"].implode()))
+            report = {
+                c: self._write_clip_length(c, cdirs[c], usable, splits, writer=writers.get(c), progress=progress)
+                for c in lengths
+            }
         self._update_registry(report, catalog=catalog, failed=failed_df, lock_timeout=lock_timeout)
         return BuildReport(
             computed=computed,
@@ -476,9 +578,9 @@ class FeatureStore(GenerationalStore):
             raise ParameterError(f"not a sha256 hex digest: {sha256!r}")
         return self.cache_dir / f"{sha256}.npy"
 
-    def _fill_cache(
-        self, ok: pl.DataFrame, genre_root: Path, *, workers: int | None, progress: bool, lock_timeout: float
-    ) -> tuple[list[str], list[dict[str, str]]]:
+    @contextlib.contextmanager
+    def _cache_lock(self, lock_timeout: float) -> Any:
+        """Hold the lock of the mel cache; stale temporaries of killed writers are removed."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         try:
             lock = self._lock("cache", lock_timeout)
@@ -487,43 +589,112 @@ class FeatureStore(GenerationalStore):
             raise StoreLockedError(f"another build is filling {self.cache_dir}; try again later") from exc
         try:
             atomic.remove_stale_temps(self.cache_dir)
-            todo = []
-            failed: list[dict[str, str]] = []
-            seen: set[str] = set()
-            for sid, rel, sha in ok.select("song_id", "path", "sha256").iter_rows():
-                if sha in seen or self.cache_file(sha).exists():
-                    seen.add(sha)
-                    continue
-                seen.add(sha)
-                try:
-                    path = resolve_in_root(genre_root, rel)
-                except ParameterError as exc:
-                    failed.append({"song_id": sid, "reason": str(exc)})
-                    continue
-                todo.append((sid, str(path), sha, str(self.cache_file(sha))))
-            computed: list[str] = []
-            bar = _progress(len(todo), "mel", enabled=progress)
-            params_dict = self.params.to_dict()
-            n_workers = min(workers or os.cpu_count() or 1, len(todo))
+            yield
+        finally:
+            lock.release()
+
+    def _plan_cache(
+        self, ok: pl.DataFrame, genre_root: Path
+    ) -> tuple[list[tuple[list[str], list[str], str, str]], list[str], list[dict[str, str]]]:
+        """What the cache lacks, one job per content hash ``(song ids, paths, sha256, cache
+        file)``; the content hashes already cached; and songs that fail before any work (a
+        path outside the audio root)."""
+        jobs: dict[str, tuple[list[str], list[str], str, str]] = {}
+        cached: list[str] = []
+        failed: list[dict[str, str]] = []
+        for sid, rel, sha in ok.select("song_id", "path", "sha256").iter_rows():
+            if sha in jobs or sha in cached:
+                if sha in jobs:
+                    self._add_to_job(jobs[sha], sid, rel, genre_root, failed)
+                continue
+            if self.cache_file(sha).exists():
+                cached.append(sha)
+                continue
+            jobs[sha] = ([], [], sha, str(self.cache_file(sha)))
+            self._add_to_job(jobs[sha], sid, rel, genre_root, failed)
+        return [j for j in jobs.values() if j[0]], cached, failed
+
+    @staticmethod
+    def _add_to_job(job: tuple, sid: str, rel: str, genre_root: Path, failed: list[dict[str, str]]) -> None:
+        try:
+            path = resolve_in_root(genre_root, rel)
+        except ParameterError as exc:
+            failed.append({"song_id": sid, "reason": str(exc)})
+            return
+        job[0].append(sid)
+        job[1].append(str(path))
+
+    def _fill_cache(
+        self,
+        todo: list[tuple[list[str], list[str], str, str]],
+        cached: list[str],
+        failed: list[dict[str, str]],
+        *,
+        workers: int | None,
+        progress: bool,
+        feed: Any = None,
+    ) -> list[str]:
+        """Compute the mels of ``todo`` into the cache, in worker processes.
+
+        ``feed(sha256)``, when given, runs in this process for every cached song (while the
+        workers compute) and for every song as its mel lands in the cache. Songs that fail
+        are appended to ``failed``; returns the song ids computed.
+        """
+        computed: list[str] = []
+        bar = _progress(len(todo), "mel", enabled=progress)
+        params_dict = self.params.to_dict()
+        n_workers = min(workers or os.cpu_count() or 1, len(todo))
+
+        def done(job: tuple, res: dict) -> None:
+            _collect_song(job, res, computed, failed)
+            if res["ok"] and feed is not None:
+                feed(job[2])
+            bar.update()
+
+        try:
             if n_workers <= 1 or len(todo) <= 2:
-                results = ((job, _compute_song(job[1], job[2], job[3], params_dict)) for job in todo)
-                for job, res in results:
-                    _collect(job, res, computed, failed)
-                    bar.update()
+                for sha in cached if feed is not None else ():
+                    feed(sha)
+                for job in todo:
+                    done(job, _compute_song(*job, params_dict))
             else:
                 import multiprocessing as mp
 
                 with ProcessPoolExecutor(
                     n_workers, mp_context=mp.get_context("spawn"), initializer=single_threaded_worker
                 ) as pool:
-                    futs = {pool.submit(_compute_song, j[1], j[2], j[3], params_dict): j for j in todo}
-                    for fut in as_completed(futs):
-                        _collect(futs[fut], fut.result(), computed, failed)
-                        bar.update()
-            bar.close()
-            return computed, failed
+                    futs = {pool.submit(_compute_song, *j, params_dict): j for j in todo}
+                    try:
+                        for sha in cached if feed is not None else ():
+                            feed(sha)
+                        for fut in as_completed(futs):
+                            done(futs[fut], fut.result())
+                    except BaseException:
+                        for fut in futs:
+                            fut.cancel()
+                        raise
         finally:
-            lock.release()
+            bar.close()
+        return computed
+
+    def _feed(self, sha256: str, writers: dict[int, _ClipWriter]) -> None:
+        """Load one song's cached mel and hand it to every clip-length writer."""
+        mel = self._load_cached(sha256)
+        for w in writers.values():
+            w.add(sha256, mel)
+
+    def _load_cached(self, sha256: str) -> np.ndarray:
+        path = self.cache_file(sha256)
+        try:
+            mel = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise StoreError(
+                f"the cached mel {path} cannot be read ({exc}); delete it and build again to recompute it"
+            ) from exc
+        if mel.ndim != 2 or mel.shape[0] != self.params.n_mels or mel.dtype != np.float32:
+            raise StoreError(f"the cached mel {path} has shape {mel.shape} and dtype {mel.dtype}, "
+                             f"not ({self.params.n_mels}, frames) float32; delete it and build again")
+        return mel
 
     def _target_index(self, clip_seconds: int, songs: pl.DataFrame, splits: pl.DataFrame) -> pl.DataFrame:
         frames = self.params.clip_frames(clip_seconds)
@@ -551,75 +722,60 @@ class FeatureStore(GenerationalStore):
         return index
 
     def _write_clip_length(
-        self, clip_seconds: int, songs: pl.DataFrame, splits: pl.DataFrame, *, lock_timeout: float, progress: bool
+        self,
+        clip_seconds: int,
+        cdir: Path,
+        songs: pl.DataFrame,
+        splits: pl.DataFrame,
+        *,
+        writer: _ClipWriter | None,
+        progress: bool,
     ) -> dict[str, Any]:
-        with self._clip_lock(clip_seconds, lock_timeout) as cdir:
-            target = self._target_index(clip_seconds, songs, splits)
-            skipped_short = songs.filter(~pl.col("song_id").is_in(target["song_id"].implode()))["song_id"].to_list()
-            current = self._resolve_current(cdir)
-            status = self._status_against(current, target)
-            if status != "unchanged":
-                with atomic.new_generation(cdir, keep_old=KEEP_OLD_GENERATIONS) as tmp:
-                    if status == "reindexed":
-                        os.link(current / "mel.h5", tmp / "mel.h5")
-                        os.link(current / "summary.parquet", tmp / "summary.parquet")
+        """Publish one clip length (its lock held by the caller).
+
+        ``writer`` holds the rows streamed during the build; they are used when its layout
+        is the final one, else the file is written again from the cache.
+        """
+        target = self._target_index(clip_seconds, songs, splits)
+        skipped_short = songs.filter(~pl.col("song_id").is_in(target["song_id"].implode()))["song_id"].to_list()
+        current = self._resolve_current(cdir)
+        status = self._status_against(current, target)
+        if status != "unchanged":
+            with atomic.new_generation(cdir, keep_old=KEEP_OLD_GENERATIONS) as tmp:
+                if status == "reindexed":
+                    os.link(current / "mel.h5", tmp / "mel.h5")
+                    os.link(current / "summary.parquet", tmp / "summary.parquet")
+                else:
+                    if writer is not None and writer.target.equals(target):
+                        summary = writer.finish(tmp / "mel.h5")
                     else:
                         summary = self._write_hdf5(tmp / "mel.h5", target, clip_seconds, progress=progress)
-                        summary.write_parquet(tmp / "summary.parquet", compression="zstd")
-                    target.write_parquet(tmp / "index.parquet", compression="zstd")
-                current = self._resolve_current(cdir)
-            return {
-                "status": status,
-                "clips": target.height,
-                "songs": target["song_id"].n_unique(),
-                "skipped_short": skipped_short,
-                "frames": self.params.clip_frames(clip_seconds),
-                "generation": current.name,
-                "path": str(current / "mel.h5"),
-                "index_path": str(current / "index.parquet"),
-                "bytes": sum(f.stat().st_size for f in current.iterdir()),
-            }
+                    summary.write_parquet(tmp / "summary.parquet", compression="zstd")
+                target.write_parquet(tmp / "index.parquet", compression="zstd")
+            current = self._resolve_current(cdir)
+        return {
+            "status": status,
+            "clips": target.height,
+            "songs": target["song_id"].n_unique(),
+            "skipped_short": skipped_short,
+            "frames": self.params.clip_frames(clip_seconds),
+            "generation": current.name,
+            "path": str(current / "mel.h5"),
+            "index_path": str(current / "index.parquet"),
+            "bytes": sum(f.stat().st_size for f in current.iterdir()),
+        }
 
     def _write_hdf5(self, path: Path, index: pl.DataFrame, clip_seconds: int, *, progress: bool) -> pl.DataFrame:
-        import h5py
-
-        p = self.params
-        frames = p.clip_frames(clip_seconds)
-        n = index.height
-        dtype = np.dtype(p.dtype)
-        summaries = np.zeros((n, 2 * p.n_mels), dtype=np.float32)
-        bar = _progress(n, f"write {clip_seconds}s", enabled=progress)
-        with h5py.File(path, "w") as h5:
-            ds = h5.create_dataset(
-                "mel",
-                shape=(n, p.n_mels, frames),
-                dtype=dtype,
-                chunks=(1, p.n_mels, frames) if n else None,
-                compression=HDF5_COMPRESSION if n else None,
-                shuffle=bool(n),
-            )
-            h5.create_dataset("clip_id", data=np.array(index["clip_id"].to_list(), dtype=object),
-                              dtype=h5py.string_dtype())
-            h5.attrs["params"] = json.dumps(p.to_dict(), sort_keys=True)
-            h5.attrs["params_hash"] = p.hash()
-            h5.attrs["clip_seconds"] = clip_seconds
-            h5.attrs["layout"] = "(clips, n_mels, frames)"
-            for sha, group in index.group_by("sha256", maintain_order=True):
-                mel = np.load(self.cache_file(sha[0]), allow_pickle=False)
-                starts = group["start_frame"].to_list()
-                for j, s in enumerate(starts):
-                    clip = mel[:, s : s + frames]
-                    r = group["hdf5_row"][j]
-                    ds[r] = clip.astype(dtype)
-                    summaries[r] = band_summary(clip[None])[0]
-                bar.update(len(starts))
-        bar.close()
-        cols = {"clip_id": index["clip_id"], "song_id": index["song_id"], "genre": index["genre"]}
-        for b in range(p.n_mels):
-            cols[f"mean_{b:03d}"] = summaries[:, b]
-        for b in range(p.n_mels):
-            cols[f"std_{b:03d}"] = summaries[:, p.n_mels + b]
-        return pl.DataFrame(cols)
+        """Write one clip length's HDF5 file from the cache; returns its summary table."""
+        writer = _ClipWriter(atomic.tmp_name(path), index, clip_seconds, self.params)
+        try:
+            bar = _progress(index.height, f"write {clip_seconds}s", enabled=progress)
+            for sha in index["sha256"].unique(maintain_order=True).to_list():
+                bar.update(writer.add(sha, self._load_cached(sha)))
+            bar.close()
+            return writer.finish(path)
+        finally:
+            writer.abort()
 
     @staticmethod
     def _resolve_current(cdir: Path) -> Path | None:
@@ -770,17 +926,6 @@ def _read_rows(ds: Any, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-@contextlib.contextmanager
-def _one_blas_thread() -> Any:
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - a dependency
-        yield
-        return
-    with threadpool_limits(1):
-        yield
-
-
 def single_threaded_worker() -> None:
     """Pool initializer: one BLAS/OpenMP thread per worker process.
 
@@ -791,6 +936,18 @@ def single_threaded_worker() -> None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)
+
+
+def _collect_song(job: tuple, res: dict, computed: list[str], failed: list[dict[str, str]]) -> None:
+    """Record one :func:`_compute_song` result: every song of the job is computed or failed."""
+    changed = set(res.get("changed", ()))
+    for sid in changed:
+        failed.append({"song_id": sid, "reason": "file changed since it was cataloged; re-run ingest"})
+    rest = [sid for sid in job[0] if sid not in changed]
+    if res["ok"]:
+        computed.extend(rest)
+    else:
+        failed.extend({"song_id": sid, "reason": res["reason"]} for sid in rest)
 
 
 def _collect(job: tuple, res: dict, computed: list[str], failed: list[dict[str, str]]) -> None:

@@ -433,9 +433,9 @@ class ClipSource:
 
     def _open(self) -> None:
         """Open the HDF5 file and check that its rows are the clips of our index."""
-        import h5py
+        from feature_store.h5 import h5py
 
-        h5 = h5py.File(self.h5_path, "r")
+        h5 = h5py().File(self.h5_path, "r")
         n = h5["clip_id"].shape[0]
         rows_ok = not self.rows.size or (self.rows.min() >= 0 and self.rows.max() < n)
         ids = h5["clip_id"].asstr()[np.sort(self.rows).tolist()] if (self.rows.size and rows_ok) else []

@@ -51,6 +51,7 @@ import polars as pl
 from filelock import Timeout
 
 from feature_store import atomic
+from feature_store import h5 as h5lib
 from feature_store.audio import decode
 from feature_store.catalog import resolve_in_root
 from feature_store.errors import AudioError, ParameterError, StoreError, StoreLockedError
@@ -58,7 +59,6 @@ from feature_store.features import clip_starts
 from feature_store.params import CLIP_SECONDS, FeatureParams, _digest, validate_clip_seconds
 from feature_store.store import (
     DEFAULT_LOCK_TIMEOUT,
-    HDF5_COMPRESSION,
     KEEP_OLD_GENERATIONS,
     FeatureStore,
     GenerationalStore,
@@ -501,7 +501,7 @@ class EmbeddingStore(GenerationalStore):
         return 1000.0 * total / clips if clips else None
 
     def _write_hdf5(self, path: Path, index: pl.DataFrame, clip_seconds: int, weights: str, *, progress: bool) -> None:
-        import h5py
+        h5py = h5lib.h5py()
 
         n = index.height
         bar = _progress(n, f"write {clip_seconds}s", enabled=progress)
@@ -512,7 +512,7 @@ class EmbeddingStore(GenerationalStore):
                     shape=(n, width),
                     dtype="float32",
                     chunks=(min(n, 256), width) if n else None,
-                    compression=HDF5_COMPRESSION if n else None,
+                    **(h5lib.compression() if n else {}),
                 )
                 for name, width in mn.LAYERS.items()
             }
@@ -627,7 +627,7 @@ class EmbeddingStore(GenerationalStore):
 
 
 def _stored_weights(gen: Path) -> str | None:
-    import h5py
+    h5py = h5lib.h5py()
 
     try:
         with h5py.File(gen / H5_FILE, "r") as h5:

@@ -3,6 +3,7 @@ import os
 import shutil
 
 import h5py
+import hdf5plugin
 import numpy as np
 import polars as pl
 import pytest
@@ -33,7 +34,10 @@ def test_build_writes_hdf5_parquet_and_registry(built):
         ds = h5["mel"]
         assert ds.shape == (30, 128, 216)
         assert ds.chunks == (1, 128, 216)
-        assert ds.compression is not None
+        # Blosc (LZ4, byte shuffle) from hdf5plugin: filter id 32001, settings in the attrs
+        assert str(hdf5plugin.BLOSC_ID) in ds._filters
+        assert h5.attrs["compression"] == "blosc:lz4:5:shuffle"
+        assert ds.id.get_storage_size() < ds.size * 4  # it did compress
         assert json.loads(h5.attrs["params"]) == store.params.to_dict()
     reg = store.describe()
     assert reg["params_hash"] == store.params.hash()
@@ -157,7 +161,11 @@ def test_new_params_make_a_new_store_and_leave_the_old_one(built, tiny_corpus):
     assert store.describe()["params"]["dtype"] == "float32"
 
 
-def test_crash_mid_write_leaves_the_previous_store_intact(tiny_corpus, tmp_path, monkeypatch):
+@pytest.mark.parametrize("where", ["add", "finish"])
+def test_crash_mid_write_leaves_the_previous_store_intact(tiny_corpus, tmp_path, monkeypatch, where):
+    """Killed after a few rows were streamed into the new HDF5 file, or while moving it in."""
+    from feature_store.store import _ClipWriter
+
     ingest(tiny_corpus, tmp_path)
     store = FeatureStore(tmp_path)
     store.build(audio_root=tiny_corpus, clip_seconds=[1])
@@ -166,23 +174,26 @@ def test_crash_mid_write_leaves_the_previous_store_intact(tiny_corpus, tmp_path,
     # force a rebuild (new songs in the catalog) that dies half way through the HDF5 write
     cat = pl.read_parquet(tmp_path / "catalog.parquet")
     pl.concat([cat, cat.head(1).with_columns(pl.lit("zz.extra").alias("song_id"))]).write_parquet(tmp_path / "catalog.parquet")
-    original = FeatureStore._write_hdf5
+    original = getattr(_ClipWriter, where)
+    calls = []
 
-    def dying(self, path, index, clip_seconds, *, progress):
-        with h5py.File(path, "w") as h5:
-            h5.create_dataset("mel", data=np.zeros((1, 2, 3)))
-        raise KeyboardInterrupt("killed mid-write")
+    def dying(self, *args):
+        calls.append(1)
+        if len(calls) == (5 if where == "add" else 1):
+            raise KeyboardInterrupt("killed mid-write")
+        return original(self, *args)
 
-    monkeypatch.setattr(FeatureStore, "_write_hdf5", dying)
+    monkeypatch.setattr(_ClipWriter, where, dying)
     with pytest.raises(KeyboardInterrupt):
         store.build(audio_root=tiny_corpus, clip_seconds=[1])
+    assert calls, "the build never reached the write"
     assert store.generation(1) == gen
     after = store.tensors(clip_seconds=1)
     np.testing.assert_array_equal(after.x, before.x)
     assert after.index.equals(before.index)
     leftovers = [p.name for p in store.clip_dir(1).iterdir() if p.name.startswith(".tmp-")]
     assert leftovers == []
-    monkeypatch.setattr(FeatureStore, "_write_hdf5", original)
+    monkeypatch.setattr(_ClipWriter, where, original)
     report = store.build(audio_root=tiny_corpus, clip_seconds=[1])
     assert report.clip_lengths[1]["clips"] == 31
 
@@ -212,3 +223,70 @@ def test_errors_before_ingest_and_build(tmp_path):
         store.describe()
     with pytest.raises(ParameterError, match="must name at least one"):
         store.build(audio_root=tmp_path, clip_seconds=[])
+
+
+def _two_genre_copy(tiny_corpus, dst):
+    for g in ("rock", "jazz"):
+        shutil.copytree(tiny_corpus / "genres_original" / g, dst / "genres_original" / g)
+    return dst
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_song_changed_after_ingest_fails_alone_and_the_rest_is_published(tiny_corpus, tmp_path, workers):
+    """Rows are streamed in a layout that assumed every song works; when one fails at the
+    feature stage the clip lengths are rewritten from the cache without it."""
+    audio = _two_genre_copy(tiny_corpus, tmp_path / "audio")
+    rock = audio / "genres_original" / "rock"
+    shutil.copy(rock / "rock.00000.wav", rock / "rock.00009.wav")  # a repeated song
+    ingest(audio, tmp_path / "store")
+    (rock / "rock.00001.wav").write_bytes((rock / "rock.00001.wav").read_bytes()[:-2] + b"\x01\x02")
+    (rock / "rock.00000.wav").write_bytes((rock / "rock.00000.wav").read_bytes()[:-2] + b"\x01\x02")
+    store = FeatureStore(tmp_path / "store")
+    report = store.build(audio_root=audio, clip_seconds=[1, 5], workers=workers)
+    reasons = dict(report.failed.iter_rows())
+    assert set(reasons) == {"rock.00000", "rock.00001"}
+    assert all("changed since it was cataloged" in r for r in reasons.values())
+    # the repeat of rock.00000 is unchanged: its content was computed from its own file
+    assert "rock.00009" in report.computed
+    for c, frames in ((1, 44), (5, 216)):
+        t = store.tensors(clip_seconds=c)
+        assert set(t.index["song_id"]) == {"rock.00002", "rock.00009", "jazz.00000", "jazz.00001", "jazz.00002"}
+        for i, (sha, start) in enumerate(t.index.select("sha256", "start_frame").iter_rows()):
+            full = np.load(store.cache_file(sha), allow_pickle=False)
+            np.testing.assert_array_equal(t.x[i], full[:, start : start + frames])
+    assert store.describe()["catalog"]["feature_failures"] == report.failed.to_dicts()
+
+
+def test_streamed_rows_equal_a_write_from_the_cache(tiny_corpus, tmp_path):
+    """The one-pass build (rows in arrival order, every clip length at once) writes the same
+    file content as writing each clip length from the cache in index order."""
+    ingest(tiny_corpus, tmp_path)
+    store = FeatureStore(tmp_path, params=FeatureParams(mode="segments", dtype="float16"))
+    store.build(audio_root=tiny_corpus, clip_seconds=[1, 5], workers=2)
+    for c in (1, 5):
+        gen = store.generation(c)
+        index = pl.read_parquet(gen / "index.parquet")
+        again = store._write_hdf5(tmp_path / f"again-{c}.h5", index, c, progress=False)
+        with h5py.File(gen / "mel.h5") as a, h5py.File(tmp_path / f"again-{c}.h5") as b:
+            assert a["mel"].dtype == np.float16
+            np.testing.assert_array_equal(a["mel"][:], b["mel"][:])
+            assert list(a["clip_id"].asstr()[:]) == list(b["clip_id"].asstr()[:]) == index["clip_id"].to_list()
+        assert pl.read_parquet(gen / "summary.parquet").equals(again)
+
+
+def test_an_unreadable_cache_entry_is_a_clear_error(tiny_corpus, tmp_path):
+    audio = _two_genre_copy(tiny_corpus, tmp_path / "audio")
+    ingest(audio, tmp_path / "store")
+    store = FeatureStore(tmp_path / "store")
+    store.build(audio_root=audio, clip_seconds=[1], workers=1)
+    gen = store.generation(1)
+    sha = store.tensors(clip_seconds=1).index["sha256"][0]
+    store.cache_file(sha).write_bytes(b"not a numpy file")
+    with pytest.raises(StoreError, match="cannot be read.*delete it"):
+        store.build(audio_root=audio, clip_seconds=[1, 5], workers=1)
+    assert store.generation(1) == gen  # nothing published
+    assert store.available_clip_seconds() == [1]
+    assert not [p for p in store.clip_dir(5).iterdir() if p.name.startswith(".tmp-")]
+    store.cache_file(sha).unlink()
+    report = store.build(audio_root=audio, clip_seconds=[1, 5], workers=1)
+    assert report.clip_lengths[5]["status"] == "built" and report.failed.height == 0
