@@ -1,26 +1,51 @@
 """GTZAN feature store: catalog, validation, demo corpus, splits, mel features and queries.
 
 This package never imports Dagster; the assets in ``assets/`` call into it.
+
+The names below are imported on first use (PEP 562), so that a worker process that only
+decodes audio and computes mels (``feature_store.worker``) does not pay for polars and the
+rest of the store at start-up.
 """
 
-from feature_store.errors import AudioError, GTZANError, ParameterError, StoreError, StoreLockedError
-from feature_store.ingest import IngestResult, ingest
-from feature_store.params import CLIP_SECONDS, GENRES, MODES, FeatureParams
-from feature_store.store import BuildReport, FeatureStore, Tensors
+from __future__ import annotations
 
-__all__ = [
-    "AudioError",
-    "BuildReport",
-    "CLIP_SECONDS",
-    "FeatureParams",
-    "FeatureStore",
-    "GENRES",
-    "GTZANError",
-    "IngestResult",
-    "MODES",
-    "ParameterError",
-    "StoreError",
-    "StoreLockedError",
-    "Tensors",
-    "ingest",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_LAZY: dict[str, str] = {
+    "AudioError": "feature_store.errors",
+    "GTZANError": "feature_store.errors",
+    "ParameterError": "feature_store.errors",
+    "StoreError": "feature_store.errors",
+    "StoreLockedError": "feature_store.errors",
+    "IngestResult": "feature_store.ingest",
+    "ingest": "feature_store.ingest",
+    "CLIP_SECONDS": "feature_store.params",
+    "GENRES": "feature_store.params",
+    "MODES": "feature_store.params",
+    "FeatureParams": "feature_store.params",
+    "BuildReport": "feature_store.store",
+    "FeatureStore": "feature_store.store",
+    "Tensors": "feature_store.store",
+}
+
+__all__ = sorted(_LAZY)
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from feature_store.errors import AudioError, GTZANError, ParameterError, StoreError, StoreLockedError
+    from feature_store.ingest import IngestResult, ingest
+    from feature_store.params import CLIP_SECONDS, GENRES, MODES, FeatureParams
+    from feature_store.store import BuildReport, FeatureStore, Tensors
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'feature_store' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -37,22 +37,28 @@ def fsync_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str], *, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path; on success rename it onto ``target``, on error delete it.
 
     Works for files and for folders (a folder replaces an existing folder of the same name
     only if that one is empty; use :func:`swap_symlink` for generations of folders).
+
+    With ``durable`` (the default) the file and the folder entry are flushed to disk
+    (fsync), so the rename survives a power cut. ``durable=False`` is for caches whose
+    readers check what they read and recompute it: the rename is still atomic for every
+    process, and a power cut can at worst leave an empty or missing file.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_name(target)
     try:
         yield tmp
-        if tmp.is_file():
+        if durable and tmp.is_file():
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp, target)
-        fsync_dir(target.parent)
+        if durable:
+            fsync_dir(target.parent)
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -2,7 +2,10 @@
 
 Policy (recorded in every store's registry as :data:`AUDIO_POLICY`):
 
-* decode any format that libsndfile reads (wav, au, flac, ogg, mp3, ...) as float32;
+* decode any format that libsndfile reads (wav, au, flac, ogg, mp3, ...) as float32; 16- and
+  24-bit FLAC goes through miniaudio (dr_flac) instead, which gives the same samples as
+  libsndfile (tests check it on the real clips) in about 70% of the time, and falls back to
+  libsndfile for anything it does not decode cleanly;
 * mix down to mono by averaging channels;
 * replace NaN and infinite samples by 0 and count them;
 * resample to the feature rate with soxr (high quality);
@@ -12,8 +15,10 @@ Policy (recorded in every store's registry as :data:`AUDIO_POLICY`):
 from __future__ import annotations
 
 import dataclasses
+import io
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -22,7 +27,7 @@ from feature_store.errors import AudioError
 from feature_store.params import NOMINAL_SECONDS
 
 AUDIO_POLICY: dict[str, str] = {
-    "decode": "soundfile (libsndfile), float32",
+    "decode": "soundfile (libsndfile), float32; 16/24-bit FLAC via miniaudio (dr_flac), same samples",
     "channels": "mixed down to mono by the mean of channels",
     "non_finite": "NaN and +/-inf samples replaced by 0, count recorded",
     "resample": "soxr, quality HQ, to FeatureParams.sr",
@@ -62,7 +67,9 @@ class DecodedAudio:
     clipped_fraction: float
 
 
-def decode(path: str | Path, *, sr: int, nominal_seconds: float | None = NOMINAL_SECONDS) -> DecodedAudio:
+def decode(
+    path: str | Path, *, sr: int, nominal_seconds: float | None = NOMINAL_SECONDS, data: bytes | None = None
+) -> DecodedAudio:
     """Decode ``path`` to mono float32 at ``sr`` under :data:`AUDIO_POLICY`.
 
     Parameters
@@ -73,6 +80,10 @@ def decode(path: str | Path, *, sr: int, nominal_seconds: float | None = NOMINAL
         Target sample rate.
     nominal_seconds : float or None
         Pad or crop to this many seconds; ``None`` keeps the real length.
+    data : bytes, optional
+        The file's content, already read: it is decoded instead of reading ``path`` again
+        (``path`` then only names the file and its format). The store hashes a file and
+        decodes the very bytes it hashed.
 
     Returns
     -------
@@ -85,14 +96,13 @@ def decode(path: str | Path, *, sr: int, nominal_seconds: float | None = NOMINAL
     """
     path = Path(path)
     try:
-        # 1-d for mono files: a contiguous array, not a strided column of a 2-d one
-        data, source_sr = sf.read(str(path), dtype="float32", always_2d=False)
+        samples, source_sr = _read(path, data)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
         raise AudioError(f"cannot decode {path.name}: {_clean(exc)}") from exc
-    if data.size == 0 or data.shape[0] == 0:
+    if samples.size == 0 or samples.shape[0] == 0:
         raise AudioError(f"{path.name} holds no audio samples")
-    channels = data.shape[1] if data.ndim == 2 else 1
-    y = data.mean(axis=1, dtype=np.float32) if data.ndim == 2 else data
+    channels = samples.shape[1] if samples.ndim == 2 else 1
+    y = samples.mean(axis=1, dtype=np.float32) if samples.ndim == 2 else samples
     if not np.isfinite(y).all():
         finite = np.isfinite(y)
         non_finite = int(y.size - np.count_nonzero(finite))
@@ -117,6 +127,45 @@ def decode(path: str | Path, *, sr: int, nominal_seconds: float | None = NOMINAL
         non_finite=non_finite,
         clipped_fraction=clipped,
     )
+
+
+def _read(path: Path, data: bytes | None = None) -> tuple[np.ndarray, int]:
+    """Samples (1-d for mono, else (frames, channels)) as float32, and the sample rate."""
+    if path.suffix.lower() == ".flac":
+        fast = _read_flac(path, data)
+        if fast is not None:
+            return fast
+    # 1-d for mono files: a contiguous array, not a strided column of a 2-d one
+    source: Any = str(path) if data is None else io.BytesIO(data)
+    return sf.read(source, dtype="float32", always_2d=False)
+
+
+def _read_flac(path: Path, data: bytes | None = None) -> tuple[np.ndarray, int] | None:
+    """16- or 24-bit FLAC through miniaudio (dr_flac); None to leave the file to libsndfile.
+
+    dr_flac scales samples as libsndfile does (``x / 2**15``, ``x / 2**23``), so the result
+    is sample-identical. Anything unexpected (other bit depths, a decoder error, fewer
+    frames than the stream header declares) returns None, and libsndfile decides.
+    """
+    try:
+        import miniaudio
+    except ImportError:  # pragma: no cover - a dependency; soundfile does the same work
+        return None
+    try:
+        if data is None:
+            info = miniaudio.flac_get_file_info(str(path))
+        else:
+            info = miniaudio.flac_get_info(data)
+        if info.sample_width not in (2, 3):
+            return None
+        decoded = miniaudio.flac_read_file_f32(str(path)) if data is None else miniaudio.flac_read_f32(data)
+    except Exception:  # miniaudio.DecodeError, FileNotFoundError...: soundfile reports it
+        return None
+    y = np.frombuffer(decoded.samples, dtype=np.float32)
+    channels = decoded.nchannels
+    if channels < 1 or decoded.num_frames != info.num_frames or y.size != decoded.num_frames * channels:
+        return None
+    return (y.reshape(-1, channels) if channels > 1 else y), int(decoded.sample_rate)
 
 
 def declared_frames(path: str | Path) -> int | None:

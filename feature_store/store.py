@@ -30,7 +30,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -43,7 +43,7 @@ from feature_store import h5 as h5lib
 from feature_store.audio import AUDIO_POLICY, decode
 from feature_store.catalog import resolve_in_root
 from feature_store.errors import AudioError, ParameterError, StoreError, StoreLockedError
-from feature_store.features import band_summary, clip_starts, mel_spectrogram
+from feature_store.features import band_summary, clip_starts
 from feature_store.params import (
     CLIP_SECONDS,
     FEATURE_CODE_VERSION,
@@ -53,6 +53,7 @@ from feature_store.params import (
     validate_genre,
 )
 from feature_store.splits import EXCLUDED, SCHEMES, validate_scheme
+from feature_store.worker import CHANGED, compute_song, single_threaded_worker
 
 CATALOG_FILE = "catalog.parquet"
 SPLITS_FILE = "splits.parquet"
@@ -113,37 +114,6 @@ class BuildReport:
 # ---------------------------------------------------------------------------------------
 # worker: one song -> full-length mel in the cache
 # ---------------------------------------------------------------------------------------
-def _compute_song(song_ids: list[str], paths: list[str], sha256: str, cache_file: str, params_dict: dict) -> dict:
-    """Decode the audio with content hash ``sha256`` and cache its mel. Runs in a worker
-    process; never raises.
-
-    ``paths`` are the files of ``song_ids`` that the catalog found with this content (one,
-    unless the corpus repeats a song). Each is hashed; a file whose bytes changed since it
-    was cataloged is reported in ``changed``, and the first unchanged one is decoded.
-    """
-    params = FeatureParams.from_dict(params_dict)
-    changed: list[str] = []
-    try:
-        source = None
-        for sid, path in zip(song_ids, paths, strict=True):
-            if hashlib.sha256(Path(path).read_bytes()).hexdigest() == sha256:
-                source = source or path
-            else:
-                changed.append(sid)
-        if source is None:
-            return {"ok": False, "changed": changed, "reason": "file changed since it was cataloged; re-run ingest"}
-        audio = decode(source, sr=params.sr)
-        # no BLAS in the mel (scipy.fft + a sparse filterbank): the numbers are the same in
-        # every process, whatever its thread settings or the number of workers
-        mel = mel_spectrogram(audio.y, params=params)
-        with atomic.atomic_path(cache_file) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, mel, allow_pickle=False)
-        return {"ok": True, "changed": changed}
-    except (AudioError, OSError, ParameterError) as exc:
-        return {"ok": False, "changed": changed, "reason": str(exc)}
-
-
 class _ClipWriter:
     """Writes the HDF5 rows of one clip length as songs' full-length mels arrive, in any order.
 
@@ -178,6 +148,10 @@ class _ClipWriter:
         self.file.attrs["clip_seconds"] = clip_seconds
         self.file.attrs["layout"] = "(clips, n_mels, frames)"
         self.file.attrs["compression"] = h5lib.COMPRESSION_NAME
+        # one clip per write through the low-level API: h5py's slicing machinery costs
+        # more than the write itself at this size
+        self._fspace = self.ds.id.get_space()
+        self._mspace = h5py.h5s.create_simple((1, params.n_mels, self.frames))
 
     def add(self, sha256: str, mel: np.ndarray) -> int:
         """Write the clips of the song with this content hash; returns how many."""
@@ -187,7 +161,8 @@ class _ClipWriter:
             if clip.shape[1] != self.frames:
                 raise StoreError(f"the cached mel of {sha256[:12]} has {mel.shape[1]} frames, "
                                  f"too few for a clip at frame {start}")
-            self.ds[row] = clip.astype(self.dtype, copy=False)
+            self._fspace.select_hyperslab((row, 0, 0), (1, clip.shape[0], self.frames))
+            self.ds.id.write(self._mspace, self._fspace, np.ascontiguousarray(clip, dtype=self.dtype))
             self.summaries[row] = band_summary(clip[None])[0]
             self.written[row] = True
         return len(rows)
@@ -554,15 +529,18 @@ class FeatureStore(GenerationalStore):
                 if self._status_against(self._resolve_current(cdirs[c]), target) == "built":
                     writers[c] = _ClipWriter(atomic.tmp_name(cdirs[c] / "mel.h5"), target, c, self.params)
             computed = self._fill_cache(
-                todo, cached, failed, workers=workers, progress=progress,
-                feed=(lambda sha: self._feed(sha, writers)) if writers else None,
+                todo, cached, failed, genre_root=genre_root, writers=writers, workers=workers, progress=progress
             )
             failed_df = pl.DataFrame(failed, schema={"song_id": pl.String, "reason": pl.String})
             usable = ok.filter(~pl.col("song_id").is_in(failed_df["song_id"].implode()))
-            report = {
-                c: self._write_clip_length(c, cdirs[c], usable, splits, writer=writers.get(c), progress=progress)
-                for c in lengths
-            }
+            # clip lengths publish side by side: most of it is waiting for fsync
+            with ThreadPoolExecutor(len(lengths)) as publish:
+                futures = {
+                    c: publish.submit(self._write_clip_length, c, cdirs[c], usable, splits,
+                                      writer=writers.get(c), progress=progress)
+                    for c in lengths
+                }
+                report = {c: fut.result() for c, fut in futures.items()}
         self._update_registry(report, catalog=catalog, failed=failed_df, lock_timeout=lock_timeout)
         return BuildReport(
             computed=computed,
@@ -595,78 +573,104 @@ class FeatureStore(GenerationalStore):
 
     def _plan_cache(
         self, ok: pl.DataFrame, genre_root: Path
-    ) -> tuple[list[tuple[list[str], list[str], str, str]], list[str], list[dict[str, str]]]:
-        """What the cache lacks, one job per content hash ``(song ids, paths, sha256, cache
-        file)``; the content hashes already cached; and songs that fail before any work (a
-        path outside the audio root)."""
-        jobs: dict[str, tuple[list[str], list[str], str, str]] = {}
-        cached: list[str] = []
-        failed: list[dict[str, str]] = []
-        for sid, rel, sha in ok.select("song_id", "path", "sha256").iter_rows():
-            if sha in jobs or sha in cached:
-                if sha in jobs:
-                    self._add_to_job(jobs[sha], sid, rel, genre_root, failed)
-                continue
-            if self.cache_file(sha).exists():
-                cached.append(sha)
-                continue
-            jobs[sha] = ([], [], sha, str(self.cache_file(sha)))
-            self._add_to_job(jobs[sha], sid, rel, genre_root, failed)
-        return [j for j in jobs.values() if j[0]], cached, failed
+    ) -> tuple[list[tuple[list[str], list[str], str, str]], list[tuple[str, list[tuple[str, str]]]], list[dict[str, str]]]:
+        """Plan the cache fill, one entry per content hash.
 
-    @staticmethod
-    def _add_to_job(job: tuple, sid: str, rel: str, genre_root: Path, failed: list[dict[str, str]]) -> None:
-        try:
-            path = resolve_in_root(genre_root, rel)
-        except ParameterError as exc:
-            failed.append({"song_id": sid, "reason": str(exc)})
-            return
-        job[0].append(sid)
-        job[1].append(str(path))
+        Returns the jobs for what the cache lacks, ``(song ids, paths, sha256, cache file)``;
+        the content hashes already cached, with their ``(song id, relative path)``; and the
+        songs that fail before any work (a path outside the audio root).
+        """
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for sid, rel, sha in ok.select("song_id", "path", "sha256").iter_rows():
+            groups.setdefault(sha, []).append((sid, rel))
+        todo: list[tuple[list[str], list[str], str, str]] = []
+        cached: list[tuple[str, list[tuple[str, str]]]] = []
+        failed: list[dict[str, str]] = []
+        for sha, members in groups.items():
+            if self.cache_file(sha).exists():
+                cached.append((sha, members))
+            elif (job := self._job(sha, members, genre_root, failed)) is not None:
+                todo.append(job)
+        return todo, cached, failed
+
+    def _job(
+        self, sha: str, members: list[tuple[str, str]], genre_root: Path, failed: list[dict[str, str]]
+    ) -> tuple[list[str], list[str], str, str] | None:
+        sids: list[str] = []
+        paths: list[str] = []
+        for sid, rel in members:
+            try:
+                paths.append(str(resolve_in_root(genre_root, rel)))
+            except ParameterError as exc:
+                failed.append({"song_id": sid, "reason": str(exc)})
+                continue
+            sids.append(sid)
+        return (sids, paths, sha, str(self.cache_file(sha))) if sids else None
 
     def _fill_cache(
         self,
         todo: list[tuple[list[str], list[str], str, str]],
-        cached: list[str],
+        cached: list[tuple[str, list[tuple[str, str]]]],
         failed: list[dict[str, str]],
         *,
+        genre_root: Path,
+        writers: dict[int, _ClipWriter],
         workers: int | None,
         progress: bool,
-        feed: Any = None,
     ) -> list[str]:
-        """Compute the mels of ``todo`` into the cache, in worker processes.
+        """Compute the mels of ``todo`` into the cache in worker processes, and hand every
+        song's mel to ``writers`` in this process: the cached songs while the workers
+        compute, then each new one as it lands.
 
-        ``feed(sha256)``, when given, runs in this process for every cached song (while the
-        workers compute) and for every song as its mel lands in the cache. Songs that fail
-        are appended to ``failed``; returns the song ids computed.
+        A cached mel that cannot be read (a power cut before it reached the disk) is
+        computed again here. Songs that fail are appended to ``failed``; returns the song
+        ids computed.
         """
         computed: list[str] = []
         bar = _progress(len(todo), "mel", enabled=progress)
         params_dict = self.params.to_dict()
         n_workers = min(workers or os.cpu_count() or 1, len(todo))
 
+        def feed(sha: str, mel: np.ndarray) -> None:
+            for w in writers.values():
+                w.add(sha, mel)
+
+        def feed_cached() -> None:
+            for sha, members in cached if writers else ():
+                try:
+                    mel = self._load_cached(sha)
+                except StoreError:
+                    self.cache_file(sha).unlink(missing_ok=True)
+                    job = self._job(sha, members, genre_root, failed)
+                    if job is None:
+                        continue
+                    res = compute_song(*job, params_dict)
+                    _collect_song(job, res, computed, failed)
+                    if not res["ok"]:
+                        continue
+                    mel = self._load_cached(sha)
+                feed(sha, mel)
+
         def done(job: tuple, res: dict) -> None:
             _collect_song(job, res, computed, failed)
-            if res["ok"] and feed is not None:
-                feed(job[2])
+            if res["ok"] and writers:
+                feed(job[2], self._load_cached(job[2]))
             bar.update()
 
         try:
             if n_workers <= 1 or len(todo) <= 2:
-                for sha in cached if feed is not None else ():
-                    feed(sha)
+                feed_cached()
                 for job in todo:
-                    done(job, _compute_song(*job, params_dict))
+                    done(job, compute_song(*job, params_dict))
             else:
                 import multiprocessing as mp
 
                 with ProcessPoolExecutor(
                     n_workers, mp_context=mp.get_context("spawn"), initializer=single_threaded_worker
                 ) as pool:
-                    futs = {pool.submit(_compute_song, *j, params_dict): j for j in todo}
+                    futs = {pool.submit(compute_song, *j, params_dict): j for j in todo}
                     try:
-                        for sha in cached if feed is not None else ():
-                            feed(sha)
+                        feed_cached()
                         for fut in as_completed(futs):
                             done(futs[fut], fut.result())
                     except BaseException:
@@ -677,23 +681,15 @@ class FeatureStore(GenerationalStore):
             bar.close()
         return computed
 
-    def _feed(self, sha256: str, writers: dict[int, _ClipWriter]) -> None:
-        """Load one song's cached mel and hand it to every clip-length writer."""
-        mel = self._load_cached(sha256)
-        for w in writers.values():
-            w.add(sha256, mel)
-
     def _load_cached(self, sha256: str) -> np.ndarray:
         path = self.cache_file(sha256)
         try:
             mel = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise StoreError(
-                f"the cached mel {path} cannot be read ({exc}); delete it and build again to recompute it"
-            ) from exc
+        except (OSError, ValueError, EOFError) as exc:
+            raise StoreError(f"the cached mel {path} cannot be read ({exc})") from exc
         if mel.ndim != 2 or mel.shape[0] != self.params.n_mels or mel.dtype != np.float32:
             raise StoreError(f"the cached mel {path} has shape {mel.shape} and dtype {mel.dtype}, "
-                             f"not ({self.params.n_mels}, frames) float32; delete it and build again")
+                             f"not ({self.params.n_mels}, frames) float32")
         return mel
 
     def _target_index(self, clip_seconds: int, songs: pl.DataFrame, splits: pl.DataFrame) -> pl.DataFrame:
@@ -926,23 +922,11 @@ def _read_rows(ds: Any, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def single_threaded_worker() -> None:
-    """Pool initializer: one BLAS/OpenMP thread per worker process.
-
-    The workers already use every core between them; letting each one's BLAS (the mel
-    filterbank product) start a thread per core too oversubscribes the machine.
-    """
-    with contextlib.suppress(Exception):
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-
-
 def _collect_song(job: tuple, res: dict, computed: list[str], failed: list[dict[str, str]]) -> None:
-    """Record one :func:`_compute_song` result: every song of the job is computed or failed."""
+    """Record one :func:`~feature_store.worker.compute_song` result: every song of the job is computed or failed."""
     changed = set(res.get("changed", ()))
     for sid in changed:
-        failed.append({"song_id": sid, "reason": "file changed since it was cataloged; re-run ingest"})
+        failed.append({"song_id": sid, "reason": CHANGED})
     rest = [sid for sid in job[0] if sid not in changed]
     if res["ok"]:
         computed.extend(rest)

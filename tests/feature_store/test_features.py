@@ -6,6 +6,8 @@ from feature_store.features import (
     MIN_CLIP_COVERAGE,
     band_summary,
     clip_starts,
+    hann_window,
+    mel_filterbank,
     mel_spectrogram,
     power_mel,
     power_to_db,
@@ -106,6 +108,37 @@ def _assert_close_db(ours: np.ndarray, ref: np.ndarray, *, range_db: float = 60.
     loud = ref >= ref.max() - range_db
     np.testing.assert_allclose(ours[loud], ref[loud], atol=2e-3)
     np.testing.assert_allclose(ours, ref, atol=0.05)
+
+
+@pytest.mark.parametrize(
+    ("sr", "n_fft", "n_mels", "fmin", "fmax"),
+    [(22050, 2048, 128, 0.0, None), (16000, 512, 96, 0.0, None), (22050, 1023, 64, 30.0, 8000.0), (44100, 4096, 40, 300.0, 8000.0)],
+)
+def test_filterbank_and_window_equal_librosa(sr, n_fft, n_mels, fmin, fmax):
+    import librosa
+
+    ours = mel_filterbank(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    assert ours.shape == ref.shape and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-9)
+    win = librosa.filters.get_window("hann", n_fft, fftbins=True)
+    np.testing.assert_allclose(hann_window(n_fft), win, rtol=0, atol=1e-7)
+
+
+def test_filterbank_known_values():
+    """Slaney scale: 1 kHz is mel 15; each filter has unit area (in Hz) before sampling."""
+    from feature_store.features import _hz_to_mel, _mel_to_hz
+
+    assert _hz_to_mel(1000.0) == pytest.approx(15.0)
+    assert _hz_to_mel(500.0) == pytest.approx(7.5)
+    np.testing.assert_allclose(_mel_to_hz(np.array([7.5, 15.0, 42.0])), [500.0, 1000.0, 6400.0])
+    w = mel_filterbank(sr=22050, n_fft=2048, n_mels=128)
+    assert (w >= 0).all() and (w.max(axis=1) > 0).all()
+    # a filter peaks at its centre frequency, the bin nearest the (i + 1)-th mel point
+    centres = _mel_to_hz(np.linspace(0.0, _hz_to_mel(11025.0), 130))[1:-1]
+    nearest = np.rint(centres / (22050 / 2048))
+    assert np.abs(w.argmax(axis=1) - nearest).max() <= 1
+    np.testing.assert_array_equal(hann_window(4), np.float32([0.0, 0.5, 1.0, 0.5]))
 
 
 @pytest.mark.filterwarnings("ignore:n_fft=.*is too large")

@@ -39,6 +39,23 @@ def test_flac_decodes_to_the_kaggle_wav_samples(shared_data, tmp_path):
     assert hashlib.sha256(wav.read_bytes()).hexdigest() == expected
 
 
+def test_every_real_flac_decodes_to_libsndfiles_samples(shared_data):
+    """The miniaudio fast path gives soundfile's samples on all 100 real clips (and the
+    holdout), so the features do not depend on which decoder ran."""
+    from feature_store.audio import _read_flac, decode
+
+    files = sorted((shared_data / "gtzan-mini" / "genres_original").glob("*/*.flac"))
+    files += sorted((shared_data / "gtzan-holdout").rglob("*.flac"))
+    assert len(files) >= 100
+    for path in files:
+        fast = _read_flac(path)
+        assert fast is not None, path
+        ref, sr = sf.read(str(path), dtype="float32", always_2d=False)
+        assert fast[1] == sr
+        np.testing.assert_array_equal(fast[0], ref, err_msg=str(path))
+        assert decode(path, sr=sr, nominal_seconds=None).y.size == ref.shape[0]
+
+
 def test_original_au_layout(shared_data):
     df = catalog.scan(shared_data / "gtzan-au")
     assert df["song_id"].to_list() == ["blues.00000", "blues.00001", "jazz.00000", "jazz.00001"]
