@@ -148,6 +148,7 @@ class _ClipWriter:
         self.file.attrs["clip_seconds"] = clip_seconds
         self.file.attrs["layout"] = "(clips, n_mels, frames)"
         self.file.attrs["compression"] = h5lib.COMPRESSION_NAME
+        self.file.attrs["index_sha256"] = ids_digest(target["clip_id"].to_list())
         # one clip per write through the low-level API: h5py's slicing machinery costs
         # more than the write itself at this size
         self._fspace = self.ds.id.get_space()
@@ -343,18 +344,18 @@ class GenerationalStore:
         Resolves ``current`` once. A generation never changes once published, so its index
         and open HDF5 file are kept (one generation per clip length) until ``current``
         moves on; if a generation is collected before it is opened (a rebuild finished
-        meanwhile), the new one is tried. The HDF5 ``clip_id`` rows must match the index,
-        else :class:`StoreError` (a torn store).
+        meanwhile), the new one is tried. The HDF5 ``clip_id`` rows must match the index
+        (checked once, when the generation is opened), else :class:`StoreError` (a torn
+        store).
         """
         for attempt in range(5):
             gen = self.generation(clip_seconds)
             try:
                 source, h5 = self._open_generation(gen)
-                index = _query_index(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids, source=source)
-                index = index.sort("hdf5_row").collect()
+                preds = _predicates(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids, source=source)
+                index = source.filter(*preds) if preds else source  # source is in row order
                 rows = index["hdf5_row"].to_numpy()
                 data = read(h5, rows)
-                ids = h5["clip_id"].asstr()[rows] if rows.size else np.array([], dtype=object)
                 break
             except (FileNotFoundError, OSError):
                 # the generation was collected between resolving and opening it: retry
@@ -362,8 +363,6 @@ class GenerationalStore:
                 if attempt == 4:
                     raise
                 time.sleep(0.05)
-        if list(ids) != index["clip_id"].to_list():
-            raise StoreError(f"torn store at {gen}: HDF5 rows do not match the index")
         return index, data
 
     def _open_generation(self, gen: Path) -> tuple[pl.DataFrame, Any]:
@@ -377,7 +376,13 @@ class GenerationalStore:
         self._close_generation(hit[0] if hit else None)
         h5 = h5py.File(gen / self.data_file, "r")
         try:
-            source = pl.read_parquet(gen / "index.parquet")
+            source = pl.read_parquet(gen / "index.parquet").sort("hdf5_row")
+            ids = source["clip_id"].to_list()
+            digest = h5.attrs.get("index_sha256")
+            # the writer records a digest of its clip ids; older files are compared row by row
+            same = digest == ids_digest(ids) if digest is not None else list(h5["clip_id"].asstr()[:]) == ids
+            if not same or source["hdf5_row"].to_list() != list(range(source.height)):
+                raise StoreError(f"torn store at {gen}: HDF5 rows do not match the index")
         except BaseException:
             h5.close()
             raise
@@ -878,25 +883,39 @@ def _query_index(
     ``source`` is that generation's index already in memory (the files of a generation never
     change once published, so readers may keep it); otherwise the Parquet file is scanned.
     """
-    validate_scheme(scheme)
     lf = source.lazy() if source is not None else pl.scan_parquet(gen / "index.parquet")
+    preds = _predicates(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids, source=source)
+    return lf.filter(*preds) if preds else lf
+
+
+def _predicates(
+    gen: Path, *, genre: Any, split: Any, scheme: str, song_ids: Any, source: pl.DataFrame | None = None
+) -> list[pl.Expr]:
+    """The filters of a query on the index, after checking every argument."""
+    validate_scheme(scheme)
+    preds: list[pl.Expr] = []
     if genre is not None:
         genres = [genre] if isinstance(genre, str) else list(genre)
         for g in genres:
             validate_genre(g)
-        lf = lf.filter(pl.col("genre").is_in(genres))
+        preds.append(pl.col("genre").is_in(genres))
     if split is not None:
         parts = [split] if isinstance(split, str) else list(split)
         valid = _parts(gen, scheme, source)
         for s in parts:
             if s not in valid:
                 raise ParameterError(f"unknown split {s!r} for scheme {scheme!r}; valid splits are {valid}")
-        lf = lf.filter(pl.col(scheme).is_in(parts))
+        preds.append(pl.col(scheme).is_in(parts))
     if song_ids is not None:
         if isinstance(song_ids, str):
             raise ParameterError("song_ids must be a list of song ids, not one string")
-        lf = lf.filter(pl.col("song_id").is_in(list(song_ids)))
-    return lf
+        preds.append(pl.col("song_id").is_in(list(song_ids)))
+    return preds
+
+
+def ids_digest(clip_ids: list[str]) -> str:
+    """sha256 of the clip ids in row order: ties an HDF5 file to the index of its rows."""
+    return hashlib.sha256("\n".join(clip_ids).encode()).hexdigest()
 
 
 def _parts(gen: Path, scheme: str, source: pl.DataFrame | None = None) -> list[str]:

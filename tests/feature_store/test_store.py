@@ -309,3 +309,25 @@ def test_cache_writes_skip_fsync_but_store_files_do_not(tiny_corpus, tmp_path, m
     assert not [p for p in synced if p.endswith(".npy") or "/cache/" in p]
     assert any(p.endswith("mel.h5") for p in synced)
     assert any(p.endswith("index.parquet") for p in synced)
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["digest", "no-digest"])
+def test_an_index_that_does_not_match_its_hdf5_rows_is_a_torn_store(tiny_corpus, tmp_path, legacy):
+    """Checked once per generation opened: by the writer's digest of the clip ids, or for
+    files without one (older versions) by comparing the clip_id rows."""
+    ingest(tiny_corpus, tmp_path)
+    store = FeatureStore(tmp_path)
+    store.build(audio_root=tiny_corpus, clip_seconds=[1], workers=1)
+    gen = store.generation(1)
+    if legacy:
+        with h5py.File(gen / "mel.h5", "r+") as h5:
+            del h5.attrs["index_sha256"]
+    good = FeatureStore(tmp_path).tensors(clip_seconds=1)
+    assert good.x.shape[0] == 30
+    index = pl.read_parquet(gen / "index.parquet")
+    ids = index["clip_id"].to_list()
+    ids[0], ids[1] = ids[1], ids[0]
+    os.chmod(gen / "index.parquet", 0o644)
+    index.with_columns(pl.Series("clip_id", ids)).write_parquet(gen / "index.parquet")
+    with pytest.raises(StoreError, match="torn store"):
+        FeatureStore(tmp_path).tensors(clip_seconds=1, genre="rock")
