@@ -283,3 +283,45 @@ def band_summary(clips: np.ndarray) -> np.ndarray:
     """
     clips = np.asarray(clips, dtype=np.float32)
     return np.concatenate([clips.mean(axis=2), clips.std(axis=2)], axis=1).astype(np.float32)
+
+
+def window_summaries(mel: np.ndarray, *, windows: list[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray]:
+    """:func:`band_summary` of many frame windows of one mel, in two passes over it.
+
+    The windows' edges cut the mel into intervals; the per-band sums of values and squares
+    over each interval are taken once (float64), and each window adds up its intervals.
+    Nested windows (the ``first`` clips of every length) and disjoint ones (``segments``)
+    cost the same as one pass, instead of a pass per window.
+
+    Parameters
+    ----------
+    mel : np.ndarray [shape=(n_mels, frames)]
+    windows : list of (start, length)
+        Frame windows inside ``mel``, ``length > 0``.
+
+    Returns
+    -------
+    dict
+        ``(start, length) -> np.ndarray [shape=(2 * n_mels,), dtype=float32]``: band means,
+        then band standard deviations (population), as :func:`band_summary` gives them
+        (within float32 rounding).
+    """
+    if not windows:
+        return {}
+    if any(n < 1 or s < 0 or s + n > mel.shape[1] for s, n in windows):
+        raise ParameterError(f"windows {windows} do not fit a mel of {mel.shape[1]} frames")
+    bounds = sorted({s for s, _ in windows} | {s + n for s, n in windows})
+    seg = mel[:, bounds[0] : bounds[-1]]
+    cuts = np.asarray(bounds[:-1]) - bounds[0]
+    zero = np.zeros((mel.shape[0], 1))
+    c1 = np.concatenate([zero, np.cumsum(np.add.reduceat(seg, cuts, axis=1, dtype=np.float64), axis=1)], axis=1)
+    c2 = np.concatenate([zero, np.cumsum(np.add.reduceat(np.square(seg, dtype=np.float64), cuts, axis=1), axis=1)],
+                        axis=1)
+    pos = {b: i for i, b in enumerate(bounds)}
+    out = {}
+    for s, n in windows:
+        a, b = pos[s], pos[s + n]
+        mean = (c1[:, b] - c1[:, a]) / n
+        var = np.maximum((c2[:, b] - c2[:, a]) / n - mean * mean, 0.0)
+        out[(s, n)] = np.concatenate([mean, np.sqrt(var)]).astype(np.float32)
+    return out

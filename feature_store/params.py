@@ -8,6 +8,7 @@ names the store folder, so changing any parameter makes a new store and never mi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -154,17 +155,14 @@ class FeatureParams:
 
     def hash(self) -> str:
         """Short stable hash of every parameter and the feature code version."""
-        return _digest({**self.to_dict(), "code": FEATURE_CODE_VERSION})
+        return _params_hash(self, FEATURE_CODE_VERSION, spectral=False)
 
     def spectral_hash(self) -> str:
         """Hash of the parameters that change the full-length mel (not ``dtype`` or ``mode``).
 
         Stores that share it can share the per-song mel cache.
         """
-        d = self.to_dict()
-        d.pop("dtype")
-        d.pop("mode")
-        return _digest({**d, "code": FEATURE_CODE_VERSION})
+        return _params_hash(self, FEATURE_CODE_VERSION, spectral=True)
 
     def replace(self, **changes: Any) -> FeatureParams:
         """A copy with ``changes`` applied (and validated)."""
@@ -206,3 +204,13 @@ class FeatureParams:
 def _digest(payload: dict[str, Any]) -> str:
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=256)
+def _params_hash(params: FeatureParams, code: str, *, spectral: bool) -> str:
+    """The hashes of :class:`FeatureParams`, memoised (a build asks for them per song)."""
+    d = params.to_dict()
+    if spectral:
+        d.pop("dtype")
+        d.pop("mode")
+    return _digest({**d, "code": code})

@@ -64,6 +64,11 @@ def compute_song(song_ids: list[str], paths: list[str], sha256: str, cache_file:
         return {"ok": False, "changed": changed, "reason": str(exc)}
 
 
+def compute_songs(jobs: list[tuple[list[str], list[str], str, str]], params_dict: dict) -> list[dict]:
+    """:func:`compute_song` for each ``(song_ids, paths, sha256, cache_file)`` job, in order."""
+    return [compute_song(*job, params_dict) for job in jobs]
+
+
 def single_threaded_worker() -> None:
     """Pool initializer: one BLAS/OpenMP thread per worker process.
 

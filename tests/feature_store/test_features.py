@@ -240,3 +240,21 @@ def test_band_summary_known_values():
     assert s.shape == (2, 6)
     np.testing.assert_allclose(s[0], [0, 2, 0, 0, 1, 0])
     np.testing.assert_allclose(s[1], [7, 7, 7, 0, 0, 0])
+
+
+@pytest.mark.parametrize(
+    "windows",
+    [[(0, 44), (0, 216), (0, 646), (0, 1292)], [(k * 44, 44) for k in range(29)] + [(5, 7), (600, 692)], [(3, 1)]],
+    ids=["first", "segments", "one-frame"],
+)
+def test_window_summaries_equal_band_summary(windows):
+    from feature_store.features import window_summaries
+
+    mel = np.random.default_rng(3).normal(-40.0, 15.0, (128, 1292)).astype(np.float32)
+    got = window_summaries(mel, windows=windows)
+    assert sorted(got) == sorted(windows)
+    for s, n in windows:
+        assert got[(s, n)].dtype == np.float32 and got[(s, n)].shape == (256,)
+        np.testing.assert_allclose(got[(s, n)], band_summary(mel[None, :, s : s + n])[0], rtol=1e-5, atol=1e-4)
+    with pytest.raises(ParameterError, match="do not fit"):
+        window_summaries(mel, windows=[(1290, 44)])
