@@ -331,3 +331,18 @@ def test_an_index_that_does_not_match_its_hdf5_rows_is_a_torn_store(tiny_corpus,
     index.with_columns(pl.Series("clip_id", ids)).write_parquet(gen / "index.parquet")
     with pytest.raises(StoreError, match="torn store"):
         FeatureStore(tmp_path).tensors(clip_seconds=1, genre="rock")
+
+
+@pytest.mark.parametrize("rows", [[], [0], [3, 4, 5], [0, 2, 3, 7, 8, 9, 19], list(range(20))])
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_read_rows_reads_runs_of_rows(tmp_path, rows, dtype):
+    from feature_store import h5 as h5lib
+    from feature_store.store import _read_rows
+
+    data = np.random.default_rng(0).normal(size=(20, 4, 6)).astype(dtype)
+    with h5lib.h5py().File(tmp_path / "x.h5", "w") as h5:
+        h5.create_dataset("mel", data=data, chunks=(1, 4, 6), **h5lib.compression())
+    with h5lib.h5py().File(tmp_path / "x.h5", "r") as h5:
+        got = _read_rows(h5["mel"], np.array(rows, dtype=np.int64))
+    assert got.dtype == np.dtype(dtype) and got.shape == (len(rows), 4, 6)
+    np.testing.assert_array_equal(got, data[rows])
