@@ -5,9 +5,14 @@ files) into a temporary folder. Measured side by side, in one run:
 
 1. *baseline*: the study's pipeline, as its code ran (one process): for each clip length,
    ``librosa.load(duration=N)`` + mel of every file, then pickle the list.
-2. *floor*: the bare load + mel of each song once, across ``--workers`` processes.
+2. *floor*: the bare load + mel of each song once (our ``decode`` and ``mel_spectrogram``),
+   across ``--workers`` processes.
 3. *ours*: ``FeatureStore.build`` of all four clip lengths into HDF5 + Parquet, across
-   ``--workers`` processes (catalog and split tables written before, not timed).
+   ``--workers`` processes (catalog and split tables written before, not timed), from an
+   empty store and cache each time.
+
+Floor and ours alternate ``--repeats`` times (default 3); the ratios use the medians, and the
+CPU seconds of each (this process and its workers) are recorded beside the wall times.
 4. Store size (float16 option) against the raw float32 bytes of the same clips.
 5. A selective query, the held-out 5 s clips of one genre: index query + tensors, against
    unpickling the baseline's 5 s pickle and filtering it.
@@ -80,13 +85,31 @@ def _floor_one(path: str) -> int:
     return mel_spectrogram(y, params=FeatureParams()).shape[1]
 
 
-def floor(files: list[tuple[str, Path]], workers: int) -> float:
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have ended."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def floor(files: list[tuple[str, Path]], workers: int) -> tuple[float, float]:
+    """Wall and CPU seconds of the bare decode + mel of every file across ``workers``."""
     import multiprocessing as mp
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=single_threaded_worker) as pool:
         list(pool.map(_floor_one, [str(p) for _, p in files], chunksize=8))
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, cpu_seconds() - c0
+
+
+def ours(audio: Path, root: Path, workers: int) -> tuple[float, float]:
+    """Wall and CPU seconds of a build of all four clip lengths from an empty store."""
+    shutil.rmtree(root / "features", ignore_errors=True)
+    shutil.rmtree(root / "cache", ignore_errors=True)
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    FeatureStore(root).build(audio_root=audio, workers=workers)
+    return time.perf_counter() - t0, cpu_seconds() - c0
 
 
 def baseline(files: list[tuple[str, Path]], out: Path) -> float:
@@ -113,6 +136,7 @@ def main() -> int:
     ap.add_argument("--copies", type=int, default=10)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--source", type=Path, default=REPO.parent / "shared" / "data" / "gtzan-mini" / "genres_original")
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     if not args.source.is_dir():
@@ -128,19 +152,23 @@ def main() -> int:
             p.read_bytes()
         study_features(files[:1], 1)
 
-        t_floor = floor(files, args.workers)
+        ingest(tmp / "audio", tmp / "store")
+        floors, builds = [], []
+        for r in range(args.repeats):
+            floors.append(floor(files, args.workers))
+            builds.append(ours(tmp / "audio", tmp / "store", args.workers))
+            print(f"repeat {r + 1}: floor {floors[-1][0]:.2f} s, ours {builds[-1][0]:.2f} s "
+                  f"(cpu {floors[-1][1]:.1f} s, {builds[-1][1]:.1f} s)")
+        t_floor = float(np.median([w for w, _ in floors]))
+        t_ours = float(np.median([w for w, _ in builds]))
         print(f"floor (load+mel once, {args.workers} processes): {t_floor:.1f} s")
+        print(f"ours (4 clip lengths to HDF5+Parquet, {args.workers} processes): {t_ours:.1f} s")
 
         (tmp / "study").mkdir()
         t_base = baseline(files, tmp / "study")
         print(f"baseline (study, 1 process, 4 clip lengths, pickled): {t_base:.1f} s")
 
-        ingest(tmp / "audio", tmp / "store")
         store = FeatureStore(tmp / "store")
-        t0 = time.perf_counter()
-        store.build(audio_root=tmp / "audio", workers=args.workers)
-        t_ours = time.perf_counter() - t0
-        print(f"ours (4 clip lengths to HDF5+Parquet, {args.workers} processes): {t_ours:.1f} s")
         t0 = time.perf_counter()
         store.build(audio_root=tmp / "audio", workers=args.workers)
         t_rerun = time.perf_counter() - t0
@@ -191,9 +219,13 @@ def main() -> int:
             "command": "python benchmarks/bench_store.py " + " ".join(sys.argv[1:]),
             "files": n,
             "workers": args.workers,
+            "repeats": args.repeats,
+            "floor_runs": [{"wall_s": w, "cpu_s": c} for w, c in floors],
+            "ours_runs": [{"wall_s": w, "cpu_s": c} for w, c in builds],
             "floor_s": t_floor,
             "baseline_s": t_base,
             "ours_s": t_ours,
+            "ours_over_floor_cpu": float(np.median([c for _, c in builds]) / np.median([c for _, c in floors])),
             "rerun_s": t_rerun,
             "speedup_vs_baseline": t_base / t_ours,
             "ours_over_floor": t_ours / t_floor,

@@ -285,11 +285,11 @@ def test_an_unreadable_cache_entry_is_computed_again(tiny_corpus, tmp_path, dama
     good = store.tensors(clip_seconds=1)
     sha, sid = good.index.select("sha256", "song_id").row(0)
     cache = store.cache_file(sha)
-    expected = np.load(cache)
+    expected = np.load(cache, allow_pickle=False)
     cache.write_bytes(damage)
     report = store.build(audio_root=audio, clip_seconds=[1, 5], workers=2)
     assert report.computed == [sid] and report.failed.height == 0
-    np.testing.assert_array_equal(np.load(cache), expected)
+    np.testing.assert_array_equal(np.load(cache, allow_pickle=False), expected)
     assert report.clip_lengths[5]["status"] == "built"
     np.testing.assert_array_equal(store.tensors(clip_seconds=1).x, good.x)
 
