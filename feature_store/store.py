@@ -25,7 +25,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
+import io
 import json
 import os
 import time
@@ -169,7 +171,8 @@ class _ClipWriter:
             self.rows.setdefault(sha, []).append((row, start))
         self.written = np.zeros(n, dtype=bool)
         self.summaries = np.zeros((n, 2 * params.n_mels), dtype=np.float32)
-        self.file = h5py.File(path, "w")
+        # no chunk cache: each chunk is written once and never read back by the writer
+        self.file = h5py.File(path, "w", rdcc_nbytes=0)
         self.fd: int = self.file.id.get_vfd_handle()
         self.ds = self.file.create_dataset(
             "mel",
@@ -754,7 +757,7 @@ class FeatureStore(GenerationalStore):
     def _load_cached(self, sha256: str) -> np.ndarray:
         path = self.cache_file(sha256)
         try:
-            mel = np.load(path, allow_pickle=False)
+            mel = _load_npy(path, (self.params.n_mels, self.params.song_frames))
         except (OSError, ValueError, EOFError) as exc:
             raise StoreError(f"the cached mel {path} cannot be read ({exc})") from exc
         if mel.ndim != 2 or mel.shape[0] != self.params.n_mels or mel.dtype != np.float32:
@@ -1011,6 +1014,26 @@ def _read_rows(ds: Any, rows: np.ndarray) -> np.ndarray:
         ds.id.read(h5s.create_simple((run.size, *tail)), fspace, out[pos : pos + run.size])
         pos += run.size
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _load_npy(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """``np.load(path, allow_pickle=False)``, without parsing the header when it is the
+    float32 header of ``shape`` that the workers write (the cache's usual case)."""
+    header = _npy_header(shape)
+    with open(path, "rb") as fh:
+        if fh.read(len(header)) == header:
+            count = int(np.prod(shape))
+            mel = np.fromfile(fh, dtype="<f4", count=count)
+            if mel.size == count:
+                return mel.reshape(shape)
+    return np.load(path, allow_pickle=False)
 
 
 def _collect_song(job: tuple, res: dict, computed: list[str], failed: list[dict[str, str]]) -> None:

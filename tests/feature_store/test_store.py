@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import shutil
@@ -274,7 +275,7 @@ def test_streamed_rows_equal_a_write_from_the_cache(tiny_corpus, tmp_path):
         assert pl.read_parquet(gen / "summary.parquet").equals(again)
 
 
-@pytest.mark.parametrize("damage", [b"", b"not a numpy file"])
+@pytest.mark.parametrize("damage", [b"", b"not a numpy file", "truncated", "float64"])
 def test_an_unreadable_cache_entry_is_computed_again(tiny_corpus, tmp_path, damage):
     """Cache files are not flushed to disk (they are derived data): an entry that a power
     cut left empty or damaged is recomputed by the next build that needs it."""
@@ -286,6 +287,12 @@ def test_an_unreadable_cache_entry_is_computed_again(tiny_corpus, tmp_path, dama
     sha, sid = good.index.select("sha256", "song_id").row(0)
     cache = store.cache_file(sha)
     expected = np.load(cache, allow_pickle=False)
+    if damage == "truncated":  # the right header, half the data
+        damage = cache.read_bytes()[: 128 + expected.nbytes // 2]
+    elif damage == "float64":  # a well-formed file of the wrong kind
+        buf = io.BytesIO()
+        np.save(buf, expected.astype(np.float64))
+        damage = buf.getvalue()
     cache.write_bytes(damage)
     report = store.build(audio_root=audio, clip_seconds=[1, 5], workers=2)
     assert report.computed == [sid] and report.failed.height == 0
