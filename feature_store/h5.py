@@ -1,9 +1,9 @@
 """HDF5 access with the store's compression filter registered.
 
 The ``mel`` datasets are compressed with Blosc (LZ4, byte shuffle), from ``hdf5plugin``:
-on this project's 2-core VM it writes a 30 s float32 clip about 5x faster than h5py's
-built-in lzf at a slightly better ratio, and reads it faster than an uncompressed one
-(BENCHMARKS.md). A reader needs the filter registered, which importing ``hdf5plugin`` does;
+on this project's 2-core VM it writes float32 clips several times faster than h5py's
+built-in lzf for a store of about the same size, and reads them faster than uncompressed
+ones (BENCHMARKS.md). A reader needs the filter registered, which importing ``hdf5plugin`` does;
 open the files through :func:`h5py`, or ``import hdf5plugin`` before ``h5py.File`` in your
 own code. Command-line tools (``h5ls``, ``h5dump``) find it with
 ``HDF5_PLUGIN_PATH=$(python -c "import hdf5plugin; print(hdf5plugin.PLUGIN_PATH)")``.

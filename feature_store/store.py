@@ -859,7 +859,8 @@ class FeatureStore(GenerationalStore):
             "spectral_hash": self.params.spectral_hash(),
             "feature_code_version": FEATURE_CODE_VERSION,
         }
-        self._write_registry(report, first=first, every={}, catalog=catalog, failed=failed, lock_timeout=lock_timeout)
+        every = {"hdf5_compression": h5lib.COMPRESSION_NAME}
+        self._write_registry(report, first=first, every=every, catalog=catalog, failed=failed, lock_timeout=lock_timeout)
 
     # -- queries --------------------------------------------------------------------------
     def clips(

@@ -46,6 +46,7 @@ def test_build_writes_hdf5_parquet_and_registry(built):
     assert reg["clip_lengths"]["5"]["clips"] == 30
     assert reg["catalog"]["ok"] == 30
     assert {"created_at", "feature_code_version", "package_version", "audio_policy"} <= set(reg)
+    assert reg["hdf5_compression"] == "blosc:lz4:5:shuffle"
 
 
 def test_index_columns_and_rows(built):
