@@ -16,8 +16,15 @@ Layout under a store root::
 Each build of a clip length writes a new generation folder and then swaps ``current``, so
 a reader that resolves ``current`` once sees one consistent generation, never a mix of
 old and new rows, and a build killed at any moment leaves the previous store intact.
-Builds take a lock file per clip length, so two concurrent builds of the same partition
-queue up instead of corrupting each other.
+Builds take the cache lock and then a lock file per clip length, always in that order, so
+two concurrent builds of the same store queue up instead of corrupting each other.
+
+A build is one pass: worker processes (:mod:`feature_store.worker`) decode each missing
+song and put its full-length mel in the cache, while this process writes the rows of every
+clip length being rebuilt as each song's mel arrives (cached songs first), compressing
+them into temporary HDF5 files that a background thread keeps flushing. When the workers
+are done, each clip length is published as a new generation; if a song failed on the way,
+its clip lengths are written again from the cache without it.
 """
 
 from __future__ import annotations
