@@ -8,6 +8,11 @@ open the files through :func:`h5py`, or ``import hdf5plugin`` before ``h5py.File
 own code. Command-line tools (``h5ls``, ``h5dump``) find it with
 ``HDF5_PLUGIN_PATH=$(python -c "import hdf5plugin; print(hdf5plugin.PLUGIN_PATH)")``.
 Stores written with lzf by older versions stay readable: lzf ships with h5py.
+
+The chunks are compressed by :func:`chunk_codec` (numcodecs' Blosc, the same c-blosc 1.x
+format the HDF5 filter reads) in the build's worker processes, and written to the file
+as they are (``write_direct_chunk``), so the process that writes the file does not also do
+all the compression.
 """
 
 from __future__ import annotations
@@ -31,3 +36,13 @@ def compression() -> dict[str, Any]:
     import hdf5plugin
 
     return dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE))
+
+
+def chunk_codec() -> Any:
+    """The numcodecs Blosc codec of :data:`COMPRESSION_NAME`: its output is an HDF5 chunk.
+
+    The element size (shuffle's type size) is taken from each array encoded.
+    """
+    from numcodecs import Blosc
+
+    return Blosc(cname="lz4", clevel=5, shuffle=Blosc.SHUFFLE)

@@ -39,7 +39,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -52,7 +52,7 @@ from feature_store import h5 as h5lib
 from feature_store.audio import AUDIO_POLICY, decode
 from feature_store.catalog import resolve_in_root
 from feature_store.errors import AudioError, ParameterError, StoreError, StoreLockedError
-from feature_store.features import clip_starts, window_summaries
+from feature_store.features import clip_starts
 from feature_store.params import (
     CLIP_SECONDS,
     FEATURE_CODE_VERSION,
@@ -62,7 +62,7 @@ from feature_store.params import (
     validate_genre,
 )
 from feature_store.splits import EXCLUDED, SCHEMES, validate_scheme
-from feature_store.worker import CHANGED, compute_song, compute_songs, single_threaded_worker
+from feature_store.worker import CHANGED, compute_song, compute_songs, encode_clips, single_threaded_worker, warm_up
 
 CATALOG_FILE = "catalog.parquet"
 SPLITS_FILE = "splits.parquet"
@@ -196,31 +196,28 @@ class _ClipWriter:
         self.file.attrs["layout"] = "(clips, n_mels, frames)"
         self.file.attrs["compression"] = h5lib.COMPRESSION_NAME
         self.file.attrs["index_sha256"] = ids_digest(target["clip_id"].to_list())
-        # one clip per write through the low-level API: h5py's slicing machinery costs
-        # more than the write itself at this size
-        self._fspace = self.ds.id.get_space()
-        self._mspace = h5py.h5s.create_simple((1, params.n_mels, self.frames))
 
     def windows(self, sha256: str) -> list[tuple[int, int]]:
         """The ``(start, frames)`` windows this writer takes from the song's mel."""
         return [(start, self.frames) for _, start in self.rows.get(sha256, ())]
 
-    def add(self, sha256: str, mel: np.ndarray, summaries: dict[tuple[int, int], np.ndarray] | None = None) -> int:
-        """Write the clips of the song with this content hash; returns how many.
+    def add(self, sha256: str, mel: np.ndarray) -> int:
+        """Encode and write the clips of the song with this content hash; returns how many."""
+        windows = self.windows(sha256)
+        short = [w for w in windows if w[0] + w[1] > mel.shape[1]]
+        if short:
+            raise StoreError(f"the cached mel of {sha256[:12]} has {mel.shape[1]} frames, "
+                             f"too few for a clip at frame {short[0][0]}")
+        payload, chunks, summaries = encode_clips(mel, windows=windows, dtype=self.dtype.name)
+        return self.add_encoded(sha256, memoryview(payload), chunks, summaries)
 
-        ``summaries`` are the :func:`~feature_store.features.window_summaries` of the song's
-        windows, when the caller computed them for several writers at once.
-        """
+    def add_encoded(self, sha256: str, payload: memoryview, chunks: dict, summaries: dict) -> int:
+        """Write the song's clips from chunks that :func:`~feature_store.worker.encode_clips`
+        made (in a worker): each goes into the file as it is. Returns how many."""
         rows = self.rows.get(sha256, ())
-        if summaries is None:
-            summaries = window_summaries(mel, windows=[w for w in self.windows(sha256) if w[0] + w[1] <= mel.shape[1]])
         for row, start in rows:
-            clip = mel[:, start : start + self.frames]
-            if clip.shape[1] != self.frames:
-                raise StoreError(f"the cached mel of {sha256[:12]} has {mel.shape[1]} frames, "
-                                 f"too few for a clip at frame {start}")
-            self._fspace.select_hyperslab((row, 0, 0), (1, clip.shape[0], self.frames))
-            self.ds.id.write(self._mspace, self._fspace, np.ascontiguousarray(clip, dtype=self.dtype))
+            offset, length = chunks[(start, self.frames)]
+            self.ds.id.write_direct_chunk((row, 0, 0), payload[offset : offset + length])
             self.summaries[row] = summaries[(start, self.frames)]
             self.written[row] = True
         return len(rows)
@@ -589,7 +586,7 @@ class FeatureStore(GenerationalStore):
             # fails now; the rare build where one does rewrites from the cache instead.
             provisional = ok.filter(~pl.col("song_id").is_in([f["song_id"] for f in failed]))
 
-            def open_writers() -> None:  # called once the workers are busy
+            def open_writers() -> None:  # called once the workers are starting
                 for c in lengths:
                     target = self._target_index(c, provisional, splits)
                     if self._status_against(self._resolve_current(cdirs[c]), target) == "built":
@@ -602,14 +599,12 @@ class FeatureStore(GenerationalStore):
                 )
             failed_df = pl.DataFrame(failed, schema={"song_id": pl.String, "reason": pl.String})
             usable = ok.filter(~pl.col("song_id").is_in(failed_df["song_id"].implode()))
-            # clip lengths publish side by side: most of it is waiting for fsync
-            with ThreadPoolExecutor(len(lengths)) as publish:
-                futures = {
-                    c: publish.submit(self._write_clip_length, c, cdirs[c], usable, splits,
-                                      writer=writers.get(c), progress=progress)
-                    for c in lengths
-                }
-                report = {c: fut.result() for c, fut in futures.items()}
+            # one clip length after another: HDF5 calls must not run in two threads at once
+            # (the background flushes have left little for the fsyncs of publishing)
+            report = {
+                c: self._write_clip_length(c, cdirs[c], usable, splits, writer=writers.get(c), progress=progress)
+                for c in lengths
+            }
         self._update_registry(report, catalog=catalog, failed=failed_df, lock_timeout=lock_timeout)
         return BuildReport(
             computed=computed,
@@ -689,10 +684,12 @@ class FeatureStore(GenerationalStore):
         progress: bool,
     ) -> list[str]:
         """Compute the mels of ``todo`` into the cache in worker processes, and hand every
-        song's mel to ``writers`` in this process: the cached songs while the workers
+        song's clips to ``writers`` in this process: the cached songs while the workers
         compute, then each new one as it lands. ``open_writers()`` fills ``writers``; it runs
-        once the jobs are submitted, so that the workers start up meanwhile. Jobs go to the
-        workers a few songs at a time (less traffic between processes than one by one).
+        while the workers start up. The workers also compress the clips the writers want
+        (:func:`~feature_store.worker.encode_clips`) and leave the chunks in a file beside the
+        cache, which this process copies into the HDF5 files as they are; cached songs are
+        encoded here. Jobs go to the workers a few songs at a time.
 
         A cached mel that cannot be read (a power cut before it reached the disk) is
         computed again here. Songs that fail are appended to ``failed``; returns the song
@@ -703,11 +700,22 @@ class FeatureStore(GenerationalStore):
         params_dict = self.params.to_dict()
         n_workers = min(workers or os.cpu_count() or 1, len(todo))
 
-        def feed(sha: str, mel: np.ndarray) -> None:
-            windows = sorted({win for w in writers.values() for win in w.windows(sha)})
-            summaries = window_summaries(mel, windows=[w for w in windows if w[0] + w[1] <= mel.shape[1]])
+        def windows(sha: str) -> list[tuple[int, int]]:
+            return sorted({win for w in writers.values() for win in w.windows(sha)})
+
+        def with_chunks(job: tuple) -> tuple:
+            """The job, plus the windows the writers want and a file for their chunks."""
+            if not writers:
+                return job
+            return (*job, windows(job[2]), str(atomic.tmp_name(self.cache_dir / f"{job[2]}.chunks")))
+
+        def feed_mel(sha: str, mel: np.ndarray) -> None:
+            payload, chunks, summaries = encode_clips(mel, windows=windows(sha), dtype=self.params.dtype)
+            feed_chunks(sha, memoryview(payload), chunks, summaries)
+
+        def feed_chunks(sha: str, payload: memoryview, chunks: dict, summaries: dict) -> None:
             for w in writers.values():
-                w.add(sha, mel, summaries)
+                w.add_encoded(sha, payload, chunks, summaries)
 
         def feed_cached() -> None:
             for sha, members in cached if writers else ():
@@ -723,32 +731,44 @@ class FeatureStore(GenerationalStore):
                     if not res["ok"]:
                         continue
                     mel = self._load_cached(sha)
-                feed(sha, mel)
+                feed_mel(sha, mel)
 
         def done(job: tuple, res: dict) -> None:
             _collect_song(job, res, computed, failed)
-            if res["ok"] and writers:
-                feed(job[2], self._load_cached(job[2]))
+            chunk_file = Path(job[5]) if len(job) > 5 else None
+            try:
+                if res["ok"] and writers:
+                    if "chunks" in res:
+                        feed_chunks(job[2], memoryview(chunk_file.read_bytes()), res["chunks"], res["summaries"])
+                    else:
+                        feed_mel(job[2], self._load_cached(job[2]))
+            finally:
+                if chunk_file is not None:
+                    chunk_file.unlink(missing_ok=True)
             bar.update()
 
         try:
             if n_workers <= 1 or len(todo) <= 2:
                 open_writers()
                 feed_cached()
-                for job in todo:
-                    done(job, compute_song(*job, params_dict))
+                for job in map(with_chunks, todo):
+                    done(job, compute_song(*job[:4], params_dict, *job[4:]))
             else:
                 import multiprocessing as mp
 
-                # a few songs per task, but enough tasks that the workers finish together
-                size = max(1, min(MAX_SONGS_PER_TASK, len(todo) // (16 * n_workers)))
-                chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
                 with ProcessPoolExecutor(
                     n_workers, mp_context=mp.get_context("spawn"), initializer=single_threaded_worker
                 ) as pool:
+                    # start the workers, then decide what to write while they import
+                    for _ in range(n_workers):
+                        pool.submit(warm_up, params_dict)
+                    open_writers()
+                    jobs = [with_chunks(job) for job in todo]
+                    # a few songs per task, but enough tasks that the workers finish together
+                    size = max(1, min(MAX_SONGS_PER_TASK, len(jobs) // (16 * n_workers)))
+                    chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
                     futs = {pool.submit(compute_songs, chunk, params_dict): chunk for chunk in chunks}
                     try:
-                        open_writers()
                         feed_cached()
                         for fut in as_completed(futs):
                             for job, res in zip(futs[fut], fut.result(), strict=True):

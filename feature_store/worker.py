@@ -8,22 +8,80 @@ worker and per build.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from feature_store import atomic
 from feature_store.audio import decode
 from feature_store.errors import AudioError, ParameterError
-from feature_store.features import mel_spectrogram
+from feature_store.features import mel_spectrogram, window_summaries
 from feature_store.params import FeatureParams
 
 #: Reason recorded for a song whose file no longer has the content the catalog hashed.
 CHANGED = "file changed since it was cataloged; re-run ingest"
 
 
-def compute_song(song_ids: list[str], paths: list[str], sha256: str, cache_file: str, params_dict: dict) -> dict:
+#: ``(start frame, frames)`` of a clip taken from a song's full-length mel.
+Window = tuple[int, int]
+
+
+def encode_clips(mel: np.ndarray, *, windows: list[Window], dtype: str) -> tuple[bytes, dict, dict]:
+    """Compressed HDF5 chunks and band summaries of the clips ``windows`` of one mel.
+
+    Parameters
+    ----------
+    mel : np.ndarray [shape=(n_mels, frames), dtype=float32]
+    windows : list of (start, frames)
+        Each inside ``mel``.
+    dtype : {'float32', 'float16'}
+        Storage dtype of the chunks.
+
+    Returns
+    -------
+    payload : bytes
+        The chunks, one after another.
+    chunks : dict
+        ``window -> (offset, length)`` of its chunk in ``payload``: a chunk of the store's
+        ``mel`` dataset, ready for ``write_direct_chunk``.
+    summaries : dict
+        ``window -> np.ndarray [shape=(2 * n_mels,), dtype=float32]`` (band means, then
+        standard deviations), from the float32 values.
+    """
+    codec = _codec()
+    parts: list[bytes] = []
+    chunks: dict[Window, tuple[int, int]] = {}
+    offset = 0
+    for start, frames in windows:
+        if start < 0 or start + frames > mel.shape[1]:
+            raise ParameterError(f"a clip of {frames} frames at {start} exceeds the mel's {mel.shape[1]} frames")
+        clip = np.ascontiguousarray(mel[:, start : start + frames], dtype=dtype)
+        data = bytes(codec.encode(clip))
+        chunks[(start, frames)] = (offset, len(data))
+        parts.append(data)
+        offset += len(data)
+    return b"".join(parts), chunks, window_summaries(mel, windows=list(windows))
+
+
+@functools.lru_cache(maxsize=1)
+def _codec() -> Any:
+    from feature_store.h5 import chunk_codec
+
+    return chunk_codec()
+
+
+def compute_song(
+    song_ids: list[str],
+    paths: list[str],
+    sha256: str,
+    cache_file: str,
+    params_dict: dict,
+    windows: list[Window] | None = None,
+    chunk_file: str | None = None,
+) -> dict:
     """Decode the audio with content hash ``sha256`` and cache its mel; never raises.
 
     ``paths`` are the files of ``song_ids`` that the catalog found with this content (one,
@@ -35,10 +93,15 @@ def compute_song(song_ids: list[str], paths: list[str], sha256: str, cache_file:
     (``durable=False``): the store checks every cached mel it loads and recomputes one that
     a power cut left empty.
 
+    With ``windows`` and ``chunk_file``, the clips the store is writing are also encoded
+    here (:func:`encode_clips`) and their chunks written to ``chunk_file``, for the parent
+    to copy into its HDF5 files: the compression is spread over the workers.
+
     Returns
     -------
     dict
-        ``ok`` (bool), ``changed`` (song ids) and, when not ok, ``reason``.
+        ``ok`` (bool), ``changed`` (song ids); with ``windows``, ``chunks`` and
+        ``summaries`` (see :func:`encode_clips`); when not ok, ``reason``.
     """
     params = FeatureParams.from_dict(params_dict)
     changed: list[str] = []
@@ -59,14 +122,31 @@ def compute_song(song_ids: list[str], paths: list[str], sha256: str, cache_file:
         with atomic.atomic_path(cache_file, durable=False) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, mel, allow_pickle=False)
-        return {"ok": True, "changed": changed}
+        out = {"ok": True, "changed": changed}
+        if windows is not None and chunk_file is not None:
+            payload, chunks, summaries = encode_clips(mel, windows=windows, dtype=params.dtype)
+            with open(chunk_file, "wb") as fh:
+                fh.write(payload)
+            out.update(chunks=chunks, summaries=summaries)
+        return out
     except (AudioError, OSError, ParameterError) as exc:
         return {"ok": False, "changed": changed, "reason": str(exc)}
 
 
-def compute_songs(jobs: list[tuple[list[str], list[str], str, str]], params_dict: dict) -> list[dict]:
-    """:func:`compute_song` for each ``(song_ids, paths, sha256, cache_file)`` job, in order."""
-    return [compute_song(*job, params_dict) for job in jobs]
+def compute_songs(jobs: list[tuple], params_dict: dict) -> list[dict]:
+    """:func:`compute_song` for each job, in order.
+
+    A job is ``(song_ids, paths, sha256, cache_file)``, optionally followed by
+    ``(windows, chunk_file)``.
+    """
+    return [compute_song(*job[:4], params_dict, *job[4:]) for job in jobs]
+
+
+def warm_up(params_dict: dict) -> None:
+    """Import what the work needs and build the filterbank, while the parent prepares."""
+    params = FeatureParams.from_dict(params_dict)
+    mel_spectrogram(np.zeros(params.n_fft, dtype=np.float32), params=params)
+    _codec()
 
 
 def single_threaded_worker() -> None:

@@ -163,7 +163,7 @@ def test_new_params_make_a_new_store_and_leave_the_old_one(built, tiny_corpus):
     assert store.describe()["params"]["dtype"] == "float32"
 
 
-@pytest.mark.parametrize("where", ["add", "finish"])
+@pytest.mark.parametrize("where", ["add_encoded", "finish"])
 def test_crash_mid_write_leaves_the_previous_store_intact(tiny_corpus, tmp_path, monkeypatch, where):
     """Killed after a few rows were streamed into the new HDF5 file, or while moving it in."""
     from feature_store.store import _ClipWriter
@@ -181,7 +181,7 @@ def test_crash_mid_write_leaves_the_previous_store_intact(tiny_corpus, tmp_path,
 
     def dying(self, *args):
         calls.append(1)
-        if len(calls) == (5 if where == "add" else 1):
+        if len(calls) == (5 if where == "add_encoded" else 1):
             raise KeyboardInterrupt("killed mid-write")
         return original(self, *args)
 
