@@ -10,9 +10,9 @@ own code. Command-line tools (``h5ls``, ``h5dump``) find it with
 Stores written with lzf by older versions stay readable: lzf ships with h5py.
 
 The chunks are compressed by :func:`chunk_codec` (numcodecs' Blosc, the same c-blosc 1.x
-format the HDF5 filter reads) in the build's worker processes, and written to the file
-as they are (``write_direct_chunk``), so the process that writes the file does not also do
-all the compression.
+format the HDF5 filter reads, byte for byte) and written to the file as they are
+(``write_direct_chunk``): by the build's worker processes when there are many of them, so
+that the one process writing the files does not also do all the compression.
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ two concurrent builds of the same store queue up instead of corrupting each othe
 
 A build is one pass: worker processes (:mod:`feature_store.worker`) decode each missing
 song and put its full-length mel in the cache, while this process writes the rows of every
-clip length being rebuilt as each song's mel arrives (cached songs first), compressing
-them into temporary HDF5 files that a background thread keeps flushing. When the workers
+clip length being rebuilt as each song's mel arrives (cached songs first), as compressed
+chunks, into temporary HDF5 files that a background thread keeps flushing. When the workers
 are done, each clip length is published as a new generation; if a song failed on the way,
 its clip lengths are written again from the cache without it.
 """
@@ -69,6 +69,10 @@ SPLITS_FILE = "splits.parquet"
 REGISTRY_FILE = "registry.json"
 #: Seconds between background flushes of the HDF5 files a build is writing.
 FLUSH_SECONDS = 1.0
+#: From this many worker processes on, the workers compress the clips they compute (the
+#: main process copies the chunks in); with fewer, the main process has the CPU to spare
+#: and compressing there saves the round trip of the chunks through a file.
+WORKERS_TO_ENCODE = 4
 #: Songs a worker computes per task when a build has many.
 MAX_SONGS_PER_TASK = 4
 #: Generations kept besides ``current``, for readers that resolved the previous one.
@@ -686,10 +690,12 @@ class FeatureStore(GenerationalStore):
         """Compute the mels of ``todo`` into the cache in worker processes, and hand every
         song's clips to ``writers`` in this process: the cached songs while the workers
         compute, then each new one as it lands. ``open_writers()`` fills ``writers``; it runs
-        while the workers start up. The workers also compress the clips the writers want
-        (:func:`~feature_store.worker.encode_clips`) and leave the chunks in a file beside the
-        cache, which this process copies into the HDF5 files as they are; cached songs are
-        encoded here. Jobs go to the workers a few songs at a time.
+        while the workers start up. With :data:`WORKERS_TO_ENCODE` workers or more, the
+        workers also compress the clips the writers want
+        (:func:`~feature_store.worker.encode_clips`) and leave the chunks in a file beside
+        the cache, which this process copies into the HDF5 files as they are; otherwise (and
+        for cached songs) this process encodes them. Jobs go to the workers a few songs at a
+        time.
 
         A cached mel that cannot be read (a power cut before it reached the disk) is
         computed again here. Songs that fail are appended to ``failed``; returns the song
@@ -705,7 +711,7 @@ class FeatureStore(GenerationalStore):
 
         def with_chunks(job: tuple) -> tuple:
             """The job, plus the windows the writers want and a file for their chunks."""
-            if not writers:
+            if not writers or n_workers < WORKERS_TO_ENCODE:
                 return job
             return (*job, windows(job[2]), str(atomic.tmp_name(self.cache_dir / f"{job[2]}.chunks")))
 

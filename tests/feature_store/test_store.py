@@ -233,10 +233,16 @@ def _two_genre_copy(tiny_corpus, dst):
     return dst
 
 
+@pytest.mark.parametrize("encoder", ["main", "workers"])
 @pytest.mark.parametrize("workers", [1, 2])
-def test_a_song_changed_after_ingest_fails_alone_and_the_rest_is_published(tiny_corpus, tmp_path, workers):
+def test_a_song_changed_after_ingest_fails_alone_and_the_rest_is_published(
+    tiny_corpus, tmp_path, monkeypatch, workers, encoder
+):
     """Rows are streamed in a layout that assumed every song works; when one fails at the
     feature stage the clip lengths are rewritten from the cache without it."""
+    import feature_store.store as st
+
+    monkeypatch.setattr(st, "WORKERS_TO_ENCODE", 1 if encoder == "workers" else 99)
     audio = _two_genre_copy(tiny_corpus, tmp_path / "audio")
     rock = audio / "genres_original" / "rock"
     shutil.copy(rock / "rock.00000.wav", rock / "rock.00009.wav")  # a repeated song
@@ -259,12 +265,19 @@ def test_a_song_changed_after_ingest_fails_alone_and_the_rest_is_published(tiny_
     assert store.describe()["catalog"]["feature_failures"] == report.failed.to_dicts()
 
 
-def test_streamed_rows_equal_a_write_from_the_cache(tiny_corpus, tmp_path):
-    """The one-pass build (rows in arrival order, every clip length at once) writes the same
-    file content as writing each clip length from the cache in index order."""
+@pytest.mark.parametrize("encoder", ["main", "workers"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_streamed_rows_equal_a_write_from_the_cache(tiny_corpus, tmp_path, monkeypatch, encoder, workers):
+    """The one-pass build (rows in arrival order, every clip length at once, compressed in
+    the main process or in the workers) writes the same file content as writing each clip
+    length from the cache in index order."""
+    import feature_store.store as st
+
+    monkeypatch.setattr(st, "WORKERS_TO_ENCODE", 1 if encoder == "workers" else 99)
     ingest(tiny_corpus, tmp_path)
     store = FeatureStore(tmp_path, params=FeatureParams(mode="segments", dtype="float16"))
-    store.build(audio_root=tiny_corpus, clip_seconds=[1, 5], workers=2)
+    store.build(audio_root=tiny_corpus, clip_seconds=[1, 5], workers=workers)
+    assert not list(store.cache_dir.glob(".tmp-*")), "chunk files left behind"
     for c in (1, 5):
         gen = store.generation(c)
         index = pl.read_parquet(gen / "index.parquet")
