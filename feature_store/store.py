@@ -129,7 +129,7 @@ class BuildReport:
 
 
 # ---------------------------------------------------------------------------------------
-# worker: one song -> full-length mel in the cache
+# writing a build: HDF5 writers fed as songs arrive, and their background flusher
 # ---------------------------------------------------------------------------------------
 class _Flusher:
     """While a build streams rows, flush the writers' files to disk in a background thread.
