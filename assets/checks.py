@@ -22,6 +22,7 @@ UI, they check every partition that exists.
 
 import json
 import math
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -210,21 +211,26 @@ def _lengths_to_check(context: dg.AssetCheckExecutionContext, store) -> list[int
 def features_sane(context: dg.AssetCheckExecutionContext, features: FeatureStoreResource) -> dg.AssetCheckResult:
     lengths = _lengths_to_check(context, features.store())
     reports = [inspect_clip_length(features, c) for c in lengths]
+    return _sanity_result(
+        lengths,
+        reports,
+        columns={"clips": pl.Int64, "shape": pl.String, "expected_shape": pl.String, "non_finite": pl.Int64},
+        metadata={"params_hash": features.params().hash()},
+    )
+
+
+def _sanity_result(
+    lengths: list[int], reports: list[dict], *, columns: dict[str, Any], metadata: dict[str, Any]
+) -> dg.AssetCheckResult:
+    """One check over clip lengths: a row per length (``columns`` of its report, then its
+    problems), failing with an error when any report has a problem."""
     problems = [f"{r['clip_seconds']} s: {p}" for r in reports for p in r["problems"]]
     rows = pl.DataFrame(
         [
-            {
-                "clip_seconds": r["clip_seconds"],
-                "clips": r.get("clips"),
-                "shape": r.get("shape"),
-                "expected_shape": r.get("expected_shape"),
-                "non_finite": r.get("non_finite"),
-                "problems": "; ".join(r["problems"]) or None,
-            }
+            {"clip_seconds": r["clip_seconds"], **{k: r.get(k) for k in columns}, "problems": "; ".join(r["problems"]) or None}
             for r in reports
         ],
-        schema={"clip_seconds": pl.Int64, "clips": pl.Int64, "shape": pl.String, "expected_shape": pl.String,
-                "non_finite": pl.Int64, "problems": pl.String},
+        schema={"clip_seconds": pl.Int64, **columns, "problems": pl.String},
     )
     return dg.AssetCheckResult(
         passed=not problems,
@@ -232,7 +238,7 @@ def features_sane(context: dg.AssetCheckExecutionContext, features: FeatureStore
         description="; ".join(problems) or f"sane: {', '.join(f'{c} s' for c in lengths)}",
         metadata={
             "clip_seconds": dg.MetadataValue.json(lengths),
-            "params_hash": features.params().hash(),
+            **metadata,
             "clip_lengths": table(rows),
             "problems": dg.MetadataValue.json(problems),
         },
@@ -312,33 +318,15 @@ def inspect_embeddings(features: FeatureStoreResource, clip_seconds: int) -> dic
 def embeddings_sane(context: dg.AssetCheckExecutionContext, features: FeatureStoreResource) -> dg.AssetCheckResult:
     lengths = _lengths_to_check(context, features.embedding_store())
     reports = [inspect_embeddings(features, c) for c in lengths]
-    problems = [f"{r['clip_seconds']} s: {p}" for r in reports for p in r["problems"]]
-    rows = pl.DataFrame(
-        [
-            {
-                "clip_seconds": r["clip_seconds"],
-                "clips": r.get("clips"),
-                "shapes": json.dumps(r["shapes"]) if "shapes" in r else None,
-                "non_finite": r.get("non_finite"),
-                "problems": "; ".join(r["problems"]) or None,
-            }
-            for r in reports
-        ],
-        schema={"clip_seconds": pl.Int64, "clips": pl.Int64, "shapes": pl.String, "non_finite": pl.Int64,
-                "problems": pl.String},
-    )
+    for r in reports:
+        if "shapes" in r:
+            r["shapes"] = json.dumps(r["shapes"])
     installed = next((r["weights_sha256"] for r in reports if "weights_sha256" in r), None)
-    return dg.AssetCheckResult(
-        passed=not problems,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description="; ".join(problems) or f"sane: {', '.join(f'{c} s' for c in lengths)}",
-        metadata={
-            "clip_seconds": dg.MetadataValue.json(lengths),
-            "embedding_model": features.embedding_model,
-            "weights_sha256": installed or "",
-            "clip_lengths": table(rows),
-            "problems": dg.MetadataValue.json(problems),
-        },
+    return _sanity_result(
+        lengths,
+        reports,
+        columns={"clips": pl.Int64, "shapes": pl.String, "non_finite": pl.Int64},
+        metadata={"embedding_model": features.embedding_model, "weights_sha256": installed or ""},
     )
 
 

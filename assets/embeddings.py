@@ -18,7 +18,7 @@ import dagster as dg
 import polars as pl
 
 from assets.ingest import song_splits
-from assets.metadata import size_bytes, table
+from assets.metadata import clip_store_metadata, size_bytes, spread, table
 from assets.partitions import clip_partitions
 from assets.policies import EAGER, ON_WEEKLY_CRON, RETRY_POLICY, TRAINING_POOL, permanent
 from assets.resources import AudioSource, FeatureStoreResource, ModelStoreResource
@@ -63,34 +63,15 @@ def musicnn_embeddings(
         f"{clip_seconds} s {store.model}: {info['status']}, {info['clips']} clips of {info['songs']} songs; "
         f"{len(report.computed)} songs embedded, {report.cached} cached"
     )
-    params = store.params
     ms = info.get("embed_ms_per_clip")
-    metadata = {
-        "status": info["status"],
-        "clips": info["clips"],
-        "songs": info["songs"],
+    metadata = clip_store_metadata(report, clip_seconds, store)
+    metadata.update({
         "patches_per_clip": info["patches_per_clip"],
         "layers": dg.MetadataValue.json({name: [info["clips"], width] for name, width in LAYERS.items()}),
-        "songs_computed": len(report.computed),
-        "songs_cached": report.cached,
-        "feature_failures": report.failed.height,
-        "failed_songs": table(report.failed),
-        "too_short_for_this_length": len(info["skipped_short"]),
         "embedding_model": store.model,
         "weights_sha256": report.weights_sha256,
         "embedding_hash": store.hash(),
-        "params": dg.MetadataValue.json(params.to_dict()),
-        "params_hash": params.hash(),
-        "mode": params.mode,
-        "generation": info["generation"],
-        "hdf5_path": dg.MetadataValue.path(info["path"]),
-        "hdf5_bytes": size_bytes(info["path"]),
-        "index_path": dg.MetadataValue.path(info["index_path"]),
-        "bytes": info["bytes"],
-        "registry_path": dg.MetadataValue.path(str(store.registry_path)),
-        "build_seconds": round(report.seconds, 2),
-        "dagster/row_count": info["clips"],
-    }
+    })
     if ms is not None:
         metadata["embed_ms_per_clip"] = float(ms)
     return dg.MaterializeResult(metadata=metadata)
@@ -115,10 +96,6 @@ class ProbeTrainingConfig(dg.Config):
     classifiers: list[str] = ["logreg"]
     seeds: list[int] = [0]
     scheme: str = "seed"
-
-
-def _spread(values: list[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 @dg.asset(
@@ -185,7 +162,7 @@ def probe_models(
         song = [float(r["metrics"]["song_accuracy"]) for r in rs]
         summary[name] = {
             "song_accuracy": statistics.fmean(song),
-            "song_accuracy_std": _spread(song),
+            "song_accuracy_std": spread(song),
             "clip_accuracy": statistics.fmean(float(r["metrics"]["clip_accuracy"]) for r in rs),
             "song_macro_f1": statistics.fmean(float(r["metrics"]["song_macro_f1"]) for r in rs),
             "seeds": len(rs),

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.ingest import song_splits
-from assets.metadata import size_bytes, table
+from assets.metadata import clip_store_metadata
 from assets.partitions import clip_partitions
 from assets.policies import EAGER, RETRY_POLICY, permanent
 from assets.resources import AudioSource, FeatureStoreResource
@@ -40,28 +40,6 @@ def mel_features(
         f"{len(report.computed)} songs computed, {report.cached} cached"
     )
     params = store.params
-    return dg.MaterializeResult(
-        metadata={
-            "status": info["status"],
-            "clips": info["clips"],
-            "songs": info["songs"],
-            "shape": f"({info['clips']}, {params.n_mels}, {info['frames']})",
-            "frames": info["frames"],
-            "songs_computed": len(report.computed),
-            "songs_cached": report.cached,
-            "feature_failures": report.failed.height,
-            "failed_songs": table(report.failed),
-            "too_short_for_this_length": len(info["skipped_short"]),
-            "params": dg.MetadataValue.json(params.to_dict()),
-            "params_hash": params.hash(),
-            "mode": params.mode,
-            "generation": info["generation"],
-            "hdf5_path": dg.MetadataValue.path(info["path"]),
-            "hdf5_bytes": size_bytes(info["path"]),
-            "index_path": dg.MetadataValue.path(info["index_path"]),
-            "bytes": info["bytes"],
-            "registry_path": dg.MetadataValue.path(str(store.registry_path)),
-            "build_seconds": round(report.seconds, 2),
-            "dagster/row_count": info["clips"],
-        }
-    )
+    metadata = clip_store_metadata(report, clip_seconds, store)
+    metadata.update(shape=f"({info['clips']}, {params.n_mels}, {info['frames']})", frames=info["frames"])
+    return dg.MaterializeResult(metadata=metadata)

@@ -64,3 +64,41 @@ def png_markdown(path: str | os.PathLike[str], *, title: str | None = None) -> s
     if len(data) > MAX_INLINE_PNG_BYTES:
         return f"**{title}**: `{p}` ({len(data) / 1e3:.0f} kB, too large to inline)"
     return f"**{title}**\n\n![{title}](data:image/png;base64,{base64.b64encode(data).decode()})"
+
+
+def clip_store_metadata(report: Any, clip_seconds: int, store: Any) -> dict[str, Any]:
+    """Metadata of one clip length of a store that a build wrote (mel or embeddings).
+
+    ``report`` is the build's report (``clip_lengths``, ``computed``, ``cached``, ``failed``,
+    ``seconds``); ``store`` has ``params`` and ``registry_path``. Each asset adds its own keys.
+    """
+    info = report.clip_lengths[clip_seconds]
+    params = store.params
+    return {
+        "status": info["status"],
+        "clips": info["clips"],
+        "songs": info["songs"],
+        "songs_computed": len(report.computed),
+        "songs_cached": report.cached,
+        "feature_failures": report.failed.height,
+        "failed_songs": table(report.failed),
+        "too_short_for_this_length": len(info["skipped_short"]),
+        "params": dg.MetadataValue.json(params.to_dict()),
+        "params_hash": params.hash(),
+        "mode": params.mode,
+        "generation": info["generation"],
+        "hdf5_path": dg.MetadataValue.path(info["path"]),
+        "hdf5_bytes": size_bytes(info["path"]),
+        "index_path": dg.MetadataValue.path(info["index_path"]),
+        "bytes": info["bytes"],
+        "registry_path": dg.MetadataValue.path(str(store.registry_path)),
+        "build_seconds": round(report.seconds, 2),
+        "dagster/row_count": info["clips"],
+    }
+
+
+def spread(values: list[float]) -> float:
+    """Sample standard deviation of a metric over seeds (0 for a single seed)."""
+    import statistics
+
+    return statistics.stdev(values) if len(values) > 1 else 0.0

@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from assets.features import mel_features
-from assets.metadata import size_bytes, table
+from assets.metadata import size_bytes, spread, table
 from assets.partitions import model_partitions
 from assets.policies import ON_WEEKLY_CRON, RETRY_POLICY, TRAINING_POOL, permanent
 from assets.resources import FeatureStoreResource, ModelStoreResource
@@ -31,10 +31,6 @@ class TrainingConfig(dg.Config):
     seeds: list[int] = [0]
     scheme: str = "seed"
     batch_size: int = 32
-
-
-def _spread(values: list[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 @dg.asset(
@@ -106,7 +102,7 @@ def genre_models(
         "scheme": config.scheme,
         "seeds": dg.MetadataValue.json(list(config.seeds)),
         "song_accuracy": statistics.fmean(song),
-        "song_accuracy_std": _spread(song),
+        "song_accuracy_std": spread(song),
         "clip_accuracy": statistics.fmean(values("metrics", "clip_accuracy")),
         "study_metric_accuracy": statistics.fmean(values("metrics", "study_metric_accuracy")),
         "song_macro_f1": statistics.fmean(values("metrics", "song_macro_f1")),

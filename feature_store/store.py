@@ -49,9 +49,9 @@ from filelock import FileLock, Timeout
 
 from feature_store import atomic
 from feature_store import h5 as h5lib
-from feature_store.audio import AUDIO_POLICY, decode
+from feature_store.audio import AUDIO_POLICY
 from feature_store.catalog import resolve_in_root
-from feature_store.errors import AudioError, ParameterError, StoreError, StoreLockedError
+from feature_store.errors import ParameterError, StoreError, StoreLockedError
 from feature_store.features import clip_starts
 from feature_store.params import (
     CLIP_SECONDS,
@@ -62,7 +62,15 @@ from feature_store.params import (
     validate_genre,
 )
 from feature_store.splits import EXCLUDED, SCHEMES, validate_scheme
-from feature_store.worker import CHANGED, compute_song, compute_songs, encode_clips, single_threaded_worker, warm_up
+from feature_store.worker import (
+    CHANGED,
+    Job,
+    compute_song,
+    compute_songs,
+    encode_clips,
+    single_threaded_worker,
+    warm_up,
+)
 
 CATALOG_FILE = "catalog.parquet"
 SPLITS_FILE = "splits.parquet"
@@ -207,12 +215,7 @@ class _ClipWriter:
 
     def add(self, sha256: str, mel: np.ndarray) -> int:
         """Encode and write the clips of the song with this content hash; returns how many."""
-        windows = self.windows(sha256)
-        short = [w for w in windows if w[0] + w[1] > mel.shape[1]]
-        if short:
-            raise StoreError(f"the cached mel of {sha256[:12]} has {mel.shape[1]} frames, "
-                             f"too few for a clip at frame {short[0][0]}")
-        payload, chunks, summaries = encode_clips(mel, windows=windows, dtype=self.dtype.name)
+        payload, chunks, summaries = encode_clips(mel, windows=self.windows(sha256), dtype=self.dtype.name)
         return self.add_encoded(sha256, memoryview(payload), chunks, summaries)
 
     def add_encoded(self, sha256: str, payload: memoryview, chunks: dict, summaries: dict) -> int:
@@ -338,12 +341,7 @@ class GenerationalStore:
         catalog counts and per-clip-length entries are refreshed, and a clip length left
         ``unchanged`` keeps its creation time.
         """
-        try:
-            lock = self._lock("registry", lock_timeout)
-            lock.acquire()
-        except Timeout as exc:
-            raise StoreLockedError(f"another build is writing {self.registry_path}") from exc
-        try:
+        with self._held("registry", lock_timeout, f"another build is writing {self.registry_path}"):
             reg = self._read_registry() or {**first, "created_at": _now(), "clip_lengths": {}}
             reg.update(every)
             reg["audio_policy"] = AUDIO_POLICY
@@ -362,6 +360,17 @@ class GenerationalStore:
                 entry["created_at"] = prev.get("created_at", _now()) if unchanged else _now()
                 reg["clip_lengths"][str(c)] = entry
             atomic.write_json_atomic(self.registry_path, reg)
+
+    @contextlib.contextmanager
+    def _held(self, name: str, timeout: float, busy: str) -> Any:
+        """Hold the lock file ``name``; :class:`StoreLockedError` with ``busy`` after ``timeout``."""
+        lock = self._lock(name, timeout)
+        try:
+            lock.acquire()
+        except Timeout as exc:
+            raise StoreLockedError(busy) from exc
+        try:
+            yield lock
         finally:
             lock.release()
 
@@ -370,18 +379,20 @@ class GenerationalStore:
         """Hold the build lock of one clip length; :class:`StoreLockedError` after ``timeout``."""
         cdir = self.clip_dir(clip_seconds)
         cdir.mkdir(parents=True, exist_ok=True)
-        lock = self._lock(clip_dirname(clip_seconds), timeout)
-        try:
-            lock.acquire()
-        except Timeout as exc:
-            raise StoreLockedError(
-                f"another build is writing {cdir}; it holds {lock.lock_file}. Try again when it ends"
-            ) from exc
-        try:
+        name = clip_dirname(clip_seconds)
+        busy = (f"another build is writing {cdir}; it holds {self.store_dir / '.locks' / (name + '.lock')}. "
+                "Try again when it ends")
+        with self._held(name, timeout, busy):
             atomic.remove_stale_temps(cdir)
             yield cdir
-        finally:
-            lock.release()
+
+    @contextlib.contextmanager
+    def _cache_lock(self, cache_dir: Path, timeout: float) -> Any:
+        """Hold the lock of a per-song cache; stale temporaries of killed writers are removed."""
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with self._held("cache", timeout, f"another build is filling {cache_dir}; try again later"):
+            atomic.remove_stale_temps(cache_dir)
+            yield
 
     @staticmethod
     def _status_against(current: Path | None, target: pl.DataFrame) -> str:
@@ -581,7 +592,7 @@ class FeatureStore(GenerationalStore):
         with contextlib.ExitStack() as stack:
             # the cache lock, then the clip-length locks in increasing order: every build
             # takes them in this order, so two builds never wait on each other in a cycle
-            stack.enter_context(self._cache_lock(lock_timeout))
+            stack.enter_context(self._cache_lock(self.cache_dir, lock_timeout))
             cdirs = {c: stack.enter_context(self._clip_lock(c, lock_timeout)) for c in lengths}
             stack.callback(lambda: [w.abort() for w in writers.values()])
             todo, cached, failed = self._plan_cache(ok, genre_root)
@@ -624,34 +635,19 @@ class FeatureStore(GenerationalStore):
             raise ParameterError(f"not a sha256 hex digest: {sha256!r}")
         return self.cache_dir / f"{sha256}.npy"
 
-    @contextlib.contextmanager
-    def _cache_lock(self, lock_timeout: float) -> Any:
-        """Hold the lock of the mel cache; stale temporaries of killed writers are removed."""
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            lock = self._lock("cache", lock_timeout)
-            lock.acquire()
-        except Timeout as exc:
-            raise StoreLockedError(f"another build is filling {self.cache_dir}; try again later") from exc
-        try:
-            atomic.remove_stale_temps(self.cache_dir)
-            yield
-        finally:
-            lock.release()
-
     def _plan_cache(
         self, ok: pl.DataFrame, genre_root: Path
-    ) -> tuple[list[tuple[list[str], list[str], str, str]], list[tuple[str, list[tuple[str, str]]]], list[dict[str, str]]]:
+    ) -> tuple[list[Job], list[tuple[str, list[tuple[str, str]]]], list[dict[str, str]]]:
         """Plan the cache fill, one entry per content hash.
 
-        Returns the jobs for what the cache lacks, ``(song ids, paths, sha256, cache file)``;
+        Returns the jobs for what the cache lacks;
         the content hashes already cached, with their ``(song id, relative path)``; and the
         songs that fail before any work (a path outside the audio root).
         """
         groups: dict[str, list[tuple[str, str]]] = {}
         for sid, rel, sha in ok.select("song_id", "path", "sha256").iter_rows():
             groups.setdefault(sha, []).append((sid, rel))
-        todo: list[tuple[list[str], list[str], str, str]] = []
+        todo: list[Job] = []
         cached: list[tuple[str, list[tuple[str, str]]]] = []
         failed: list[dict[str, str]] = []
         for sha, members in groups.items():
@@ -663,7 +659,7 @@ class FeatureStore(GenerationalStore):
 
     def _job(
         self, sha: str, members: list[tuple[str, str]], genre_root: Path, failed: list[dict[str, str]]
-    ) -> tuple[list[str], list[str], str, str] | None:
+    ) -> Job | None:
         sids: list[str] = []
         paths: list[str] = []
         for sid, rel in members:
@@ -673,11 +669,11 @@ class FeatureStore(GenerationalStore):
                 failed.append({"song_id": sid, "reason": str(exc)})
                 continue
             sids.append(sid)
-        return (sids, paths, sha, str(self.cache_file(sha))) if sids else None
+        return Job(sids, paths, sha, str(self.cache_file(sha))) if sids else None
 
     def _fill_cache(
         self,
-        todo: list[tuple[list[str], list[str], str, str]],
+        todo: list[Job],
         cached: list[tuple[str, list[tuple[str, str]]]],
         failed: list[dict[str, str]],
         *,
@@ -709,11 +705,12 @@ class FeatureStore(GenerationalStore):
         def windows(sha: str) -> list[tuple[int, int]]:
             return sorted({win for w in writers.values() for win in w.windows(sha)})
 
-        def with_chunks(job: tuple) -> tuple:
+        def with_chunks(job: Job) -> Job:
             """The job, plus the windows the writers want and a file for their chunks."""
             if not writers or n_workers < WORKERS_TO_ENCODE:
                 return job
-            return (*job, windows(job[2]), str(atomic.tmp_name(self.cache_dir / f"{job[2]}.chunks")))
+            chunk_file = str(atomic.tmp_name(self.cache_dir / f"{job.sha256}.chunks"))
+            return job._replace(windows=windows(job.sha256), chunk_file=chunk_file)
 
         def feed_mel(sha: str, mel: np.ndarray) -> None:
             payload, chunks, summaries = encode_clips(mel, windows=windows(sha), dtype=self.params.dtype)
@@ -732,22 +729,22 @@ class FeatureStore(GenerationalStore):
                     job = self._job(sha, members, genre_root, failed)
                     if job is None:
                         continue
-                    res = compute_song(*job, params_dict)
+                    res = compute_song(job, params_dict)
                     _collect_song(job, res, computed, failed)
                     if not res["ok"]:
                         continue
                     mel = self._load_cached(sha)
                 feed_mel(sha, mel)
 
-        def done(job: tuple, res: dict) -> None:
+        def done(job: Job, res: dict) -> None:
             _collect_song(job, res, computed, failed)
-            chunk_file = Path(job[5]) if len(job) > 5 else None
+            chunk_file = Path(job.chunk_file) if job.chunk_file else None
             try:
                 if res["ok"] and writers:
                     if "chunks" in res:
-                        feed_chunks(job[2], memoryview(chunk_file.read_bytes()), res["chunks"], res["summaries"])
+                        feed_chunks(job.sha256, memoryview(chunk_file.read_bytes()), res["chunks"], res["summaries"])
                     else:
-                        feed_mel(job[2], self._load_cached(job[2]))
+                        feed_mel(job.sha256, self._load_cached(job.sha256))
             finally:
                 if chunk_file is not None:
                     chunk_file.unlink(missing_ok=True)
@@ -758,7 +755,7 @@ class FeatureStore(GenerationalStore):
                 open_writers()
                 feed_cached()
                 for job in map(with_chunks, todo):
-                    done(job, compute_song(*job[:4], params_dict, *job[4:]))
+                    done(job, compute_song(job, params_dict))
             else:
                 import multiprocessing as mp
 
@@ -793,9 +790,9 @@ class FeatureStore(GenerationalStore):
             mel = _load_npy(path, (self.params.n_mels, self.params.song_frames))
         except (OSError, ValueError, EOFError) as exc:
             raise StoreError(f"the cached mel {path} cannot be read ({exc})") from exc
-        if mel.ndim != 2 or mel.shape[0] != self.params.n_mels or mel.dtype != np.float32:
-            raise StoreError(f"the cached mel {path} has shape {mel.shape} and dtype {mel.dtype}, "
-                             f"not ({self.params.n_mels}, frames) float32")
+        want = (self.params.n_mels, self.params.song_frames)
+        if mel.shape != want or mel.dtype != np.float32:
+            raise StoreError(f"the cached mel {path} has shape {mel.shape} and dtype {mel.dtype}, not {want} float32")
         return mel
 
     def _target_index(self, clip_seconds: int, songs: pl.DataFrame, splits: pl.DataFrame) -> pl.DataFrame:
@@ -1070,12 +1067,12 @@ def _load_npy(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     return np.load(path, allow_pickle=False)
 
 
-def _collect_song(job: tuple, res: dict, computed: list[str], failed: list[dict[str, str]]) -> None:
+def _collect_song(job: Job, res: dict, computed: list[str], failed: list[dict[str, str]]) -> None:
     """Record one :func:`~feature_store.worker.compute_song` result: every song of the job is computed or failed."""
     changed = set(res.get("changed", ()))
     for sid in changed:
         failed.append({"song_id": sid, "reason": CHANGED})
-    rest = [sid for sid in job[0] if sid not in changed]
+    rest = [sid for sid in job.song_ids if sid not in changed]
     if res["ok"]:
         computed.extend(rest)
     else:

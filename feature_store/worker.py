@@ -11,7 +11,7 @@ import contextlib
 import functools
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,6 +27,21 @@ CHANGED = "file changed since it was cataloged; re-run ingest"
 
 #: ``(start frame, frames)`` of a clip taken from a song's full-length mel.
 Window = tuple[int, int]
+
+
+class Job(NamedTuple):
+    """One content hash to compute: the songs that have it and their files.
+
+    With ``windows`` and ``chunk_file``, the clips the store is writing are also encoded in
+    the worker and their chunks left in ``chunk_file`` (see :func:`compute_song`).
+    """
+
+    song_ids: list[str]
+    paths: list[str]
+    sha256: str
+    cache_file: str
+    windows: list[Window] | None = None
+    chunk_file: str | None = None
 
 
 def encode_clips(mel: np.ndarray, *, windows: list[Window], dtype: str) -> tuple[bytes, dict, dict]:
@@ -66,25 +81,25 @@ def encode_clips(mel: np.ndarray, *, windows: list[Window], dtype: str) -> tuple
     return b"".join(parts), chunks, window_summaries(mel, windows=list(windows))
 
 
+#: Set in worker processes by :func:`single_threaded_worker`.
+_ONE_THREAD = False
+
+
 @functools.lru_cache(maxsize=1)
 def _codec() -> Any:
     from feature_store.h5 import chunk_codec
 
+    if _ONE_THREAD:  # the workers already use every core between them
+        import numcodecs.blosc
+
+        numcodecs.blosc.use_threads = False
     return chunk_codec()
 
 
-def compute_song(
-    song_ids: list[str],
-    paths: list[str],
-    sha256: str,
-    cache_file: str,
-    params_dict: dict,
-    windows: list[Window] | None = None,
-    chunk_file: str | None = None,
-) -> dict:
-    """Decode the audio with content hash ``sha256`` and cache its mel; never raises.
+def compute_song(job: Job, params_dict: dict) -> dict:
+    """Decode the audio with content hash ``job.sha256`` and cache its mel; never raises.
 
-    ``paths`` are the files of ``song_ids`` that the catalog found with this content (one,
+    ``job.paths`` are the files of ``job.song_ids`` that the catalog found with this content (one,
     unless the corpus repeats a song). Each is hashed; a file whose bytes changed since it
     was cataloged is reported in ``changed``, and the bytes of the first unchanged one, as
     hashed, are decoded.
@@ -93,9 +108,9 @@ def compute_song(
     (``durable=False``): the store checks every cached mel it loads and recomputes one that
     a power cut left empty.
 
-    With ``windows`` and ``chunk_file``, the clips the store is writing are also encoded
-    here (:func:`encode_clips`) and their chunks written to ``chunk_file``, for the parent
-    to copy into its HDF5 files: the compression is spread over the workers.
+    With ``job.windows`` and ``job.chunk_file``, the clips the store is writing are also
+    encoded here (:func:`encode_clips`) and their chunks written to ``chunk_file``, for the
+    parent to copy into its HDF5 files: the compression is spread over the workers.
 
     Returns
     -------
@@ -107,9 +122,9 @@ def compute_song(
     changed: list[str] = []
     try:
         source: tuple[str, bytes] | None = None
-        for sid, path in zip(song_ids, paths, strict=True):
+        for sid, path in zip(job.song_ids, job.paths, strict=True):
             data = Path(path).read_bytes()
-            if hashlib.sha256(data).hexdigest() != sha256:
+            if hashlib.sha256(data).hexdigest() != job.sha256:
                 changed.append(sid)
             elif source is None:
                 source = (path, data)
@@ -119,13 +134,13 @@ def compute_song(
         # no BLAS in the mel (scipy.fft + a sparse filterbank): the numbers are the same in
         # every process, whatever its thread settings or the number of workers
         mel = mel_spectrogram(audio.y, params=params)
-        with atomic.atomic_path(cache_file, durable=False) as tmp:
+        with atomic.atomic_path(job.cache_file, durable=False) as tmp:
             with open(tmp, "wb") as fh:
                 np.save(fh, mel, allow_pickle=False)
         out = {"ok": True, "changed": changed}
-        if windows is not None and chunk_file is not None:
-            payload, chunks, summaries = encode_clips(mel, windows=windows, dtype=params.dtype)
-            with open(chunk_file, "wb") as fh:
+        if job.windows is not None and job.chunk_file is not None:
+            payload, chunks, summaries = encode_clips(mel, windows=job.windows, dtype=params.dtype)
+            with open(job.chunk_file, "wb") as fh:
                 fh.write(payload)
             out.update(chunks=chunks, summaries=summaries)
         return out
@@ -133,13 +148,9 @@ def compute_song(
         return {"ok": False, "changed": changed, "reason": str(exc)}
 
 
-def compute_songs(jobs: list[tuple], params_dict: dict) -> list[dict]:
-    """:func:`compute_song` for each job, in order.
-
-    A job is ``(song_ids, paths, sha256, cache_file)``, optionally followed by
-    ``(windows, chunk_file)``.
-    """
-    return [compute_song(*job[:4], params_dict, *job[4:]) for job in jobs]
+def compute_songs(jobs: list[Job], params_dict: dict) -> list[dict]:
+    """:func:`compute_song` for each job, in order."""
+    return [compute_song(job, params_dict) for job in jobs]
 
 
 def warm_up(params_dict: dict) -> None:
@@ -153,8 +164,11 @@ def single_threaded_worker() -> None:
     """Pool initializer: one BLAS/OpenMP thread per worker process.
 
     The workers already use every core between them; a library that starts a thread per
-    core in each of them too oversubscribes the machine.
+    core in each of them too oversubscribes the machine. Blosc (when the workers encode
+    chunks) is kept to one thread too.
     """
+    global _ONE_THREAD
+    _ONE_THREAD = True
     with contextlib.suppress(Exception):
         from threadpoolctl import threadpool_limits
 

@@ -481,17 +481,26 @@ def features_build(audio_dir: Path | None, clip_seconds: tuple[str, ...], worker
         return
     report = store.build(audio_root=root, clip_seconds=lengths, workers=workers or None,
                          progress=_progress_enabled(progress))
-    click.echo(
+    _echo_build(
         f"features {store.store_dir} (mode {store.params.mode}, {store.params.dtype}): "
         f"{len(report.computed)} songs computed, {report.cached} cached, {report.failed.height} failed "
-        f"in {report.seconds:.1f} s"
+        f"in {report.seconds:.1f} s",
+        report,
+        store,
     )
+
+
+def _echo_build(head: str, report: Any, store: Any, detail: Any = lambda info: "") -> None:
+    """Print a build's summary line, its failed songs and a line per clip length
+    (``detail(info)`` adds to that line)."""
+    click.echo(head)
     for sid, reason in report.failed.iter_rows():
         click.echo(f"  failed {sid}: {reason}")
     for c, info in sorted(report.clip_lengths.items()):
         short = len(info.get("skipped_short", []))
         click.echo(
             f"  {c:>2} s  {info['status']:<9} {info['clips']} clips of {info['songs']} songs"
+            + detail(info)
             + (f", {short} songs too short" if short else "")
             + f"  {store.clip_dir(c) / 'current' / 'index.parquet'}"
         )
@@ -507,23 +516,18 @@ def _build_embeddings(root: Path, lengths: list[int], workers: int, model: str, 
     _quiet_tensorflow()
     report = emb.build(audio_root=root, clip_seconds=lengths, workers=workers or None,
                        progress=_progress_enabled(progress))
-    click.echo(
+    def detail(info: dict) -> str:
+        ms = info.get("embed_ms_per_clip")
+        return f", {_patches(int(info['patches_per_clip']))} per clip" + (f", {ms:.0f} ms per clip" if ms is not None else "")
+
+    _echo_build(
         f"embeddings {emb.store_dir} ({model}, weights {report.weights_sha256[:12]}, mode {emb.params.mode}): "
         f"{len(report.computed)} songs embedded, {report.cached} cached, {report.failed.height} failed "
-        f"in {report.seconds:.1f} s"
+        f"in {report.seconds:.1f} s",
+        report,
+        emb,
+        detail,
     )
-    for sid, reason in report.failed.iter_rows():
-        click.echo(f"  failed {sid}: {reason}")
-    for c, info in sorted(report.clip_lengths.items()):
-        short = len(info.get("skipped_short", []))
-        ms = info.get("embed_ms_per_clip")
-        click.echo(
-            f"  {c:>2} s  {info['status']:<9} {info['clips']} clips of {info['songs']} songs, "
-            f"{_patches(int(info['patches_per_clip']))} per clip"
-            + (f", {ms:.0f} ms per clip" if ms is not None else "")
-            + (f", {short} songs too short" if short else "")
-            + f"  {emb.clip_dir(c) / 'current' / 'index.parquet'}"
-        )
 
 
 def _other_stores(root: Path) -> str:

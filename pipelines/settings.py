@@ -98,12 +98,7 @@ def layout() -> str:
     ParameterError
         If the variable holds anything else.
     """
-    from feature_store.errors import ParameterError
-
-    value = _env("GTZAN_LAYOUT") or "auto"
-    if value not in LAYOUTS:
-        raise ParameterError(f"GTZAN_LAYOUT must be one of {list(LAYOUTS)}, got {value!r}")
-    return value
+    return _choice("GTZAN_LAYOUT", LAYOUTS, "auto")
 
 
 def workers() -> int:
@@ -130,9 +125,14 @@ def executor() -> str:
     ParameterError
         If the variable holds anything else.
     """
+    return _choice("GTZAN_EXECUTOR", EXECUTORS, "multiprocess")
+
+
+def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    """``$name`` if it is one of ``choices`` (``default`` when unset), else ParameterError."""
     from feature_store.errors import ParameterError
 
-    value = _env("GTZAN_EXECUTOR") or "multiprocess"
-    if value not in EXECUTORS:
-        raise ParameterError(f"GTZAN_EXECUTOR must be one of {list(EXECUTORS)}, got {value!r}")
+    value = _env(name) or default
+    if value not in choices:
+        raise ParameterError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value

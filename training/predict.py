@@ -39,57 +39,11 @@ import numpy as np
 
 from feature_store.audio import decode
 from feature_store.errors import AudioError, ParameterError, StoreError
-from feature_store.features import MIN_CLIP_COVERAGE, power_mel, power_to_db
+from feature_store.features import MIN_CLIP_COVERAGE, mel_spectrogram
 from feature_store.params import FeatureParams, validate_clip_seconds
 
-#: Frames of mel computed per STFT block: bounds the memory of the STFT of a long file.
-MEL_BLOCK_FRAMES = 128
 #: Windows classified per call of the model.
 PREDICT_BATCH = 64
-
-
-# ---------------------------------------------------------------------------------------
-# features of a whole file
-# ---------------------------------------------------------------------------------------
-def long_mel(y: np.ndarray, *, params: FeatureParams, block_frames: int = MEL_BLOCK_FRAMES) -> np.ndarray:
-    """Log-power mel spectrogram of audio of any length, in bounded memory.
-
-    :func:`feature_store.features.mel_spectrogram` itself (the store's features), with the
-    STFT computed ``block_frames`` frames at a time, so a one-hour file never holds its
-    whole complex spectrogram in memory; ``top_db`` is taken from the file's peak.
-
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n,)]
-        Mono audio at ``params.sr``.
-    params : FeatureParams
-    block_frames : int > 0
-
-    Returns
-    -------
-    np.ndarray [shape=(params.n_mels, 1 + n // params.hop_length), dtype=float32]
-    """
-    return power_to_db(power_mel(y, params=params, block_frames=block_frames), top_db=params.top_db)
-
-
-def long_musicnn_mel(y: np.ndarray, *, block_frames: int = MEL_BLOCK_FRAMES) -> np.ndarray:
-    """musicnn's log-mel (:func:`feature_store.embeddings.musicnn.log_mel`) in bounded memory.
-
-    Parameters
-    ----------
-    y : np.ndarray [shape=(n,)]
-        Mono audio at musicnn's 16 kHz.
-
-    Returns
-    -------
-    np.ndarray [shape=(1 + n // 256, 96), dtype=float32]
-        Frames first, as musicnn takes them.
-    """
-    from feature_store.embeddings import musicnn as mn
-
-    params = FeatureParams(sr=mn.SR, n_fft=mn.N_FFT, hop_length=mn.HOP_LENGTH, n_mels=mn.N_MELS)
-    power = power_mel(y, params=params, block_frames=block_frames)
-    return np.log10(10000.0 * power.T + 1.0).astype(np.float32)
 
 
 def window_starts(*, total_frames: int, frames: int, hop_frames: float) -> list[int]:
@@ -476,14 +430,14 @@ class Predictor:
         if self.family == "probe":
             from feature_store.embeddings import musicnn as mn
 
-            mel = long_musicnn_mel(y)
+            mel = mn.log_mel(y, block_frames=mn.LOG_MEL_BLOCK_FRAMES)  # bounded memory, any length
             starts = window_starts(total_frames=mel.shape[0], frames=self.frames,
                                    hop_frames=hop_seconds * mn.SR / mn.HOP_LENGTH)
             out = self._embedder.embed_clips(mel, starts=starts, frames=self.frames)
             x = np.concatenate([out[name] for name in self.probe.layers], axis=1)
             return x, np.asarray(starts, dtype=np.float64) * mn.HOP_LENGTH / mn.SR, padded_seconds
         p = self.params
-        mel = long_mel(y, params=p)
+        mel = mel_spectrogram(y, params=p)  # in blocks: bounded memory for any length
         # the stores may hold float16: round as the training data was rounded
         mel = mel.astype(p.dtype).astype(np.float32)
         starts = window_starts(total_frames=mel.shape[1], frames=self.frames, hop_frames=hop_seconds * p.sr / p.hop_length)

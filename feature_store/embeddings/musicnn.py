@@ -68,6 +68,8 @@ SR: int = 16000
 N_FFT: int = 512
 HOP_LENGTH: int = 256
 N_MELS: int = 96
+#: STFT frames per block when :func:`log_mel` transforms a whole file (bounded memory).
+LOG_MEL_BLOCK_FRAMES = 4096
 #: Frames of one input patch: 3 s, ``librosa.time_to_frames(3, sr, hop, n_fft) + 1``.
 PATCH_FRAMES: int = 187
 
@@ -201,13 +203,17 @@ def read_checkpoint(model: str = "MSD_musicnn") -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------------
 # input representation (no TensorFlow)
 # ---------------------------------------------------------------------------------------
-def log_mel(y: np.ndarray) -> np.ndarray:
+def log_mel(y: np.ndarray, *, block_frames: int | None = None) -> np.ndarray:
     """musicnn's input representation of mono 16 kHz audio.
 
     Parameters
     ----------
     y : np.ndarray [shape=(n,)]
         Mono audio at :data:`SR`.
+    block_frames : int > 0, optional
+        Compute the STFT this many frames at a time (librosa on each block's samples), so
+        that a whole file of any length takes bounded memory; :data:`LOG_MEL_BLOCK_FRAMES`
+        suits that. Without it, one librosa call over all of ``y``, as musicnn does.
 
     Returns
     -------
@@ -221,8 +227,21 @@ def log_mel(y: np.ndarray) -> np.ndarray:
         raise ParameterError(f"y must be non-empty mono audio of shape (n,), got shape {y.shape}")
     if not np.all(np.isfinite(y)):
         raise ParameterError("y holds NaN or infinite samples")
-    S = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mels=N_MELS)
-    return np.log10(10000.0 * S.T + 1.0).astype(np.float32)
+    if block_frames is None:
+        S = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mels=N_MELS)
+        return np.log10(10000.0 * S.T + 1.0).astype(np.float32)
+    if not isinstance(block_frames, int) or isinstance(block_frames, bool) or block_frames < 1:
+        raise ParameterError(f"block_frames must be a positive integer, got {block_frames!r}")
+    total = 1 + y.size // HOP_LENGTH
+    padded = np.pad(y, (N_FFT // 2, N_FFT // 2))  # librosa's centre padding (pad_mode='constant')
+    blocks = []
+    for f0 in range(0, total, block_frames):
+        f1 = min(total, f0 + block_frames)
+        seg = padded[f0 * HOP_LENGTH : (f1 - 1) * HOP_LENGTH + N_FFT]
+        S = librosa.feature.melspectrogram(y=seg, sr=SR, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mels=N_MELS,
+                                           center=False)
+        blocks.append(S[:, : f1 - f0])
+    return np.log10(10000.0 * np.concatenate(blocks, axis=1).T + 1.0).astype(np.float32)
 
 
 def clip_frames(clip_seconds: float) -> int:

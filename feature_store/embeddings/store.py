@@ -48,13 +48,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
-from filelock import Timeout
 
 from feature_store import atomic
 from feature_store import h5 as h5lib
 from feature_store.audio import decode
 from feature_store.catalog import resolve_in_root
-from feature_store.errors import AudioError, ParameterError, StoreError, StoreLockedError
+from feature_store.errors import AudioError, ParameterError, StoreError
 from feature_store.features import clip_starts
 from feature_store.params import CLIP_SECONDS, FeatureParams, _digest, validate_clip_seconds
 from feature_store.store import (
@@ -389,15 +388,7 @@ class EmbeddingStore(GenerationalStore):
         progress: bool,
         lock_timeout: float,
     ) -> tuple[list[str], list[dict[str, str]]]:
-        cache_dir = self.cache_dir(weights)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            lock = self._lock("cache", lock_timeout)
-            lock.acquire()
-        except Timeout as exc:
-            raise StoreLockedError(f"another build is filling {cache_dir}; try again later") from exc
-        try:
-            atomic.remove_stale_temps(cache_dir)
+        with self._cache_lock(self.cache_dir(weights), lock_timeout):
             jobs: list[tuple[str, str, str, list[tuple[int, str]]]] = []
             failed: list[dict[str, str]] = []
             seen: set[str] = set()
@@ -446,8 +437,6 @@ class EmbeddingStore(GenerationalStore):
                                 futs[pool.submit(_decode_song, nxt[1], nxt[2])] = nxt
             bar.close()
             return computed, failed
-        finally:
-            lock.release()
 
     def _target_index(self, clip_seconds: int, songs: pl.DataFrame, splits: pl.DataFrame) -> pl.DataFrame:
         index = self._mel._target_index(clip_seconds, songs, splits)

@@ -289,7 +289,7 @@ def test_streamed_rows_equal_a_write_from_the_cache(tiny_corpus, tmp_path, monke
         assert pl.read_parquet(gen / "summary.parquet").equals(again)
 
 
-@pytest.mark.parametrize("damage", [b"", b"not a numpy file", "truncated", "float64"])
+@pytest.mark.parametrize("damage", [b"", b"not a numpy file", "truncated", "float64", "short"])
 def test_an_unreadable_cache_entry_is_computed_again(tiny_corpus, tmp_path, damage):
     """Cache files are not flushed to disk (they are derived data): an entry that a power
     cut left empty or damaged is recomputed by the next build that needs it."""
@@ -303,9 +303,9 @@ def test_an_unreadable_cache_entry_is_computed_again(tiny_corpus, tmp_path, dama
     expected = np.load(cache, allow_pickle=False)
     if damage == "truncated":  # the right header, half the data
         damage = cache.read_bytes()[: 128 + expected.nbytes // 2]
-    elif damage == "float64":  # a well-formed file of the wrong kind
+    elif damage in ("float64", "short"):  # a well-formed file of the wrong kind or length
         buf = io.BytesIO()
-        np.save(buf, expected.astype(np.float64))
+        np.save(buf, expected.astype(np.float64) if damage == "float64" else expected[:, :100])
         damage = buf.getvalue()
     cache.write_bytes(damage)
     report = store.build(audio_root=audio, clip_seconds=[1, 5], workers=2)
@@ -367,3 +367,18 @@ def test_read_rows_reads_runs_of_rows(tmp_path, rows, dtype):
         got = _read_rows(h5["mel"], np.array(rows, dtype=np.int64))
     assert got.dtype == np.dtype(dtype) and got.shape == (len(rows), 4, 6)
     np.testing.assert_array_equal(got, data[rows])
+
+
+def test_worker_processes_encode_chunks_on_one_blosc_thread():
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, numcodecs.blosc as b\n"
+        "from feature_store import worker\n"
+        "worker.single_threaded_worker()\n"
+        "worker.encode_clips(np.zeros((4, 8), np.float32), windows=[(0, 8)], dtype='float32')\n"
+        "print(b.use_threads)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

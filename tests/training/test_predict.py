@@ -14,7 +14,7 @@ from feature_store import atomic
 from feature_store.errors import AudioError, ParameterError, StoreError
 from feature_store.features import mel_spectrogram
 from feature_store.params import GENRES, FeatureParams
-from training.predict import FileFailure, FilePrediction, Predictor, choose_run, long_mel, predict, window_starts
+from training.predict import FileFailure, FilePrediction, Predictor, choose_run, predict, window_starts
 
 SR = 22050
 
@@ -22,24 +22,24 @@ SR = 22050
 # ---------------------------------------------------------------------------------------
 # pure functions
 # ---------------------------------------------------------------------------------------
-@pytest.mark.filterwarnings("ignore:n_fft=.* is too large:UserWarning")
 @pytest.mark.parametrize("n", [1, 511, 512, 2047, 22050, 22050 * 7 + 333])
 @pytest.mark.parametrize("block_frames", [1, 7, 4096])
-def test_long_mel_equals_the_store_mel(n: int, block_frames: int) -> None:
+def test_whole_file_mel_in_blocks_equals_the_store_mel(n: int, block_frames: int) -> None:
+    """Prediction computes a whole file's mel in bounded blocks: the store's numbers."""
     rng = np.random.default_rng(n)
     y = (0.1 * rng.standard_normal(n)).astype(np.float32)
     p = FeatureParams()
     expected = mel_spectrogram(y, params=p)
-    got = long_mel(y, params=p, block_frames=block_frames)
+    got = mel_spectrogram(y, params=p, block_frames=block_frames)
     assert got.shape == expected.shape == (128, 1 + n // 512)
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
-def test_long_mel_rejects_bad_input() -> None:
+def test_whole_file_mel_rejects_bad_input() -> None:
     with pytest.raises(ParameterError, match="mono"):
-        long_mel(np.zeros((2, 100), np.float32), params=FeatureParams())
+        mel_spectrogram(np.zeros((2, 100), np.float32), params=FeatureParams())
     with pytest.raises(ParameterError, match="block_frames"):
-        long_mel(np.zeros(100, np.float32), params=FeatureParams(), block_frames=0)
+        mel_spectrogram(np.zeros(100, np.float32), params=FeatureParams(), block_frames=0)
 
 
 def test_window_starts_known_answers() -> None:
@@ -314,15 +314,17 @@ def test_real_gtzan_clips_flac_and_au(trained: dict, shared_data: Path, tmp_path
 @pytest.mark.filterwarnings("ignore:n_fft=.* is too large:UserWarning")
 @pytest.mark.parametrize("n", [1, 4000, 16000 * 7 + 99])
 @pytest.mark.parametrize("block_frames", [3, 4096])
-def test_long_musicnn_mel_equals_musicnn_log_mel(n: int, block_frames: int) -> None:
+def test_musicnn_log_mel_in_blocks_equals_musicnn_log_mel(n: int, block_frames: int) -> None:
+    """Prediction computes a whole file's musicnn input in bounded blocks: musicnn's numbers."""
     from feature_store.embeddings import musicnn as mn
-    from training.predict import long_musicnn_mel
 
     y = (0.1 * np.random.default_rng(n).standard_normal(n)).astype(np.float32)
     expected = mn.log_mel(y)
-    got = long_musicnn_mel(y, block_frames=block_frames)
+    got = mn.log_mel(y, block_frames=block_frames)
     assert got.shape == expected.shape == (1 + n // 256, 96)
     np.testing.assert_allclose(got, expected, atol=1e-4)
+    with pytest.raises(ParameterError, match="block_frames"):
+        mn.log_mel(y, block_frames=0)
 
 
 @pytest.fixture(scope="module")
