@@ -1,4 +1,4 @@
-"""GTZAN feature store: catalog, validation, demo corpus, splits, mel features and queries.
+"""GTZAN feature store: catalog, validation, demo corpus, splits, the store engine and its views.
 
 This package never imports Dagster; the assets in ``assets/`` call into it.
 
@@ -27,6 +27,10 @@ _LAZY: dict[str, str] = {
     "BuildReport": "feature_store.store",
     "FeatureStore": "feature_store.store",
     "Tensors": "feature_store.store",
+    "ViewStore": "feature_store.engine.store",
+    "ViewOptions": "feature_store.engine.view",
+    "VIEWS": "feature_store.views",
+    "get_view": "feature_store.views",
 }
 
 __all__ = sorted(_LAZY)
@@ -35,7 +39,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from feature_store.errors import AudioError, GTZANError, ParameterError, StoreError, StoreLockedError
     from feature_store.ingest import IngestResult, ingest
     from feature_store.params import CLIP_SECONDS, GENRES, MODES, FeatureParams
+    from feature_store.engine.store import ViewStore
+    from feature_store.engine.view import ViewOptions
     from feature_store.store import BuildReport, FeatureStore, Tensors
+    from feature_store.views import VIEWS, get_view
 
 
 def __getattr__(name: str) -> Any:

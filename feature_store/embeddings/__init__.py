@@ -1,41 +1,35 @@
-"""Pretrained music embeddings as a feature view: musicnn in Keras 3, stored per clip length.
+"""Pretrained music embeddings: musicnn in Keras 3 (:mod:`.musicnn`) and its store (:mod:`.store`).
 
-Importing this package is cheap: TensorFlow and Keras are imported inside the functions
-that run the network.
+The view itself is declared in :mod:`feature_store.views.embeddings`. Importing this package
+is cheap: the names below are imported on first use, and TensorFlow and Keras only inside
+the functions that run the network.
 """
 
-from feature_store.embeddings.musicnn import (
-    INSTALL_COMMAND,
-    LAYERS,
-    MUSICNN_MODELS,
-    MusicnnEmbedder,
-    MusicnnWeightsError,
-    build_musicnn,
-    weights_folder,
-    weights_sha256,
-)
-from feature_store.embeddings.store import (
-    DEFAULT_LAYERS,
-    EmbeddingBuildReport,
-    EmbeddingStore,
-    EmbeddingTensors,
-    build_embeddings,
-    embed_file,
-)
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_LAYERS",
-    "EmbeddingBuildReport",
-    "EmbeddingStore",
-    "EmbeddingTensors",
-    "INSTALL_COMMAND",
-    "LAYERS",
-    "MUSICNN_MODELS",
-    "MusicnnEmbedder",
-    "MusicnnWeightsError",
-    "build_embeddings",
-    "build_musicnn",
-    "embed_file",
-    "weights_folder",
-    "weights_sha256",
-]
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        ["INSTALL_COMMAND", "LAYERS", "MUSICNN_MODELS", "MusicnnEmbedder", "MusicnnWeightsError", "build_musicnn",
+         "weights_folder", "weights_sha256"],
+        "feature_store.embeddings.musicnn",
+    ),
+    **dict.fromkeys(
+        ["DEFAULT_LAYERS", "EmbeddingBuildReport", "EmbeddingStore", "EmbeddingTensors", "build_embeddings",
+         "embed_file"],
+        "feature_store.embeddings.store",
+    ),
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'feature_store.embeddings' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

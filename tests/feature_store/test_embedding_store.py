@@ -225,6 +225,6 @@ def test_cache_files_hold_no_pickle(built, weights):
     files = sorted(store.cache_dir(weights).glob("*.npz"))
     assert len(files) == 40  # 20 songs x (1 s, 5 s); the segments store has its own cache
     with np.load(files[0], allow_pickle=False) as z:
-        assert set(z.files) == {"segments", "decode_seconds", "embed_seconds", *mn.LAYERS}
+        assert set(z.files) == {"segments", "compute_seconds", *mn.LAYERS}
     reg = json.loads(store.registry_path.read_text())
     assert reg["weights_package"] == "musicnn==0.1.0"

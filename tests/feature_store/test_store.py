@@ -166,7 +166,7 @@ def test_new_params_make_a_new_store_and_leave_the_old_one(built, tiny_corpus):
 @pytest.mark.parametrize("where", ["add_encoded", "finish"])
 def test_crash_mid_write_leaves_the_previous_store_intact(tiny_corpus, tmp_path, monkeypatch, where):
     """Killed after a few rows were streamed into the new HDF5 file, or while moving it in."""
-    from feature_store.store import _ClipWriter
+    from feature_store.engine.writer import ClipWriter as _ClipWriter
 
     ingest(tiny_corpus, tmp_path)
     store = FeatureStore(tmp_path)
@@ -211,9 +211,8 @@ def test_stale_temporaries_are_swept(built, tiny_corpus):
 
 def test_a_held_lock_fails_cleanly(built, tiny_corpus):
     root, store, _, _ = built
-    lock = store._lock(clip_dirname(1), timeout=0)
-    with lock:
-        with pytest.raises(StoreLockedError, match="another build"):
+    with store.clip_lock(1, timeout=0):
+        with pytest.raises(StoreLockedError, match=rf"another build .*{clip_dirname(1)}.* \(held by pid {os.getpid()} on "):
             store.build(audio_root=tiny_corpus, clip_seconds=[1], lock_timeout=0)
 
 
@@ -240,7 +239,7 @@ def test_a_song_changed_after_ingest_fails_alone_and_the_rest_is_published(
 ):
     """Rows are streamed in a layout that assumed every song works; when one fails at the
     feature stage the clip lengths are rewritten from the cache without it."""
-    import feature_store.store as st
+    import feature_store.engine.build as st
 
     monkeypatch.setattr(st, "WORKERS_TO_ENCODE", 1 if encoder == "workers" else 99)
     audio = _two_genre_copy(tiny_corpus, tmp_path / "audio")
@@ -271,7 +270,7 @@ def test_streamed_rows_equal_a_write_from_the_cache(tiny_corpus, tmp_path, monke
     """The one-pass build (rows in arrival order, every clip length at once, compressed in
     the main process or in the workers) writes the same file content as writing each clip
     length from the cache in index order."""
-    import feature_store.store as st
+    import feature_store.engine.build as st
 
     monkeypatch.setattr(st, "WORKERS_TO_ENCODE", 1 if encoder == "workers" else 99)
     ingest(tiny_corpus, tmp_path)
@@ -281,12 +280,27 @@ def test_streamed_rows_equal_a_write_from_the_cache(tiny_corpus, tmp_path, monke
     for c in (1, 5):
         gen = store.generation(c)
         index = pl.read_parquet(gen / "index.parquet")
-        again = store._write_hdf5(tmp_path / f"again-{c}.h5", index, c, progress=False)
-        with h5py.File(gen / "mel.h5") as a, h5py.File(tmp_path / f"again-{c}.h5") as b:
+        again = _write_from_cache(store, index, c, tmp_path / f"again-{c}")
+        with h5py.File(gen / "mel.h5") as a, h5py.File(again / "mel.h5") as b:
             assert a["mel"].dtype == np.float16
             np.testing.assert_array_equal(a["mel"][:], b["mel"][:])
             assert list(a["clip_id"].asstr()[:]) == list(b["clip_id"].asstr()[:]) == index["clip_id"].to_list()
-        assert pl.read_parquet(gen / "summary.parquet").equals(again)
+        assert pl.read_parquet(gen / "summary.parquet").equals(pl.read_parquet(again / "summary.parquet"))
+
+
+def _write_from_cache(store, index, clip_seconds, dest):
+    """Write one clip length's files from the cache, song by song in index order."""
+    from feature_store.engine.cache import SongCache
+    from feature_store.engine.writer import ClipWriter
+
+    dest.mkdir()
+    writer = ClipWriter(dest / ".tmp.h5", index, clip_seconds, store.view, {})
+    cache = SongCache(store.cache_dir)
+    for sha in index["sha256"].unique(maintain_order=True).to_list():
+        entry = cache.load_entry(sha, store.view.entry_shape())
+        writer.add(sha, store.view.clip_rows(entry, {clip_seconds: writer.starts(sha)})[clip_seconds])
+    writer.finish(dest)
+    return dest
 
 
 @pytest.mark.parametrize("damage", [b"", b"not a numpy file", "truncated", "float64", "short"])
@@ -358,7 +372,7 @@ def test_an_index_that_does_not_match_its_hdf5_rows_is_a_torn_store(tiny_corpus,
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_read_rows_reads_runs_of_rows(tmp_path, rows, dtype):
     from feature_store import h5 as h5lib
-    from feature_store.store import _read_rows
+    from feature_store.engine.read import read_rows as _read_rows
 
     data = np.random.default_rng(0).normal(size=(20, 4, 6)).astype(dtype)
     with h5lib.h5py().File(tmp_path / "x.h5", "w") as h5:
@@ -375,9 +389,10 @@ def test_worker_processes_encode_chunks_on_one_blosc_thread():
 
     code = (
         "import numpy as np, numcodecs.blosc as b\n"
-        "from feature_store import worker\n"
+        "from feature_store.engine import codec, worker\n"
+        "from feature_store.engine.view import ArraySpec\n"
         "worker.single_threaded_worker()\n"
-        "worker.encode_clips(np.zeros((4, 8), np.float32), windows=[(0, 8)], dtype='float32')\n"
+        "codec.encode_rows([ArraySpec('mel', (4, 8), chunking='row')], {'mel': np.zeros((1, 4, 8), np.float32)})\n"
         "print(b.use_threads)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,0 +1,47 @@
+"""The store engine: one generic store that builds and queries every feature view.
+
+Modules:
+
+* :mod:`~feature_store.engine.view`: what a view declares (:class:`FeatureView`,
+  :class:`ArraySpec`, :class:`ViewOptions`);
+* :mod:`~feature_store.engine.store`: :class:`ViewStore`, paths, locks and queries;
+* :mod:`~feature_store.engine.build`: the build (plan, workers, streaming writers, publish);
+* :mod:`~feature_store.engine.cache`, :mod:`~feature_store.engine.worker`,
+  :mod:`~feature_store.engine.codec`, :mod:`~feature_store.engine.writer`,
+  :mod:`~feature_store.engine.read`, :mod:`~feature_store.engine.index`,
+  :mod:`~feature_store.engine.locks`, :mod:`~feature_store.engine.registry`: its parts;
+* :mod:`~feature_store.engine.windows`: a view's features of windows of any audio file.
+
+The names below are imported on first use, so that a worker process importing
+:mod:`feature_store.engine.worker` does not pay for polars and h5py.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "ArraySpec": "feature_store.engine.view",
+    "FeatureView": "feature_store.engine.view",
+    "ViewOptions": "feature_store.engine.view",
+    "ViewStore": "feature_store.engine.store",
+    "Tensors": "feature_store.engine.store",
+    "DEFAULT_LOCK_TIMEOUT": "feature_store.engine.store",
+    "BuildReport": "feature_store.engine.build",
+    "RowReader": "feature_store.engine.read",
+    "FileWindows": "feature_store.engine.windows",
+    "file_windows": "feature_store.engine.windows",
+    "window_starts": "feature_store.engine.windows",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'feature_store.engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

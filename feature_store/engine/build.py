@@ -1,0 +1,420 @@
+"""Building a view's stores: plan, compute in workers, stream rows, publish generations.
+
+A build is one pass. Worker processes (:mod:`feature_store.engine.worker`) decode each song
+the cache lacks and prepare its features; this process writes the rows of every clip length
+being rebuilt as each song's features arrive (cached songs first), into temporary HDF5 files
+that a background thread keeps flushing. When the workers are done, each clip length is
+published as a new generation; if a song failed on the way, its clip lengths are written
+again from the cache without it. ``clip``-scope views (a network) compute their rows here,
+in this process, as the workers' prepared songs arrive, and cache them.
+
+Locks: the cache lock, then the clip-length locks in increasing order, then (briefly) the
+registry lock; every build takes them in this order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from feature_store import atomic
+from feature_store.catalog import find_genre_root, resolve_in_root
+from feature_store.engine import registry
+from feature_store.engine.cache import CacheError, SongCache
+from feature_store.engine.index import INDEX_FILE, status_against, target_index
+from feature_store.engine.worker import CHANGED, Job, JobResult, run_job, run_jobs, single_threaded_worker, warm_up
+from feature_store.engine.writer import ClipWriter, Flusher
+from feature_store.errors import ParameterError
+from feature_store.features import clip_starts
+from feature_store.params import CLIP_SECONDS, validate_clip_seconds
+
+if TYPE_CHECKING:  # pragma: no cover
+    from feature_store.engine.store import ViewStore
+
+#: From this many worker processes on, the workers encode the rows of the songs they compute
+#: (``song`` scope); with fewer, this process has the CPU to spare.
+WORKERS_TO_ENCODE = 4
+#: Songs a worker task holds when a build has many.
+MAX_SONGS_PER_TASK = 4
+#: Generations kept besides ``current``, for readers that resolved the previous one.
+KEEP_OLD_GENERATIONS = 1
+
+
+@dataclasses.dataclass
+class BuildReport:
+    """What one build did.
+
+    Attributes
+    ----------
+    computed : list of str
+        Song ids computed in this build (empty on an unchanged re-run).
+    cached : int
+        Songs whose features all came from the cache.
+    failed : pl.DataFrame
+        Songs that failed at the feature stage (``song_id``, ``reason``); the rest are stored.
+    clip_lengths : dict
+        Per clip length: ``status`` (``built``, ``reindexed`` or ``unchanged``), ``clips``,
+        ``songs``, ``skipped_short`` (songs too short for it), ``frames``, ``generation``,
+        ``path`` (the HDF5 file), ``index_path``, ``bytes``, and the view's own facts.
+    seconds : float
+    provenance : dict
+        What computed the numbers beyond the params (the embeddings' weights sha256...).
+    """
+
+    computed: list[str]
+    cached: int
+    failed: pl.DataFrame
+    clip_lengths: dict[int, dict[str, Any]]
+    seconds: float
+    provenance: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        # the provenance's facts read as attributes (``report.weights_sha256``)
+        prov = self.__dict__.get("provenance") or {}
+        if name in prov:
+            return prov[name]
+        raise AttributeError(name)
+
+
+@dataclasses.dataclass
+class _Song:
+    """One content hash of the catalog: the songs that have it, and its duration."""
+
+    sha256: str
+    members: list[tuple[str, str]]
+    duration: float
+
+
+class Builder:
+    """One build of one store (see the module docstring); :meth:`run` does it."""
+
+    def __init__(self, store: ViewStore, *, clip_seconds: Iterable[int], workers: int | None, progress: bool,
+                 lock_timeout: float, on_wait: Callable[[str], None] | None = None, threads: int | None = None) -> None:
+        self.store, self.view = store, store.view
+        self.lengths = sorted({validate_clip_seconds(c) for c in clip_seconds})
+        if not self.lengths:
+            raise ParameterError(f"clip_seconds must name at least one of {list(CLIP_SECONDS)}")
+        self.workers, self.progress, self.lock_timeout, self.on_wait = workers, progress, lock_timeout, on_wait
+        self.threads = threads
+        self.writers: dict[int, ClipWriter] = {}
+        self.computed: list[str] = []
+        self.failed: list[dict[str, str]] = []
+
+    # -- the build ----------------------------------------------------------------------------
+    def run(self, audio_root: str | os.PathLike[str]) -> BuildReport:
+        t0 = time.perf_counter()
+        genre_root = _genre_root_with_files(audio_root)
+        catalog, splits = self.store.catalog(), self.store.splits()
+        ok = catalog.filter(pl.col("status") == "ok")
+        self.provenance = self.view.provenance()
+        self.cache = SongCache(self.store.root / "cache" / self.view.cache_folder(self.provenance))
+        songs = self._plan(ok, genre_root)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self.store.cache_lock(self.cache.folder, self.lock_timeout, on_wait=self.on_wait))
+            cdirs = {c: stack.enter_context(self.store.clip_lock(c, self.lock_timeout, on_wait=self.on_wait))
+                     for c in self.lengths}
+            stack.callback(lambda: [w.abort() for w in self.writers.values()])
+            # rows are written as each song arrives, into the layout the build will publish if no
+            # song fails now; the rare build where one does rewrites from the cache instead
+            provisional = ok.filter(~pl.col("song_id").is_in([f["song_id"] for f in self.failed]))
+
+            def open_writers() -> None:  # called once the workers are starting
+                for c in self.lengths:
+                    target = self._target(c, provisional, splits)
+                    if self._status(cdirs[c], target) == "built":
+                        tmp = atomic.tmp_name(cdirs[c] / self.view.data_file)
+                        self.writers[c] = ClipWriter(tmp, target, c, self.view, self.provenance)
+
+            self.view.before_build(threads=self.threads)
+            with Flusher(self.writers):
+                self._compute(songs, genre_root, open_writers)
+            failed = pl.DataFrame(self.failed, schema={"song_id": pl.String, "reason": pl.String})
+            usable = ok.filter(~pl.col("song_id").is_in(failed["song_id"].implode()))
+            # one clip length after another: HDF5 calls must not run in two threads at once
+            report = {c: self._publish(c, cdirs[c], usable, splits, songs) for c in self.lengths}
+        registry.update(self.store, report, catalog=catalog, failed=failed, provenance=self.provenance,
+                        lock_timeout=self.lock_timeout)
+        return BuildReport(computed=self.computed, cached=usable.height - len(self.computed), failed=failed,
+                           clip_lengths=report, seconds=time.perf_counter() - t0, provenance=self.provenance)
+
+    # -- planning -----------------------------------------------------------------------------
+    def _plan(self, ok: pl.DataFrame, genre_root: Path) -> dict[str, _Song]:
+        songs: dict[str, _Song] = {}
+        for sid, rel, sha, duration in ok.select("song_id", "path", "sha256", "duration").iter_rows():
+            try:
+                resolve_in_root(genre_root, rel)
+            except ParameterError as exc:
+                self.failed.append({"song_id": sid, "reason": str(exc)})
+                continue
+            song = songs.setdefault(sha, _Song(sha, [], float(duration)))
+            song.members.append((sid, rel))
+        self.genre_root = genre_root
+        return songs
+
+    def _missing(self, song: _Song) -> list[int]:
+        """Clip lengths whose cache entry the song lacks (every length if a ``song`` entry is)."""
+        if self.view.cache_scope == "song":
+            return [] if self.cache.entry_path(song.sha256).exists() else list(self.lengths)
+        return [c for c in self.lengths if not self.cache.rows_path(song.sha256, c).exists()]
+
+    def _clips(self, song: _Song, c: int) -> list[tuple[int, int]]:
+        """``(segment, view-grid start)`` of the song's clips at ``c``."""
+        starts = clip_starts(params=self.view.clip_params, clip_seconds=c, duration=song.duration)
+        return [(seg, self.view.view_frame(start)) for seg, start in starts]
+
+    def _target(self, c: int, songs: pl.DataFrame, splits: pl.DataFrame) -> pl.DataFrame:
+        return target_index(self.view.clip_params, c, songs, splits, self.view.index_columns(c))
+
+    def _status(self, cdir: Path, target: pl.DataFrame) -> str:
+        current = atomic.resolve_current(cdir)
+        if current is None:
+            return "built"
+        if self.provenance and registry.stored_provenance(current / self.view.data_file,
+                                                          self.provenance) != self.provenance:
+            return "built"
+        return status_against(pl.read_parquet(current / INDEX_FILE), target)
+
+    # -- computing ----------------------------------------------------------------------------
+    def _job(self, song: _Song) -> Job:
+        return Job(song_ids=[s for s, _ in song.members],
+                   paths=[str(resolve_in_root(self.genre_root, rel)) for _, rel in song.members],
+                   sha256=song.sha256, cache_folder=str(self.cache.folder))
+
+    def _compute(self, songs: dict[str, _Song], genre_root: Path, open_writers: Callable[[], None]) -> None:
+        todo = [s for s in songs.values() if self._missing(s)]
+        n_workers = min(self.workers or self.view.default_workers() or os.cpu_count() or 1, len(todo))
+        encode = self.view.cache_scope == "song" and n_workers >= WORKERS_TO_ENCODE
+        bar = _progress(len(todo), self.view.name, enabled=self.progress)
+        pending = {s.sha256 for s in todo}
+        spec = self.view.to_spec()
+        try:
+            if n_workers <= 1 or len(todo) <= 2:
+                open_writers()
+                self._feed_cached(songs, pending)
+                for song in todo:
+                    self._done(song, run_job(self._job(song), spec), bar)
+                return
+            import multiprocessing as mp
+
+            with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"),
+                                     initializer=single_threaded_worker) as pool:
+                for _ in range(n_workers):  # start the workers, then decide what to write while they import
+                    pool.submit(warm_up, spec)
+                open_writers()
+                jobs = [(song, self._job(song)) for song in todo]
+                if encode:
+                    for song, job in jobs:
+                        job.wanted = self._wanted(song) or None
+                size = max(1, min(MAX_SONGS_PER_TASK, len(jobs) // (16 * n_workers)))
+                tasks = iter([jobs[i: i + size] for i in range(0, len(jobs), size)])
+                for task, results in _bounded(pool, tasks, lambda t: (run_jobs, [j for _, j in t], spec),
+                                              window=4 * n_workers, before=lambda: self._feed_cached(songs, pending)):
+                    for (song, _), res in zip(task, results, strict=True):
+                        self._done(song, res, bar)
+        finally:
+            bar.close()
+
+    def _wanted(self, song: _Song) -> dict[int, list[int]]:
+        return {c: w.starts(song.sha256) for c, w in self.writers.items() if w.starts(song.sha256)}
+
+    def _feed_cached(self, songs: dict[str, _Song], pending: set[str]) -> None:
+        """Hand the writers the rows of every song the cache already holds."""
+        if not self.writers:
+            return
+        for sha, song in songs.items():
+            if sha not in pending:
+                self._feed(song)
+
+    def _feed(self, song: _Song) -> None:
+        """Give every writer the song's rows from the cache (recomputing a damaged entry)."""
+        wanted = self._wanted(song)
+        if not wanted:
+            return
+        try:
+            rows = self._cached_rows(song, wanted)
+        except CacheError:
+            # an entry a power cut left damaged: compute it again here
+            self.cache.entry_path(song.sha256).unlink(missing_ok=True)
+            for c in wanted:
+                self.cache.rows_path(song.sha256, c).unlink(missing_ok=True)
+            res = run_job(self._job(song), self.view.to_spec())
+            self._record(song, res)
+            if not res.ok:
+                return
+            rows = self._rows_from_result(song, res, list(wanted)) or self._cached_rows(song, wanted)
+        for c, w in self.writers.items():
+            if c in rows:
+                w.add(song.sha256, rows[c])
+
+    def _cached_rows(self, song: _Song, wanted: dict[int, list[int]]) -> dict[int, Any]:
+        if self.view.cache_scope == "song":
+            entry = self.cache.load_entry(song.sha256, self.view.entry_shape())
+            return self.view.clip_rows(entry, wanted)
+        out = {}
+        for c in wanted:
+            shapes = {s.name: s.shape for s in self.view.array_specs(c)}
+            segments = [seg for seg, _ in self._clips(song, c)]
+            out[c], _ = self.cache.load_rows(song.sha256, c, segments=segments, shapes=shapes)
+        return out
+
+    def _rows_from_result(self, song: _Song, res: JobResult, lengths: list[int]) -> dict[int, Any] | None:
+        """``clip`` scope: compute (here), cache and return the rows of ``lengths``."""
+        if self.view.cache_scope != "clip":
+            return None
+        out = {}
+        for c in lengths:
+            t0 = time.perf_counter()
+            clips = self._clips(song, c)
+            rows = self.view.clip_rows(res.prepared, {c: [s for _, s in clips]})[c]
+            seconds = res.seconds + (time.perf_counter() - t0)
+            self.cache.save_rows(song.sha256, c, segments=[seg for seg, _ in clips], rows=rows, seconds=seconds)
+            out[c] = rows
+        return out
+
+    def _record(self, song: _Song, res: JobResult) -> None:
+        changed = set(res.changed)
+        self.failed.extend({"song_id": sid, "reason": CHANGED} for sid in res.changed)
+        rest = [sid for sid, _ in song.members if sid not in changed]
+        if res.ok:
+            self.computed.extend(rest)
+        else:
+            self.failed.extend({"song_id": sid, "reason": res.reason or "failed"} for sid in rest)
+
+    def _done(self, song: _Song, res: JobResult, bar: Any) -> None:
+        """A worker's result: record it and give the writers the song's rows."""
+        self._record(song, res)
+        bar.update()
+        if not res.ok:
+            return
+        missing = self._missing(song) if self.view.cache_scope == "clip" else []
+        computed_rows = self._rows_from_result(song, res, missing) or {}
+        if not self.writers:
+            return
+        if res.encoded:
+            for c, enc in res.encoded.items():
+                self.writers[c].add_encoded(song.sha256, enc)
+            return
+        wanted = self._wanted(song)
+        rows = {c: computed_rows[c] for c in wanted if c in computed_rows}
+        rest = {c: s for c, s in wanted.items() if c not in rows}
+        if rest:
+            rows.update(self._cached_rows(song, rest))
+        for c, r in rows.items():
+            self.writers[c].add(song.sha256, r)
+
+    # -- publishing ---------------------------------------------------------------------------
+    def _publish(self, c: int, cdir: Path, usable: pl.DataFrame, splits: pl.DataFrame,
+                 songs: dict[str, _Song]) -> dict[str, Any]:
+        """Publish one clip length (its lock held): link, stream or rewrite its arrays."""
+        target = self._target(c, usable, splits)
+        skipped_short = usable.filter(~pl.col("song_id").is_in(target["song_id"].implode()))["song_id"].to_list()
+        status = self._status(cdir, target)
+        current = atomic.resolve_current(cdir)
+        if status != "unchanged":
+            with atomic.new_generation(cdir, keep_old=KEEP_OLD_GENERATIONS) as tmp:
+                if status == "reindexed":
+                    for f in current.iterdir():
+                        if f.name != INDEX_FILE:
+                            os.link(f, tmp / f.name)
+                else:
+                    writer = self.writers.get(c)
+                    if writer is None or not writer.target.equals(target):
+                        writer = self._write_from_cache(c, cdir, target, songs)
+                    writer.finish(tmp)
+                target.write_parquet(tmp / INDEX_FILE, compression="zstd")
+            current = atomic.resolve_current(cdir)
+        info = {
+            "status": status, "clips": target.height, "songs": target["song_id"].n_unique(),
+            "skipped_short": skipped_short, "frames": self.view.clip_params.clip_frames(c),
+            **self.view.clip_info(c), **self.provenance,
+            "generation": current.name, "path": str(current / self.view.data_file),
+            "index_path": str(current / INDEX_FILE), "bytes": sum(f.stat().st_size for f in current.iterdir()),
+        }
+        if self.view.cost_name:
+            info[self.view.cost_name] = self._cost_ms(target, c, songs)
+        return info
+
+    def _write_from_cache(self, c: int, cdir: Path, target: pl.DataFrame, songs: dict[str, _Song]) -> ClipWriter:
+        """A writer of ``target`` filled from the cache, in index order."""
+        self.writers.pop(c, None)
+        writer = self.writers[c] = ClipWriter(atomic.tmp_name(cdir / self.view.data_file), target, c, self.view,
+                                              self.provenance)
+        bar = _progress(target.height, f"write {c}s", enabled=self.progress, unit="clip")
+        for sha in target["sha256"].unique(maintain_order=True).to_list():
+            rows = self._cached_rows(songs[sha], {c: writer.starts(sha)})
+            bar.update(writer.add(sha, rows[c]))
+        bar.close()
+        return writer
+
+    def _cost_ms(self, target: pl.DataFrame, c: int, songs: dict[str, _Song]) -> float | None:
+        """Mean milliseconds to compute one clip (decode, prepare and rows), from the cache."""
+        import numpy as np
+
+        total, clips = 0.0, 0
+        for sha in target["sha256"].unique().to_list():
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                with np.load(self.cache.rows_path(sha, c), allow_pickle=False) as z:
+                    total += float(z["compute_seconds"])
+                    clips += int(z["segments"].shape[0])
+        return 1000.0 * total / clips if clips else None
+
+
+def _genre_root_with_files(audio_root: str | os.PathLike[str]) -> Path:
+    genre_root, _ = find_genre_root(audio_root)
+    dirs = [d for d in genre_root.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    if not any(f.is_file() and not f.name.startswith(".") for d in dirs for f in d.iterdir()):
+        raise ParameterError(f"audio folder {str(genre_root)!r} holds no audio files")
+    return genre_root
+
+
+def _bounded(pool: ProcessPoolExecutor, tasks: Iterator[Any], submit: Callable[[Any], tuple],
+             *, window: int, before: Callable[[], None]) -> Iterator[tuple[Any, Any]]:
+    """Run ``tasks`` on ``pool`` with at most ``window`` in flight; yield ``(task, result)``
+    as each completes. ``before()`` runs once the first tasks are submitted."""
+    futs: dict[Future, Any] = {}
+
+    def top_up() -> None:
+        while len(futs) < window:
+            task = next(tasks, None)
+            if task is None:
+                return
+            fn, *args = submit(task)
+            futs[pool.submit(fn, *args)] = task
+
+    try:
+        top_up()
+        before()
+        while futs:
+            done, _ = wait(futs, return_when=FIRST_COMPLETED)
+            for fut in done:
+                task = futs.pop(fut)
+                yield task, fut.result()
+            top_up()
+    except BaseException:
+        for fut in futs:
+            fut.cancel()
+        raise
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, desc: str, *, enabled: bool, unit: str = "song") -> Any:
+    if not enabled or total == 0:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, leave=False)

@@ -1,0 +1,133 @@
+"""The Parquet index of a clip length: one row per clip, and the queries over it.
+
+Every view has the same clips, made here from the catalog and the clip geometry
+(:class:`~feature_store.params.FeatureParams`), so a clip has one ``clip_id`` in every view
+and they join. The index rows are in HDF5 row order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from feature_store.errors import ParameterError
+from feature_store.features import clip_starts
+from feature_store.params import GENRES, FeatureParams, validate_genre
+from feature_store.splits import EXCLUDED, SCHEMES, validate_scheme
+
+INDEX_FILE = "index.parquet"
+#: Columns every index has, in order (the split schemes, ``clip_seconds``, ``frames`` and
+#: ``hdf5_row`` follow, then the view's own constant columns).
+INDEX_SCHEMA: dict[str, pl.DataType] = {
+    "clip_id": pl.String(), "song_id": pl.String(), "genre": pl.String(), "label": pl.Int64(),
+    "sha256": pl.String(), "segment": pl.Int64(), "start_seconds": pl.Float64(), "start_frame": pl.Int64(),
+}
+
+
+def clip_id(song_id: str, clip_seconds: int, segment: int) -> str:
+    """``blues.00001#05s#00``: unique per song, clip length and segment."""
+    return f"{song_id}#{clip_seconds:02d}s#{segment:02d}"
+
+
+def target_index(
+    params: FeatureParams, clip_seconds: int, songs: pl.DataFrame, splits: pl.DataFrame,
+    extra: dict[str, int] | None = None,
+) -> pl.DataFrame:
+    """The index a clip length should have for ``songs`` (catalog rows) and the split table.
+
+    Rows are sorted by genre, song and segment; ``hdf5_row`` numbers them. A song yields
+    the clips of :func:`feature_store.features.clip_starts` (none when it is too short).
+    """
+    rows = []
+    for sid, genre, sha, duration in songs.select("song_id", "genre", "sha256", "duration").iter_rows():
+        for seg, start in clip_starts(params=params, clip_seconds=clip_seconds, duration=duration):
+            rows.append((clip_id(sid, clip_seconds, seg), sid, genre, GENRES.index(genre), sha, seg,
+                         start * params.hop_length / params.sr, start))
+    index = pl.DataFrame(rows, schema=INDEX_SCHEMA, orient="row").sort("genre", "song_id", "segment")
+    scheme_cols = [s for s in SCHEMES if s in splits.columns]
+    index = index.join(splits.select("song_id", *scheme_cols), on="song_id", how="left")
+    index = index.with_columns([pl.col(s).fill_null(EXCLUDED) for s in scheme_cols])
+    index = index.with_columns(
+        pl.lit(clip_seconds, pl.Int64).alias("clip_seconds"),
+        pl.lit(params.clip_frames(clip_seconds), pl.Int64).alias("frames"),
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("hdf5_row"),
+    )
+    if extra:
+        index = index.with_columns([pl.lit(v, pl.Int64).alias(k) for k, v in extra.items()])
+    return index
+
+
+def status_against(current_index: pl.DataFrame | None, target: pl.DataFrame) -> str:
+    """``unchanged`` (same rows and columns), ``reindexed`` (same clips and content, other
+    index values: the arrays can be linked) or ``built`` (arrays rewritten)."""
+    if current_index is None:
+        return "built"
+    old = current_index
+    if not old.select("clip_id", "sha256").equals(target.select("clip_id", "sha256")):
+        return "built"
+    return "unchanged" if old.columns == target.columns and old.equals(target) else "reindexed"
+
+
+def ids_digest(clip_ids: list[str]) -> str:
+    """sha256 of the clip ids in row order: ties an HDF5 file to the index of its rows."""
+    return hashlib.sha256("\n".join(clip_ids).encode()).hexdigest()
+
+
+def predicates(
+    *, genre: Any, split: Any, scheme: str, song_ids: Any, source: pl.DataFrame | None = None,
+    gen: Path | None = None,
+) -> list[pl.Expr]:
+    """The filters of a query on an index, after checking every argument.
+
+    ``source`` is the index in memory (or ``gen`` the generation whose index to scan), for
+    the parts of the ``stratified`` scheme.
+    """
+    validate_scheme(scheme)
+    preds: list[pl.Expr] = []
+    if genre is not None:
+        genres = [genre] if isinstance(genre, str) else list(genre)
+        for g in genres:
+            validate_genre(g)
+        preds.append(pl.col("genre").is_in(genres))
+    if split is not None:
+        parts = [split] if isinstance(split, str) else list(split)
+        valid = scheme_parts(scheme, source=source, gen=gen)
+        for s in parts:
+            if s not in valid:
+                raise ParameterError(f"unknown split {s!r} for scheme {scheme!r}; valid splits are {valid}")
+        preds.append(pl.col(scheme).is_in(parts))
+    if song_ids is not None:
+        if isinstance(song_ids, str):
+            raise ParameterError("song_ids must be a list of song ids, not one string")
+        preds.append(pl.col("song_id").is_in(list(song_ids)))
+    return preds
+
+
+def scheme_parts(scheme: str, *, source: pl.DataFrame | None = None, gen: Path | None = None) -> list[str]:
+    """The parts a query may name for ``scheme`` (``stratified``'s depend on the store)."""
+    if scheme == "seed":
+        return ["train", "test", EXCLUDED]
+    if scheme == "fault_filtered":
+        return ["train", "valid", "test", EXCLUDED]
+    if source is not None:
+        values = source[scheme]
+    elif gen is not None:
+        values = pl.scan_parquet(gen / INDEX_FILE).select(pl.col(scheme).unique()).collect()[scheme]
+    else:
+        values = pl.Series(scheme, [], pl.String)
+    return sorted(set(values.to_list()) | {EXCLUDED})
+
+
+def query(gen: Path, *, genre: Any, split: Any, scheme: str, song_ids: Any,
+          source: pl.DataFrame | None = None) -> pl.LazyFrame:
+    """Filter the index of generation ``gen``; bad arguments name the valid values.
+
+    ``source`` is that generation's index already in memory (the files of a generation never
+    change once published, so readers may keep it); otherwise the Parquet file is scanned.
+    """
+    lf = source.lazy() if source is not None else pl.scan_parquet(gen / INDEX_FILE)
+    preds = predicates(genre=genre, split=split, scheme=scheme, song_ids=song_ids, source=source, gen=gen)
+    return lf.filter(*preds) if preds else lf

@@ -1,0 +1,141 @@
+"""Reading a published generation: its index and HDF5 rows, checked to belong together.
+
+A generation never changes once published, so a reader may keep its index in memory and its
+HDF5 file open until ``current`` moves on (:class:`OpenGenerations`). When a generation is
+opened, the HDF5 file's ``clip_id`` rows must match the index (the writer records a digest of
+them; older files are compared row by row), else the store is torn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from feature_store import h5 as h5lib
+from feature_store.engine.index import INDEX_FILE, ids_digest
+from feature_store.errors import StoreError
+
+
+def read_rows(ds: Any, rows: np.ndarray) -> np.ndarray:
+    """Read sorted rows of an HDF5 dataset, one low-level read per contiguous run.
+
+    Parameters
+    ----------
+    ds : h5py.Dataset
+    rows : np.ndarray [shape=(n,), dtype=int64]
+        Increasing row numbers.
+
+    Returns
+    -------
+    np.ndarray [shape=(n, *ds.shape[1:]), dtype=ds.dtype]
+    """
+    out = np.empty((rows.size, *ds.shape[1:]), dtype=ds.dtype)
+    if rows.size == 0:
+        return out
+    from h5py import h5s
+
+    breaks = np.nonzero(np.diff(rows) != 1)[0] + 1
+    fspace = ds.id.get_space()
+    tail = tuple(ds.shape[1:])
+    pos = 0
+    # h5py's low-level read straight into the output: its slicing machinery costs more than
+    # reading a few chunks
+    for run in np.split(rows, breaks):
+        fspace.select_hyperslab((int(run[0]),) + (0,) * len(tail), (run.size, *tail))
+        ds.id.read(h5s.create_simple((run.size, *tail)), fspace, out[pos: pos + run.size])
+        pos += run.size
+    return out
+
+
+def open_checked(gen: Path, data_file: str) -> tuple[pl.DataFrame, Any]:
+    """The index (in row order) and the open HDF5 file of generation ``gen``, checked.
+
+    Raises
+    ------
+    StoreError
+        If the HDF5 rows do not match the index (a torn store).
+    FileNotFoundError, OSError
+        If the generation was collected meanwhile (the caller retries).
+    """
+    h5 = h5lib.h5py().File(gen / data_file, "r")
+    try:
+        source = pl.read_parquet(gen / INDEX_FILE)
+        in_order = np.array_equal(source["hdf5_row"].to_numpy(), np.arange(source.height))
+        if not in_order:
+            source = source.sort("hdf5_row")  # the writer stores rows in order; older stores too
+        ids = source["clip_id"].to_list()
+        digest = h5.attrs.get("index_sha256")
+        same = digest == ids_digest(ids) if digest is not None else list(h5["clip_id"].asstr()[:]) == ids
+        if not same or not np.array_equal(source["hdf5_row"].to_numpy(), np.arange(source.height)):
+            raise StoreError(f"torn store at {gen}: HDF5 rows do not match the index; rebuild it")
+    except BaseException:
+        h5.close()
+        raise
+    return source, h5
+
+
+class OpenGenerations:
+    """The generation a reader last opened per clip length, with its index and HDF5 file."""
+
+    def __init__(self, data_file: str) -> None:
+        self.data_file = data_file
+        self._open: dict[str, tuple[Path, pl.DataFrame, Any]] = {}
+
+    def get(self, gen: Path) -> tuple[pl.DataFrame, Any]:
+        """Index and HDF5 file of ``gen``, opened (and checked) once."""
+        key = gen.parent.name
+        hit = self._open.get(key)
+        if hit is not None and hit[0] == gen:
+            return hit[1], hit[2]
+        self.close(hit[0] if hit else None)
+        source, h5 = open_checked(gen, self.data_file)
+        self._open[key] = (gen, source, h5)
+        return source, h5
+
+    def close(self, gen: Path | None = None) -> None:
+        """Close ``gen`` (every generation when None)."""
+        for key, (g, _, h5) in list(self._open.items()):
+            if gen is None or g == gen:
+                with contextlib.suppress(Exception):
+                    h5.close()
+                del self._open[key]
+
+
+class RowReader:
+    """Rows of one array of one generation, read on demand (streaming training).
+
+    Parameters
+    ----------
+    gen : path
+        A published generation.
+    data_file, array : str
+        Its HDF5 file and dataset.
+    """
+
+    def __init__(self, gen: Path, data_file: str, array: str) -> None:
+        self.gen = gen
+        self.index, self._h5 = open_checked(gen, data_file)
+        if array not in self._h5:
+            self._h5.close()
+            raise StoreError(f"{gen / data_file} has no array {array!r}")
+        self.ds = self._h5[array]
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """The rows ``rows`` (any order, repeats allowed), in that order, in the stored dtype."""
+        rows = np.asarray(rows, dtype=np.int64)
+        uniq, inverse = np.unique(rows, return_inverse=True)
+        return read_rows(self.ds, uniq)[inverse]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._h5.close()
+
+    def __enter__(self) -> RowReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,318 @@
+"""What a feature view declares, and the one generic step that every view shares.
+
+A *view* is a small declaration on the store engine (:mod:`feature_store.engine`): its name,
+the frozen parameters whose hash names its folder, how one song becomes features (``prepare``,
+run in a worker process), how the clips of a song are cut from those features
+(``clip_rows``), and the arrays it writes per clip (:class:`ArraySpec`). The engine does the
+rest: the per-song cache, the plan, worker processes, generations, locks, the registry, the
+Parquet index and the queries.
+
+Two kinds of view exist, by what their cache holds (``cache_scope``):
+
+``"song"``
+    ``prepare`` returns one float32 array ``(features, frames)`` of the whole song (the mel
+    spectrogram, the timbral frame features); it is cached per content hash and every clip
+    length is cut from it cheaply in the main process.
+``"clip"``
+    ``prepare`` returns an intermediate (musicnn's log-mel) that is not worth caching, and
+    ``clip_rows`` is the expensive part (a network, run once per process in the main
+    process): the rows of each (song, clip length) are cached.
+
+Frames: every view has its own frame grid (``frame_rate`` frames per second); the clips of
+the store are defined once, by :class:`~feature_store.params.FeatureParams` (``sr``,
+``hop_length``, ``mode``), and ``view_frame`` maps a clip's start frame into the view's grid.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from feature_store.errors import ParameterError
+from feature_store.params import FeatureParams, validate_clip_seconds
+
+#: Row storage of an array: ``row`` chunks hold one clip each (large per-clip arrays that are
+#: read a few clips at a time, like spectrograms); ``block`` chunks hold many clips (vectors).
+Chunking = Literal["row", "block"]
+#: Clips per chunk of a ``block`` array.
+BLOCK_ROWS = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraySpec:
+    """One array a view writes per clip.
+
+    Attributes
+    ----------
+    name : str
+        Dataset name in the HDF5 file (and the Parquet table, if any).
+    shape : tuple of int
+        Shape of one clip's value.
+    dtype : str
+        Storage dtype (``float32``, ``float16``).
+    chunking : {'row', 'block'}
+        One clip per HDF5 chunk, or :data:`BLOCK_ROWS` clips per chunk.
+    hdf5 : bool
+        Stored in the HDF5 file (queries with ``tensors()`` read it).
+    columns : tuple of str, optional
+        Also (or only, with ``hdf5=False``) written as a Parquet table ``<name>.parquet``,
+        one column per value (``shape`` must then be 1-d), for ``table()`` queries and DuckDB.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    chunking: Chunking = "block"
+    hdf5: bool = True
+    columns: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.columns is not None and (len(self.shape) != 1 or len(self.columns) != self.shape[0]):
+            raise ParameterError(f"array {self.name!r}: {len(self.columns)} columns for shape {self.shape}")
+        if not self.hdf5 and self.columns is None:
+            raise ParameterError(f"array {self.name!r} is stored nowhere: give hdf5=True or columns")
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewOptions:
+    """The user-facing options any view may read (CLI flags, resource config, settings).
+
+    Each view takes what it understands in :meth:`FeatureView.from_options` and ignores the
+    rest, so a command line or an asset builds every view the same way.
+
+    Attributes
+    ----------
+    mode : {'first', 'segments'}
+        Which clips a song gives (every view: the clips are the same in all views).
+    dtype : {'float32', 'float16'}
+        Storage dtype of the mel spectrograms.
+    embedding_model : {'MSD_musicnn', 'MTT_musicnn'}
+        Weights of the embeddings view.
+    """
+
+    mode: str = "first"
+    dtype: str = "float32"
+    embedding_model: str = "MSD_musicnn"
+
+
+#: A song's clips at one clip length, as start frames in the view's own frame grid.
+Starts = Sequence[int]
+#: Per array name, the rows of some clips: ``(clips, *spec.shape)``.
+Rows = dict[str, np.ndarray]
+
+
+class FeatureView(abc.ABC):
+    """A feature view: a declaration that the store engine builds and queries.
+
+    Subclasses set the class attributes and implement the abstract methods; see
+    ``feature_store/views/_template.py`` for a contributor template.
+
+    Attributes
+    ----------
+    name : str
+        Registry key and ``--view`` value (``mel``).
+    asset_name, check_name : str
+        The Dagster asset and its sanity check.
+    title : str
+        One line: what the view holds.
+    description : str
+        A paragraph for the Dagster UI.
+    kinds : tuple of str
+        Dagster kinds of the asset.
+    cache_scope : {'song', 'clip'}
+        What the per-song cache holds (module docstring).
+    main_process : bool
+        ``clip_rows`` must run in the build's own process (a network loaded once); workers
+        then only ``prepare``.
+    cost_name : str, optional
+        Registry key of the measured compute milliseconds per clip (``clip`` scope only).
+    """
+
+    name: ClassVar[str]
+    asset_name: ClassVar[str]
+    check_name: ClassVar[str]
+    title: ClassVar[str]
+    description: ClassVar[str] = ""
+    kinds: ClassVar[tuple[str, ...]] = ("hdf5", "parquet")
+    cache_scope: ClassVar[Literal["song", "clip"]] = "song"
+    main_process: ClassVar[bool] = False
+    cost_name: ClassVar[str | None] = None
+    #: File of a generation that holds the HDF5 arrays (default ``<name>.h5``).
+    data_file: ClassVar[str] = ""
+    #: Arrays that ``tensors()`` returns when none are named.
+    default_arrays: ClassVar[tuple[str, ...]]
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in vars(cls) and not vars(cls).get("data_file"):
+            cls.data_file = f"{cls.name}.h5"
+
+    # -- identity -------------------------------------------------------------------------
+    @classmethod
+    @abc.abstractmethod
+    def from_options(cls, options: ViewOptions) -> FeatureView:
+        """The view for these user options."""
+
+    @property
+    @abc.abstractmethod
+    def clip_params(self) -> FeatureParams:
+        """The parameters that define the clips (``sr``, ``hop_length``, ``mode``)."""
+
+    @abc.abstractmethod
+    def hash(self) -> str:
+        """Short stable hash of every parameter that changes the stored numbers."""
+
+    @property
+    def folder(self) -> str:
+        """Folder of the view's stores under ``<root>/features``: ``<name>-<hash>``."""
+        return f"{self.name}-{self.hash()}"
+
+    def cache_folder(self, provenance: Mapping[str, Any]) -> str:
+        """Folder of the per-song cache under ``<root>/cache``; views sharing it share entries."""
+        return self.folder
+
+    def provenance(self) -> dict[str, Any]:
+        """Facts about what computes the numbers beyond the params (weights' sha256...).
+
+        Called once per build; recorded in the registry and in every HDF5 file, and a stored
+        generation whose provenance differs is rebuilt. Raise a StoreError when what is
+        needed is not installed.
+        """
+        return {}
+
+    def to_spec(self) -> tuple[str, dict[str, Any]]:
+        """``("module:Class", params as a dict)``: enough for a worker process to rebuild the view
+        (:func:`feature_store.views.view_from_spec`), a view declared outside this package too."""
+        return f"{type(self).__module__}:{type(self).__qualname__}", dataclasses.asdict(self.params)
+
+    @classmethod
+    @abc.abstractmethod
+    def from_params_dict(cls, params: dict[str, Any]) -> FeatureView:
+        """Inverse of :meth:`to_spec`'s second element."""
+
+    # -- geometry ---------------------------------------------------------------------------
+    @property
+    @abc.abstractmethod
+    def sample_rate(self) -> int:
+        """Rate the view decodes audio at."""
+
+    @property
+    @abc.abstractmethod
+    def frame_rate(self) -> float:
+        """Frames per second of the view's frame grid."""
+
+    @abc.abstractmethod
+    def clip_frames(self, clip_seconds: int) -> int:
+        """Frames of one clip in the view's grid."""
+
+    def view_frame(self, start_frame: int) -> int:
+        """The view-grid frame of a clip starting at ``start_frame`` of the clip geometry."""
+        p = self.clip_params
+        return int(round(start_frame * p.hop_length / p.sr * self.frame_rate))
+
+    # -- computing --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def array_specs(self, clip_seconds: int) -> list[ArraySpec]:
+        """The arrays written per clip at this clip length."""
+
+    def entry_shape(self) -> tuple[int, ...] | None:
+        """Shape of a ``song``-scope cache entry (``(features, frames)`` of the nominal song)."""
+        return None
+
+    @abc.abstractmethod
+    def prepare(self, y: np.ndarray, *, whole_file: bool = False) -> Any:
+        """The song-level features of mono audio ``y`` at :attr:`sample_rate`.
+
+        ``whole_file`` is True for a file of any length (prediction): memory then stays
+        bounded by blocks where the view can do it.
+        """
+
+    def entry_frames(self, entry: Any) -> int:
+        """Frames of a prepared entry (``entry.shape[1]`` for ``(features, frames)`` arrays)."""
+        return int(entry.shape[1])
+
+    @abc.abstractmethod
+    def clip_rows(self, entry: Any, wanted: Mapping[int, Starts]) -> dict[int, Rows]:
+        """The rows of the clips ``wanted`` (clip length -> start frames) of one song.
+
+        Returns, per clip length, each array of :meth:`array_specs` as
+        ``(len(starts), *shape)`` float32 values, in the order of the starts.
+        """
+
+    # -- records ----------------------------------------------------------------------------
+    def index_columns(self, clip_seconds: int) -> dict[str, int]:
+        """Constant columns added to the index of a clip length (name -> value)."""
+        return {}
+
+    def clip_info(self, clip_seconds: int) -> dict[str, Any]:
+        """Constant facts recorded per clip length in the registry and build report."""
+        return {}
+
+    def registry_fields(self) -> dict[str, Any]:
+        """Fields written when the registry is created (params and hash are added)."""
+        return {}
+
+    def build_fields(self, provenance: Mapping[str, Any]) -> dict[str, Any]:
+        """Fields refreshed on every build."""
+        return dict(provenance)
+
+    def hdf5_attrs(self, clip_seconds: int) -> dict[str, Any]:
+        """Attributes of each HDF5 file (beside params, hash, clip length and provenance)."""
+        return {}
+
+    def describe_clip(self, info: Mapping[str, Any]) -> str:
+        """A few words about one built clip length for ``gtzan features build`` (or '')."""
+        return ""
+
+    def file_windows(self, path: Any, *, clip_seconds: int, hop_seconds: float | None = None,
+                     arrays: Sequence[str] | None = None) -> Any:
+        """The features of windows of ``clip_seconds`` slid over one audio file (prediction).
+
+        See :func:`feature_store.engine.windows.file_windows`.
+        """
+        from feature_store.engine.windows import file_windows
+
+        return file_windows(self, path, clip_seconds=clip_seconds, hop_seconds=hop_seconds, arrays=arrays)
+
+    def default_workers(self) -> int | None:
+        """Worker processes of a build when none are asked for (None: the CPU count)."""
+        return None
+
+    def before_build(self, *, threads: int | None = None) -> None:
+        """Called once in the build's process before any work (load-time settings)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.params == self.params  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.params))
+
+
+def check_clip_seconds(clip_seconds: Any) -> int:
+    """:func:`~feature_store.params.validate_clip_seconds`, re-exported for view modules."""
+    return validate_clip_seconds(clip_seconds)
+
+
+def window_rows(entry: np.ndarray, starts: Starts, frames: int) -> np.ndarray:
+    """``entry[:, s : s + frames]`` for each start, stacked: ``(len(starts), features, frames)``.
+
+    Raises
+    ------
+    ParameterError
+        If a window runs out of the entry.
+    """
+    if any(s < 0 or s + frames > entry.shape[1] for s in starts):
+        raise ParameterError(f"a clip of {frames} frames at {list(starts)} exceeds the {entry.shape[1]} frames")
+    if not len(starts):
+        return np.empty((0, entry.shape[0], frames), dtype=entry.dtype)
+    return np.stack([entry[:, s : s + frames] for s in starts])

@@ -1,0 +1,122 @@
+"""The ``mel`` view: log-power mel spectrograms of every clip, and their per-band summary.
+
+One STFT per song at its full nominal length (:func:`feature_store.features.mel_spectrogram`,
+librosa's numbers from our own blocked STFT and sparse filterbank); a clip of N seconds is the
+frame slice ``mel[:, start : start + clip_frames(N)]``. Per clip it writes:
+
+* ``mel`` ``(n_mels, frames)`` in the store's dtype, one clip per HDF5 chunk (Blosc-LZ4);
+* ``summary`` the per-band mean and standard deviation over time, as the Parquet table
+  ``summary.parquet`` (columns ``mean_000`` ... ``std_127``), which the ``baseline`` model
+  and SQL users read.
+
+Its parameters are :class:`~feature_store.params.FeatureParams` (the folder is
+``mel-<params hash>``); the cache of full-length mels is shared by every dtype and mode
+(``cache/mel-<spectral hash>``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from feature_store.engine.view import ArraySpec, FeatureView, Rows, Starts, ViewOptions
+from feature_store.features import mel_spectrogram, window_summaries
+from feature_store.params import FeatureParams
+
+
+class MelView(FeatureView):
+    """Mel spectrograms (see the module docstring)."""
+
+    name: ClassVar[str] = "mel"
+    asset_name: ClassVar[str] = "mel_features"
+    check_name: ClassVar[str] = "features_sane"
+    title: ClassVar[str] = "log-power mel spectrograms of every clip"
+    description: ClassVar[str] = (
+        "Mel spectrograms (22050 Hz, n_fft 2048, hop 512, 128 mels, power_to_db; librosa's numbers within "
+        "2e-3 dB, computed by the store's own blocked STFT and sparse filterbank) of every clip of one length, "
+        "partitioned by clip length in seconds. Each partition is a chunked `mel.h5` (clips × 128 mels × frames) "
+        "with an `index.parquet` of its rows (song, genre, split parts, segment) and a `summary.parquet` of "
+        "per-band statistics, published atomically as a new generation. Songs are decoded once into a cache "
+        "shared by all partitions."
+    )
+    default_arrays: ClassVar[tuple[str, ...]] = ("mel",)
+    params: FeatureParams
+
+    def __init__(self, params: FeatureParams | None = None) -> None:
+        super().__init__(params if params is not None else FeatureParams())
+
+    @classmethod
+    def from_options(cls, options: ViewOptions) -> MelView:
+        return cls(FeatureParams(mode=options.mode, dtype=options.dtype))  # type: ignore[arg-type]
+
+    @classmethod
+    def from_params_dict(cls, params: dict[str, Any]) -> MelView:
+        return cls(FeatureParams.from_dict(params))
+
+    @property
+    def clip_params(self) -> FeatureParams:
+        return self.params
+
+    def hash(self) -> str:
+        return self.params.hash()
+
+    def cache_folder(self, provenance: Mapping[str, Any]) -> str:
+        # dtype and mode do not change the full-length mel: every store shares one cache
+        return f"mel-{self.params.spectral_hash()}"
+
+    @property
+    def sample_rate(self) -> int:
+        return self.params.sr
+
+    @property
+    def frame_rate(self) -> float:
+        return self.params.sr / self.params.hop_length
+
+    def clip_frames(self, clip_seconds: int) -> int:
+        return self.params.clip_frames(clip_seconds)
+
+    def view_frame(self, start_frame: int) -> int:
+        return int(start_frame)  # the clips are defined on this very grid
+
+    def array_specs(self, clip_seconds: int) -> list[ArraySpec]:
+        p = self.params
+        cols = tuple(f"mean_{b:03d}" for b in range(p.n_mels)) + tuple(f"std_{b:03d}" for b in range(p.n_mels))
+        return [
+            ArraySpec("mel", (p.n_mels, p.clip_frames(clip_seconds)), p.dtype, chunking="row"),
+            ArraySpec("summary", (2 * p.n_mels,), "float32", hdf5=False, columns=cols),
+        ]
+
+    def entry_shape(self) -> tuple[int, ...]:
+        return (self.params.n_mels, self.params.song_frames)
+
+    def prepare(self, y: np.ndarray, *, whole_file: bool = False) -> np.ndarray:
+        # no BLAS in the mel (scipy.fft + a sparse filterbank): the numbers are the same in
+        # every process, whatever its thread settings or the number of workers
+        return mel_spectrogram(y, params=self.params)
+
+    def clip_rows(self, entry: np.ndarray, wanted: Mapping[int, Starts]) -> dict[int, Rows]:
+        frames = {c: self.params.clip_frames(c) for c in wanted}
+        windows = sorted({(int(s), frames[c]) for c, starts in wanted.items() for s in starts})
+        # the band summaries of every window in two passes over the mel (nested and
+        # disjoint windows alike), instead of a pass per window
+        summaries = window_summaries(entry, windows=windows)
+        out: dict[int, Rows] = {}
+        for c, starts in wanted.items():
+            f = frames[c]
+            out[c] = {
+                # views into the entry: the writer copies each into its chunk
+                "mel": [entry[:, int(s) : int(s) + f] for s in starts],  # type: ignore[dict-item]
+                "summary": np.stack([summaries[(int(s), f)] for s in starts]) if len(starts) else
+                np.zeros((0, 2 * self.params.n_mels), np.float32),
+            }
+        return out
+
+    def registry_fields(self) -> dict[str, Any]:
+        from feature_store.params import FEATURE_CODE_VERSION
+
+        return {"spectral_hash": self.params.spectral_hash(), "feature_code_version": FEATURE_CODE_VERSION}
+
+    def hdf5_attrs(self, clip_seconds: int) -> dict[str, Any]:
+        return {"layout": "(clips, n_mels, frames)"}
