@@ -175,8 +175,16 @@ class FeatureView(abc.ABC):
         return f"{self.name}-{self.hash()}"
 
     def cache_folder(self, provenance: Mapping[str, Any]) -> str:
-        """Folder of the per-song cache under ``<root>/cache``; views sharing it share entries."""
-        return self.folder
+        """Folder of the per-song cache under ``<root>/cache``; views sharing it share entries.
+
+        The default is the store's folder name, plus a digest of the provenance when there is
+        one: entries made by other weights are never reused.
+        """
+        if not provenance:
+            return self.folder
+        from feature_store.params import _digest
+
+        return f"{self.folder}-{_digest(dict(provenance))[:8]}"
 
     def provenance(self) -> dict[str, Any]:
         """Facts about what computes the numbers beyond the params (weights' sha256...).

@@ -1,0 +1,99 @@
+"""Contributor template: copy this file to ``feature_store/views/<name>.py`` and fill it in.
+
+A view module declares one :class:`~feature_store.engine.view.FeatureView` subclass (this
+file is skipped by discovery because its name starts with ``_``). Nothing else changes: the
+engine builds and queries it, ``gtzan features build|describe|query --view <name>`` and a
+Dagster asset ``<asset_name>[clip]`` with its sanity check appear by themselves, and models
+can train on it (see README, "Adding a feature view").
+
+Checklist:
+
+1. A frozen params dataclass with every parameter that changes the numbers, and a
+   ``hash()`` that includes a code version you bump when the numbers change.
+2. ``prepare``: one song's features, computed in a worker process (import heavy libraries
+   inside it). ``cache_scope = "song"`` when that is a ``(features, frames)`` array that
+   clips are cut from; ``"clip"`` (with ``main_process = True``) when the rows themselves are
+   the expensive part, such as a network.
+3. ``clip_rows``: the per-clip arrays of :meth:`array_specs`, from the prepared features.
+4. A test under ``tests/feature_store/`` with values against known answers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from feature_store.engine.view import ArraySpec, FeatureView, Rows, Starts, ViewOptions, window_rows
+from feature_store.params import FeatureParams, _digest
+
+CODE_VERSION = "1"
+
+
+@dataclasses.dataclass(frozen=True)
+class MyParams:
+    """Every parameter of the view's numbers (the clip geometry's ``mode`` included)."""
+
+    mode: str = "first"
+
+    def clip_params(self) -> FeatureParams:
+        return FeatureParams(mode=self.mode)  # type: ignore[arg-type]
+
+    def hash(self) -> str:
+        return _digest({**dataclasses.asdict(self), "code": CODE_VERSION})
+
+
+class MyView(FeatureView):
+    name: ClassVar[str] = "myview"                 # the --view value
+    asset_name: ClassVar[str] = "myview_features"  # the Dagster asset
+    check_name: ClassVar[str] = "myview_sane"      # its sanity check
+    title: ClassVar[str] = "one line: what each clip holds"
+    description: ClassVar[str] = "A paragraph for the Dagster UI."
+    default_arrays: ClassVar[tuple[str, ...]] = ("myarray",)
+
+    def __init__(self, params: MyParams | None = None) -> None:
+        super().__init__(params or MyParams())
+
+    @classmethod
+    def from_options(cls, options: ViewOptions) -> MyView:
+        return cls(MyParams(mode=options.mode))
+
+    @classmethod
+    def from_params_dict(cls, params: dict[str, Any]) -> MyView:
+        return cls(MyParams(**params))
+
+    @property
+    def clip_params(self) -> FeatureParams:
+        return self.params.clip_params()
+
+    def hash(self) -> str:
+        return self.params.hash()
+
+    @property
+    def sample_rate(self) -> int:
+        return self.clip_params.sr
+
+    @property
+    def frame_rate(self) -> float:
+        return self.clip_params.sr / self.clip_params.hop_length
+
+    def clip_frames(self, clip_seconds: int) -> int:
+        return self.clip_params.clip_frames(clip_seconds)
+
+    def array_specs(self, clip_seconds: int) -> list[ArraySpec]:
+        return [ArraySpec("myarray", (2,), columns=("first", "second"))]
+
+    def entry_shape(self) -> tuple[int, ...]:
+        return (2, self.clip_params.song_frames)
+
+    def prepare(self, y: np.ndarray, *, whole_file: bool = False) -> np.ndarray:
+        raise NotImplementedError("compute (2, 1 + len(y) // hop_length) frame features of y here")
+
+    def clip_rows(self, entry: np.ndarray, wanted: Mapping[int, Starts]) -> dict[int, Rows]:
+        out: dict[int, Rows] = {}
+        for c, starts in wanted.items():
+            clips = window_rows(entry, list(starts), self.clip_frames(c))
+            out[c] = {"myarray": clips.mean(axis=2).astype(np.float32)}
+        return out
