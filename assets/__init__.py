@@ -7,27 +7,29 @@ from assets.checks import (
     catalog_class_balance,
     catalog_duplicates,
     catalog_quarantine,
-    embeddings_sane,
-    features_sane,
     model_above_chance,
     probe_above_chance,
     split_leakage,
 )
-from assets.embeddings import ProbeTrainingConfig, musicnn_embeddings, probe_models
-from assets.features import mel_features
+from assets.embeddings import ProbeTrainingConfig, probe_models
+from assets.features import timbre_features, timbre_sane
+from assets.views import VIEW_ASSETS, VIEW_CHECKS
 from assets.ingest import audio_catalog, song_splits
 from assets.models import TrainingConfig, genre_models
 from assets.reports import evaluation_report
 from assets.resources import AudioSource, FeatureStoreResource, ModelStoreResource
 
-ALL_ASSETS = [audio_catalog, song_splits, mel_features, musicnn_embeddings, genre_models, probe_models, evaluation_report]
+#: The feature views' assets and checks, one of each per view (mel, embeddings, timbre...).
+mel_features, musicnn_embeddings = VIEW_ASSETS["mel"], VIEW_ASSETS["embeddings"]
+features_sane, embeddings_sane = VIEW_CHECKS["mel"], VIEW_CHECKS["embeddings"]
+
+ALL_ASSETS = [audio_catalog, song_splits, *VIEW_ASSETS.values(), genre_models, probe_models, evaluation_report]
 ALL_CHECKS = [
     catalog_quarantine,
     catalog_duplicates,
     catalog_class_balance,
     split_leakage,
-    features_sane,
-    embeddings_sane,
+    *VIEW_CHECKS.values(),
     model_above_chance,
     probe_above_chance,
 ]
@@ -55,4 +57,6 @@ __all__ = [
     "probe_models",
     "song_splits",
     "split_leakage",
+    "timbre_features",
+    "timbre_sane",
 ]

@@ -10,11 +10,13 @@ check                      asset            severity  blocks downstream
 ``features_sane``          mel_features     ERROR     yes: NaN/inf, wrong shape, torn or stale
 ``embeddings_sane``        musicnn_         ERROR     yes: NaN/inf, wrong shape, torn, or made
                            embeddings                 with other weights than those installed
+``timbre_sane``            timbre_features  ERROR     yes: NaN/inf, wrong shape, torn or stale
 ``model_above_chance``     genre_models     WARN      no: the report still shows the model
 ``probe_above_chance``     probe_models     WARN      no: the report still shows the probe
 =========================  ===============  ========  ===========================================
 
-The checks on partitioned assets are *unpartitioned* checks (partitioned checks are a
+The sanity checks of the feature views are made with their assets by one factory
+(:mod:`assets.views`). The checks on partitioned assets are *unpartitioned* checks (partitioned checks are a
 preview API in Dagster 1.13 and warn when the code location loads). Run together with a
 partition, they check that partition (the run's partition key); run on their own from the
 UI, they check every partition that exists.
@@ -28,23 +30,24 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from assets.embeddings import musicnn_embeddings, probe_models
-from assets.features import mel_features
+from assets.embeddings import probe_models
 from assets.ingest import audio_catalog, song_splits
 from assets.metadata import table
 from assets.models import genre_models
 from assets.partitions import model_partitions
 from assets.resources import FeatureStoreResource, ModelStoreResource
+from assets.views import VIEW_CHECKS, inspect_view
 from feature_store import atomic
 from feature_store import splits as fs_splits
 from feature_store.errors import StoreError
-from feature_store.params import CLIP_SECONDS, GENRES
+from feature_store.params import GENRES
 from training.probe import is_probe_run
 
 #: The smallest genre must hold at least this share of the largest genre's usable songs.
 BALANCE_MIN_RATIO = 0.8
-#: Rows of ``mel.h5`` read at once by ``features_sane`` (bounded memory on any store size).
-CHECK_BLOCK_ROWS = 256
+#: The sanity checks of the feature views (made by :mod:`assets.views`, one per view).
+features_sane = VIEW_CHECKS["mel"]
+embeddings_sane = VIEW_CHECKS["embeddings"]
 
 
 def _run_partition(context: dg.AssetCheckExecutionContext) -> str | None:
@@ -143,191 +146,13 @@ def split_leakage(features: FeatureStoreResource) -> dg.AssetCheckResult:
 
 
 def inspect_clip_length(features: FeatureStoreResource, clip_seconds: int) -> dict:
-    """Verify one built clip length of the store, reading ``mel.h5`` in bounded blocks.
-
-    Returns
-    -------
-    dict
-        ``problems`` (list of str, empty when sane) and the facts checked: ``clips``,
-        ``shape``, ``expected_shape``, ``non_finite``, ``params_hash`` (of the resource),
-        ``registry_hash`` and ``file_hash`` (what the registry and the HDF5 file record).
-    """
-    from feature_store.h5 import h5py as _h5py
-
-    h5py = _h5py()
-
-    store = features.store()
-    params = store.params
-    out: dict = {"clip_seconds": clip_seconds, "params_hash": params.hash(), "problems": []}
-    problems: list[str] = out["problems"]
-    try:
-        reg = store.describe()
-        gen = store.generation(clip_seconds)
-    except StoreError as exc:
-        problems.append(str(exc))
-        return out
-    out["registry_hash"] = reg.get("params_hash")
-    if reg.get("params_hash") != params.hash():
-        problems.append(f"registry params hash {reg.get('params_hash')} != {params.hash()}")
-    index = pl.read_parquet(gen / "index.parquet")
-    expected = (index.height, params.n_mels, params.clip_frames(clip_seconds))
-    out["expected_shape"] = str(expected)
-    out["clips"] = index.height
-    non_finite = 0
-    with h5py.File(gen / "mel.h5", "r") as h5:
-        ds = h5["mel"]
-        out["shape"] = str(tuple(ds.shape))
-        out["file_hash"] = str(h5.attrs.get("params_hash", ""))
-        if tuple(ds.shape) != expected:
-            problems.append(f"mel shape {tuple(ds.shape)} != expected {expected}")
-        if out["file_hash"] != params.hash():
-            problems.append(f"mel.h5 params hash {out['file_hash']!r} != {params.hash()}")
-        ids = h5["clip_id"].asstr()[:].tolist() if "clip_id" in h5 else []
-        if ids != index.sort("hdf5_row")["clip_id"].to_list():
-            problems.append("torn store: the clip ids of mel.h5 do not match index.parquet")
-        for start in range(0, ds.shape[0], CHECK_BLOCK_ROWS):
-            non_finite += int((~np.isfinite(ds[start : start + CHECK_BLOCK_ROWS])).sum())
-    out["non_finite"] = non_finite
-    if non_finite:
-        problems.append(f"{non_finite} NaN or inf values")
-    return out
-
-
-def _lengths_to_check(context: dg.AssetCheckExecutionContext, store) -> list[int]:
-    """The run's clip length, or every built one (all of them if none is) when run alone."""
-    key = _run_partition(context)
-    if key is not None:
-        return [int(key)]
-    return store.available_clip_seconds() or list(CLIP_SECONDS)
-
-
-@dg.asset_check(
-    asset=mel_features,
-    blocking=True,
-    description="The stored mels are finite, of shape (clips, n_mels, frames), row-aligned with their "
-    "index, and made with the params whose hash the registry and the HDF5 file record. Checks the run's "
-    "clip length, or every built one when run alone. Blocks training when it fails.",
-)
-def features_sane(context: dg.AssetCheckExecutionContext, features: FeatureStoreResource) -> dg.AssetCheckResult:
-    lengths = _lengths_to_check(context, features.store())
-    reports = [inspect_clip_length(features, c) for c in lengths]
-    return _sanity_result(
-        lengths,
-        reports,
-        columns={"clips": pl.Int64, "shape": pl.String, "expected_shape": pl.String, "non_finite": pl.Int64},
-        metadata={"params_hash": features.params().hash()},
-    )
-
-
-def _sanity_result(
-    lengths: list[int], reports: list[dict], *, columns: dict[str, Any], metadata: dict[str, Any]
-) -> dg.AssetCheckResult:
-    """One check over clip lengths: a row per length (``columns`` of its report, then its
-    problems), failing with an error when any report has a problem."""
-    problems = [f"{r['clip_seconds']} s: {p}" for r in reports for p in r["problems"]]
-    rows = pl.DataFrame(
-        [
-            {"clip_seconds": r["clip_seconds"], **{k: r.get(k) for k in columns}, "problems": "; ".join(r["problems"]) or None}
-            for r in reports
-        ],
-        schema={"clip_seconds": pl.Int64, **columns, "problems": pl.String},
-    )
-    return dg.AssetCheckResult(
-        passed=not problems,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description="; ".join(problems) or f"sane: {', '.join(f'{c} s' for c in lengths)}",
-        metadata={
-            "clip_seconds": dg.MetadataValue.json(lengths),
-            **metadata,
-            "clip_lengths": table(rows),
-            "problems": dg.MetadataValue.json(problems),
-        },
-    )
+    """:func:`assets.views.inspect_view` of the mel view (what ``features_sane`` checks)."""
+    return inspect_view(features.view_store("mel"), clip_seconds)
 
 
 def inspect_embeddings(features: FeatureStoreResource, clip_seconds: int) -> dict:
-    """Verify one built clip length of the embeddings view, reading ``embeddings.h5`` in blocks.
-
-    Returns
-    -------
-    dict
-        ``problems`` (list of str, empty when sane) and the facts checked: ``clips``,
-        ``shapes`` (per layer), ``non_finite``, ``weights_sha256`` (of the installed weights),
-        ``registry_weights`` and ``file_weights`` (what the registry and the HDF5 file record).
-    """
-    from feature_store.h5 import h5py as _h5py
-
-    h5py = _h5py()
-
-    from feature_store.embeddings import musicnn as mn
-    from feature_store.embeddings.store import H5_FILE
-
-    store = features.embedding_store()
-    out: dict = {"clip_seconds": clip_seconds, "model": store.model, "problems": []}
-    problems: list[str] = out["problems"]
-    try:
-        reg = store.describe()
-        gen = store.generation(clip_seconds)
-        installed = mn.weights_sha256(store.model)
-    except StoreError as exc:  # not built, or the weights package is missing (names the install command)
-        problems.append(str(exc))
-        return out
-    out["weights_sha256"] = installed
-    out["registry_weights"] = reg.get("weights_sha256")
-    if reg.get("weights_sha256") != installed:
-        problems.append(
-            f"registry weights sha256 {str(reg.get('weights_sha256'))[:12]}… != installed {store.model} weights "
-            f"{installed[:12]}…; rebuild the embeddings"
-        )
-    index = pl.read_parquet(gen / "index.parquet")
-    out["clips"] = index.height
-    non_finite = 0
-    shapes = {}
-    with h5py.File(gen / H5_FILE, "r") as h5:
-        out["file_weights"] = str(h5.attrs.get("weights_sha256", ""))
-        if out["file_weights"] != installed:
-            problems.append(f"{H5_FILE} weights sha256 {out['file_weights'][:12]}… != installed {installed[:12]}…")
-        for name, width in mn.LAYERS.items():
-            if name not in h5:
-                problems.append(f"{H5_FILE} has no {name!r} layer")
-                continue
-            ds = h5[name]
-            shapes[name] = str(tuple(ds.shape))
-            if tuple(ds.shape) != (index.height, width):
-                problems.append(f"{name} shape {tuple(ds.shape)} != expected {(index.height, width)}")
-            for start in range(0, ds.shape[0], CHECK_BLOCK_ROWS):
-                non_finite += int((~np.isfinite(ds[start : start + CHECK_BLOCK_ROWS])).sum())
-        ids = h5["clip_id"].asstr()[:].tolist() if "clip_id" in h5 else []
-        if ids != index.sort("hdf5_row")["clip_id"].to_list():
-            problems.append(f"torn store: the clip ids of {H5_FILE} do not match index.parquet")
-    out["shapes"] = shapes
-    out["non_finite"] = non_finite
-    if non_finite:
-        problems.append(f"{non_finite} NaN or inf values")
-    return out
-
-
-@dg.asset_check(
-    asset=musicnn_embeddings,
-    blocking=True,
-    description="The stored embeddings are finite, of shape (clips, width) per layer, row-aligned with "
-    "their index, and made with the installed musicnn weights: the sha256 that the registry and the HDF5 "
-    "file record equals that of the weights package now installed. Checks the run's clip length, or every "
-    "built one when run alone. Blocks the probes when it fails.",
-)
-def embeddings_sane(context: dg.AssetCheckExecutionContext, features: FeatureStoreResource) -> dg.AssetCheckResult:
-    lengths = _lengths_to_check(context, features.embedding_store())
-    reports = [inspect_embeddings(features, c) for c in lengths]
-    for r in reports:
-        if "shapes" in r:
-            r["shapes"] = json.dumps(r["shapes"])
-    installed = next((r["weights_sha256"] for r in reports if "weights_sha256" in r), None)
-    return _sanity_result(
-        lengths,
-        reports,
-        columns={"clips": pl.Int64, "shapes": pl.String, "non_finite": pl.Int64},
-        metadata={"embedding_model": features.embedding_model, "weights_sha256": installed or ""},
-    )
+    """:func:`assets.views.inspect_view` of the embeddings view (what ``embeddings_sane`` checks)."""
+    return inspect_view(features.view_store("embeddings"), clip_seconds)
 
 
 def _cell_runs(models: ModelStoreResource, params_hash: str, model: str, clip_seconds: int) -> list[dict]:

@@ -17,64 +17,17 @@ import statistics
 import dagster as dg
 import polars as pl
 
-from assets.ingest import song_splits
-from assets.metadata import clip_store_metadata, size_bytes, spread, table
+from assets.metadata import size_bytes, spread, table
 from assets.partitions import clip_partitions
-from assets.policies import EAGER, ON_WEEKLY_CRON, RETRY_POLICY, TRAINING_POOL, permanent
-from assets.resources import AudioSource, FeatureStoreResource, ModelStoreResource
-from feature_store.embeddings.musicnn import LAYERS
+from assets.policies import ON_WEEKLY_CRON, RETRY_POLICY, TRAINING_POOL, permanent
+from assets.resources import FeatureStoreResource, ModelStoreResource
+from assets.views import VIEW_ASSETS, VIEW_CHECKS
 from training.probe import CLASSIFIERS
 
 
-@dg.asset(
-    group_name="features",
-    kinds={"hdf5", "parquet", "tensorflow"},
-    deps=[song_splits],
-    partitions_def=clip_partitions,
-    retry_policy=RETRY_POLICY,
-    automation_condition=EAGER,
-    description="Pretrained musicnn embeddings (Pons & Serra 2019; MSD_musicnn weights by default, "
-    "re-implemented in Keras 3) of every clip of one length, partitioned by clip length in seconds: the "
-    "same clips, clip ids and split columns as `mel_features`. Each clip's embedding is the mean over "
-    "the 3 s musicnn patches inside it of four layers (max_pool 753, mean_pool 753, penultimate 200, "
-    "tags 50; a 1 s clip is repeat-padded to one patch), stored as an `embeddings.h5` with an "
-    "`index.parquet`, published atomically as a new generation. The registry records the model and "
-    "the sha256 of its weights. Needs the weights package (`pip install --no-deps musicnn==0.1.0`).",
-)
-def musicnn_embeddings(
-    context: dg.AssetExecutionContext, audio: AudioSource, features: FeatureStoreResource
-) -> dg.MaterializeResult:
-    from feature_store.embeddings import build_embeddings
-
-    clip_seconds = int(context.partition_key)
-    store = features.embedding_store()
-    with permanent():
-        report = build_embeddings(
-            store_root=features.root,
-            audio_root=audio.genre_root(),
-            clip_seconds=[clip_seconds],
-            model=features.embedding_model,
-            params=features.params(),
-            workers=features.embedding_workers or None,
-            lock_timeout=features.lock_timeout,
-        )
-    info = report.clip_lengths[clip_seconds]
-    context.log.info(
-        f"{clip_seconds} s {store.model}: {info['status']}, {info['clips']} clips of {info['songs']} songs; "
-        f"{len(report.computed)} songs embedded, {report.cached} cached"
-    )
-    ms = info.get("embed_ms_per_clip")
-    metadata = clip_store_metadata(report, clip_seconds, store)
-    metadata.update({
-        "patches_per_clip": info["patches_per_clip"],
-        "layers": dg.MetadataValue.json({name: [info["clips"], width] for name, width in LAYERS.items()}),
-        "embedding_model": store.model,
-        "weights_sha256": report.weights_sha256,
-        "embedding_hash": store.hash(),
-    })
-    if ms is not None:
-        metadata["embed_ms_per_clip"] = float(ms)
-    return dg.MaterializeResult(metadata=metadata)
+#: The musicnn embeddings view (made by :mod:`assets.views`, like every view).
+musicnn_embeddings = VIEW_ASSETS["embeddings"]
+embeddings_sane = VIEW_CHECKS["embeddings"]
 
 
 class ProbeTrainingConfig(dg.Config):

@@ -70,10 +70,10 @@ def clip_store_metadata(report: Any, clip_seconds: int, store: Any) -> dict[str,
     """Metadata of one clip length of a store that a build wrote (mel or embeddings).
 
     ``report`` is the build's report (``clip_lengths``, ``computed``, ``cached``, ``failed``,
-    ``seconds``); ``store`` has ``params`` and ``registry_path``. Each asset adds its own keys.
+    ``seconds``); ``store`` is the view's store. The view assets add their own keys.
     """
     info = report.clip_lengths[clip_seconds]
-    params = store.params
+    params = store.view.clip_params
     return {
         "status": info["status"],
         "clips": info["clips"],

@@ -15,9 +15,12 @@ import dagster as dg
 
 from feature_store.catalog import LAYOUT_FOLDERS, find_genre_root
 from feature_store.embeddings.store import EmbeddingStore
+from feature_store.engine.store import ViewStore
+from feature_store.engine.view import FeatureView, ViewOptions
 from feature_store.errors import ParameterError
 from feature_store.params import FeatureParams
 from feature_store.store import FeatureStore
+from feature_store.views import get_view
 from training.train import ModelStore
 
 #: Layouts :class:`AudioSource` accepts; ``auto`` detects the layout from the folder.
@@ -132,6 +135,22 @@ class FeatureStoreResource(dg.ConfigurableResource):
     def embedding_store(self) -> EmbeddingStore:
         """The embeddings view of the same root and clips (:class:`EmbeddingStore`; no TensorFlow)."""
         return EmbeddingStore(self.root, model=self.embedding_model, params=self.params())
+
+    def view_options(self) -> ViewOptions:
+        """The options every view reads (mode, dtype, embedding model)."""
+        return ViewOptions(mode=self.mode, dtype=self.dtype, embedding_model=self.embedding_model)
+
+    def view_store(self, name: str) -> ViewStore:
+        """The store of the view called ``name`` on this root (ParameterError names the views)."""
+        return ViewStore(self.root, get_view(name, self.view_options()))
+
+    def workers_for(self, view: FeatureView) -> int | None:
+        """Worker processes of a build of ``view`` (None: the view's default or the CPU count).
+
+        A view that computes in the step's own process (musicnn) takes ``embedding_workers``
+        decode processes beside it; the others take ``workers``.
+        """
+        return (self.embedding_workers if view.main_process else self.workers) or None
 
 
 class ModelStoreResource(dg.ConfigurableResource):

@@ -87,9 +87,6 @@ class FeatureStore(ViewStore):
     def params(self) -> FeatureParams:
         return self.view.params
 
-    def _what(self) -> str:
-        return f"feature store for params {self.params.hash()}"
-
     @property
     def cache_dir(self) -> Path:
         """Folder of the per-song full-length mels (shared by every dtype and mode)."""

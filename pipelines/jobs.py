@@ -6,7 +6,7 @@ Each job also runs the checks of its assets, so blocking checks gate what follow
 import dagster as dg
 
 from assets.embeddings import musicnn_embeddings, probe_models
-from assets.features import mel_features
+from assets.features import mel_features, timbre_features
 from assets.ingest import audio_catalog, song_splits
 from assets.models import genre_models
 from assets.reports import evaluation_report
@@ -19,8 +19,8 @@ ingest_job = dg.define_asset_job(
 )
 features_job = dg.define_asset_job(
     "features_job",
-    selection=dg.AssetSelection.assets(mel_features),
-    description="Mel features of one clip length (one partition per run).",
+    selection=dg.AssetSelection.assets(mel_features, timbre_features),
+    description="Mel spectrograms and timbral statistics of one clip length (one partition per run).",
 )
 training_job = dg.define_asset_job(
     "training_job",

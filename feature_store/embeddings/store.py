@@ -108,9 +108,6 @@ class EmbeddingStore(ViewStore):
         """Short hash of the model name, clip geometry, musicnn input and code version."""
         return self.view.hash()
 
-    def _what(self) -> str:
-        return f"{self.model} embedding store ({self.hash()}, mode {self.params.mode!r})"
-
     def cache_dir(self, weights_sha256: str) -> Path:
         """Cache folder of the per-song embeddings made with these weights."""
         return self.root / "cache" / self.view.cache_folder({"weights_sha256": weights_sha256})

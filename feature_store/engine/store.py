@@ -124,7 +124,7 @@ class ViewStore:
         return self.build_hint or f"`gtzan features build --view {self.view.name}`"
 
     def _what(self) -> str:
-        return f"{self.view.name} store {self.view.hash()} (mode {self.view.clip_params.mode!r})"
+        return self.view.label()
 
     # -- catalog and splits ---------------------------------------------------------------------
     def catalog(self) -> pl.DataFrame:

@@ -186,6 +186,10 @@ class FeatureView(abc.ABC):
 
         return f"{self.folder}-{_digest(dict(provenance))[:8]}"
 
+    def label(self) -> str:
+        """What the view's store is called in messages: ``timbre store 1a2b3c (mode 'first')``."""
+        return f"{self.name} store {self.hash()} (mode {self.clip_params.mode!r})"
+
     def provenance(self) -> dict[str, Any]:
         """Facts about what computes the numbers beyond the params (weights' sha256...).
 

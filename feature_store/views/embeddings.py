@@ -129,6 +129,9 @@ class EmbeddingsView(FeatureView):
     def cache_folder(self, provenance: Mapping[str, Any]) -> str:
         return f"emb-{self.model}-{str(provenance['weights_sha256'])[:12]}-{self.hash()}"
 
+    def label(self) -> str:
+        return f"{self.model} embedding store ({self.hash()}, mode {self.params.mode!r})"
+
     def provenance(self) -> dict[str, Any]:
         return {"weights_sha256": mn.weights_sha256(self.model)}  # names the install command if missing
 

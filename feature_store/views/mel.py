@@ -66,6 +66,9 @@ class MelView(FeatureView):
         # dtype and mode do not change the full-length mel: every store shares one cache
         return f"mel-{self.params.spectral_hash()}"
 
+    def label(self) -> str:
+        return f"feature store for params {self.params.hash()}"
+
     @property
     def sample_rate(self) -> int:
         return self.params.sr

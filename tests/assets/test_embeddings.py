@@ -56,9 +56,9 @@ def test_embeddings_partition_metadata_and_files(embedded, weights):
     res, result = embedded
     md = _md(result, "musicnn_embeddings")
     assert md["clips"] == N_CLIPS and md["songs"] == N_CLIPS and md["patches_per_clip"] == 1
-    assert md["layers"] == {"max_pool": [N_CLIPS, 753], "mean_pool": [N_CLIPS, 753], "penultimate": [N_CLIPS, 200],
+    assert md["arrays"] == {"max_pool": [N_CLIPS, 753], "mean_pool": [N_CLIPS, 753], "penultimate": [N_CLIPS, 200],
                             "tags": [N_CLIPS, 50]}
-    assert md["weights_sha256"] == weights and md["embedding_model"] == "MSD_musicnn"
+    assert md["weights_sha256"] == weights and md["view_params"]["model"] == "MSD_musicnn"
     assert md["songs_computed"] == N_CLIPS and md["feature_failures"] == 0
     assert md["params_hash"] == res["features"].params().hash() and md["embed_ms_per_clip"] > 0
     path = Path(md["hdf5_path"])

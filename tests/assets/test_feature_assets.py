@@ -114,3 +114,30 @@ def test_locked_store_is_retried(ingested):
     # find it held, so one or two retries (the policy's limit) are both correct
     assert 1 <= types.count("STEP_UP_FOR_RETRY") <= RETRY_POLICY.max_retries
     assert res["features"].store().generation(1).exists()
+
+
+def test_every_view_has_an_asset_and_a_blocking_check_from_one_factory():
+    from assets import ALL_ASSETS, ALL_CHECKS
+    from assets.views import VIEW_ASSETS, VIEW_CHECKS
+    from feature_store.views import VIEWS
+
+    assert set(VIEW_ASSETS) == set(VIEW_CHECKS) == set(VIEWS)
+    for name, cls in VIEWS.items():
+        assert VIEW_ASSETS[name].key.to_user_string() == cls.asset_name and VIEW_ASSETS[name] in ALL_ASSETS
+        [spec] = VIEW_CHECKS[name].check_specs
+        assert spec.name == cls.check_name and spec.blocking and VIEW_CHECKS[name] in ALL_CHECKS
+
+
+def test_timbre_partition_and_check(ingested):
+    from assets import timbre_features, timbre_sane
+
+    result = dg.materialize([timbre_features, timbre_sane], resources=ingested, partition_key="5")
+    assert result.success
+    md = {k: v.value for k, v in result.asset_materializations_for_node("timbre_features")[0].metadata.items()}
+    n = SONGS_PER_GENRE * len(GENRES)
+    assert md["clips"] == n and md["shape"] == f"({n}, 50)" and md["arrays"] == {"timbre": [n, 50]}
+    assert md["view"] == "timbre" and md["hdf5_path"].endswith("timbre.h5")
+    table = pl.read_parquet(md["hdf5_path"].replace("timbre.h5", "timbre.parquet"))
+    assert table.height == n and "mfcc01_mean" in table.columns and "rms_std" in table.columns
+    [ev] = result.get_asset_check_evaluations()
+    assert ev.check_name == "timbre_sane" and ev.passed, ev.description

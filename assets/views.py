@@ -1,0 +1,228 @@
+"""One factory makes the asset and the sanity check of every feature view.
+
+For each view of :data:`feature_store.views.VIEWS` (mel, embeddings, timbre, and any view
+added later), :func:`view_asset` makes ``<view.asset_name>``, partitioned by clip length,
+which builds that clip length of the view's store, and ``<view.check_name>``, a blocking
+check that inspects what was stored (:func:`inspect_view`). Nothing here names a view.
+
+The check is *unpartitioned* (partitioned checks are a preview API in Dagster 1.13 and warn
+when the code location loads): run with a partition it checks that clip length, run alone it
+checks every built one.
+"""
+
+
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from assets.ingest import song_splits
+from assets.metadata import clip_store_metadata, table
+from assets.partitions import clip_partitions
+from assets.policies import EAGER, RETRY_POLICY, permanent
+from assets.resources import AudioSource, FeatureStoreResource
+from feature_store.engine.store import ViewStore
+from feature_store.engine.view import FeatureView
+from feature_store.errors import StoreError
+from feature_store.params import CLIP_SECONDS
+from feature_store.views import VIEWS
+
+#: Rows of an HDF5 dataset read at once by a check (bounded memory on any store size).
+CHECK_BLOCK_ROWS = 256
+
+
+def view_asset(view_cls: type[FeatureView]) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
+    """The asset and the sanity check of one view."""
+
+    @dg.asset(
+        group_name="features",
+        kinds=set(view_cls.kinds),
+        key=view_cls.asset_name,
+        deps=[song_splits],
+        partitions_def=clip_partitions,
+        retry_policy=RETRY_POLICY,
+        automation_condition=EAGER,
+        description=view_cls.description,
+    )
+    def _asset(context: dg.AssetExecutionContext, audio: AudioSource,
+               features: FeatureStoreResource) -> dg.MaterializeResult:
+        clip_seconds = int(context.partition_key)
+        store = features.view_store(view_cls.name)
+        with permanent():
+            report = store.build(audio_root=audio.genre_root(), clip_seconds=[clip_seconds],
+                                 workers=features.workers_for(store.view), lock_timeout=features.lock_timeout,
+                                 on_wait=context.log.warning)
+        info = report.clip_lengths[clip_seconds]
+        context.log.info(
+            f"{view_cls.name} {clip_seconds} s: {info['status']}, {info['clips']} clips of {info['songs']} songs; "
+            f"{len(report.computed)} songs computed, {report.cached} cached"
+        )
+        return dg.MaterializeResult(metadata=view_metadata(report, clip_seconds, store))
+
+    @dg.asset_check(
+        asset=_asset,
+        name=view_cls.check_name,
+        blocking=True,
+        description=f"The stored {view_cls.name} arrays are finite, of the declared shapes, row-aligned with "
+        "their index, and made with the parameters (and weights, where the view has them) that the registry "
+        "and the HDF5 file record. Checks the run's clip length, or every built one when run alone. Blocks "
+        "what trains on the view when it fails.",
+    )
+    def _check(context: dg.AssetCheckExecutionContext, features: FeatureStoreResource) -> dg.AssetCheckResult:
+        store = features.view_store(view_cls.name)
+        lengths = lengths_to_check(context, store)
+        reports = [inspect_view(store, c) for c in lengths]
+        try:
+            provenance = store.view.provenance()  # the installed weights, where the view has them
+        except StoreError:
+            provenance = {}
+        return sanity_result(lengths, reports,
+                             metadata={"view": view_cls.name, "view_hash": store.view.hash(), **provenance})
+
+    return _asset, _check
+
+
+def view_metadata(report: Any, clip_seconds: int, store: ViewStore) -> dict[str, Any]:
+    """Metadata of one built clip length: the store's facts, the arrays' shapes, the view's own."""
+    info = report.clip_lengths[clip_seconds]
+    view = store.view
+    specs = [s for s in view.array_specs(clip_seconds) if s.hdf5]
+    n = info["clips"]
+    default = [s for s in specs if s.name in view.default_arrays]
+    if len(default) == 1 and len(default[0].shape) > 1:
+        shape = (n, *default[0].shape)
+    else:
+        shape = (n, sum(int(np.prod(s.shape)) for s in default))
+    metadata = clip_store_metadata(report, clip_seconds, store)
+    metadata.update(
+        view=view.name, view_hash=view.hash(), view_params=dg.MetadataValue.json(_params(view)),
+        shape=str(shape), frames=info["frames"],
+        arrays=dg.MetadataValue.json({s.name: [n, *s.shape] for s in specs}),
+    )
+    standard = {"status", "clips", "songs", "skipped_short", "frames", "generation", "path", "index_path", "bytes"}
+    for key, value in info.items():  # the view's own facts (patches per clip, cost, weights...)
+        if key not in standard and isinstance(value, int | float | str) and value is not None:
+            metadata[key] = round(value, 3) if isinstance(value, float) else value
+    return metadata
+
+
+def _params(view: FeatureView) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(view.params)
+
+
+def lengths_to_check(context: dg.AssetCheckExecutionContext, store: ViewStore) -> list[int]:
+    """The run's clip length, or every built one (all of them if none is) when run alone."""
+    oc = context.op_execution_context
+    if oc.has_partition_key:
+        return [int(oc.partition_key)]
+    return store.available_clip_seconds() or list(CLIP_SECONDS)
+
+
+def inspect_view(store: ViewStore, clip_seconds: int) -> dict[str, Any]:
+    """Verify one built clip length of a view, reading its arrays in bounded blocks.
+
+    Returns
+    -------
+    dict
+        ``problems`` (list of str, empty when sane) and the facts checked: ``clips``,
+        ``shapes`` (per array), ``non_finite``, ``params_hash``/``registry_hash``/``file_hash``
+        and, for views with provenance (weights), what the registry and the file record.
+    """
+    from feature_store.h5 import h5py as _h5py
+
+    view = store.view
+    out: dict[str, Any] = {"clip_seconds": clip_seconds, "params_hash": view.clip_params.hash(), "problems": []}
+    problems: list[str] = out["problems"]
+    try:
+        reg = store.describe()
+        gen = store.generation(clip_seconds)
+        provenance = view.provenance()  # the weights installed now (StoreError when missing)
+    except StoreError as exc:
+        problems.append(str(exc))
+        return out
+    out["registry_hash"] = reg.get("params_hash")
+    if reg.get("params_hash") != view.clip_params.hash():
+        problems.append(f"registry params hash {reg.get('params_hash')} != {view.clip_params.hash()}")
+    for key, value in provenance.items():
+        out[f"registry_{key}"] = reg.get(key)
+        if reg.get(key) != value:
+            problems.append(f"registry {key.replace('_', ' ')} {str(reg.get(key))[:12]}… != installed "
+                            f"{str(value)[:12]}…; rebuild the {view.name}")
+    index = pl.read_parquet(gen / "index.parquet").sort("hdf5_row")
+    out["clips"] = index.height
+    specs = view.array_specs(clip_seconds)
+    with _h5py().File(gen / view.data_file, "r") as h5:
+        out["file_hash"] = str(h5.attrs.get("params_hash", ""))
+        if out["file_hash"] != view.clip_params.hash():
+            problems.append(f"{view.data_file} params hash {out['file_hash']!r} != {view.clip_params.hash()}")
+        for key, value in provenance.items():
+            stored = h5.attrs.get(key)
+            if stored != value:
+                problems.append(f"{view.data_file} {key.replace('_', ' ')} {str(stored)[:12]}… != installed "
+                                f"{str(value)[:12]}…")
+        ids = h5["clip_id"].asstr()[:].tolist() if "clip_id" in h5 else []
+        if ids != index["clip_id"].to_list():
+            problems.append(f"torn store: the clip ids of {view.data_file} do not match index.parquet")
+        out["shapes"], out["non_finite"] = _inspect_arrays(h5, [s for s in specs if s.hdf5], index.height, problems)
+    for spec in (s for s in specs if s.columns):
+        _inspect_table(gen / f"{spec.name}.parquet", spec, index, problems)
+    if out["non_finite"]:
+        problems.append(f"{out['non_finite']} NaN or inf values")
+    return out
+
+
+def _inspect_arrays(h5: Any, specs: list, n: int, problems: list[str]) -> tuple[dict[str, str], int]:
+    shapes: dict[str, str] = {}
+    non_finite = 0
+    for spec in specs:
+        if spec.name not in h5:
+            problems.append(f"no {spec.name!r} array")
+            continue
+        ds = h5[spec.name]
+        shapes[spec.name] = str(tuple(ds.shape))
+        if tuple(ds.shape) != (n, *spec.shape):
+            problems.append(f"{spec.name} shape {tuple(ds.shape)} != expected {(n, *spec.shape)}")
+            continue
+        for start in range(0, ds.shape[0], CHECK_BLOCK_ROWS):
+            non_finite += int((~np.isfinite(ds[start: start + CHECK_BLOCK_ROWS])).sum())
+    return shapes, non_finite
+
+
+def _inspect_table(path: Any, spec: Any, index: pl.DataFrame, problems: list[str]) -> None:
+    try:
+        tab = pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        problems.append(f"{path.name} cannot be read: {exc}")
+        return
+    if tab["clip_id"].to_list() != index["clip_id"].to_list():
+        problems.append(f"torn store: the clip ids of {path.name} do not match index.parquet")
+    if not np.isfinite(tab.select(spec.columns).to_numpy()).all():
+        problems.append(f"{path.name} holds NaN or inf values")
+
+
+def sanity_result(lengths: list[int], reports: list[dict], *, metadata: dict[str, Any]) -> dg.AssetCheckResult:
+    """One check over clip lengths: a row per length, failing with an error when any report has a problem."""
+    problems = [f"{r['clip_seconds']} s: {p}" for r in reports for p in r["problems"]]
+    rows = pl.DataFrame(
+        [{"clip_seconds": r["clip_seconds"], "clips": r.get("clips"), "shapes": str(r.get("shapes") or ""),
+          "non_finite": r.get("non_finite"), "problems": "; ".join(r["problems"]) or None} for r in reports],
+        schema={"clip_seconds": pl.Int64, "clips": pl.Int64, "shapes": pl.String, "non_finite": pl.Int64,
+                "problems": pl.String},
+    )
+    return dg.AssetCheckResult(
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(problems) or f"sane: {', '.join(f'{c} s' for c in lengths)}",
+        metadata={"clip_seconds": dg.MetadataValue.json(lengths), **metadata, "clip_lengths": table(rows),
+                  "problems": dg.MetadataValue.json(problems)},
+    )
+
+
+#: Every view's asset and check, made by :func:`view_asset`, by view name.
+VIEW_ASSETS: dict[str, dg.AssetsDefinition] = {}
+VIEW_CHECKS: dict[str, dg.AssetChecksDefinition] = {}
+for _name, _cls in VIEWS.items():
+    VIEW_ASSETS[_name], VIEW_CHECKS[_name] = view_asset(_cls)
