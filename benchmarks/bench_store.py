@@ -49,7 +49,7 @@ from study_baseline import pickle_features, study_features, unpickle_features  #
 from feature_store import CLIP_SECONDS, FeatureParams, FeatureStore, ingest  # noqa: E402
 from feature_store.audio import decode  # noqa: E402
 from feature_store.features import mel_spectrogram  # noqa: E402
-from feature_store.worker import single_threaded_worker  # noqa: E402
+from feature_store.engine.worker import single_threaded_worker  # noqa: E402
 
 
 def replicate(src: Path, dst: Path, copies: int) -> list[tuple[str, Path]]:

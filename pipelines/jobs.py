@@ -6,10 +6,11 @@ Each job also runs the checks of its assets, so blocking checks gate what follow
 import dagster as dg
 
 from assets.embeddings import musicnn_embeddings, probe_models
-from assets.features import mel_features, timbre_features
 from assets.ingest import audio_catalog, song_splits
 from assets.models import genre_models
 from assets.reports import evaluation_report
+from assets.views import VIEW_ASSETS
+from feature_store.views import VIEWS
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
@@ -19,8 +20,9 @@ ingest_job = dg.define_asset_job(
 )
 features_job = dg.define_asset_job(
     "features_job",
-    selection=dg.AssetSelection.assets(mel_features, timbre_features),
-    description="Mel spectrograms and timbral statistics of one clip length (one partition per run).",
+    selection=dg.AssetSelection.assets(*(a for name, a in VIEW_ASSETS.items() if not VIEWS[name].opt_in)),
+    description="Every feature view of one clip length (one partition per run) but the opt-in ones "
+    "(musicnn embeddings: embeddings_job).",
 )
 training_job = dg.define_asset_job(
     "training_job",

@@ -130,6 +130,8 @@ class FeatureView(abc.ABC):
         then only ``prepare``.
     cost_name : str, optional
         Registry key of the measured compute milliseconds per clip (``clip`` scope only).
+    opt_in : bool
+        Not part of the default pipeline run.
     """
 
     name: ClassVar[str]
@@ -141,6 +143,9 @@ class FeatureView(abc.ABC):
     cache_scope: ClassVar[Literal["song", "clip"]] = "song"
     main_process: ClassVar[bool] = False
     cost_name: ClassVar[str | None] = None
+    #: Left out of the default pipeline run (slow, or needs something installed): built on
+    #: request only (``make run --with-embeddings``, its own job).
+    opt_in: ClassVar[bool] = False
     #: File of a generation that holds the HDF5 arrays (default ``<name>.h5``).
     data_file: ClassVar[str] = ""
     #: Arrays that ``tensors()`` returns when none are named.

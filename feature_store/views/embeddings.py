@@ -91,6 +91,7 @@ class EmbeddingsView(FeatureView):
     cache_scope: ClassVar[str] = "clip"  # type: ignore[misc]
     main_process: ClassVar[bool] = True
     cost_name: ClassVar[str | None] = "embed_ms_per_clip"
+    opt_in: ClassVar[bool] = True
     default_arrays: ClassVar[tuple[str, ...]] = DEFAULT_LAYERS
     params: EmbeddingParams
 
