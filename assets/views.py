@@ -22,14 +22,19 @@ from assets.metadata import clip_store_metadata, table
 from assets.partitions import clip_partitions
 from assets.policies import EAGER, RETRY_POLICY, permanent
 from assets.resources import AudioSource, FeatureStoreResource
+from feature_store.engine import registry
+from feature_store.engine.index import read_index
 from feature_store.engine.store import ViewStore
+from feature_store.engine.verify import verify_generation
 from feature_store.engine.view import FeatureView
 from feature_store.errors import StoreError
 from feature_store.params import CLIP_SECONDS
 from feature_store.views import VIEWS
 
-#: Rows of an HDF5 dataset read at once by a check (bounded memory on any store size).
-CHECK_BLOCK_ROWS = 256
+#: A check reads every row of a store of up to this many clips, a seeded sample above.
+CHECK_ALL_ROWS = 20_000
+#: Rows of that sample.
+CHECK_SAMPLE_ROWS = 2_000
 
 
 def view_asset(view_cls: type[FeatureView]) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
@@ -122,17 +127,18 @@ def lengths_to_check(context: dg.AssetCheckExecutionContext, store: ViewStore) -
 
 
 def inspect_view(store: ViewStore, clip_seconds: int) -> dict[str, Any]:
-    """Verify one built clip length of a view, reading its arrays in bounded blocks.
+    """Verify one built clip length of a view: its records, and its rows against their checksums.
+
+    Every row is read and checked on a store of up to :data:`CHECK_ALL_ROWS` clips; above
+    that a seeded sample of :data:`CHECK_SAMPLE_ROWS` (``gtzan features verify`` reads all).
 
     Returns
     -------
     dict
         ``problems`` (list of str, empty when sane) and the facts checked: ``clips``,
-        ``shapes`` (per array), ``non_finite``, ``params_hash``/``registry_hash``/``file_hash``
-        and, for views with provenance (weights), what the registry and the file record.
+        ``shapes`` (per array), ``rows_checked``, ``non_finite``, ``params_hash``,
+        ``registry_hash`` and, for views with provenance (weights), what the registry records.
     """
-    from feature_store.h5 import h5py as _h5py
-
     view = store.view
     out: dict[str, Any] = {"clip_seconds": clip_seconds, "params_hash": view.clip_params.hash(), "problems": []}
     problems: list[str] = out["problems"]
@@ -151,56 +157,21 @@ def inspect_view(store: ViewStore, clip_seconds: int) -> dict[str, Any]:
         if reg.get(key) != value:
             problems.append(f"registry {key.replace('_', ' ')} {str(reg.get(key))[:12]}… != installed "
                             f"{str(value)[:12]}…; rebuild the {view.name}")
-    index = pl.read_parquet(gen / "index.parquet").sort("hdf5_row")
-    out["clips"] = index.height
-    specs = view.array_specs(clip_seconds)
-    with _h5py().File(gen / view.data_file, "r") as h5:
-        out["file_hash"] = str(h5.attrs.get("params_hash", ""))
-        if out["file_hash"] != view.clip_params.hash():
-            problems.append(f"{view.data_file} params hash {out['file_hash']!r} != {view.clip_params.hash()}")
-        for key, value in provenance.items():
-            stored = h5.attrs.get(key)
-            if stored != value:
-                problems.append(f"{view.data_file} {key.replace('_', ' ')} {str(stored)[:12]}… != installed "
-                                f"{str(value)[:12]}…")
-        ids = h5["clip_id"].asstr()[:].tolist() if "clip_id" in h5 else []
-        if ids != index["clip_id"].to_list():
-            problems.append(f"torn store: the clip ids of {view.data_file} do not match index.parquet")
-        out["shapes"], out["non_finite"] = _inspect_arrays(h5, [s for s in specs if s.hdf5], index.height, problems)
-    for spec in (s for s in specs if s.columns):
-        _inspect_table(gen / f"{spec.name}.parquet", spec, index, problems)
-    if out["non_finite"]:
-        problems.append(f"{out['non_finite']} NaN or inf values")
+    stored = registry.stored_provenance(gen / view.data_file, {**provenance, "params_hash": ""}) or {}
+    if stored.get("params_hash") != view.clip_params.hash():
+        problems.append(f"{view.data_file} params hash {stored.get('params_hash')!r} != {view.clip_params.hash()}")
+    for key, value in provenance.items():
+        if stored.get(key) != value:
+            problems.append(f"{view.data_file} {key.replace('_', ' ')} {str(stored.get(key))[:12]}… != installed "
+                            f"{str(value)[:12]}…")
+    n = len(read_index(gen)) if (gen / "index.parquet").is_file() else 0
+    check = verify_generation(gen, view, clip_seconds, sample=None if n <= CHECK_ALL_ROWS else CHECK_SAMPLE_ROWS)
+    out.update(clips=check.clips, shapes={k: str(v) for k, v in check.shapes.items()},
+               rows_checked=check.rows_checked, non_finite=check.non_finite)
+    problems.extend(check.problems)
+    if check.non_finite:
+        problems.append(f"{check.non_finite} NaN or inf values")
     return out
-
-
-def _inspect_arrays(h5: Any, specs: list, n: int, problems: list[str]) -> tuple[dict[str, str], int]:
-    shapes: dict[str, str] = {}
-    non_finite = 0
-    for spec in specs:
-        if spec.name not in h5:
-            problems.append(f"no {spec.name!r} array")
-            continue
-        ds = h5[spec.name]
-        shapes[spec.name] = str(tuple(ds.shape))
-        if tuple(ds.shape) != (n, *spec.shape):
-            problems.append(f"{spec.name} shape {tuple(ds.shape)} != expected {(n, *spec.shape)}")
-            continue
-        for start in range(0, ds.shape[0], CHECK_BLOCK_ROWS):
-            non_finite += int((~np.isfinite(ds[start: start + CHECK_BLOCK_ROWS])).sum())
-    return shapes, non_finite
-
-
-def _inspect_table(path: Any, spec: Any, index: pl.DataFrame, problems: list[str]) -> None:
-    try:
-        tab = pl.read_parquet(path)
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        problems.append(f"{path.name} cannot be read: {exc}")
-        return
-    if tab["clip_id"].to_list() != index["clip_id"].to_list():
-        problems.append(f"torn store: the clip ids of {path.name} do not match index.parquet")
-    if not np.isfinite(tab.select(spec.columns).to_numpy()).all():
-        problems.append(f"{path.name} holds NaN or inf values")
 
 
 def sanity_result(lengths: list[int], reports: list[dict], *, metadata: dict[str, Any]) -> dg.AssetCheckResult:
@@ -208,9 +179,10 @@ def sanity_result(lengths: list[int], reports: list[dict], *, metadata: dict[str
     problems = [f"{r['clip_seconds']} s: {p}" for r in reports for p in r["problems"]]
     rows = pl.DataFrame(
         [{"clip_seconds": r["clip_seconds"], "clips": r.get("clips"), "shapes": str(r.get("shapes") or ""),
-          "non_finite": r.get("non_finite"), "problems": "; ".join(r["problems"]) or None} for r in reports],
-        schema={"clip_seconds": pl.Int64, "clips": pl.Int64, "shapes": pl.String, "non_finite": pl.Int64,
-                "problems": pl.String},
+          "rows_checked": r.get("rows_checked"), "non_finite": r.get("non_finite"),
+          "problems": "; ".join(r["problems"]) or None} for r in reports],
+        schema={"clip_seconds": pl.Int64, "clips": pl.Int64, "shapes": pl.String, "rows_checked": pl.Int64,
+                "non_finite": pl.Int64, "problems": pl.String},
     )
     return dg.AssetCheckResult(
         passed=not problems,

@@ -108,10 +108,13 @@ def write_json_atomic(target: str | os.PathLike[str], obj: Any) -> Path:
 
 
 def write_parquet_atomic(target: str | os.PathLike[str], df: Any) -> Path:
-    """Write a polars DataFrame to Parquet atomically (zstd), sweeping killed writers' leftovers."""
+    """Write a polars DataFrame to Parquet atomically (zstd, page checksums: see
+    :mod:`feature_store.integrity`), sweeping killed writers' leftovers."""
+    from feature_store.integrity import write_parquet
+
     _sweep_dead(Path(target))
     with atomic_path(target) as tmp:
-        df.write_parquet(tmp, compression="zstd")
+        write_parquet(df, tmp)
     return Path(target)
 
 

@@ -256,8 +256,16 @@ def write_catalog(df: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
 
 
 def read_catalog(path: str | os.PathLike[str]) -> pl.DataFrame:
-    """Read a catalog written by :func:`write_catalog`."""
-    return pl.read_parquet(path)
+    """Read a catalog written by :func:`write_catalog`, its page checksums verified.
+
+    Raises
+    ------
+    IntegrityError
+        If the file is damaged (one line naming it: ingest again to rewrite it).
+    """
+    from feature_store.integrity import read_parquet
+
+    return read_parquet(path, schema=CATALOG_SCHEMA, remedy="run `gtzan ingest` again to rewrite it")
 
 
 def resolve_in_root(root: str | os.PathLike[str], rel: str) -> Path:

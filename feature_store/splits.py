@@ -31,6 +31,10 @@ from feature_store.errors import ParameterError
 from feature_store.params import SEED_HOLDOUT_PER_GENRE
 
 SCHEMES: tuple[str, ...] = ("seed", "stratified", "fault_filtered")
+#: The columns of the split table.
+SPLITS_SCHEMA: dict[str, pl.DataType] = {
+    "song_id": pl.String(), "genre": pl.String(), "sha256": pl.String(), **{s: pl.String() for s in SCHEMES},
+}
 EXCLUDED = "excluded"
 #: Parts of each scheme, besides ``excluded``. ``stratified`` parts depend on k.
 SCHEME_PARTS: dict[str, tuple[str, ...]] = {

@@ -577,7 +577,7 @@ def _describe_embeddings(as_json: bool, model: str, mode: str | None, dtype: str
     click.echo(f"input       {inp.get('sr')} Hz, n_fft {inp.get('n_fft')}, hop {inp.get('hop_length')}, "
                f"{inp.get('n_mels')} mels, {inp.get('log')}; {inp.get('clip')}")
     click.echo("layers      " + ", ".join(f"{k} {v}" for k, v in reg.get("layers", {}).items()))
-    click.echo(f"catalog     {emb._mel.catalog_path}: {cat.get('files')} files, {cat.get('ok')} ok, "
+    click.echo(f"catalog     {emb.catalog_path}: {cat.get('files')} files, {cat.get('ok')} ok, "
                f"{cat.get('quarantined')} quarantined, {len(cat.get('feature_failures', []))} failures")
     click.echo(f"updated     {reg.get('updated_at')}")
     for c in sorted(reg.get("clip_lengths", {}), key=int):

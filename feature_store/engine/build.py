@@ -29,11 +29,20 @@ from feature_store import atomic
 from feature_store.catalog import find_genre_root, resolve_in_root
 from feature_store.engine import registry
 from feature_store.engine.cache import CacheError, SongCache
-from feature_store.engine.index import INDEX_FILE, status_against, target_index
+from feature_store.engine.index import (
+    INDEX_FILE,
+    index_schema,
+    read_index,
+    status_against,
+    target_index,
+    write_index,
+)
+from feature_store.engine.verify import verify_generation
 from feature_store.engine.worker import CHANGED, Job, JobResult, run_job, run_jobs, single_threaded_worker, warm_up
 from feature_store.engine.writer import ClipWriter, Flusher
 from feature_store.errors import ParameterError
 from feature_store.features import clip_starts
+from feature_store.integrity import DIGEST_PREFIX, IntegrityError
 from feature_store.params import CLIP_SECONDS, validate_clip_seconds
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -107,6 +116,8 @@ class Builder:
         self.writers: dict[int, ClipWriter] = {}
         self.computed: list[str] = []
         self.failed: list[dict[str, str]] = []
+        self.force: set[int] = set()
+        self._verified: dict[Path, bool] = {}
 
     # -- the build ----------------------------------------------------------------------------
     def run(self, audio_root: str | os.PathLike[str]) -> BuildReport:
@@ -129,7 +140,7 @@ class Builder:
             def open_writers() -> None:  # called once the workers are starting
                 for c in self.lengths:
                     target = self._target(c, provisional, splits)
-                    if self._status(cdirs[c], target) == "built":
+                    if self._status(c, cdirs[c], target) == "built":
                         tmp = atomic.tmp_name(cdirs[c] / self.view.data_file)
                         self.writers[c] = ClipWriter(tmp, target, c, self.view, self.provenance)
 
@@ -173,14 +184,31 @@ class Builder:
     def _target(self, c: int, songs: pl.DataFrame, splits: pl.DataFrame) -> pl.DataFrame:
         return target_index(self.view.clip_params, c, songs, splits, self.view.index_columns(c))
 
-    def _status(self, cdir: Path, target: pl.DataFrame) -> str:
+    def _status(self, c: int, cdir: Path, target: pl.DataFrame) -> str:
+        """How the clip length's current generation compares with ``target``; one that was
+        made by other weights, or cannot be read, or fails its checksums, counts as absent."""
         current = atomic.resolve_current(cdir)
-        if current is None:
+        if current is None or c in self.force:
             return "built"
         if self.provenance and registry.stored_provenance(current / self.view.data_file,
                                                           self.provenance) != self.provenance:
             return "built"
-        return status_against(pl.read_parquet(current / INDEX_FILE), target)
+        try:
+            status = status_against(read_index(current, index_schema(self.view, c)), target)
+        except (IntegrityError, FileNotFoundError):
+            return "built"
+        if status != "built" and not self._sound(current, c):
+            return "built"
+        return status
+
+    def _sound(self, gen: Path, c: int) -> bool:
+        """Whether generation ``gen`` passes :func:`verify_generation` (checked once per build)."""
+        if gen not in self._verified:
+            check = verify_generation(gen, self.view, c)
+            self._verified[gen] = check.ok
+            if not check.ok and self.on_wait is not None:
+                self.on_wait(f"{len(check.problems)} problems in {gen}, rewriting it: {check.problems[0]}")
+        return self._verified[gen]
 
     # -- computing ----------------------------------------------------------------------------
     def _job(self, song: _Song) -> Job:
@@ -316,20 +344,24 @@ class Builder:
         """Publish one clip length (its lock held): link, stream or rewrite its arrays."""
         target = self._target(c, usable, splits)
         skipped_short = usable.filter(~pl.col("song_id").is_in(target["song_id"].implode()))["song_id"].to_list()
-        status = self._status(cdir, target)
+        status = self._status(c, cdir, target)
         current = atomic.resolve_current(cdir)
         if status != "unchanged":
             with atomic.new_generation(cdir, keep_old=KEEP_OLD_GENERATIONS) as tmp:
-                if status == "reindexed":
+                if status == "reindexed":  # same rows, other index values: link the arrays
                     for f in current.iterdir():
                         if f.name != INDEX_FILE:
                             os.link(f, tmp / f.name)
+                    old = read_index(current, index_schema(self.view, c))
+                    digests = [col for col in old.columns if col.startswith(DIGEST_PREFIX)]
+                    index = target.join(old.select("clip_id", *digests), on="clip_id", how="left",
+                                        maintain_order="left")
                 else:
                     writer = self.writers.get(c)
                     if writer is None or not writer.target.equals(target):
                         writer = self._write_from_cache(c, cdir, target, songs)
-                    writer.finish(tmp)
-                target.write_parquet(tmp / INDEX_FILE, compression="zstd")
+                    index = writer.finish(tmp)
+                write_index(index, tmp)
             current = atomic.resolve_current(cdir)
         info = {
             "status": status, "clips": target.height, "songs": target["song_id"].n_unique(),

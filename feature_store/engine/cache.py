@@ -7,8 +7,9 @@
   ``compute_seconds`` (what the song cost to compute).
 
 Entries are renamed into place atomically but not flushed to disk (``durable=False``): the
-cache is derived data, and every entry is checked when it is loaded (shape, dtype, length),
-so one that a power cut left empty or short is computed again. This module is imported by
+cache is derived data, and every entry is checked when it is loaded (its digest, shape, dtype
+and length), so one that a power cut left empty or short, or a bit flip damaged, is computed
+again instead of spreading into a new generation. This module is imported by
 the build's worker processes: NumPy and the standard library only.
 """
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from feature_store import atomic
 from feature_store.errors import ParameterError, StoreError
+from feature_store.integrity import digest
 
 
 class CacheError(StoreError):
@@ -61,30 +63,38 @@ class SongCache:
 
     # -- song scope -------------------------------------------------------------------------
     def save_entry(self, sha256: str, entry: np.ndarray) -> Path:
-        """Write a song's array atomically (not flushed: see the module docstring)."""
+        """Write a song's array atomically, followed by the digest of its data (not flushed:
+        see the module docstring)."""
         path = self.entry_path(sha256)
+        arr = np.ascontiguousarray(entry, dtype=np.float32)
         with atomic.atomic_path(path, durable=False) as tmp:
             with open(tmp, "wb") as fh:
-                np.save(fh, np.asarray(entry, dtype=np.float32), allow_pickle=False)
+                np.save(fh, arr, allow_pickle=False)
+                fh.write(TRAILER + digest(arr).to_bytes(8, "little"))
         return path
 
     def load_entry(self, sha256: str, shape: tuple[int, ...]) -> np.ndarray:
-        """A song's array, checked against ``shape`` and float32.
+        """A song's array, checked against its digest, ``shape`` and float32 (read-only).
 
         Raises
         ------
         CacheError
-            If the file is missing, damaged or of another shape or dtype.
+            If the file is missing, damaged, without a digest, or of another shape or dtype.
         """
         path = self.entry_path(sha256)
         try:
-            entry = _load_npy(path, shape)
-        except (OSError, ValueError, EOFError) as exc:
+            raw = path.read_bytes()
+        except OSError as exc:
             raise CacheError(f"the cache entry {path} cannot be read ({exc})") from exc
-        if entry.shape != tuple(shape) or entry.dtype != np.float32:
-            raise CacheError(f"the cache entry {path} has shape {entry.shape} and dtype {entry.dtype}, "
-                             f"not {tuple(shape)} float32")
-        return entry
+        header = _npy_header(tuple(shape))
+        count = int(np.prod(shape)) * 4
+        if not (raw.startswith(header) and len(raw) == len(header) + count + len(TRAILER) + 8
+                and raw[len(header) + count: -8] == TRAILER):
+            raise CacheError(f"the cache entry {path} is not a {tuple(shape)} float32 array with its digest")
+        data = memoryview(raw)[len(header): len(header) + count]
+        if digest(data) != int.from_bytes(raw[-8:], "little"):
+            raise CacheError(f"the cache entry {path} fails its checksum")
+        return np.frombuffer(data, dtype="<f4").reshape(shape)
 
     # -- clip scope -------------------------------------------------------------------------
     def save_rows(self, sha256: str, clip_seconds: int, *, segments: Sequence[int], rows: Mapping[str, np.ndarray],
@@ -134,21 +144,18 @@ class SongCache:
             raise CacheError(f"the cache entry {path} cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
+#: What follows the array in a ``song``-scope entry: this marker, then its xxh3 digest (8 bytes,
+#: little-endian). ``np.load`` ignores it, so an entry still reads as a plain ``.npy`` file.
+TRAILER = b"XXH3"
+
+
 @functools.lru_cache(maxsize=8)
 def _npy_header(shape: tuple[int, ...]) -> bytes:
+    """The ``.npy`` header ``np.save`` writes for a float32 array of ``shape``."""
     buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    np.save(buf, np.empty((0,), "<f4"))  # the format version np.save picks
+    version = buf.getvalue()[6:8]
+    buf = io.BytesIO()
+    write = np.lib.format.write_array_header_1_0 if version == b"\x01\x00" else np.lib.format.write_array_header_2_0
+    write(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
     return buf.getvalue()
-
-
-def _load_npy(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    """``np.load(path, allow_pickle=False)``, without parsing the header when it is the
-    float32 header of ``shape`` that the workers write (the cache's usual case)."""
-    header = _npy_header(tuple(shape))
-    with open(path, "rb") as fh:
-        if fh.read(len(header)) == header:
-            count = int(np.prod(shape))
-            arr = np.fromfile(fh, dtype="<f4", count=count)
-            if arr.size == count:
-                return arr.reshape(shape)
-    return np.load(path, allow_pickle=False)

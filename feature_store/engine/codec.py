@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from feature_store.engine.view import ArraySpec, Rows
+from feature_store.integrity import digest
 
 #: Set in worker processes by :func:`one_thread`: the workers already use every core.
 _ONE_THREAD = False
@@ -36,11 +37,15 @@ class EncodedRows:
         Per ``row`` array, each clip's chunk in ``payload``, in clip order.
     values : dict of str to np.ndarray [shape=(clips, *shape), dtype=float32]
         The other arrays.
+    digests : dict of str to list of int
+        Per ``row`` array, the xxh3 digest of each clip's stored bytes (before compression):
+        see :mod:`feature_store.integrity`.
     """
 
     payload: bytes
     chunks: dict[str, list[tuple[int, int]]]
     values: dict[str, np.ndarray]
+    digests: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
 
 def one_thread() -> None:
@@ -77,15 +82,19 @@ def encode_rows(specs: Sequence[ArraySpec], rows: Rows) -> EncodedRows:
     parts: list[bytes] = []
     chunks: dict[str, list[tuple[int, int]]] = {}
     values: dict[str, np.ndarray] = {}
+    digests: dict[str, list[int]] = {}
     offset = 0
     for spec in specs:
         data = rows[spec.name]
         if spec.chunking == "row" and spec.hdf5:
             where = chunks[spec.name] = []
+            sums = digests[spec.name] = []
             for clip in data:
                 if clip.shape != spec.shape:
                     raise ValueError(f"{spec.name}: a clip of shape {clip.shape}, not {spec.shape}")
-                blob = bytes(codec.encode(np.ascontiguousarray(clip, dtype=spec.dtype)))
+                stored = np.ascontiguousarray(clip, dtype=spec.dtype)
+                sums.append(digest(stored))
+                blob = bytes(codec.encode(stored))
                 where.append((offset, len(blob)))
                 parts.append(blob)
                 offset += len(blob)
@@ -94,4 +103,4 @@ def encode_rows(specs: Sequence[ArraySpec], rows: Rows) -> EncodedRows:
             if arr.shape[1:] != spec.shape:
                 raise ValueError(f"{spec.name}: rows of shape {arr.shape[1:]}, not {spec.shape}")
             values[spec.name] = arr
-    return EncodedRows(payload=b"".join(parts), chunks=chunks, values=values)
+    return EncodedRows(payload=b"".join(parts), chunks=chunks, values=values, digests=digests)

@@ -13,8 +13,10 @@ from typing import Any
 
 import polars as pl
 
+from feature_store import integrity
 from feature_store.errors import ParameterError
 from feature_store.features import clip_starts
+from feature_store.integrity import DIGEST_PREFIX
 from feature_store.params import GENRES, FeatureParams, validate_genre
 from feature_store.splits import EXCLUDED, SCHEMES, validate_scheme
 
@@ -62,13 +64,48 @@ def target_index(
 
 def status_against(current_index: pl.DataFrame | None, target: pl.DataFrame) -> str:
     """``unchanged`` (same rows and columns), ``reindexed`` (same clips and content, other
-    index values: the arrays can be linked) or ``built`` (arrays rewritten)."""
+    index values: the arrays can be linked) or ``built`` (arrays rewritten).
+
+    The current index's row digests (``xxh3_*``) are not part of the comparison; an index
+    without them (written before they existed) counts as absent, so it is rebuilt with them.
+    """
     if current_index is None:
         return "built"
-    old = current_index
+    digests = [c for c in current_index.columns if c.startswith(DIGEST_PREFIX)]
+    if not digests:
+        return "built"
+    old = current_index.drop(digests)
     if not old.select("clip_id", "sha256").equals(target.select("clip_id", "sha256")):
         return "built"
     return "unchanged" if old.columns == target.columns and old.equals(target) else "reindexed"
+
+
+def read_index(gen: Path, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
+    """The index of generation ``gen``, its page checksums (and ``schema``, if given) verified."""
+    optional = [c for c in (schema or {}) if c.startswith(DIGEST_PREFIX)]  # older stores have no digests
+    return integrity.read_parquet(gen / INDEX_FILE, required=list(INDEX_SCHEMA), schema=schema, optional=optional)
+
+
+def index_schema(view: Any, clip_seconds: int) -> dict[str, pl.DataType]:
+    """The exact columns and types of a generation's index that ``view`` writes."""
+    return {
+        **INDEX_SCHEMA,
+        **{s: pl.String() for s in SCHEMES},
+        "clip_seconds": pl.Int64(), "frames": pl.Int64(), "hdf5_row": pl.Int64(),
+        **{k: pl.Int64() for k in view.index_columns(clip_seconds)},
+        **{integrity.digest_column(s.name): pl.UInt64() for s in view.array_specs(clip_seconds) if s.hdf5},
+    }
+
+
+def table_schema(spec: Any) -> dict[str, pl.DataType]:
+    """The exact columns and types of a view's Parquet table."""
+    return {"clip_id": pl.String(), "song_id": pl.String(), "genre": pl.String(),
+            **{c: pl.Float32() for c in spec.columns}}
+
+
+def write_index(index: pl.DataFrame, gen: Path) -> None:
+    """Write a generation's index with page checksums."""
+    integrity.write_parquet(index, gen / INDEX_FILE)
 
 
 def ids_digest(clip_ids: list[str]) -> str:
@@ -115,19 +152,26 @@ def scheme_parts(scheme: str, *, source: pl.DataFrame | None = None, gen: Path |
     if source is not None:
         values = source[scheme]
     elif gen is not None:
-        values = pl.scan_parquet(gen / INDEX_FILE).select(pl.col(scheme).unique()).collect()[scheme]
+        values = read_index(gen)[scheme]
     else:
         values = pl.Series(scheme, [], pl.String)
     return sorted(set(values.to_list()) | {EXCLUDED})
 
 
 def query(gen: Path, *, genre: Any, split: Any, scheme: str, song_ids: Any,
-          source: pl.DataFrame | None = None) -> pl.LazyFrame:
+          source: pl.DataFrame | None = None, schema: dict[str, pl.DataType] | None = None) -> pl.LazyFrame:
     """Filter the index of generation ``gen``; bad arguments name the valid values.
 
     ``source`` is that generation's index already in memory (the files of a generation never
     change once published, so readers may keep it); otherwise the Parquet file is scanned.
     """
-    lf = source.lazy() if source is not None else pl.scan_parquet(gen / INDEX_FILE)
+    # read whole and checked (page checksums), never pruned by a file's own statistics
+    source = source if source is not None else read_index(gen, schema)
+    lf = public(source).lazy()
     preds = predicates(genre=genre, split=split, scheme=scheme, song_ids=song_ids, source=source, gen=gen)
     return lf.filter(*preds) if preds else lf
+
+
+def public(index: pl.DataFrame) -> pl.DataFrame:
+    """The index without its row digests (an integrity detail that queries do not return)."""
+    return index.drop([c for c in index.columns if c.startswith(DIGEST_PREFIX)])

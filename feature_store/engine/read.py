@@ -16,8 +16,11 @@ import numpy as np
 import polars as pl
 
 from feature_store import h5 as h5lib
-from feature_store.engine.index import INDEX_FILE, ids_digest
+from feature_store import integrity
+from feature_store.engine.index import ids_digest, index_schema, read_index
+from feature_store.engine.view import FeatureView
 from feature_store.errors import StoreError
+from feature_store.integrity import IntegrityError
 
 
 def read_rows(ds: Any, rows: np.ndarray) -> np.ndarray:
@@ -51,8 +54,8 @@ def read_rows(ds: Any, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def open_checked(gen: Path, data_file: str) -> tuple[pl.DataFrame, Any]:
-    """The index (in row order) and the open HDF5 file of generation ``gen``, checked.
+def open_checked(gen: Path, view: FeatureView, clip_seconds: int) -> tuple[pl.DataFrame, Any]:
+    """The index (in row order) and the open HDF5 file of generation ``gen`` of ``view``, checked.
 
     Raises
     ------
@@ -61,9 +64,9 @@ def open_checked(gen: Path, data_file: str) -> tuple[pl.DataFrame, Any]:
     FileNotFoundError, OSError
         If the generation was collected meanwhile (the caller retries).
     """
-    h5 = h5lib.h5py().File(gen / data_file, "r")
+    h5 = open_h5(gen / view.data_file)
     try:
-        source = pl.read_parquet(gen / INDEX_FILE)
+        source = read_index(gen, index_schema(view, clip_seconds))
         in_order = np.array_equal(source["hdf5_row"].to_numpy(), np.arange(source.height))
         if not in_order:
             source = source.sort("hdf5_row")  # the writer stores rows in order; older stores too
@@ -71,28 +74,60 @@ def open_checked(gen: Path, data_file: str) -> tuple[pl.DataFrame, Any]:
         digest = h5.attrs.get("index_sha256")
         same = digest == ids_digest(ids) if digest is not None else list(h5["clip_id"].asstr()[:]) == ids
         if not same or not np.array_equal(source["hdf5_row"].to_numpy(), np.arange(source.height)):
-            raise StoreError(f"torn store at {gen}: HDF5 rows do not match the index; rebuild it")
+            raise IntegrityError(f"torn store at {gen}: HDF5 rows do not match the index; {integrity.REPAIR_FEATURES}")
     except BaseException:
         h5.close()
         raise
     return source, h5
 
 
+def open_h5(path: Path) -> Any:
+    """Open an HDF5 file for reading; a damaged one is an :class:`IntegrityError` naming it."""
+    try:
+        return h5lib.h5py().File(path, "r")
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if not path.exists():
+            raise FileNotFoundError(2, "No such file", str(path)) from exc
+        raise IntegrityError(f"{path} cannot be read ({integrity.first_line(exc)}): the file is damaged; "
+                             f"{integrity.REPAIR_FEATURES}") from exc
+
+
+def read_checked(ds: Any, rows: np.ndarray, index: pl.DataFrame, array: str) -> np.ndarray:
+    """:func:`read_rows`, each row checked against its digest in ``index`` (rows in index order).
+
+    A chunk that does not decompress, or a row whose digest does not match, is an
+    :class:`IntegrityError` naming the file and the clip. An index without digests (a store
+    written before they existed) is read unchecked.
+    """
+    path = Path(ds.file.filename)
+    try:
+        values = read_rows(ds, rows)
+    except OSError as exc:
+        raise IntegrityError(f"{path}: {array} rows cannot be read ({integrity.first_line(exc)}): the file is "
+                             f"damaged; {integrity.REPAIR_FEATURES}") from exc
+    col = integrity.digest_column(array)
+    if col in index.columns:
+        integrity.check_rows(values, index[col].to_numpy(), path=path, array=array, clip_ids=index["clip_id"].to_list())
+    return values
+
+
 class OpenGenerations:
     """The generation a reader last opened per clip length, with its index and HDF5 file."""
 
-    def __init__(self, data_file: str) -> None:
-        self.data_file = data_file
+    def __init__(self, view: FeatureView) -> None:
+        self.view = view
         self._open: dict[str, tuple[Path, pl.DataFrame, Any]] = {}
 
-    def get(self, gen: Path) -> tuple[pl.DataFrame, Any]:
-        """Index and HDF5 file of ``gen``, opened (and checked) once."""
+    def get(self, gen: Path, clip_seconds: int) -> tuple[pl.DataFrame, Any]:
+        """Index and HDF5 file of ``gen`` (a generation of ``clip_seconds``), opened (and checked) once."""
         key = gen.parent.name
         hit = self._open.get(key)
         if hit is not None and hit[0] == gen:
             return hit[1], hit[2]
         self.close(hit[0] if hit else None)
-        source, h5 = open_checked(gen, self.data_file)
+        source, h5 = open_checked(gen, self.view, clip_seconds)
         self._open[key] = (gen, source, h5)
         return source, h5
 
@@ -111,24 +146,27 @@ class RowReader:
     Parameters
     ----------
     gen : path
-        A published generation.
-    data_file, array : str
-        Its HDF5 file and dataset.
+        A published generation of ``view`` at ``clip_seconds``.
+    view : FeatureView
+    clip_seconds : int
+    array : str
+        The HDF5 dataset.
     """
 
-    def __init__(self, gen: Path, data_file: str, array: str) -> None:
-        self.gen = gen
-        self.index, self._h5 = open_checked(gen, data_file)
+    def __init__(self, gen: Path, view: FeatureView, clip_seconds: int, array: str) -> None:
+        self.gen, self.array = gen, array
+        self.index, self._h5 = open_checked(gen, view, clip_seconds)
         if array not in self._h5:
             self._h5.close()
-            raise StoreError(f"{gen / data_file} has no array {array!r}")
+            raise StoreError(f"{gen / view.data_file} has no array {array!r}")
         self.ds = self._h5[array]
 
     def read(self, rows: np.ndarray) -> np.ndarray:
-        """The rows ``rows`` (any order, repeats allowed), in that order, in the stored dtype."""
+        """The rows ``rows`` (any order, repeats allowed), in that order, in the stored dtype,
+        each checked against its digest."""
         rows = np.asarray(rows, dtype=np.int64)
         uniq, inverse = np.unique(rows, return_inverse=True)
-        return read_rows(self.ds, uniq)[inverse]
+        return read_checked(self.ds, uniq, self.index[uniq], self.array)[inverse]
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

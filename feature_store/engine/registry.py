@@ -11,16 +11,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from feature_store import atomic
+from feature_store import atomic, integrity
 from feature_store import h5 as h5lib
 from feature_store.audio import AUDIO_POLICY
+from feature_store.integrity import IntegrityError
 
 if TYPE_CHECKING:  # pragma: no cover
     from feature_store.engine.store import ViewStore
@@ -43,10 +43,16 @@ def package_version() -> str:
 
 
 def read(path: Path) -> dict[str, Any] | None:
-    """The registry at ``path``, or None when there is none."""
+    """The registry at ``path`` (its checksum verified), or None when there is none.
+
+    Raises
+    ------
+    IntegrityError
+        If the file is damaged (a build writes it anew).
+    """
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    return integrity.read_json(path)
 
 
 def stored_provenance(h5_path: Path, like: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -74,7 +80,11 @@ def update(store: ViewStore, report: dict[int, dict[str, Any]], *, catalog: pl.D
     view = store.view
     path = store.registry_path
     with store.registry_lock(lock_timeout):
-        reg = read(path) or {
+        try:
+            previous = read(path)
+        except IntegrityError:
+            previous = None  # damaged: written anew from this build
+        reg = previous or {
             "view": view.name,
             "view_hash": view.hash(),
             "view_params": dataclasses.asdict(view.params),
@@ -101,4 +111,4 @@ def update(store: ViewStore, report: dict[int, dict[str, Any]], *, catalog: pl.D
             unchanged = info["status"] == "unchanged" and prev
             entry["created_at"] = prev.get("created_at", now()) if unchanged else now()
             reg["clip_lengths"][str(c)] = entry
-        atomic.write_json_atomic(path, reg)
+        atomic.write_json_atomic(path, integrity.with_checksum(reg))

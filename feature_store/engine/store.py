@@ -31,17 +31,19 @@ from typing import Any, NamedTuple
 import numpy as np
 import polars as pl
 
-from feature_store import atomic
+from feature_store import atomic, integrity
 from feature_store.engine import locks, registry
 from feature_store.engine.build import Builder, BuildReport
-from feature_store.engine.index import INDEX_FILE, predicates, query
-from feature_store.engine.read import OpenGenerations, RowReader, read_rows
+from feature_store.engine.index import INDEX_FILE, index_schema, predicates, public, query, table_schema
+from feature_store.engine.read import OpenGenerations, RowReader, read_checked
 from feature_store.engine.view import FeatureView
 from feature_store.errors import ParameterError, StoreError
 from feature_store.params import CLIP_SECONDS, validate_clip_seconds
 
 CATALOG_FILE = "catalog.parquet"
 SPLITS_FILE = "splits.parquet"
+#: What to do about a damaged catalog or split table.
+REINGEST = "run `gtzan ingest` again to rewrite it"
 #: Seconds a build waits for another build of the same store before giving up.
 DEFAULT_LOCK_TIMEOUT = 600.0
 
@@ -98,7 +100,7 @@ class ViewStore:
             raise ParameterError(f"view must be a FeatureView, got {type(view).__name__}")
         self.root = Path(root).expanduser().resolve()
         self.view = view
-        self._opened = OpenGenerations(view.data_file)
+        self._opened = OpenGenerations(view)
 
     # -- paths --------------------------------------------------------------------------------
     @property
@@ -128,16 +130,20 @@ class ViewStore:
 
     # -- catalog and splits ---------------------------------------------------------------------
     def catalog(self) -> pl.DataFrame:
-        """The catalog table; raises :class:`StoreError` if ingest has not run."""
+        """The catalog table (checked); :class:`StoreError` if ingest has not run or it is damaged."""
         if not self.catalog_path.exists():
             raise StoreError(f"no catalog at {self.catalog_path}; run ingest first (`gtzan ingest`)")
-        return pl.read_parquet(self.catalog_path)
+        from feature_store.catalog import CATALOG_SCHEMA
+
+        return integrity.read_parquet(self.catalog_path, schema=CATALOG_SCHEMA, remedy=REINGEST)
 
     def splits(self) -> pl.DataFrame:
-        """The split table; raises :class:`StoreError` if splits were not made."""
+        """The split table (checked); :class:`StoreError` if splits were not made or it is damaged."""
         if not self.splits_path.exists():
             raise StoreError(f"no split table at {self.splits_path}; run ingest first (`gtzan ingest`)")
-        return pl.read_parquet(self.splits_path)
+        from feature_store.splits import SPLITS_SCHEMA
+
+        return integrity.read_parquet(self.splits_path, schema=SPLITS_SCHEMA, remedy=REINGEST)
 
     # -- locks --------------------------------------------------------------------------------
     def _held(self, name: str, timeout: float, busy: str, on_wait: Callable[[str], None] | None = None) -> Any:
@@ -175,6 +181,7 @@ class ViewStore:
         lock_timeout: float | None = None,
         on_wait: Callable[[str], None] | None = None,
         threads: int | None = None,
+        rebuild: Iterable[int] = (),
     ) -> BuildReport:
         """Compute what is missing and (re)write the stores of ``clip_seconds``.
 
@@ -198,6 +205,8 @@ class ViewStore:
             Told, in one line, whom the build waits for when another build holds a lock.
         threads : int, optional
             Threads of a view that computes in the build's own process (musicnn's TensorFlow).
+        rebuild : iterable of int
+            Clip lengths to write anew even if they look unchanged (a repair).
 
         Returns
         -------
@@ -213,8 +222,30 @@ class ViewStore:
             If another build holds a lock for longer than ``lock_timeout``.
         """
         timeout = DEFAULT_LOCK_TIMEOUT if lock_timeout is None else float(lock_timeout)
-        return Builder(self, clip_seconds=clip_seconds, workers=workers, progress=progress, lock_timeout=timeout,
-                       on_wait=on_wait, threads=threads).run(audio_root)
+        builder = Builder(self, clip_seconds=clip_seconds, workers=workers, progress=progress, lock_timeout=timeout,
+                          on_wait=on_wait, threads=threads)
+        builder.force = {validate_clip_seconds(c) for c in rebuild}
+        return builder.run(audio_root)
+
+    def verify(self) -> Any:
+        """Check the root's tables, the registry and every row of every current generation.
+
+        Returns
+        -------
+        feature_store.engine.repair.StoreCheck
+        """
+        from feature_store.engine.repair import verify_store
+
+        return verify_store(self)
+
+    def repair(self, check: Any, *, audio_root: str | os.PathLike[str], workers: int | None = None,
+               progress: bool = False, lock_timeout: float | None = None,
+               on_wait: Callable[[str], None] | None = None) -> Any:
+        """Rewrite what :meth:`verify` found damaged, from the audio (see :mod:`feature_store.engine.repair`)."""
+        from feature_store.engine.repair import repair_store
+
+        return repair_store(self, check, audio_root=audio_root, workers=workers, progress=progress,
+                            lock_timeout=lock_timeout, on_wait=on_wait)
 
     # -- what is built ------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -279,7 +310,8 @@ class ViewStore:
             start_frame, <schemes>, clip_seconds, frames, hdf5_row`` and the view's own.
         """
         gen = self.generation(clip_seconds)
-        return query(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
+        return query(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids,
+                     schema=index_schema(self.view, clip_seconds))
 
     def tensors(self, *, clip_seconds: int, genre: str | Sequence[str] | None = None,
                 split: str | Sequence[str] | None = None, scheme: str = "seed",
@@ -303,6 +335,7 @@ class ViewStore:
         """
         names = self._array_names(arrays, clip_seconds)
         index, parts = self._read(clip_seconds, names, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
+        index = public(index)
         x = assemble(parts, names, dtype=dtype)
         return Tensors(x=x, y=index["label"].to_numpy().astype(np.int64), index=index, arrays=names)
 
@@ -310,18 +343,18 @@ class ViewStore:
               split: str | Sequence[str] | None = None, scheme: str = "seed",
               song_ids: Sequence[str] | None = None) -> pl.LazyFrame:
         """A Parquet table of the view (``summary`` for mel), joined with the clip index."""
-        tables = [s.name for s in self.view.array_specs(validate_clip_seconds(clip_seconds)) if s.columns]
+        tables = {s.name: s for s in self.view.array_specs(validate_clip_seconds(clip_seconds)) if s.columns}
         if name not in tables:
-            raise ParameterError(f"the {self.view.name} view has no table {name!r}; its tables are {tables}")
-        gen = self.generation(clip_seconds)
-        idx = query(gen, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
-        values = pl.scan_parquet(gen / f"{name}.parquet").drop("song_id", "genre")
+            raise ParameterError(f"the {self.view.name} view has no table {name!r}; its tables are {list(tables)}")
+        idx = self.clips(clip_seconds=clip_seconds, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
+        path = self.generation(clip_seconds) / f"{name}.parquet"
+        values = integrity.read_parquet(path, schema=table_schema(tables[name])).lazy().drop("song_id", "genre")
         return idx.join(values, on="clip_id", how="inner", maintain_order="left").sort("hdf5_row")
 
     def rows(self, *, clip_seconds: int, array: str | None = None) -> RowReader:
         """A reader of one array's rows by ``hdf5_row`` in the current generation (streaming)."""
         name = self._array_names(array, clip_seconds)[0]
-        return RowReader(self.generation(clip_seconds), self.view.data_file, name)
+        return RowReader(self.generation(clip_seconds), self.view, clip_seconds, name)
 
     def _array_names(self, arrays: str | Sequence[str] | None, clip_seconds: int) -> tuple[str, ...]:
         stored = [s.name for s in self.view.array_specs(validate_clip_seconds(clip_seconds)) if s.hdf5]
@@ -345,11 +378,11 @@ class ViewStore:
         for attempt in range(5):
             gen = self.generation(clip_seconds)
             try:
-                source, h5 = self._opened.get(gen)
+                source, h5 = self._opened.get(gen, clip_seconds)
                 preds = predicates(genre=genre, split=split, scheme=scheme, song_ids=song_ids, source=source)
                 index = source.filter(*preds) if preds else source  # source is in row order
                 rows = index["hdf5_row"].to_numpy()
-                return index, [read_rows(h5[n], rows) for n in names]
+                return index, [read_checked(h5[n], rows, index, n) for n in names]
             except (FileNotFoundError, OSError):
                 self._opened.close(gen)
                 if attempt == 4:

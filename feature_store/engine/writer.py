@@ -26,7 +26,9 @@ from feature_store import h5 as h5lib
 from feature_store.engine.codec import EncodedRows, encode_rows
 from feature_store.engine.index import ids_digest
 from feature_store.engine.view import BLOCK_ROWS, ArraySpec, FeatureView, Rows
+from feature_store import integrity
 from feature_store.errors import StoreError
+from feature_store.integrity import digest_column, row_digests
 
 #: Seconds between background flushes of the HDF5 files a build is writing.
 FLUSH_SECONDS = 1.0
@@ -90,8 +92,10 @@ class ClipWriter:
             self._rows.setdefault(sha, []).append((row, seg))
             self._clips.setdefault(sha, {})[seg] = view.view_frame(start)
         self.written = np.zeros(n, dtype=bool)
-        # no chunk cache: each chunk is written once and never read back by the writer
-        self.file = h5py.File(path, "w", rdcc_nbytes=0)
+        self.digests = {s.name: np.zeros(n, np.uint64) for s in self.specs if s.hdf5}
+        # no chunk cache: each chunk is written once and never read back by the writer; the
+        # newest file format checksums HDF5's own metadata (object headers, chunk indexes)
+        self.file = h5py.File(path, "w", rdcc_nbytes=0, libver="latest")
         self.fd: int = self.file.id.get_vfd_handle()
         self.datasets = {s.name: self._create(s, n) for s in self.specs if s.hdf5}
         self.buffers = {s.name: np.zeros((n, *s.shape), np.float32) for s in self.specs
@@ -135,19 +139,26 @@ class ClipWriter:
                 offset, length = where[i]
                 self.datasets[name].id.write_direct_chunk((row,) + (0,) * (self.datasets[name].ndim - 1),
                                                           payload[offset: offset + length])
+                self.digests[name][row] = enc.digests[name][i]
             for name, values in enc.values.items():
                 self.buffers[name][row] = values[i]
             self.written[row] = True
         return len(rows)
 
-    def finish(self, dest: Path) -> None:
-        """Write the gathered arrays, close the file and move it and the tables into ``dest``."""
+    def finish(self, dest: Path) -> pl.DataFrame:
+        """Write the gathered arrays, close the file and move it and the tables into ``dest``.
+
+        Returns the generation's index: the target with the rows' digests (``xxh3_<array>``).
+        """
         if not self.written.all():
             missing = self.target.filter(pl.Series(~self.written))["clip_id"].head(3).to_list()
             raise StoreError(f"{int((~self.written).sum())} clips were never written, e.g. {missing}")
         for spec in self.specs:
-            if spec.hdf5 and spec.chunking != "row" and self.target.height:
-                self.datasets[spec.name][...] = self.buffers[spec.name].astype(spec.dtype, copy=False)
+            if spec.hdf5 and spec.chunking != "row":
+                stored = self.buffers[spec.name].astype(spec.dtype, copy=False)
+                self.digests[spec.name] = row_digests(stored)
+                if self.target.height:
+                    self.datasets[spec.name][...] = stored
         self.file.close()
         os.replace(self.path, dest / self.view.data_file)
         t = self.target
@@ -156,7 +167,8 @@ class ClipWriter:
                 values = self.buffers[spec.name]
                 cols: dict[str, Any] = {"clip_id": t["clip_id"], "song_id": t["song_id"], "genre": t["genre"]}
                 cols.update({c: values[:, j] for j, c in enumerate(spec.columns)})
-                pl.DataFrame(cols).write_parquet(dest / f"{spec.name}.parquet", compression="zstd")
+                integrity.write_parquet(pl.DataFrame(cols), dest / f"{spec.name}.parquet")
+        return with_digests(t, self.digests)
 
     def abort(self) -> None:
         """Close and delete the temporary file (nothing when :meth:`finish` moved it)."""
@@ -170,3 +182,8 @@ def _params_dict(view: FeatureView) -> dict[str, Any]:
     import dataclasses
 
     return dataclasses.asdict(view.params)
+
+
+def with_digests(index: pl.DataFrame, digests: Mapping[str, np.ndarray]) -> pl.DataFrame:
+    """``index`` with one ``xxh3_<array>`` column of row digests per HDF5 array."""
+    return index.with_columns([pl.Series(digest_column(name), d, dtype=pl.UInt64) for name, d in digests.items()])

@@ -25,7 +25,8 @@ def test_whole_graph_on_tiny_corpus(tiny_resources):
         runs = instance.get_runs()
         assert {r.status for r in runs} == {dg.DagsterRunStatus.SUCCESS}
         keys = {k.to_user_string() for k in instance.get_asset_keys()}
-        assert keys == {"audio_catalog", "song_splits", "mel_features", "genre_models", "evaluation_report"}
+        assert keys == {"audio_catalog", "song_splits", "mel_features", "timbre_features", "genre_models",
+                        "evaluation_report"}
         feats = instance.get_materialized_partitions(dg.AssetKey("mel_features"))
         assert feats == {"1", "5"}
         cells = instance.get_materialized_partitions(dg.AssetKey("genre_models"))

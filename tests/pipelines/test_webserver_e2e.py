@@ -138,7 +138,8 @@ def test_webserver_graph_and_features_run(tiny_corpus, tmp_path):
 
         nodes = {tuple(n["assetKey"]["path"]): n for n in _gql(url, ASSET_GRAPH)["assetNodes"]}
         assert set(nodes) == {
-            ("audio_catalog",), ("song_splits",), ("mel_features",), ("musicnn_embeddings",), ("genre_models",),
+            ("audio_catalog",), ("song_splits",), ("mel_features",), ("musicnn_embeddings",), ("timbre_features",),
+            ("genre_models",),
             ("probe_models",), ("evaluation_report",)
         }
         assert nodes[("mel_features",)]["partitionKeys"] == ["1", "5", "15", "30"]
