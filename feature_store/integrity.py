@@ -118,12 +118,14 @@ def read_parquet(path: str | os.PathLike[str], *, required: Iterable[str] = (), 
         raise FileNotFoundError(2, "No such file", str(path))
     try:
         table = pq.read_table(str(path), page_checksum_verification=True)
-    except (OSError, pa.ArrowException, ValueError) as exc:
+        names = table.column_names
+        df = pl.from_arrow(table)
+    except (OSError, pa.ArrowException, ValueError, pl.exceptions.PolarsError) as exc:
+        # UnicodeDecodeError (a damaged column name) is a ValueError
         raise IntegrityError(f"{path} cannot be read ({first_line(exc)}): the file is damaged; {remedy}") from exc
-    missing = [c for c in required if c not in table.column_names]
+    missing = [c for c in required if c not in names]
     if missing:
         raise IntegrityError(f"{path} lacks the columns {missing}: the file is damaged; {remedy}")
-    df = pl.from_arrow(table)
     if schema is not None and dict(df.schema) != dict(schema):
         got = dict(df.schema)
         want = {k: v for k, v in schema.items() if k in got or k not in set(optional)}

@@ -9,6 +9,7 @@ them; older files are compared row by row), else the store is torn.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,12 @@ def open_checked(gen: Path, view: FeatureView, clip_seconds: int) -> tuple[pl.Da
         if not in_order:
             source = source.sort("hdf5_row")  # the writer stores rows in order; older stores too
         ids = source["clip_id"].to_list()
-        digest = h5.attrs.get("index_sha256")
-        same = digest == ids_digest(ids) if digest is not None else list(h5["clip_id"].asstr()[:]) == ids
+        with damaged_h5(gen / view.data_file):
+            digest = h5.attrs.get("index_sha256")
+            same = digest == ids_digest(ids) if digest is not None else list(h5["clip_id"].asstr()[:]) == ids
+            for spec in view.array_specs(clip_seconds):
+                if spec.hdf5:
+                    h5[spec.name]  # opening each dataset checks its object header
         if not same or not np.array_equal(source["hdf5_row"].to_numpy(), np.arange(source.height)):
             raise IntegrityError(f"torn store at {gen}: HDF5 rows do not match the index; {integrity.REPAIR_FEATURES}")
     except BaseException:
@@ -83,13 +88,21 @@ def open_checked(gen: Path, view: FeatureView, clip_seconds: int) -> tuple[pl.Da
 
 def open_h5(path: Path) -> Any:
     """Open an HDF5 file for reading; a damaged one is an :class:`IntegrityError` naming it."""
-    try:
+    if not path.exists():
+        raise FileNotFoundError(2, "No such file", str(path))
+    with damaged_h5(path):
         return h5lib.h5py().File(path, "r")
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        if not path.exists():
-            raise FileNotFoundError(2, "No such file", str(path)) from exc
+
+
+@contextlib.contextmanager
+def damaged_h5(path: Path) -> Iterator[None]:
+    """Turn what h5py raises on a damaged file (OSError, KeyError when HDF5's own metadata
+    checksums fail...) into an :class:`IntegrityError` naming the file."""
+    try:
+        yield
+    except (OSError, KeyError, RuntimeError, ValueError) as exc:
+        if isinstance(exc, FileNotFoundError) or not path.exists():
+            raise
         raise IntegrityError(f"{path} cannot be read ({integrity.first_line(exc)}): the file is damaged; "
                              f"{integrity.REPAIR_FEATURES}") from exc
 
@@ -102,11 +115,8 @@ def read_checked(ds: Any, rows: np.ndarray, index: pl.DataFrame, array: str) -> 
     written before they existed) is read unchecked.
     """
     path = Path(ds.file.filename)
-    try:
+    with damaged_h5(path):
         values = read_rows(ds, rows)
-    except OSError as exc:
-        raise IntegrityError(f"{path}: {array} rows cannot be read ({integrity.first_line(exc)}): the file is "
-                             f"damaged; {integrity.REPAIR_FEATURES}") from exc
     col = integrity.digest_column(array)
     if col in index.columns:
         integrity.check_rows(values, index[col].to_numpy(), path=path, array=array, clip_ids=index["clip_id"].to_list())

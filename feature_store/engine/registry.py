@@ -60,7 +60,7 @@ def stored_provenance(h5_path: Path, like: Mapping[str, Any]) -> dict[str, Any] 
     try:
         with h5lib.h5py().File(h5_path, "r") as h5:
             return {k: _plain(h5.attrs.get(k)) for k in like}
-    except OSError:
+    except (OSError, KeyError, RuntimeError, ValueError):  # a damaged file: not what was asked
         return None
 
 

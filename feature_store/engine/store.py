@@ -35,7 +35,7 @@ from feature_store import atomic, integrity
 from feature_store.engine import locks, registry
 from feature_store.engine.build import Builder, BuildReport
 from feature_store.engine.index import INDEX_FILE, index_schema, predicates, public, query, table_schema
-from feature_store.engine.read import OpenGenerations, RowReader, read_checked
+from feature_store.engine.read import OpenGenerations, RowReader, damaged_h5, read_checked
 from feature_store.engine.view import FeatureView
 from feature_store.errors import ParameterError, StoreError
 from feature_store.params import CLIP_SECONDS, validate_clip_seconds
@@ -382,7 +382,9 @@ class ViewStore:
                 preds = predicates(genre=genre, split=split, scheme=scheme, song_ids=song_ids, source=source)
                 index = source.filter(*preds) if preds else source  # source is in row order
                 rows = index["hdf5_row"].to_numpy()
-                return index, [read_checked(h5[n], rows, index, n) for n in names]
+                with damaged_h5(gen / self.view.data_file):
+                    datasets = [h5[n] for n in names]
+                return index, [read_checked(ds, rows, index, n) for ds, n in zip(datasets, names, strict=True)]
             except (FileNotFoundError, OSError):
                 self._opened.close(gen)
                 if attempt == 4:

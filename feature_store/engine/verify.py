@@ -100,7 +100,7 @@ def verify_generation(gen: Path, view: FeatureView, clip_seconds: int, *, sample
                 return out
             for spec in (s for s in specs if s.hdf5):
                 _check_array(h5, spec, index, rows, out)
-    except OSError as exc:
+    except (OSError, KeyError, RuntimeError, ValueError) as exc:  # h5py on a damaged file
         out.problems.append(f"{gen / view.data_file} cannot be read ({first_line(exc)}): the file is damaged; "
                             f"{integrity.REPAIR_FEATURES}")
         out.whole = True
@@ -144,13 +144,13 @@ def _check_array(h5: Any, spec: Any, index: Any, rows: np.ndarray, out: Generati
         try:
             values = read_rows(ds, block)
             out.non_finite += int(values.size - np.count_nonzero(np.isfinite(values)))
-        except OSError:  # a chunk that does not decompress: find its rows one by one
+        except (OSError, KeyError, RuntimeError, ValueError):  # a chunk that does not decompress: row by row
             values = None
         for k, row in enumerate(block):
             try:
                 value = values[k] if values is not None else read_rows(ds, np.asarray([row]))[0]
                 good = integrity.digest(np.ascontiguousarray(value)) == int(expected[row])
-            except OSError:
+            except (OSError, KeyError, RuntimeError, ValueError):
                 good = False
             if not good:
                 out.problems.append(f"{path}: clip {ids[row]} ({spec.name}) fails its checksum, the stored data is "
