@@ -216,7 +216,9 @@ def scan(
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn")) as pool:
+        from feature_store.procs import die_with_parent
+
+        with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent) as pool:
             futs = {pool.submit(inspect_file, f, genre_root=genre_root, genre=g): i for i, (g, f) in enumerate(files)}
             for done, fut in enumerate(as_completed(futs), 1):
                 rows[futs[fut]] = fut.result()

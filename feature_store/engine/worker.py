@@ -18,6 +18,7 @@ from feature_store.audio import decode
 from feature_store.engine import codec
 from feature_store.engine.cache import SongCache
 from feature_store.errors import AudioError, ParameterError
+from feature_store.procs import die_with_parent
 
 #: Reason recorded for a song whose file no longer has the content the catalog hashed.
 CHANGED = "file changed since it was cataloged; re-run ingest"
@@ -142,11 +143,12 @@ def warm_up(spec: tuple[str, dict]) -> None:
 
 
 def single_threaded_worker() -> None:
-    """Pool initializer: one BLAS/OpenMP thread and one Blosc thread per worker process.
+    """Pool initializer: die with the parent; one BLAS/OpenMP thread and one Blosc thread.
 
     The workers already use every core between them; a library that starts a thread per
     core in each of them too oversubscribes the machine.
     """
+    die_with_parent()
     codec.one_thread()
     with contextlib.suppress(Exception):
         from threadpoolctl import threadpool_limits

@@ -113,3 +113,15 @@ def toy_entry(y: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
     body = np.abs(y[: (y.size // 512) * 512]).reshape(-1, 512).max(axis=1) if y.size >= 512 else np.zeros(0)
     peaks[: body.size] = body
     return np.stack([np.arange(frames, dtype=np.float32), peaks * np.float32(scale)])
+
+
+class SlowToyView(ToyView):
+    """The toy view, taking a second per song: long enough to kill a build in the middle."""
+
+    name: ClassVar[str] = "slowtoy"
+
+    def prepare(self, y: np.ndarray, *, whole_file: bool = False) -> np.ndarray:
+        import time
+
+        time.sleep(1.0)
+        return super().prepare(y, whole_file=whole_file)

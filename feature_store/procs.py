@@ -1,0 +1,38 @@
+"""Worker processes that never outlive the process that started them.
+
+A build, an ingest or an embedding run starts worker processes. If the parent is killed
+(SIGKILL of the CLI, of a Dagster step, an out-of-memory kill), nothing runs its clean-up,
+and workers would go on computing for a store that no longer waits for them. Each worker
+asks the kernel to kill it when its parent dies (Linux ``PR_SET_PDEATHSIG``), as the pool
+initializer's first step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+#: ``prctl`` option: the signal a process gets when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> bool:
+    """Ask the kernel to SIGKILL this process when its parent dies; True where that works.
+
+    Call it in the child, as early as possible. If the parent died before the call (while
+    the child was still starting), the child exits at once.
+    """
+    import multiprocessing
+
+    started_by = multiprocessing.parent_process()  # the process that spawned this one, if any
+    parent = started_by.pid if started_by is not None and started_by.pid else os.getppid()
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent:  # the parent is already gone
+                os._exit(1)
+            return True
+    return False
