@@ -1,5 +1,6 @@
 """mel_features partitions, the features_sane check, and the retry of a transient failure."""
 
+import json
 import shutil
 import threading
 
@@ -12,6 +13,7 @@ from asset_helpers import SONGS_PER_GENRE, make_resources, materialize_ingest
 
 from assets import features_sane, mel_features
 from assets.checks import inspect_clip_length
+from feature_store import atomic, integrity
 from feature_store.params import GENRES
 
 
@@ -85,7 +87,13 @@ def test_check_finds_torn_store_and_stale_params(built, tmp_path):
     problems = inspect_clip_length(res["features"], 5)["problems"]
     assert any("torn store" in p for p in problems)
     reg = res["features"].store().registry_path
-    reg.write_text(reg.read_text().replace(res["features"].params().hash(), "0" * 16))
+    text = reg.read_text()
+    reg.write_text(text.replace(res["features"].params().hash(), "0" * 16))  # edited by hand: its checksum fails
+    problems = inspect_clip_length(res["features"], 1)["problems"]
+    assert any("registry.json fails its checksum" in p for p in problems)
+    doc = json.loads(text)
+    doc["params_hash"] = "0" * 16  # written by a build with other params
+    atomic.write_json_atomic(reg, integrity.with_checksum(doc))
     problems = inspect_clip_length(res["features"], 1)["problems"]
     assert any("registry params hash" in p for p in problems)
 
