@@ -50,7 +50,7 @@ from feature_store.errors import AudioError, ParameterError
 from feature_store.params import NOMINAL_SECONDS
 
 __all__ = [
-    "AUDIO_POLICY", "MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "MIX_BLOCK_SAMPLES", "READ_MARGIN_SECONDS",
+    "AUDIO_POLICY", "AudioTooLongError", "MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "MIX_BLOCK_SAMPLES", "READ_MARGIN_SECONDS",
     "STREAM_BLOCK_SECONDS", "AudioInfo", "AudioStream", "DecodedAudio", "count_frames", "declared_frames",
     "decode", "fit_length", "probe", "stream",
 ]
@@ -74,6 +74,10 @@ AUDIO_POLICY: dict[str, str] = {
     "length": f"zero-padded or cropped to the nominal {NOMINAL_SECONDS:g} s",
     "short_songs": "clips are made only where at least 95% of the clip is real audio",
 }
+
+
+class AudioTooLongError(AudioError):
+    """The file lasts longer than the ``max_seconds`` that the caller allows."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,8 +202,10 @@ def decode(
     Raises
     ------
     AudioError
-        If :func:`probe` would refuse the file, if it cannot be decoded, holds no samples,
-        lasts more than ``max_seconds``, or memory runs out while decoding it.
+        ``cannot decode <name>: <reason>``, where the reason is the one :func:`probe`
+        gives, ``holds no audio samples``, ``out of memory`` or the decoder's message.
+    AudioTooLongError
+        ``<name> lasts N s, more than the maximum of M s`` (with ``max_seconds``).
     ParameterError
         If ``sr``, ``nominal_seconds`` or ``max_seconds`` is not positive.
     """
@@ -211,12 +217,8 @@ def decode(
         _check_seconds("max_seconds", max_seconds)
     try:
         return _decode(path, sr=sr, nominal_seconds=nominal_seconds, data=data, max_seconds=max_seconds)
-    except AudioError:
-        raise
-    except MemoryError as exc:
-        raise AudioError(f"cannot decode {path.name}: out of memory") from exc
-    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...; soxr ValueError
-        raise AudioError(f"cannot decode {path.name}: {clean_message(exc)}") from exc
+    except Exception as exc:  # AudioError, MemoryError, LibsndfileError, RuntimeError, soxr's ValueError...
+        raise _failure(path, exc) from exc
 
 
 def _decode(
@@ -227,7 +229,7 @@ def _decode(
         if nominal_seconds is not None:
             limit: int | None = math.ceil((nominal_seconds + READ_MARGIN_SECONDS) * info.sample_rate)
         elif max_seconds is not None:
-            limit = _refuse_longer(info, max_seconds)
+            limit = _refuse_longer(path, info, max_seconds)
         else:
             limit = None
         try:
@@ -237,7 +239,7 @@ def _decode(
     if y.size == 0:
         raise AudioError("holds no audio samples")
     if nominal_seconds is None and max_seconds is not None and not complete:
-        raise AudioError(_too_long(max_seconds))
+        raise AudioTooLongError(_too_long(path, max_seconds))
     y, non_finite, clipped = _clean_samples(y)
     frames, source_sr = int(y.size), info.sample_rate
     if source_sr != sr:
@@ -272,18 +274,28 @@ def _libsndfile_or(partial: np.ndarray, path: Path, data: bytes | None, limit: i
     return (y, complete) if y.size >= partial.size else (partial, True)
 
 
-def _refuse_longer(info: AudioInfo, max_seconds: float) -> int:
+def _refuse_longer(path: Path, info: AudioInfo, max_seconds: float) -> int:
     """Frames to read under ``max_seconds``: one more than allowed, to notice a file that
-    holds more than its header says; AudioError when the header already declares more."""
+    holds more than its header says; AudioTooLongError when the header declares more."""
     allowed = int(math.floor(max_seconds * info.sample_rate))
     if info.frames is not None and info.frames > allowed:
-        raise AudioError(_too_long(max_seconds, info.duration))
+        raise AudioTooLongError(_too_long(path, max_seconds, info.duration))
     return allowed + 1
 
 
-def _too_long(max_seconds: float, seconds: float | None = None) -> str:
+def _too_long(path: Path, max_seconds: float, seconds: float | None = None) -> str:
     lasts = f"lasts {seconds:.1f} s" if seconds is not None else "holds more audio"
-    return f"{lasts}, more than the maximum of {max_seconds:g} s"
+    return f"{path.name} {lasts}, more than the maximum of {max_seconds:g} s"
+
+
+def _failure(path: Path, exc: BaseException) -> AudioError:
+    """The AudioError that reading ``path`` ends with, whatever went wrong: the reason
+    (as :func:`probe` gives it, or the decoder's message) after ``cannot decode <name>:``."""
+    if isinstance(exc, AudioTooLongError):
+        return exc
+    if isinstance(exc, MemoryError):
+        return AudioError(f"cannot decode {path.name}: out of memory")
+    return AudioError(f"cannot decode {path.name}: {clean_message(exc)}")
 
 
 def _clean_samples(y: np.ndarray) -> tuple[np.ndarray, int, int]:
@@ -314,7 +326,7 @@ def count_frames(path: str | Path, *, data: bytes | None = None) -> int:
     Raises
     ------
     AudioError
-        As :func:`probe`, or if memory runs out.
+        ``cannot decode <name>: <reason>``, as :func:`decode`.
     """
     path = Path(path)
     try:
@@ -328,10 +340,8 @@ def count_frames(path: str | Path, *, data: bytes | None = None) -> int:
                         return n
         with open_source(path, data) as src:
             return count_present(src)
-    except AudioError:
-        raise
-    except MemoryError as exc:
-        raise AudioError(f"cannot decode {path.name}: out of memory") from exc
+    except Exception as exc:
+        raise _failure(path, exc) from exc
 
 
 # ---------------------------------------------------------------------------------------
@@ -372,7 +382,7 @@ class AudioStream:
         self._max = None if max_seconds is None else int(math.floor(max_seconds * self.info.sample_rate))
         if self._max is not None and over == "error" and self.info.frames is not None and self.info.frames > self._max:
             self.close()
-            raise AudioError(_too_long(self._max_seconds, self.info.duration))
+            raise AudioTooLongError(_too_long(path, max_seconds, self.info.duration))
         self._block = max(1, int(round(block_seconds * self.info.sample_rate)))
         self.frames = self.non_finite = self.clipped = 0
         self.capped = self.truncated = False
@@ -396,12 +406,8 @@ class AudioStream:
     def _blocks(self) -> Iterator[np.ndarray]:
         try:
             yield from self._resampled(self._mono_blocks())
-        except AudioError:
-            raise
-        except MemoryError as exc:
-            raise AudioError(f"cannot decode {self.path.name}: out of memory") from exc
-        except Exception as exc:  # LibsndfileError mid-file, soxr errors
-            raise AudioError(f"cannot decode {self.path.name}: {clean_message(exc)}") from exc
+        except Exception as exc:  # LibsndfileError mid-file, soxr errors, MemoryError
+            raise _failure(self.path, exc) from exc
         finally:
             self.close()
 
@@ -416,7 +422,7 @@ class AudioStream:
             y = y[:got]
             if self._max is not None and self.frames + got > self._max:
                 if self._over == "error":
-                    raise AudioError(_too_long(self._max_seconds))
+                    raise AudioTooLongError(_too_long(self.path, self._max_seconds or 0.0))
                 y, self.capped = y[: self._max - self.frames], True
             y, non_finite, clipped = _clean_samples(y)
             self.frames += y.size
@@ -499,9 +505,11 @@ def stream(
     Raises
     ------
     AudioError
-        If :func:`probe` would refuse the file or its header declares more than
-        ``max_seconds`` (``over='error'``); during the iteration, if decoding fails or
-        memory runs out.
+        ``cannot decode <name>: <reason>``: at once if :func:`probe` would refuse the
+        file; during the iteration, if decoding fails or memory runs out.
+    AudioTooLongError
+        With ``over='error'``: at once when the header declares more than
+        ``max_seconds``, during the iteration when the file holds more than it declares.
     ParameterError
         If ``sr``, ``block_seconds`` or ``max_seconds`` is not positive, or ``over`` is
         not one of the two choices.
@@ -515,10 +523,8 @@ def stream(
     path = Path(path)
     try:
         return AudioStream(path, sr=sr, block_seconds=block_seconds, max_seconds=max_seconds, over=over, data=data)
-    except AudioError:
-        raise
-    except MemoryError as exc:
-        raise AudioError(f"cannot decode {path.name}: out of memory") from exc
+    except Exception as exc:
+        raise _failure(path, exc) from exc
 
 
 # ---------------------------------------------------------------------------------------
