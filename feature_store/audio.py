@@ -50,9 +50,9 @@ from feature_store.errors import AudioError, ParameterError
 from feature_store.params import NOMINAL_SECONDS
 
 __all__ = [
-    "AUDIO_POLICY", "AudioTooLongError", "MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "MIX_BLOCK_SAMPLES", "READ_MARGIN_SECONDS",
-    "STREAM_BLOCK_SECONDS", "AudioInfo", "AudioStream", "DecodedAudio", "count_frames", "declared_frames",
-    "decode", "fit_length", "probe", "stream",
+    "AUDIO_POLICY", "MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "MIX_BLOCK_SAMPLES", "READ_MARGIN_SECONDS",
+    "STREAM_BLOCK_SECONDS", "AudioInfo", "AudioStream", "AudioTooLongError", "DecodedAudio", "count_frames",
+    "declared_frames", "decode", "fit_length", "probe", "stream",
 ]
 
 #: Seconds read past the nominal length, so that the resampler's filter sees real audio

@@ -144,7 +144,8 @@ def inspect_file(path: Path, *, genre_root: Path, genre: str) -> dict:
         notes.append(f"truncated: header promises {promised} frames, {frames} decoded")
     row["frames"] = frames
     if row["duration"] < MIN_SONG_SECONDS:
-        row.update(status="quarantined", reason=f"too short: {row['duration']:.2f} s of audio, need {MIN_SONG_SECONDS:g} s")
+        reason = f"too short: {row['duration']:.2f} s of audio, need {MIN_SONG_SECONDS:g} s"
+        row.update(status="quarantined", reason=reason)
         return row
     if audio.non_finite:
         notes.append(f"{audio.non_finite} non-finite samples set to 0")

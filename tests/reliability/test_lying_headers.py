@@ -165,13 +165,15 @@ def test_a_memory_error_fails_one_song_not_the_build(tmp_path, monkeypatch):
 
     monkeypatch.setattr(audio, "open_source", open_rock_runs_out)
     report = FeatureStore(tmp_path / "store").build(audio_root=audio_root, clip_seconds=[1], workers=1)
-    assert report.failed.to_dicts() == [{"song_id": "rock.00000", "reason": "cannot decode rock.00000.wav: out of memory"}]
+    assert report.failed.to_dicts() == [
+        {"song_id": "rock.00000", "reason": "cannot decode rock.00000.wav: out of memory"}]
     assert set(FeatureStore(tmp_path / "store").clips(clip_seconds=1).collect()["song_id"]) == {
         f"{g}.00000" for g in GENRES if g != "rock"}
 
     # the mel: compute_song never raises for one song's sake
     monkeypatch.setattr(worker, "mel_spectrogram", out_of_memory)
     path = audio_root / "jazz" / "jazz.00000.wav"
-    job = worker.Job(["jazz.00000"], [str(path)], hashlib.sha256(path.read_bytes()).hexdigest(), str(tmp_path / "m.npy"))
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    job = worker.Job(["jazz.00000"], [str(path)], sha, str(tmp_path / "m.npy"))
     assert worker.compute_song(job, FeatureParams().to_dict()) == {
         "ok": False, "changed": [], "reason": "out of memory computing this song's mel"}
