@@ -58,14 +58,16 @@ def mel_spectrogram(y: np.ndarray, *, params: FeatureParams, block_frames: int =
     return power_to_db(power_mel(y, params=params, block_frames=block_frames), top_db=params.top_db)
 
 
-def power_mel(y: np.ndarray, *, params: FeatureParams, block_frames: int = STFT_BLOCK_FRAMES) -> np.ndarray:
+def power_mel(y: np.ndarray, *, params: FeatureParams, block_frames: int = STFT_BLOCK_FRAMES,
+              centered: bool = True) -> np.ndarray:
     """Mel-filtered power spectrogram, ``librosa.feature.melspectrogram`` computed in blocks.
 
     The centred STFT (zero padding of ``n_fft // 2`` at both ends, periodic Hann window)
     runs ``block_frames`` frames at a time with a real FFT (``scipy.fft``), and each block's
     ``|X| ** power`` goes straight through the sparse mel filterbank. Memory beyond the
     output is one block, whatever the length of ``y``, and no BLAS is involved, so the
-    result is bit-identical in every process whatever its thread settings.
+    result is bit-identical in every process whatever its thread settings, and a frame's
+    values do not depend on which block it is computed in.
 
     Parameters
     ----------
@@ -74,10 +76,15 @@ def power_mel(y: np.ndarray, *, params: FeatureParams, block_frames: int = STFT_
     params : FeatureParams
     block_frames : int > 0
         Frames per STFT block.
+    centered : bool
+        False: ``y`` is a stretch of already padded audio, and its frames start at its
+        first sample, ``1 + (n - n_fft) // hop_length`` of them (a stream of a long file is
+        transformed piece by piece this way).
 
     Returns
     -------
-    np.ndarray [shape=(params.n_mels, 1 + n // params.hop_length), dtype=float32]
+    np.ndarray [shape=(params.n_mels, frames), dtype=float32]
+        ``frames = 1 + n // params.hop_length`` when centred.
     """
     import scipy.fft
 
@@ -92,12 +99,19 @@ def power_mel(y: np.ndarray, *, params: FeatureParams, block_frames: int = STFT_
         raise ParameterError("y holds NaN or infinite samples; decode() replaces them")
     n_fft, hop = params.n_fft, params.hop_length
     window, basis = _filters(params.sr, n_fft, params.n_mels, params.fmin, params.fmax)
-    total = 1 + y.size // hop
+    if centered:
+        total = 1 + y.size // hop
+    elif y.size >= n_fft:
+        total = 1 + (y.size - n_fft) // hop
+    else:
+        raise ParameterError(f"an uncentred stretch needs at least n_fft={n_fft} samples, got {y.size}")
     out = np.empty((params.n_mels, total), dtype=np.float32)
     buf = np.empty((min(block_frames, total), n_fft), dtype=np.float32)
     for f0 in range(0, total, block_frames):
         f1 = min(total, f0 + block_frames)
-        block = np.multiply(_frames(y, f0, f1, n_fft=n_fft, hop=hop), window, out=buf[: f1 - f0])
+        frames = (_frames(y, f0, f1, n_fft=n_fft, hop=hop) if centered else
+                  np.lib.stride_tricks.sliding_window_view(y[f0 * hop: (f1 - 1) * hop + n_fft], n_fft)[::hop])
+        block = np.multiply(frames, window, out=buf[: f1 - f0])
         spec = scipy.fft.rfft(block, axis=-1)
         if params.power == 2.0:
             mag = np.square(spec.real)
@@ -131,7 +145,8 @@ def _frames(y: np.ndarray, f0: int, f1: int, *, n_fft: int, hop: int) -> np.ndar
     return np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop]
 
 
-def power_to_db(S: np.ndarray, *, top_db: float | None = 80.0, amin: float = 1e-10) -> np.ndarray:
+def power_to_db(S: np.ndarray, *, top_db: float | None = 80.0, amin: float = 1e-10,
+                peak: float | None = None) -> np.ndarray:
     """``librosa.power_to_db(S, ref=1.0, amin=amin, top_db=top_db)``, in float32.
 
     Parameters
@@ -142,6 +157,9 @@ def power_to_db(S: np.ndarray, *, top_db: float | None = 80.0, amin: float = 1e-
         Values below ``max - top_db`` are raised to it.
     amin : float > 0
         Floor below the log (``-100 dB`` at the default).
+    peak : float, optional
+        The largest power of the whole signal that ``S`` is a part of (a long file
+        transformed piece by piece): the ``top_db`` floor is taken from it, not from ``S``.
 
     Returns
     -------
@@ -154,7 +172,8 @@ def power_to_db(S: np.ndarray, *, top_db: float | None = 80.0, amin: float = 1e-
     if top_db is not None:
         if top_db < 0:
             raise ParameterError(f"top_db must be non-negative, got {top_db!r}")
-        np.maximum(S, S.max() - np.float32(top_db), out=S)
+        top = S.max() if peak is None else np.float32(10.0) * np.log10(np.maximum(np.float32(peak), np.float32(amin)))
+        np.maximum(S, top - np.float32(top_db), out=S)
     return S
 
 

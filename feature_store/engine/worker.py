@@ -90,7 +90,8 @@ def view_of(spec: tuple[str, dict]) -> Any:
 
 
 def run_job(job: Job, spec: tuple[str, dict]) -> JobResult:
-    """Compute one content hash; never raises for bad audio (the song fails alone).
+    """Compute one content hash; never raises for one song's sake (a file that cannot be
+    decoded, or a ``MemoryError``, fails that song alone).
 
     Each file of ``job.paths`` is hashed; a file whose bytes changed since it was
     cataloged is reported in ``changed``, and the bytes of the first unchanged one, as
@@ -122,8 +123,10 @@ def run_job(job: Job, spec: tuple[str, dict]) -> JobResult:
             rows = view.clip_rows(prepared, job.wanted)
             encoded = {c: codec.encode_rows(view.array_specs(c), rows[c]) for c in job.wanted}
         return JobResult(ok=True, changed=changed, encoded=encoded, seconds=seconds)
-    except (AudioError, OSError, ParameterError, MemoryError) as exc:
+    except (AudioError, OSError, ParameterError) as exc:
         return JobResult(ok=False, changed=changed, reason=str(exc) or type(exc).__name__)
+    except MemoryError:  # decode() bounds its own memory; this is the features or the file's bytes
+        return JobResult(ok=False, changed=changed, reason=f"out of memory computing this song's {view.name} features")
 
 
 def run_jobs(jobs: list[Job], spec: tuple[str, dict]) -> list[JobResult]:
