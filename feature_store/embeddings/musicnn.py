@@ -203,7 +203,7 @@ def read_checkpoint(model: str = "MSD_musicnn") -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------------
 # input representation (no TensorFlow)
 # ---------------------------------------------------------------------------------------
-def log_mel(y: np.ndarray, *, block_frames: int | None = None) -> np.ndarray:
+def log_mel(y: np.ndarray, *, block_frames: int | None = None, centered: bool = True) -> np.ndarray:
     """musicnn's input representation of mono 16 kHz audio.
 
     Parameters
@@ -214,11 +214,15 @@ def log_mel(y: np.ndarray, *, block_frames: int | None = None) -> np.ndarray:
         Compute the STFT this many frames at a time (librosa on each block's samples), so
         that a whole file of any length takes bounded memory; :data:`LOG_MEL_BLOCK_FRAMES`
         suits that. Without it, one librosa call over all of ``y``, as musicnn does.
+    centered : bool
+        False: ``y`` is a stretch of already padded audio whose frames start at its first
+        sample (a long stream, piece by piece); one librosa call, ``center=False``.
 
     Returns
     -------
-    np.ndarray [shape=(1 + n // 256, 96), dtype=float32]
-        ``log10(10000 * S + 1)`` of librosa's power mel spectrogram, frames first.
+    np.ndarray [shape=(frames, 96), dtype=float32]
+        ``log10(10000 * S + 1)`` of librosa's power mel spectrogram, frames first;
+        ``frames = 1 + n // 256`` when centred, ``1 + (n - 512) // 256`` otherwise.
     """
     import librosa
 
@@ -227,6 +231,12 @@ def log_mel(y: np.ndarray, *, block_frames: int | None = None) -> np.ndarray:
         raise ParameterError(f"y must be non-empty mono audio of shape (n,), got shape {y.shape}")
     if not np.all(np.isfinite(y)):
         raise ParameterError("y holds NaN or infinite samples")
+    if not centered:
+        if y.size < N_FFT:
+            raise ParameterError(f"an uncentred stretch needs at least {N_FFT} samples, got {y.size}")
+        S = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mels=N_MELS,
+                                           center=False)
+        return np.log10(10000.0 * S.T + 1.0).astype(np.float32)
     if block_frames is None:
         S = librosa.feature.melspectrogram(y=y, sr=SR, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mels=N_MELS)
         return np.log10(10000.0 * S.T + 1.0).astype(np.float32)

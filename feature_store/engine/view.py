@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
+from feature_store.engine.frames import FrameSpec
 from feature_store.errors import ParameterError
 from feature_store.params import FeatureParams, validate_clip_seconds
 
@@ -251,6 +252,30 @@ class FeatureView(abc.ABC):
         bounded by blocks where the view can do it.
         """
 
+    # -- frames of a long stream (prediction in bounded memory): see engine.frames ----------
+    @property
+    def frame_spec(self) -> FrameSpec | None:
+        """How the view frames audio, or None when it cannot compute a stream piece by piece."""
+        return None
+
+    def frame_chunk(self, segment: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        """The raw frames ``(values, k)`` of a stretch of padded samples (:func:`~feature_store.
+        engine.frames.framed`), and the state the next stretch needs (``state`` starts None)."""
+        raise NotImplementedError(f"the {self.name} view does not stream")
+
+    @property
+    def needs_peak(self) -> bool:
+        """Whether :meth:`finish_frames` needs a statistic of the whole signal (two passes)."""
+        return False
+
+    def frame_peak(self, raw: np.ndarray) -> float:
+        """The statistic of one stretch's raw frames; the signal's is their maximum."""
+        return float(raw.max()) if raw.size else float("-inf")
+
+    def finish_frames(self, raw: np.ndarray, peak: float | None) -> np.ndarray:
+        """The entry frames ``(features, k)`` of raw frames, given the whole signal's peak."""
+        return raw
+
     def entry_frames(self, entry: Any) -> int:
         """Frames of a prepared entry (``entry.shape[1]`` for ``(features, frames)`` arrays)."""
         return int(entry.shape[1])
@@ -289,14 +314,16 @@ class FeatureView(abc.ABC):
         return ""
 
     def file_windows(self, path: Any, *, clip_seconds: int, hop_seconds: float | None = None,
-                     arrays: Sequence[str] | None = None) -> Any:
+                     arrays: Sequence[str] | None = None, max_seconds: float | None = None) -> Any:
         """The features of windows of ``clip_seconds`` slid over one audio file (prediction).
 
-        See :func:`feature_store.engine.windows.file_windows`.
+        See :func:`feature_store.engine.windows.file_windows`, and
+        :class:`~feature_store.engine.windows.WindowStream` for batches in bounded memory.
         """
         from feature_store.engine.windows import file_windows
 
-        return file_windows(self, path, clip_seconds=clip_seconds, hop_seconds=hop_seconds, arrays=arrays)
+        return file_windows(self, path, clip_seconds=clip_seconds, hop_seconds=hop_seconds, arrays=arrays,
+                            max_seconds=max_seconds)
 
     def default_workers(self) -> int | None:
         """Worker processes of a build when none are asked for (None: the CPU count)."""

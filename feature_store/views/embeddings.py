@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from feature_store.embeddings import musicnn as mn
+from feature_store.engine.frames import FrameSpec
 from feature_store.engine.view import ArraySpec, FeatureView, Rows, Starts, ViewOptions
 from feature_store.params import FeatureParams, _digest
 
@@ -148,21 +149,26 @@ class EmbeddingsView(FeatureView):
     def clip_frames(self, clip_seconds: int) -> int:
         return mn.clip_frames(clip_seconds)
 
-    def entry_frames(self, entry: np.ndarray) -> int:
-        return int(entry.shape[0])  # musicnn's log-mel is (frames, mels)
 
     # -- computing ----------------------------------------------------------------------------
     def array_specs(self, clip_seconds: int) -> list[ArraySpec]:
         return [ArraySpec(name, (width,), "float32") for name, width in mn.LAYERS.items()]
 
     def prepare(self, y: np.ndarray, *, whole_file: bool = False) -> np.ndarray:
-        # a whole file of any length goes through librosa in bounded blocks
-        return mn.log_mel(y, block_frames=mn.LOG_MEL_BLOCK_FRAMES if whole_file else None)
+        # musicnn's log-mel is (frames, mels); the engine's frames are (features, frames)
+        return mn.log_mel(y, block_frames=mn.LOG_MEL_BLOCK_FRAMES if whole_file else None).T
+
+    @property
+    def frame_spec(self) -> FrameSpec:
+        return FrameSpec(mn.SR, mn.N_FFT, mn.HOP_LENGTH)
+
+    def frame_chunk(self, segment: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        return mn.log_mel(segment, centered=False).T, None
 
     def clip_rows(self, entry: np.ndarray, wanted: Mapping[int, Starts]) -> dict[int, Rows]:
         if self._embedder is None:
             self._embedder = mn.shared_embedder(self.model)
-        return {c: self._embedder.embed_clips(entry, starts=list(starts), frames=mn.clip_frames(c))
+        return {c: self._embedder.embed_clips(entry.T, starts=list(starts), frames=mn.clip_frames(c))
                 for c, starts in wanted.items()}
 
     def before_build(self, *, threads: int | None = None) -> None:

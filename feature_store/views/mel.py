@@ -21,8 +21,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from feature_store.engine.frames import FrameSpec
 from feature_store.engine.view import ArraySpec, FeatureView, Rows, Starts, ViewOptions
-from feature_store.features import mel_spectrogram, window_summaries
+from feature_store.features import mel_spectrogram, power_mel, power_to_db, window_summaries
 from feature_store.params import FeatureParams
 
 
@@ -98,6 +99,20 @@ class MelView(FeatureView):
         # no BLAS in the mel (scipy.fft + a sparse filterbank): the numbers are the same in
         # every process, whatever its thread settings or the number of workers
         return mel_spectrogram(y, params=self.params)
+
+    @property
+    def frame_spec(self) -> FrameSpec:
+        return FrameSpec(self.params.sr, self.params.n_fft, self.params.hop_length)
+
+    def frame_chunk(self, segment: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        return power_mel(segment, params=self.params, centered=False), None
+
+    @property
+    def needs_peak(self) -> bool:
+        return self.params.top_db is not None  # the dB floor is the loudest frame's minus top_db
+
+    def finish_frames(self, raw: np.ndarray, peak: float | None) -> np.ndarray:
+        return power_to_db(raw, top_db=self.params.top_db, peak=peak)
 
     def clip_rows(self, entry: np.ndarray, wanted: Mapping[int, Starts]) -> dict[int, Rows]:
         frames = {c: self.params.clip_frames(c) for c in wanted}

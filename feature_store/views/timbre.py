@@ -3,13 +3,20 @@
 For every clip, the mean and standard deviation over its frames of 25 frame features
 (50 values):
 
-* 20 MFCCs: ``librosa.feature.mfcc`` (128 Slaney mel bands of the power spectrogram,
-  ``power_to_db`` with an 80 dB range, DCT-II ortho);
-* spectral centroid and spectral roll-off (85 % of the magnitude), ``librosa.feature``;
+* 20 MFCCs: ``librosa.feature.mfcc``'s numbers (128 Slaney mel bands of the power
+  spectrogram, ``power_to_db`` with an 80 dB range below the loudest frame, DCT-II ortho);
+* spectral centroid (the magnitude-weighted mean frequency) and spectral roll-off (the
+  lowest frequency below which 85 % of the magnitude lies), as ``librosa.feature`` defines
+  them;
 * spectral flux: the Euclidean distance between successive magnitude spectra, each normalised
   to unit sum (0 for the first frame), as Tzanetakis & Cook define it;
-* zero-crossing rate and RMS energy of the time signal (``librosa.feature``, frames of
-  ``n_fft`` samples).
+* zero-crossing rate (sign changes per sample) and RMS energy of each frame of ``n_fft``
+  samples of the time signal.
+
+Everything is computed here, frame by frame, from one STFT (Hann window, ``scipy.fft``), so a
+file of any length is computed in bounded memory, piece by piece, with the same numbers
+(:mod:`feature_store.engine.frames`); only the MFCCs' dB floor needs the whole signal's loudest
+frame.
 
 Every frame feature uses the STFT of the mel view (22050 Hz, n_fft 2048, hop 512, centred),
 so frame ``t`` of every view is the same stretch of audio and a clip's frames are the mel
@@ -27,6 +34,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from feature_store.engine.frames import FrameSpec
 from feature_store.engine.view import ArraySpec, FeatureView, Rows, Starts, ViewOptions, window_rows
 from feature_store.errors import ParameterError
 from feature_store.params import FeatureParams, _digest
@@ -141,6 +149,23 @@ class TimbreView(FeatureView):
     def prepare(self, y: np.ndarray, *, whole_file: bool = False) -> np.ndarray:
         return frame_features(y, params=self.params)
 
+    @property
+    def frame_spec(self) -> FrameSpec:
+        return FrameSpec(self.params.sr, self.params.n_fft, self.params.hop_length)
+
+    def frame_chunk(self, segment: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        return raw_frames(segment, params=self.params, previous=state)
+
+    @property
+    def needs_peak(self) -> bool:
+        return True  # the MFCCs' dB floor is the loudest mel frame's minus 80 dB
+
+    def frame_peak(self, raw: np.ndarray) -> float:
+        return float(raw[: self.params.n_mels].max()) if raw.size else float("-inf")
+
+    def finish_frames(self, raw: np.ndarray, peak: float | None) -> np.ndarray:
+        return finish_frames(raw, params=self.params, peak=float(peak if peak is not None else self.frame_peak(raw)))
+
     def clip_rows(self, entry: np.ndarray, wanted: Mapping[int, Starts]) -> dict[int, Rows]:
         out: dict[int, Rows] = {}
         for c, starts in wanted.items():
@@ -176,42 +201,91 @@ def frame_features(y: np.ndarray, *, params: TimbreParams) -> np.ndarray:
     ParameterError
         If ``y`` is not 1-d, is empty, or holds NaN or infinite samples.
     """
-    import librosa
+    from feature_store.engine.frames import FrameSpec, framed
 
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1 or y.size == 0:
         raise ParameterError(f"y must be non-empty mono audio of shape (n,), got shape {y.shape}")
     if not np.isfinite(y).all():
         raise ParameterError("y holds NaN or infinite samples; decode() replaces them")
+    spec = FrameSpec(params.sr, params.n_fft, params.hop_length)
+    raw, state = [], None
+    for segment, _ in framed([y], spec):
+        chunk, state = raw_frames(segment, params=params, previous=state)
+        raw.append(chunk)
+    whole = np.concatenate(raw, axis=1)
+    return finish_frames(whole, params=params, peak=float(whole[: params.n_mels].max()))
+
+
+def raw_frames(segment: np.ndarray, *, params: TimbreParams,
+               previous: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The frames of a stretch of padded samples, before the MFCCs' dB floor is known.
+
+    Parameters
+    ----------
+    segment : np.ndarray [shape=((k - 1) * hop_length + n_fft,)]
+        Samples of ``k`` uncentred frames (see :func:`feature_store.engine.frames.framed`).
+    previous : np.ndarray [shape=(1 + n_fft // 2,)], optional
+        The unit-sum spectrum of the frame before the stretch (for the flux of its first frame).
+
+    Returns
+    -------
+    raw : np.ndarray [shape=(n_mels + 5, k), dtype=float32]
+        The mel power spectrum, then centroid, roll-off, flux, zero-crossing rate and RMS.
+    last : np.ndarray [shape=(1 + n_fft // 2,)]
+        The unit-sum spectrum of the stretch's last frame (``previous`` of the next stretch).
+    """
+    import scipy.fft
+
+    from feature_store.features import _filters
+
     p = params
-    S = np.abs(librosa.stft(y, n_fft=p.n_fft, hop_length=p.hop_length, center=True))
-    mel = librosa.feature.melspectrogram(S=S**2, sr=p.sr, n_fft=p.n_fft, n_mels=p.n_mels)
-    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=p.n_mfcc)
-    centroid = librosa.feature.spectral_centroid(S=S, sr=p.sr, n_fft=p.n_fft)
-    rolloff = librosa.feature.spectral_rolloff(S=S, sr=p.sr, n_fft=p.n_fft, roll_percent=p.rolloff)
-    zcr = librosa.feature.zero_crossing_rate(y, frame_length=p.n_fft, hop_length=p.hop_length, center=True)
-    rms = librosa.feature.rms(y=y, frame_length=p.n_fft, hop_length=p.hop_length, center=True)
-    feats = np.concatenate([mfcc, centroid, rolloff, spectral_flux(S)[None, :], zcr, rms], axis=0)
-    return np.nan_to_num(feats, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    window, basis = _filters(p.sr, p.n_fft, p.n_mels, 0.0, None)
+    frames = np.lib.stride_tricks.sliding_window_view(np.asarray(segment, np.float32), p.n_fft)[:: p.hop_length]
+    S = np.abs(scipy.fft.rfft(frames * window, axis=-1)).T.astype(np.float64)  # (bins, k)
+    freqs = np.fft.rfftfreq(p.n_fft, 1.0 / p.sr)
+    total = S.sum(axis=0)
+    unit = np.divide(S, total, out=np.zeros_like(S), where=total > 0)
+    centroid = freqs @ unit
+    cumulative = np.cumsum(S, axis=0)
+    # the lowest frequency where the magnitude reaches rolloff of the frame's total (0 for silence)
+    rolloff = freqs[np.argmax(cumulative >= p.rolloff * total - 1e-12 * total, axis=0)]
+    flux = spectral_flux(unit, previous=previous)
+    signs = np.signbit(np.where(np.abs(frames) <= 1e-10, 0.0, frames))
+    zcr = np.count_nonzero(signs[:, 1:] != signs[:, :-1], axis=1) / p.n_fft
+    rms = np.sqrt(np.mean(np.square(frames, dtype=np.float64), axis=1))
+    mel = (basis @ np.square(S)).astype(np.float32)
+    raw = np.concatenate([mel, np.stack([centroid, rolloff, flux, zcr, rms]).astype(np.float32)], axis=0)
+    return raw, unit[:, -1].copy()
 
 
-def spectral_flux(S: np.ndarray) -> np.ndarray:
+def finish_frames(raw: np.ndarray, *, params: TimbreParams, peak: float) -> np.ndarray:
+    """The 25 frame features from :func:`raw_frames`, the MFCCs' 80 dB floor taken from ``peak``
+    (the loudest mel power of the whole signal)."""
+    import scipy.fft
+
+    from feature_store.features import power_to_db
+
+    db = power_to_db(raw[: params.n_mels].copy(), top_db=80.0, peak=peak)
+    mfcc = scipy.fft.dct(db, type=2, norm="ortho", axis=0)[: params.n_mfcc]
+    out = np.concatenate([mfcc, raw[params.n_mels:]], axis=0)
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+
+def spectral_flux(unit: np.ndarray, *, previous: np.ndarray | None = None) -> np.ndarray:
     """Spectral flux of Tzanetakis & Cook: ``||N_t - N_{t-1}||_2`` of unit-sum spectra.
 
     Parameters
     ----------
-    S : np.ndarray [shape=(bins, frames)]
-        Magnitude spectrogram.
+    unit : np.ndarray [shape=(bins, frames)]
+        Magnitude spectra normalised to unit sum (silent frames all zero).
+    previous : np.ndarray [shape=(bins,)], optional
+        The frame before the first (its flux is 0 without one).
 
     Returns
     -------
     np.ndarray [shape=(frames,)]
-        0 for the first frame; silent frames count as all-zero spectra.
     """
-    S = np.asarray(S, dtype=np.float64)
-    total = S.sum(axis=0, keepdims=True)
-    norm = np.divide(S, total, out=np.zeros_like(S), where=total > 0)
-    flux = np.zeros(S.shape[1])
-    if S.shape[1] > 1:
-        flux[1:] = np.sqrt(np.square(np.diff(norm, axis=1)).sum(axis=0))
-    return flux
+    unit = np.asarray(unit, dtype=np.float64)
+    before = np.concatenate([(unit[:, :1] if previous is None else previous[:, None]), unit[:, :-1]], axis=1)
+    return np.sqrt(np.square(unit - before).sum(axis=0))

@@ -45,9 +45,27 @@ def decode_demo() -> np.ndarray:
 
 
 def test_flux_is_the_distance_between_unit_sum_spectra():
-    S = np.array([[1.0, 0.0, 2.0, 0.0], [1.0, 4.0, 2.0, 0.0]])
-    # unit-sum columns: (.5,.5), (0,1), (.5,.5), silence (0,0)
-    np.testing.assert_allclose(spectral_flux(S), [0.0, np.sqrt(0.5), np.sqrt(0.5), np.sqrt(0.5)])
+    # unit-sum spectra of (1,1), (0,4), (2,2) and silence
+    unit = np.array([[0.5, 0.0, 0.5, 0.0], [0.5, 1.0, 0.5, 0.0]])
+    np.testing.assert_allclose(spectral_flux(unit), [0.0, np.sqrt(0.5), np.sqrt(0.5), np.sqrt(0.5)])
+    # a stretch of a longer stream carries on from the frame before it
+    np.testing.assert_allclose(spectral_flux(unit[:, 2:], previous=unit[:, 1]), [np.sqrt(0.5), np.sqrt(0.5)])
+
+
+def test_frames_of_a_stream_piece_by_piece_equal_the_whole_song():
+    from feature_store.engine.frames import framed
+    from feature_store.views.timbre import TimbreView
+
+    view = TimbreView()
+    y = decode_demo()
+    parts, state, peak = [], None, -np.inf
+    for segment, k in framed([y[i: i + 1000] for i in range(0, y.size, 1000)], view.frame_spec, chunk_frames=7):
+        raw, state = view.frame_chunk(segment, state)
+        assert raw.shape[1] == k
+        parts.append(raw)
+        peak = max(peak, view.frame_peak(raw))
+    np.testing.assert_array_equal(np.concatenate([view.finish_frames(r, peak) for r in parts], axis=1),
+                                  view.prepare(y))
 
 
 def test_silence_is_finite_and_zero_where_it_should_be():
