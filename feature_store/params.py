@@ -164,6 +164,10 @@ class FeatureParams:
         """
         return _params_hash(self, FEATURE_CODE_VERSION, spectral=True)
 
+    def clip_params(self) -> FeatureParams:
+        """The parameters that define the clips: these very ones (the mel view's params)."""
+        return self
+
     def replace(self, **changes: Any) -> FeatureParams:
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)

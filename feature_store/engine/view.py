@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -119,9 +120,9 @@ class FeatureView(abc.ABC):
     asset_name, check_name : str
         The Dagster asset and its sanity check.
     title : str
-        One line: what the view holds.
+        One line: what the view holds (the first line of the class docstring).
     description : str
-        A paragraph for the Dagster UI.
+        A paragraph for the Dagster UI (the rest of the class docstring).
     kinds : tuple of str
         Dagster kinds of the asset.
     cache_scope : {'song', 'clip'}
@@ -138,7 +139,7 @@ class FeatureView(abc.ABC):
     name: ClassVar[str]
     asset_name: ClassVar[str]
     check_name: ClassVar[str]
-    title: ClassVar[str]
+    title: ClassVar[str] = ""
     description: ClassVar[str] = ""
     kinds: ClassVar[tuple[str, ...]] = ("hdf5", "parquet")
     cache_scope: ClassVar[Literal["song", "clip"]] = "song"
@@ -151,14 +152,28 @@ class FeatureView(abc.ABC):
     data_file: ClassVar[str] = ""
     #: Arrays that ``tensors()`` returns when none are named.
     default_arrays: ClassVar[tuple[str, ...]]
+    #: The view's frozen params dataclass: it has ``hash()`` and ``clip_params()`` (the
+    #: :class:`~feature_store.params.FeatureParams` that define the clips).
+    params_type: ClassVar[type]
 
-    def __init__(self, params: Any) -> None:
-        self.params = params
+    def __init__(self, params: Any = None) -> None:
+        self.params = params if params is not None else self.params_type()
+        if not isinstance(self.params, self.params_type):
+            raise ParameterError(f"params must be a {self.params_type.__name__}, got {type(self.params).__name__}")
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, name: str | None = None, asset: str | None = None, check: str | None = None,
+                          **kwargs: Any) -> None:
+        """``class TimbreView(FeatureView, name="timbre", asset="timbre_features", check="timbre_sane")``."""
         super().__init_subclass__(**kwargs)
+        for attr, value in (("name", name), ("asset_name", asset), ("check_name", check)):
+            if value is not None:
+                setattr(cls, attr, value)
         if "name" in vars(cls) and not vars(cls).get("data_file"):
             cls.data_file = f"{cls.name}.h5"
+        if "__doc__" in vars(cls) and cls.__doc__ and "title" not in vars(cls):
+            first, _, rest = inspect.cleandoc(cls.__doc__).partition("\n")
+            cls.title = first.rstrip(".")
+            cls.description = " ".join(rest.split())
 
     # -- identity -------------------------------------------------------------------------
     @classmethod
@@ -167,13 +182,13 @@ class FeatureView(abc.ABC):
         """The view for these user options."""
 
     @property
-    @abc.abstractmethod
     def clip_params(self) -> FeatureParams:
         """The parameters that define the clips (``sr``, ``hop_length``, ``mode``)."""
+        return self.params.clip_params()
 
-    @abc.abstractmethod
     def hash(self) -> str:
         """Short stable hash of every parameter that changes the stored numbers."""
+        return self.params.hash()
 
     @property
     def folder(self) -> str:
@@ -211,24 +226,24 @@ class FeatureView(abc.ABC):
         return f"{type(self).__module__}:{type(self).__qualname__}", dataclasses.asdict(self.params)
 
     @classmethod
-    @abc.abstractmethod
     def from_params_dict(cls, params: dict[str, Any]) -> FeatureView:
         """Inverse of :meth:`to_spec`'s second element."""
+        return cls(cls.params_type(**params))
 
-    # -- geometry ---------------------------------------------------------------------------
+    # -- geometry: by default the clip geometry's own grid ------------------------------------
     @property
-    @abc.abstractmethod
     def sample_rate(self) -> int:
         """Rate the view decodes audio at."""
+        return self.clip_params.sr
 
     @property
-    @abc.abstractmethod
     def frame_rate(self) -> float:
         """Frames per second of the view's frame grid."""
+        return self.clip_params.sr / self.clip_params.hop_length
 
-    @abc.abstractmethod
     def clip_frames(self, clip_seconds: int) -> int:
         """Frames of one clip in the view's grid."""
+        return self.clip_params.clip_frames(clip_seconds)
 
     def view_frame(self, start_frame: int) -> int:
         """The view-grid frame of a clip starting at ``start_frame`` of the clip geometry."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -45,42 +45,19 @@ class MyParams:
         return _digest({**dataclasses.asdict(self), "code": CODE_VERSION})
 
 
-class MyView(FeatureView):
-    name: ClassVar[str] = "myview"                 # the --view value
-    asset_name: ClassVar[str] = "myview_features"  # the Dagster asset
-    check_name: ClassVar[str] = "myview_sane"      # its sanity check
-    title: ClassVar[str] = "one line: what each clip holds"
-    description: ClassVar[str] = "A paragraph for the Dagster UI."
-    default_arrays: ClassVar[tuple[str, ...]] = ("myarray",)
+# name: the --view value; asset: the Dagster asset; check: its sanity check
+class MyView(FeatureView, name="myview", asset="myview_features", check="myview_sane"):
+    """One line: what each clip holds (the view's title).
 
-    def __init__(self, params: MyParams | None = None) -> None:
-        super().__init__(params or MyParams())
+    A paragraph for the Dagster UI: what the asset stores, and how.
+    """
+
+    default_arrays: ClassVar[tuple[str, ...]] = ("myarray",)
+    params_type: ClassVar[type] = MyParams  # the folder is <name>-<params.hash()>
 
     @classmethod
     def from_options(cls, options: ViewOptions) -> MyView:
         return cls(MyParams(mode=options.mode))
-
-    @classmethod
-    def from_params_dict(cls, params: dict[str, Any]) -> MyView:
-        return cls(MyParams(**params))
-
-    @property
-    def clip_params(self) -> FeatureParams:
-        return self.params.clip_params()
-
-    def hash(self) -> str:
-        return self.params.hash()
-
-    @property
-    def sample_rate(self) -> int:
-        return self.clip_params.sr
-
-    @property
-    def frame_rate(self) -> float:
-        return self.clip_params.sr / self.clip_params.hop_length
-
-    def clip_frames(self, clip_seconds: int) -> int:
-        return self.clip_params.clip_frames(clip_seconds)
 
     def array_specs(self, clip_seconds: int) -> list[ArraySpec]:
         return [ArraySpec("myarray", (2,), columns=("first", "second"))]

@@ -71,42 +71,36 @@ class EmbeddingParams:
         })
 
 
-class EmbeddingsView(FeatureView):
-    """musicnn clip embeddings (see the module docstring)."""
+class EmbeddingsView(FeatureView, name="embeddings", asset="musicnn_embeddings", check="embeddings_sane"):
+    """Pretrained musicnn embeddings of every clip.
 
-    name: ClassVar[str] = "embeddings"
-    asset_name: ClassVar[str] = "musicnn_embeddings"
-    check_name: ClassVar[str] = "embeddings_sane"
-    title: ClassVar[str] = "pretrained musicnn embeddings of every clip"
-    description: ClassVar[str] = (
-        "Pretrained musicnn embeddings (Pons & Serra 2019; MSD_musicnn weights by default, re-implemented in "
-        "Keras 3) of every clip of one length, partitioned by clip length in seconds: the same clips, clip ids "
-        "and split columns as `mel_features`. Each clip's embedding is the mean over the 3 s musicnn patches "
-        "inside it of four layers (max_pool 753, mean_pool 753, penultimate 200, tags 50; a 1 s clip is "
-        "repeat-padded to one patch), stored as an `embeddings.h5` with an `index.parquet`, published "
-        "atomically as a new generation. The registry records the model and the sha256 of its weights. "
-        "Opt-in: `make run` builds it only with `--with-embeddings` (or `--models all`), so it stays empty "
-        "after a default run. Needs the weights package (`pip install --no-deps musicnn==0.1.0`)."
-    )
+    Pretrained musicnn embeddings (Pons & Serra 2019; MSD_musicnn weights by default,
+    re-implemented in Keras 3) of every clip of one length, partitioned by clip length in seconds:
+    the same clips, clip ids and split columns as `mel_features`. Each clip's embedding is the
+    mean over the 3 s musicnn patches inside it of four layers (max_pool 753, mean_pool 753,
+    penultimate 200, tags 50; a 1 s clip is repeat-padded to one patch), stored as an
+    `embeddings.h5` with an `index.parquet`, published atomically as a new generation. The
+    registry records the model and the sha256 of its weights. Opt-in: `make run` builds it only
+    with `--with-embeddings` (or `--models all`), so it stays empty after a default run. Needs
+    the weights package (`pip install --no-deps musicnn==0.1.0`).
+    """
+
     kinds: ClassVar[tuple[str, ...]] = ("hdf5", "parquet", "tensorflow")
     cache_scope: ClassVar[str] = "clip"  # type: ignore[misc]
     main_process: ClassVar[bool] = True
     cost_name: ClassVar[str | None] = "embed_ms_per_clip"
     opt_in: ClassVar[bool] = True
     default_arrays: ClassVar[tuple[str, ...]] = DEFAULT_LAYERS
+    params_type: ClassVar[type] = EmbeddingParams
     params: EmbeddingParams
 
     def __init__(self, params: EmbeddingParams | None = None) -> None:
-        super().__init__(params if params is not None else EmbeddingParams())
+        super().__init__(params)
         self._embedder: mn.MusicnnEmbedder | None = None
 
     @classmethod
     def from_options(cls, options: ViewOptions) -> EmbeddingsView:
         return cls(EmbeddingParams(model=options.embedding_model, mode=options.mode))
-
-    @classmethod
-    def from_params_dict(cls, params: dict[str, Any]) -> EmbeddingsView:
-        return cls(EmbeddingParams(**params))
 
     @classmethod
     def for_clips(cls, model: str, params: FeatureParams) -> EmbeddingsView:
@@ -116,13 +110,6 @@ class EmbeddingsView(FeatureView):
     @property
     def model(self) -> str:
         return self.params.model
-
-    @property
-    def clip_params(self) -> FeatureParams:
-        return self.params.clip_params()
-
-    def hash(self) -> str:
-        return self.params.hash()
 
     @property
     def folder(self) -> str:

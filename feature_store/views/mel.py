@@ -27,41 +27,24 @@ from feature_store.features import mel_spectrogram, power_mel, power_to_db, wind
 from feature_store.params import FeatureParams
 
 
-class MelView(FeatureView):
-    """Mel spectrograms (see the module docstring)."""
+class MelView(FeatureView, name="mel", asset="mel_features", check="features_sane"):
+    """Log-power mel spectrograms of every clip.
 
-    name: ClassVar[str] = "mel"
-    asset_name: ClassVar[str] = "mel_features"
-    check_name: ClassVar[str] = "features_sane"
-    title: ClassVar[str] = "log-power mel spectrograms of every clip"
-    description: ClassVar[str] = (
-        "Mel spectrograms (22050 Hz, n_fft 2048, hop 512, 128 mels, power_to_db; librosa's numbers within "
-        "2e-3 dB, computed by the store's own blocked STFT and sparse filterbank) of every clip of one length, "
-        "partitioned by clip length in seconds. Each partition is a chunked `mel.h5` (clips × 128 mels × frames) "
-        "with an `index.parquet` of its rows (song, genre, split parts, segment) and a `summary.parquet` of "
-        "per-band statistics, published atomically as a new generation. Songs are decoded once into a cache "
-        "shared by all partitions."
-    )
+    Mel spectrograms (22050 Hz, n_fft 2048, hop 512, 128 mels, power_to_db; librosa's numbers
+    within 2e-3 dB, computed by the store's own blocked STFT and sparse filterbank) of every
+    clip of one length, partitioned by clip length in seconds. Each partition is a chunked
+    `mel.h5` (clips × 128 mels × frames) with an `index.parquet` of its rows (song, genre, split
+    parts, segment) and a `summary.parquet` of per-band statistics, published atomically as a
+    new generation. Songs are decoded once into a cache shared by all partitions.
+    """
+
     default_arrays: ClassVar[tuple[str, ...]] = ("mel",)
+    params_type: ClassVar[type] = FeatureParams
     params: FeatureParams
-
-    def __init__(self, params: FeatureParams | None = None) -> None:
-        super().__init__(params if params is not None else FeatureParams())
 
     @classmethod
     def from_options(cls, options: ViewOptions) -> MelView:
         return cls(FeatureParams(mode=options.mode, dtype=options.dtype))  # type: ignore[arg-type]
-
-    @classmethod
-    def from_params_dict(cls, params: dict[str, Any]) -> MelView:
-        return cls(FeatureParams.from_dict(params))
-
-    @property
-    def clip_params(self) -> FeatureParams:
-        return self.params
-
-    def hash(self) -> str:
-        return self.params.hash()
 
     def cache_folder(self, provenance: Mapping[str, Any]) -> str:
         # dtype and mode do not change the full-length mel: every store shares one cache
@@ -69,20 +52,6 @@ class MelView(FeatureView):
 
     def label(self) -> str:
         return f"feature store for params {self.params.hash()}"
-
-    @property
-    def sample_rate(self) -> int:
-        return self.params.sr
-
-    @property
-    def frame_rate(self) -> float:
-        return self.params.sr / self.params.hop_length
-
-    def clip_frames(self, clip_seconds: int) -> int:
-        return self.params.clip_frames(clip_seconds)
-
-    def view_frame(self, start_frame: int) -> int:
-        return int(start_frame)  # the clips are defined on this very grid
 
     def array_specs(self, clip_seconds: int) -> list[ArraySpec]:
         p = self.params

@@ -90,55 +90,25 @@ class TimbreParams:
         return _digest({**dataclasses.asdict(self), "code": TIMBRE_CODE_VERSION})
 
 
-class TimbreView(FeatureView):
-    """Tzanetakis & Cook's timbral summary (see the module docstring)."""
+class TimbreView(FeatureView, name="timbre", asset="timbre_features", check="timbre_sane"):
+    """Classic timbral statistics of every clip (Tzanetakis & Cook 2002).
 
-    name: ClassVar[str] = "timbre"
-    asset_name: ClassVar[str] = "timbre_features"
-    check_name: ClassVar[str] = "timbre_sane"
-    title: ClassVar[str] = "classic timbral statistics of every clip (Tzanetakis & Cook 2002)"
-    description: ClassVar[str] = (
-        "The classic GTZAN timbral summary of Tzanetakis & Cook (2002) for every clip of one length, "
-        "partitioned by clip length in seconds: the mean and standard deviation over the clip's frames of 20 "
-        "MFCCs, spectral centroid, roll-off and flux, zero-crossing rate and RMS (50 values, librosa; the same "
-        "STFT frames as `mel_features`). Stored as `timbre.h5` (clips × 50) and `timbre.parquet` (one named "
-        "column per value, for polars and DuckDB) with an `index.parquet`, published atomically as a new "
-        "generation. The `timbre_logreg` baseline trains on it."
-    )
+    The classic GTZAN timbral summary of Tzanetakis & Cook (2002) for every clip of one length,
+    partitioned by clip length in seconds: the mean and standard deviation over the clip's
+    frames of 20 MFCCs, spectral centroid, roll-off and flux, zero-crossing rate and RMS (50
+    values, librosa; the same STFT frames as `mel_features`). Stored as `timbre.h5` (clips × 50)
+    and `timbre.parquet` (one named column per value, for polars and DuckDB) with an
+    `index.parquet`, published atomically as a new generation. The `timbre_logreg` baseline
+    trains on it.
+    """
+
     default_arrays: ClassVar[tuple[str, ...]] = ("timbre",)
+    params_type: ClassVar[type] = TimbreParams
     params: TimbreParams
-
-    def __init__(self, params: TimbreParams | None = None) -> None:
-        super().__init__(params if params is not None else TimbreParams())
 
     @classmethod
     def from_options(cls, options: ViewOptions) -> TimbreView:
         return cls(TimbreParams(mode=options.mode))
-
-    @classmethod
-    def from_params_dict(cls, params: dict[str, Any]) -> TimbreView:
-        return cls(TimbreParams(**params))
-
-    @property
-    def clip_params(self) -> FeatureParams:
-        return self.params.clip_params()
-
-    def hash(self) -> str:
-        return self.params.hash()
-
-    @property
-    def sample_rate(self) -> int:
-        return self.params.sr
-
-    @property
-    def frame_rate(self) -> float:
-        return self.params.sr / self.params.hop_length
-
-    def clip_frames(self, clip_seconds: int) -> int:
-        return self.clip_params.clip_frames(clip_seconds)
-
-    def view_frame(self, start_frame: int) -> int:
-        return int(start_frame)  # the clips are frames of this very STFT
 
     def array_specs(self, clip_seconds: int) -> list[ArraySpec]:
         return [ArraySpec("timbre", (len(COLUMNS),), "float32", columns=COLUMNS)]

@@ -27,47 +27,23 @@ class ToyParams:
     def hash(self) -> str:
         return f"{self.mode}-{self.scale:g}"
 
+    def clip_params(self) -> FeatureParams:
+        return FeatureParams(mode=self.mode)  # type: ignore[arg-type]
 
-class ToyView(FeatureView):
-    name: ClassVar[str] = "toy"
-    asset_name: ClassVar[str] = "toy_features"
-    check_name: ClassVar[str] = "toy_sane"
+
+class ToyView(FeatureView, name="toy", asset="toy_features", check="toy_sane"):
     title: ClassVar[str] = "a toy view"
     default_arrays: ClassVar[tuple[str, ...]] = ("level",)
+    params_type: ClassVar[type] = ToyParams
     #: what provenance() reports (a test changes it, as new weights would)
     version: ClassVar[str] = ""
-
-    def __init__(self, params: ToyParams | None = None) -> None:
-        super().__init__(params or ToyParams())
 
     @classmethod
     def from_options(cls, options: ViewOptions) -> ToyView:
         return cls(ToyParams(mode=options.mode))
 
-    @classmethod
-    def from_params_dict(cls, params: dict[str, Any]) -> ToyView:
-        return cls(ToyParams(**params))
-
-    @property
-    def clip_params(self) -> FeatureParams:
-        return FeatureParams(mode=self.params.mode)  # type: ignore[arg-type]
-
-    def hash(self) -> str:
-        return self.params.hash()
-
     def provenance(self) -> dict[str, Any]:
         return {"toy_version": type(self).version} if type(self).version else {}
-
-    @property
-    def sample_rate(self) -> int:
-        return 22050
-
-    @property
-    def frame_rate(self) -> float:
-        return 22050 / 512
-
-    def clip_frames(self, clip_seconds: int) -> int:
-        return self.clip_params.clip_frames(clip_seconds)
 
     def array_specs(self, clip_seconds: int) -> list[ArraySpec]:
         return [
@@ -90,10 +66,9 @@ class ToyView(FeatureView):
         return out
 
 
-class ClipToyView(ToyView):
+class ClipToyView(ToyView, name="cliptoy"):
     """The same numbers, cached per song and clip length, computed in the main process."""
 
-    name: ClassVar[str] = "cliptoy"
     cache_scope: ClassVar[str] = "clip"  # type: ignore[misc]
     main_process: ClassVar[bool] = True
     cost_name: ClassVar[str | None] = "toy_ms_per_clip"
@@ -115,10 +90,8 @@ def toy_entry(y: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
     return np.stack([np.arange(frames, dtype=np.float32), peaks * np.float32(scale)])
 
 
-class SlowToyView(ToyView):
+class SlowToyView(ToyView, name="slowtoy"):
     """The toy view, taking a second per song: long enough to kill a build in the middle."""
-
-    name: ClassVar[str] = "slowtoy"
 
     def prepare(self, y: np.ndarray, *, whole_file: bool = False) -> np.ndarray:
         import time
