@@ -270,8 +270,12 @@ class FeatureView(abc.ABC):
     # -- frames of a long stream (prediction in bounded memory): see engine.frames ----------
     @property
     def frame_spec(self) -> FrameSpec | None:
-        """How the view frames audio, or None when it cannot compute a stream piece by piece."""
-        return None
+        """How the view frames audio (by default the clip geometry's STFT), or None when it
+        cannot compute a stream piece by piece (it does not implement :meth:`frame_chunk`)."""
+        if type(self).frame_chunk is FeatureView.frame_chunk:
+            return None
+        p = self.clip_params
+        return FrameSpec(p.sr, p.n_fft, p.hop_length)
 
     def frame_chunk(self, segment: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
         """The raw frames ``(values, k)`` of a stretch of padded samples (:func:`~feature_store.

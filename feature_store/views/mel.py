@@ -21,7 +21,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from feature_store.engine.frames import FrameSpec
 from feature_store.engine.view import ArraySpec, FeatureView, Rows, Starts, ViewOptions
 from feature_store.features import mel_spectrogram, power_mel, power_to_db, window_summaries
 from feature_store.params import FeatureParams
@@ -68,10 +67,6 @@ class MelView(FeatureView, name="mel", asset="mel_features", check="features_san
         # no BLAS in the mel (scipy.fft + a sparse filterbank): the numbers are the same in
         # every process, whatever its thread settings or the number of workers
         return mel_spectrogram(y, params=self.params)
-
-    @property
-    def frame_spec(self) -> FrameSpec:
-        return FrameSpec(self.params.sr, self.params.n_fft, self.params.hop_length)
 
     def frame_chunk(self, segment: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
         return power_mel(segment, params=self.params, centered=False), None

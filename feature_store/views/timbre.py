@@ -34,7 +34,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from feature_store.engine.frames import FrameSpec
 from feature_store.engine.view import ArraySpec, FeatureView, Rows, Starts, ViewOptions, window_rows
 from feature_store.errors import ParameterError
 from feature_store.params import FeatureParams, _digest
@@ -118,10 +117,6 @@ class TimbreView(FeatureView, name="timbre", asset="timbre_features", check="tim
 
     def prepare(self, y: np.ndarray, *, whole_file: bool = False) -> np.ndarray:
         return frame_features(y, params=self.params)
-
-    @property
-    def frame_spec(self) -> FrameSpec:
-        return FrameSpec(self.params.sr, self.params.n_fft, self.params.hop_length)
 
     def frame_chunk(self, segment: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
         return raw_frames(segment, params=self.params, previous=state)
