@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import resource
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -394,12 +393,15 @@ def train_probe(
     import sklearn.linear_model  # noqa: F401  (imported before the clock starts)
     import sklearn.neural_network  # noqa: F401
 
-    t0 = time.perf_counter()
-    probe, history = fit_probe(train.x, train.y, config=config)
-    train_seconds = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    probs = probe.predict_proba(test.x)
-    probe_ms = 1000 * (time.perf_counter() - t1) / test.x.shape[0]
+    from training.train import RssSampler
+
+    with RssSampler() as rss:
+        t0 = time.perf_counter()
+        probe, history = fit_probe(train.x, train.y, config=config)
+        train_seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        probs = probe.predict_proba(test.x)
+        probe_ms = 1000 * (time.perf_counter() - t1) / test.x.shape[0]
     metrics = evaluate(probs, test.y, test.index["song_id"].to_list(), n_classes=len(GENRES))
     reg = store.describe()
     embed_ms = (reg["clip_lengths"].get(str(c)) or {}).get("embed_ms_per_clip")
@@ -451,7 +453,8 @@ def train_probe(
                 "seconds_per_epoch": train_seconds / max(1.0, history["iterations"][0]),
                 "epochs_run": int(history["iterations"][0]),
                 "best_epoch": int(history["iterations"][0]),
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                "peak_rss_mb": rss.peak_mb,
+                "rss_at_start_mb": rss.start_mb,
                 "inference_ms_per_clip": embed_ms + probe_ms,
                 "embedding_ms_per_clip": embed_ms,
                 "probe_ms_per_clip": probe_ms,

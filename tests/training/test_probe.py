@@ -169,3 +169,18 @@ def test_predict_probe_on_audio_files(emb_store, tmp_path):
     t = EmbeddingStore(root).tensors(clip_seconds=5, song_ids=["metal.00001"])
     np.testing.assert_allclose(
         [out[0]["probabilities"][g] for g in GENRES], probe.predict_proba(t.x)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_probe_peak_memory_is_sampled_during_its_run(emb_store, tmp_path):
+    """Peak RSS is that of the run (sampled, as for the Keras models), not the process's lifetime peak."""
+    import resource
+
+    root, _, _ = emb_store
+    spike = np.ones(600 * 2**20 // 8)  # 600 MiB, touched, then freed before the run
+    spike += 1
+    del spike
+    res = train_probe(store_root=root, model_root=tmp_path, clip_seconds=5)
+    c = res["costs"]
+    process_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert c["peak_rss_mb"] >= c["rss_at_start_mb"] > 0
+    assert c["peak_rss_mb"] < process_peak_mb - 300
