@@ -29,8 +29,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import resource
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -42,176 +40,13 @@ import polars as pl
 from feature_store import atomic
 from feature_store.errors import ParameterError, StoreError
 from feature_store.params import GENRES, FeatureParams, validate_clip_seconds
-from feature_store.splits import EXCLUDED, validate_scheme
+from feature_store.splits import EXCLUDED
 from feature_store.store import FeatureStore
+from training.config import AUGMENT, DEFAULT_SEEDS, TrainConfig  # noqa: F401  (re-exported)
 from training.evaluate import evaluate
+from training.memory import RssSampler  # noqa: F401  (re-exported)
 from training.models import ModelSpec, custom_objects, get_spec, to_layout
-
-#: The augmentation set-up of our models on small corpora (see :class:`TrainConfig`): a random
-#: gain of up to ±6 dB, a shift of up to ±4 mel bands, two SpecAugment time and frequency masks
-#: per clip, and mixup with Beta(0.2, 0.2). ``TrainConfig(**AUGMENT)`` turns it on.
-AUGMENT: dict[str, Any] = {"gain_db": 6.0, "freq_shift": 4, "spec_masks": 2, "mixup": 0.2}
-#: Default seeds of :func:`train_seeds`.
-DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2)
-_STREAM_CHOICES = ("auto", "memory", "stream")
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters of one training run.
-
-    Parameters
-    ----------
-    epochs : int > 0
-        Epoch cap (the study trained 30); early stopping may end the run sooner.
-    batch_size : int > 0
-        The study used 32.
-    learning_rate : float > 0
-        Adam's learning rate.
-    seed : int >= 0
-        Seeds Keras, NumPy, Python and the batch generator, with op determinism.
-    scheme : str
-        Split scheme of the store (``seed``, ``stratified``, ``fault_filtered``).
-    test_part : str
-        The part of ``scheme`` held out for testing (``test``; ``fold0`` ... for
-        ``stratified``). Every other part except ``excluded`` is training data. Ignored when
-        :func:`train_model` is given a ``test_store_root``.
-    validation_share : float in [0, 0.5)
-        Share of the training songs of each genre kept for early stopping (0 disables it).
-        A scheme with its own ``valid`` part (``fault_filtered``) uses that part instead.
-    patience : int > 0
-        Early-stopping patience in epochs (on validation loss; best weights are restored).
-    class_weighting : bool
-        Weight examples by inverse class frequency when the classes are unbalanced.
-    label_smoothing : float in [0, 0.5)
-    weight_decay : float >= 0
-        AdamW's decoupled weight decay (0: plain Adam).
-    crop_seconds : int >= 0
-        Train on random crops of this many seconds of each training clip (a random time shift
-        per example and epoch; each epoch draws ``clip // crop`` crops of every clip); validation
-        and test use whole clips. 0 disables it. Needs a model that accepts any clip length
-        (``cnn``, ``rnn``, ``crnn_small``).
-    gain_db : float >= 0
-        Add a random gain in [-gain_db, +gain_db] dB to each training clip.
-    freq_shift : int >= 0
-        Shift each training clip up or down by up to this many mel bands (a rough pitch shift).
-    spec_masks : int >= 0
-        SpecAugment: this many time masks and this many frequency masks per training clip, each
-        up to 1/10 of its axis, set to the band mean.
-    mixup : float >= 0
-        Mixup's Beta(alpha, alpha) parameter (0 disables it); mixes labels and weights too.
-    stream : {'auto', 'memory', 'stream'}
-        Where batches come from: memory, the HDF5 store, or ``auto`` (stream when the training
-        clips exceed ``stream_above_mb``).
-    stream_above_mb : float > 0
-    """
-
-    epochs: int = 5
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    seed: int = 0
-    scheme: str = "seed"
-    validation_share: float = 0.1
-    patience: int = 5
-    test_part: str = "test"
-    class_weighting: bool = True
-    label_smoothing: float = 0.0
-    weight_decay: float = 0.0
-    crop_seconds: int = 0
-    gain_db: float = 0.0
-    freq_shift: int = 0
-    spec_masks: int = 0
-    mixup: float = 0.0
-    stream: str = "auto"
-    stream_above_mb: float = 2048.0
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "patience"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ParameterError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("seed", "crop_seconds", "freq_shift", "spec_masks"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ParameterError(f"{name} must be a non-negative integer, got {v!r}")
-        if not self.learning_rate > 0:
-            raise ParameterError(f"learning_rate must be positive, got {self.learning_rate!r}")
-        if not 0 <= self.validation_share < 0.5:
-            raise ParameterError(f"validation_share must be in [0, 0.5), got {self.validation_share!r}")
-        if not 0 <= self.label_smoothing < 0.5:
-            raise ParameterError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing!r}")
-        for name in ("weight_decay", "gain_db", "mixup"):
-            if not getattr(self, name) >= 0:
-                raise ParameterError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.stream not in _STREAM_CHOICES:
-            raise ParameterError(f"stream must be one of {list(_STREAM_CHOICES)}, got {self.stream!r}")
-        if not self.stream_above_mb > 0:
-            raise ParameterError(f"stream_above_mb must be positive, got {self.stream_above_mb!r}")
-        validate_scheme(self.scheme)
-
-    @property
-    def augments(self) -> bool:
-        """Whether any training-time augmentation is on."""
-        return bool(self.crop_seconds or self.gain_db or self.freq_shift or self.spec_masks or self.mixup)
-
-
-@dataclasses.dataclass
-class BandNormalizer:
-    """Per-mel-band standardisation, fitted on training clips only.
-
-    Attributes
-    ----------
-    mean, std : np.ndarray [shape=(n_mels,)]
-    """
-
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def fit(cls, x: np.ndarray) -> BandNormalizer:
-        """Fit on clips of shape (clips, n_mels, frames)."""
-        return cls.fit_chunks([x])
-
-    @classmethod
-    def fit_chunks(cls, chunks: Any) -> BandNormalizer:
-        """Fit on an iterable of clip arrays of shape (clips, n_mels, frames), in one pass.
-
-        Sums are accumulated in float64, so the result equals :meth:`fit` on the concatenation
-        up to rounding, without holding every clip in memory.
-        """
-        n, s, ss, mels = 0, None, None, None
-        for x in chunks:
-            x = np.asarray(x)
-            if x.ndim != 3 or (mels is not None and x.shape[1] != mels):
-                raise ParameterError(f"fit needs clips of shape (clips, n_mels, frames), got {x.shape}")
-            if x.shape[0] == 0:
-                continue
-            mels = x.shape[1]
-            x64 = x.astype(np.float64)
-            cs, css = x64.sum(axis=(0, 2)), np.square(x64).sum(axis=(0, 2))
-            s, ss = (cs, css) if s is None else (s + cs, ss + css)
-            n += x.shape[0] * x.shape[2]
-        if n == 0:
-            raise ParameterError("fit needs at least one clip of shape (clips>0, n_mels, frames)")
-        mean = s / n
-        var = np.maximum(ss / n - mean**2, 0.0)
-        return cls(mean=mean, std=np.maximum(np.sqrt(var), 1e-6))
-
-    @classmethod
-    def identity(cls, n_mels: int) -> BandNormalizer:
-        """A normaliser that changes nothing (the baseline reads raw dB)."""
-        return cls(mean=np.zeros(n_mels), std=np.ones(n_mels))
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        """Standardise clips of shape (clips, n_mels, frames); returns float32."""
-        return ((x - self.mean[None, :, None]) / self.std[None, :, None]).astype(np.float32)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> BandNormalizer:
-        return cls(mean=np.asarray(d["mean"], dtype=np.float64), std=np.asarray(d["std"], dtype=np.float64))
+from training.normalizer import BandNormalizer
 
 
 class ModelStore:
@@ -317,70 +152,6 @@ def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float] | None:
         return None
     total = counts.sum()
     return {i: float(total / (present.size * c)) for i, c in enumerate(counts) if c > 0}
-
-
-# ---------------------------------------------------------------------------------------
-# memory: peak RSS of this process while a run lasts
-# ---------------------------------------------------------------------------------------
-class RssSampler:
-    """Peak resident memory of this process between ``start`` and ``stop``.
-
-    A daemon thread samples ``/proc/self/statm`` every ``interval`` seconds. Unlike
-    ``ru_maxrss``, which only grows over the life of the process, this measures one run even
-    when several runs share a process. Off Linux it falls back to ``ru_maxrss``.
-
-    Examples
-    --------
-    >>> with RssSampler() as rss:          # doctest: +SKIP
-    ...     work()
-    >>> rss.peak_mb                        # doctest: +SKIP
-    """
-
-    def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
-        self.peak_bytes = 0
-        self.start_bytes = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-    def _sample(self) -> int:
-        try:
-            with open("/proc/self/statm") as fh:
-                return int(fh.read().split()[1]) * self._page
-        except (OSError, ValueError, IndexError):
-            return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak_bytes = max(self.peak_bytes, self._sample())
-
-    def start(self) -> RssSampler:
-        self.start_bytes = self.peak_bytes = self._sample()
-        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> RssSampler:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.peak_bytes = max(self.peak_bytes, self._sample())
-        return self
-
-    @property
-    def peak_mb(self) -> float:
-        return self.peak_bytes / 2**20
-
-    @property
-    def start_mb(self) -> float:
-        return self.start_bytes / 2**20
-
-    def __enter__(self) -> RssSampler:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
 
 # ---------------------------------------------------------------------------------------
