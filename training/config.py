@@ -1,4 +1,5 @@
-"""Hyper-parameters of training runs (:class:`TrainConfig`), with the checks configs share.
+"""Hyper-parameters of training runs: :class:`TrainConfig` (the mel families) and
+:class:`VectorConfig` (the vector classifier family), with the checks they share.
 
 Every field is validated when the config is made, so a bad value fails with a
 :class:`~feature_store.errors.ParameterError` naming it before any data is read.
@@ -122,3 +123,58 @@ class TrainConfig:
     def augments(self) -> bool:
         """Whether any training-time augmentation is on."""
         return bool(self.crop_seconds or self.gain_db or self.freq_shift or self.spec_masks or self.mixup)
+
+
+@dataclasses.dataclass(frozen=True)
+class VectorConfig:
+    """Hyper-parameters of a vector classifier run (:mod:`training.families.vector`).
+
+    Which classifier and which arrays of which view are the model's declaration; this holds
+    what may change between runs of one model.
+
+    Parameters
+    ----------
+    C : float > 0
+        Inverse L2 strength of the logistic regression.
+    hidden_units : int > 0
+        Width of the MLP's hidden layer.
+    alpha : float >= 0
+        L2 strength of the MLP.
+    max_iter : int > 0
+        Iteration cap of either solver.
+    seed : int >= 0
+        Seeds the solver (the logistic regression is deterministic: seeds give one result).
+    scheme : str
+        Split scheme of the store.
+    test_part : str
+        Part of ``scheme`` held out for testing; every other part but ``excluded`` trains.
+        Ignored when the run gets a ``test_store_root``.
+    class_weighting : bool
+        Weight classes by inverse frequency.
+    """
+
+    C: float = 1.0
+    hidden_units: int = 256
+    alpha: float = 1e-2
+    max_iter: int = 2000
+    seed: int = 0
+    scheme: str = "seed"
+    test_part: str = "test"
+    class_weighting: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.C > 0:
+            raise ParameterError(f"C must be positive, got {self.C!r}")
+        if not self.alpha >= 0:
+            raise ParameterError(f"alpha must be >= 0, got {self.alpha!r}")
+        check_ints(self, ("hidden_units", "max_iter"), low=1)
+        check_ints(self, ("seed",), low=0)
+        validate_scheme(self.scheme)
+
+
+def seed_configs(config: Any, seeds: Iterable[int]) -> list[Any]:
+    """``config`` once per seed (its ``seed`` replaced); the seeds must be distinct integers."""
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ParameterError(f"seeds must be a non-empty list of distinct integers, got {seeds!r}")
+    return [dataclasses.replace(config, seed=int(s)) for s in seeds]
