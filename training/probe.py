@@ -2,7 +2,7 @@
 
 The probes are declarations of the vector classifier family (:mod:`training.families.vector`)
 on the embeddings view (:class:`feature_store.embeddings.EmbeddingStore`), trained, evaluated
-and published by the same runner as every family (:func:`training.runner.train_run`), so that
+and published by the same runner as every family (:func:`training.runner.train_model`), so that
 :meth:`training.model_store.ModelStore.runs`, the report and prediction pick them up::
 
     <models root>/mel-<params hash>/probe_logreg_msd/clip-05s/seed-0[--<variant>]/
@@ -38,7 +38,7 @@ from feature_store.params import GENRES, FeatureParams
 from training.config import VectorConfig
 from training.families.vector import CLASSIFIERS, Probe, VectorClassifier, fit_vector, probe
 from training.record import RunRecord
-from training.runner import train_run, train_runs
+from training.runner import train_model, train_seeds
 
 __all__ = ["CLASSIFIERS", "PROBE_LAYOUT", "PROBE_PREFIX", "Probe", "ProbeConfig", "fit_probe", "is_probe_run",
            "load_probe", "predict_probe", "train_probe", "train_probe_seeds"]
@@ -117,40 +117,26 @@ def fit_probe(x: np.ndarray, y: np.ndarray, *, config: ProbeConfig | None = None
     return dataclasses.replace(fitted, arrays=tuple(config.layers), embedding_model=config.embedding_model), history
 
 
-def train_probe(
-    *,
-    store_root: str | os.PathLike[str],
-    model_root: str | os.PathLike[str],
-    clip_seconds: int,
-    params: FeatureParams | None = None,
-    config: ProbeConfig | None = None,
-    test_store_root: str | os.PathLike[str] | None = None,
-    variant: str = "",
-) -> dict[str, Any]:
+def train_probe(*, config: ProbeConfig | None = None, **kwargs: Any) -> dict[str, Any]:
     """Train a probe on one clip length, evaluate it and publish the run in the model store.
+
+    :func:`training.runner.train_model` with the probe that ``config`` names.
 
     Parameters
     ----------
-    store_root : path
-        Root whose embeddings view (for ``config.embedding_model`` and ``params``) is built.
-    model_root : path
-        Model store root.
-    clip_seconds : int
-    params : FeatureParams, optional
-        Clip definitions (default ``FeatureParams()``).
     config : ProbeConfig, optional
-    test_store_root : path, optional
-        Hold out every song of this store's embeddings view instead of ``config.test_part``,
-        and train on every non-excluded song of ``store_root`` (e.g. ``gtzan-mini`` ->
-        ``gtzan-holdout``).
-    variant : str
-        Suffix of the run folder for a set-up other than the default.
+    **kwargs
+        ``store_root`` (whose embeddings view for ``config.embedding_model`` is built),
+        ``model_root``, ``clip_seconds``, and optionally ``params``, ``test_store_root`` (hold
+        out every song of that store's embeddings view instead of ``config.test_part``, and
+        train on every non-excluded song of ``store_root``, e.g. ``gtzan-mini`` ->
+        ``gtzan-holdout``) and ``variant``.
 
     Returns
     -------
     dict
-        The run's ``metrics.json`` (the keys of :func:`training.train.train_model`, plus
-        ``embedding``) with ``run_dir`` and ``model_path``.
+        The run's ``metrics.json`` (the keys of every run, plus ``embedding``) with
+        ``run_dir`` and ``model_path``.
 
     Raises
     ------
@@ -159,16 +145,15 @@ def train_probe(
         training or held-out clips.
     """
     config = config or ProbeConfig()
-    return train_run(family=config.declaration(), store_root=store_root, model_root=model_root,
-                     clip_seconds=clip_seconds, params=params, config=config, test_store_root=test_store_root,
-                     variant=variant)
+    return train_model(model=config.declaration(), config=config, **kwargs)
 
 
 def train_probe_seeds(
     *, seeds: Sequence[int] = (0, 1, 2), config: ProbeConfig | None = None, **kwargs: Any
 ) -> list[dict[str, Any]]:
     """:func:`train_probe` once per seed (same other arguments); returns each run's metrics."""
-    return train_runs(train_probe, seeds=seeds, config=config or ProbeConfig(), **kwargs)
+    config = config or ProbeConfig()
+    return train_seeds(model=config.declaration(), seeds=seeds, config=config, **kwargs)
 
 
 def load_probe(run_dir: str | os.PathLike[str]) -> tuple[Probe, dict[str, Any]]:

@@ -1,6 +1,6 @@
 """Training runs for every model family: select, fit, score, record and publish.
 
-One call of :func:`train_run` trains one model (a declaration of :mod:`training.families`) on
+One call of :func:`train_model` trains one model (a declaration of :mod:`training.families`) on
 one clip length with one seed, and publishes its run folder in the model store
 (:mod:`training.model_store`) atomically: the family's files and the :class:`RunRecord`.
 
@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from feature_store import atomic
 from feature_store.errors import ParameterError
 from feature_store.params import GENRES, FeatureParams, validate_clip_seconds
-from training.config import seed_configs
+from training.config import DEFAULT_SEEDS, seed_configs
 from training.evaluate import evaluate
+from training.families import get_family
 from training.families.base import Fit, ModelFamily, Scores
 from training.memory import RssSampler
 from training.model_store import ModelStore, validate_variant
@@ -30,11 +31,11 @@ from training.selection import Selection, select, songs_of
 from training.views import View, get_view
 
 
-def train_run(
+def train_model(
     *,
-    family: ModelFamily,
     store_root: str | os.PathLike[str],
     model_root: str | os.PathLike[str],
+    model: str | ModelFamily,
     clip_seconds: int,
     params: FeatureParams | None = None,
     config: Any = None,
@@ -42,26 +43,29 @@ def train_run(
     test_store_root: str | os.PathLike[str] | None = None,
     variant: str = "",
 ) -> dict[str, Any]:
-    """Train ``family``'s model on one clip length and publish the run in the model store.
+    """Train ``model`` on one clip length and publish the run in the model store.
 
     Parameters
     ----------
-    family : ModelFamily
-        The model's declaration (:func:`training.families.get_family`).
     store_root : path
         Feature store root; the model's view must be built there for ``clip_seconds``.
     model_root : path
         Model store root.
+    model : str or ModelFamily
+        A model of :func:`training.families.model_names` (``cnn``, ``baseline``,
+        ``probe_logreg_msd``...), or a declaration of one.
     clip_seconds : int
     params : FeatureParams, optional
-        The clips' parameters (default ``FeatureParams()``).
-    config : family.config_type, optional
-        Hyper-parameters (default: the family's defaults).
+        The clips' parameters: which stores to read (default ``FeatureParams()``).
+    config : optional
+        The family's config (``TrainConfig`` for the mel models, ``VectorConfig`` or
+        ``ProbeConfig`` for the vector classifiers); default: its defaults.
     progress : bool
         Show the fit's progress (Keras: a bar per epoch).
     test_store_root : path, optional
-        Another store (same params) to test on: every song of ``store_root`` trains, every
-        song of ``test_store_root`` is held out, and ``config.test_part`` is ignored.
+        Another store (same params) to test on, e.g. songs by other artists: every song of
+        ``store_root`` trains, every song of ``test_store_root`` is held out, and
+        ``config.test_part`` is ignored.
     variant : str
         Suffix of the run folder (see :meth:`ModelStore.run_dir`) for set-ups other than the
         default, recorded in ``metrics.json``.
@@ -69,16 +73,19 @@ def train_run(
     Returns
     -------
     dict
-        The run's ``metrics.json`` (:meth:`RunRecord.to_dict`) plus ``model_path`` and ``run_dir``.
+        The run's ``metrics.json`` (:meth:`RunRecord.to_dict`: model, family, view,
+        clip_seconds, seed, config, feature_params, layout, frames, genres, data sizes,
+        held-out ``metrics``, ``costs``, ``history``) plus ``model_path`` and ``run_dir``.
 
     Raises
     ------
     ParameterError
-        A bad clip length, variant, config or part; a config the model cannot take.
+        Unknown model, clip length, variant, scheme or part; a config the model cannot take.
     StoreError
         The view is not built for these params and clip length, or the split leaves no
         training or held-out clips.
     """
+    family = model if isinstance(model, ModelFamily) else get_family(model)
     c = validate_clip_seconds(clip_seconds)
     params = params or FeatureParams()
     config = family.config_type() if config is None else config
@@ -97,6 +104,30 @@ def train_run(
         scores = family.score(fit, data)
     record = _record(family, view, data, fit, scores, rss, config=config, variant=variant)
     return publish(run_dir, fit.model, record)
+
+
+def train_seeds(*, seeds: Sequence[int] = DEFAULT_SEEDS, config: Any = None, **kwargs: Any) -> list[dict[str, Any]]:
+    """Run :func:`train_model` once per seed (default 0, 1, 2) and return every result.
+
+    Parameters
+    ----------
+    seeds : sequence of int
+        Distinct seeds, one run each; ``config.seed`` is replaced by each of them.
+    config : optional
+        The family's config (default: its defaults).
+    **kwargs
+        Passed on to :func:`train_model` (``store_root``, ``model_root``, ``model``,
+        ``clip_seconds``, ``params``, ``test_store_root``, ``variant``, ``progress``).
+
+    Returns
+    -------
+    list of dict
+        One ``metrics.json`` per seed; :func:`training.evaluate.summarize_runs` gives mean ± std.
+    """
+    if config is None:
+        model = kwargs.get("model")
+        config = (model if isinstance(model, ModelFamily) else get_family(model)).config_type()
+    return [train_model(config=cfg, **kwargs) for cfg in seed_configs(config, seeds)]
 
 
 def _record(family: ModelFamily, view: View, data: Selection, fit: Fit, scores: Scores, rss: RssSampler, *,
@@ -156,10 +187,3 @@ def publish(run_dir: Any, model: Any, record: RunRecord) -> dict[str, Any]:
         record.save(tmp)
     published = atomic.resolve_current(run_dir)
     return {**record.to_dict(), "model_path": str(published / main.name), "run_dir": str(published)}
-
-
-def train_runs(
-    train_one: Callable[..., dict[str, Any]], *, seeds: Sequence[int], config: Any, **kwargs: Any
-) -> list[dict[str, Any]]:
-    """``train_one(config=..., **kwargs)`` once per seed (``config.seed`` replaced); every result."""
-    return [train_one(config=cfg, **kwargs) for cfg in seed_configs(config, seeds)]
