@@ -22,10 +22,10 @@ from typing import Any
 from feature_store import atomic
 from feature_store.errors import ParameterError, StoreError
 from feature_store.params import FeatureParams, validate_clip_seconds
-from training.record import RunRecord
+from training.record import RECORD_FILE, RunRecord
 
 _VARIANT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-_METRICS_GLOB = "mel-*/*/clip-*s/seed-*/current/metrics.json"
+_METRICS_GLOB = f"mel-*/*/clip-*s/seed-*/current/{RECORD_FILE}"
 
 
 def validate_variant(variant: str) -> str:

@@ -315,16 +315,16 @@ class Predictor:
     def __init__(self, run_dir: str | os.PathLike[str]) -> None:
         from feature_store import atomic
         from training.families import family_for
-        from training.record import RunRecord
+        from training.record import RECORD_FILE, RunRecord
         from training.views import get_view
 
         run_dir = Path(run_dir).expanduser()
         if not run_dir.is_dir():
             raise StoreError(f"no trained run at {run_dir}")
         self.run_dir = atomic.resolve_current(run_dir) or run_dir
-        if not (self.run_dir / "metrics.json").is_file():
-            raise StoreError(f"{self.run_dir} is not a complete trained run: missing metrics.json")
-        self.record = RunRecord.load(self.run_dir / "metrics.json")
+        if not (self.run_dir / RECORD_FILE).is_file():
+            raise StoreError(f"{self.run_dir} is not a complete trained run: missing {RECORD_FILE}")
+        self.record = RunRecord.load(self.run_dir / RECORD_FILE)
         try:
             self.params = FeatureParams.from_dict(self.record.feature_params)
             self.clip_seconds: int = validate_clip_seconds(self.record.clip_seconds)

@@ -37,7 +37,7 @@ from feature_store.errors import ParameterError, StoreError
 from feature_store.params import GENRES, FeatureParams
 from training.config import VectorConfig
 from training.families.vector import CLASSIFIERS, Probe, VectorClassifier, fit_vector, probe
-from training.record import RunRecord
+from training.record import RECORD_FILE, RunRecord
 from training.runner import train_model, train_seeds
 
 __all__ = ["CLASSIFIERS", "PROBE_LAYOUT", "PROBE_PREFIX", "Probe", "ProbeConfig", "fit_probe", "is_probe_run",
@@ -160,7 +160,7 @@ def load_probe(run_dir: str | os.PathLike[str]) -> tuple[Probe, dict[str, Any]]:
     """The probe and metrics of a published run (``run_dir`` is the run or its ``current``)."""
     run_dir = Path(run_dir)
     cur = atomic.resolve_current(run_dir) or run_dir
-    if not (cur / "metrics.json").is_file():
+    if not (cur / RECORD_FILE).is_file():
         raise StoreError(f"no published probe run at {run_dir}; train it first (training.probe.train_probe)")
     return Probe.load(cur), RunRecord.load(cur).to_dict()
 
