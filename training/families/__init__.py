@@ -5,13 +5,10 @@ subclass and ``DECLARATIONS``, a tuple of its models (instances of that class). 
 collects them on first use, so a new family is one new module and a new model of a family is
 one new declaration; see the README, "Adding a model family".
 
-=================  =======================  ============  =====================================
-module             family (``metrics.json``)  view        models
-=================  =======================  ============  =====================================
-``keras_mel``      ``mel`` (trainer keras)  ``mel``       every Keras factory of ``MODELS``
-``mel_baseline``   ``mel`` (summary_logreg) ``mel``       ``baseline``
-``vector``         ``probe``                ``embeddings`` ``probe_{logreg,mlp}_{msd,mtt}``
-=================  =======================  ============  =====================================
+* ``keras_mel``: family ``mel``, trainer ``keras``, view ``mel``: every Keras factory of
+  :data:`training.models.MODELS`;
+* ``mel_baseline``: family ``mel``, trainer ``summary_logreg``, view ``mel``: ``baseline``;
+* ``vector``: family ``probe``, view ``embeddings``: ``probe_{logreg,mlp}_{msd,mtt}``.
 """
 
 from __future__ import annotations
