@@ -60,14 +60,6 @@ def input_shape(net: Any) -> tuple[int | None, ...]:
     return tuple(None if d is None else int(d) for d in net.input_shape[1:])
 
 
-def steady_seconds(epoch_seconds: list[float] | None, fallback: float) -> float:
-    """Median seconds of the epochs after the first (which also builds the graph)."""
-    if not epoch_seconds:
-        return fallback
-    rest = epoch_seconds[1:] or epoch_seconds
-    return float(np.median(rest))
-
-
 #: Windows a fitted model scores per call of the network.
 PREDICT_BATCH = 64
 

@@ -17,6 +17,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from feature_store import atomic
 from feature_store.errors import ParameterError
 from feature_store.params import GENRES, FeatureParams, validate_clip_seconds
@@ -150,7 +152,7 @@ def _record(family: ModelFamily, view: View, data: Selection, fit: Fit, scores: 
         songs={"train": songs_of(fit.train_index), "valid": songs_of(valid), "test": songs_of(data.test_index)},
         metrics=evaluate(scores.probs, scores.y, scores.song_ids, n_classes=len(GENRES)),
         history=fit.history, costs=_costs(view, data, fit, scores, rss), view_options=dict(family.options),
-        embedding=view.provenance(data.train_store, arrays) if arrays else None,
+        embedding=view.provenance(data.train_store, arrays or ()),
     )
 
 
@@ -159,17 +161,24 @@ def _config_dict(config: Any) -> dict[str, Any]:
 
 
 def _costs(view: View, data: Selection, fit: Fit, scores: Scores, rss: RssSampler) -> Costs:
-    from training.keras_fit import steady_seconds
-
     per_epoch = fit.train_seconds / max(1, fit.epochs_run)
+    steady = _steady_seconds(fit.history.get("epoch_seconds"), per_epoch)
     extract_ms = view.extraction_ms_per_clip(data.train_store, data.clip_seconds)
     return Costs(
         parameters=fit.model.n_parameters, model_mb=0.0, train_seconds=fit.train_seconds,
-        seconds_per_epoch=per_epoch, steady_seconds_per_epoch=steady_seconds(fit.history.get("epoch_seconds"), per_epoch),
+        seconds_per_epoch=per_epoch, steady_seconds_per_epoch=steady,
         epochs_run=fit.epochs_run, best_epoch=fit.best_epoch, peak_rss_mb=rss.peak_mb, rss_at_start_mb=rss.start_mb,
         inference_ms_per_clip=scores.ms_per_clip + (extract_ms or 0.0),
         embedding_ms_per_clip=extract_ms, probe_ms_per_clip=None if extract_ms is None else scores.ms_per_clip,
     )
+
+
+def _steady_seconds(epoch_seconds: list[float] | None, fallback: float) -> float:
+    """Median seconds of the epochs after the first (which also builds the graph)."""
+    if not epoch_seconds:
+        return fallback
+    rest = epoch_seconds[1:] or epoch_seconds
+    return float(np.median(rest))
 
 
 def publish(run_dir: Any, model: Any, record: RunRecord) -> dict[str, Any]:

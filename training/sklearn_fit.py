@@ -58,8 +58,10 @@ def fit_logreg(xs: np.ndarray, y: np.ndarray, *, C: float, max_iter: int, class_
     return w, b, int(np.max(clf.n_iter_))
 
 
-def fit_mlp(xs: np.ndarray, y: np.ndarray, *, hidden_units: int, alpha: float, max_iter: int,
-            class_weighting: bool, seed: int, n_classes: int) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, Any]]:
+def fit_mlp(
+    xs: np.ndarray, y: np.ndarray, *, hidden_units: int, alpha: float, max_iter: int, class_weighting: bool, seed: int,
+    n_classes: int,
+) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, Any]]:
     """One hidden ReLU layer (Adam) on standardised features.
 
     Returns

@@ -44,7 +44,9 @@ class KerasMel(ModelFamily):
 
     def check(self, config: TrainConfig, clip_seconds: int) -> None:
         if config.crop_seconds and config.crop_seconds >= clip_seconds:
-            raise ParameterError(f"crop_seconds ({config.crop_seconds}) must be shorter than the clips ({clip_seconds} s)")
+            raise ParameterError(
+                f"crop_seconds ({config.crop_seconds}) must be shorter than the clips ({clip_seconds} s)"
+            )
 
     def fit(self, data: Any, config: TrainConfig, *, progress: bool = False) -> Fit:
         from training.keras_fit import fit_keras
@@ -57,8 +59,8 @@ class KerasMel(ModelFamily):
 
         src = make_source(data.view, data.test_store, data.test_index, clip_seconds=data.clip_seconds,
                           stream=fit.streamed)
-        model = fit.model
-        probs, ms = predict_source(model.net, src, normalizer=model.normalizer, layout=model.layout)  # type: ignore[attr-defined]
+        model: Any = fit.model  # a KerasMelModel
+        probs, ms = predict_source(model.net, src, normalizer=model.normalizer, layout=model.layout)
         src.close()
         return Scores(probs, src.y, src.song_ids, ms)
 

@@ -46,7 +46,8 @@ class MelBaseline(KerasMel):
         frames = params.clip_frames(data.clip_seconds)
         net = self.spec.factory(n_mels=params.n_mels, frames=frames, n_classes=len(GENRES))
         # (f - mu) / sd @ w + b == f @ (w / sd) + (b - (mu / sd) @ w): raw statistics in, same logits out
-        net.get_layer("genre").set_weights([(w / sd[:, None]).astype(np.float32), (b - (mu / sd) @ w).astype(np.float32)])
+        kernel, bias = w / sd[:, None], b - (mu / sd) @ w
+        net.get_layer("genre").set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
         model = KerasMelModel(net, BandNormalizer.identity(params.n_mels), self.layout, frames)
         return Fit(model, summ, None, {"lbfgs_iterations": [float(iterations)]}, train_seconds, 1, 1)
 
