@@ -23,27 +23,30 @@ from training.normalizer import BandNormalizer
 
 
 class ClipSource:
-    """The clips of one selection, read by position, from memory or from the HDF5 store.
+    """The clips of one selection, read by position, from memory or from the store.
 
     Parameters
     ----------
     index : pl.DataFrame
         Index rows (with ``hdf5_row``, ``label``, ``song_id``), in the order of positions.
     x : np.ndarray [shape=(clips, n_mels, frames)], optional
-        The clips in memory; when omitted they are read from ``h5_path`` on demand.
-    h5_path : path, optional
+        The clips in memory; when omitted they are read through ``reader`` on demand.
+    reader : feature_store.engine.read.RowReader, optional
+        The store's rows (``ViewStore.rows``): each row is checked against its checksum as it
+        is read.
     """
 
-    def __init__(self, index: pl.DataFrame, *, x: np.ndarray | None = None, h5_path: Path | None = None) -> None:
-        if (x is None) == (h5_path is None):
-            raise ParameterError("give exactly one of x and h5_path")
+    def __init__(self, index: pl.DataFrame, *, x: np.ndarray | None = None, reader: Any = None) -> None:
+        if (x is None) == (reader is None):
+            raise ParameterError("give exactly one of x and reader")
         self.index = index
         self.x = x
-        self.h5_path = h5_path
+        self.reader = reader
         self.rows = index["hdf5_row"].to_numpy()
         self.y = index["label"].to_numpy().astype(np.int64)
         self.song_ids = index["song_id"].to_list()
-        self._h5: Any = None
+        if reader is not None:
+            self._check_rows()
 
     def __len__(self) -> int:
         return int(self.rows.size)
@@ -57,38 +60,23 @@ class ClipSource:
         positions = np.asarray(positions, dtype=np.int64)
         if self.x is not None:
             return np.asarray(self.x[positions], dtype=np.float32)
-        if self._h5 is None:
-            self._open()
-        rows = self.rows[positions]
-        order = np.argsort(rows, kind="stable")
-        uniq, inverse = np.unique(rows[order], return_inverse=True)
-        block = self._h5["mel"][uniq.tolist()] if uniq.size else np.empty((0,) + self._h5["mel"].shape[1:])
-        out = np.empty((positions.size,) + block.shape[1:], dtype=np.float32)
-        out[order] = block[inverse]
-        return out
+        return np.asarray(self.reader.read(self.rows[positions]), dtype=np.float32)
 
-    def _open(self) -> None:
-        """Open the HDF5 file and check that its rows are the clips of our index."""
-        from feature_store.h5 import h5py
-
-        h5 = h5py().File(self.h5_path, "r")
-        n = h5["clip_id"].shape[0]
-        rows_ok = not self.rows.size or (self.rows.min() >= 0 and self.rows.max() < n)
-        ids = h5["clip_id"].asstr()[np.sort(self.rows).tolist()] if (self.rows.size and rows_ok) else []
-        want = [cid for _, cid in sorted(zip(self.rows.tolist(), self.index["clip_id"].to_list(), strict=True))]
-        if not rows_ok or list(ids) != want:
-            h5.close()
-            raise StoreError(f"the store at {self.h5_path} was rebuilt while the run read it; try again")
-        self._h5 = h5
+    def _check_rows(self) -> None:
+        """The reader's rows must be the clips of our index (not a store rebuilt meanwhile)."""
+        source = self.reader.index
+        ok = not self.rows.size or (self.rows.min() >= 0 and self.rows.max() < source.height)
+        if not ok or source["clip_id"].to_numpy()[self.rows].tolist() != self.index["clip_id"].to_list():
+            self.reader.close()
+            raise StoreError(f"the store at {self.reader.gen} was rebuilt while the run read it; try again")
 
     def chunks(self, positions: np.ndarray, size: int = 256) -> Iterator[np.ndarray]:
         for i in range(0, len(positions), size):
             yield self.read(positions[i : i + size])
 
     def close(self) -> None:
-        if self._h5 is not None:
-            self._h5.close()
-            self._h5 = None
+        if self.reader is not None:
+            self.reader.close()
 
 
 @dataclasses.dataclass
@@ -216,9 +204,9 @@ def augment_batch(
 
 
 def make_source(view: Any, store: Any, index: pl.DataFrame, *, clip_seconds: int, stream: bool) -> ClipSource:
-    """A :class:`ClipSource` over the clips of ``index``: streamed from ``mel.h5``, or read into memory."""
+    """A :class:`ClipSource` over the clips of ``index``: streamed from the store, or read into memory."""
     if stream:
-        return ClipSource(index, h5_path=store.generation(clip_seconds) / "mel.h5")
+        return ClipSource(index, reader=store.rows(clip_seconds=clip_seconds))
     t = view.tensors(store, clip_seconds=clip_seconds, song_ids=sorted(set(index["song_id"].to_list())))
     # tensors() returns rows in hdf5_row order; keep the clips our index selected
     keep = np.isin(t.index["clip_id"].to_numpy(), index["clip_id"].to_numpy())

@@ -29,6 +29,7 @@ TensorFlow/Keras are imported only when a model is loaded.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -36,10 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from feature_store.errors import AudioError, StoreError
+from feature_store.errors import AudioError, ParameterError, StoreError
 from feature_store.params import FeatureParams, validate_clip_seconds
 from training.keras_fit import PREDICT_BATCH
-from training.views import file_windows, window_starts
+from training.views import file_windows, window_starts, window_stream
 
 __all__ = ["PREDICT_BATCH", "FileFailure", "FilePrediction", "Predictor", "RunChoice", "choose_run", "predict",
            "window_starts"]
@@ -285,6 +286,9 @@ class Predictor:
     ----------
     run_dir : path
         A published run folder (or the run folder holding its ``current`` link).
+    max_seconds : float > 0, optional
+        Refuse longer files (:class:`~feature_store.audio.AudioTooLongError`); no limit by
+        default. Memory does not depend on it: files are streamed in windows.
 
     Attributes
     ----------
@@ -312,7 +316,7 @@ class Predictor:
     [('jazz', 0.71), ('blues', 0.12), ('classical', 0.05)]
     """
 
-    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, run_dir: str | os.PathLike[str], *, max_seconds: float | None = None) -> None:
         from feature_store import atomic
         from training.families import family_for
         from training.record import RECORD_FILE, RunRecord
@@ -322,6 +326,9 @@ class Predictor:
         if not run_dir.is_dir():
             raise StoreError(f"no trained run at {run_dir}")
         self.run_dir = atomic.resolve_current(run_dir) or run_dir
+        if max_seconds is not None and not (math.isfinite(max_seconds) and max_seconds > 0):
+            raise ParameterError(f"max_seconds must be positive, got {max_seconds!r}")
+        self.max_seconds = max_seconds
         if not (self.run_dir / RECORD_FILE).is_file():
             raise StoreError(f"{self.run_dir} is not a complete trained run: missing {RECORD_FILE}")
         self.record = RunRecord.load(self.run_dir / RECORD_FILE)
@@ -424,20 +431,25 @@ class Predictor:
             raise AudioError(f"{path}: no such file")
         if not path.is_file():
             raise AudioError(f"{path}: not a file")
-        fw = file_windows(self.view, path, clip_seconds=self.clip_seconds, hop_seconds=hop_seconds,
-                          arrays=self.model.arrays)
-        probs = self.predict_windows(fw.x)
+        # windows in batches, streamed from the file: memory does not grow with its length
+        ws = window_stream(self.view, path, clip_seconds=self.clip_seconds, hop_seconds=hop_seconds,
+                           arrays=self.model.arrays, batch=PREDICT_BATCH, max_seconds=self.max_seconds)
+        probs, starts = [], []
+        for batch in ws:
+            probs.append(self.predict_windows(batch.x))
+            starts.append(batch.starts_seconds)
+        window_probs = np.concatenate(probs)
         return FilePrediction(
             path=str(path),
             genres=self.genres,
-            probabilities=probs.mean(axis=0),
-            window_probabilities=probs,
-            window_starts=fw.starts_seconds,
+            probabilities=window_probs.mean(axis=0),
+            window_probabilities=window_probs,
+            window_starts=np.concatenate(starts),
             window_seconds=self.clip_seconds,
-            duration=fw.duration,
-            padded_seconds=fw.padded_seconds,
-            source_sr=fw.source_sr,
-            source_channels=fw.source_channels,
+            duration=ws.duration,
+            padded_seconds=ws.padded_seconds,
+            source_sr=ws.source_sr,
+            source_channels=ws.source_channels,
         )
 
     def predict_files(
@@ -497,8 +509,11 @@ def predict(
     seed: int | None = None,
     params: FeatureParams | None = None,
     hop_seconds: float | None = None,
+    max_seconds: float | None = None,
 ) -> tuple[RunChoice, list[FilePrediction | FileFailure]]:
     """Choose a run with :func:`choose_run` and predict ``paths`` with it.
+
+    ``max_seconds`` refuses longer files (see :class:`Predictor`).
 
     Returns
     -------
@@ -506,4 +521,4 @@ def predict(
     results : list of FilePrediction or FileFailure
     """
     choice = choose_run(model_root=model_root, model=model, clip_seconds=clip_seconds, seed=seed, params=params)
-    return choice, Predictor(choice.run_dir).predict_files(paths, hop_seconds=hop_seconds)
+    return choice, Predictor(choice.run_dir, max_seconds=max_seconds).predict_files(paths, hop_seconds=hop_seconds)

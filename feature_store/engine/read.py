@@ -164,23 +164,31 @@ class RowReader:
     """
 
     def __init__(self, gen: Path, view: FeatureView, clip_seconds: int, array: str) -> None:
-        self.gen, self.array = gen, array
-        self.index, self._h5 = open_checked(gen, view, clip_seconds)
-        if array not in self._h5:
-            self._h5.close()
-            raise StoreError(f"{gen / view.data_file} has no array {array!r}")
-        self.ds = self._h5[array]
+        self.gen, self.view, self.clip_seconds, self.array = gen, view, clip_seconds, array
+        self._h5: Any = None
+        self._open()
+
+    def _open(self) -> None:
+        self.index, self._h5 = open_checked(self.gen, self.view, self.clip_seconds)
+        if self.array not in self._h5:
+            self.close()
+            raise StoreError(f"{self.gen / self.view.data_file} has no array {self.array!r}")
+        self.ds = self._h5[self.array]
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """The rows ``rows`` (any order, repeats allowed), in that order, in the stored dtype,
-        each checked against its digest."""
+        each checked against its digest. A closed reader opens its generation again."""
+        if self._h5 is None:
+            self._open()
         rows = np.asarray(rows, dtype=np.int64)
         uniq, inverse = np.unique(rows, return_inverse=True)
         return read_checked(self.ds, uniq, self.index[uniq], self.array)[inverse]
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._h5.close()
+        if self._h5 is not None:
+            with contextlib.suppress(Exception):
+                self._h5.close()
+            self._h5 = None
 
     def __enter__(self) -> RowReader:
         return self

@@ -28,7 +28,7 @@ PROBES = ["probe_logreg_msd", "probe_logreg_mtt", "probe_mlp_msd", "probe_mlp_mt
 
 
 def test_every_model_is_declared_once_in_its_family():
-    assert model_names() == sorted([*MODELS, *PROBES])
+    assert model_names() == sorted([*MODELS, *PROBES, "timbre_logreg"])
     for name, spec in MODELS.items():
         decl = get_family(name)
         assert type(decl) is (MelBaseline if spec.trainer == "summary_logreg" else KerasMel)
@@ -40,12 +40,14 @@ def test_every_model_is_declared_once_in_its_family():
         assert decl.options["embedding_model"] == ("MSD_musicnn" if name.endswith("msd") else "MTT_musicnn")
         assert decl.classifier == name.split("_")[1]
     assert get_family("baseline").trainer == "summary_logreg" and get_family("cnn").trainer == "keras"
+    timbre = get_family("timbre_logreg")
+    assert isinstance(timbre, VectorClassifier) and (timbre.view, timbre.arrays) == ("timbre", ("timbre",))
 
 
 def test_unknown_models_views_and_classifiers_name_the_valid_ones():
     with pytest.raises(ParameterError, match=r"valid models are \['baseline', 'cnn'.*'probe_logreg_msd'"):
         get_family("resnet")
-    with pytest.raises(ParameterError, match=r"valid views are \['embeddings', 'mel'\]"):
+    with pytest.raises(ParameterError, match=r"valid views are \['mel', 'embeddings', 'timbre'"):
         get_view("pictures")
     with pytest.raises(ParameterError, match="logreg"):
         VectorClassifier("x", view="embeddings", arrays=("tags",), classifier="svm")

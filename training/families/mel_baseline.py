@@ -33,7 +33,8 @@ class MelBaseline(KerasMel):
         from training.sklearn_fit import fit_logreg, standardisation
 
         params = data.view.params
-        summ = (data.train_store.summary(clip_seconds=data.clip_seconds, split=data.fit_parts, scheme=data.scheme)
+        summ = (data.train_store.table("summary", clip_seconds=data.clip_seconds, split=data.fit_parts,
+                                       scheme=data.scheme)
                 .sort("hdf5_row").collect())
         cols = [f"{s}_{b:03d}" for s in ("mean", "std") for b in range(params.n_mels)]
         f = summ.select(cols).to_numpy().astype(np.float64)

@@ -238,4 +238,6 @@ DECLARATIONS = (
     probe("mlp", "MSD_musicnn"),
     probe("logreg", "MTT_musicnn"),
     probe("mlp", "MTT_musicnn"),
+    # the classic baseline: standardised logistic regression on the timbral statistics
+    VectorClassifier("timbre_logreg", view="timbre", arrays=("timbre",), classifier="logreg"),
 )
