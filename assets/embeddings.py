@@ -23,7 +23,10 @@ from assets.partitions import clip_partitions
 from assets.policies import EAGER, ON_WEEKLY_CRON, RETRY_POLICY, TRAINING_POOL, permanent
 from assets.resources import AudioSource, FeatureStoreResource, ModelStoreResource
 from feature_store.embeddings.musicnn import LAYERS
-from training.probe import CLASSIFIERS
+from training.probe import CLASSIFIERS, ProbeConfig
+
+#: The library's probe defaults, which are the run config's.
+_PROBE = ProbeConfig()
 
 
 @dg.asset(
@@ -80,6 +83,8 @@ def musicnn_embeddings(
 class ProbeTrainingConfig(dg.Config):
     """Run config of ``probe_models`` (the launchpad, or ``--seeds/--scheme`` of ``make run``).
 
+    The defaults are :class:`training.probe.ProbeConfig`'s.
+
     Attributes
     ----------
     classifiers : list of str
@@ -93,9 +98,9 @@ class ProbeTrainingConfig(dg.Config):
         ``fault_filtered``.
     """
 
-    classifiers: list[str] = ["logreg"]
-    seeds: list[int] = [0]
-    scheme: str = "seed"
+    classifiers: list[str] = [_PROBE.classifier]
+    seeds: list[int] = [_PROBE.seed]
+    scheme: str = _PROBE.scheme
 
 
 @dg.asset(
