@@ -25,10 +25,10 @@ home:
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-## make run: materialize the whole asset graph (demo corpus unless GTZAN_DIR is set).
+## make run: materialize the whole asset graph (demo corpus unless GTZAN_DIR is set): `gtzan run`.
 ## Options go in RUN_ARGS, e.g. make run RUN_ARGS="--models all --epochs 5 --seeds 0 1 2"
 run: install home
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pipelines.run $(RUN_ARGS)
+	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/gtzan run $(RUN_ARGS)
 
 ## make test: the test suite (slow tests excluded; `make test-all` includes them)
 test: install

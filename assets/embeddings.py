@@ -22,7 +22,10 @@ from assets.partitions import clip_partitions
 from assets.policies import ON_WEEKLY_CRON, RETRY_POLICY, TRAINING_POOL, permanent
 from assets.resources import FeatureStoreResource, ModelStoreResource
 from assets.views import VIEW_ASSETS, VIEW_CHECKS
-from training.probe import CLASSIFIERS
+from training.probe import CLASSIFIERS, ProbeConfig
+
+#: The library's probe defaults, which are the run config's.
+_PROBE = ProbeConfig()
 
 
 #: The musicnn embeddings view (made by :mod:`assets.views`, like every view).
@@ -32,6 +35,8 @@ embeddings_sane = VIEW_CHECKS["embeddings"]
 
 class ProbeTrainingConfig(dg.Config):
     """Run config of ``probe_models`` (the launchpad, or ``--seeds/--scheme`` of ``make run``).
+
+    The defaults are :class:`training.probe.ProbeConfig`'s.
 
     Attributes
     ----------
@@ -46,9 +51,9 @@ class ProbeTrainingConfig(dg.Config):
         ``fault_filtered``.
     """
 
-    classifiers: list[str] = ["logreg"]
-    seeds: list[int] = [0]
-    scheme: str = "seed"
+    classifiers: list[str] = [_PROBE.classifier]
+    seeds: list[int] = [_PROBE.seed]
+    scheme: str = _PROBE.scheme
 
 
 @dg.asset(

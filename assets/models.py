@@ -10,10 +10,17 @@ from assets.metadata import size_bytes, spread, table
 from assets.partitions import model_partitions
 from assets.policies import ON_WEEKLY_CRON, RETRY_POLICY, TRAINING_POOL, permanent
 from assets.resources import FeatureStoreResource, ModelStoreResource
+from training.train import TrainConfig
+
+#: The library's training defaults, which are the run config's.
+_TRAIN = TrainConfig()
 
 
 class TrainingConfig(dg.Config):
     """Run config of training (set it in the launchpad, or ``--epochs/--seeds`` of ``make run``).
+
+    The defaults are :class:`training.train.TrainConfig`'s, as for ``gtzan train`` and
+    ``gtzan run``.
 
     Attributes
     ----------
@@ -27,10 +34,10 @@ class TrainingConfig(dg.Config):
     batch_size : int
     """
 
-    epochs: int = 2
-    seeds: list[int] = [0]
-    scheme: str = "seed"
-    batch_size: int = 32
+    epochs: int = _TRAIN.epochs
+    seeds: list[int] = [_TRAIN.seed]
+    scheme: str = _TRAIN.scheme
+    batch_size: int = _TRAIN.batch_size
 
 
 @dg.asset(

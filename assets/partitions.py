@@ -28,14 +28,6 @@ from training.models import MODELS
 #: Every model family, in the registry's order: the ``model`` partition dimension.
 PIPELINE_MODELS: tuple[str, ...] = tuple(MODELS)
 
-#: The models ``make run`` trains by default: the compact families and the baseline, which
-#: together finish the demo corpus well within 5 minutes on 2 cores (see BENCHMARKS.md). The
-#: study's own ``seed_cnn`` alone takes about 6 minutes there (4 minutes at 30 s), so it and
-#: ``seed_rnn``/``crnn`` are opt-in: ``make run RUN_ARGS="--models all"``.
-DEFAULT_RUN_MODELS: tuple[str, ...] = tuple(m for m in ("baseline", "cnn", "rnn", "crnn_small") if m in MODELS) or tuple(
-    m for m in ("seed_cnn", "seed_rnn") if m in MODELS
-)
-
 clip_partitions = dg.StaticPartitionsDefinition([str(c) for c in CLIP_SECONDS])
 model_partitions = dg.MultiPartitionsDefinition(
     {"clip": clip_partitions, "model": dg.StaticPartitionsDefinition(list(PIPELINE_MODELS))}

@@ -1,30 +1,39 @@
 """Typed Dagster resources: where audio comes from, and where the stores live.
 
 They are thin: each hands back the ``feature_store`` or ``training`` object that does the
-work. ``pipelines/resources.py`` configures them from environment variables (through the
-Dagster-free ``pipelines/settings.py``). Models never travel through an IO manager: the
-:class:`ModelStoreResource` trains, saves (``.keras``) and loads them by path.
+work. ``pipelines/resources.py`` builds them from the settings object
+(``pipelines.settings.Settings``), which owns where the stores live: the folders are
+required here. The other fields default to the library's own defaults (feature parameters,
+lock timeout, musicnn weights, demo corpus), so that none is written twice. Models never
+travel through an IO manager: the :class:`ModelStoreResource` trains, saves (``.keras``)
+and loads them by path.
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from feature_store.catalog import LAYOUT_FOLDERS, find_genre_root
+from feature_store.demo import write_demo_corpus
 from feature_store.embeddings.store import EmbeddingStore
 from feature_store.engine.store import ViewStore
 from feature_store.engine.view import FeatureView, ViewOptions
 from feature_store.errors import ParameterError
 from feature_store.params import FeatureParams
-from feature_store.store import FeatureStore
+from feature_store.store import DEFAULT_LOCK_TIMEOUT, FeatureStore
 from feature_store.views import get_view
+from training.probe import ProbeConfig
 from training.train import ModelStore
 
 #: Layouts :class:`AudioSource` accepts; ``auto`` detects the layout from the folder.
 LAYOUTS: tuple[str, ...] = ("auto", *LAYOUT_FOLDERS)
+_DEMO = inspect.signature(write_demo_corpus).parameters
+_PARAMS = FeatureParams()
+_PROBE = ProbeConfig()
 
 
 class AudioSource(dg.ConfigurableResource):
@@ -35,7 +44,7 @@ class AudioSource(dg.ConfigurableResource):
     path : str
         A GTZAN copy in the Kaggle (``genres_original/``) or original (``genres/``) layout,
         or its genres folder. Left empty, the deterministic synthetic demo corpus is written
-        under ``demo_dir`` and used instead.
+        under ``demo_dir`` (which must then be set) and used instead.
     layout : str
         ``auto`` (detect), ``kaggle`` or ``original``; a folder of another layout is refused.
     demo_dir, demo_songs_per_genre, demo_seconds, demo_seed
@@ -43,11 +52,11 @@ class AudioSource(dg.ConfigurableResource):
     """
 
     path: str = ""
-    layout: str = "auto"
-    demo_dir: str = "data/demo"
-    demo_songs_per_genre: int = 10
-    demo_seconds: float = 30.0
-    demo_seed: int = 0
+    layout: str = LAYOUTS[0]
+    demo_dir: str = ""
+    demo_songs_per_genre: int = _DEMO["songs_per_genre"].default
+    demo_seconds: float = _DEMO["duration"].default
+    demo_seed: int = _DEMO["seed"].default
 
     @property
     def is_demo(self) -> bool:
@@ -72,6 +81,8 @@ class AudioSource(dg.ConfigurableResource):
         """
         if self.layout not in LAYOUTS:
             raise ParameterError(f"layout must be one of {list(LAYOUTS)}, got {self.layout!r}")
+        if self.is_demo and not self.demo_dir:
+            raise ParameterError("AudioSource needs a `path` to ingest, or a `demo_dir` to write the demo corpus to")
         if self.is_demo and write_demo:
             from feature_store.demo import write_demo_corpus
 
@@ -118,12 +129,12 @@ class FeatureStoreResource(dg.ConfigurableResource):
         own process (0: a quarter of the CPU cores, the measured best on 2 cores).
     """
 
-    root: str = "data/store"
-    mode: str = "first"
-    dtype: str = "float32"
+    root: str
+    mode: str = _PARAMS.mode
+    dtype: str = _PARAMS.dtype
     workers: int = 0
-    lock_timeout: float = 600.0
-    embedding_model: str = "MSD_musicnn"
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    embedding_model: str = _PROBE.embedding_model
     embedding_workers: int = 0
 
     def params(self) -> FeatureParams:
@@ -164,8 +175,8 @@ class ModelStoreResource(dg.ConfigurableResource):
         Where the evaluation report (Markdown, and the figures the report writes) goes.
     """
 
-    root: str = "data/models"
-    report_dir: str = "data/reports"
+    root: str
+    report_dir: str
 
     def store(self) -> ModelStore:
         return ModelStore(self.root)

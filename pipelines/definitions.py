@@ -16,11 +16,11 @@ import dagster as dg
 
 from assets import ALL_ASSETS, ALL_CHECKS
 from feature_store.errors import ParameterError
-from pipelines import settings
 from pipelines.jobs import ALL_JOBS
 from pipelines.resources import make_resources
 from pipelines.schedules import ALL_SCHEDULES
 from pipelines.sensors import ALL_SENSORS
+from pipelines.settings import EXECUTORS, Settings
 
 
 def executor_def(name: str | None = None) -> dg.ExecutorDefinition:
@@ -29,7 +29,7 @@ def executor_def(name: str | None = None) -> dg.ExecutorDefinition:
     ``celery`` and ``k8s`` import dagster-celery and dagster-k8s, which the deployment installs;
     a missing package is a :class:`ParameterError` that says which one to install.
     """
-    name = name or settings.executor()
+    name = name or Settings.from_env().executor
     if name == "multiprocess":
         return dg.multiprocess_executor
     if name == "in_process":
@@ -38,7 +38,7 @@ def executor_def(name: str | None = None) -> dg.ExecutorDefinition:
         name, (None, None)
     )
     if package is None:
-        raise ParameterError(f"unknown executor {name!r}; valid executors are {list(settings.EXECUTORS)}")
+        raise ParameterError(f"unknown executor {name!r}; valid executors are {list(EXECUTORS)}")
     try:
         module = importlib.import_module(package)
     except ImportError as exc:
@@ -48,19 +48,26 @@ def executor_def(name: str | None = None) -> dg.ExecutorDefinition:
     return getattr(module, attr)
 
 
-def build_defs(resources: dict[str, object] | None = None) -> dg.Definitions:
-    """The Definitions of the code location, with ``resources`` (default: from the environment).
+def build_defs(resources: dict[str, object] | None = None, settings: Settings | None = None) -> dg.Definitions:
+    """The Definitions of the code location.
 
-    Tests pass resources on temporary folders; ``make dev`` and ``make run`` use :data:`defs`.
+    Parameters
+    ----------
+    resources : dict, optional
+        Default: built from ``settings`` (:func:`pipelines.resources.make_resources`). Tests
+        pass resources on temporary folders.
+    settings : Settings, optional
+        Where the resources and the executor come from; default: the environment's, read now.
     """
+    settings = settings or Settings.from_env()
     return dg.Definitions(
         assets=ALL_ASSETS,
         asset_checks=ALL_CHECKS,
         jobs=ALL_JOBS,
         schedules=ALL_SCHEDULES,
         sensors=ALL_SENSORS,
-        resources=make_resources() if resources is None else resources,
-        executor=executor_def(),
+        resources=make_resources(settings) if resources is None else resources,
+        executor=executor_def(settings.executor),
     )
 
 

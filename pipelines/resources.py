@@ -1,24 +1,24 @@
-"""Resource instances of the code location, configured from environment variables.
+"""Resource instances of the code location, built from the settings object.
 
-The variables and their defaults are documented in :mod:`pipelines.settings` (which does not
-import Dagster, so the ``gtzan`` command line reads the same locations cheaply). Paths are
-made absolute here, so that every process of a run (webserver, code server, run worker,
-step subprocesses) agrees on them even if its working directory differs.
+:class:`pipelines.settings.Settings` reads the ``GTZAN_*`` variables (it does not import
+Dagster, so the ``gtzan`` command line reads the same settings cheaply). Paths are made
+absolute here, so that every process of a run (webserver, code server, run worker, step
+subprocesses) agrees on them even if its working directory differs.
 """
 
 from __future__ import annotations
 
 from assets.resources import AudioSource, FeatureStoreResource, ModelStoreResource
-from pipelines import settings
-from pipelines.settings import data_dir  # noqa: F401  (kept for callers of the old location)
+from pipelines.settings import Settings
 
 
-def _abs(path) -> str:
-    return str(path.expanduser().resolve())
+def make_resources(settings: Settings | None = None) -> dict[str, object]:
+    """The resources of the code location.
 
-
-def make_resources() -> dict[str, object]:
-    """The resources of the code location, read from the environment now.
+    Parameters
+    ----------
+    settings : Settings, optional
+        Default: the environment's, read now (:meth:`Settings.from_env`).
 
     Returns
     -------
@@ -26,20 +26,24 @@ def make_resources() -> dict[str, object]:
         ``audio`` (:class:`AudioSource`), ``features`` (:class:`FeatureStoreResource`) and
         ``models`` (:class:`ModelStoreResource`).
     """
-    audio = settings.audio_dir()
+    s = (settings or Settings.from_env()).absolute()
     return {
         "audio": AudioSource(
-            path=_abs(audio) if audio else "",
-            layout=settings.layout(),
-            demo_dir=_abs(settings.demo_dir()),
+            path=str(s.audio_dir) if s.audio_dir else "",
+            layout=s.layout,
+            demo_dir=str(s.demo_root),
+            demo_songs_per_genre=s.demo_songs_per_genre,
+            demo_seconds=s.demo_seconds,
+            demo_seed=s.demo_seed,
         ),
         "features": FeatureStoreResource(
-            root=_abs(settings.store_dir()),
-            mode=settings.mode(),
-            workers=settings.workers(),
+            root=str(s.store_root),
+            mode=s.mode,
+            dtype=s.dtype,
+            workers=s.workers,
+            lock_timeout=s.lock_timeout,
+            embedding_model=s.embedding_model,
+            embedding_workers=s.embedding_workers,
         ),
-        "models": ModelStoreResource(
-            root=_abs(settings.model_dir()),
-            report_dir=_abs(settings.report_dir()),
-        ),
+        "models": ModelStoreResource(root=str(s.model_root), report_dir=str(s.report_root)),
     }

@@ -1,7 +1,9 @@
-"""Where the project's data lives: environment variables with repo-local defaults.
+"""The settings object: every ``GTZAN_*`` variable, read once, and every default of the project.
 
-Dagster-free, so that the ``gtzan`` command line can import it without starting Dagster.
-The Dagster resources and the CLI both read their locations from here.
+:class:`Settings` is a frozen dataclass. :meth:`Settings.from_env` reads the environment once
+and checks each variable, with a one-line :class:`ParameterError` naming the variable. The
+``gtzan`` command line overrides fields with its flags (``dataclasses.replace``), and the
+Dagster resources of the code location are built from it (:mod:`pipelines.resources`).
 
 =====================  ===============================  ==================================
 variable               default                          meaning
@@ -17,14 +19,25 @@ variable               default                          meaning
 ``GTZAN_EXECUTOR``     ``multiprocess``                 Dagster executor: multiprocess | in_process | celery | k8s
 =====================  ===============================  ==================================
 
-Relative paths are relative to the working directory. Every function reads the
-environment when it is called, not at import time.
+Where a default is a parameter of the library (the epoch cap, batch size, seed and split scheme
+of :class:`training.train.TrainConfig`; the sampling mode and dtype of
+:class:`feature_store.params.FeatureParams`; the probe classifier and musicnn weights of
+:class:`training.probe.ProbeConfig`; the store's lock timeout), the field takes it from there,
+so that it is written once. Those are looked up when a :class:`Settings` is made, not when this
+module is imported, so that ``gtzan --help`` stays fast: this module imports neither Dagster
+nor NumPy. Relative paths are relative to the working directory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
+
+from feature_store.errors import ParameterError
+from feature_store.params import CLIP_SECONDS, MODES, FeatureParams
 
 #: Every environment variable the project reads, with its meaning.
 ENV_VARS: dict[str, str] = {
@@ -38,101 +51,243 @@ ENV_VARS: dict[str, str] = {
     "GTZAN_WORKERS": "worker processes of the feature build (default: 0, the CPU count)",
     "GTZAN_EXECUTOR": "Dagster executor of the code location: multiprocess | in_process | celery | k8s "
     "(default: multiprocess)",
+    "GTZAN_DEBUG": "set to 1: tracebacks instead of one-line errors, and TensorFlow's own logs",
 }
 
-#: Values that ``GTZAN_LAYOUT`` accepts; ``auto`` detects the layout from the folder.
-LAYOUTS: tuple[str, ...] = ("auto", "kaggle", "original")
 #: Values that ``GTZAN_EXECUTOR`` accepts (``celery`` needs dagster-celery, ``k8s`` dagster-k8s).
 EXECUTORS: tuple[str, ...] = ("multiprocess", "in_process", "celery", "k8s")
+#: The models a pipeline run (``gtzan run``, ``make run``) and ``gtzan train`` train by
+#: default: the compact families and the baseline, which together finish the demo corpus
+#: within a few minutes on 2 cores (see BENCHMARKS.md). The study's ``seed_cnn`` alone takes
+#: about 6 minutes there, so it, ``seed_rnn`` and ``crnn`` are opt-in (``--models all``).
+DEFAULT_MODELS: tuple[str, ...] = ("baseline", "cnn", "rnn", "crnn_small")
 
 
-def _env(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
-    return value or None
+def layouts() -> tuple[str, ...]:
+    """Values that ``GTZAN_LAYOUT`` accepts: ``auto`` (detect) and the library's layouts."""
+    from feature_store.catalog import LAYOUT_FOLDERS
+
+    return ("auto", *LAYOUT_FOLDERS)
 
 
-def data_dir() -> Path:
-    """``$GTZAN_DATA_DIR``, default ``data``."""
-    return Path(_env("GTZAN_DATA_DIR") or "data").expanduser()
+def debug(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether ``GTZAN_DEBUG`` is set (to anything but an empty string)."""
+    return bool(environ.get("GTZAN_DEBUG", "").strip())
 
 
-def audio_dir() -> Path | None:
-    """``$GTZAN_DIR``, or ``None`` when unset (the demo corpus is used then)."""
-    value = _env("GTZAN_DIR")
-    return Path(value).expanduser() if value else None
+def _field_default(cls: type, name: str) -> Any:
+    """The default of the field ``name`` of the dataclass ``cls``."""
+    return {f.name: f.default for f in dataclasses.fields(cls)}[name]
 
 
-def demo_dir() -> Path:
-    """Where the synthetic demo corpus is written: ``$GTZAN_DATA_DIR/demo``."""
-    return data_dir() / "demo"
+# The library's own defaults that need NumPy and polars: looked up when a Settings is made.
+def _train_default(name: str) -> Callable[[], Any]:
+    def default() -> Any:
+        from training.train import TrainConfig
+
+        return getattr(TrainConfig(), name)
+
+    return default
 
 
-def store_dir() -> Path:
-    """Feature store root: ``$GTZAN_STORE_DIR``, default ``$GTZAN_DATA_DIR/store``."""
-    value = _env("GTZAN_STORE_DIR")
-    return Path(value).expanduser() if value else data_dir() / "store"
+def _probe_default(name: str) -> Callable[[], Any]:
+    def default() -> Any:
+        from training.probe import ProbeConfig
+
+        return getattr(ProbeConfig(), name)
+
+    return default
 
 
-def model_dir() -> Path:
-    """Model store root: ``$GTZAN_MODEL_DIR``, default ``$GTZAN_DATA_DIR/models``."""
-    value = _env("GTZAN_MODEL_DIR")
-    return Path(value).expanduser() if value else data_dir() / "models"
+def _demo_default(name: str) -> Callable[[], Any]:
+    def default() -> Any:
+        import inspect
+
+        from feature_store.demo import write_demo_corpus
+
+        return inspect.signature(write_demo_corpus).parameters[name].default
+
+    return default
 
 
-def report_dir() -> Path:
-    """Report folder: ``$GTZAN_REPORT_DIR``, default ``$GTZAN_DATA_DIR/reports``."""
-    value = _env("GTZAN_REPORT_DIR")
-    return Path(value).expanduser() if value else data_dir() / "reports"
+def _lock_timeout_default() -> float:
+    from feature_store.store import DEFAULT_LOCK_TIMEOUT
+
+    return DEFAULT_LOCK_TIMEOUT
 
 
-def mode() -> str:
-    """Sampling mode of the features: ``$GTZAN_MODE``, default ``first``."""
-    return _env("GTZAN_MODE") or "first"
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Where the data lives and the defaults of every command and run.
 
-
-def layout() -> str:
-    """Layout of ``$GTZAN_DIR``: ``$GTZAN_LAYOUT``, one of :data:`LAYOUTS`, default ``auto``.
-
-    Raises
-    ------
-    ParameterError
-        If the variable holds anything else.
+    Attributes
+    ----------
+    audio_dir : Path or None
+        ``$GTZAN_DIR``: the GTZAN copy to ingest; None: the demo corpus (:attr:`demo_root`).
+    data_dir : Path
+        ``$GTZAN_DATA_DIR``: parent of the demo corpus and of the stores left unset below.
+    store_dir, model_dir, report_dir : Path or None
+        ``$GTZAN_STORE_DIR``, ``$GTZAN_MODEL_DIR``, ``$GTZAN_REPORT_DIR``; None: a folder of
+        ``data_dir``. Read the resolved folders from :attr:`store_root`, :attr:`model_root`
+        and :attr:`report_root`.
+    mode, dtype : str
+        Sampling mode (``$GTZAN_MODE``) and storage dtype of the features; defaults:
+        :class:`~feature_store.params.FeatureParams`'.
+    layout : str
+        ``$GTZAN_LAYOUT``: ``auto`` or one of the library's layouts (:func:`layouts`).
+    workers : int
+        ``$GTZAN_WORKERS``: worker processes of the feature build (0: the CPU count).
+    executor : str
+        ``$GTZAN_EXECUTOR``: the Dagster executor of the code location (:data:`EXECUTORS`).
+    debug : bool
+        ``$GTZAN_DEBUG``: tracebacks and TensorFlow's logs.
+    models : tuple of str
+        Models that ``gtzan run`` (``make run``) and ``gtzan train`` train (:data:`DEFAULT_MODELS`).
+    clip_seconds : tuple of int
+        Clip lengths of ``gtzan run`` and ``gtzan features build``: all four.
+    train_clip_seconds : tuple of int
+        Clip lengths of ``gtzan train``: 5 s, quick to try one model on.
+    epochs, batch_size, scheme : int, int, str
+        Epoch cap, batch size and held-out split scheme: :class:`~training.train.TrainConfig`'s.
+        The same epoch cap holds for ``gtzan train``, ``gtzan run`` and the Dagster run config.
+    seeds : tuple of int
+        One run per seed: TrainConfig's one seed.
+    probe_classifiers : tuple of str
+        Probe classifiers of a pipeline run: :class:`~training.probe.ProbeConfig`'s.
+    embedding_model : str
+        musicnn weights of the embeddings view and the probes: ProbeConfig's.
+    embedding_workers : int
+        Decode processes of the embedding build (0: a quarter of the CPU cores).
+    lock_timeout : float
+        Seconds a build waits for another build of the same store: the store's own default.
+    demo_songs_per_genre, demo_seconds, demo_seed : int, float, int
+        The demo corpus written when ``audio_dir`` is None: those of
+        :func:`feature_store.demo.write_demo_corpus`.
+    ui_host, ui_port : str, int
+        Where ``gtzan ui`` serves the Dagster UI (this machine only, by default).
     """
-    return _choice("GTZAN_LAYOUT", LAYOUTS, "auto")
+
+    audio_dir: Path | None = None
+    data_dir: Path = Path("data")
+    store_dir: Path | None = None
+    model_dir: Path | None = None
+    report_dir: Path | None = None
+    mode: str = _field_default(FeatureParams, "mode")
+    dtype: str = _field_default(FeatureParams, "dtype")
+    layout: str = "auto"
+    workers: int = 0
+    executor: str = "multiprocess"
+    debug: bool = False
+    models: tuple[str, ...] = DEFAULT_MODELS
+    clip_seconds: tuple[int, ...] = CLIP_SECONDS
+    train_clip_seconds: tuple[int, ...] = (5,)
+    epochs: int = dataclasses.field(default_factory=_train_default("epochs"))
+    batch_size: int = dataclasses.field(default_factory=_train_default("batch_size"))
+    seeds: tuple[int, ...] = dataclasses.field(default_factory=lambda: (_train_default("seed")(),))
+    scheme: str = dataclasses.field(default_factory=_train_default("scheme"))
+    probe_classifiers: tuple[str, ...] = dataclasses.field(default_factory=lambda: (_probe_default("classifier")(),))
+    embedding_model: str = dataclasses.field(default_factory=_probe_default("embedding_model"))
+    embedding_workers: int = 0
+    lock_timeout: float = dataclasses.field(default_factory=_lock_timeout_default)
+    demo_songs_per_genre: int = dataclasses.field(default_factory=_demo_default("songs_per_genre"))
+    demo_seconds: float = dataclasses.field(default_factory=_demo_default("duration"))
+    demo_seed: int = dataclasses.field(default_factory=_demo_default("seed"))
+    ui_host: str = "127.0.0.1"
+    ui_port: int = 3000
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """The settings of the ``GTZAN_*`` variables of ``environ``, the defaults for the rest.
+
+        Raises
+        ------
+        ParameterError
+            A variable holds a value that is not allowed; the message names the variable.
+        """
+
+        def get(name: str) -> str | None:
+            return environ.get(name, "").strip() or None
+
+        def path(name: str) -> Path | None:
+            value = get(name)
+            return Path(value).expanduser() if value else None
+
+        layout = get("GTZAN_LAYOUT")
+        found: dict[str, Any] = {
+            "audio_dir": path("GTZAN_DIR"),
+            "data_dir": path("GTZAN_DATA_DIR"),
+            "store_dir": path("GTZAN_STORE_DIR"),
+            "model_dir": path("GTZAN_MODEL_DIR"),
+            "report_dir": path("GTZAN_REPORT_DIR"),
+            "mode": _choice("GTZAN_MODE", get("GTZAN_MODE"), MODES),
+            "layout": _choice("GTZAN_LAYOUT", layout, layouts()) if layout else None,
+            "workers": _count("GTZAN_WORKERS", get("GTZAN_WORKERS")),
+            "executor": _choice("GTZAN_EXECUTOR", get("GTZAN_EXECUTOR"), EXECUTORS),
+            "debug": debug(environ),
+        }
+        return cls(**{k: v for k, v in found.items() if v is not None})
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes``; a change to None keeps the current value (an unset CLI flag)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def demo_root(self) -> Path:
+        """Where the synthetic demo corpus is written: ``data_dir/demo``."""
+        return self.data_dir / "demo"
+
+    @property
+    def store_root(self) -> Path:
+        """The feature store root: ``store_dir``, else ``data_dir/store``."""
+        return self.store_dir or self.data_dir / "store"
+
+    @property
+    def model_root(self) -> Path:
+        """The model store root: ``model_dir``, else ``data_dir/models``."""
+        return self.model_dir or self.data_dir / "models"
+
+    @property
+    def report_root(self) -> Path:
+        """The report folder: ``report_dir``, else ``data_dir/reports``."""
+        return self.report_dir or self.data_dir / "reports"
+
+    def absolute(self) -> Settings:
+        """The same settings with every folder absolute, so that processes in other working
+        directories (webserver, code server, run workers) agree on them."""
+
+        def resolve(p: Path | None) -> Path | None:
+            return None if p is None else p.expanduser().resolve()
+
+        return dataclasses.replace(
+            self,
+            audio_dir=resolve(self.audio_dir),
+            data_dir=resolve(self.data_dir),
+            store_dir=resolve(self.store_root),
+            model_dir=resolve(self.model_root),
+            report_dir=resolve(self.report_root),
+        )
+
+    def path_env(self) -> dict[str, str]:
+        """The ``GTZAN_*`` folder variables of these settings, absolute, for a child process."""
+        s = self.absolute()
+        env = {"GTZAN_DATA_DIR": str(s.data_dir), "GTZAN_STORE_DIR": str(s.store_dir),
+               "GTZAN_MODEL_DIR": str(s.model_dir), "GTZAN_REPORT_DIR": str(s.report_dir)}
+        if s.audio_dir is not None:
+            env["GTZAN_DIR"] = str(s.audio_dir)
+        return env
 
 
-def workers() -> int:
-    """Worker processes of the feature build: ``$GTZAN_WORKERS``, default 0 (the CPU count).
-
-    Raises
-    ------
-    ParameterError
-        If the variable is not a non-negative integer.
-    """
-    from feature_store.errors import ParameterError
-
-    value = _env("GTZAN_WORKERS") or "0"
-    if not value.isdigit():
-        raise ParameterError(f"GTZAN_WORKERS must be a non-negative integer, got {value!r}")
-    return int(value)
-
-
-def executor() -> str:
-    """Dagster executor of the code location: ``$GTZAN_EXECUTOR``, one of :data:`EXECUTORS`.
-
-    Raises
-    ------
-    ParameterError
-        If the variable holds anything else.
-    """
-    return _choice("GTZAN_EXECUTOR", EXECUTORS, "multiprocess")
-
-
-def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
-    """``$name`` if it is one of ``choices`` (``default`` when unset), else ParameterError."""
-    from feature_store.errors import ParameterError
-
-    value = _env(name) or default
-    if value not in choices:
+def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str | None:
+    """``value`` if it is one of ``choices`` (None when unset), else a ParameterError naming ``name``."""
+    if value is not None and value not in choices:
         raise ParameterError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def _count(name: str, value: str | None) -> int | None:
+    """``value`` as a non-negative integer (None when unset), else a ParameterError naming ``name``."""
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise ParameterError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)

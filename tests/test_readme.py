@@ -7,7 +7,7 @@ How each kind of README text is exercised:
   ``gtzan ...`` runs for real through the CLI's entry point and must exit 0 (``gtzan ui``
   gets ``--dry-run``: it would serve forever); ``python -c`` runs in a subprocess;
   ``make TARGET`` must be a target that ``make -n`` accepts, with variables the Makefile
-  uses and options that ``pipelines.run`` accepts; ``dagster ...`` is parsed by Dagster's own
+  uses and options that ``gtzan run`` accepts; ``dagster ...`` is parsed by Dagster's own
   command line (nothing runs) and the assets, partitions, jobs and schedules it names must
   exist in the code location; ``pip install -e '.[extra]'`` must name
   an extra of ``pyproject.toml``; ``export`` and ``source .venv/bin/activate`` set up the
@@ -52,7 +52,7 @@ README = REPO / "README.md"
 MAKEFILE = REPO / "Makefile"
 SHELL_LANGS = {"bash", "sh", "shell"}
 #: Environment variables the README may name besides those of ``pipelines.settings``.
-EXTRA_VARS = {"GTZAN_DEBUG"}
+EXTRA_VARS: set[str] = set()
 
 
 # ---------------------------------------------------------------------------------------
@@ -316,7 +316,7 @@ class Runner:
         if "RUN_ARGS" in assigns:
             help_text = run_help()
             for opt in re.findall(r"(--[\w-]+)", assigns["RUN_ARGS"]):
-                assert opt in help_text, f"README line {cmd.lineno}: python -m pipelines.run has no {opt}"
+                assert opt in help_text, f"README line {cmd.lineno}: gtzan run has no {opt}"
         env = {**os.environ, **prefix}
         p = subprocess.run(["make", "-n", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
         return Outcome(p.returncode, p.stdout + p.stderr)
@@ -326,11 +326,13 @@ _RUN_HELP: list[str] = []
 
 
 def run_help() -> str:
+    """``gtzan run --help``: the options that ``make run RUN_ARGS=...`` passes on."""
     if not _RUN_HELP:
-        p = subprocess.run([sys.executable, "-m", "pipelines.run", "--help"], cwd=REPO, capture_output=True,
-                           text=True, timeout=300)
-        assert p.returncode == 0, p.stderr
-        _RUN_HELP.append(p.stdout)
+        r = CliRunner().invoke(cli.main, ["run", "--help"], prog_name="gtzan")
+        assert r.exit_code == 0, r.output
+        assert re.search(r"^run:.*\n(\t.*\n)*\t.*/gtzan run \$\(RUN_ARGS\)$", MAKEFILE.read_text(), re.M), \
+            "make run does not call gtzan run"
+        _RUN_HELP.append(r.stdout)
     return _RUN_HELP[0]
 
 
@@ -411,7 +413,7 @@ def test_inline_commands_parse() -> None:
                 assert k in makefile_vars(), span
                 if k == "RUN_ARGS":
                     for opt in re.findall(r"(--[\w-]+)", v):
-                        assert opt in run_help(), f"README mentions `{span}`: python -m pipelines.run has no {opt}"
+                        assert opt in run_help(), f"README mentions `{span}`: gtzan run has no {opt}"
             else:
                 assert w in makefile_targets(), f"README mentions `{span}`, not a Makefile target"
 

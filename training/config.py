@@ -39,7 +39,9 @@ class TrainConfig:
     Parameters
     ----------
     epochs : int > 0
-        Epoch cap (the study trained 30); early stopping may end the run sooner.
+        Epoch cap (default 2, quick on a small machine; the study trained 30); early stopping
+        may end the run sooner. ``gtzan train``, ``gtzan run`` and the pipeline's run config
+        all take their default from here.
     batch_size : int > 0
         The study used 32.
     learning_rate : float > 0
@@ -82,7 +84,7 @@ class TrainConfig:
     stream_above_mb : float > 0
     """
 
-    epochs: int = 5
+    epochs: int = 2
     batch_size: int = 32
     learning_rate: float = 1e-3
     seed: int = 0

@@ -32,5 +32,28 @@ def test_store_handles(tmp_path):
     assert f.store().root == (tmp_path / "s").resolve()
     with pytest.raises(ParameterError):
         FeatureStoreResource(root=str(tmp_path), mode="random").params()
-    m = ModelStoreResource(root=str(tmp_path / "m"))
+    m = ModelStoreResource(root=str(tmp_path / "m"), report_dir=str(tmp_path / "r"))
     assert m.store().root == (tmp_path / "m").resolve() and m.runs() == []
+
+
+def test_resource_defaults_are_the_librarys():
+    """Only the folders have no default (the settings object places them); the rest is the library's."""
+    import inspect
+
+    from feature_store.demo import write_demo_corpus
+    from feature_store.params import FeatureParams
+    from feature_store.store import DEFAULT_LOCK_TIMEOUT
+    from training.probe import ProbeConfig
+
+    f = FeatureStoreResource(root="s")
+    assert (f.mode, f.dtype) == (FeatureParams().mode, FeatureParams().dtype)
+    assert f.lock_timeout == DEFAULT_LOCK_TIMEOUT and f.embedding_model == ProbeConfig().embedding_model
+    demo = inspect.signature(write_demo_corpus).parameters
+    a = AudioSource(demo_dir="d")
+    assert (a.demo_songs_per_genre, a.demo_seconds, a.demo_seed) == tuple(
+        demo[k].default for k in ("songs_per_genre", "duration", "seed"))
+    with pytest.raises(ParameterError, match="needs a `path` to ingest, or a `demo_dir`"):
+        AudioSource().genre_root()
+    for required in (lambda: FeatureStoreResource(), lambda: ModelStoreResource(root="m")):
+        with pytest.raises(Exception, match="root|report_dir"):
+            required()

@@ -23,10 +23,12 @@ import soundfile as sf
 from click.testing import CliRunner, Result
 
 from pipelines import cli
+from pipelines.cli import ui as cli_ui
+from pipelines.cli import workspace as cli_workspace
 
 GTZAN_VARS = ("GTZAN_DIR", "GTZAN_DATA_DIR", "GTZAN_STORE_DIR", "GTZAN_MODEL_DIR", "GTZAN_REPORT_DIR", "GTZAN_MODE",
               "GTZAN_LAYOUT", "GTZAN_WORKERS", "GTZAN_DEBUG")
-SUBCOMMANDS = ("demo", "ingest", "features", "train", "report", "predict", "ui")
+SUBCOMMANDS = ("demo", "ingest", "features", "train", "report", "predict", "ui", "run")
 FEATURE_SUBCOMMANDS = ("build", "describe", "query")
 
 
@@ -374,7 +376,7 @@ def test_predict_model_choice_and_errors(sandbox: dict, audio_files: dict[str, P
 # ---------------------------------------------------------------------------------------
 def test_ui_dry_run_binds_localhost(tmp_path: Path) -> None:
     r = ok(["ui", "--dry-run", "--port", "3999"], env_for(tmp_path / "data"))
-    root = Path(cli.__file__).resolve().parents[1]
+    root = Path(cli.__file__).resolve().parents[2]
     assert f"cd {root}" in r.stdout
     assert re.search(r"dagster dev -w workspace.yaml -h 127.0.0.1 -p 3999$", r.stdout.strip())
     assert f"GTZAN_DATA_DIR={tmp_path / 'data'}" in r.stdout
@@ -390,7 +392,7 @@ def test_ui_starts_dagster_dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         def wait(self, timeout=None):
             return 0
 
-    monkeypatch.setattr(cli.subprocess, "Popen", FakeProc)
+    monkeypatch.setattr(cli_ui.subprocess, "Popen", FakeProc)
     home = tmp_path / "home"
     ok(["ui"], {**env_for(tmp_path / "data"), "DAGSTER_HOME": str(home)})
     (cmd, cwd, env), = calls
@@ -408,11 +410,11 @@ def test_ui_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         def wait(self, timeout=None):
             return 3
 
-    monkeypatch.setattr(cli.subprocess, "Popen", DyingProc)
+    monkeypatch.setattr(cli_ui.subprocess, "Popen", DyingProc)
     fails(["ui"], {**env_for(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "h")}, 1,
           "dagster dev exited with code 3")
     fails(["ui", "--port", "0"], env_for(tmp_path), 2, "Invalid value for '--port'")
-    monkeypatch.setattr(cli, "__file__", str(tmp_path / "pipelines" / "cli.py"))
+    monkeypatch.setattr(cli_workspace, "PROJECT_DIR", tmp_path)
     monkeypatch.chdir(tmp_path)
     fails(["ui", "--dry-run"], env_for(tmp_path), 1, "no workspace.yaml")
 
@@ -450,6 +452,106 @@ def test_ui_really_serves_on_localhost(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+# ---------------------------------------------------------------------------------------
+# settings, flags and the workspace
+# ---------------------------------------------------------------------------------------
+def test_workspace_makes_the_stores(tmp_path: Path) -> None:
+    from feature_store.embeddings import EmbeddingStore
+    from feature_store.errors import ParameterError
+    from feature_store.store import FeatureStore
+
+    ws = cli.Workspace.from_env({"GTZAN_DATA_DIR": str(tmp_path), "GTZAN_MODE": "segments"}, dtype="float16")
+    assert (ws.store_root, ws.model_root, ws.report_root) == (tmp_path / "store", tmp_path / "models",
+                                                              tmp_path / "reports")
+    assert (ws.params.mode, ws.params.dtype) == ("segments", "float16")
+    mel = ws.view_store("mel")
+    assert isinstance(mel, FeatureStore) and mel.params == ws.params and mel.root == (tmp_path / "store").resolve()
+    emb = ws.with_settings(embedding_model="MTT_musicnn").view_store("embeddings")
+    assert isinstance(emb, EmbeddingStore) and emb.model == "MTT_musicnn" and emb.params == ws.params
+    with pytest.raises(ParameterError, match=r"unknown view 'pictures'; valid views are \['mel', 'embeddings'\]"):
+        ws.view_store("pictures")
+    assert ws.model_store().root == (tmp_path / "models").resolve()
+    root = ws.audio_root(tmp_path / "x", write_demo=False)
+    assert root.path == tmp_path / "x" and not root.is_demo
+
+
+def test_bad_environment_is_one_line(tmp_path: Path) -> None:
+    fails(["features", "describe"], {**env_for(tmp_path), "GTZAN_WORKERS": "many"}, 2,
+          "GTZAN_WORKERS must be a non-negative integer, got 'many'")
+    fails(["ingest"], env_for(tmp_path, GTZAN_MODE="sometimes"), 2, r"GTZAN_MODE must be one of \['first', 'segments'\]")
+
+
+def test_help_shows_the_settings_in_force(tmp_path: Path) -> None:
+    out = ok(["features", "build", "--help"], env_for(tmp_path / "d", GTZAN_MODE="segments")).stdout
+    squeezed = "".join(out.split())  # help wraps long paths anywhere
+    assert f"[default:{tmp_path / 'd' / 'store'}]" in squeezed
+    text = " ".join(out.split())
+    assert re.search(r"--mode [^\[]*\[default: segments\]", text)
+    assert re.search(r"--clip-seconds [^\[]*\[default: 1, 5, 15, 30\]", text)
+    assert re.search(r"--lock-timeout [^\[]*\[default: 3600.0; x>=0\]", text)
+
+
+def test_train_without_model_trains_the_run_models(sandbox: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`gtzan train` trains the models of `make run`, with its epoch cap (2) and seed."""
+    from pipelines.cli import train as cli_train
+    from pipelines.settings import DEFAULT_MODELS
+
+    calls = []
+    monkeypatch.setattr(cli_train, "_train_keras", lambda ws, name, c, seed, show: calls.append(
+        (name, c, seed, ws.settings.epochs)))
+    ok(["train", "--clip-seconds", "1"], sandbox["env"])
+    assert calls == [(m, 1, 0, 2) for m in DEFAULT_MODELS]
+    calls.clear()
+    ok(["train", "--model", "cnn", "--model", "rnn,baseline", "--clip-seconds", "1,5", "--seed", "3", "--epochs", "4"],
+       sandbox["env"])
+    assert calls == [(m, c, 3, 4) for c in (1, 5) for m in ("cnn", "rnn", "baseline")]
+
+
+def test_run_options_become_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipelines.run
+    from training.models import MODELS
+
+    seen = []
+
+    def fake_run_all(*, settings, with_embeddings, log):
+        seen.append((settings, with_embeddings))
+        return {"runs": ["r1", "r2"], "report": "report.md"}
+
+    monkeypatch.setattr(pipelines.run, "run_all", fake_run_all)
+    env = env_for(tmp_path / "data")
+    r = ok(["run"], env)
+    s, emb = seen[-1]
+    assert (s.models, s.clip_seconds, s.epochs, s.seeds, s.scheme, emb) == (
+        ("baseline", "cnn", "rnn", "crnn_small"), (1, 5, 15, 30), 2, (0,), "seed", False)
+    assert s.data_dir == tmp_path / "data" and "2 runs recorded" in r.stdout and "report.md" in r.stdout
+    ok(["run", "--epochs", "30", "--seeds", "0", "1", "2", "--clip-seconds", "5", "1", "--models", "cnn", "rnn",
+        "--scheme", "fault_filtered"], env)
+    s, emb = seen[-1]
+    assert (s.models, s.clip_seconds, s.epochs, s.seeds, s.scheme, emb) == (
+        ("cnn", "rnn"), (1, 5), 30, (0, 1, 2), "fault_filtered", False)
+    ok(["run", "--models", "all", "--seeds", "0,1"], env)
+    s, emb = seen[-1]
+    assert s.models == tuple(MODELS) and s.seeds == (0, 1) and emb is True
+    ok(["run", "--with-embeddings"], env)
+    assert seen[-1][1] is True
+    fails(["run", "--epochs", "0"], env, 2, "Invalid value for '--epochs'")
+    fails(["run", "--seeds", "a"], env, 2, "--seeds takes integers")
+    fails(["run", "--clip-seconds", "7"], env, 2, r"clip_seconds must be one of \[1, 5, 15, 30\]")
+    assert len(seen) == 4
+
+
+def test_features_build_lock_timeout(sandbox: dict) -> None:
+    """--lock-timeout 0: a build that finds the store locked by another gives up at once."""
+    from filelock import FileLock
+
+    store_dir = next((sandbox["data"] / "store" / "features").glob("mel-*"))
+    lock = FileLock(str(store_dir / ".locks" / "cache.lock"), thread_local=False)  # what a running build holds
+    with lock:
+        fails(["features", "build", "--clip-seconds", "1", "--lock-timeout", "0"], sandbox["env"], 1,
+              "another build is filling")
+    fails(["features", "build", "--lock-timeout", "-1"], sandbox["env"], 2, "Invalid value for '--lock-timeout'")
 
 
 # ---------------------------------------------------------------------------------------
@@ -515,8 +617,8 @@ def test_train_help_states_trainconfigs_defaults(tmp_path: Path) -> None:
     from training.train import TrainConfig
 
     text = " ".join(ok(["train", "--help"], env_for(tmp_path)).stdout.split())
-    assert f"(default: {TrainConfig().epochs}, TrainConfig's)" in text
-    assert f"(default: {TrainConfig().batch_size}, TrainConfig's)" in text
+    assert re.search(rf"--epochs [^\\[]*TrainConfig's.*\[default: {TrainConfig().epochs}\]", text)
+    assert re.search(rf"--batch-size [^\\[]*TrainConfig's.*\[default: {TrainConfig().batch_size}\]", text)
 
 
 # ---------------------------------------------------------------------------------------

@@ -4,20 +4,21 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from click.testing import CliRunner
 
+from pipelines import cli
 from pipelines.definitions import build_defs
-from pipelines.run import main, run_all
+from pipelines.run import RunFailedError, run_all
+from pipelines.settings import Settings
 
 
 def test_whole_graph_on_tiny_corpus(tiny_resources):
     lines: list[str] = []
     with dg.DagsterInstance.ephemeral() as instance:
         out = run_all(
+            settings=Settings(clip_seconds=(1, 5), models=("seed_cnn",), epochs=1),
             instance=instance,
             defs=build_defs(tiny_resources),
-            clip_seconds=[1, 5],
-            models=["seed_cnn"],
-            epochs=1,
             log=lines.append,
         )
         # ingest, 2 feature partitions, 2 model cells, the report
@@ -42,11 +43,11 @@ def test_whole_graph_on_tiny_corpus(tiny_resources):
     assert lines[0] == "ingest" and any("training_job [5|seed_cnn]" in ln for ln in lines)
 
 
-def test_main_refuses_unknown_models(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["--models", "nope"])
-    assert exc.value.code == 2
-    assert "unknown models ['nope']" in capsys.readouterr().err
+def test_gtzan_run_refuses_unknown_models(tmp_path):
+    r = CliRunner().invoke(cli.main, ["run", "--models", "cnn", "nope"], env={"GTZAN_DATA_DIR": str(tmp_path)})
+    assert r.exit_code == 2
+    assert r.stderr.startswith("gtzan: error: unknown models ['nope']")
+    assert not (tmp_path / "store").exists()
 
 
 def _weights_or_skip() -> None:
@@ -63,12 +64,9 @@ def test_with_embeddings_adds_embeddings_and_probes_to_the_report(tiny_resources
     lines: list[str] = []
     with dg.DagsterInstance.ephemeral() as instance:
         out = run_all(
+            settings=Settings(clip_seconds=(5,), models=("baseline",), epochs=1, seeds=(0, 1)),
             instance=instance,
             defs=build_defs(tiny_resources),
-            clip_seconds=[5],
-            models=["baseline"],
-            epochs=1,
-            seeds=[0, 1],
             with_embeddings=True,
             log=lines.append,
         )
@@ -96,7 +94,16 @@ def test_with_embeddings_without_the_weights_fails_before_any_run(tiny_resources
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "musicnn" else real(name, *a))
     with dg.DagsterInstance.ephemeral() as instance:
-        with pytest.raises(SystemExit, match=r"--with-embeddings: .*pip install --no-deps musicnn==0\.1\.0"):
-            run_all(instance=instance, defs=build_defs(tiny_resources), clip_seconds=[5], models=["baseline"],
-                    with_embeddings=True, log=lambda _: None)
+        with pytest.raises(RunFailedError, match=r"--with-embeddings: .*pip install --no-deps musicnn==0\.1\.0"):
+            run_all(settings=Settings(clip_seconds=(5,), models=("baseline",)), instance=instance,
+                    defs=build_defs(tiny_resources), with_embeddings=True, log=lambda _: None)
         assert instance.get_runs() == []
+
+
+def test_python_m_pipelines_run_is_gtzan_run():
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "pipelines.run", "--help"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("Usage: gtzan run [OPTIONS]") and "--with-embeddings" in p.stdout

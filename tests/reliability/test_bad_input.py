@@ -267,7 +267,7 @@ def test_missing_and_empty_audio_folders_say_so(tmp_path):
         [audio_catalog],
         resources={"audio": AudioSource(path=str(empty)),
                    "features": FeatureStoreResource(root=str(tmp_path / "dg")),
-                   "models": ModelStoreResource(root=str(tmp_path / "m"))},
+                   "models": ModelStoreResource(root=str(tmp_path / "m"), report_dir=str(tmp_path / "r"))},
         raise_on_error=False,
     )
     assert not result.success

@@ -1,0 +1,84 @@
+"""``gtzan run``: the whole asset graph as Dagster runs (what ``make run`` does)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import click
+
+from pipelines.cli.group import EXIT_USAGE, CLIError
+from pipelines.cli.options import SettingOption, clip_list, int_list, name_list, pass_workspace
+from pipelines.cli.workspace import Workspace
+
+#: Options that take several values after one flag (``--seeds 0 1 2``), as well as commas.
+LIST_OPTIONS = ("--seeds", "--models", "--clip-seconds")
+
+
+class ListOptionsCommand(click.Command):
+    """A command whose :data:`LIST_OPTIONS` take every value up to the next option:
+    ``--seeds 0 1 2`` reads as ``--seeds 0 --seeds 1 --seeds 2``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out: list[str] = []
+        current = None
+        for arg in args:
+            if arg.startswith("-"):
+                current = arg if arg in LIST_OPTIONS else None
+            elif current is not None and out[-1] != current:
+                out.append(current)
+            out.append(arg)
+        return super().parse_args(ctx, out)
+
+
+def _models(values: Any) -> tuple[str, ...]:
+    """Model partitions to train: names, or ``all`` (every family)."""
+    from training.models import MODELS
+
+    names = name_list(values)
+    if names == ("all",):
+        return tuple(MODELS)
+    unknown = [m for m in names if m not in MODELS]
+    if unknown:
+        raise CLIError(f"unknown models {unknown}; valid models are {list(MODELS)} or 'all'", EXIT_USAGE)
+    return names
+
+
+@click.command("run", cls=ListOptionsCommand)
+@click.option("--epochs", cls=SettingOption, setting="epochs", type=click.IntRange(min=1),
+              help="Epoch cap per model (TrainConfig's).")
+@click.option("--seeds", cls=SettingOption, setting="seeds", convert=int_list("--seeds"), multiple=True,
+              help="Seeds per model and probe, e.g. --seeds 0 1 2.")
+@click.option("--scheme", cls=SettingOption, setting="scheme", help="Split scheme to hold out.")
+@click.option("--clip-seconds", cls=SettingOption, setting="clip_seconds", convert=clip_list, multiple=True,
+              help="Clip lengths (feature partitions) to build and train on, e.g. --clip-seconds 1 5.")
+@click.option("--models", cls=SettingOption, setting="models", convert=_models, multiple=True, expose_value=True,
+              help="Models to train, or 'all' (every family, and the embeddings and probes of --with-embeddings).")
+@click.option("--with-embeddings", is_flag=True,
+              help="Also build the musicnn embeddings of each clip length and train the logistic-regression probe "
+                   "(probe_logreg_msd) on them; needs `pip install --no-deps musicnn==0.1.0` (make install runs it).")
+@pass_workspace
+def run_command(ws: Workspace, models: tuple[str, ...], with_embeddings: bool) -> None:
+    """Materialize the whole asset graph through Dagster, one run per partition.
+
+    In dependency order: ingest, the features of each clip length, each
+    (model, clip length), with --with-embeddings the musicnn embeddings and
+    probes of each clip length, then the report. The runs are recorded in
+    $DAGSTER_HOME, so `make dev` shows them. A failed run, or a failed
+    blocking check, stops the sequence.
+
+    \b
+    Examples:
+      gtzan run
+      gtzan run --epochs 30 --seeds 0 1 2 --models all
+      gtzan run --clip-seconds 5 --models cnn --with-embeddings
+    """
+    from pipelines.run import run_all
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    everything = name_list(models) == ("all",)
+    t0 = time.perf_counter()
+    out = run_all(settings=ws.settings, with_embeddings=with_embeddings or everything, log=click.echo)
+    click.echo(f"\ndone in {time.perf_counter() - t0:.0f} s, {len(out['runs'])} runs recorded in $DAGSTER_HOME")
+    click.echo(f"evaluation report: {out['report']}")
