@@ -35,6 +35,9 @@ CLIP_SECONDS: tuple[int, ...] = (1, 5, 15, 30)
 MODES: tuple[str, ...] = ("first", "segments")
 #: GTZAN clips last 29.9-30.6 s; every song is padded or cropped to this nominal length.
 NOMINAL_SECONDS: float = 30.0
+#: The shortest hop between the windows of a file (prediction): a few milliseconds, so that
+#: a file yields a bounded number of windows.
+MIN_HOP_SECONDS: float = 0.01
 #: Seconds held out per genre in the study: the last 10 songs of each genre.
 SEED_HOLDOUT_PER_GENRE: int = 10
 #: Version of the feature code; bump it when the numbers a store holds would change.

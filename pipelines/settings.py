@@ -17,6 +17,7 @@ variable               default                          meaning
 ``GTZAN_LAYOUT``       ``auto``                         auto | kaggle | original
 ``GTZAN_WORKERS``      ``0`` (the CPU count)            feature worker processes
 ``GTZAN_EXECUTOR``     ``multiprocess``                 Dagster executor: multiprocess | in_process | celery | k8s
+``GTZAN_PREDICT_...``  ``7200``                         ``GTZAN_PREDICT_MAX_SECONDS``: longest file to predict
 =====================  ===============================  ==================================
 
 Where a default is a parameter of the library (the epoch cap, batch size, seed and split scheme
@@ -52,6 +53,7 @@ ENV_VARS: dict[str, str] = {
     "GTZAN_EXECUTOR": "Dagster executor of the code location: multiprocess | in_process | celery | k8s "
     "(default: multiprocess)",
     "GTZAN_DEBUG": "set to 1: tracebacks instead of one-line errors, and TensorFlow's own logs",
+    "GTZAN_PREDICT_MAX_SECONDS": "gtzan predict refuses longer files (default: 7200, two hours)",
 }
 
 #: Values that ``GTZAN_EXECUTOR`` accepts (``celery`` needs dagster-celery, ``k8s`` dagster-k8s).
@@ -165,6 +167,9 @@ class Settings:
         :func:`feature_store.demo.write_demo_corpus`.
     ui_host, ui_port : str, int
         Where ``gtzan ui`` serves the Dagster UI (this machine only, by default).
+    predict_max_seconds : float
+        ``$GTZAN_PREDICT_MAX_SECONDS``: ``gtzan predict`` refuses longer files (2 hours). Its
+        memory does not depend on it (files are streamed in windows); its time does.
     """
 
     audio_dir: Path | None = None
@@ -194,6 +199,27 @@ class Settings:
     demo_seed: int = dataclasses.field(default_factory=_demo_default("seed"))
     ui_host: str = "127.0.0.1"
     ui_port: int = 3000
+    predict_max_seconds: float = 7200.0
+
+    def __post_init__(self) -> None:
+        """Every number checked once, so that a bad flag or variable fails before any work."""
+        import math
+
+        whole = {"workers": 0, "embedding_workers": 0, "epochs": 1, "batch_size": 1, "demo_songs_per_genre": 1}
+        for name, least in whole.items():
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ParameterError(f"{name} must be an integer >= {least}, got {value!r}")
+        for name in ("lock_timeout", "demo_seconds", "predict_max_seconds"):
+            value = getattr(self, name)
+            least_ok = value >= 0 if name == "lock_timeout" else value > 0
+            if not (isinstance(value, int | float) and math.isfinite(value) and least_ok):
+                raise ParameterError(f"{name} must be a finite number "
+                                     f"{'>= 0' if name == 'lock_timeout' else '> 0'}, got {value!r}")
+        if any(not isinstance(v, int) or v < 0 for v in self.seeds) or not self.seeds:
+            raise ParameterError(f"seeds must be integers >= 0, got {list(self.seeds)}")
+        if not 0 < self.ui_port < 65536:
+            raise ParameterError(f"ui_port must be in 1..65535, got {self.ui_port}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -224,6 +250,7 @@ class Settings:
             "workers": _count("GTZAN_WORKERS", get("GTZAN_WORKERS")),
             "executor": _choice("GTZAN_EXECUTOR", get("GTZAN_EXECUTOR"), EXECUTORS),
             "debug": debug(environ),
+            "predict_max_seconds": _seconds("GTZAN_PREDICT_MAX_SECONDS", get("GTZAN_PREDICT_MAX_SECONDS")),
         }
         return cls(**{k: v for k, v in found.items() if v is not None})
 
@@ -291,3 +318,18 @@ def _count(name: str, value: str | None) -> int | None:
     if not value.isdigit():
         raise ParameterError(f"{name} must be a non-negative integer, got {value!r}")
     return int(value)
+
+
+def _seconds(name: str, value: str | None) -> float | None:
+    """``value`` as a positive, finite number of seconds (None when unset), else a ParameterError."""
+    import math
+
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ParameterError(f"{name} must be a positive number of seconds, got {value!r}")
+    return seconds

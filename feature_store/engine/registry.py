@@ -90,6 +90,7 @@ def update(store: ViewStore, report: dict[int, dict[str, Any]], *, catalog: pl.D
             "view_params": dataclasses.asdict(view.params),
             "params": view.clip_params.to_dict(),
             "params_hash": view.clip_params.hash(),
+            "options": {k: getattr(view.options(), k) for k in view.reads},
             **view.registry_fields(),
             "created_at": now(),
             "clip_lengths": {},

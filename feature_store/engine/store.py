@@ -123,7 +123,8 @@ class ViewStore:
         return self.store_dir / clip_dirname(clip_seconds)
 
     def _hint(self) -> str:
-        return self.build_hint or f"`gtzan features build --view {self.view.name}`"
+        view = "" if self.view.name == "mel" else f" --view {self.view.name}"  # mel: the command's default
+        return self.build_hint or f"`gtzan features build{view}`"
 
     def _what(self) -> str:
         return self.view.label()
@@ -333,7 +334,7 @@ class ViewStore:
         -------
         Tensors
         """
-        names = self._array_names(arrays, clip_seconds)
+        names = self.check_arrays(arrays, clip_seconds)
         index, parts = self._read(clip_seconds, names, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
         index = public(index)
         x = assemble(parts, names, dtype=dtype)
@@ -353,10 +354,11 @@ class ViewStore:
 
     def rows(self, *, clip_seconds: int, array: str | None = None) -> RowReader:
         """A reader of one array's rows by ``hdf5_row`` in the current generation (streaming)."""
-        name = self._array_names(array, clip_seconds)[0]
+        name = self.check_arrays(array, clip_seconds)[0]
         return RowReader(self.generation(clip_seconds), self.view, clip_seconds, name)
 
-    def _array_names(self, arrays: str | Sequence[str] | None, clip_seconds: int) -> tuple[str, ...]:
+    def check_arrays(self, arrays: str | Sequence[str] | None, clip_seconds: int) -> tuple[str, ...]:
+        """The names of ``arrays`` (default: the view's), each checked to be one of its HDF5 arrays."""
         stored = [s.name for s in self.view.array_specs(validate_clip_seconds(clip_seconds)) if s.hdf5]
         names = self.view.default_arrays if arrays is None else ((arrays,) if isinstance(arrays, str) else tuple(arrays))
         if not names:

@@ -176,10 +176,34 @@ class FeatureView(abc.ABC):
             cls.description = " ".join(rest.split())
 
     # -- identity -------------------------------------------------------------------------
+    #: The fields of :class:`ViewOptions` that pick this view's store (their flags, in order).
+    reads: ClassVar[tuple[str, ...]] = ("mode",)
+
     @classmethod
     @abc.abstractmethod
     def from_options(cls, options: ViewOptions) -> FeatureView:
         """The view for these user options."""
+
+    def options(self) -> ViewOptions:
+        """The user options that give this view (inverse of :meth:`from_options` on :attr:`reads`)."""
+        return ViewOptions(mode=self.clip_params.mode)
+
+    def flags(self, *, only_changed: bool = False) -> str:
+        """The ``gtzan`` flags that select this view's store: ``--embedding-model MTT_musicnn --mode first``.
+
+        With ``only_changed``, only the flags whose value is not the default.
+        """
+        mine, default = self.options(), ViewOptions()
+        return " ".join(f"--{field.replace('_', '-')} {getattr(mine, field)}" for field in self.reads
+                        if not (only_changed and getattr(mine, field) == getattr(default, field)))
+
+    def summary(self, provenance: Mapping[str, Any]) -> str:
+        """A few words that tell a store of this view from another (a build's first line)."""
+        return ", ".join([f"mode {self.clip_params.mode}", *(f"{k} {str(v)[:12]}" for k, v in provenance.items())])
+
+    def describe_fields(self, registry: Mapping[str, Any]) -> dict[str, str]:
+        """Lines of ``gtzan features describe`` that only this view has (label -> text)."""
+        return {}
 
     @property
     def clip_params(self) -> FeatureParams:

@@ -26,7 +26,7 @@ import numpy as np
 from feature_store.engine.view import FeatureView
 from feature_store.errors import ParameterError
 from feature_store.features import MIN_CLIP_COVERAGE
-from feature_store.params import validate_clip_seconds
+from feature_store.params import MIN_HOP_SECONDS, validate_clip_seconds
 
 
 def window_starts(*, total_frames: int, frames: int, hop_frames: float) -> list[int]:
@@ -120,8 +120,8 @@ def audio_windows(view: FeatureView, y: np.ndarray, *, clip_seconds: int, hop_se
 
 def _hop(clip_seconds: int, hop_seconds: float | None) -> float:
     hop = float(clip_seconds if hop_seconds is None else hop_seconds)
-    if not (math.isfinite(hop) and hop > 0):
-        raise ParameterError(f"hop_seconds must be positive and finite, got {hop_seconds!r}")
+    if not (math.isfinite(hop) and hop >= MIN_HOP_SECONDS):
+        raise ParameterError(f"hop_seconds must be a finite number >= {MIN_HOP_SECONDS}, got {hop_seconds!r}")
     return hop
 
 

@@ -98,9 +98,27 @@ class EmbeddingsView(FeatureView, name="embeddings", asset="musicnn_embeddings",
         super().__init__(params)
         self._embedder: mn.MusicnnEmbedder | None = None
 
+    reads: ClassVar[tuple[str, ...]] = ("embedding_model", "mode")
+
     @classmethod
     def from_options(cls, options: ViewOptions) -> EmbeddingsView:
         return cls(EmbeddingParams(model=options.embedding_model, mode=options.mode))
+
+    def options(self) -> ViewOptions:
+        return ViewOptions(mode=self.params.mode, embedding_model=self.params.model)
+
+    def summary(self, provenance: Mapping[str, Any]) -> str:
+        return f"{self.model}, weights {str(provenance.get('weights_sha256', ''))[:12]}, mode {self.params.mode}"
+
+    def describe_fields(self, registry: Mapping[str, Any]) -> dict[str, str]:
+        inp = registry.get("input", {})
+        return {
+            "model": f"{registry.get('model')}, weights sha256 {registry.get('weights_sha256')}",
+            "weights": f"{registry.get('weights_package')} in {registry.get('weights_folder')}",
+            "input": f"{inp.get('sr')} Hz, n_fft {inp.get('n_fft')}, hop {inp.get('hop_length')}, "
+                     f"{inp.get('n_mels')} mels, {inp.get('log')}; {inp.get('clip')}",
+            "layers": ", ".join(f"{k} {v}" for k, v in registry.get("layers", {}).items()),
+        }
 
     @classmethod
     def for_clips(cls, model: str, params: FeatureParams) -> EmbeddingsView:

@@ -41,9 +41,17 @@ class MelView(FeatureView, name="mel", asset="mel_features", check="features_san
     params_type: ClassVar[type] = FeatureParams
     params: FeatureParams
 
+    reads: ClassVar[tuple[str, ...]] = ("mode", "dtype")
+
     @classmethod
     def from_options(cls, options: ViewOptions) -> MelView:
         return cls(FeatureParams(mode=options.mode, dtype=options.dtype))  # type: ignore[arg-type]
+
+    def options(self) -> ViewOptions:
+        return ViewOptions(mode=self.params.mode, dtype=self.params.dtype)
+
+    def summary(self, provenance: Mapping[str, Any]) -> str:
+        return f"mode {self.params.mode}, {self.params.dtype}"
 
     def cache_folder(self, provenance: Mapping[str, Any]) -> str:
         # dtype and mode do not change the full-length mel: every store shares one cache

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from pipelines.cli.group import EXIT_USAGE, CLIError
-from pipelines.cli.workspace import VIEWS, Workspace
+from pipelines.cli.workspace import Workspace
 
 #: Where the setting flags of one command line are gathered (a key of ``click.Context.meta``).
 _OVERRIDES = "gtzan.settings"
@@ -164,10 +164,12 @@ def _embedding_model(value: str) -> str:
 
 
 def view_options(f: Callable) -> Callable:
+    from feature_store.views import VIEWS
+
     f = click.option("--embedding-model", cls=SettingOption, setting="embedding_model", convert=_embedding_model,
                      help="musicnn weights of the embeddings view: MSD_musicnn (Million Song Dataset tags) "
                           "| MTT_musicnn (MagnaTagATune).")(f)
     f = click.option("--view", default="mel", show_default=True, type=click.Choice(list(VIEWS)),
-                     help="Feature view: mel (mel spectrograms) | embeddings (pretrained musicnn "
-                          "embeddings of the same clips; needs `pip install --no-deps musicnn==0.1.0`).")(f)
+                     help="Feature view: " + " | ".join(f"{name} ({cls.title[:1].lower()}{cls.title[1:]})"
+                                                         for name, cls in VIEWS.items()) + ".")(f)
     return f

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
+from feature_store.params import MIN_HOP_SECONDS
 from pipelines.cli.console import pct, quiet_tensorflow, tf_log_level
 from pipelines.cli.group import EXIT_USAGE, CLIError, one_line
 from pipelines.cli.options import (
+    SettingOption,
     feature_options,
     models_dir_option,
     pass_workspace,
@@ -32,7 +35,10 @@ from pipelines.cli.workspace import Workspace
 @click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="A run folder (holding model.keras) instead of choosing from the model store.")
 @click.option("--hop", "hop_seconds", type=float, default=None,
-              help="Seconds between window starts (default: the clip length, no overlap).")
+              help=f"Seconds between window starts, at least {MIN_HOP_SECONDS} (default: the clip length, "
+                   "no overlap).")
+@click.option("--max-seconds", cls=SettingOption, setting="predict_max_seconds", type=float,
+              help="Refuse files longer than this many seconds ($GTZAN_PREDICT_MAX_SECONDS).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON with per-window probabilities.")
 @click.option("--strict", is_flag=True, help="Exit 1 if any file fails (default: only if every file fails).")
 @feature_options
@@ -60,8 +66,8 @@ def predict_command(ws: Workspace, files: tuple[Path, ...], model: str | None, c
     tf_log_level(ws.settings.debug)
     from training.predict import FileFailure, Predictor, choose_run
 
-    if hop_seconds is not None and not hop_seconds > 0:
-        raise CLIError(f"--hop must be positive, got {hop_seconds}", EXIT_USAGE)
+    if hop_seconds is not None and not (math.isfinite(hop_seconds) and hop_seconds >= MIN_HOP_SECONDS):
+        raise CLIError(f"--hop must be a number of seconds >= {MIN_HOP_SECONDS}, got {hop_seconds}", EXIT_USAGE)
     if model is not None:
         check_model_name(model)
     if run_dir is not None:
@@ -73,7 +79,7 @@ def predict_command(ws: Workspace, files: tuple[Path, ...], model: str | None, c
                             params=ws.params)
         run_dir, reason = choice.run_dir, choice.reason
     quiet_tensorflow(ws.settings.debug)
-    predictor = Predictor(run_dir)
+    predictor = Predictor(run_dir, max_seconds=ws.settings.predict_max_seconds)
     info = predictor.describe()
     if not as_json:
         click.echo(f"model: {info['model']} on {info['clip_seconds']} s clips, seed {info['seed']} ({reason}; "

@@ -1,8 +1,7 @@
-"""``gtzan train``: train Keras models or probes, publish them in the model store."""
+"""``gtzan train``: train models of any family, publish them in the model store."""
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import click
@@ -24,24 +23,13 @@ from pipelines.cli.options import (
 from pipelines.cli.workspace import Workspace
 
 
-@functools.cache
-def probe_models() -> dict[str, tuple[str, str]]:
-    """``{probe name: (classifier, musicnn weights)}``: every name ``--model`` takes for a probe,
-    such as ``probe_logreg_msd``."""
-    from feature_store.embeddings.musicnn import MUSICNN_MODELS
-    from training.probe import CLASSIFIERS, ProbeConfig
-
-    return {ProbeConfig(classifier=c, embedding_model=m).name: (c, m) for c in CLASSIFIERS for m in MUSICNN_MODELS}
-
-
 def check_model_name(name: str) -> None:
-    """Raise a usage error naming every valid model, Keras families and probes alike."""
+    """Raise a usage error naming every valid model, of every family."""
     from feature_store.errors import ParameterError
-    from training.models import MODELS
+    from training.families import model_names
 
-    if name not in MODELS and name not in probe_models():
-        raise ParameterError(f"unknown model {name!r}; valid models are {sorted(MODELS)} and the probes on musicnn "
-                             f"embeddings {list(probe_models())}")
+    if name not in model_names():
+        raise ParameterError(f"unknown model {name!r}; valid models are {model_names()}")
 
 
 def _model_names(values: Any) -> tuple[str, ...]:
@@ -51,18 +39,31 @@ def _model_names(values: Any) -> tuple[str, ...]:
     return names
 
 
-def _probe_config(ws: Workspace, name: str, seed: int) -> Any:
-    """The :class:`training.probe.ProbeConfig` that a probe name such as ``probe_logreg_msd`` means."""
-    from training.probe import ProbeConfig
+def _config(ws: Workspace, name: str, seed: int) -> Any:
+    """The family's config of one run: the seed and scheme, and epochs and batch size where it has them."""
+    import dataclasses
 
-    classifier, weights = probe_models()[name]
-    return ProbeConfig(classifier=classifier, embedding_model=weights, seed=seed, scheme=ws.settings.scheme)
+    from training.families import get_family
+
+    s = ws.settings
+    fields = {f.name for f in dataclasses.fields(get_family(name).config_type)}
+    wanted = {"seed": seed, "scheme": s.scheme, "epochs": s.epochs, "batch_size": s.batch_size}
+    return get_family(name).config_type(**{k: v for k, v in wanted.items() if k in fields})
+
+
+def _view_workspace(ws: Workspace, name: str) -> tuple[Workspace, str]:
+    """The workspace whose options give the store ``name`` trains on, and that view's name."""
+    from training.families import get_family
+
+    family = get_family(name)
+    options = {k: v for k, v in family.options.items() if k == "embedding_model"}
+    return (ws.with_settings(**options) if options else ws), family.view
 
 
 @click.command("train")
 @click.option("--model", "models", cls=SettingOption, setting="models", convert=_model_names, multiple=True,
-              help="Model(s) to train: Keras families, or probes on musicnn embeddings "
-                   "(probe_<logreg|mlp>_<msd|mtt>).")
+              help="Model(s) to train, of any family: Keras models, baseline, probes on musicnn embeddings "
+                   "(probe_<logreg|mlp>_<msd|mtt>), timbre_logreg.")
 @click.option("--clip-seconds", cls=SettingOption, setting="train_clip_seconds", convert=clip_list, multiple=True,
               help="Clip length(s): 1, 5, 15, 30.")
 @click.option("--epochs", cls=SettingOption, setting="epochs", type=int,
@@ -81,85 +82,68 @@ def _probe_config(ws: Workspace, name: str, seed: int) -> Any:
 def train_command(ws: Workspace, progress: bool | None) -> None:
     """Train models on the feature store and publish them in the model store.
 
-    Each (model, clip length, seed) is one run with its .keras file, normaliser
-    and held-out metrics, exactly as the pipeline's genre_models asset makes.
-    Without --model, the models of `make run`. A probe (probe_logreg_msd:
-    logistic regression; probe_mlp_msd: one hidden layer; _mtt: on MTT_musicnn
-    embeddings) trains on the embeddings view (`gtzan features build --view
-    embeddings` first) and is published beside the Keras models as plain
-    arrays, as the pipeline's probe_models asset does. Run `gtzan report`
-    afterwards to update the report.
+    Each (model, clip length, seed) is one run with its model files and
+    held-out metrics, exactly as the pipeline's assets make it. Without
+    --model, the models of `make run`. A model trains on its family's view:
+    the Keras models and `baseline` on the mel spectrograms, the probes
+    (probe_logreg_msd: logistic regression; probe_mlp_msd: one hidden layer;
+    _mtt: MTT_musicnn weights) on the musicnn embeddings, timbre_logreg on the
+    timbral statistics (build the view first: `gtzan features build --view
+    ...`). Run `gtzan report` afterwards to update the report.
 
     \b
     Examples:
       gtzan train --model seed_cnn --clip-seconds 5 --epochs 5
       gtzan train --model seed_cnn,seed_rnn --clip-seconds 1,5,15,30 --seed 0,1,2
       gtzan train --model probe_logreg_msd --clip-seconds 5
+      gtzan train --model timbre_logreg --clip-seconds 5
     """
+    from training.families import get_family
+
     tf_log_level(ws.settings.debug)
     s = ws.settings
-    keras_models = [n for n in s.models if n not in probe_models()]
-    _check_inputs(ws, keras_models, [n for n in s.models if n in probe_models()])
-    if keras_models:
+    _check_inputs(ws, s.models)
+    if any(get_family(n).trainer == "keras" or get_family(n).view == "embeddings" for n in s.models):
         quiet_tensorflow(s.debug)
     show = progress_enabled(progress)
     for c in s.train_clip_seconds:
         for name in s.models:
             for seed in s.seeds:
-                if name in probe_models():
-                    _train_probe(ws, name, c, seed)
-                else:
-                    _train_keras(ws, name, c, seed, show)
+                _train(ws, name, c, seed, show)
     click.echo("next: gtzan report")
 
 
-def _check_inputs(ws: Workspace, keras_models: list[str], probes: list[str]) -> None:
-    """Clear errors before TensorFlow loads: features or embeddings that are missing."""
+def _check_inputs(ws: Workspace, models: tuple[str, ...]) -> None:
+    """Clear errors before TensorFlow loads: a view that a model trains on is not built."""
     from feature_store.errors import StoreError
 
-    lengths = ws.settings.train_clip_seconds
-    if keras_models:
-        store = ws.view_store("mel")
-        for c in lengths:
-            store.generation(c)
-    for name in probes:
-        probe_ws = ws.with_settings(embedding_model=probe_models()[name][1])
-        emb = probe_ws.view_store("embeddings")
-        for c in lengths:
+    from pipelines.cli.features import build_hint
+
+    for name in models:
+        view_ws, view = _view_workspace(ws, name)
+        store = view_ws.view_store(view)
+        for c in ws.settings.train_clip_seconds:
             try:
-                emb.generation(c)
+                store.generation(c)
             except StoreError as exc:
-                from pipelines.cli.features import build_hint
-
-                raise CLIError(f"{exc}; from the command line: {build_hint(probe_ws, c)}") from exc
+                raise CLIError(f"{exc}; from the command line: {build_hint(view_ws, view, c)}") from exc
 
 
-def _train_keras(ws: Workspace, name: str, c: int, seed: int, show: bool) -> None:
-    from training.train import TrainConfig, train_model
+def _train(ws: Workspace, name: str, c: int, seed: int, show: bool) -> None:
+    """Train one run of any family and print its line."""
+    from training.families import get_family
+    from training.runner import train_model
 
-    s = ws.settings
-    cfg = TrainConfig(seed=seed, scheme=s.scheme, epochs=s.epochs, batch_size=s.batch_size)
-    click.echo(f"training {name} on {c} s clips, seed {seed}, up to {cfg.epochs} epochs", err=True)
+    family, cfg = get_family(name), _config(ws, name, seed)
+    epochs = f", up to {cfg.epochs} epochs" if hasattr(cfg, "epochs") else ""
+    click.echo(f"training {name} on {c} s clips of the {family.view} view, seed {seed}{epochs}", err=True)
     r = train_model(store_root=ws.store_root, model_root=ws.model_root, model=name, clip_seconds=c,
                     params=ws.params, config=cfg, progress=show)
     m, costs = r["metrics"], r["costs"]
-    click.echo(
-        f"{name} {c} s seed {seed}: song accuracy {pct(m['song_accuracy'])}, clip accuracy "
-        f"{pct(m['clip_accuracy'])} on {m['songs']} held-out songs "
-        f"({costs['epochs_run']} epochs, {costs['seconds_per_epoch']:.1f} s/epoch)  {r['run_dir']}"
-    )
-
-
-def _train_probe(ws: Workspace, name: str, c: int, seed: int) -> None:
-    from training.probe import train_probe
-
-    cfg = _probe_config(ws, name, seed)
-    click.echo(f"training {name} on {c} s {cfg.embedding_model} embeddings, seed {seed}", err=True)
-    r = train_probe(store_root=ws.store_root, model_root=ws.model_root, clip_seconds=c, params=ws.params, config=cfg)
-    m, costs = r["metrics"], r["costs"]
-    click.echo(
-        f"{name} {c} s seed {seed}: song accuracy {pct(m['song_accuracy'])}, clip accuracy "
-        f"{pct(m['clip_accuracy'])} on {m['songs']} held-out songs "
-        f"({r['train_clips']} training clips, {costs['inference_ms_per_clip']:.0f} ms per clip with musicnn)  "
-        f"{r['run_dir']}"
-    )
+    if family.trainer == "keras":
+        detail = f"{costs['epochs_run']} epochs, {costs['seconds_per_epoch']:.1f} s/epoch"
+    else:
+        extractor = " with musicnn" if family.view == "embeddings" else ""
+        detail = f"{r['train_clips']} training clips, {costs['inference_ms_per_clip']:.0f} ms per clip{extractor}"
+    click.echo(f"{name} {c} s seed {seed}: song accuracy {pct(m['song_accuracy'])}, clip accuracy "
+               f"{pct(m['clip_accuracy'])} on {m['songs']} held-out songs ({detail})  {r['run_dir']}")

@@ -16,12 +16,10 @@ from typing import Any
 
 import click
 
-from feature_store.errors import GTZANError, ParameterError
+from feature_store.errors import GTZANError
 from feature_store.params import FeatureParams
 from pipelines.settings import Settings
 
-#: Feature views of ``gtzan features``: the mel spectrograms, or the musicnn embeddings.
-VIEWS: tuple[str, ...] = ("mel", "embeddings")
 #: The project checkout this package was imported from.
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -88,24 +86,26 @@ class Workspace:
         """This workspace with some settings changed (e.g. another ``embedding_model``)."""
         return Workspace.from_settings(self.settings.replace(**changes))
 
+    def view_options(self) -> Any:
+        """The options every view reads (:class:`feature_store.engine.view.ViewOptions`)."""
+        from feature_store.engine.view import ViewOptions
+
+        s = self.settings
+        return ViewOptions(mode=s.mode, dtype=s.dtype, embedding_model=s.embedding_model)
+
     def view_store(self, view: str = "mel") -> Any:
-        """The store of a feature view: ``mel`` (:class:`FeatureStore`) or ``embeddings``
-        (:class:`EmbeddingStore` of ``settings.embedding_model``). Nothing is read yet.
+        """The store of a feature view (:class:`feature_store.engine.store.ViewStore`) with
+        this workspace's options. Nothing is read yet.
 
         Raises
         ------
         ParameterError
-            An unknown view.
+            An unknown view (the message names the valid ones).
         """
-        if view == "mel":
-            from feature_store.store import FeatureStore
+        from feature_store.engine.store import ViewStore
+        from feature_store.views import get_view
 
-            return FeatureStore(self.store_root, params=self.params)
-        if view == "embeddings":
-            from feature_store.embeddings import EmbeddingStore
-
-            return EmbeddingStore(self.store_root, model=self.settings.embedding_model, params=self.params)
-        raise ParameterError(f"unknown view {view!r}; valid views are {list(VIEWS)}")
+        return ViewStore(self.store_root, get_view(view, self.view_options()))
 
     def model_store(self) -> Any:
         """The model store (:class:`training.train.ModelStore`)."""

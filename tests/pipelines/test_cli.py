@@ -22,44 +22,14 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner, Result
 
+from cli_helpers import GTZAN_VARS, env_for, fails, ok, run
+
 from pipelines import cli
 from pipelines.cli import ui as cli_ui
 from pipelines.cli import workspace as cli_workspace
 
-GTZAN_VARS = ("GTZAN_DIR", "GTZAN_DATA_DIR", "GTZAN_STORE_DIR", "GTZAN_MODEL_DIR", "GTZAN_REPORT_DIR", "GTZAN_MODE",
-              "GTZAN_LAYOUT", "GTZAN_WORKERS", "GTZAN_DEBUG")
 SUBCOMMANDS = ("demo", "ingest", "features", "train", "report", "predict", "ui", "run")
-FEATURE_SUBCOMMANDS = ("build", "describe", "query")
-
-
-def env_for(data: Path, **extra: str) -> dict[str, str | None]:
-    """An environment with every GTZAN_* variable unset except the data folder (and ``extra``)."""
-    env: dict[str, str | None] = dict.fromkeys(GTZAN_VARS)
-    env.update(GTZAN_DATA_DIR=str(data), GTZAN_WORKERS="1", **extra)
-    return env
-
-
-def run(args: list[str], env: dict[str, str | None]) -> Result:
-    return CliRunner().invoke(cli.main, [str(a) for a in args], env=env, prog_name="gtzan")
-
-
-def ok(args: list[str], env: dict[str, str | None]) -> Result:
-    r = run(args, env)
-    assert r.exit_code == 0, f"gtzan {' '.join(map(str, args))} -> {r.exit_code}\n{r.stdout}\n{r.stderr}\n{r.exception!r}"
-    return r
-
-
-def fails(args: list[str], env: dict[str, str | None], code: int, pattern: str) -> Result:
-    """Assert one clear error line on stderr, no traceback, and the exit code."""
-    r = run(args, env)
-    assert r.exit_code == code, f"expected exit {code}, got {r.exit_code}\n{r.stdout}\n{r.stderr}\n{r.exception!r}"
-    assert isinstance(r.exception, SystemExit), f"an exception escaped: {r.exception!r}"
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("gtzan: error: ")]
-    assert errors, r.stderr
-    assert re.search(pattern, errors[-1]), f"{pattern!r} not in {errors[-1]!r}"
-    assert "Traceback" not in r.stderr + r.stdout
-    return r
+FEATURE_SUBCOMMANDS = ("build", "describe", "query", "verify")
 
 
 # ---------------------------------------------------------------------------------------
@@ -95,7 +65,8 @@ def test_demo_to_another_folder(tmp_path: Path) -> None:
     assert Path(r.stdout.strip()) == tmp_path / "d" / "genres_original"
     assert len(list((tmp_path / "d" / "genres_original").glob("*/*.wav"))) == 10
     fails(["demo", "--out", tmp_path / "e", "--songs-per-genre", "0"], env_for(tmp_path), 2, "songs_per_genre")
-    fails(["demo", "--out", tmp_path / "e", "--seconds", "-1"], env_for(tmp_path), 2, "--seconds must be positive")
+    fails(["demo", "--out", tmp_path / "e", "--seconds", "-1"], env_for(tmp_path), 2,
+          "demo_seconds must be a finite number > 0")
 
 
 def test_ingest_reports_counts_tables_and_progress(sandbox: dict) -> None:
@@ -169,7 +140,7 @@ def test_features_describe_prints_paths_that_exist(sandbox: dict) -> None:
     assert "mode=first" in r.stdout and "n_mels=128" in r.stdout
     assert "30 files, 30 ok, 0 quarantined" in r.stdout
     for kind in ("index", "mel", "summary"):
-        found = re.findall(rf"{kind}\s+(\S+)", r.stdout)
+        found = re.findall(rf"^\s+{kind}\s+(\S+)$", r.stdout, re.M)
         assert len(found) == 2, r.stdout
         assert all(Path(p).exists() and "/current/" in p for p in found)
     reg = json.loads(ok(["features", "describe", "--json"], sandbox["env"]).stdout)
@@ -252,7 +223,7 @@ def test_train_errors(sandbox: dict, tmp_path: Path) -> None:
     fails(["train", "--clip-seconds", "2"], env, 2, "clip_seconds must be one of")
     fails(["train", "--seed", "x"], env, 2, "--seed takes integers")
     fails(["train", "--epochs", "0", "--clip-seconds", "1", "--models-dir", tmp_path / "m"], env, 2,
-          "epochs must be a positive integer")
+          "epochs must be an integer >= 1")
     fails(["train"], env_for(tmp_path / "data"), 1, r"no 5 s (feature )?store")
 
 
@@ -362,7 +333,9 @@ def test_predict_model_choice_and_errors(sandbox: dict, audio_files: dict[str, P
     fails(["predict", wav, "--model", "nope"], env, 2, "unknown model 'nope'")
     fails(["predict", wav], env_for(tmp_path / "data"), 1, r"no trained model under .*\(`make run` or `gtzan train`\)")
     fails(["predict"], env, 2, "Missing argument 'FILES...'")
-    fails(["predict", wav, "--hop", "0"], env, 2, "--hop must be positive")
+    fails(["predict", wav, "--hop", "0"], env, 2, r"--hop must be a number of seconds >= 0\.01")
+    fails(["predict", wav, "--hop", "inf"], env, 2, r"--hop must be a number of seconds >= 0\.01, got inf")
+    fails(["predict", wav, "--max-seconds", "0"], env, 2, "predict_max_seconds must be a finite number > 0")
     # a run folder named directly
     run_dir = next((sandbox["data"] / "models").glob("mel-*/seed_cnn/clip-01s/seed-0/current"))
     r = ok(["predict", wav, "--run", run_dir, "--hop", "0.5"], env)
@@ -467,10 +440,13 @@ def test_workspace_makes_the_stores(tmp_path: Path) -> None:
                                                               tmp_path / "reports")
     assert (ws.params.mode, ws.params.dtype) == ("segments", "float16")
     mel = ws.view_store("mel")
-    assert isinstance(mel, FeatureStore) and mel.params == ws.params and mel.root == (tmp_path / "store").resolve()
+    assert mel.view.name == "mel" and mel.view.params == ws.params and mel.root == (tmp_path / "store").resolve()
+    assert mel.store_dir == FeatureStore(tmp_path / "store", params=ws.params).store_dir
     emb = ws.with_settings(embedding_model="MTT_musicnn").view_store("embeddings")
-    assert isinstance(emb, EmbeddingStore) and emb.model == "MTT_musicnn" and emb.params == ws.params
-    with pytest.raises(ParameterError, match=r"unknown view 'pictures'; valid views are \['mel', 'embeddings'\]"):
+    assert emb.view.model == "MTT_musicnn" and emb.view.clip_params.mode == "segments"
+    assert emb.store_dir == EmbeddingStore(tmp_path / "store", model="MTT_musicnn", params=ws.params).store_dir
+    with pytest.raises(ParameterError,
+                       match=r"unknown feature view 'pictures'; valid views are \['mel', 'embeddings', 'timbre'\]"):
         ws.view_store("pictures")
     assert ws.model_store().root == (tmp_path / "models").resolve()
     root = ws.audio_root(tmp_path / "x", write_demo=False)
@@ -490,7 +466,7 @@ def test_help_shows_the_settings_in_force(tmp_path: Path) -> None:
     text = " ".join(out.split())
     assert re.search(r"--mode [^\[]*\[default: segments\]", text)
     assert re.search(r"--clip-seconds [^\[]*\[default: 1, 5, 15, 30\]", text)
-    assert re.search(r"--lock-timeout [^\[]*\[default: 3600.0; x>=0\]", text)
+    assert re.search(r"--lock-timeout [^\[]*\[default: 600.0; x>=0\]", text)
 
 
 def test_train_without_model_trains_the_run_models(sandbox: dict, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -499,7 +475,7 @@ def test_train_without_model_trains_the_run_models(sandbox: dict, monkeypatch: p
     from pipelines.settings import DEFAULT_MODELS
 
     calls = []
-    monkeypatch.setattr(cli_train, "_train_keras", lambda ws, name, c, seed, show: calls.append(
+    monkeypatch.setattr(cli_train, "_train", lambda ws, name, c, seed, show: calls.append(
         (name, c, seed, ws.settings.epochs)))
     ok(["train", "--clip-seconds", "1"], sandbox["env"])
     assert calls == [(m, 1, 0, 2) for m in DEFAULT_MODELS]
@@ -658,7 +634,7 @@ def test_features_build_embeddings(emb_sandbox: dict) -> None:
     out = emb_sandbox["steps"]["build"].stdout
     w = emb_sandbox["weights"]
     assert re.search(rf"^embeddings \S+emb-MSD_musicnn-\w+ \(MSD_musicnn, weights {w[:12]}, mode first\): "
-                     r"20 songs embedded, 0 cached, 0 failed", out, re.M), out
+                     r"20 songs computed, 0 cached, 0 failed", out, re.M), out
     for c in (1, 5):
         m = re.search(rf"^\s+{c} s  built\s+20 clips of 20 songs, 1 musicnn patch per clip, \d+ ms per clip  (\S+)$",
                       out, re.M)
@@ -667,7 +643,7 @@ def test_features_build_embeddings(emb_sandbox: dict) -> None:
         assert index.is_file() and (index.parent / "embeddings.h5").is_file()
         assert pl.read_parquet(index)["patches"].to_list() == [1] * 20
     again = emb_sandbox["steps"]["rebuild"].stdout
-    assert "0 songs embedded, 20 cached" in again and re.search(r"^\s+5 s  unchanged", again, re.M), again
+    assert "0 songs computed, 20 cached" in again and re.search(r"^\s+5 s  unchanged", again, re.M), again
 
 
 def test_features_describe_embeddings(emb_sandbox: dict) -> None:
@@ -698,10 +674,11 @@ def test_features_query_embeddings(emb_sandbox: dict, tmp_path: Path) -> None:
     assert df["clip_id"].to_list() == ref.index["clip_id"].to_list()
     np.testing.assert_array_equal(df.select(tags).to_numpy(), ref.x)
     fails(["features", "query", "--view", "embeddings", "--clip-seconds", "5", "--summary"], env, 2,
-          "with --view embeddings use --layers")
-    fails(["features", "query", "--clip-seconds", "5", "--layers", "tags"], env, 2, "--layers is for --view embeddings")
+          r"the embeddings view has no table 'summary'; its tables are \[\]")
+    fails(["features", "query", "--clip-seconds", "5", "--layers", "tags"], env, 2,
+          r"the mel view has no array 'tags'; valid arrays are \['mel'\]")
     fails(["features", "query", "--view", "embeddings", "--clip-seconds", "5", "--layers", "conv9"], env, 2,
-          r"unknown embedding layer 'conv9'; valid layers are \['max_pool', 'mean_pool', 'penultimate', 'tags'\]")
+          r"the embeddings view has no array 'conv9'; valid arrays are \['max_pool', 'mean_pool', 'penultimate', 'tags'\]")
 
 
 def test_embeddings_view_errors(emb_sandbox: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -746,8 +723,8 @@ def test_train_probe_report_and_predict(emb_sandbox: dict) -> None:
 def test_probe_errors(emb_sandbox: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = emb_sandbox["env"]
     fails(["train", "--model", "probe_svm_msd"], env, 2,
-          r"unknown model 'probe_svm_msd'; valid models are \[.*'seed_cnn'.*\] and the probes on musicnn embeddings "
-          r"\['probe_logreg_msd', 'probe_logreg_mtt', 'probe_mlp_msd', 'probe_mlp_mtt'\]")
+          r"unknown model 'probe_svm_msd'; valid models are \[.*'probe_logreg_msd', 'probe_logreg_mtt', "
+          r"'probe_mlp_msd', 'probe_mlp_mtt'.*'seed_cnn'.*'timbre_logreg'\]")
     fails(["train", "--model", "probe_logreg_msd", "--clip-seconds", "30"], env, 1,
           r"no 30 s MSD_musicnn embedding.*`gtzan features build --view embeddings --clip-seconds 30`")
     fails(["train", "--model", "probe_logreg_mtt", "--clip-seconds", "5", "--models-dir", tmp_path / "m"], env, 1,
