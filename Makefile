@@ -15,7 +15,7 @@ export GTZAN_DATA_DIR ?= $(CURDIR)/data
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,scale]'
 	$(PY) -m pip install -q --no-deps musicnn==0.1.0
 	touch $@
 
