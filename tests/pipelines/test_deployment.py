@@ -91,6 +91,15 @@ def test_celery_executor_is_configured_from_the_environment(monkeypatch):
     assert app.conf.broker_transport_options["unacked_restore_interval"] <= 10
 
 
+def test_host_metadata_names_the_host_the_step_ran_on(monkeypatch, tiny_resources):
+    from assets.ingest import audio_catalog
+
+    monkeypatch.setenv("GTZAN_HOST_NAME", "worker-7")
+    result = dg.materialize([audio_catalog], resources=tiny_resources)
+    mat = result.asset_materializations_for_node("audio_catalog")[0]
+    assert mat.metadata["worker_host"].value == "worker-7"
+
+
 def test_scale_extra_is_installed_beside_dagster():
     """dagster-celery and dagster-postgres import, and pin exactly the installed dagster."""
     import dagster_celery  # noqa: F401
