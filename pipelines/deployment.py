@@ -9,7 +9,8 @@ variable                            default                         meaning
 ==================================  ==============================  ===============================
 ``GTZAN_BROKER_URL``                ``redis://127.0.0.1:6379/0``    Celery broker
 ``GTZAN_RESULT_BACKEND``            ``redis://127.0.0.1:6379/1``    Celery result backend
-``GTZAN_POSTGRES_URL``              (unset)                         Dagster storage (``dagster.yaml``)
+``GTZAN_POSTGRES_URL``              (unset)                         Dagster storage (``dagster.yaml``),
+                                                                    ``postgresql+psycopg2://...``
 ``GTZAN_HOST_NAME``                 ``socket.gethostname()``        this host's name in step metadata
 ``GTZAN_CELERY_VISIBILITY_TIMEOUT`` ``3600``                        seconds before a lost step reruns
 ==================================  ==============================  ===============================
@@ -31,8 +32,8 @@ from typing import Any
 ENV_VARS: dict[str, str] = {
     "GTZAN_BROKER_URL": "Celery broker of GTZAN_EXECUTOR=celery (default: redis://127.0.0.1:6379/0)",
     "GTZAN_RESULT_BACKEND": "Celery result backend of GTZAN_EXECUTOR=celery (default: redis://127.0.0.1:6379/1)",
-    "GTZAN_POSTGRES_URL": "PostgreSQL URL of Dagster's run, event-log and schedule storage, named by the "
-    "deployment's dagster.yaml (deploy/dagster.yaml.in)",
+    "GTZAN_POSTGRES_URL": "PostgreSQL URL (postgresql+psycopg2://user:password@host:5432/db) of Dagster's run, "
+    "event-log and schedule storage, named by the deployment's dagster.yaml (deploy/dagster.yaml.in)",
     "GTZAN_HOST_NAME": "name of this host, recorded as worker_host in each step's metadata "
     "(default: the machine's host name)",
     "GTZAN_CELERY_VISIBILITY_TIMEOUT": "seconds after which the broker hands a step whose worker was lost to "
@@ -83,8 +84,12 @@ class Deployment:
             value = getattr(self, name)
             if value is not None and "://" not in value:
                 raise ParameterError(f"{var} must be a URL (scheme://...), got {value!r}")
-        if self.postgres_url is not None and not self.postgres_url.startswith(("postgresql://", "postgres://")):
-            raise ParameterError(f"GTZAN_POSTGRES_URL must start with postgresql://, got {self.postgres_url!r}")
+        # dagster-postgres installs psycopg2, and SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3
+        if self.postgres_url is not None and not self.postgres_url.startswith("postgresql+psycopg2://"):
+            raise ParameterError(
+                f"GTZAN_POSTGRES_URL must start with postgresql+psycopg2:// (the driver dagster-postgres installs), "
+                f"got {self.postgres_url!r}"
+            )
         if not isinstance(self.visibility_timeout, int) or self.visibility_timeout < 1:
             raise ParameterError(
                 f"GTZAN_CELERY_VISIBILITY_TIMEOUT must be a positive integer, got {self.visibility_timeout!r}"
