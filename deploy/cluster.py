@@ -305,18 +305,19 @@ def start_postgres(cluster: Cluster) -> None:
 
     bindir = postgres_bin()
     pgdata = cluster.shared / "postgres"
-    pgdata.mkdir(mode=0o700)
-    shutil.chown(pgdata, "postgres", "postgres")
-    pwfile = cluster.shared / "pg.pw"
-    pwfile.write_text(cluster.secret + "\n")
-    os.chmod(pwfile, 0o600)
-    shutil.chown(pwfile, "postgres", "postgres")
-    try:
-        _run("setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", str(bindir / "initdb"),
-             "-D", str(pgdata), "-U", "gtzan", f"--pwfile={pwfile}", "-A", "scram-sha-256", "-E", "UTF8",
-             "--no-sync", cwd="/")
-    finally:
-        pwfile.unlink()
+    if not (pgdata / "PG_VERSION").exists():  # a cluster started here before keeps its database
+        pgdata.mkdir(mode=0o700, exist_ok=True)
+        shutil.chown(pgdata, "postgres", "postgres")
+        pwfile = cluster.shared / "pg.pw"
+        pwfile.write_text(cluster.secret + "\n")
+        os.chmod(pwfile, 0o600)
+        shutil.chown(pwfile, "postgres", "postgres")
+        try:
+            _run("setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", str(bindir / "initdb"),
+                 "-D", str(pgdata), "-U", "gtzan", f"--pwfile={pwfile}", "-A", "scram-sha-256", "-E", "UTF8",
+                 "--no-sync", cwd="/")
+        finally:
+            pwfile.unlink()
     k = cluster.index  # clients: the control host itself, the root namespace, the workers
     (pgdata / "pg_hba.conf").write_text("".join(
         f"host all all {net} scram-sha-256\n" for net in ("127.0.0.1/32", f"10.214.{k}.0/24", f"10.215.{k}.0/24",
@@ -347,7 +348,7 @@ def start_redis(cluster: Cluster) -> None:
     import redis
 
     rdir = cluster.shared / "redis"
-    rdir.mkdir(mode=0o700)
+    rdir.mkdir(mode=0o700, exist_ok=True)
     conf = rdir / "redis.conf"
     conf.write_text(
         f"bind 127.0.0.1 {cluster.service_address}\nport {REDIS_PORT}\nrequirepass {cluster.secret}\n"
@@ -369,7 +370,7 @@ def write_instance(cluster: Cluster) -> Path:
     from pipelines.deployment import Deployment
 
     home = cluster.shared / "dagster-home"
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     template = (REPO / "deploy" / "dagster.yaml.in").read_text()
     (home / "dagster.yaml").write_text(template.replace("@SHARED@", str(cluster.shared)))
     celery_yaml = cluster.shared / "celery.yaml"
@@ -434,11 +435,20 @@ def up(directory: str | os.PathLike[str], *, workers: int = 2, visibility_timeou
     shared = Path(directory).resolve()
     if (shared / STATE).exists():
         raise ClusterError(f"a cluster already runs in {shared}; stop it with `make cluster-down`")
+    closed = [str(p) for p in shared.parents if p.exists() and not p.stat().st_mode & 0o001]
+    if closed:  # PostgreSQL and Redis run as their own users, below this folder
+        raise ClusterError(f"{closed[0]} is closed to other users, so PostgreSQL could not reach {shared}; "
+                           "choose a folder under one they may enter (CLUSTER_DIR=/tmp/gtzan-cluster)")
     shared.mkdir(parents=True, exist_ok=True)
     os.chmod(shared, 0o755)  # postgres and redis run as their own users below it
-    (shared / "tmp").mkdir(exist_ok=True)
+    shutil.rmtree(shared / "tmp", ignore_errors=True)  # the last run's sockets, if any
+    (shared / "tmp").mkdir()
+    secret = shared / "secret"  # PostgreSQL's and Redis's password, kept for the next `up`
+    if not secret.exists():
+        secret.write_text(secrets.token_hex(16))
+        os.chmod(secret, 0o600)
     cluster = Cluster(dir=str(shared), index=free_index(), workers=[f"worker-{i + 1}" for i in range(workers)],
-                      secret=secrets.token_hex(16), visibility_timeout=visibility_timeout)
+                      secret=secret.read_text().strip(), visibility_timeout=visibility_timeout)
     cluster.save()
     try:
         log(f"hosts: control + {', '.join(cluster.workers)} (namespaces {cluster.prefix}-*)")
