@@ -18,14 +18,14 @@ def test_from_env_reads_every_variable():
     d = Deployment.from_env({
         "GTZAN_BROKER_URL": "redis://10.1.0.1:6379/0",
         "GTZAN_RESULT_BACKEND": "redis://10.1.0.1:6379/1",
-        "GTZAN_POSTGRES_URL": "postgresql://gtzan@10.1.0.1:5432/dagster",
+        "GTZAN_POSTGRES_URL": "postgresql+psycopg2://gtzan@10.1.0.1:5432/dagster",
         "GTZAN_HOST_NAME": " worker-2 ",
         "GTZAN_CELERY_VISIBILITY_TIMEOUT": "90",
     })
     assert d == Deployment(
         broker_url="redis://10.1.0.1:6379/0",
         result_backend="redis://10.1.0.1:6379/1",
-        postgres_url="postgresql://gtzan@10.1.0.1:5432/dagster",
+        postgres_url="postgresql+psycopg2://gtzan@10.1.0.1:5432/dagster",
         host_name="worker-2",
         visibility_timeout=90,
     )
@@ -47,7 +47,8 @@ def test_defaults_and_host_name_fallback():
     [
         ({"GTZAN_BROKER_URL": "127.0.0.1:6379"}, "GTZAN_BROKER_URL must be a URL"),
         ({"GTZAN_RESULT_BACKEND": "redis"}, "GTZAN_RESULT_BACKEND must be a URL"),
-        ({"GTZAN_POSTGRES_URL": "mysql://db/x"}, "GTZAN_POSTGRES_URL must start with postgresql://"),
+        ({"GTZAN_POSTGRES_URL": "mysql://db/x"}, "GTZAN_POSTGRES_URL must start with postgresql\\+psycopg2://"),
+        ({"GTZAN_POSTGRES_URL": "postgresql://db/x"}, "GTZAN_POSTGRES_URL must start with postgresql\\+psycopg2://"),
         ({"GTZAN_CELERY_VISIBILITY_TIMEOUT": "-5"}, "GTZAN_CELERY_VISIBILITY_TIMEOUT must be a positive integer"),
         ({"GTZAN_CELERY_VISIBILITY_TIMEOUT": "0"}, "GTZAN_CELERY_VISIBILITY_TIMEOUT must be a positive integer"),
     ],
@@ -124,3 +125,11 @@ def test_dagster_and_its_integrations_are_pinned_to_one_release():
     integrations = {name: v for name, v in pins.items() if name not in core}
     assert set(integrations) >= {"dagster-celery", "dagster-postgres", "dagster-k8s"}
     assert set(integrations.values()) == {f"0.{int(minor) + 16}.{patch}"}
+
+
+def test_readme_documents_every_deployment_variable():
+    from pipelines.deployment import ENV_VARS
+
+    section = (REPO / "README.md").read_text().split("## Running at scale", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `(GTZAN_\w+)` \|", section, re.M))
+    assert rows == set(ENV_VARS)
