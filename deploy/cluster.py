@@ -362,8 +362,11 @@ def start_redis(cluster: Cluster) -> None:
     _wait("Redis", client.ping, 30, cluster, "redis")
 
 
-def write_instance(cluster: Cluster) -> Path:
-    """The cluster's DAGSTER_HOME (dagster.yaml from deploy/dagster.yaml.in) and the workers' Celery YAML."""
+def write_instance(cluster: Cluster) -> tuple[Path, dict]:
+    """The cluster's DAGSTER_HOME (dagster.yaml from deploy/dagster.yaml.in) and the workers' Celery YAML.
+
+    Returns the YAML's path and the Celery config it holds.
+    """
     import yaml
 
     sys.path.insert(0, str(REPO))
@@ -383,19 +386,21 @@ def write_instance(cluster: Cluster) -> Path:
     # a single machine has one: the pool's limit lives in the instance's storage.
     _run(str(BIN / "dagster"), "instance", "concurrency", "set", "training", str(len(cluster.workers)),
          env=cluster.env("control"), cwd=REPO)
-    return celery_yaml
+    return celery_yaml, config
 
 
-def start_dagster(cluster: Cluster, celery_yaml: Path) -> None:
+def start_dagster(cluster: Cluster, celery_yaml: Path, celery_config: dict) -> None:
     """The webserver and daemon on the control host, a Celery worker on each worker host."""
     workspace = str(REPO / "workspace.yaml")
     start(cluster, "webserver", "control", [str(BIN / "dagster-webserver"), "-w", workspace,
                                             "-h", cluster.service_address, "-p", str(UI_PORT)])
     start(cluster, "daemon", "control", [str(BIN / "dagster-daemon"), "run", "-w", workspace])
+    # the worker command reads broker, backend and config_source from the YAML, but not include
+    includes = [arg for module in celery_config["include"] for arg in ("-i", module)]
     for host in cluster.workers:
         start(cluster, host, host, [
             str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-y", str(celery_yaml),
-            "-n", host, "-i", "pipelines.definitions", "-l", "INFO", "--", "--concurrency=1",
+            "-n", host, *includes, "-l", "INFO", "--", "--concurrency=1",
         ])
 
 
@@ -456,9 +461,9 @@ def up(directory: str | os.PathLike[str], *, workers: int = 2, visibility_timeou
         log("PostgreSQL and Redis on the control host")
         start_postgres(cluster)
         start_redis(cluster)
-        celery_yaml = write_instance(cluster)
+        celery_yaml, celery_config = write_instance(cluster)
         log("dagster-webserver, dagster-daemon and the Celery workers")
-        start_dagster(cluster, celery_yaml)
+        start_dagster(cluster, celery_yaml, celery_config)
         wait_ready(cluster)
     except BaseException:
         down(shared, log=lambda _m: None)
