@@ -64,6 +64,8 @@ class Cluster:
     namespaces: list[str] = field(default_factory=list)
     root_links: list[str] = field(default_factory=list)
     groups: dict[str, int] = field(default_factory=dict)  # server name -> process group id
+    started: dict[str, int] = field(default_factory=dict)  # server name -> its leader's start time
+    boot_id: str = ""
     secret: str = ""
     visibility_timeout: int = 3600
 
@@ -181,9 +183,41 @@ def start(cluster: Cluster, name: str, host: str, cmd: list[str], *, user: str |
             argv + cmd, cwd=REPO, env=cluster.env(host), stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_default_signals,
         )
+    _CHILDREN[proc.pid] = proc
     cluster.groups[name] = proc.pid  # a new session: its group id is its pid
+    cluster.started[name] = _start_time(proc.pid) or 0
     cluster.save()
     return proc.pid
+
+
+def _boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def _start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), None if there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def our_groups(cluster: Cluster) -> dict[str, int]:
+    """The recorded process groups that are still this cluster's, not a reused id.
+
+    After a reboot none is. A group id cannot be reused while a member of the group lives,
+    so a group whose leader has exited is still ours; one whose id now names a process that
+    started at another time is not.
+    """
+    if cluster.boot_id != _boot_id():
+        return {}
+    out = {}
+    for name, pgid in cluster.groups.items():
+        started = _start_time(pgid)
+        if started is None or started == cluster.started.get(name):
+            out[name] = pgid
+    return out
 
 
 def _alive(pgid: int) -> bool:
@@ -208,11 +242,18 @@ def stop_groups(pgids: list[int], *, first: int = signal.SIGTERM, grace: float =
             return
 
 
+#: The servers this process started (the group leaders), by pid.
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
 def _reap() -> None:
-    """Collect exited children of this process, so that their groups disappear."""
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
+    """Collect the servers this process started that have exited, so that their groups disappear.
+
+    Only those: a ``waitpid(-1)`` would also take the exit status of the caller's other children.
+    """
+    for pid, proc in list(_CHILDREN.items()):
+        if proc.poll() is not None:
+            del _CHILDREN[pid]
 
 
 def namespace_pids(ns: str) -> list[int]:
@@ -453,7 +494,7 @@ def up(directory: str | os.PathLike[str], *, workers: int = 2, visibility_timeou
         secret.write_text(secrets.token_hex(16))
         os.chmod(secret, 0o600)
     cluster = Cluster(dir=str(shared), index=free_index(), workers=[f"worker-{i + 1}" for i in range(workers)],
-                      secret=secret.read_text().strip(), visibility_timeout=visibility_timeout)
+                      secret=secret.read_text().strip(), visibility_timeout=visibility_timeout, boot_id=_boot_id())
     cluster.save()
     try:
         log(f"hosts: control + {', '.join(cluster.workers)} (namespaces {cluster.prefix}-*)")
@@ -479,10 +520,11 @@ SERVICES = {"redis": signal.SIGTERM, "postgres": signal.SIGINT}
 def down(directory: str | os.PathLike[str], *, purge: bool = False, log=print) -> None:
     """Stop every process group, any process left in the namespaces, delete the namespaces."""
     cluster = Cluster.load(directory)
-    stop_groups([g for name, g in cluster.groups.items() if name not in SERVICES])
+    groups = our_groups(cluster)
+    stop_groups([g for name, g in groups.items() if name not in SERVICES])
     for name, sig in SERVICES.items():
-        if name in cluster.groups:
-            stop_groups([cluster.groups[name]], first=sig)
+        if name in groups:
+            stop_groups([groups[name]], first=sig)
     for ns in reversed(cluster.namespaces):
         kill_namespace(ns)
         _run("ip", "netns", "delete", ns, check=False)
@@ -501,7 +543,7 @@ def down(directory: str | os.PathLike[str], *, purge: bool = False, log=print) -
 
 def lose_host(cluster: Cluster, host: str) -> None:
     """Lose a worker host at once: SIGKILL its process group and delete its namespace."""
-    pgid = cluster.groups[host]
+    pgid = our_groups(cluster)[host]
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
     ns = cluster.namespace(host)
@@ -534,8 +576,9 @@ def main(argv: list[str] | None = None) -> int:
             down(args.dir, purge=args.purge)
         elif args.command == "status":
             cluster = Cluster.load(args.dir)
+            ours = our_groups(cluster)
             for name, pgid in cluster.groups.items():
-                print(f"{name:<10} process group {pgid:<8} {'running' if _alive(pgid) else 'stopped'}")
+                print(f"{name:<10} process group {pgid:<8} {'running' if name in ours and _alive(pgid) else 'stopped'}")
             print(f"UI: {cluster.ui_url}  workers answering: {sorted(celery_ping(cluster))}")
         else:
             sys.path.insert(0, str(REPO / "deploy"))

@@ -11,5 +11,5 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(reason="brings up the multi-host cluster (root, minutes): run `make test-distributed`")
     for item in items:
-        if "distributed" in item.keywords:
+        if item.get_closest_marker("distributed") is not None:
             item.add_marker(skip)
