@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from assets.ingest import song_splits
-from assets.metadata import clip_store_metadata, table
+from assets.metadata import clip_store_metadata, host_metadata, table
 from assets.partitions import clip_partitions
 from assets.policies import EAGER, RETRY_POLICY, permanent
 from assets.resources import AudioSource, FeatureStoreResource
@@ -63,7 +63,7 @@ def view_asset(view_cls: type[FeatureView]) -> tuple[dg.AssetsDefinition, dg.Ass
             f"{view_cls.name} {clip_seconds} s: {info['status']}, {info['clips']} clips of {info['songs']} songs; "
             f"{len(report.computed)} songs computed, {report.cached} cached"
         )
-        return dg.MaterializeResult(metadata=view_metadata(report, clip_seconds, store))
+        return dg.MaterializeResult(metadata={**view_metadata(report, clip_seconds, store), **host_metadata()})
 
     @dg.asset_check(
         asset=_asset,
