@@ -154,4 +154,4 @@ def probe_models(
         "model_bytes": sum(size_bytes(r["model_path"]) for r in results),
         "run_dir": dg.MetadataValue.path(first["run_dir"]),
     }
-    return dg.MaterializeResult(metadata={**metadata, **host_metadata()})
+    return dg.MaterializeResult(metadata={**metadata, **host_metadata(features)})

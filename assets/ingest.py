@@ -54,7 +54,7 @@ def audio_catalog(
             "path": dg.MetadataValue.path(str(path)),
             "bytes": size_bytes(path),
             "dagster/row_count": cat.height,
-            **host_metadata(),
+            **host_metadata(features),
         }
     )
 
@@ -88,6 +88,6 @@ def song_splits(context: dg.AssetExecutionContext, features: FeatureStoreResourc
             "path": dg.MetadataValue.path(str(path)),
             "bytes": size_bytes(path),
             "dagster/row_count": spl.height,
-            **host_metadata(),
+            **host_metadata(features),
         }
     )

@@ -104,16 +104,13 @@ def spread(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def host_metadata() -> dict[str, str]:
+def host_metadata(features: Any) -> dict[str, str]:
     """``{"worker_host": name}``: the host this step runs on, for a step's metadata.
 
-    The name is ``$GTZAN_HOST_NAME`` (each host of a deployment is started with its own; a
-    network namespace keeps the machine's host name), else the machine's host name.
+    The name is the features resource's ``host_name`` (each host of a deployment loads the code
+    location with its own ``$GTZAN_HOST_NAME``; a network namespace keeps the machine's host
+    name), else the machine's host name.
     """
-    # Read when the step runs, in the process that runs it. pipelines.deployment is the one
-    # module that reads the deployment's environment; importing it here, lazily, is the one
-    # import from assets/ into pipelines/ (it is Dagster-free and imports nothing back).
-    from pipelines.deployment import host_name
+    import socket
 
-    return {"worker_host": host_name()}
-
+    return {"worker_host": getattr(features, "host_name", "") or socket.gethostname()}

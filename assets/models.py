@@ -5,11 +5,11 @@ import statistics
 import dagster as dg
 import polars as pl
 
-from assets.features import mel_features
 from assets.metadata import host_metadata, size_bytes, spread, table
-from assets.partitions import model_partitions
+from assets.partitions import PIPELINE_VIEWS, model_partitions
 from assets.policies import ON_WEEKLY_CRON, RETRY_POLICY, TRAINING_POOL, permanent
 from assets.resources import FeatureStoreResource, ModelStoreResource
+from assets.views import VIEW_ASSETS
 from training.train import TrainConfig
 
 #: The library's training defaults, which are the run config's.
@@ -42,18 +42,19 @@ class TrainingConfig(dg.Config):
 
 @dg.asset(
     group_name="training",
-    kinds={"tensorflow", "keras"},
+    kinds={"tensorflow", "keras", "scikitlearn"},
     partitions_def=model_partitions,
-    # The clip dimension of this asset is the partitioning of mel_features, so Dagster infers
-    # the mapping (model × clip) -> clip by itself.
-    deps=[mel_features],
+    # The clip dimension of this asset is the partitioning of the views' assets, so Dagster
+    # infers the mapping (model × clip) -> clip by itself.
+    deps=[VIEW_ASSETS[view] for view in PIPELINE_VIEWS],
     pool=TRAINING_POOL,
     retry_policy=RETRY_POLICY,
     automation_condition=ON_WEEKLY_CRON,
-    description="A Keras model per (model family, clip length) partition, trained on the clips of that "
-    "length, with per-band normalisation fitted on training songs only. Each seed of the run config is "
-    "saved as a `.keras` file (loaded with safe_mode, never pickled) beside its normaliser and "
-    "`metrics.json` in the model store. Metadata: held-out song and clip accuracy (true argmax), the "
+    description="A model per (clip length, model) partition (keys `clip|model`, e.g. `5|cnn`), trained on "
+    "the clips of that length of its family's view: the Keras models and `baseline` on the mel spectrograms, "
+    "`timbre_logreg` on the timbral statistics; normalisation is fitted on training songs only. Each seed of "
+    "the run config is saved in the model store (a `.keras` file loaded with safe_mode, or plain arrays; never "
+    "pickled) with its `metrics.json`. Metadata: held-out song and clip accuracy (true argmax), the "
     "study's own metric, macro F1, and the costs (parameters, size, seconds per epoch, peak RSS, "
     "inference time). Training steps share one slot of the `training` pool.",
 )
@@ -128,4 +129,4 @@ def genre_models(
         "model_bytes": sum(size_bytes(r["model_path"]) for r in results),
         "run_dir": dg.MetadataValue.path(first["run_dir"]),
     }
-    return dg.MaterializeResult(metadata={**metadata, **host_metadata()})
+    return dg.MaterializeResult(metadata={**metadata, **host_metadata(features)})

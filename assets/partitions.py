@@ -23,10 +23,15 @@ A third partition dimension would triple the grid (and Dagster allows at most tw
 import dagster as dg
 
 from feature_store.params import CLIP_SECONDS
-from training.models import MODELS
+from feature_store.views import VIEWS
+from training.families import registry
 
-#: Every model family, in the registry's order: the ``model`` partition dimension.
-PIPELINE_MODELS: tuple[str, ...] = tuple(MODELS)
+#: The ``model`` partition dimension of ``genre_models``: every model, of any family, that
+#: trains on a view of the default pipeline (the probes, on the opt-in musicnn embeddings, are
+#: ``probe_models``' run config instead).
+PIPELINE_MODELS: tuple[str, ...] = tuple(m for m, decl in registry().items() if not VIEWS[decl.view].opt_in)
+#: The views ``genre_models`` trains on.
+PIPELINE_VIEWS: tuple[str, ...] = tuple(dict.fromkeys(registry()[m].view for m in PIPELINE_MODELS))
 
 clip_partitions = dg.StaticPartitionsDefinition([str(c) for c in CLIP_SECONDS])
 model_partitions = dg.MultiPartitionsDefinition(

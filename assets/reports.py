@@ -85,4 +85,4 @@ def evaluation_report(
         metadata["figures_inline"] = dg.MetadataValue.md("\n\n".join(png_markdown(p) for p in unlinked))
     if html:
         metadata["html"] = dg.MetadataValue.path(str(html[0]))
-    return dg.MaterializeResult(metadata={**metadata, **host_metadata()})
+    return dg.MaterializeResult(metadata={**metadata, **host_metadata(features)})

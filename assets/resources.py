@@ -127,6 +127,10 @@ class FeatureStoreResource(dg.ConfigurableResource):
     embedding_workers : int
         Decode processes of the embedding build, beside the network that runs in the step's
         own process (0: a quarter of the CPU cores, the measured best on 2 cores).
+    host_name : str
+        The name of the host the code location runs on, recorded as each step's
+        ``worker_host`` (empty: the machine's host name). Each host of a deployment loads the
+        code location with its own.
     """
 
     root: str
@@ -136,6 +140,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     embedding_model: str = _PROBE.embedding_model
     embedding_workers: int = 0
+    host_name: str = ""
 
     def params(self) -> FeatureParams:
         return FeatureParams(mode=self.mode, dtype=self.dtype)  # type: ignore[arg-type]
@@ -192,14 +197,20 @@ class ModelStoreResource(dg.ConfigurableResource):
         scheme: str,
         batch_size: int,
     ) -> dict[str, Any]:
-        """Train one model on one clip length and save it as ``model.keras`` in the store.
+        """Train one model of any family on one clip length and publish the run in the store.
 
-        Returns the run's metrics (see :func:`training.train.train_model`), with
-        ``model_path`` and ``run_dir``. Imports TensorFlow, so call it only in asset bodies.
+        The family's config takes the seed and scheme, and the epochs and batch size where it
+        has them. Returns the run's metrics (see :func:`training.train.train_model`), with
+        ``model_path`` and ``run_dir``. May import TensorFlow: call it only in asset bodies.
         """
-        from training.train import TrainConfig, train_model
+        import dataclasses
 
-        config = TrainConfig(epochs=epochs, seed=seed, scheme=scheme, batch_size=batch_size)
+        from training.families import get_family
+        from training.train import train_model
+
+        config_type = get_family(model).config_type
+        wanted = {"epochs": epochs, "seed": seed, "scheme": scheme, "batch_size": batch_size}
+        config = config_type(**{f.name: wanted[f.name] for f in dataclasses.fields(config_type) if f.name in wanted})
         return train_model(
             store_root=features.root,
             model_root=self.root,

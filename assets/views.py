@@ -63,7 +63,7 @@ def view_asset(view_cls: type[FeatureView]) -> tuple[dg.AssetsDefinition, dg.Ass
             f"{view_cls.name} {clip_seconds} s: {info['status']}, {info['clips']} clips of {info['songs']} songs; "
             f"{len(report.computed)} songs computed, {report.cached} cached"
         )
-        return dg.MaterializeResult(metadata={**view_metadata(report, clip_seconds, store), **host_metadata()})
+        return dg.MaterializeResult(metadata={**view_metadata(report, clip_seconds, store), **host_metadata(features)})
 
     @dg.asset_check(
         asset=_asset,

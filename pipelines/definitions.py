@@ -29,7 +29,7 @@ def executor_def(name: str | None = None) -> dg.ExecutorDefinition:
 
     ``celery`` and ``k8s`` import dagster-celery and dagster-k8s, which the deployment installs;
     a missing package is a :class:`ParameterError` that says which one to install. ``celery`` is
-    configured from the environment (:meth:`pipelines.deployment.Deployment.celery_config`):
+    configured from the settings' deployment (:meth:`pipelines.deployment.Deployment.celery_config`):
     broker, result backend, the modules its workers import and when they acknowledge a step.
     """
     name = name or Settings.from_env().executor
@@ -49,9 +49,7 @@ def executor_def(name: str | None = None) -> dg.ExecutorDefinition:
             f"executor {name!r} needs the {package.replace('_', '-')} package; install it in the deployment's image"
         ) from exc
     if name == "celery":
-        from pipelines.deployment import Deployment
-
-        return module.celery_executor.configured(Deployment.from_env().celery_config(), name="celery")
+        return module.celery_executor.configured(Settings.from_env().deployment.celery_config(), name="celery")
     return getattr(module, attr)
 
 

@@ -44,6 +44,7 @@ def make_resources(settings: Settings | None = None) -> dict[str, object]:
             lock_timeout=s.lock_timeout,
             embedding_model=s.embedding_model,
             embedding_workers=s.embedding_workers,
+            host_name=s.deployment.host_name,
         ),
         "models": ModelStoreResource(root=str(s.model_root), report_dir=str(s.report_root)),
     }

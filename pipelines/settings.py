@@ -39,6 +39,8 @@ from typing import Any
 
 from feature_store.errors import ParameterError
 from feature_store.params import CLIP_SECONDS, MODES, FeatureParams
+from pipelines import deployment as _deployment
+from pipelines.deployment import Deployment
 
 #: Every environment variable the project reads, with its meaning.
 ENV_VARS: dict[str, str] = {
@@ -54,15 +56,16 @@ ENV_VARS: dict[str, str] = {
     "(default: multiprocess)",
     "GTZAN_DEBUG": "set to 1: tracebacks instead of one-line errors, and TensorFlow's own logs",
     "GTZAN_PREDICT_MAX_SECONDS": "gtzan predict refuses longer files (default: 7200, two hours)",
+    **_deployment.ENV_VARS,
 }
 
 #: Values that ``GTZAN_EXECUTOR`` accepts (``celery`` needs dagster-celery, ``k8s`` dagster-k8s).
 EXECUTORS: tuple[str, ...] = ("multiprocess", "in_process", "celery", "k8s")
 #: The models a pipeline run (``gtzan run``, ``make run``) and ``gtzan train`` train by
-#: default: the compact families and the baseline, which together finish the demo corpus
+#: default: the compact families and the two baselines, which together finish the demo corpus
 #: within a few minutes on 2 cores (see BENCHMARKS.md). The study's ``seed_cnn`` alone takes
 #: about 6 minutes there, so it, ``seed_rnn`` and ``crnn`` are opt-in (``--models all``).
-DEFAULT_MODELS: tuple[str, ...] = ("baseline", "cnn", "rnn", "crnn_small")
+DEFAULT_MODELS: tuple[str, ...] = ("baseline", "cnn", "rnn", "crnn_small", "timbre_logreg")
 
 
 def layouts() -> tuple[str, ...]:
@@ -170,6 +173,9 @@ class Settings:
     predict_max_seconds : float
         ``$GTZAN_PREDICT_MAX_SECONDS``: ``gtzan predict`` refuses longer files (2 hours). Its
         memory does not depend on it (files are streamed in windows); its time does.
+    deployment : pipelines.deployment.Deployment
+        Where a scaled-out deployment's services are (Celery broker and backend, PostgreSQL)
+        and this host's name: the variables of :data:`pipelines.deployment.ENV_VARS`.
     """
 
     audio_dir: Path | None = None
@@ -200,6 +206,7 @@ class Settings:
     ui_host: str = "127.0.0.1"
     ui_port: int = 3000
     predict_max_seconds: float = 7200.0
+    deployment: Deployment = dataclasses.field(default_factory=Deployment)
 
     def __post_init__(self) -> None:
         """Every number checked once, so that a bad flag or variable fails before any work."""
@@ -251,6 +258,7 @@ class Settings:
             "executor": _choice("GTZAN_EXECUTOR", get("GTZAN_EXECUTOR"), EXECUTORS),
             "debug": debug(environ),
             "predict_max_seconds": _seconds("GTZAN_PREDICT_MAX_SECONDS", get("GTZAN_PREDICT_MAX_SECONDS")),
+            "deployment": Deployment.from_env(dict(environ)),
         }
         return cls(**{k: v for k, v in found.items() if v is not None})
 

@@ -33,15 +33,15 @@ class ListOptionsCommand(click.Command):
 
 
 def _models(values: Any) -> tuple[str, ...]:
-    """Model partitions to train: names, or ``all`` (every family)."""
-    from training.models import MODELS
+    """Model partitions to train: names, or ``all`` (every model of the pipeline's views)."""
+    from assets.partitions import PIPELINE_MODELS
 
     names = name_list(values)
     if names == ("all",):
-        return tuple(MODELS)
-    unknown = [m for m in names if m not in MODELS]
+        return PIPELINE_MODELS
+    unknown = [m for m in names if m not in PIPELINE_MODELS]
     if unknown:
-        raise CLIError(f"unknown models {unknown}; valid models are {list(MODELS)} or 'all'", EXIT_USAGE)
+        raise CLIError(f"unknown models {unknown}; valid models are {list(PIPELINE_MODELS)} or 'all'", EXIT_USAGE)
     return names
 
 

@@ -487,7 +487,7 @@ def test_train_without_model_trains_the_run_models(sandbox: dict, monkeypatch: p
 
 def test_run_options_become_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import pipelines.run
-    from training.models import MODELS
+    from assets.partitions import PIPELINE_MODELS
 
     seen = []
 
@@ -509,7 +509,7 @@ def test_run_options_become_the_settings(tmp_path: Path, monkeypatch: pytest.Mon
         ("cnn", "rnn"), (1, 5), 30, (0, 1, 2), "fault_filtered", False)
     ok(["run", "--models", "all", "--seeds", "0,1"], env)
     s, emb = seen[-1]
-    assert s.models == tuple(MODELS) and s.seeds == (0, 1) and emb is True
+    assert s.models == PIPELINE_MODELS and "timbre_logreg" in s.models and s.seeds == (0, 1) and emb is True
     ok(["run", "--with-embeddings"], env)
     assert seen[-1][1] is True
     fails(["run", "--epochs", "0"], env, 2, "Invalid value for '--epochs'")
