@@ -24,7 +24,6 @@ UI, they check every partition that exists.
 
 import json
 import math
-from typing import Any
 
 import dagster as dg
 import numpy as np

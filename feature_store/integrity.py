@@ -180,3 +180,39 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (libraries' messages run over many lines)."""
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:200]
+
+
+# ---------------------------------------------------------------------------------------
+# zip archives (.keras models, .npz arrays)
+# ---------------------------------------------------------------------------------------
+def check_archive(path: str | os.PathLike[str], *, remedy: str = REPAIR_FEATURES) -> None:
+    """Check a zip archive (``.keras``, ``.npz``): not empty, a zip, every member's CRC32 intact.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    IntegrityError
+        If it is empty, not an archive, or a member fails its CRC, naming the file.
+    """
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file", str(path))
+    if path.stat().st_size == 0:
+        raise IntegrityError(f"{path} is empty (0 bytes): the file is damaged; {remedy}")
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib_error()) as exc:
+        raise IntegrityError(f"{path} is not a readable archive ({first_line(exc)}): the file is damaged; "
+                             f"{remedy}") from exc
+    if bad is not None:
+        raise IntegrityError(f"{path}: its member {bad} fails its CRC, the file is damaged; {remedy}")
+
+
+def zlib_error() -> type[Exception]:
+    import zlib
+
+    return zlib.error

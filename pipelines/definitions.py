@@ -49,7 +49,10 @@ def executor_def(name: str | None = None) -> dg.ExecutorDefinition:
             f"executor {name!r} needs the {package.replace('_', '-')} package; install it in the deployment's image"
         ) from exc
     if name == "celery":
-        return module.celery_executor.configured(Settings.from_env().deployment.celery_config(), name="celery")
+        from pipelines.deployment import Deployment
+
+        # only the deployment's part of the settings: what the executor needs
+        return module.celery_executor.configured(Deployment.from_env().celery_config(), name="celery")
     return getattr(module, attr)
 
 

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from feature_store import atomic
+from feature_store import atomic, integrity
 from feature_store.errors import ParameterError, StoreError
 from feature_store.params import GENRES
 from training.config import TrainConfig
@@ -90,7 +89,7 @@ class KerasMelModel:
     def save(self, folder: Path) -> Path:
         """Write ``model.keras`` and ``normalizer.json``; return the ``.keras`` file."""
         self.net.save(folder / "model.keras")
-        atomic.write_json_atomic(folder / "normalizer.json", self.normalizer.to_json())
+        atomic.write_json_atomic(folder / "normalizer.json", integrity.with_checksum(self.normalizer.to_json()))
         return folder / "model.keras"
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -108,16 +107,20 @@ class KerasMelModel:
     @classmethod
     def load(cls, folder: Path, *, layout: str, frames: int, n_mels: int) -> KerasMelModel:
         """Read what :meth:`save` wrote; :class:`StoreError` if it is unreadable or not for these clips."""
+        from training.record import RETRAIN
+
         try:
-            normalizer = BandNormalizer.from_json(json.loads((folder / "normalizer.json").read_text()))
+            normalizer = BandNormalizer.from_json(integrity.read_json(folder / "normalizer.json", remedy=RETRAIN))
         except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"cannot read the run at {folder}: {exc}") from exc
+            raise StoreError(f"cannot read the run at {folder}: {exc}; {RETRAIN}") from exc
         if normalizer.mean.shape != (n_mels,):
             raise StoreError(f"normalizer of {folder} has {normalizer.mean.shape} bands, the features {n_mels}")
+        integrity.check_archive(folder / "model.keras", remedy=RETRAIN)  # empty, or a member's CRC fails
         try:
             net = load_model(folder / "model.keras")
-        except Exception as exc:  # keras raises ValueError, OSError, zipfile errors...
-            raise StoreError(f"cannot load {folder / 'model.keras'}: {first_line(exc)}") from exc
+        except Exception as exc:  # keras raises ValueError, OSError, h5py errors...
+            raise StoreError(f"cannot load {folder / 'model.keras'} ({first_line(exc)}): the file is damaged; "
+                             f"{RETRAIN}") from exc
         return cls(net, normalizer, layout, frames)
 
 

@@ -9,17 +9,18 @@ and ``view_options`` existed load with the values those runs had.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from feature_store import atomic
+from feature_store import atomic, integrity
 from feature_store.errors import StoreError
 
 #: File name of the record in a run folder.
 RECORD_FILE = "metrics.json"
+#: What to do about a damaged run.
+RETRAIN = "train it again (`gtzan train --model ... --clip-seconds ... --seed ...`)"
 
 
 def _now() -> str:
@@ -170,7 +171,7 @@ class RunRecord:
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Write ``metrics.json`` into ``folder`` atomically: the one writer of run records."""
-        return atomic.write_json_atomic(Path(folder) / RECORD_FILE, self.to_dict())
+        return atomic.write_json_atomic(Path(folder) / RECORD_FILE, integrity.with_checksum(self.to_dict()))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunRecord:
@@ -210,10 +211,12 @@ class RunRecord:
         if path.is_dir():
             path = (atomic.resolve_current(path) or path) / RECORD_FILE
         try:
-            rec = cls.from_dict(json.loads(path.read_text()))
+            doc = integrity.read_json(path, remedy=RETRAIN)  # IntegrityError: damaged
+            doc.pop(integrity.JSON_CHECKSUM_KEY, None)
+            rec = cls.from_dict(doc)
         except FileNotFoundError as exc:
             raise StoreError(f"no run record at {path}") from exc
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise StoreError(f"cannot read the run record {path}: {exc}") from exc
+            raise StoreError(f"cannot read the run record {path}: {exc}; {RETRAIN}") from exc
         rec.run_dir = path.parent.resolve()
         return rec

@@ -79,7 +79,8 @@ def open_checked(gen: Path, view: FeatureView, clip_seconds: int) -> tuple[pl.Da
                 if spec.hdf5:
                     h5[spec.name]  # opening each dataset checks its object header
         if not same or not np.array_equal(source["hdf5_row"].to_numpy(), np.arange(source.height)):
-            raise IntegrityError(f"torn store at {gen}: HDF5 rows do not match the index; {integrity.REPAIR_FEATURES}")
+            raise IntegrityError(f"torn store at {gen}: the rows of {view.data_file} do not match index.parquet; "
+                                 f"{integrity.REPAIR_FEATURES}")
     except BaseException:
         h5.close()
         raise

@@ -94,7 +94,7 @@ def verify_generation(gen: Path, view: FeatureView, clip_seconds: int, *, sample
     try:
         with h5lib.h5py().File(gen / view.data_file, "r") as h5:
             if h5.attrs.get("index_sha256") != ids_digest(index["clip_id"].to_list()):
-                out.problems.append(f"torn store at {gen}: the HDF5 rows do not match the index; "
+                out.problems.append(f"torn store at {gen}: the rows of {view.data_file} do not match index.parquet; "
                                     f"{integrity.REPAIR_FEATURES}")
                 out.whole = True
                 return out

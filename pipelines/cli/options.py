@@ -63,6 +63,11 @@ class SettingOption(click.Option):
         return extra
 
 
+def flag_given(setting: str) -> bool:
+    """Whether the command line being run set the :class:`Settings` field ``setting`` with a flag."""
+    return setting in click.get_current_context().meta.get(_OVERRIDES, {})
+
+
 def pass_workspace(f: Callable[..., Any]) -> Callable[..., Any]:
     """Call the command with a :class:`Workspace` first: the environment's settings with the
     command's :class:`SettingOption` flags applied. Put it under the click decorators."""

@@ -11,6 +11,7 @@ from pipelines.cli.group import CLIError
 from pipelines.cli.options import (
     SettingOption,
     clip_list,
+    flag_given,
     feature_options,
     int_list,
     models_dir_option,
@@ -102,31 +103,45 @@ def train_command(ws: Workspace, progress: bool | None) -> None:
 
     tf_log_level(ws.settings.debug)
     s = ws.settings
-    _check_inputs(ws, s.models)
-    if any(get_family(n).trainer == "keras" or get_family(n).view == "embeddings" for n in s.models):
+    for name in s.models:  # every parameter checked before any work
+        for seed in s.seeds:
+            _config(ws, name, seed)
+    models = _check_inputs(ws, s.models, explicit=flag_given("models"))
+    if any(get_family(n).trainer == "keras" or get_family(n).view == "embeddings" for n in models):
         quiet_tensorflow(s.debug)
     show = progress_enabled(progress)
     for c in s.train_clip_seconds:
-        for name in s.models:
+        for name in models:
             for seed in s.seeds:
                 _train(ws, name, c, seed, show)
     click.echo("next: gtzan report")
 
 
-def _check_inputs(ws: Workspace, models: tuple[str, ...]) -> None:
-    """Clear errors before TensorFlow loads: a view that a model trains on is not built."""
+def _check_inputs(ws: Workspace, models: tuple[str, ...], *, explicit: bool) -> list[str]:
+    """The models to train: a model whose view is not built is a clear error before TensorFlow
+    loads, or, among the default models (no --model), skipped with a note."""
     from feature_store.errors import StoreError
 
     from pipelines.cli.features import build_hint
 
+    out, missing = [], []
     for name in models:
         view_ws, view = _view_workspace(ws, name)
         store = view_ws.view_store(view)
-        for c in ws.settings.train_clip_seconds:
-            try:
+        try:
+            for c in ws.settings.train_clip_seconds:
                 store.generation(c)
-            except StoreError as exc:
-                raise CLIError(f"{exc}; from the command line: {build_hint(view_ws, view, c)}") from exc
+        except StoreError as exc:
+            missing.append(CLIError(f"{exc}; from the command line: {build_hint(view_ws, view, c)}"))
+            if explicit:
+                raise missing[-1] from exc
+            click.echo(f"gtzan: skipping {name}: its {view} view is not built at {c} s "
+                       f"({build_hint(view_ws, view, c)} builds it)", err=True)
+            continue
+        out.append(name)
+    if not out:
+        raise missing[0]  # nothing left to train
+    return out
 
 
 def _train(ws: Workspace, name: str, c: int, seed: int, show: bool) -> None:

@@ -8,8 +8,9 @@ import dagster as dg
 from assets.partitions import PIPELINE_MODELS
 from pipelines.definitions import build_defs
 
-CATALOG, SPLITS, FEATURES, MODELS, REPORT = (
-    dg.AssetKey(k) for k in ("audio_catalog", "song_splits", "mel_features", "genre_models", "evaluation_report")
+CATALOG, SPLITS, FEATURES, TIMBRE, MODELS, REPORT = (
+    dg.AssetKey(k) for k in ("audio_catalog", "song_splits", "mel_features", "timbre_features", "genre_models",
+                             "evaluation_report")
 )
 
 
@@ -39,11 +40,15 @@ def test_graph_follows_ingest(tiny_resources):
 
         materialize(SPLITS)
         r = tick(r.cursor)
-        assert r.get_requested_partitions(FEATURES) == {"1", "5", "15", "30"}
+        assert r.get_requested_partitions(FEATURES) == r.get_requested_partitions(TIMBRE) == {"1", "5", "15", "30"}
         assert r.get_num_requested(MODELS) == 0
 
         for key in ("1", "5", "15", "30"):
             materialize(FEATURES, key)
+        r = tick(r.cursor)
+        assert r.get_num_requested(MODELS) == 0  # the timbre view is not refreshed yet: training waits
+        for key in ("1", "5", "15", "30"):
+            materialize(TIMBRE, key)
         r = tick(r.cursor)
         # the weekly tick has passed and all features were refreshed since: train every cell once
         assert r.get_num_requested(MODELS) == 4 * len(PIPELINE_MODELS)

@@ -19,7 +19,7 @@ ASSETS = {
     "mel_features": ("features", {"hdf5", "parquet"}),
     "timbre_features": ("features", {"hdf5", "parquet"}),
     "musicnn_embeddings": ("features", {"hdf5", "parquet", "tensorflow"}),
-    "genre_models": ("training", {"tensorflow", "keras"}),
+    "genre_models": ("training", {"tensorflow", "keras", "scikitlearn"}),
     "probe_models": ("training", {"scikitlearn", "numpy"}),
     "evaluation_report": ("reports", {"markdown", "matplotlib"}),
 }

@@ -92,13 +92,25 @@ def test_celery_executor_is_configured_from_the_environment(monkeypatch):
     assert app.conf.broker_transport_options["unacked_restore_interval"] <= 10
 
 
-def test_host_metadata_names_the_host_the_step_ran_on(monkeypatch, tiny_resources):
+def test_host_metadata_names_the_host_the_step_ran_on(tiny_resources, tmp_path):
+    """Each host loads the code location with its own GTZAN_HOST_NAME: the resources carry it."""
     from assets.ingest import audio_catalog
+    from pipelines.resources import make_resources
+    from pipelines.settings import Settings
 
-    monkeypatch.setenv("GTZAN_HOST_NAME", "worker-7")
-    result = dg.materialize([audio_catalog], resources=tiny_resources)
+    settings = Settings.from_env({"GTZAN_HOST_NAME": "worker-7", "GTZAN_DATA_DIR": str(tmp_path / "data"),
+                                  "GTZAN_DIR": tiny_resources["audio"].path})
+    resources = make_resources(settings)
+    assert resources["features"].host_name == "worker-7"
+    result = dg.materialize([audio_catalog], resources=resources)
     mat = result.asset_materializations_for_node("audio_catalog")[0]
     assert mat.metadata["worker_host"].value == "worker-7"
+    # without a name, the machine's
+    result = dg.materialize([audio_catalog], resources=tiny_resources)
+    import socket
+
+    assert result.asset_materializations_for_node("audio_catalog")[0].metadata["worker_host"].value == \
+        socket.gethostname()
 
 
 def test_scale_extra_is_installed_beside_dagster():

@@ -17,7 +17,8 @@ def test_defaults_without_environment():
         Path("data/store"), Path("data/models"), Path("data/reports"), Path("data/demo"))
     assert (s.mode, s.dtype, s.layout, s.workers, s.executor, s.debug) == (
         "first", "float32", "auto", 0, "multiprocess", False)
-    assert s.models == DEFAULT_MODELS == ("baseline", "cnn", "rnn", "crnn_small")
+    assert s.models == DEFAULT_MODELS == ("baseline", "cnn", "rnn", "crnn_small", "timbre_logreg")
+    assert s.predict_max_seconds == 7200.0 and s.deployment.postgres_url is None
     assert s.clip_seconds == (1, 5, 15, 30) and s.train_clip_seconds == (5,)
     assert (s.epochs, s.seeds, s.scheme, s.batch_size) == (2, (0,), "seed", 32)
 
@@ -34,9 +35,19 @@ def test_every_variable_is_read(tmp_path):
         "GTZAN_WORKERS": "3",
         "GTZAN_EXECUTOR": "in_process",
         "GTZAN_DEBUG": "1",
+        "GTZAN_PREDICT_MAX_SECONDS": "600",
+        "GTZAN_BROKER_URL": "redis://10.0.0.1:6379/0",
+        "GTZAN_RESULT_BACKEND": "redis://10.0.0.1:6379/1",
+        "GTZAN_POSTGRES_URL": "postgresql+psycopg2://u:p@10.0.0.1:5432/dagster",
+        "GTZAN_HOST_NAME": "worker-3",
+        "GTZAN_CELERY_VISIBILITY_TIMEOUT": "120",
     }
     assert set(env) == set(ENV_VARS)
     s = Settings.from_env(env)
+    d = s.deployment
+    assert (d.broker_url, d.result_backend, d.host_name, d.visibility_timeout) == (
+        "redis://10.0.0.1:6379/0", "redis://10.0.0.1:6379/1", "worker-3", 120)
+    assert d.postgres_url.endswith("@10.0.0.1:5432/dagster") and s.predict_max_seconds == 600.0
     assert s.audio_dir == tmp_path / "gtzan" and s.data_dir == Path("rel")
     assert s.store_root == Path("~/store").expanduser() and s.model_root == tmp_path / "m"
     assert s.report_root == Path("rel/reports") and s.demo_root == Path("rel/demo")

@@ -14,7 +14,6 @@ runs the stored weights in NumPy, without scikit-learn. Runs are recorded as fam
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from feature_store import atomic
+from feature_store import atomic, integrity
 from feature_store.errors import ParameterError, StoreError
 from feature_store.params import GENRES
 from training.config import VectorConfig
@@ -109,7 +108,7 @@ class Probe:
                 np.savez(fh, **{k: np.asarray(v, np.float64) for k, v in arrays.items()})
         atomic.write_json_atomic(
             folder / "probe.json",
-            {
+            integrity.with_checksum({
                 "classifier": self.classifier,
                 "view": self.view,
                 "embedding_model": self.embedding_model,
@@ -118,7 +117,7 @@ class Probe:
                 "n_features": self.n_features,
                 "genres": list(GENRES),
                 "format": "probe.npz: mean, std, w0, b0[, w1, b1]; x -> (x-mean)/std -> dense/relu... -> softmax",
-            },
+            }),
         )
         return folder / "probe.npz"
 
@@ -128,15 +127,20 @@ class Probe:
         folder = Path(folder)
         if not (folder / "probe.npz").is_file() or not (folder / "probe.json").is_file():
             raise StoreError(f"no probe in {folder} (expected probe.npz and probe.json)")
-        meta = json.loads((folder / "probe.json").read_text())
-        with np.load(folder / "probe.npz", allow_pickle=False) as z:
-            n = int(meta["n_layers"])
-            return cls(
-                mean=z["mean"], std=z["std"],
-                weights=[z[f"w{i}"] for i in range(n)], biases=[z[f"b{i}"] for i in range(n)],
-                classifier=meta["classifier"], arrays=tuple(meta["layers"]), view=meta.get("view", "embeddings"),
-                embedding_model=meta.get("embedding_model"),
-            )
+        from training.record import RETRAIN
+
+        meta = integrity.read_json(folder / "probe.json", remedy=RETRAIN)
+        integrity.check_archive(folder / "probe.npz", remedy=RETRAIN)  # every array's CRC
+        try:
+            with np.load(folder / "probe.npz", allow_pickle=False) as z:
+                n = int(meta["n_layers"])
+                arrays = {"mean": z["mean"], "std": z["std"], "weights": [z[f"w{i}"] for i in range(n)],
+                          "biases": [z[f"b{i}"] for i in range(n)]}
+        except (KeyError, ValueError, OSError) as exc:  # a member renamed or rewritten by damage
+            raise integrity.IntegrityError(f"{folder / 'probe.npz'} cannot be read ({first_line(exc)}): the file "
+                                           f"is damaged; {RETRAIN}") from exc
+        return cls(**arrays, classifier=meta["classifier"], arrays=tuple(meta["layers"]),
+                   view=meta.get("view", "embeddings"), embedding_model=meta.get("embedding_model"))
 
 
 def fit_vector(x: np.ndarray, y: np.ndarray, *, classifier: str, config: VectorConfig) -> tuple[Probe, dict[str, Any]]:
@@ -220,6 +224,8 @@ class VectorClassifier(ModelFamily):
         self.require_files(folder)
         try:
             return Probe.load(folder)
+        except StoreError:
+            raise  # a damaged file: the message names it and what to do
         except Exception as exc:  # np.load and json raise ValueError, KeyError, OSError, zipfile errors...
             raise StoreError(f"cannot load the probe at {folder}: {first_line(exc)}") from exc
 
