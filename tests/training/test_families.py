@@ -80,7 +80,7 @@ def test_run_record_round_trips_and_reads_older_records(tmp_path):
     # a probe record written before family, view and the sampled start RSS existed
     old = {**saved, "model": "probe_logreg_msd", "trainer": "probe", "embedding": {"model": "MTT_musicnn"},
            "note": "kept"}
-    for key in ("family", "view", "view_options"):
+    for key in ("family", "view", "view_options", "checksum"):
         del old[key]
     del old["costs"]["rss_at_start_mb"], old["costs"]["steady_seconds_per_epoch"]
     rec = RunRecord.from_dict(old)
@@ -139,7 +139,7 @@ def test_predictor_reads_runs_written_before_the_family_interface(baseline_run, 
     run = tmp_path / "run"
     shutil.copytree(res["run_dir"], run)
     old = json.loads((run / "metrics.json").read_text())
-    for key in ("family", "view", "view_options"):
+    for key in ("family", "view", "view_options", "checksum"):  # as written before them
         del old[key]
     (run / "metrics.json").write_text(json.dumps(old))
     p = Predictor(run)

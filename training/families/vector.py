@@ -136,7 +136,7 @@ class Probe:
                 n = int(meta["n_layers"])
                 arrays = {"mean": z["mean"], "std": z["std"], "weights": [z[f"w{i}"] for i in range(n)],
                           "biases": [z[f"b{i}"] for i in range(n)]}
-        except (KeyError, ValueError, OSError) as exc:  # a member renamed or rewritten by damage
+        except Exception as exc:  # noqa: BLE001 - a member renamed or rewritten by damage: zipfile and NumPy raise anything
             raise integrity.IntegrityError(f"{folder / 'probe.npz'} cannot be read ({first_line(exc)}): the file "
                                            f"is damaged; {RETRAIN}") from exc
         return cls(**arrays, classifier=meta["classifier"], arrays=tuple(meta["layers"]),
