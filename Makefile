@@ -9,13 +9,17 @@ PORT ?= 3000
 UI_HOST ?= 127.0.0.1
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export GTZAN_DATA_DIR ?= $(CURDIR)/data
+# the shared folder of `make cluster` (stores, Dagster home, the services' data and logs)
+CLUSTER_DIR ?= $(CURDIR)/.cluster
+# options of `deploy/cluster.py up`, e.g. CLUSTER_ARGS="--workers 3 --visibility-timeout 600"
+CLUSTER_ARGS ?=
 
-.PHONY: install run test test-all dev home clean bench
+.PHONY: install run test test-all test-distributed dev home clean bench cluster cluster-run cluster-down
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,scale]'
 	$(PY) -m pip install -q --no-deps musicnn==0.1.0
 	touch $@
 
@@ -32,10 +36,28 @@ run: install home
 
 ## make test: the test suite (slow tests excluded; `make test-all` includes them)
 test: install
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow and not distributed" $(PYTEST_ARGS)
 
 test-all: install
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not distributed" $(PYTEST_ARGS)
+
+## make test-distributed: (as root) bring up `make cluster` in a temporary folder, run the whole
+## graph on it against a single-machine `make run`, lose a worker host, tear everything down
+test-distributed: install
+	$(PY) -m pytest -q -s -m distributed tests/distributed $(PYTEST_ARGS)
+
+## make cluster: (as root) PostgreSQL, Redis, the Dagster UI and daemon, and two Celery worker
+## hosts, each host a network namespace (deploy/cluster.py); installs missing Debian packages
+cluster: install
+	$(PY) deploy/cluster.py up --dir $(CLUSTER_DIR) $(CLUSTER_ARGS)
+
+## make cluster-run: the graph of `make run`, launched on the cluster through the UI's GraphQL API
+cluster-run: install
+	$(PY) deploy/cluster.py materialize --dir $(CLUSTER_DIR) $(RUN_ARGS)
+
+## make cluster-down: stop every process of the cluster and delete its namespaces (the stores stay)
+cluster-down:
+	$(PY) deploy/cluster.py down --dir $(CLUSTER_DIR)
 
 ## make dev: the Dagster UI (webserver and daemon) on http://$(UI_HOST):$(PORT) (UI_HOST defaults to 127.0.0.1)
 ## (PYTHONWARNINGS hides exactly one notice of Dagster's own CLI, which suggests the `dg` tool.)

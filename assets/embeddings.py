@@ -18,7 +18,7 @@ import dagster as dg
 import polars as pl
 
 from assets.ingest import song_splits
-from assets.metadata import clip_store_metadata, size_bytes, spread, table
+from assets.metadata import clip_store_metadata, host_metadata, size_bytes, spread, table
 from assets.partitions import clip_partitions
 from assets.policies import EAGER, ON_WEEKLY_CRON, RETRY_POLICY, TRAINING_POOL, permanent
 from assets.resources import AudioSource, FeatureStoreResource, ModelStoreResource
@@ -77,7 +77,7 @@ def musicnn_embeddings(
     })
     if ms is not None:
         metadata["embed_ms_per_clip"] = float(ms)
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata={**metadata, **host_metadata()})
 
 
 class ProbeTrainingConfig(dg.Config):
@@ -201,4 +201,4 @@ def probe_models(
         "model_bytes": sum(size_bytes(r["model_path"]) for r in results),
         "run_dir": dg.MetadataValue.path(first["run_dir"]),
     }
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata={**metadata, **host_metadata()})

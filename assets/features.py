@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.ingest import song_splits
-from assets.metadata import clip_store_metadata
+from assets.metadata import clip_store_metadata, host_metadata
 from assets.partitions import clip_partitions
 from assets.policies import EAGER, RETRY_POLICY, permanent
 from assets.resources import AudioSource, FeatureStoreResource
@@ -42,4 +42,4 @@ def mel_features(
     params = store.params
     metadata = clip_store_metadata(report, clip_seconds, store)
     metadata.update(shape=f"({info['clips']}, {params.n_mels}, {info['frames']})", frames=info["frames"])
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata={**metadata, **host_metadata()})

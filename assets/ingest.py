@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from assets.metadata import md_table, size_bytes, table
+from assets.metadata import host_metadata, md_table, size_bytes, table
 from assets.policies import EAGER, RETRY_POLICY, permanent
 from assets.resources import AudioSource, FeatureStoreResource
 from feature_store import catalog as fs_catalog
@@ -54,6 +54,7 @@ def audio_catalog(
             "path": dg.MetadataValue.path(str(path)),
             "bytes": size_bytes(path),
             "dagster/row_count": cat.height,
+            **host_metadata(),
         }
     )
 
@@ -87,5 +88,6 @@ def song_splits(context: dg.AssetExecutionContext, features: FeatureStoreResourc
             "path": dg.MetadataValue.path(str(path)),
             "bytes": size_bytes(path),
             "dagster/row_count": spl.height,
+            **host_metadata(),
         }
     )

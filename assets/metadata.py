@@ -102,3 +102,18 @@ def spread(values: list[float]) -> float:
     import statistics
 
     return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def host_metadata() -> dict[str, str]:
+    """``{"worker_host": name}``: the host this step runs on, for a step's metadata.
+
+    The name is ``$GTZAN_HOST_NAME`` (each host of a deployment is started with its own; a
+    network namespace keeps the machine's host name), else the machine's host name.
+    """
+    # Read when the step runs, in the process that runs it. pipelines.deployment is the one
+    # module that reads the deployment's environment; importing it here, lazily, is the one
+    # import from assets/ into pipelines/ (it is Dagster-free and imports nothing back).
+    from pipelines.deployment import host_name
+
+    return {"worker_host": host_name()}
+

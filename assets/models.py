@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from assets.features import mel_features
-from assets.metadata import size_bytes, spread, table
+from assets.metadata import host_metadata, size_bytes, spread, table
 from assets.partitions import model_partitions
 from assets.policies import ON_WEEKLY_CRON, RETRY_POLICY, TRAINING_POOL, permanent
 from assets.resources import FeatureStoreResource, ModelStoreResource
@@ -128,4 +128,4 @@ def genre_models(
         "model_bytes": sum(size_bytes(r["model_path"]) for r in results),
         "run_dir": dg.MetadataValue.path(first["run_dir"]),
     }
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata={**metadata, **host_metadata()})

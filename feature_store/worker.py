@@ -97,7 +97,8 @@ def _codec() -> Any:
 
 
 def compute_song(job: Job, params_dict: dict) -> dict:
-    """Decode the audio with content hash ``job.sha256`` and cache its mel; never raises.
+    """Decode the audio with content hash ``job.sha256`` and cache its mel; never raises
+    for one song's sake (a file that cannot be decoded, or a ``MemoryError``, fails the song).
 
     ``job.paths`` are the files of ``job.song_ids`` that the catalog found with this content (one,
     unless the corpus repeats a song). Each is hashed; a file whose bytes changed since it
@@ -146,6 +147,8 @@ def compute_song(job: Job, params_dict: dict) -> dict:
         return out
     except (AudioError, OSError, ParameterError) as exc:
         return {"ok": False, "changed": changed, "reason": str(exc)}
+    except MemoryError:  # decode() bounds its own memory; this is the mel or the file's bytes
+        return {"ok": False, "changed": changed, "reason": "out of memory computing this song's mel"}
 
 
 def compute_songs(jobs: list[Job], params_dict: dict) -> list[dict]:

@@ -9,7 +9,8 @@ those of ``gtzan run`` do). Nothing here names
 a run launcher or a storage: those belong to the instance (``dagster.yaml``). The executor is
 picked by ``GTZAN_EXECUTOR`` (see :func:`executor_def`), so the same code location runs on
 dagster-k8s (``K8sRunLauncher`` in ``dagster.yaml``, optionally ``GTZAN_EXECUTOR=k8s`` for a pod
-per step) or dagster-celery (``GTZAN_EXECUTOR=celery``) by changing the deployment, not the code.
+per step) or dagster-celery (``GTZAN_EXECUTOR=celery``, its broker and backend from
+:class:`pipelines.deployment.Deployment`) by changing the deployment, not the code.
 """
 
 import importlib
@@ -29,7 +30,9 @@ def executor_def(name: str | None = None) -> dg.ExecutorDefinition:
     """The executor called ``name`` (default ``$GTZAN_EXECUTOR``, else ``multiprocess``).
 
     ``celery`` and ``k8s`` import dagster-celery and dagster-k8s, which the deployment installs;
-    a missing package is a :class:`ParameterError` that says which one to install.
+    a missing package is a :class:`ParameterError` that says which one to install. ``celery`` is
+    configured from the environment (:meth:`pipelines.deployment.Deployment.celery_config`):
+    broker, result backend, the modules its workers import and when they acknowledge a step.
     """
     name = name or Settings.from_env().executor
     if name == "multiprocess":
@@ -49,6 +52,10 @@ def executor_def(name: str | None = None) -> dg.ExecutorDefinition:
         raise ParameterError(
             f"executor {name!r} needs the {package.replace('_', '-')} package; install it in the deployment's image"
         ) from exc
+    if name == "celery":
+        from pipelines.deployment import Deployment
+
+        return module.celery_executor.configured(Deployment.from_env().celery_config(), name="celery")
     return getattr(module, attr)
 
 

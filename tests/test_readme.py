@@ -45,14 +45,15 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from pipelines import cli, settings
+from pipelines import cli, deployment, settings
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 MAKEFILE = REPO / "Makefile"
 SHELL_LANGS = {"bash", "sh", "shell"}
-#: Environment variables the README may name besides those of ``pipelines.settings``.
-EXTRA_VARS: set[str] = set()
+#: Environment variables the README may name besides those of ``pipelines.settings``: the
+#: scaled-out deployment's (``pipelines.deployment``), documented in "Running at scale".
+EXTRA_VARS = set(deployment.ENV_VARS)
 
 
 # ---------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Every factory takes keyword-only ``n_mels``, ``frames`` and ``n_classes`` and re
 uncompiled ``keras.Model``. :data:`MODELS` maps names to a :class:`ModelSpec` that also says
 which input layout the model expects and how it is trained, so that training and prediction
 feed it correctly. TensorFlow/Keras are imported inside the factories so that importing this
-module is cheap.
+module is cheap. A new model is its factory here and its entry in :data:`MODELS` (and its row
+in the README's model table): the model families of :mod:`training.families` read ``MODELS``.
 
 Families
 --------
@@ -57,7 +58,8 @@ class ModelSpec:
     source : str
         One line: where the architecture comes from.
     trainer : {'keras', 'summary_logreg'}
-        How :func:`training.train.train_model` fits it.
+        How it is fitted: by the model family :mod:`training.families.keras_mel` (gradient
+        descent) or :mod:`training.families.mel_baseline` (logistic regression on the summary).
     """
 
     name: str

@@ -1,9 +1,9 @@
 """Genre prediction for any audio file, with a trained run from the model store.
 
 A file is decoded under the feature store's audio policy (any format libsndfile reads,
-mixed down to mono, resampled with soxr to the run's feature rate), turned into one
-full-length mel spectrogram with the run's own :class:`~feature_store.params.FeatureParams`,
-and cut into windows of the run's clip length:
+mixed down to mono, resampled with soxr to the rate of the run's view), turned into
+full-length features with the run's own :class:`~feature_store.params.FeatureParams`, and cut
+into windows of the run's clip length:
 
 * windows start every ``hop_seconds`` (default: the clip length, so they do not overlap),
   as the ``segments`` sampling mode cuts a song;
@@ -12,11 +12,12 @@ and cut into windows of the run's clip length:
 * a file shorter than one window is padded with silence to one window, as the feature
   store pads songs to their nominal length, and the result says by how much.
 
-Each window is normalised with the run's per-band normaliser and classified; the file's
-probabilities are the mean over its windows, as song accuracy is computed in
-:mod:`training.evaluate`. Probe runs (:mod:`training.probe`, a classifier on musicnn
-embeddings) are predicted the same way, with musicnn's own 16 kHz log-mel and clip
-embeddings in place of the mel windows.
+Each window is classified by the run's model; the file's probabilities are the mean over its
+windows, as song accuracy is computed in :mod:`training.evaluate`. Any run of any model
+family is predicted the same way: the family (:mod:`training.families`) loads the model, and
+the run's feature view (:func:`training.views.file_windows`) computes the windows' features
+(mel spectrograms for the mel models, musicnn's own 16 kHz log-mel and clip embeddings for the
+probes).
 
 Which run? :func:`choose_run` picks, by default, the best (model, clip length) of the
 runs that the evaluation report covers (:func:`training.report.best_run`), and its best
@@ -28,8 +29,6 @@ TensorFlow/Keras are imported only when a model is loaded.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -37,52 +36,13 @@ from typing import Any
 
 import numpy as np
 
-from feature_store.audio import decode
-from feature_store.errors import AudioError, ParameterError, StoreError
-from feature_store.features import MIN_CLIP_COVERAGE, mel_spectrogram
+from feature_store.errors import AudioError, StoreError
 from feature_store.params import FeatureParams, validate_clip_seconds
+from training.keras_fit import PREDICT_BATCH
+from training.views import file_windows, window_starts
 
-#: Windows classified per call of the model.
-PREDICT_BATCH = 64
-
-
-def window_starts(*, total_frames: int, frames: int, hop_frames: float) -> list[int]:
-    """Start frames of the windows that cover a mel of ``total_frames`` frames.
-
-    Windows start at ``floor(k * hop_frames)``; when the last whole window leaves more
-    than ``1 - MIN_CLIP_COVERAGE`` of a window uncovered, one more window ends at the
-    last frame.
-
-    Parameters
-    ----------
-    total_frames : int >= frames
-    frames : int > 0
-        Frames per window.
-    hop_frames : float > 0
-        Frames between window starts (may be fractional: clip seconds times frame rate).
-
-    Returns
-    -------
-    list of int
-        Increasing start frames; ``start + frames <= total_frames`` for each.
-    """
-    if frames < 1 or total_frames < frames:
-        raise ParameterError(f"need total_frames >= frames >= 1, got {total_frames} and {frames}")
-    if not hop_frames > 0:
-        raise ParameterError(f"hop_frames must be positive, got {hop_frames!r}")
-    starts: list[int] = []
-    k = 0
-    while True:
-        s = int(math.floor(k * hop_frames + 1e-9))
-        if s + frames > total_frames:
-            break
-        if not starts or s > starts[-1]:
-            starts.append(s)
-        k += 1
-    uncovered = total_frames - (starts[-1] + frames)
-    if uncovered > (1 - MIN_CLIP_COVERAGE) * frames:
-        starts.append(total_frames - frames)
-    return starts
+__all__ = ["PREDICT_BATCH", "FileFailure", "FilePrediction", "Predictor", "RunChoice", "choose_run", "predict",
+           "window_starts"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -229,28 +189,15 @@ def choose_run(
     StoreError
         No trained run matches; the message lists what has been trained.
     """
-    from training.models import get_spec
-    from training.probe import is_probe_run
-    from training.report import best_run
-    from training.train import ModelStore
+    from training.families import get_family
+    from training.model_store import ModelStore
 
     if clip_seconds is not None:
         clip_seconds = validate_clip_seconds(clip_seconds)
-    if model is not None and not is_probe_run({"model": model}):  # probes are not in MODELS
-        get_spec(model)
+    if model is not None:
+        get_family(model)
     store = ModelStore(model_root)
-    all_runs = store.runs()
-    runs = all_runs if params is None else [r for r in all_runs if r.get("params_hash") == params.hash()]
-    if not runs:
-        if not all_runs:
-            raise StoreError(f"no trained model under {store.root}; train one first (`make run` or `gtzan train`)")
-        other = sorted({f"--mode {r['feature_params'].get('mode')} --dtype {r['feature_params'].get('dtype')}"
-                        for r in all_runs})
-        raise StoreError(
-            f"no trained model under {store.root} for features {params.hash()} (mode {params.mode}, "
-            f"dtype {params.dtype}); models were trained with: {'; '.join(other)}"
-        )
-    trained = sorted({(r["model"], int(r["clip_seconds"]), int(r["seed"])) for r in runs})
+    runs = _runs_of(store, params)
     cands = [
         r for r in runs
         if (model is None or r["model"] == model)
@@ -258,21 +205,8 @@ def choose_run(
         and (seed is None or int(r["seed"]) == seed)
     ]
     if not cands:
-        wanted = " ".join(
-            part for part in (
-                f"model {model!r}" if model else "",
-                f"at {clip_seconds} s" if clip_seconds else "",
-                f"seed {seed}" if seed is not None else "",
-            ) if part
-        )
-        have = ", ".join(f"{m} {c} s seed {s}" for m, c, s in trained)
-        hint = "gtzan train" + (f" --model {model}" if model else "") + (
-            f" --clip-seconds {clip_seconds}" if clip_seconds else "") + (f" --seed {seed}" if seed is not None else "")
-        raise StoreError(f"{wanted} has not been trained yet (trained: {have}); train it with `{hint}`")
-    best = best_run(cands)
-    assert best is not None
-    pair = [r for r in cands if r["model"] == best["model"] and int(r["clip_seconds"]) == int(best["clip_seconds"])]
-    pick = sorted(pair, key=lambda r: (-float(r["metrics"]["song_accuracy"]), int(r["seed"])))[0]
+        raise _not_trained(runs, model=model, clip_seconds=clip_seconds, seed=seed)
+    pick = _best_seed(cands)
     if pick.get("run_dir"):
         run_dir = Path(pick["run_dir"])
     else:  # a model store that does not report run folders: the default variant's folder
@@ -292,22 +226,78 @@ def choose_run(
     )
 
 
+def _runs_of(store: Any, params: FeatureParams | None) -> list[dict[str, Any]]:
+    """The store's runs on features of ``params`` (all runs for None); StoreError naming what exists."""
+    all_runs = store.runs()
+    runs = all_runs if params is None else [r for r in all_runs if r.get("params_hash") == params.hash()]
+    if runs:
+        return runs
+    if not all_runs:
+        raise StoreError(f"no trained model under {store.root}; train one first (`make run` or `gtzan train`)")
+    other = sorted({f"--mode {r['feature_params'].get('mode')} --dtype {r['feature_params'].get('dtype')}"
+                    for r in all_runs})
+    raise StoreError(
+        f"no trained model under {store.root} for features {params.hash()} (mode {params.mode}, "
+        f"dtype {params.dtype}); models were trained with: {'; '.join(other)}"
+    )
+
+
+def _not_trained(runs: list[dict[str, Any]], *, model: str | None, clip_seconds: int | None,
+                 seed: int | None) -> StoreError:
+    """The error for a choice no run matches: what was asked, what was trained, how to train it."""
+    trained = sorted({(r["model"], int(r["clip_seconds"]), int(r["seed"])) for r in runs})
+    wanted = " ".join(
+        part for part in (
+            f"model {model!r}" if model else "",
+            f"at {clip_seconds} s" if clip_seconds else "",
+            f"seed {seed}" if seed is not None else "",
+        ) if part
+    )
+    have = ", ".join(f"{m} {c} s seed {s}" for m, c, s in trained)
+    hint = "gtzan train" + (f" --model {model}" if model else "") + (
+        f" --clip-seconds {clip_seconds}" if clip_seconds else "") + (f" --seed {seed}" if seed is not None else "")
+    return StoreError(f"{wanted} has not been trained yet (trained: {have}); train it with `{hint}`")
+
+
+def _best_seed(cands: list[dict[str, Any]]) -> dict[str, Any]:
+    """Of the report's best (model, clip length) among ``cands``, the seed with the best song accuracy."""
+    from training.report import best_run
+
+    best = best_run(cands)
+    assert best is not None
+    pair = [r for r in cands if r["model"] == best["model"] and int(r["clip_seconds"]) == int(best["clip_seconds"])]
+    return sorted(pair, key=lambda r: (-float(r["metrics"]["song_accuracy"]), int(r["seed"])))[0]
+
+
 # ---------------------------------------------------------------------------------------
 # the predictor
 # ---------------------------------------------------------------------------------------
 class Predictor:
     """A trained run, loaded once, that predicts the genre of audio files.
 
-    Two run families are understood: the mel models of :func:`training.train.train_model`
-    (``model.keras``, ``normalizer.json``, ``metrics.json``) and the probes on musicnn
-    embeddings of :func:`training.probe.train_probe` (``probe.npz``, ``probe.json``,
-    ``metrics.json``). Either way a file is cut into windows of the run's clip length over
-    its whole duration, and its probabilities are the mean over the windows.
+    Runs of every model family are understood: the run's family
+    (:func:`training.families.family_for`) loads its model, and its feature view computes the
+    features of a file's windows (:func:`training.views.file_windows`). A file is cut into
+    windows of the run's clip length over its whole duration, and its probabilities are the
+    mean over the windows.
 
     Parameters
     ----------
     run_dir : path
         A published run folder (or the run folder holding its ``current`` link).
+
+    Attributes
+    ----------
+    record : training.record.RunRecord
+    metrics : dict
+        The run record as a dict (:meth:`RunRecord.to_dict`).
+    family : str
+        The run's family as recorded (``mel``, ``probe``).
+    model : FittedModel
+        The loaded model (``predict_proba`` on window features).
+    view : training.views.View
+    sample_rate, frames : int
+        Rate at which files are decoded, and frames of one window of the view's input.
 
     Raises
     ------
@@ -324,84 +314,52 @@ class Predictor:
 
     def __init__(self, run_dir: str | os.PathLike[str]) -> None:
         from feature_store import atomic
+        from training.families import family_for
+        from training.record import RECORD_FILE, RunRecord
+        from training.views import get_view
 
         run_dir = Path(run_dir).expanduser()
         if not run_dir.is_dir():
             raise StoreError(f"no trained run at {run_dir}")
         self.run_dir = atomic.resolve_current(run_dir) or run_dir
-        metrics_file = self.run_dir / "metrics.json"
-        if not metrics_file.is_file():
-            raise StoreError(f"{self.run_dir} is not a complete trained run: missing metrics.json")
+        if not (self.run_dir / RECORD_FILE).is_file():
+            raise StoreError(f"{self.run_dir} is not a complete trained run: missing {RECORD_FILE}")
+        self.record = RunRecord.load(self.run_dir / RECORD_FILE)
         try:
-            self.metrics: dict[str, Any] = json.loads(metrics_file.read_text())
-            self.params = FeatureParams.from_dict(self.metrics["feature_params"])
-            self.model_name: str = self.metrics["model"]
-            self.clip_seconds: int = validate_clip_seconds(self.metrics["clip_seconds"])
-            self.genres: tuple[str, ...] = tuple(self.metrics["genres"])
+            self.params = FeatureParams.from_dict(self.record.feature_params)
+            self.clip_seconds: int = validate_clip_seconds(self.record.clip_seconds)
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"cannot read the run at {self.run_dir}: {exc}") from exc
-        from training.probe import is_probe_run
-
-        self.family = "probe" if is_probe_run(self.metrics) else "mel"
-        if self.family == "probe":
-            self._load_probe()
-        else:
-            self._load_mel_model()
-
-    # -- loading ----------------------------------------------------------------------------
-    def _missing(self, names: Sequence[str]) -> None:
-        missing = [n for n in names if not (self.run_dir / n).is_file()]
-        if missing:
-            raise StoreError(f"{self.run_dir} is not a complete trained run: missing {', '.join(missing)}")
-
-    def _load_mel_model(self) -> None:
-        from training.train import BandNormalizer, load_model
-
-        self._missing(["normalizer.json", "model.keras"])
-        try:
-            self.normalizer = BandNormalizer.from_json(json.loads((self.run_dir / "normalizer.json").read_text()))
-            self.layout: str = self.metrics["layout"]
-            self.frames: int = int(self.metrics["frames"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"cannot read the run at {self.run_dir}: {exc}") from exc
-        if self.frames != self.params.clip_frames(self.clip_seconds):
-            raise StoreError(
-                f"run at {self.run_dir} was trained on {self.frames} frames, but {self.clip_seconds} s clips "
-                f"have {self.params.clip_frames(self.clip_seconds)}"
-            )
-        if self.normalizer.mean.shape != (self.params.n_mels,):
-            raise StoreError(f"normalizer of {self.run_dir} has {self.normalizer.mean.shape} bands, "
-                             f"the features {self.params.n_mels}")
-        try:
-            self.net = load_model(self.run_dir / "model.keras")
-        except Exception as exc:  # keras raises ValueError, OSError, zipfile errors...
-            raise StoreError(f"cannot load {self.run_dir / 'model.keras'}: {str(exc).splitlines()[0]}") from exc
-        self.sample_rate = self.params.sr
-
-    def _load_probe(self) -> None:
-        from feature_store.embeddings import musicnn as mn
-        from training.probe import Probe
-
-        self._missing(["probe.npz", "probe.json"])
-        try:
-            self.probe = Probe.load(self.run_dir)
-        except Exception as exc:  # np.load and json raise ValueError, KeyError, OSError, zipfile errors...
-            raise StoreError(f"cannot load the probe at {self.run_dir}: {str(exc).splitlines()[0]}") from exc
-        self._embedder = mn.MusicnnEmbedder(model=self.probe.embedding_model)  # MusicnnWeightsError if absent
-        self.frames = mn.clip_frames(self.clip_seconds)
-        self.sample_rate = mn.SR
+        self.metrics: dict[str, Any] = self.record.to_dict()
+        self.model_name: str = self.record.model
+        self.genres: tuple[str, ...] = tuple(self.record.genres)
+        self.family: str = self.record.family
+        self.model = family_for(self.record).load(self.run_dir, self.record)
+        self.view = get_view(self.record.view, params=self.params, options=self.record.view_options)
+        self.view.prepare()  # e.g. musicnn's weights: missing ones fail here, not at the first file
+        self.sample_rate: int = self.view.sample_rate
+        self.frames: int = self.view.clip_frames(self.clip_seconds)
 
     @property
     def seed(self) -> int:
-        return int(self.metrics.get("seed", 0))
+        return int(self.record.seed)
+
+    @property
+    def layout(self) -> str:
+        """The model's input layout, as recorded."""
+        return self.record.layout
+
+    @property
+    def net(self) -> Any:
+        """The Keras network of a mel run."""
+        return self.model.net  # type: ignore[attr-defined]
+
+    @property
+    def normalizer(self) -> Any:
+        """The per-band normaliser of a mel run."""
+        return self.model.normalizer  # type: ignore[attr-defined]
 
     # -- windows and probabilities ----------------------------------------------------------
-    def _pad(self, y: np.ndarray) -> tuple[np.ndarray, float]:
-        need = self.clip_seconds * self.sample_rate
-        if y.size >= need:
-            return y, 0.0
-        return np.pad(y, (0, need - y.size)), (need - y.size) / self.sample_rate
-
     def windows(self, y: np.ndarray, *, hop_seconds: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
         """Cut mono audio into the model's inputs, one per window of the clip length.
 
@@ -423,26 +381,9 @@ class Predictor:
         padded_seconds : float
             Silence added to reach one window (0 if none).
         """
-        hop_seconds = float(self.clip_seconds if hop_seconds is None else hop_seconds)
-        if not hop_seconds > 0:
-            raise ParameterError(f"hop_seconds must be positive, got {hop_seconds!r}")
-        y, padded_seconds = self._pad(np.asarray(y, dtype=np.float32))
-        if self.family == "probe":
-            from feature_store.embeddings import musicnn as mn
-
-            mel = mn.log_mel(y, block_frames=mn.LOG_MEL_BLOCK_FRAMES)  # bounded memory, any length
-            starts = window_starts(total_frames=mel.shape[0], frames=self.frames,
-                                   hop_frames=hop_seconds * mn.SR / mn.HOP_LENGTH)
-            out = self._embedder.embed_clips(mel, starts=starts, frames=self.frames)
-            x = np.concatenate([out[name] for name in self.probe.layers], axis=1)
-            return x, np.asarray(starts, dtype=np.float64) * mn.HOP_LENGTH / mn.SR, padded_seconds
-        p = self.params
-        mel = mel_spectrogram(y, params=p)  # in blocks: bounded memory for any length
-        # the stores may hold float16: round as the training data was rounded
-        mel = mel.astype(p.dtype).astype(np.float32)
-        starts = window_starts(total_frames=mel.shape[1], frames=self.frames, hop_frames=hop_seconds * p.sr / p.hop_length)
-        x = np.stack([mel[:, s : s + self.frames] for s in starts])
-        return x, np.asarray(starts, dtype=np.float64) * p.hop_length / p.sr, padded_seconds
+        fw = file_windows(self.view, np.asarray(y, dtype=np.float32), clip_seconds=self.clip_seconds,
+                          hop_seconds=hop_seconds, arrays=self.model.arrays)
+        return fw.x, fw.starts_seconds, fw.padded_seconds
 
     def predict_windows(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities of the inputs that :meth:`windows` makes.
@@ -456,18 +397,7 @@ class Predictor:
         -------
         np.ndarray [shape=(windows, genres)]
         """
-        if self.family == "probe":
-            return np.asarray(self.probe.predict_proba(x), dtype=np.float64)
-        from keras import ops
-
-        from training.models import to_layout
-
-        if x.ndim != 3 or x.shape[1:] != (self.params.n_mels, self.frames):
-            raise ParameterError(f"windows must have shape (n, {self.params.n_mels}, {self.frames}), got {x.shape}")
-        inp = to_layout(self.normalizer.transform(x), self.layout)
-        out = [ops.convert_to_numpy(self.net(inp[i : i + PREDICT_BATCH], training=False))
-               for i in range(0, inp.shape[0], PREDICT_BATCH)]
-        return np.concatenate(out, axis=0).astype(np.float64)
+        return np.asarray(self.model.predict_proba(x), dtype=np.float64)
 
     def predict_file(self, path: str | os.PathLike[str], *, hop_seconds: float | None = None) -> FilePrediction:
         """Predict the genre of one audio file.
@@ -494,20 +424,20 @@ class Predictor:
             raise AudioError(f"{path}: no such file")
         if not path.is_file():
             raise AudioError(f"{path}: not a file")
-        audio = decode(path, sr=self.sample_rate, nominal_seconds=None)
-        x, starts, padded = self.windows(audio.y, hop_seconds=hop_seconds)
-        probs = self.predict_windows(x)
+        fw = file_windows(self.view, path, clip_seconds=self.clip_seconds, hop_seconds=hop_seconds,
+                          arrays=self.model.arrays)
+        probs = self.predict_windows(fw.x)
         return FilePrediction(
             path=str(path),
             genres=self.genres,
             probabilities=probs.mean(axis=0),
             window_probabilities=probs,
-            window_starts=starts,
+            window_starts=fw.starts_seconds,
             window_seconds=self.clip_seconds,
-            duration=audio.duration,
-            padded_seconds=padded,
-            source_sr=audio.source_sr,
-            source_channels=audio.source_channels,
+            duration=fw.duration,
+            padded_seconds=fw.padded_seconds,
+            source_sr=fw.source_sr,
+            source_channels=fw.source_channels,
         )
 
     def predict_files(
@@ -544,7 +474,7 @@ class Predictor:
 
     def describe(self) -> dict[str, Any]:
         """What this run is: model, family, clip length, seed, held-out accuracy, run folder."""
-        m = self.metrics.get("metrics", {})
+        m = self.record.metrics
         return {
             "model": self.model_name,
             "family": self.family,
@@ -552,7 +482,7 @@ class Predictor:
             "seed": self.seed,
             "song_accuracy": m.get("song_accuracy"),
             "clip_accuracy": m.get("clip_accuracy"),
-            "scheme": self.metrics.get("config", {}).get("scheme"),
+            "scheme": self.record.config.get("scheme"),
             "params_hash": self.params.hash(),
             "run_dir": str(self.run_dir),
         }

@@ -95,6 +95,12 @@ def _fmt(values: list[float], *, pct: bool = True) -> str:
     return f"{arr.mean():.2f} ± {arr.std(ddof=1):.2f} (n={arr.size})"
 
 
+def _published(label: str, clip: int) -> str:
+    """The study's published accuracy of ``label`` at ``clip`` seconds; a dash where it published none."""
+    v = STUDY_RESULTS.get(label, {}).get(clip)
+    return "–" if v is None else f"{100 * v:.0f} %"
+
+
 def _best_clip(by_clip: dict[int, list[dict[str, Any]]]) -> int:
     return max(sorted(by_clip), key=lambda c: np.mean(_vals(by_clip[c], "song_accuracy")))
 
@@ -116,7 +122,7 @@ def accuracy_rows(runs: list[dict[str, Any]], *, metric: str = "song_accuracy") 
     for label in sorted(table):
         rows.append([label] + [_fmt(_vals(table[label].get(c, []), metric)) for c in CLIP_SECONDS])
         if label in STUDY_RESULTS:
-            rows.append([f"*{label}, as published*"] + [f"{100 * STUDY_RESULTS[label][c]:.0f} %" for c in CLIP_SECONDS])
+            rows.append([f"*{label}, as published*"] + [_published(label, c) for c in CLIP_SECONDS])
     return head, rows
 
 
@@ -131,8 +137,7 @@ def study_rows(runs: list[dict[str, Any]]) -> Table:
     for label in sorted(table):
         by = table[label]
         if label in STUDY_RESULTS:
-            rows.append([label, "published (indexOfMax, clips)"]
-                        + [f"{100 * STUDY_RESULTS[label][c]:.0f} %" for c in CLIP_SECONDS])
+            rows.append([label, "published (indexOfMax, clips)"] + [_published(label, c) for c in CLIP_SECONDS])
         rows.append([label, "ours, indexOfMax, clips"] + [_fmt(_vals(by.get(c, []), "study_metric_accuracy")) for c in CLIP_SECONDS])
         rows.append([label, "ours, argmax, clips"] + [_fmt(_vals(by.get(c, []), "clip_accuracy")) for c in CLIP_SECONDS])
         rows.append([label, "ours, argmax, songs"] + [_fmt(_vals(by.get(c, []), "song_accuracy")) for c in CLIP_SECONDS])

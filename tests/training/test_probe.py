@@ -169,3 +169,37 @@ def test_predict_probe_on_audio_files(emb_store, tmp_path):
     t = EmbeddingStore(root).tensors(clip_seconds=5, song_ids=["metal.00001"])
     np.testing.assert_allclose(
         [out[0]["probabilities"][g] for g in GENRES], probe.predict_proba(t.x)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_probe_peak_memory_is_sampled_during_its_run(emb_store, tmp_path):
+    """Peak RSS is that of the run (sampled, as for the Keras models), not the process's lifetime peak."""
+    import resource
+
+    root, _, _ = emb_store
+    spike = np.ones(600 * 2**20 // 8)  # 600 MiB, touched, then freed before the run
+    spike += 1
+    del spike
+    res = train_probe(store_root=root, model_root=tmp_path, clip_seconds=5)
+    c = res["costs"]
+    process_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert c["peak_rss_mb"] >= c["rss_at_start_mb"] > 0
+    assert c["peak_rss_mb"] < process_peak_mb - 300
+
+
+def test_a_probe_trains_like_any_model_by_its_name(emb_store, tmp_path):
+    """The runner trains a probe by name with the vector family's config, as train_probe does."""
+    from training.config import VectorConfig
+    from training.runner import train_model
+
+    root, _, _ = emb_store
+    a = train_model(store_root=root, model_root=tmp_path / "a", model="probe_logreg_msd",
+                    clip_seconds=5, config=VectorConfig())
+    b = train_probe(store_root=root, model_root=tmp_path / "b", clip_seconds=5)
+    assert (a["family"], a["view"], a["view_options"]) == ("probe", "embeddings", {"embedding_model": "MSD_musicnn"})
+    assert a["layout"] == "embedding" and a["embedding"]["layers"] == ["max_pool", "penultimate", "tags"]
+    assert a["metrics"] == b["metrics"] and a["costs"]["parameters"] == b["costs"]["parameters"]
+    assert set(b["config"]) - set(a["config"]) == {"classifier", "embedding_model", "layers"}
+    # a probe on other layers is its own declaration of the same family, in the same run folder name
+    c = train_probe(store_root=root, model_root=tmp_path / "c", clip_seconds=5, config=ProbeConfig(layers=("tags",)))
+    assert c["model"] == "probe_logreg_msd" and c["embedding"]["features"] == 50 and c["costs"]["parameters"] == 510
+    assert load_probe(c["run_dir"])[0].layers == ("tags",)

@@ -74,3 +74,32 @@ def test_report_without_runs(tmp_path):
     assert "No trained models yet" in md.read_text()
     assert Path(tmp_path / "report.html").exists()
     assert best_run([]) is None
+
+
+def _fake_run(model: str, clip: int, seed: int, acc: float) -> dict:
+    """The keys of a metrics.json that the report reads, without training anything."""
+    recall = [acc] + [None] * 9
+    return {
+        "model": model, "variant": "", "clip_seconds": clip, "seed": seed, "store_root": None,
+        "held_out": "seed:test", "config": {"scheme": "seed", "epochs": 1}, "feature_params": {"mode": "first"},
+        "train_songs": 20, "test_songs": 10, "test_clips": 10,
+        "metrics": {"song_accuracy": acc, "clip_accuracy": acc, "study_metric_accuracy": acc / 2,
+                    "song_recall": recall, "song_macro_f1": acc, "song_confusion": [[0] * 10 for _ in range(10)]},
+        "costs": {"parameters": 10, "model_mb": 0.1, "seconds_per_epoch": 1.0, "epochs_run": 1,
+                  "train_seconds": 1.0, "peak_rss_mb": 100.0, "inference_ms_per_clip": 1.0},
+    }
+
+
+def test_a_clip_length_the_study_did_not_publish_shows_a_dash(tmp_path, monkeypatch):
+    """A clip length added to CLIP_SECONDS has no published number: a dash, not a KeyError."""
+    import training.report as report
+
+    monkeypatch.setattr(report, "CLIP_SECONDS", (1, 5, 10, 15, 30))
+    runs = [_fake_run("seed_cnn", 10, 0, 0.5), _fake_run("seed_cnn", 5, 0, 0.4)]
+    head, rows = report.accuracy_rows(runs)
+    assert head == ["model", "1 s", "5 s", "10 s", "15 s", "30 s"]
+    assert rows[1] == ["*seed_cnn, as published*", "17 %", "21 %", "–", "35 %", "42 %"]
+    _, rows = report.study_rows(runs)
+    assert rows[0] == ["seed_cnn", "published (indexOfMax, clips)", "17 %", "21 %", "–", "35 %", "42 %"]
+    text = report.write_report(runs, tmp_path, figures=False).read_text()
+    assert "| *seed_cnn, as published* | 17 % | 21 % | – | 35 % | 42 % |" in text

@@ -1,0 +1,228 @@
+"""Feeding Keras: clips by position from memory or the HDF5 store, in seeded, augmented batches.
+
+Batches come from a ``tf.data`` pipeline fed by a seeded NumPy generator: from memory when
+the training clips fit comfortably, streamed from the HDF5 store otherwise. Augmentations
+(random crops, gain, frequency shift, SpecAugment masks, mixup) are drawn from the same
+seeded generator, so a seed gives the same run every time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from feature_store.errors import ParameterError, StoreError
+from training.config import TrainConfig
+from training.models import to_layout
+from training.normalizer import BandNormalizer
+
+
+class ClipSource:
+    """The clips of one selection, read by position, from memory or from the HDF5 store.
+
+    Parameters
+    ----------
+    index : pl.DataFrame
+        Index rows (with ``hdf5_row``, ``label``, ``song_id``), in the order of positions.
+    x : np.ndarray [shape=(clips, n_mels, frames)], optional
+        The clips in memory; when omitted they are read from ``h5_path`` on demand.
+    h5_path : path, optional
+    """
+
+    def __init__(self, index: pl.DataFrame, *, x: np.ndarray | None = None, h5_path: Path | None = None) -> None:
+        if (x is None) == (h5_path is None):
+            raise ParameterError("give exactly one of x and h5_path")
+        self.index = index
+        self.x = x
+        self.h5_path = h5_path
+        self.rows = index["hdf5_row"].to_numpy()
+        self.y = index["label"].to_numpy().astype(np.int64)
+        self.song_ids = index["song_id"].to_list()
+        self._h5: Any = None
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    @property
+    def streamed(self) -> bool:
+        return self.x is None
+
+    def read(self, positions: np.ndarray) -> np.ndarray:
+        """Clips at ``positions`` (any order), as float32 (n, n_mels, frames)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if self.x is not None:
+            return np.asarray(self.x[positions], dtype=np.float32)
+        if self._h5 is None:
+            self._open()
+        rows = self.rows[positions]
+        order = np.argsort(rows, kind="stable")
+        uniq, inverse = np.unique(rows[order], return_inverse=True)
+        block = self._h5["mel"][uniq.tolist()] if uniq.size else np.empty((0,) + self._h5["mel"].shape[1:])
+        out = np.empty((positions.size,) + block.shape[1:], dtype=np.float32)
+        out[order] = block[inverse]
+        return out
+
+    def _open(self) -> None:
+        """Open the HDF5 file and check that its rows are the clips of our index."""
+        from feature_store.h5 import h5py
+
+        h5 = h5py().File(self.h5_path, "r")
+        n = h5["clip_id"].shape[0]
+        rows_ok = not self.rows.size or (self.rows.min() >= 0 and self.rows.max() < n)
+        ids = h5["clip_id"].asstr()[np.sort(self.rows).tolist()] if (self.rows.size and rows_ok) else []
+        want = [cid for _, cid in sorted(zip(self.rows.tolist(), self.index["clip_id"].to_list(), strict=True))]
+        if not rows_ok or list(ids) != want:
+            h5.close()
+            raise StoreError(f"the store at {self.h5_path} was rebuilt while the run read it; try again")
+        self._h5 = h5
+
+    def chunks(self, positions: np.ndarray, size: int = 256) -> Iterator[np.ndarray]:
+        for i in range(0, len(positions), size):
+            yield self.read(positions[i : i + size])
+
+    def close(self) -> None:
+        if self._h5 is not None:
+            self._h5.close()
+            self._h5 = None
+
+
+@dataclasses.dataclass
+class Feeder:
+    """Seeded batches of (input, one-hot label, sample weight) for one set of positions."""
+
+    source: ClipSource
+    positions: np.ndarray
+    normalizer: BandNormalizer
+    layout: str
+    n_classes: int
+    batch_size: int
+    seed: int
+    weights: dict[int, float] | None = None
+    config: TrainConfig | None = None  # augmentation settings; None: no augmentation
+    crop_frames: int = 0
+    shuffle: bool = False
+    epoch: int = 0
+
+    def batches(self, *, with_labels: bool = True) -> Iterator[Any]:
+        rng = np.random.default_rng([self.seed, self.epoch, 7])
+        self.epoch += 1
+        order = rng.permutation(self.positions) if self.shuffle else self.positions
+        for i in range(0, len(order), self.batch_size):
+            pos = order[i : i + self.batch_size]
+            x = self.source.read(pos)
+            y = np.eye(self.n_classes, dtype=np.float32)[self.source.y[pos]]
+            w = (
+                np.array([self.weights.get(int(c), 1.0) for c in self.source.y[pos]], dtype=np.float32)
+                if self.weights
+                else np.ones(len(pos), dtype=np.float32)
+            )
+            if self.config is not None:
+                x, y, w = augment_batch(x, y, w, config=self.config, crop_frames=self.crop_frames,
+                                        normalizer=self.normalizer, rng=rng)
+            else:
+                x = self.normalizer.transform(x)
+            x = to_layout(x, self.layout)
+            yield (x, y, w) if with_labels else x
+
+    def dataset(self, input_shape: tuple, *, with_labels: bool = True) -> Any:
+        """A ``tf.data.Dataset`` over :meth:`batches`, prefetching one batch ahead."""
+        import tensorflow as tf
+
+        x_spec = tf.TensorSpec((None, *input_shape), tf.float32)
+        if with_labels:
+            sig = (x_spec, tf.TensorSpec((None, self.n_classes), tf.float32), tf.TensorSpec((None,), tf.float32))
+        else:
+            sig = x_spec
+        ds = tf.data.Dataset.from_generator(lambda: self.batches(with_labels=with_labels), output_signature=sig)
+        n_batches = -(-len(self.positions) // self.batch_size)
+        return ds.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(1)
+
+
+def augment_batch(
+    x: np.ndarray,
+    y: np.ndarray,
+    w: np.ndarray,
+    *,
+    config: TrainConfig,
+    normalizer: BandNormalizer,
+    rng: np.random.Generator,
+    crop_frames: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Augment and normalise one training batch.
+
+    Parameters
+    ----------
+    x : np.ndarray [shape=(n, n_mels, frames)]
+        Raw dB clips.
+    y : np.ndarray [shape=(n, classes)]
+        One-hot labels.
+    w : np.ndarray [shape=(n,)]
+        Sample weights.
+    config : TrainConfig
+        ``crop_seconds`` (via ``crop_frames``), ``gain_db``, ``freq_shift``, ``spec_masks`` and
+        ``mixup`` say what to do.
+    normalizer : BandNormalizer
+    rng : np.random.Generator
+        The only source of randomness, so a seed gives the same batch every time.
+    crop_frames : int
+        Frames of each random crop (0: keep the whole clip).
+
+    Returns
+    -------
+    x : np.ndarray [shape=(n, n_mels, crop_frames or frames), dtype=float32]
+        Normalised clips.
+    y, w : np.ndarray
+        Labels and weights, mixed when mixup is on.
+    """
+    n, mels, frames = x.shape
+    if crop_frames and crop_frames < frames:
+        starts = rng.integers(0, frames - crop_frames + 1, size=n)
+        x = np.stack([x[i, :, s : s + crop_frames] for i, s in enumerate(starts)])
+    if config.gain_db:
+        x = x + rng.uniform(-config.gain_db, config.gain_db, size=(n, 1, 1)).astype(np.float32)
+    x = normalizer.transform(x)
+    if config.freq_shift:
+        shifts = rng.integers(-config.freq_shift, config.freq_shift + 1, size=n)
+        for i, k in enumerate(shifts):
+            if k > 0:
+                x[i, k:] = x[i, :-k].copy()
+                x[i, :k] = x[i, k]
+            elif k < 0:
+                x[i, :k] = x[i, -k:].copy()
+                x[i, k:] = x[i, k - 1]
+    if config.spec_masks:
+        t_max, f_max = max(1, x.shape[2] // 10), max(1, mels // 10)
+        for i in range(n):
+            for _ in range(config.spec_masks):
+                wt = int(rng.integers(0, t_max + 1))
+                t0 = int(rng.integers(0, x.shape[2] - wt + 1))
+                x[i, :, t0 : t0 + wt] = 0.0
+                wf = int(rng.integers(0, f_max + 1))
+                f0 = int(rng.integers(0, mels - wf + 1))
+                x[i, f0 : f0 + wf, :] = 0.0
+    if config.mixup and n > 1:
+        lam = rng.beta(config.mixup, config.mixup, size=n).astype(np.float32)
+        lam = np.maximum(lam, 1 - lam)  # the first clip dominates, so its label stays the argmax
+        partner = rng.permutation(n)
+        x = lam[:, None, None] * x + (1 - lam[:, None, None]) * x[partner]
+        y = lam[:, None] * y + (1 - lam[:, None]) * y[partner]
+        w = lam * w + (1 - lam) * w[partner]
+    return x.astype(np.float32), y.astype(np.float32), w.astype(np.float32)
+
+
+def make_source(view: Any, store: Any, index: pl.DataFrame, *, clip_seconds: int, stream: bool) -> ClipSource:
+    """A :class:`ClipSource` over the clips of ``index``: streamed from ``mel.h5``, or read into memory."""
+    if stream:
+        return ClipSource(index, h5_path=store.generation(clip_seconds) / "mel.h5")
+    t = view.tensors(store, clip_seconds=clip_seconds, song_ids=sorted(set(index["song_id"].to_list())))
+    # tensors() returns rows in hdf5_row order; keep the clips our index selected
+    keep = np.isin(t.index["clip_id"].to_numpy(), index["clip_id"].to_numpy())
+    sub = t.index.filter(pl.Series(keep))
+    if sub["clip_id"].to_list() != index["clip_id"].to_list():
+        raise StoreError("the store changed while the run read it; try again")
+    return ClipSource(index, x=t.x[keep])

@@ -1,0 +1,219 @@
+"""The run record: what one training run was, what it scored and what it cost.
+
+:class:`RunRecord` is written as ``metrics.json`` in every run folder, by :meth:`RunRecord.save`
+only, and read back with :meth:`RunRecord.load`. Its JSON keys are those the report, the asset
+checks, the Dagster metadata and prediction read; records written before ``family``, ``view``
+and ``view_options`` existed load with the values those runs had.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from feature_store import atomic
+from feature_store.errors import StoreError
+
+#: File name of the record in a run folder.
+RECORD_FILE = "metrics.json"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _known(cls: type, d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split ``d`` into the fields of dataclass ``cls`` and the rest."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in d.items() if k in names}, {k: v for k, v in d.items() if k not in names}
+
+
+@dataclasses.dataclass
+class Costs:
+    """What a run cost, measured the same way for every family.
+
+    Attributes
+    ----------
+    parameters : int
+    model_mb : float
+        Size of the family's main model file.
+    train_seconds : float
+        Wall seconds of the fit alone.
+    seconds_per_epoch, steady_seconds_per_epoch : float
+        Per epoch (per solver iteration for scikit-learn fits); the steady figure is the median
+        of the epochs after the first, which also builds the graph.
+    epochs_run, best_epoch : int
+    peak_rss_mb, rss_at_start_mb : float
+        Resident memory of the process, sampled by :class:`training.memory.RssSampler` from
+        the selection of the data to the scoring of the held-out clips.
+    inference_ms_per_clip : float
+        Steady-state scoring of one held-out clip, plus the view's own cost of extracting the
+        clip's features where the view records one (musicnn embeddings).
+    embedding_ms_per_clip, probe_ms_per_clip : float, optional
+        That extraction cost and the classifier's part; only for views that record one.
+    """
+
+    parameters: int
+    model_mb: float
+    train_seconds: float
+    seconds_per_epoch: float
+    steady_seconds_per_epoch: float
+    epochs_run: int
+    best_epoch: int
+    peak_rss_mb: float
+    rss_at_start_mb: float | None
+    inference_ms_per_clip: float
+    embedding_ms_per_clip: float | None = None
+    probe_ms_per_clip: float | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {**{k: v for k, v in d.items() if v is not None}, **self.extra}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Costs:
+        known, extra = _known(cls, d)
+        known.setdefault("steady_seconds_per_epoch", known.get("seconds_per_epoch"))
+        known.setdefault("rss_at_start_mb", None)  # probes before the sampler measured them
+        return cls(**known, extra=extra)
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """One run's ``metrics.json``.
+
+    Attributes
+    ----------
+    model, family, view, variant, trainer : str
+        The model name; its family (``mel``: a Keras model on mel windows, ``probe``: a
+        vector classifier); the feature view it reads; the run's variant (``""``: the
+        default set-up); how it was fitted (``keras``, ``summary_logreg``, ``probe``).
+    clip_seconds, seed : int
+    config : dict
+        The family's config (``dataclasses.asdict``).
+    feature_params, params_hash : dict, str
+        The clips' :class:`~feature_store.params.FeatureParams` and their hash.
+    layout : str
+        The model's input layout (``mels_frames_1``, ``frames_mels``, ``embedding``...).
+    frames : int
+        Mel frames of one clip.
+    genres : list of str
+    store_root, test_store_root, held_out : str
+        Where the data came from and what was held out.
+    train_clips, train_songs, valid_clips, valid_songs, test_clips, test_songs : int
+    streamed : bool
+        Whether batches were streamed from HDF5.
+    songs : dict
+        ``train``, ``valid`` and ``test`` song ids.
+    metrics : dict
+        :func:`training.evaluate.evaluate` on the held-out clips.
+    history : dict
+        The fit's curves (loss per epoch, solver iterations...).
+    costs : Costs
+    created_at : str
+    view_options : dict
+        Options of the view beyond the feature params (``embedding_model``).
+    embedding : dict, optional
+        For runs on musicnn embeddings: model, weights sha256, store hash, layers, features.
+    extra : dict
+        Keys of the file this class does not know, written back unchanged.
+    run_dir : Path, optional
+        The published folder it was read from (not written).
+    """
+
+    model: str
+    family: str
+    view: str
+    variant: str
+    trainer: str
+    clip_seconds: int
+    seed: int
+    config: dict[str, Any]
+    feature_params: dict[str, Any]
+    params_hash: str
+    layout: str
+    frames: int
+    genres: list[str]
+    store_root: str
+    test_store_root: str | None
+    held_out: str
+    train_clips: int
+    train_songs: int
+    valid_clips: int
+    valid_songs: int
+    test_clips: int
+    test_songs: int
+    streamed: bool
+    songs: dict[str, list[str]]
+    metrics: dict[str, Any]
+    history: dict[str, Any]
+    costs: Costs
+    created_at: str = dataclasses.field(default_factory=_now)
+    view_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    embedding: dict[str, Any] | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    run_dir: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``metrics.json``."""
+        skip = {"costs", "embedding", "extra", "run_dir"}
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+        d["costs"] = self.costs.to_dict()
+        if self.embedding is not None:
+            d["embedding"] = self.embedding
+        return {**d, **self.extra}
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write ``metrics.json`` into ``folder`` atomically: the one writer of run records."""
+        return atomic.write_json_atomic(Path(folder) / RECORD_FILE, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunRecord:
+        """Inverse of :meth:`to_dict`; fills ``family``, ``view`` and ``view_options`` of older records.
+
+        Raises
+        ------
+        ValueError
+            If a key without a default is missing.
+        """
+        d = dict(d)
+        d.pop("run_dir", None)
+        probe = d.get("trainer") == "probe" or str(d.get("model", "")).startswith("probe_")
+        d.setdefault("family", "probe" if probe else "mel")
+        d.setdefault("view", "embeddings" if d["family"] == "probe" else "mel")
+        if "view_options" not in d and isinstance(d.get("embedding"), dict):
+            d["view_options"] = {"embedding_model": d["embedding"]["model"]}
+        known, extra = _known(cls, d)
+        required = {f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        missing = sorted(required - set(known))
+        if missing:
+            raise ValueError(f"missing {', '.join(missing)}")
+        known["costs"] = Costs.from_dict(known["costs"])
+        return cls(**known, extra=extra)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> RunRecord:
+        """Read ``path`` (a ``metrics.json``, or the run folder holding it or its ``current`` link).
+
+        Raises
+        ------
+        StoreError
+            If there is no record, or it cannot be read.
+        """
+        path = Path(path)
+        if path.is_dir():
+            path = (atomic.resolve_current(path) or path) / RECORD_FILE
+        try:
+            rec = cls.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError as exc:
+            raise StoreError(f"no run record at {path}") from exc
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StoreError(f"cannot read the run record {path}: {exc}") from exc
+        rec.run_dir = path.parent.resolve()
+        return rec
