@@ -465,7 +465,7 @@ def test_help_shows_the_settings_in_force(tmp_path: Path) -> None:
     text = " ".join(out.split())
     assert re.search(r"--mode [^\[]*\[default: segments\]", text)
     assert re.search(r"--clip-seconds [^\[]*\[default: 1, 5, 15, 30\]", text)
-    assert re.search(r"--lock-timeout [^\[]*\[default: 600.0; x>=0\]", text)
+    assert re.search(r"--lock-timeout [^\[]*\[default: 3600.0; x>=0\]", text)
 
 
 def test_train_without_model_trains_the_run_models(sandbox: dict, monkeypatch: pytest.MonkeyPatch) -> None:
