@@ -3,7 +3,9 @@
 Loading it imports Dagster, polars and the feature store, not TensorFlow (imported inside the
 training and report asset bodies), so the UI starts in seconds.
 
-The default executor is multiprocess: each step runs in its own process. Nothing here names
+The default executor is multiprocess: each step runs in its own process (Dagster's
+``multi_or_in_process_executor``, so that a run may ask to run its steps in one process, as
+those of ``gtzan run`` do). Nothing here names
 a run launcher or a storage: those belong to the instance (``dagster.yaml``). The executor is
 picked by ``GTZAN_EXECUTOR`` (see :func:`executor_def`), so the same code location runs on
 dagster-k8s (``K8sRunLauncher`` in ``dagster.yaml``, optionally ``GTZAN_EXECUTOR=k8s`` for a pod
@@ -34,7 +36,9 @@ def executor_def(name: str | None = None) -> dg.ExecutorDefinition:
     """
     name = name or Settings.from_env().executor
     if name == "multiprocess":
-        return dg.multiprocess_executor
+        # Dagster's default executor: a subprocess per step, unless a run's config asks for
+        # `execution: {config: {in_process: {}}}`, as the runs of `gtzan run` do
+        return dg.multi_or_in_process_executor
     if name == "in_process":
         return dg.in_process_executor
     package, attr = {"celery": ("dagster_celery", "celery_executor"), "k8s": ("dagster_k8s", "k8s_job_executor")}.get(

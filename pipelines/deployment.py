@@ -123,6 +123,14 @@ class Deployment:
             visibility_timeout=int(timeout),
         )
 
+    def env(self) -> dict[str, str]:
+        """The ``GTZAN_*`` variables that give this deployment (:meth:`from_env` reads them back)."""
+        env = {"GTZAN_BROKER_URL": self.broker_url, "GTZAN_RESULT_BACKEND": self.result_backend,
+               "GTZAN_HOST_NAME": self.host_name, "GTZAN_CELERY_VISIBILITY_TIMEOUT": str(self.visibility_timeout)}
+        if self.postgres_url is not None:
+            env["GTZAN_POSTGRES_URL"] = self.postgres_url
+        return env
+
     def celery_config(self) -> dict[str, Any]:
         """Config of dagster-celery's ``celery_executor``, and of its workers (``-y`` YAML).
 

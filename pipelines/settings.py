@@ -302,13 +302,19 @@ class Settings:
             report_dir=resolve(self.report_root),
         )
 
-    def path_env(self) -> dict[str, str]:
-        """The ``GTZAN_*`` folder variables of these settings, absolute, for a child process."""
+    def env(self) -> dict[str, str]:
+        """The ``GTZAN_*`` variables that give these settings, folders absolute: what a child
+        process (a code server, the Dagster UI) needs to read the same settings."""
         s = self.absolute()
         env = {"GTZAN_DATA_DIR": str(s.data_dir), "GTZAN_STORE_DIR": str(s.store_dir),
-               "GTZAN_MODEL_DIR": str(s.model_dir), "GTZAN_REPORT_DIR": str(s.report_dir)}
+               "GTZAN_MODEL_DIR": str(s.model_dir), "GTZAN_REPORT_DIR": str(s.report_dir),
+               "GTZAN_MODE": s.mode, "GTZAN_LAYOUT": s.layout, "GTZAN_WORKERS": str(s.workers),
+               "GTZAN_EXECUTOR": s.executor, "GTZAN_PREDICT_MAX_SECONDS": repr(s.predict_max_seconds),
+               **s.deployment.env()}
         if s.audio_dir is not None:
             env["GTZAN_DIR"] = str(s.audio_dir)
+        if s.debug:
+            env["GTZAN_DEBUG"] = "1"
         return env
 
 

@@ -45,7 +45,7 @@ SPLITS_FILE = "splits.parquet"
 #: What to do about a damaged catalog or split table.
 REINGEST = "run `gtzan ingest` again to rewrite it"
 #: Seconds a build waits for another build of the same store before giving up.
-DEFAULT_LOCK_TIMEOUT = 600.0
+DEFAULT_LOCK_TIMEOUT = 3600.0
 
 
 def clip_dirname(clip_seconds: int) -> str:

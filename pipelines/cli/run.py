@@ -8,9 +8,10 @@ from typing import Any
 
 import click
 
+from pipelines.cli.console import quiet_tensorflow
 from pipelines.cli.group import EXIT_USAGE, CLIError
 from pipelines.cli.options import SettingOption, clip_list, int_list, name_list, pass_workspace
-from pipelines.cli.workspace import Workspace
+from pipelines.cli.workspace import Workspace, dagster_home, project_root
 
 #: Options that take several values after one flag (``--seeds 0 1 2``), as well as commas.
 LIST_OPTIONS = ("--seeds", "--models", "--clip-seconds")
@@ -55,30 +56,42 @@ def _models(values: Any) -> tuple[str, ...]:
               help="Clip lengths (feature partitions) to build and train on, e.g. --clip-seconds 1 5.")
 @click.option("--models", cls=SettingOption, setting="models", convert=_models, multiple=True, expose_value=True,
               help="Models to train, or 'all' (every family, and the embeddings and probes of --with-embeddings).")
+@click.option("--run-launcher", is_flag=True,
+              help="Hand each run to the instance's run launcher (a run worker process per run, or wherever the "
+                   "deployment's launcher runs it) instead of executing it in this process; slower on a small "
+                   "machine.")
 @click.option("--with-embeddings", is_flag=True,
               help="Also build the musicnn embeddings of each clip length and train the logistic-regression probe "
                    "(probe_logreg_msd) on them; needs `pip install --no-deps musicnn==0.1.0` (make install runs it).")
 @pass_workspace
-def run_command(ws: Workspace, models: tuple[str, ...], with_embeddings: bool) -> None:
+def run_command(ws: Workspace, models: tuple[str, ...], run_launcher: bool, with_embeddings: bool) -> None:
     """Materialize the whole asset graph through Dagster, one run per partition.
 
     In dependency order: ingest, the features of each clip length, each
     (model, clip length), with --with-embeddings the musicnn embeddings and
-    probes of each clip length, then the report. The runs are recorded in
-    $DAGSTER_HOME, so `make dev` shows them. A failed run, or a failed
-    blocking check, stops the sequence.
+    probes of each clip length, then the report. Each run is created in the
+    instance of $DAGSTER_HOME from the code location of workspace.yaml and
+    executed, one after another, so `make dev` lists it under its job and
+    can re-execute it. A failed run, or a failed blocking check, stops the
+    sequence.
 
     \b
     Examples:
       gtzan run
       gtzan run --epochs 30 --seeds 0 1 2 --models all
       gtzan run --clip-seconds 5 --models cnn --with-embeddings
+      gtzan run --run-launcher
     """
     from pipelines.run import run_all
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not run_launcher:  # the runs execute here: load TensorFlow now, without its start-up lines
+        quiet_tensorflow(ws.settings.debug)
+    root = project_root()
+    home = dagster_home(root)  # as `make run` and `gtzan ui` place it
     everything = name_list(models) == ("all",)
     t0 = time.perf_counter()
-    out = run_all(settings=ws.settings, with_embeddings=with_embeddings or everything, log=click.echo)
-    click.echo(f"\ndone in {time.perf_counter() - t0:.0f} s, {len(out['runs'])} runs recorded in $DAGSTER_HOME")
+    out = run_all(settings=ws.settings, workspace_file=root / "workspace.yaml", dagster_home=home,
+                  run_launcher=run_launcher, with_embeddings=with_embeddings or everything, log=click.echo)
+    click.echo(f"\ndone in {time.perf_counter() - t0:.0f} s, {len(out['runs'])} runs recorded in {home}")
     click.echo(f"evaluation report: {out['report']}")

@@ -12,7 +12,7 @@ import click
 
 from pipelines.cli.group import CLIError
 from pipelines.cli.options import SettingOption, pass_workspace
-from pipelines.cli.workspace import Workspace, project_root
+from pipelines.cli.workspace import Workspace, dagster_home, project_root
 
 
 def dagster_exe() -> str:
@@ -24,16 +24,6 @@ def dagster_exe() -> str:
     if found is None:
         raise CLIError("the `dagster` command is not installed in this environment; run `make install`")
     return found
-
-
-def dagster_home(root: Path) -> Path:
-    """``$DAGSTER_HOME``, else ``.dagster_home`` in the project; created, with the project's
-    ``dagster.yaml`` when it has none."""
-    home = Path(os.environ.get("DAGSTER_HOME") or root / ".dagster_home").resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists() and (root / "dagster.yaml").exists():
-        shutil.copyfile(root / "dagster.yaml", home / "dagster.yaml")
-    return home
 
 
 @click.command("ui")
@@ -57,7 +47,7 @@ def ui_command(ws: Workspace, dry_run: bool) -> None:
     root = project_root()
     s = ws.settings
     # the UI's code server runs in the project folder: pin the stores to where the CLI sees them
-    env = {**os.environ, **s.path_env()}
+    env = {**os.environ, **s.env()}
     # as `make dev`: quiet TensorFlow's C++ logs and Dagster's notice about its newer `dg` tool
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("PYTHONWARNINGS", "ignore:Function `dev_command` is superseded")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,13 @@ def project_root() -> Path:
         if (candidate / "workspace.yaml").is_file():
             return candidate
     raise GTZANError("no workspace.yaml here or in the project checkout; run gtzan from the project folder")
+
+
+def dagster_home(root: Path) -> Path:
+    """``$DAGSTER_HOME``, else ``.dagster_home`` in the project ``root``: created, with the
+    project's ``dagster.yaml`` when it has none."""
+    home = Path(os.environ.get("DAGSTER_HOME") or root / ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists() and (root / "dagster.yaml").exists():
+        shutil.copyfile(root / "dagster.yaml", home / "dagster.yaml")
+    return home

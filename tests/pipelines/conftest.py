@@ -1,12 +1,30 @@
-"""Fixtures of the pipeline tests: a tiny demo corpus and resources on temporary folders."""
+"""Fixtures of the pipeline tests: a tiny demo corpus, resources on temporary folders, a webserver."""
 
+import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from assets import AudioSource, FeatureStoreResource, ModelStoreResource
 from feature_store.demo import write_demo_corpus
+
+REPO = Path(__file__).resolve().parents[2]
+WEBSERVER = Path(sys.executable).with_name("dagster-webserver")
+LOCATIONS = """
+{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
+  locationOrLoadError { __typename ... on RepositoryLocation { repositories { name } }
+                        ... on PythonError { message } } } } } }
+"""
+
 
 @pytest.fixture(scope="session")
 def tiny_corpus_master(tmp_path_factory) -> Path:
@@ -31,3 +49,118 @@ def tiny_resources(tiny_corpus, tmp_path) -> dict:
         "features": FeatureStoreResource(root=str(data / "store"), workers=1),
         "models": ModelStoreResource(root=str(data / "models"), report_dir=str(data / "reports")),
     }
+
+
+def write_dagster_home(path: Path) -> Path:
+    """Make ``path`` a ``DAGSTER_HOME``: the project's ``dagster.yaml`` plus the immediate run
+    coordinator, because no daemon runs beside a bare webserver to dequeue runs."""
+    path.mkdir(parents=True, exist_ok=True)
+    config = (REPO / "dagster.yaml").read_text()
+    config += "\nrun_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
+    (path / "dagster.yaml").write_text(config)
+    return path
+
+
+@pytest.fixture(scope="session")
+def dagster_home_at():
+    """:func:`write_dagster_home`, for fixtures of any scope."""
+    return write_dagster_home
+
+
+@pytest.fixture
+def dagster_home(tmp_path) -> Path:
+    """A fresh ``DAGSTER_HOME`` (see :func:`write_dagster_home`)."""
+    return write_dagster_home(tmp_path / "home")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _default_signals() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class Webserver:
+    """dagster-webserver serving ``workspace.yaml`` on a free loopback port.
+
+    It runs in its own process group with SIGTERM and SIGINT at their defaults, and is
+    stopped through that group's id (never by name).
+    """
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        port = _free_port()
+        self.url = f"http://127.0.0.1:{port}/graphql"
+        self._log = open(log_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [str(WEBSERVER), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_default_signals,
+        )
+
+    def gql(self, query: str, variables: dict | None = None, timeout: float = 30) -> dict:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        req = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                out = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"HTTP {exc.code} for {query.split()[0:3]}: {exc.read()[:2000]!r}") from exc
+        assert "errors" not in out, out
+        return out["data"]
+
+    def wait_loaded(self, timeout: float = 120) -> dict:
+        """The code location's entry, once it has loaded."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log_text()
+            try:
+                entries = self.gql(LOCATIONS, timeout=5)["workspaceOrError"]["locationEntries"]
+                if entries and entries[0]["loadStatus"] == "LOADED":
+                    return entries[0]
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"the webserver did not answer in {timeout} s")
+
+    def wait_run(self, run_id: str, timeout: float = 240) -> dict:
+        """The run (status and tags) once it has finished."""
+        query = "query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status tags { key value } } } }"
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.gql(query, {"id": run_id})["runOrError"]
+            if run["status"] in ("SUCCESS", "FAILURE", "CANCELED") or time.monotonic() > deadline:
+                return run
+            time.sleep(1)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            pgid = os.getpgid(self.proc.pid)
+            os.killpg(pgid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(pgid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture
+def webserver(tmp_path):
+    """``start(env)``: a :class:`Webserver` with that environment, stopped after the test."""
+    started: list[Webserver] = []
+
+    def start(env: dict[str, str]) -> Webserver:
+        started.append(Webserver(env, tmp_path / f"webserver-{len(started)}.log"))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()

@@ -465,7 +465,7 @@ def test_help_shows_the_settings_in_force(tmp_path: Path) -> None:
     text = " ".join(out.split())
     assert re.search(r"--mode [^\[]*\[default: segments\]", text)
     assert re.search(r"--clip-seconds [^\[]*\[default: 1, 5, 15, 30\]", text)
-    assert re.search(r"--lock-timeout [^\[]*\[default: 600.0; x>=0\]", text)
+    assert re.search(r"--lock-timeout [^\[]*\[default: 3600.0; x>=0\]", text)
 
 
 def test_train_without_model_trains_the_run_models(sandbox: dict, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -493,24 +493,28 @@ def test_run_options_become_the_settings(tmp_path: Path, monkeypatch: pytest.Mon
 
     seen = []
 
-    def fake_run_all(*, settings, with_embeddings, log):
-        seen.append((settings, with_embeddings))
+    def fake_run_all(*, settings, workspace_file, dagster_home, run_launcher, with_embeddings, log):
+        assert workspace_file == Path(cli.__file__).resolve().parents[2] / "workspace.yaml"
+        assert dagster_home == tmp_path / "home" and (dagster_home / "dagster.yaml").is_file()
+        seen.append((settings, with_embeddings, run_launcher))
         return {"runs": ["r1", "r2"], "report": "report.md"}
 
     monkeypatch.setattr(pipelines.run, "run_all", fake_run_all)
-    env = env_for(tmp_path / "data")
+    env = {**env_for(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home")}
     r = ok(["run"], env)
-    s, emb = seen[-1]
+    s, emb, launcher = seen[-1]
+    assert launcher is False
     assert (s.models, s.clip_seconds, s.epochs, s.seeds, s.scheme, emb) == (
         ("baseline", "cnn", "rnn", "crnn_small", "timbre_logreg"), (1, 5, 15, 30), 2, (0,), "seed", False)
     assert s.data_dir == tmp_path / "data" and "2 runs recorded" in r.stdout and "report.md" in r.stdout
     ok(["run", "--epochs", "30", "--seeds", "0", "1", "2", "--clip-seconds", "5", "1", "--models", "cnn", "rnn",
-        "--scheme", "fault_filtered"], env)
-    s, emb = seen[-1]
+        "--scheme", "fault_filtered", "--run-launcher"], env)
+    s, emb, launcher = seen[-1]
+    assert launcher is True
     assert (s.models, s.clip_seconds, s.epochs, s.seeds, s.scheme, emb) == (
         ("cnn", "rnn"), (1, 5), 30, (0, 1, 2), "fault_filtered", False)
     ok(["run", "--models", "all", "--seeds", "0,1"], env)
-    s, emb = seen[-1]
+    s, emb, _ = seen[-1]
     assert s.models == PIPELINE_MODELS and "timbre_logreg" in s.models and s.seeds == (0, 1) and emb is True
     ok(["run", "--with-embeddings"], env)
     assert seen[-1][1] is True

@@ -79,9 +79,19 @@ def test_replace_keeps_unset_flags_and_absolute_resolves(tmp_path, monkeypatch):
     a = t.absolute()
     assert a.store_dir == tmp_path / "elsewhere" and a.model_dir == tmp_path / "d" / "models"
     assert a.data_dir == tmp_path / "d" and a.audio_dir is None
-    assert t.path_env() == {"GTZAN_DATA_DIR": str(tmp_path / "d"), "GTZAN_STORE_DIR": str(tmp_path / "elsewhere"),
-                            "GTZAN_MODEL_DIR": str(tmp_path / "d" / "models"),
-                            "GTZAN_REPORT_DIR": str(tmp_path / "d" / "reports")}
+
+    # what a child process gets: the same settings, folders absolute
+    env = t.env()
+    assert env["GTZAN_STORE_DIR"] == str(tmp_path / "elsewhere") and "GTZAN_DIR" not in env
+    assert Settings.from_env(env) == Settings.from_env({}).replace(**{
+        f: getattr(a, f) for f in ("data_dir", "store_dir", "model_dir", "report_dir")})
+    from pipelines.deployment import Deployment
+
+    odd = Settings(audio_dir=Path("g"), mode="segments", layout="kaggle", workers=2, executor="in_process", debug=True,
+                   predict_max_seconds=90.5, deployment=Deployment(broker_url="redis://b:1/0", host_name="w7",
+                                                                 postgres_url="postgresql+psycopg2://u@h/db",
+                                                                 visibility_timeout=60))
+    assert Settings.from_env(odd.env()) == odd.absolute()
 
 
 def test_one_epoch_cap_seed_and_scheme_everywhere():
