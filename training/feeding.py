@@ -59,6 +59,8 @@ class ClipSource:
         positions = np.asarray(positions, dtype=np.int64)
         if self.x is not None:
             return np.asarray(self.x[positions], dtype=np.float32)
+        if self.reader is None:
+            raise StoreError("the clips of this source were released (ClipSource.release)")
         return np.asarray(self.reader.read(self.rows[positions]), dtype=np.float32)
 
     def _check_rows(self) -> None:
@@ -74,8 +76,25 @@ class ClipSource:
             yield self.read(positions[i : i + size])
 
     def close(self) -> None:
+        """Close the store's file (it is opened again if the source is read again)."""
         if self.reader is not None:
             self.reader.close()
+
+    def release(self) -> None:
+        """Close the file and drop the clips held in memory: the source cannot be read again.
+
+        A ``tf.data`` dataset made by :meth:`Feeder.dataset` keeps its generator, and so this
+        source, alive in TensorFlow's registry of Python functions after training; released,
+        what stays behind is a few bytes, not the clips of every run of a process.
+        """
+        self.close()
+        self.x = self.reader = None
+
+    def __enter__(self) -> ClipSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 @dataclasses.dataclass

@@ -198,13 +198,15 @@ def fit_keras(spec: ModelSpec, data: Selection, *, config: TrainConfig, progress
     val_ds, callbacks = _validation(net, va_src, normalizer, spec.layout, config)
     timer = EpochTimer.make()
     t0 = time.perf_counter()
-    hist = net.fit(feed.dataset(input_shape(net)), validation_data=val_ds, epochs=config.epochs,
-                   callbacks=[*callbacks, timer], shuffle=False,  # the feeder shuffles, with the run's seed
-                   verbose=1 if progress else 0)
+    try:
+        hist = net.fit(feed.dataset(input_shape(net)), validation_data=val_ds, epochs=config.epochs,
+                       callbacks=[*callbacks, timer], shuffle=False,  # the feeder shuffles, with the run's seed
+                       verbose=1 if progress else 0)
+    finally:
+        for src in (tr_src, va_src):
+            if src is not None:
+                src.release()
     train_seconds = time.perf_counter() - t0
-    for src in (tr_src, va_src):
-        if src is not None:
-            src.close()
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     history["epoch_seconds"] = list(timer.seconds)
     epochs_run = len(history["loss"])
