@@ -144,7 +144,7 @@ def test_training_pool_retries_executor_and_automation():
 def test_dagster_yaml_gives_the_training_pool_one_slot(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         pools = instance.get_concurrency_config().pool_config

@@ -2,17 +2,23 @@
 
 The server (the ``webserver`` fixture) runs in its own process group with SIGTERM and SIGINT
 at their defaults, and is stopped through that group's id (never by name). Its instance uses
-the project's ``dagster.yaml`` plus the immediate run coordinator, because no daemon runs
+the project's ``deploy/dagster.yaml`` plus the immediate run coordinator, because no daemon runs
 beside a bare webserver to dequeue runs.
 """
 
 import os
+import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from pipelines.definitions import build_defs
+
+REPO = Path(__file__).resolve().parents[2]
 
 ASSET_GRAPH = """
 { assetNodes { assetKey { path } groupName kinds isPartitioned
@@ -92,3 +98,33 @@ def test_webserver_graph_and_features_run(tiny_corpus, tmp_path, dagster_home, w
     warnings = [ln for ln in server.log_text().splitlines() if "Warning" in ln]
     assert warnings == [], warnings
     shutil.rmtree(home, ignore_errors=True)
+
+
+GTZAN = Path(sys.executable).with_name("gtzan")
+#: What `dagster dev` logs when the folder it starts in holds a dagster.yaml that DAGSTER_HOME does not.
+NOT_USED = "will not be used to configure Dagster"
+
+
+@pytest.mark.timeout(300)
+def test_gtzan_ui_starts_without_the_dagster_yaml_warning(tmp_path, webserver):
+    """`gtzan ui` (as `make dev`) runs `dagster dev` in the project folder with a DAGSTER_HOME elsewhere:
+    the project keeps its instance configuration in deploy/, so Dagster finds no dagster.yaml to warn about."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GTZAN_")}
+    env.update(DAGSTER_HOME=str(tmp_path / "home"), GTZAN_DATA_DIR=str(tmp_path / "data"))
+    server = webserver(env, [str(GTZAN), "ui", "--port", "{port}"])
+    location = server.wait_loaded()
+    assert location["locationOrLoadError"]["__typename"] == "RepositoryLocation", location
+    server.stop()
+    log = server.log_text()
+    assert "Launching Dagster services" in log, log  # dagster dev's own log lines are in the output
+    assert NOT_USED not in log, log
+    assert "telemetry" in (tmp_path / "home" / "dagster.yaml").read_text()  # the instance gtzan ui made
+
+
+def test_make_dev_copies_the_instance_yaml_and_the_project_root_holds_none():
+    out = subprocess.run(["make", "-n", "dev"], cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
+                         env={**os.environ, "DAGSTER_HOME": "/tmp/gtzan-home"}).stdout
+    assert "cp deploy/dagster.yaml /tmp/gtzan-home/dagster.yaml" in out
+    assert re.search(r"dagster dev -w workspace.yaml", out)
+    # dagster dev warns when the folder it starts in holds either, and DAGSTER_HOME is another folder
+    assert not (REPO / "dagster.yaml").exists() and not (REPO / "dagster.yml").exists()
