@@ -124,6 +124,10 @@ def build_defs(resources: dict[str, object] | None = None, settings: Settings | 
         Where the resources and the executor come from; default: the environment's, read now.
     """
     settings = settings or Settings.from_env()
+    if settings.debug:  # every process that loads the code location (run workers, steps) keeps TensorFlow's logs
+        from feature_store.quiet_tf import keep_tensorflow_logs
+
+        keep_tensorflow_logs()
     return dg.Definitions(
         assets=with_opt_in_notes(ALL_ASSETS),
         asset_checks=ALL_CHECKS,

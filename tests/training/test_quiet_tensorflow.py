@@ -1,0 +1,120 @@
+"""TensorFlow stays quiet: no start-up lines from its import, no false retracing warnings, and
+no real retracing either (each model's functions are traced once, whatever the batch sizes).
+
+The first two run in fresh interpreters, since TensorFlow can be imported once per process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+#: What TensorFlow 2.21 writes on descriptor 2 while it loads (absl's and oneDNN's lines).
+START_UP = ("absl::InitializeLog", "oneDNN custom operations")
+
+
+def run_python(code: str) -> str:
+    """stderr of ``python -c code`` in a fresh interpreter (run from the project folder)."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return p.stderr
+
+
+def test_the_first_import_through_the_project_prints_no_start_up_lines():
+    raw = run_python("import tensorflow")
+    if not any(s in raw for s in START_UP):
+        pytest.skip("TensorFlow prints no start-up lines on this machine")
+    # training a model imports TensorFlow through set_determinism/_build, loading one through load_model
+    quiet = run_python(
+        "from training.keras_fit import set_determinism\n"
+        "from training.models import build_model\n"
+        "set_determinism(0)\n"
+        "net = build_model('cnn', n_mels=32, frames=44)\n"
+        "import sys; print('built', net.count_params(), file=sys.stderr)\n"
+    )
+    assert "built" in quiet  # what the process itself writes to stderr still shows
+    assert not any(s in quiet for s in START_UP), quiet
+    # the musicnn embeddings' entry point too
+    assert not any(s in run_python("from feature_store.embeddings.musicnn import configure_threads\n"
+                                   "configure_threads(1)\n") for s in START_UP)
+
+
+RETRACE = """
+import numpy as np
+{setup}
+import keras
+for _ in range(7):  # a new model each time, as when one process trains several cells
+    net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    net.predict(np.zeros((5, 4), np.float32), verbose=0)
+"""
+
+
+def test_retracing_warnings_across_models_are_dropped_unless_kept():
+    kept = run_python(RETRACE.format(setup="from feature_store.quiet_tf import import_tensorflow, "
+                                           "keep_tensorflow_logs\nkeep_tensorflow_logs()\nimport_tensorflow()"))
+    assert "triggered tf.function retracing" in kept  # what TensorFlow says of 7 models traced once each
+    quiet = run_python(RETRACE.format(setup="from feature_store.quiet_tf import import_tensorflow\n"
+                                            "import_tensorflow()"))
+    assert "retracing" not in quiet, quiet
+    assert not any(s in quiet for s in START_UP)
+
+
+class _Clips:
+    """A stand-in for a ClipSource: ``read(positions)``, labels ``y`` and a length."""
+
+    def __init__(self, n: int, n_mels: int, frames: int) -> None:
+        rng = np.random.default_rng(0)
+        self.x = rng.normal(size=(n, n_mels, frames)).astype(np.float32)
+        self.y = np.arange(n) % 10
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def read(self, pos: np.ndarray) -> np.ndarray:
+        return self.x[pos]
+
+
+def _tf_functions(fn) -> list:
+    """The tf.functions a Keras train/test function closes over (how Keras 3 builds them)."""
+    return [c.cell_contents for c in (fn.__closure__ or ())
+            if hasattr(c.cell_contents, "experimental_get_tracing_count")]
+
+
+def test_a_model_is_traced_once_whatever_the_batch_sizes():
+    """The cause the retracing warning points at: 10 clips in batches of 4 are batches of 4, 4
+    and 2. Training and validation run on the feeder's datasets, whose batch size is open; the
+    held-out clips are scored by a function whose input signature leaves it open."""
+    from training.feeding import Feeder
+    from training.keras_fit import forward_function, input_shape, predict_source, set_determinism
+    from training.models import build_model
+    from training.normalizer import BandNormalizer
+
+    set_determinism(0)
+    src = _Clips(10, 32, 44)
+    net = build_model("cnn", n_mels=32, frames=44)
+    net.compile(optimizer="adam", loss="categorical_crossentropy")
+    norm = BandNormalizer.fit(src.x)
+    feed = Feeder(src, np.arange(10), norm, "mels_frames_1", 10, 4, 0)  # type: ignore[arg-type]
+    valid = Feeder(src, np.arange(7), norm, "mels_frames_1", 10, 4, 0)  # type: ignore[arg-type]
+    net.fit(feed.dataset(input_shape(net)), validation_data=valid.dataset(input_shape(net)), epochs=2, verbose=0,
+            shuffle=False)
+    [train] = _tf_functions(net.train_function)
+    [test] = _tf_functions(net.test_function)
+    assert [train.experimental_get_tracing_count(), test.experimental_get_tracing_count()] == [1, 1]
+
+    forward = forward_function(net)
+    batches = [np.asarray(forward(x)) for x in feed.dataset(input_shape(net), with_labels=False)]
+    assert [len(b) for b in batches] == [4, 4, 2] and forward.experimental_get_tracing_count() == 1
+    # the same probabilities as Keras' own predict, which traced its function twice for them
+    expected = net.predict(feed.dataset(input_shape(net), with_labels=False), verbose=0)
+    assert net.predict_function.experimental_get_tracing_count() == 2  # the batches of 4, then the one of 2
+    np.testing.assert_allclose(np.concatenate(batches), expected, rtol=1e-5, atol=1e-6)
+    probs, ms = predict_source(net, src, normalizer=norm, layout="mels_frames_1", batch_size=4)  # type: ignore[arg-type]
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
+    assert ms > 0
