@@ -18,9 +18,9 @@ REPO = Path(__file__).resolve().parents[2]
 START_UP = ("absl::InitializeLog", "oneDNN custom operations")
 
 
-def run_python(code: str) -> str:
+def run_python(code: str, **env_vars: str) -> str:
     """stderr of ``python -c code`` in a fresh interpreter (run from the project folder)."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), **env_vars}
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     return p.stderr
@@ -43,6 +43,21 @@ def test_the_first_import_through_the_project_prints_no_start_up_lines():
     # the musicnn embeddings' entry point too
     assert not any(s in run_python("from feature_store.embeddings.musicnn import configure_threads\n"
                                    "configure_threads(1)\n") for s in START_UP)
+
+
+def test_gtzan_debug_keeps_what_tensorflow_prints(tmp_path):
+    """GTZAN_DEBUG=1: the command line (tf_log_level) and every process that loads the code location
+    (run workers, step processes) leave TensorFlow's output as it is."""
+    raw = run_python("import tensorflow")
+    if not any(s in raw for s in START_UP):
+        pytest.skip("TensorFlow prints no start-up lines on this machine")
+    first = "from training.keras_fit import set_determinism\nset_determinism(0)\n"
+    cli = run_python("from pipelines.cli.console import quiet_tensorflow\nquiet_tensorflow(True)\n" + first)
+    assert all(s in cli for s in START_UP), cli
+    location = run_python("import pipelines.definitions\n" + first, GTZAN_DEBUG="1", GTZAN_DATA_DIR=str(tmp_path))
+    assert all(s in location for s in START_UP), location
+    quiet = run_python("import pipelines.definitions\n" + first, GTZAN_DATA_DIR=str(tmp_path))
+    assert not any(s in quiet for s in START_UP), quiet
 
 
 RETRACE = """
