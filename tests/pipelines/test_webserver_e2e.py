@@ -22,8 +22,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 ASSET_GRAPH = """
 { assetNodes { assetKey { path } groupName kinds isPartitioned
-               dependencyKeys { path } partitionKeys } }
+               dependencyKeys { path } partitionKeys jobNames } }
 """
+RUN_JOB = "query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { jobName } } }"
+#: The job of each asset, besides Dagster's implicit __ASSET_JOB (pipelines/jobs.py).
+JOB_OF = {"audio_catalog": "ingest_job", "song_splits": "ingest_job", "mel_features": "features_job",
+          "timbre_features": "features_job", "musicnn_embeddings": "embeddings_job", "probe_models": "embeddings_job",
+          "genre_models": "training_job", "evaluation_report": "report_job"}
 LAUNCH = """
 mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
   __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
@@ -74,24 +79,41 @@ def test_webserver_graph_and_features_run(tiny_corpus, tmp_path, dagster_home, w
     assert [d["path"] for d in nodes[("probe_models",)]["dependencyKeys"]] == [["musicnn_embeddings"]]
     assert nodes[("musicnn_embeddings",)]["partitionKeys"] == ["1", "5", "15", "30"]
 
-    params = {
-        "selector": {
-            "repositoryLocationName": location["name"],
-            "repositoryName": repo_name,
-            "jobName": "features_job",
-        },
-        "runConfigData": {},
-        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "1"}]},
-    }
-    launched = server.gql(LAUNCH, {"params": params})["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    run = server.wait_run(launched["run"]["runId"])
-    assert run["status"] == "SUCCESS", server.log_text()[-3000:]
+    # Which job a "Materialize" button launches: the UI (LaunchAssetExecutionButton's getCommonJob)
+    # takes the job the page prefers (a job's own page), else the first of the asset's jobNames. Each
+    # asset belongs to one of our jobs, but Dagster lists its implicit __ASSET_JOB first (the names
+    # are sorted), so the global asset graph and the asset pages launch __ASSET_JOB (README).
+    for path, node in nodes.items():
+        assert node["jobNames"] == ["__ASSET_JOB", JOB_OF[path[0]]], (path, node["jobNames"])
+
+    def materialize(job: str, asset: str) -> tuple[str, dict]:
+        """What "Materialize" of one partition of ``asset`` sends, on a page that picks ``job``."""
+        params = {
+            "selector": {"repositoryLocationName": location["name"], "repositoryName": repo_name,
+                         "pipelineName": job, "assetSelection": [{"path": [asset]}]},
+            "runConfigData": "{}",
+            "mode": "default",
+            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "1"}]},
+        }
+        launched = server.gql(LAUNCH, {"params": params})["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_id = launched["run"]["runId"]
+        run = server.wait_run(run_id)
+        assert run["status"] == "SUCCESS", server.log_text()[-3000:]
+        return server.gql(RUN_JOB, {"id": run_id})["runOrError"]["jobName"], run
+
+    # from the job's own page (Jobs, then features_job): the run is named after the job
+    job_name, run = materialize("features_job", "mel_features")
+    assert job_name == "features_job"
     assert {t["key"]: t["value"] for t in run["tags"]}["dagster/partition"] == "1"
     store = res["features"].store()
     assert (store.generation(1) / "mel.h5").is_file()
+    # from the global asset graph or the asset's page: Dagster's implicit job
+    assert materialize("__ASSET_JOB", "timbre_features")[0] == "__ASSET_JOB"
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.get_materialized_partitions(dg.AssetKey("mel_features")) == {"1"}
+        assert instance.get_materialized_partitions(dg.AssetKey("timbre_features")) == {"1"}
+        assert [r.job_name for r in instance.get_runs(dg.RunsFilter(job_name="features_job"))] == ["features_job"]
     server.stop()
     assert server.proc.returncode is not None
     # no warning while loading the code location or running the partition
