@@ -1,7 +1,7 @@
 """TensorFlow stays quiet: no start-up lines from its import, no false retracing warnings, and
 no real retracing either (each model's functions are traced once, whatever the batch sizes).
 
-The first two run in fresh interpreters, since TensorFlow can be imported once per process.
+The first two run in fresh interpreters, since TensorFlow is imported once per process.
 """
 
 from __future__ import annotations
@@ -26,58 +26,55 @@ def run_python(code: str, **env_vars: str) -> str:
     return p.stderr
 
 
-def test_the_first_import_through_the_project_prints_no_start_up_lines():
-    raw = run_python("import tensorflow")
-    if not any(s in raw for s in START_UP):
-        pytest.skip("TensorFlow prints no start-up lines on this machine")
-    # training a model imports TensorFlow through set_determinism/_build, loading one through load_model
-    quiet = run_python(
-        "from training.keras_fit import set_determinism\n"
-        "from training.models import build_model\n"
-        "set_determinism(0)\n"
-        "net = build_model('cnn', n_mels=32, frames=44)\n"
-        "import sys; print('built', net.count_params(), file=sys.stderr)\n"
-    )
-    assert "built" in quiet  # what the process itself writes to stderr still shows
-    assert not any(s in quiet for s in START_UP), quiet
-    # the musicnn embeddings' entry point too
-    assert not any(s in run_python("from feature_store.embeddings.musicnn import configure_threads\n"
-                                   "configure_threads(1)\n") for s in START_UP)
+@pytest.fixture(scope="module")
+def prints_start_up_lines() -> bool:
+    """Whether a plain ``import tensorflow`` prints its start-up lines on this machine."""
+    return any(s in run_python("import tensorflow") for s in START_UP)
 
 
-def test_gtzan_debug_keeps_what_tensorflow_prints(tmp_path):
-    """GTZAN_DEBUG=1: the command line (tf_log_level) and every process that loads the code location
-    (run workers, step processes) leave TensorFlow's output as it is."""
-    raw = run_python("import tensorflow")
-    if not any(s in raw for s in START_UP):
-        pytest.skip("TensorFlow prints no start-up lines on this machine")
-    first = "from training.keras_fit import set_determinism\nset_determinism(0)\n"
-    cli = run_python("from pipelines.cli.console import quiet_tensorflow\nquiet_tensorflow(True)\n" + first)
-    assert all(s in cli for s in START_UP), cli
-    location = run_python("import pipelines.definitions\n" + first, GTZAN_DEBUG="1", GTZAN_DATA_DIR=str(tmp_path))
-    assert all(s in location for s in START_UP), location
-    quiet = run_python("import pipelines.definitions\n" + first, GTZAN_DATA_DIR=str(tmp_path))
-    assert not any(s in quiet for s in START_UP), quiet
-
-
-RETRACE = """
-import numpy as np
-{setup}
-import keras
-for _ in range(7):  # a new model each time, as when one process trains several cells
+#: Seven new models, each predicting once, as when one process trains several cells: TensorFlow
+#: counts each model's first trace as a retrace of the same Python function, and warns.
+SEVEN_MODELS = """
+import numpy as np, keras
+for _ in range(7):
     net = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
     net.predict(np.zeros((5, 4), np.float32), verbose=0)
 """
+#: The first import of TensorFlow through the training code (set_determinism, then build_model).
+TRAINING = (
+    "from training.keras_fit import set_determinism\n"
+    "from training.models import build_model\n"
+    "set_determinism(0)\n"
+    "net = build_model('cnn', n_mels=32, frames=44)\n"
+    "import sys; print('built', net.count_params(), file=sys.stderr)\n"
+)
 
 
-def test_retracing_warnings_across_models_are_dropped_unless_kept():
-    kept = run_python(RETRACE.format(setup="from feature_store.quiet_tf import import_tensorflow, "
-                                           "keep_tensorflow_logs\nkeep_tensorflow_logs()\nimport_tensorflow()"))
-    assert "triggered tf.function retracing" in kept  # what TensorFlow says of 7 models traced once each
-    quiet = run_python(RETRACE.format(setup="from feature_store.quiet_tf import import_tensorflow\n"
-                                            "import_tensorflow()"))
+def test_the_first_import_through_the_project_prints_nothing_and_no_retracing_warning(tmp_path,
+                                                                                        prints_start_up_lines):
+    # a process that loads the code location (a run worker, a step process) and trains
+    quiet = run_python("import pipelines.definitions\n" + TRAINING + SEVEN_MODELS, GTZAN_DATA_DIR=str(tmp_path))
+    assert "built" in quiet  # what the process itself writes to stderr still shows
+    assert not any(s in quiet for s in START_UP), quiet
     assert "retracing" not in quiet, quiet
-    assert not any(s in quiet for s in START_UP)
+    # the musicnn embeddings' entry point
+    assert not any(s in run_python("from feature_store.embeddings.musicnn import configure_threads\n"
+                                   "configure_threads(1)\n") for s in START_UP)
+    if not prints_start_up_lines:
+        pytest.skip("TensorFlow prints no start-up lines on this machine: the quiet import is not shown to matter")
+
+
+def test_gtzan_debug_keeps_what_tensorflow_prints(tmp_path, prints_start_up_lines):
+    """GTZAN_DEBUG=1: the command line (tf_log_level) and every process that loads the code location
+    (run workers, step processes) leave TensorFlow's output as it is, the retracing warning too."""
+    location = run_python("import pipelines.definitions\n" + TRAINING + SEVEN_MODELS, GTZAN_DEBUG="1",
+                          GTZAN_DATA_DIR=str(tmp_path))
+    assert "triggered tf.function retracing" in location  # what TensorFlow says of 7 models traced once each
+    cli = run_python("from pipelines.cli.console import quiet_tensorflow\nquiet_tensorflow(True)\n" + TRAINING)
+    if not prints_start_up_lines:
+        pytest.skip("TensorFlow prints no start-up lines on this machine")
+    assert all(s in location for s in START_UP), location
+    assert all(s in cli for s in START_UP), cli
 
 
 class _Clips:
