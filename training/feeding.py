@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from feature_store.errors import ParameterError, StoreError
+from feature_store.quiet_tf import import_tensorflow
 from training.config import TrainConfig
 from training.models import to_layout
 from training.normalizer import BandNormalizer
@@ -136,8 +137,12 @@ class Feeder:
             yield (x, y, w) if with_labels else x
 
     def dataset(self, input_shape: tuple, *, with_labels: bool = True) -> Any:
-        """A ``tf.data.Dataset`` over :meth:`batches`, prefetching one batch ahead."""
-        import tensorflow as tf
+        """A ``tf.data.Dataset`` over :meth:`batches`, prefetching one batch ahead.
+
+        The batch size of its signature is unknown (None), so that a short last batch runs
+        the function traced for the others rather than a new trace.
+        """
+        tf = import_tensorflow()
 
         x_spec = tf.TensorSpec((None, *input_shape), tf.float32)
         if with_labels:
