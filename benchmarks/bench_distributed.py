@@ -20,9 +20,10 @@ of the demo corpus, the features at 1 and 5 s (``mel`` and ``timbre``), one mode
 * queueing: run created -> ``RUN_START`` (dequeued by the daemon, run worker process started,
   code location loaded), with the part before ``RUN_STARTING``;
 * first step: ``RUN_START`` -> the first ``STEP_START``;
-* per step: ``STEP_START`` -> ``STEP_SUCCESS``, and the hand-over before it (the executor's
-  first event about the step -> ``STEP_START``: a subprocess started, or a Celery task
-  received by a worker);
+* per step: ``STEP_START`` -> ``STEP_SUCCESS``, and the hand-over before it: from the
+  executor's event that hands the step on (``Launching subprocess``, or ``Submitting celery
+  task``) to ``STEP_START``, with the part until the step's process has it (``Executing step
+  ... in subprocess``, or ``Executing steps ... in celery worker``: the pick-up);
 * tail: the last ``STEP_SUCCESS`` -> ``RUN_SUCCESS``; total: created -> ``RUN_SUCCESS``.
 
 Both deployments are torn down at the end, the cluster by ``deploy/cluster.py down --purge``
@@ -70,6 +71,14 @@ EVENTS = """query($id: ID!, $cursor: String) { logsForRun(runId: $id, afterCurso
     ... on MessageEvent { message stepKey timestamp } } } } }"""
 
 
+#: The executor's first event about a step: a subprocess launched (multiprocess executor) or a
+#: Celery task submitted (dagster-celery); the hand-over runs from it to ``STEP_START``.
+SUBMITTED = ('Launching subprocess for "', 'Submitting celery task for step "')
+#: The step's process (a new subprocess, or the Celery worker) has the step: ``Executing step "x" in
+#: subprocess.`` or ``Executing steps x in celery worker``.
+PICKED_UP = ("in subprocess.", "in celery worker")
+
+
 def sequence(epochs: int, model: str) -> list[tuple[str, str | None, dict | None]]:
     """(job, partition, run config) of the runs, in order."""
     from assets.partitions import model_key
@@ -108,14 +117,20 @@ def timings(graph: Graph, run_id: str) -> dict:
         key = e.get("stepKey")
         if not key:
             continue
-        ts = int(e["timestamp"]) / 1000
-        s = steps.setdefault(key, {"first_event": ts})
-        if e["__typename"] == "ExecutionStepStartEvent":
+        ts, message = int(e["timestamp"]) / 1000, e.get("message") or ""
+        s = steps.setdefault(key, {})
+        if message.startswith(SUBMITTED):
+            s.setdefault("submitted", ts)
+        elif message.startswith("Executing step") and message.endswith(PICKED_UP):
+            s.setdefault("picked_up", ts)
+        elif e["__typename"] == "ExecutionStepStartEvent":
             s["start"] = ts
         elif e["__typename"] == "ExecutionStepSuccessEvent":
             s["success"] = ts
     per_step = {
-        key: {"duration_s": s["success"] - s["start"], "handover_s": s["start"] - s["first_event"]}
+        key: {"duration_s": s["success"] - s["start"],
+              "handover_s": s["start"] - s["submitted"] if "submitted" in s else None,
+              "pickup_s": s["picked_up"] - s["submitted"] if "submitted" in s and "picked_up" in s else None}
         for key, s in steps.items() if "start" in s and "success" in s
     }
     starts = [s["start"] for s in steps.values() if "start" in s]
@@ -257,12 +272,30 @@ def compare(single: list[dict], celery: list[dict]) -> list[dict]:
         for what in ("queue_s", "first_step_s", "tail_s", "total_s"):
             rows.append({"run": label, "what": what, "single": a[what], "cluster": b[what]})
         for key in a["steps"]:
-            for what in ("handover_s", "duration_s"):
+            for what in ("pickup_s", "handover_s", "duration_s"):
                 rows.append({"run": label, "what": f"{key} {what}", "single": a["steps"][key][what],
                              "cluster": b["steps"].get(key, {}).get(what)})
     for r in rows:
         r["difference"] = None if r["single"] is None or r["cluster"] is None else r["cluster"] - r["single"]
     return rows
+
+
+def summary(runs: list[dict]) -> dict:
+    """Medians over runs (queueing, first step, tail) and over steps (pick-up, hand-over, duration)."""
+    import statistics
+
+    def med(values: list) -> float | None:
+        values = [v for v in values if v is not None]
+        return statistics.median(values) if values else None
+
+    steps = [s for r in runs for s in r["steps"].values()]
+    return {
+        **{what: med([r[what] for r in runs]) for what in ("queue_s", "first_step_s", "tail_s")},
+        **{f"step_{what}": med([s[what] for s in steps]) for what in ("pickup_s", "handover_s", "duration_s")},
+        "steps": len(steps),
+        "total_s": sum(r["total_s"] for r in runs),
+        "step_duration_sum_s": sum(s["duration_s"] for s in steps),
+    }
 
 
 def main() -> int:
@@ -297,6 +330,7 @@ def main() -> int:
         result["cluster_wall_s"] = time.monotonic() - t0
         result["cluster_loadavg_1min_before_after"] = [load, os.getloadavg()[0]]
         result["compare"] = compare(result["single"], result["cluster"])
+        result["summary"] = {"single": summary(result["single"]), "cluster": summary(result["cluster"])}
     finally:
         left = leftovers(token)
         result["left_behind"] = left
@@ -305,6 +339,8 @@ def main() -> int:
     for r in result.get("compare", []):
         fmt = lambda v: "-" if v is None else f"{v:7.2f}"  # noqa: E731
         print(f"{r['run']:<30} {r['what']:<40} {fmt(r['single'])} {fmt(r['cluster'])} {fmt(r['difference'])}")
+    for side, s in result.get("summary", {}).items():
+        print(f"{side}: " + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in s.items()))
     print(f"left behind: {left}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
