@@ -43,6 +43,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -117,7 +118,9 @@ def timings(graph: Graph, run_id: str) -> dict:
         key = e.get("stepKey")
         if not key:
             continue
-        ts, message = int(e["timestamp"]) / 1000, e.get("message") or ""
+        ts = int(e["timestamp"]) / 1000
+        # events a Celery worker reports name their class first: "[CeleryExecutor] Executing steps ..."
+        message = re.sub(r"^\[\w+\] ", "", e.get("message") or "")
         s = steps.setdefault(key, {})
         if message.startswith(SUBMITTED):
             s.setdefault("submitted", ts)
