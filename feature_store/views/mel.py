@@ -16,6 +16,7 @@ Its parameters are :class:`~feature_store.params.FeatureParams` (the folder is
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -62,7 +63,7 @@ class MelView(FeatureView, name="mel", asset="mel_features", check="features_san
 
     def array_specs(self, clip_seconds: int) -> list[ArraySpec]:
         p = self.params
-        cols = tuple(f"mean_{b:03d}" for b in range(p.n_mels)) + tuple(f"std_{b:03d}" for b in range(p.n_mels))
+        cols = summary_columns(p.n_mels)
         return [
             ArraySpec("mel", (p.n_mels, p.clip_frames(clip_seconds)), p.dtype, chunking="row"),
             ArraySpec("summary", (2 * p.n_mels,), "float32", hdf5=False, columns=cols),
@@ -110,3 +111,10 @@ class MelView(FeatureView, name="mel", asset="mel_features", check="features_san
 
     def hdf5_attrs(self, clip_seconds: int) -> dict[str, Any]:
         return {"layout": "(clips, n_mels, frames)"}
+
+
+@functools.lru_cache(maxsize=8)
+def summary_columns(n_mels: int) -> tuple[str, ...]:
+    """The summary table's columns: a query asks for them (through the array specs) three
+    times, and 256 formatted names took about 0.1 ms each time."""
+    return tuple(f"mean_{b:03d}" for b in range(n_mels)) + tuple(f"std_{b:03d}" for b in range(n_mels))
