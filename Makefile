@@ -27,7 +27,7 @@ install: $(VENV)/.installed
 
 home:
 	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	cp deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 ## make run: materialize the whole asset graph (demo corpus unless GTZAN_DIR is set): `gtzan run`.
 ## Options go in RUN_ARGS, e.g. make run RUN_ARGS="--models all --epochs 5 --seeds 0 1 2"

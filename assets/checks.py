@@ -31,7 +31,7 @@ import polars as pl
 
 from assets.embeddings import probe_models
 from assets.ingest import audio_catalog, song_splits
-from assets.metadata import table
+from assets.metadata import rounded, table
 from assets.models import genre_models
 from assets.partitions import model_partitions
 from assets.resources import FeatureStoreResource, ModelStoreResource
@@ -117,11 +117,11 @@ def catalog_class_balance(features: FeatureStoreResource) -> dg.AssetCheckResult
         passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
         description=(f"genres without usable songs: {missing}; " if missing else "") + f"min/max = {ratio:.2f}",
-        metadata={
+        metadata=rounded({
             "songs_per_genre": dg.MetadataValue.json(counts),
             "min_max_ratio": ratio,
             "genres_missing": dg.MetadataValue.json(missing),
-        },
+        }),
     )
 
 
@@ -182,11 +182,11 @@ def _above_chance(models: ModelStoreResource, params_hash: str, cells: list[tupl
         severity=dg.AssetCheckSeverity.WARN,
         description=(f"at or below chance ({chance:.0%}): {', '.join(failing)}" if failing else
                      f"{len(cells)} cells above chance ({chance:.0%})" if cells else "no trained model"),
-        metadata={
+        metadata=rounded({
             "chance": chance,
             "cells": table(pl.DataFrame(rows, schema={"model": pl.String, "clip_seconds": pl.Int64, "seeds": pl.Int64,
                                                       "song_accuracy": pl.Float64, "above_chance": pl.Boolean})),
-        },
+        }),
     )
 
 

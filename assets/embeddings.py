@@ -17,7 +17,7 @@ import statistics
 import dagster as dg
 import polars as pl
 
-from assets.metadata import host_metadata, size_bytes, spread, table
+from assets.metadata import size_bytes, spread, step_metadata, table
 from assets.partitions import clip_partitions
 from assets.policies import ON_WEEKLY_CRON, RETRY_POLICY, TRAINING_POOL, permanent
 from assets.resources import FeatureStoreResource, ModelStoreResource
@@ -154,4 +154,4 @@ def probe_models(
         "model_bytes": sum(size_bytes(r["model_path"]) for r in results),
         "run_dir": dg.MetadataValue.path(first["run_dir"]),
     }
-    return dg.MaterializeResult(metadata={**metadata, **host_metadata(features)})
+    return dg.MaterializeResult(metadata=step_metadata(metadata, features))

@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from assets.metadata import host_metadata, md_table, size_bytes, table
+from assets.metadata import md_table, size_bytes, step_metadata, table
 from assets.policies import EAGER, RETRY_POLICY, permanent
 from assets.resources import AudioSource, FeatureStoreResource
 from feature_store import catalog as fs_catalog
@@ -37,7 +37,7 @@ def audio_catalog(
     )
     context.log.info(f"cataloged {cat.height} files from {genre_root}; {quarantined.height} quarantined")
     return dg.MaterializeResult(
-        metadata={
+        metadata=step_metadata({
             "audio_root": dg.MetadataValue.path(str(genre_root)),
             "layout": audio.detected_layout(),
             "demo_corpus": audio.is_demo,
@@ -50,12 +50,11 @@ def audio_catalog(
             "files_per_genre": dg.MetadataValue.md(md_table(per_genre)),
             "notes": dg.MetadataValue.md(md_table(noted)),
             "audio_bytes": int(cat["bytes"].fill_null(0).sum()),
-            "hours_of_audio": round(float(cat["duration"].fill_null(0).sum()) / 3600, 3),
+            "hours_of_audio": float(cat["duration"].fill_null(0).sum()) / 3600,
             "path": dg.MetadataValue.path(str(path)),
             "bytes": size_bytes(path),
             "dagster/row_count": cat.height,
-            **host_metadata(features),
-        }
+        }, features)
     )
 
 
@@ -80,7 +79,7 @@ def song_splits(context: dg.AssetExecutionContext, features: FeatureStoreResourc
     wide = summary.pivot(on="part", index="scheme", values="songs").fill_null(0)
     context.log.info(f"split {spl.height} songs into {len(fs_splits.SCHEMES)} schemes")
     return dg.MaterializeResult(
-        metadata={
+        metadata=step_metadata({
             "songs": spl.height,
             "schemes": dg.MetadataValue.json(list(fs_splits.SCHEMES)),
             "songs_per_part": table(wide),
@@ -88,6 +87,5 @@ def song_splits(context: dg.AssetExecutionContext, features: FeatureStoreResourc
             "path": dg.MetadataValue.path(str(path)),
             "bytes": size_bytes(path),
             "dagster/row_count": spl.height,
-            **host_metadata(features),
-        }
+        }, features)
     )

@@ -1,9 +1,16 @@
-"""Helpers that turn polars frames and files into Dagster metadata values."""
+"""Helpers that turn polars frames and files into Dagster metadata values.
+
+Numbers are rounded to a fixed precision by what they measure (:func:`rounded`), so that the UI
+shows ``0.8333`` and ``12.35`` rather than ``0.8333333333333334`` and ``12.349876012``; the model
+store's ``metrics.json`` keeps the full values.
+"""
 
 from __future__ import annotations
 
 import base64
+import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +20,45 @@ import polars as pl
 _TYPES = {pl.Int64: "int", pl.Int32: "int", pl.Float64: "float", pl.Float32: "float", pl.Boolean: "bool"}
 #: PNG figures larger than this are linked by path instead of inlined into the UI.
 MAX_INLINE_PNG_BYTES = 400_000
+
+
+#: Decimal places of a float in metadata, by the end of its key (the first that matches): shares
+#: such as accuracies and F1 to 4 places (0.8333), times in seconds and sizes in MB to 2, times
+#: in milliseconds and hours to 3. Other floats: :data:`DEFAULT_DECIMALS`.
+DECIMALS: tuple[tuple[str, int], ...] = (
+    ("accuracy", 4), ("accuracy_std", 4), ("f1", 4), ("chance", 4), ("ratio", 4),
+    ("seconds", 2), ("seconds_per_epoch", 2), ("_mb", 2),
+    ("ms_per_clip", 3), ("_ms", 3), ("hours", 3), ("hours_of_audio", 3),
+)
+DEFAULT_DECIMALS = 4
+
+
+def decimals(key: str) -> int:
+    """Decimal places of a float metadata value called ``key`` (see :data:`DECIMALS`)."""
+    return next((places for end, places in DECIMALS if key.endswith(end)), DEFAULT_DECIMALS)
+
+
+def rounded(value: Any, key: str = "") -> Any:
+    """``value`` with every float rounded to :func:`decimals` of its key.
+
+    Goes into mappings (each value by its own key), lists and JSON metadata values; a table
+    made by :func:`table` is rounded already; anything else is returned as it is. NaN and
+    infinities stay what they are, and so do parameters (keys ending in ``params``: a feature
+    parameter such as ``amin=1e-10`` is shown as it is hashed).
+    """
+    if key.endswith("params"):
+        return value
+    if isinstance(value, float):
+        return round(value, decimals(key)) if math.isfinite(value) else value
+    if isinstance(value, dg.JsonMetadataValue):
+        return dg.MetadataValue.json(rounded(value.data, key))
+    if isinstance(value, dg.MetadataValue):  # tables, paths, Markdown...: as they are
+        return value
+    if isinstance(value, Mapping):
+        return {k: rounded(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [rounded(v, key) for v in value]
+    return value
 
 
 def md_table(df: pl.DataFrame, *, limit: int = 50) -> str:
@@ -40,7 +86,8 @@ def table(df: pl.DataFrame, *, limit: int = 200) -> dg.TableMetadataValue:
         columns=[dg.TableColumn(name, _TYPES.get(dtype.base_type(), "string")) for name, dtype in df.schema.items()]
     )
     records = [
-        dg.TableRecord({k: (v if isinstance(v, int | float | bool) or v is None else str(v)) for k, v in row.items()})
+        dg.TableRecord({k: (rounded(v, k) if isinstance(v, int | float | bool) or v is None else str(v))
+                        for k, v in row.items()})
         for row in df.head(limit).iter_rows(named=True)
     ]
     return dg.MetadataValue.table(records=records, schema=schema)
@@ -92,7 +139,7 @@ def clip_store_metadata(report: Any, clip_seconds: int, store: Any) -> dict[str,
         "index_path": dg.MetadataValue.path(info["index_path"]),
         "bytes": info["bytes"],
         "registry_path": dg.MetadataValue.path(str(store.registry_path)),
-        "build_seconds": round(report.seconds, 2),
+        "build_seconds": report.seconds,
         "dagster/row_count": info["clips"],
     }
 
@@ -102,6 +149,11 @@ def spread(values: list[float]) -> float:
     import statistics
 
     return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def step_metadata(metadata: Mapping[str, Any], features: Any) -> dict[str, Any]:
+    """What a step records: ``metadata`` :func:`rounded`, and the host it ran on (:func:`host_metadata`)."""
+    return rounded({**metadata, **host_metadata(features)})
 
 
 def host_metadata(features: Any) -> dict[str, str]:

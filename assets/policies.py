@@ -6,8 +6,9 @@
   (bad parameters, a store that upstream never built) are raised through :func:`permanent`
   as ``dagster.Failure(allow_retries=False)``, so they fail at once with a clear message.
 * **Training pool.** Training steps claim a slot of the :data:`TRAINING_POOL` pool. The
-  project's ``dagster.yaml`` gives every pool one slot (``concurrency.pools.default_limit``),
-  so at most one model trains at a time across all runs: one training step can use several GB.
+  project's instance (``deploy/dagster.yaml``) gives every pool one slot
+  (``concurrency.pools.default_limit``), so at most one model trains at a time across all
+  runs: one training step can use several GB.
 * **Automation.** Ingest is started by the weekly schedule or the audio sensor. Splits and
   features follow their upstream eagerly; training waits for the weekly cron tick
   (:data:`WEEKLY_CRON`) and then runs once all its features have been refreshed since that
@@ -25,7 +26,7 @@ from feature_store.errors import ParameterError, StoreError, StoreLockedError
 
 #: Monday 03:00: the weekly schedule refreshes ingest, and training follows this tick.
 WEEKLY_CRON = "0 3 * * 1"
-#: The concurrency pool of the training steps (one slot: see ``dagster.yaml``).
+#: The concurrency pool of the training steps (one slot: see ``deploy/dagster.yaml``).
 TRAINING_POOL = "training"
 
 RETRY_POLICY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)

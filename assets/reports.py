@@ -6,7 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.embeddings import probe_models
-from assets.metadata import MAX_INLINE_PNG_BYTES, host_metadata, png_markdown, size_bytes
+from assets.metadata import MAX_INLINE_PNG_BYTES, png_markdown, size_bytes, step_metadata
 from assets.models import genre_models
 from assets.policies import ON_ANY_MODEL_UPDATED, RETRY_POLICY, permanent
 from assets.resources import FeatureStoreResource, ModelStoreResource
@@ -85,4 +85,4 @@ def evaluation_report(
         metadata["figures_inline"] = dg.MetadataValue.md("\n\n".join(png_markdown(p) for p in unlinked))
     if html:
         metadata["html"] = dg.MetadataValue.path(str(html[0]))
-    return dg.MaterializeResult(metadata={**metadata, **host_metadata(features)})
+    return dg.MaterializeResult(metadata=step_metadata(metadata, features))

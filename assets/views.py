@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from assets.ingest import song_splits
-from assets.metadata import clip_store_metadata, host_metadata, table
+from assets.metadata import clip_store_metadata, rounded, step_metadata, table
 from assets.partitions import clip_partitions
 from assets.policies import EAGER, RETRY_POLICY, permanent
 from assets.resources import AudioSource, FeatureStoreResource
@@ -63,7 +63,7 @@ def view_asset(view_cls: type[FeatureView]) -> tuple[dg.AssetsDefinition, dg.Ass
             f"{view_cls.name} {clip_seconds} s: {info['status']}, {info['clips']} clips of {info['songs']} songs; "
             f"{len(report.computed)} songs computed, {report.cached} cached"
         )
-        return dg.MaterializeResult(metadata={**view_metadata(report, clip_seconds, store), **host_metadata(features)})
+        return dg.MaterializeResult(metadata=step_metadata(view_metadata(report, clip_seconds, store), features))
 
     @dg.asset_check(
         asset=_asset,
@@ -108,7 +108,7 @@ def view_metadata(report: Any, clip_seconds: int, store: ViewStore) -> dict[str,
     standard = {"status", "clips", "songs", "skipped_short", "frames", "generation", "path", "index_path", "bytes"}
     for key, value in info.items():  # the view's own facts (patches per clip, cost, weights...)
         if key not in standard and isinstance(value, int | float | str) and value is not None:
-            metadata[key] = round(value, 3) if isinstance(value, float) else value
+            metadata[key] = value
     return metadata
 
 
@@ -188,8 +188,8 @@ def sanity_result(lengths: list[int], reports: list[dict], *, metadata: dict[str
         passed=not problems,
         severity=dg.AssetCheckSeverity.ERROR,
         description="; ".join(problems) or f"sane: {', '.join(f'{c} s' for c in lengths)}",
-        metadata={"clip_seconds": dg.MetadataValue.json(lengths), **metadata, "clip_lengths": table(rows),
-                  "problems": dg.MetadataValue.json(problems)},
+        metadata=rounded({"clip_seconds": dg.MetadataValue.json(lengths), **metadata,
+                          "clip_lengths": table(rows), "problems": dg.MetadataValue.json(problems)}),
     )
 
 

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings += ours["warnings"]
             bhome = tmp / f"bhome{i}"
             bhome.mkdir()
-            shutil.copy(REPO / "dagster.yaml", bhome / "dagster.yaml")
+            shutil.copy(REPO / "deploy" / "dagster.yaml", bhome / "dagster.yaml")
             benv = {**env, "DAGSTER_HOME": str(bhome)}
             base = time_start(
                 [str(venv_bin / "dagster"), "dev", "-f", "trivial_location.py", "-h", "127.0.0.1"],

@@ -208,11 +208,12 @@ def materialize_default_graph(
     ``on_training_poll`` is called with the training runs' ids while they run (the
     distributed test loses a worker host from it).
     """
-    from assets.partitions import DEFAULT_RUN_MODELS, model_key
+    from assets.partitions import model_key
+    from pipelines.settings import DEFAULT_MODELS
     from feature_store.params import CLIP_SECONDS
 
     clips = [str(c) for c in (clip_seconds or CLIP_SECONDS)]
-    names = list(models or DEFAULT_RUN_MODELS)
+    names = list(models or DEFAULT_MODELS)
     train = {"ops": {"genre_models": {"config": {"epochs": epochs, "seeds": seeds or [0], "scheme": "seed"}}}}
     runs: list[tuple[str, str | None, str]] = []
     stopped = graph.stop_sensors()

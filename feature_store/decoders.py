@@ -110,6 +110,15 @@ class Source:
     def __enter__(self) -> Source:
         return self
 
+    def accepted(self) -> Source:
+        """This source, if :func:`accept` takes its header; else closed, and the AudioError."""
+        try:
+            accept(self.info)
+        except AudioError:
+            self.close()
+            raise
+        return self
+
     def __exit__(self, *exc: object) -> None:
         self.close()
 
@@ -154,13 +163,7 @@ class SndSource(Source):
             f = sf.SoundFile(str(path) if data is None else io.BytesIO(data))
         except Exception as exc:  # LibsndfileError, RuntimeError, TypeError...
             raise AudioError(f"unreadable header: {clean_message(exc)}") from exc
-        src = cls(f)
-        try:
-            accept(src.info)
-        except AudioError:
-            src.close()
-            raise
-        return src
+        return cls(f).accepted()
 
     def read_into(self, out: np.ndarray) -> int:
         if out.shape[0] == 0:
@@ -211,13 +214,7 @@ class FlacSource(Source):
         if handle.bitsPerSample // 8 not in (2, 3) or handle.channels < 1:
             lib.ma_dr_flac_close(handle)
             return None
-        src = cls(lib, ffi, handle, data)
-        try:
-            accept(src.info)
-        except AudioError:
-            src.close()
-            raise
-        return src
+        return cls(lib, ffi, handle, data).accepted()
 
     def read_into(self, out: np.ndarray) -> int:
         if out.shape[0] == 0:

@@ -171,9 +171,17 @@ def read_json(path: str | os.PathLike[str], *, remedy: str = REPAIR_FEATURES) ->
     if not isinstance(obj, dict):
         raise IntegrityError(f"{path} does not hold a JSON object: the file is damaged; {remedy}")
     stored = obj.get(JSON_CHECKSUM_KEY)
+    if stored is None and any(_one_off(k, JSON_CHECKSUM_KEY) for k in obj):
+        # a file written with a checksum whose key a flipped byte renamed, not an older file
+        raise IntegrityError(f"{path} fails its checksum: the file is damaged; {remedy}")
     if stored is not None and stored != "sha256:" + hashlib.sha256(_canonical(obj)).hexdigest():
         raise IntegrityError(f"{path} fails its checksum: the file is damaged; {remedy}")
     return obj
+
+
+def _one_off(a: str, b: str) -> bool:
+    """Whether ``a`` differs from ``b`` in exactly one character (what one damaged byte does)."""
+    return len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1
 
 
 def first_line(exc: BaseException) -> str:

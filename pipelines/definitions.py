@@ -18,8 +18,9 @@ import importlib
 import dagster as dg
 
 from assets import ALL_ASSETS, ALL_CHECKS
+from assets.partitions import PIPELINE_MODELS, model_partitions
 from feature_store.errors import ParameterError
-from pipelines.jobs import ALL_JOBS
+from pipelines.jobs import ALL_JOBS, training_job
 from pipelines.resources import make_resources
 from pipelines.schedules import ALL_SCHEDULES
 from pipelines.sensors import ALL_SENSORS
@@ -60,6 +61,57 @@ def executor_def(name: str | None = None) -> dg.ExecutorDefinition:
     return getattr(module, attr)
 
 
+#: The ``gtzan run`` (``make run``) flag that adds each job it does not run by default.
+OPT_IN_FLAGS: dict[str, str] = {"embeddings_job": "--with-embeddings"}
+
+
+def opt_in_notes() -> dict[dg.AssetKey, str]:
+    """A note for each asset that ``make run`` leaves empty, or partly empty, by asset key.
+
+    Derived from the runs that ``make run`` plans without options (:func:`pipelines.run.plan_runs`
+    of the default settings), so that it cannot drift from them: an asset that none of the
+    planned jobs selects is opt-in (the musicnn embeddings and the probes on them), and the
+    model partitions it does not train are opt-in partitions of ``genre_models``. The UI shows
+    the note at the head of the asset's description, which says why it is empty.
+    """
+    from pipelines.run import plan_runs
+
+    plan = plan_runs(Settings())
+    planned_jobs = {p.job for p in plan}
+    notes: dict[dg.AssetKey, str] = {}
+    for job in ALL_JOBS:
+        if job.name in planned_jobs:
+            continue
+        flag = OPT_IN_FLAGS.get(job.name)
+        how = (f'`make run RUN_ARGS="{flag}"` (`gtzan run {flag}`) materializes it' if flag
+               else "`gtzan run --help` says which option materializes it")
+        for key in job.selection.resolve(ALL_ASSETS):
+            notes[key] = f"**Opt-in:** not materialized by `make run`; {how}, as does *Materialize* here ({job.name})."
+    trained = {model_partitions.get_partition_key_from_str(p.partition).keys_by_dimension["model"]
+               for p in plan if p.job == training_job.name and p.partition}
+    left = [m for m in PIPELINE_MODELS if m not in trained]
+    if left:
+        key = training_job.selection.resolve(ALL_ASSETS)
+        notes.update(dict.fromkeys(key, (
+            f"**Opt-in partitions:** `make run` trains {', '.join(m for m in PIPELINE_MODELS if m in trained)}; "
+            f"the partitions of {', '.join(left)} (slower to train) stay empty until "
+            f'`make run RUN_ARGS="--models all"` (or `--models {left[0]}`), or until you materialize them here '
+            f"(e.g. `30|{left[0]}`).")))
+    return notes
+
+
+def with_opt_in_notes(assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
+    """``assets`` with :func:`opt_in_notes` at the head of their descriptions."""
+    notes = opt_in_notes()
+
+    def note(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if spec.key not in notes:
+            return spec
+        return spec.replace_attributes(description=f"{notes[spec.key]}\n\n{spec.description or ''}".strip())
+
+    return list(dg.map_asset_specs(note, assets))
+
+
 def build_defs(resources: dict[str, object] | None = None, settings: Settings | None = None) -> dg.Definitions:
     """The Definitions of the code location.
 
@@ -72,8 +124,12 @@ def build_defs(resources: dict[str, object] | None = None, settings: Settings | 
         Where the resources and the executor come from; default: the environment's, read now.
     """
     settings = settings or Settings.from_env()
+    if settings.debug:  # every process that loads the code location (run workers, steps) keeps TensorFlow's logs
+        from feature_store.quiet_tf import keep_tensorflow_logs
+
+        keep_tensorflow_logs()
     return dg.Definitions(
-        assets=ALL_ASSETS,
+        assets=with_opt_in_notes(ALL_ASSETS),
         asset_checks=ALL_CHECKS,
         jobs=ALL_JOBS,
         schedules=ALL_SCHEDULES,

@@ -131,9 +131,9 @@ def code_location_launcher(instance: dg.DagsterInstance, workspace_file: Path,
     Parameters
     ----------
     output : Path, optional
-        A file for what the code server and the run workers it starts print (TensorFlow's
-        start-up lines in every training run, Dagster's own notices); default: this
-        process's stdout and stderr. The runs' logs are in the instance either way.
+        A file for what the code server and the run workers it starts print (Dagster's own
+        notices, and TensorFlow's logs with ``GTZAN_DEBUG``); default: this process's stdout
+        and stderr. The runs' logs are in the instance either way.
     """
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import WorkspaceFileTarget

@@ -2,16 +2,25 @@
 
 ``audio_folder_sensor``
     Lists the genre folders of the audio source every minute (names, mtimes and sizes only:
-    no file is opened) and keeps that listing as its cursor. New, changed or removed files
-    yield one run of ``ingest_job`` (catalog and splits); the features, models and report
-    follow through their automation conditions. An unchanged folder yields a skip. On its
-    first tick, without a cursor, it compares the folder with the catalog already in the
-    store, so that turning it on after ``make run`` does not re-ingest an unchanged folder.
+    no file is opened) and keeps a digest of that listing as its cursor, with the file count,
+    the folder and the catalog's mtime: its size does not grow with the number of files. An
+    unchanged digest yields a skip. When the digest changed, or on the first tick (no cursor,
+    or one of another format), the listing is compared with the catalog in the store, which
+    says what changed: files it does not hold (added), files it holds that are gone
+    (removed), and files whose size differs or that were modified after the catalog was
+    written (changed). Any of these yields one run of ``ingest_job`` (catalog and splits);
+    the features, models and report follow through their automation conditions. A folder
+    that matches the catalog is skipped on a first tick (so that turning the sensor on after
+    ``make run`` does not re-ingest it) and when the catalog was rewritten since the last
+    tick (``gtzan ingest`` or ``make run`` ingested the change). A change of the listing that
+    the catalog, unchanged since the last tick, cannot place (a file replaced by an older one
+    of the same size) still yields a run, with ``gtzan/changed`` = ``unknown``.
 ``automation``
     Evaluates the assets' ``AutomationCondition`` s (see :mod:`assets.policies`) every 30 s.
     Requests for several partitions are launched as one backfill.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -24,10 +33,12 @@ from assets.resources import AudioSource, FeatureStoreResource
 from feature_store.errors import ParameterError
 from pipelines.jobs import ingest_job
 
-#: Version of the cursor's format; a cursor of another version is treated as absent.
-CURSOR_VERSION = 1
+#: Version of the cursor's format; a cursor of another version (the listing of version 1)
+#: is treated as absent.
+CURSOR_VERSION = 2
 #: File names listed in a run's tags, at most, per kind of change.
 TAG_EXAMPLES = 3
+KINDS = ("added", "changed", "removed")
 
 
 def list_audio(genre_root: Path) -> dict[str, list[int]]:
@@ -50,37 +61,76 @@ def list_audio(genre_root: Path) -> dict[str, list[int]]:
     return out
 
 
-def diff_listing(old: dict[str, list[int]], new: dict[str, list[int]]) -> dict[str, list[str]]:
-    """Paths ``added``, ``changed`` (mtime or size) and ``removed`` between two listings."""
-    return {
-        "added": sorted(set(new) - set(old)),
-        "changed": sorted(p for p in set(new) & set(old) if list(new[p]) != list(old[p])),
-        "removed": sorted(set(old) - set(new)),
-    }
+def listing_digest(listing: dict[str, list[int]]) -> str:
+    """A digest of a listing (paths, mtimes and sizes): it changes when any file is added,
+    removed, resized or touched."""
+    return hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _digest(listing: dict[str, list[int]]) -> str:
-    return hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()[:16]
+def make_cursor(genre_root: Path, listing: dict[str, list[int]], catalog_ns: int) -> str:
+    """The cursor of a listing: its folder, digest and file count (no file names), and the
+    mtime of the catalog at that tick (``catalog_ns``, 0 without one)."""
+    return json.dumps({"v": CURSOR_VERSION, "root": str(genre_root), "digest": listing_digest(listing),
+                       "files": len(listing), "catalog_ns": catalog_ns}, sort_keys=True)
 
 
-def _read_cursor(cursor: str | None) -> dict[str, list[int]] | None:
+def read_cursor(cursor: str | None, genre_root: Path) -> dict | None:
+    """The cursor's fields, or None when there is none, it is of another version or format,
+    or it was made for another folder."""
     if not cursor:
         return None
     try:
         data = json.loads(cursor)
     except ValueError:
         return None
-    if not isinstance(data, dict) or data.get("v") != CURSOR_VERSION:
+    if not isinstance(data, dict) or data.get("v") != CURSOR_VERSION or data.get("root") != str(genre_root):
         return None
-    return data.get("files")
+    if not isinstance(data.get("digest"), str) or not isinstance(data.get("catalog_ns"), int):
+        return None
+    return data
 
 
-def _catalog_listing(features: FeatureStoreResource) -> dict[str, int] | None:
-    path = features.store().catalog_path
-    if not path.exists():
+@dataclasses.dataclass(frozen=True)
+class Catalog:
+    """What the catalog in the store says about the files: ``sizes`` by relative path
+    (None for a file it could not read), and when it was written (``written_ns``)."""
+
+    sizes: dict[str, int | None]
+    written_ns: int
+
+
+def catalog_mtime_ns(path: Path) -> int:
+    """When the catalog at ``path`` was written (ns), 0 when there is none."""
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+def read_catalog(path: Path) -> Catalog | None:
+    """The catalog at ``path`` (paths and sizes), or None when there is none yet."""
+    written_ns = catalog_mtime_ns(path)
+    if not written_ns:
         return None
     cat = pl.read_parquet(path, columns=["path", "bytes"])
-    return dict(zip(cat["path"].to_list(), cat["bytes"].to_list(), strict=True))
+    return Catalog(dict(zip(cat["path"].to_list(), cat["bytes"].to_list(), strict=True)), written_ns)
+
+
+def diff_catalog(listing: dict[str, list[int]], catalog: Catalog | None) -> dict[str, list[str]]:
+    """Paths ``added``, ``changed`` and ``removed`` in ``listing`` against the catalog.
+
+    ``changed``: files of another size than cataloged, or modified after the catalog was
+    written. Without a catalog every file is ``added``.
+    """
+    if catalog is None:
+        return {"added": sorted(listing), "changed": [], "removed": []}
+    known = catalog.sizes
+    return {
+        "added": sorted(set(listing) - set(known)),
+        "changed": sorted(p for p, (mtime, size) in listing.items()
+                          if p in known and (known[p] != size or mtime > catalog.written_ns)),
+        "removed": sorted(set(known) - set(listing)),
+    }
 
 
 @dg.sensor(
@@ -88,8 +138,8 @@ def _catalog_listing(features: FeatureStoreResource) -> dict[str, int] | None:
     job=ingest_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Watches the audio folder (paths, mtimes, sizes); new or changed files re-run ingest, "
-    "and everything downstream follows by automation.",
+    description="Watches the audio folder (paths, mtimes, sizes; its cursor is a digest of them); new, "
+    "changed or removed files re-run ingest, and everything downstream follows by automation.",
 )
 def audio_folder_sensor(
     context: dg.SensorEvaluationContext, audio: AudioSource, features: FeatureStoreResource
@@ -99,26 +149,38 @@ def audio_folder_sensor(
     except ParameterError as exc:
         return dg.SensorResult(skip_reason=dg.SkipReason(f"audio folder unavailable: {exc}"))
     listing = list_audio(genre_root)
-    cursor = json.dumps({"v": CURSOR_VERSION, "root": str(genre_root), "files": listing}, sort_keys=True)
-    previous = _read_cursor(context.cursor)
-    if previous is None:
-        cataloged = _catalog_listing(features)
-        if cataloged is not None and cataloged == {p: size for p, (_mtime, size) in listing.items()}:
-            return dg.SensorResult(
-                skip_reason=dg.SkipReason(f"first look: the {len(listing)} files match the catalog"), cursor=cursor
-            )
-        changes = {"added": sorted(listing), "changed": [], "removed": sorted(set(cataloged or {}) - set(listing))}
-    else:
-        changes = diff_listing(previous, listing)
-    if not any(changes.values()):
-        return dg.SensorResult(skip_reason=dg.SkipReason(f"no new or changed files among {len(listing)}"), cursor=cursor)
-    tags = {"gtzan/trigger": "audio_folder_sensor"}
-    for kind, paths in changes.items():
-        tags[f"gtzan/{kind}"] = str(len(paths))
-        if paths:
-            tags[f"gtzan/{kind}_examples"] = ", ".join(paths[:TAG_EXAMPLES])
-    context.log.info(", ".join(f"{len(v)} {k}" for k, v in changes.items()) + f" under {genre_root}")
-    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=_digest(listing), tags=tags)], cursor=cursor)
+    catalog_path = features.store().catalog_path
+    cursor = make_cursor(genre_root, listing, catalog_mtime_ns(catalog_path))
+    previous = read_cursor(context.cursor, genre_root)
+
+    def skip(reason: str) -> dg.SensorResult:
+        return dg.SensorResult(skip_reason=dg.SkipReason(reason), cursor=cursor)
+
+    if previous is not None and previous["digest"] == listing_digest(listing):
+        return skip(f"no new or changed files among {len(listing)}")
+    catalog = read_catalog(catalog_path)
+    changes = diff_catalog(listing, catalog)
+    unknown = not any(changes.values())
+    if unknown and previous is None:
+        return skip(f"first look: the {len(listing)} files match the catalog")
+    if unknown and catalog is not None and catalog.written_ns != previous["catalog_ns"]:
+        return skip(f"the {len(listing)} files match the catalog, ingested since the last look")
+    tags = {"gtzan/trigger": "audio_folder_sensor", "gtzan/files": str(len(listing))}
+    for kind in KINDS:
+        tags[f"gtzan/{kind}"] = str(len(changes[kind]))
+        if changes[kind]:
+            tags[f"gtzan/{kind}_examples"] = ", ".join(changes[kind][:TAG_EXAMPLES])
+    if unknown:
+        # the listing changed since the last look (mtimes), with the catalog as it was, yet every
+        # file has the name, size and an older mtime than the catalog's: a file replaced by an
+        # older one of the same size (`rsync -t`, a restore). Ingest re-hashes them all.
+        tags["gtzan/changed"] = "unknown"
+    summary = "files changed (unknown which)" if unknown else ", ".join(f"{len(changes[k])} {k}" for k in KINDS)
+    context.log.info(f"{summary} under {genre_root}")
+    # one ingest run per state of the folder and of the catalog: a folder that returns to an
+    # earlier state after an ingest is a new key
+    run_key = f"{listing_digest(listing)}-{catalog.written_ns if catalog else 0}"
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=run_key, tags=tags)], cursor=cursor)
 
 
 automation = dg.AutomationConditionSensorDefinition(

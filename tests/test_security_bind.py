@@ -61,7 +61,7 @@ def test_nothing_binds_all_interfaces_by_itself():
             if isinstance(node, ast.keyword) and node.arg in ("host", "bind") and isinstance(node.value, ast.Constant):
                 if node.value.value not in ("127.0.0.1", "localhost", "::1"):
                     bad.append(f"{rel}:{node.value.lineno} {node.arg}={node.value.value!r}")
-    for name in ("dagster.yaml", "workspace.yaml"):
+    for name in ("deploy/dagster.yaml", "workspace.yaml"):
         text = (REPO / name).read_text()
         if "0.0.0.0" in text:
             bad.append(name)

@@ -6,5 +6,6 @@ that need it, so that ``import training`` stays fast.
 
 import os
 
-# TensorFlow's C++ start-up chatter hides our own output; errors still show.
+# What TensorFlow's C++ logs after its import hides our own output; errors still show. The import
+# itself is made quiet by feature_store.quiet_tf.import_tensorflow, which every TensorFlow user calls.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

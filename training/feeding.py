@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from feature_store.errors import ParameterError, StoreError
+from feature_store.quiet_tf import import_tensorflow
 from training.config import TrainConfig
 from training.models import to_layout
 from training.normalizer import BandNormalizer
@@ -59,6 +60,8 @@ class ClipSource:
         positions = np.asarray(positions, dtype=np.int64)
         if self.x is not None:
             return np.asarray(self.x[positions], dtype=np.float32)
+        if self.reader is None:
+            raise StoreError("the clips of this source were released (ClipSource.release)")
         return np.asarray(self.reader.read(self.rows[positions]), dtype=np.float32)
 
     def _check_rows(self) -> None:
@@ -74,8 +77,25 @@ class ClipSource:
             yield self.read(positions[i : i + size])
 
     def close(self) -> None:
+        """Close the store's file (it is opened again if the source is read again)."""
         if self.reader is not None:
             self.reader.close()
+
+    def release(self) -> None:
+        """Close the file and drop the clips held in memory: the source cannot be read again.
+
+        A ``tf.data`` dataset made by :meth:`Feeder.dataset` keeps its generator, and so this
+        source, alive in TensorFlow's registry of Python functions after training; released,
+        what stays behind is a few bytes, not the clips of every run of a process.
+        """
+        self.close()
+        self.x = self.reader = None
+
+    def __enter__(self) -> ClipSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 @dataclasses.dataclass
@@ -117,8 +137,12 @@ class Feeder:
             yield (x, y, w) if with_labels else x
 
     def dataset(self, input_shape: tuple, *, with_labels: bool = True) -> Any:
-        """A ``tf.data.Dataset`` over :meth:`batches`, prefetching one batch ahead."""
-        import tensorflow as tf
+        """A ``tf.data.Dataset`` over :meth:`batches`, prefetching one batch ahead.
+
+        The batch size of its signature is unknown (None), so that a short last batch runs
+        the function traced for the others rather than a new trace.
+        """
+        tf = import_tensorflow()
 
         x_spec = tf.TensorSpec((None, *input_shape), tf.float32)
         if with_labels:

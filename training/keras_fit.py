@@ -24,6 +24,7 @@ import polars as pl
 from feature_store import atomic, integrity
 from feature_store.errors import ParameterError, StoreError
 from feature_store.params import GENRES
+from feature_store.quiet_tf import import_tensorflow
 from training.config import TrainConfig
 from training.families.base import Fit, first_line
 from training.feeding import ClipSource, Feeder, make_source
@@ -38,6 +39,7 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     The project's own custom layers (see :func:`training.models.custom_objects`) are passed in,
     so every model of :data:`training.models.MODELS` loads.
     """
+    import_tensorflow()
     import keras
 
     return keras.models.load_model(str(path), safe_mode=True, custom_objects=custom_objects())
@@ -45,8 +47,8 @@ def load_model(path: str | os.PathLike[str]) -> Any:
 
 def set_determinism(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and turn on deterministic ops."""
+    tf = import_tensorflow()
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     try:
@@ -185,6 +187,7 @@ def _streams(config: TrainConfig, clips: int, n_mels: int, frames: int) -> bool:
 
 def _build(spec: ModelSpec, *, n_mels: int, frames: int, crop_frames: int, config: TrainConfig) -> Any:
     """The spec's network, compiled with the config's optimiser and loss."""
+    import_tensorflow()
     import keras
 
     set_determinism(config.seed)
@@ -242,13 +245,15 @@ def fit_keras(spec: ModelSpec, data: Selection, *, config: TrainConfig, progress
     val_ds, callbacks = _validation(net, va_src, normalizer, spec.layout, config)
     timer = EpochTimer.make()
     t0 = time.perf_counter()
-    hist = net.fit(feed.dataset(input_shape(net)), validation_data=val_ds, epochs=config.epochs,
-                   callbacks=[*callbacks, timer], shuffle=False,  # the feeder shuffles, with the run's seed
-                   verbose=1 if progress else 0)
+    try:
+        hist = net.fit(feed.dataset(input_shape(net)), validation_data=val_ds, epochs=config.epochs,
+                       callbacks=[*callbacks, timer], shuffle=False,  # the feeder shuffles, with the run's seed
+                       verbose=1 if progress else 0)
+    finally:
+        for src in (tr_src, va_src):
+            if src is not None:
+                src.release()
     train_seconds = time.perf_counter() - t0
-    for src in (tr_src, va_src):
-        if src is not None:
-            src.close()
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
     history["epoch_seconds"] = list(timer.seconds)
     epochs_run = len(history["loss"])
@@ -279,19 +284,40 @@ class EpochTimer:
         return _EpochTimer()
 
 
+def forward_function(net: Any) -> Any:
+    """``net(x, training=False)`` as a ``tf.function`` whose input signature leaves the batch
+    size open: traced once per model, whatever the sizes of the batches.
+
+    Keras' own ``predict`` traces its function for the shape of the first batch and again
+    (more generally) at the first batch of another size, such as a short last batch.
+    """
+    tf = import_tensorflow()
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *input_shape(net)), tf.float32)])
+    def forward(x: Any) -> Any:
+        return net(x, training=False)
+
+    return forward
+
+
 def predict_source(net: Any, src: ClipSource, *, normalizer: BandNormalizer, layout: str,
                    batch_size: int = 64) -> tuple[np.ndarray, float]:
     """Probabilities of every clip of ``src`` and the inference time per clip in ms.
 
-    One batch is scored first to build the graph, so the timing is of steady-state inference
-    (reading, normalising and the forward pass), not of tracing.
+    One batch is scored first to build the graph (:func:`forward_function`, traced once), so
+    the timing is of steady-state inference (reading, normalising and the forward pass), not
+    of tracing.
     """
     n = len(GENRES)
     positions = np.arange(len(src))
-    warm = Feeder(src, positions[:batch_size], normalizer, layout, n, batch_size, 0)
-    feed = Feeder(src, positions, normalizer, layout, n, batch_size, 0)
-    net.predict(warm.dataset(input_shape(net), with_labels=False), verbose=0)
+    forward = forward_function(net)
+
+    def scores(feed: Feeder) -> np.ndarray:
+        out = [np.asarray(forward(x)) for x in feed.dataset(input_shape(net), with_labels=False)]
+        return np.concatenate(out, axis=0) if out else np.zeros((0, n), np.float32)
+
+    scores(Feeder(src, positions[:batch_size], normalizer, layout, n, batch_size, 0))
     t0 = time.perf_counter()
-    probs = np.asarray(net.predict(feed.dataset(input_shape(net), with_labels=False), verbose=0))
+    probs = scores(Feeder(src, positions, normalizer, layout, n, batch_size, 0))
     ms = 1000 * (time.perf_counter() - t0) / max(1, len(src))
     return probs, ms

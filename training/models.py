@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from feature_store.errors import ParameterError
+from feature_store.quiet_tf import import_tensorflow
 
 Layout = Literal["mels_frames_1", "frames_mels"]
 #: BatchNorm momentum of our models. Keras' default (0.99) moves the inference statistics 1 % per
@@ -398,6 +399,7 @@ def get_spec(name: str) -> ModelSpec:
 
 def build_model(name: str, *, n_mels: int, frames: int, n_classes: int = 10) -> Any:
     """Build the model called ``name`` for inputs of ``n_mels`` x ``frames``."""
+    import_tensorflow()
     return get_spec(name).factory(n_mels=n_mels, frames=frames, n_classes=n_classes)
 
 

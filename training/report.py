@@ -7,14 +7,13 @@
     figures/       accuracy_vs_clip.png, confusion.png, cost_accuracy.png, mel_spectrograms.png
 
 Both documents are built from the same list of blocks, so they always say the same thing.
-Every figure uses matplotlib's Agg backend (no display needed). All files are written
-atomically.
+The figures are drawn by :mod:`training.figures` (matplotlib's Agg backend, no display
+needed). All files are written atomically.
 """
 
 from __future__ import annotations
 
 import html
-import io
 import os
 import time
 from collections import defaultdict
@@ -211,166 +210,6 @@ def _html_table(head: list[str], rows: list[list[str]]) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# figures
-# ---------------------------------------------------------------------------------------
-def _save(fig: Any, path: Path, *, dpi: int = 100) -> Path:
-    import matplotlib.pyplot as plt
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    # a 256-colour palette keeps the spectrogram figure small, and is lossless for the plots
-    out = io.BytesIO()
-    Image.open(io.BytesIO(buf.getvalue())).convert("RGB").quantize(colors=256).save(out, format="PNG", optimize=True)
-    return atomic.write_bytes_atomic(path, out.getvalue())
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_accuracy_vs_clip(runs: list[dict[str, Any]], path: Path) -> Path:
-    """Song- and clip-level accuracy against clip length per model, mean ± std over seeds."""
-    plt = _plt()
-    table = collect(runs)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, metric, title in ((axes[0], "song_accuracy", "songs (mean prob. over segments)"),
-                              (axes[1], "clip_accuracy", "clips")):
-        for label in sorted(table):
-            clips = sorted(table[label])
-            m = [np.mean(_vals(table[label][c], metric)) for c in clips]
-            s = [np.std(_vals(table[label][c], metric), ddof=1) if len(table[label][c]) > 1 else 0.0 for c in clips]
-            ax.errorbar(clips, m, yerr=s, marker="o", capsize=3, label=label)
-        for label, pub in STUDY_RESULTS.items():
-            if label in table and metric == "clip_accuracy":
-                ax.plot(list(pub), list(pub.values()), ls=":", marker="x", color="grey")
-        ax.set_xscale("log")
-        ax.set_xticks(list(CLIP_SECONDS), [str(c) for c in CLIP_SECONDS])
-        ax.set_xlabel("clip length (s)")
-        ax.set_title(f"held-out accuracy, {title}")
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("accuracy (argmax)")
-    shown = any(label in STUDY_RESULTS for label in table)
-    axes[1].legend(fontsize=7, loc="upper left", title_fontsize=7,
-                   title="grey dotted: the study, as published (indexOfMax)" if shown else None)
-    return _save(fig, path)
-
-
-def plot_confusions(runs: list[dict[str, Any]], path: Path) -> Path:
-    """Song-level confusion matrix of each model at its best clip length, summed over seeds."""
-    plt = _plt()
-    table = collect(runs)
-    labels = sorted(table)
-    n = len(labels)
-    cols = min(3, n)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4 * rows), squeeze=False)
-    short = [g[:4] for g in GENRES]
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    for ax, label in zip(axes.flat, labels, strict=False):
-        c = _best_clip(table[label])
-        cm = np.sum([np.asarray(r["metrics"]["song_confusion"]) for r in table[label][c]], axis=0)
-        ax.imshow(cm, cmap="Blues")
-        for i, j in zip(*np.nonzero(cm), strict=True):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=6,
-                    color="white" if cm[i, j] > cm.max() / 2 else "black")
-        ax.set_xticks(range(len(GENRES)), short, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(GENRES)), short, fontsize=7)
-        ax.set_title(f"{label}, {c} s (n={len(table[label][c])} seeds)", fontsize=8)
-        ax.set_xlabel("predicted", fontsize=7)
-        ax.set_ylabel("true", fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def plot_cost_accuracy(runs: list[dict[str, Any]], path: Path) -> Path:
-    """The study's thesis in one picture: song accuracy against parameters and s/epoch."""
-    plt = _plt()
-    table = collect(runs)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for label in sorted(table):
-        c = max(table[label])
-        rs = table[label][c]
-        acc = np.mean(_vals(rs, "song_accuracy"))
-        params = rs[0]["costs"]["parameters"]
-        spe = np.mean([r["costs"].get("steady_seconds_per_epoch", r["costs"]["seconds_per_epoch"]) for r in rs])
-        for ax, x in ((axes[0], params), (axes[1], spe)):
-            ax.scatter([x], [acc])
-            ax.annotate(f"{label} ({c} s)", (x, acc), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    for ax, xl in ((axes[0], "parameters"), (axes[1], "seconds per epoch")):
-        ax.set_xscale("log")
-        ax.set_xlabel(xl + " (log)")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("held-out song accuracy")
-    axes[0].set_title("accuracy against size (longest clip per model)")
-    axes[1].set_title("accuracy against training time")
-    return _save(fig, path)
-
-
-def plot_mel_examples(runs: list[dict[str, Any]], path: Path) -> Path | None:
-    """One mel spectrogram per genre from the runs' feature store, like the study's Figure 1.
-
-    Returns None (and draws nothing) when no run names a feature store that still exists.
-    """
-    from feature_store.params import FeatureParams
-    from feature_store.store import FeatureStore
-
-    store = None
-    for r in runs:
-        root = r.get("store_root")
-        if root and Path(root).is_dir():
-            try:
-                store = FeatureStore(root, params=FeatureParams.from_dict(r["feature_params"]))
-                clips = store.available_clip_seconds()
-            except Exception:  # an unreadable or foreign store: no figure rather than no report
-                store = None
-                continue
-            if clips:
-                break
-            store = None
-    if store is None:
-        return None
-    clip = max(clips)
-    index = store.clips(clip_seconds=clip).collect()
-    genres = [g for g in GENRES if g in set(index["genre"].to_list())]
-    picks = [index.filter(index["genre"] == g).sort("song_id", "segment").row(0, named=True)["song_id"] for g in genres]
-    t = store.tensors(clip_seconds=clip, song_ids=picks)
-    plt = _plt()
-    import librosa.display
-
-    p = store.params
-    n = len(genres)
-    cols = min(5, n)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False, layout="constrained")
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    img = None
-    for k, (ax, g) in enumerate(zip(axes.flat, genres, strict=False)):
-        i = next(k for k, row in enumerate(t.index.iter_rows(named=True)) if row["genre"] == g)
-        img = librosa.display.specshow(t.x[i], sr=p.sr, hop_length=p.hop_length, x_axis="time", y_axis="mel",
-                                       fmin=p.fmin, fmax=p.fmax or p.sr / 2, ax=ax, cmap="magma")
-        ax.set_title(f"{g}: {t.index['song_id'][i]}", fontsize=8)
-        ax.tick_params(labelsize=6)
-        ax.set_xlabel("time (s)" if k >= n - cols else "", fontsize=7)
-        ax.set_ylabel("Hz (mel scale)" if k % cols == 0 else "", fontsize=7)
-    if img is not None:
-        fig.colorbar(img, ax=axes, format="%+2.0f dB", shrink=0.8)
-    fig.suptitle(f"Log-power mel spectrograms ({p.n_mels} bands, n_fft {p.n_fft}, hop {p.hop_length}), "
-                 f"the first {clip} s clip of one song per genre", fontsize=9)
-    return _save(fig, path, dpi=80)
-
-
-# ---------------------------------------------------------------------------------------
 # the document
 # ---------------------------------------------------------------------------------------
 def _setup_lines(runs: list[dict[str, Any]]) -> list[str]:
@@ -536,11 +375,14 @@ def write_report(
     else:
         figs: dict[str, Path | None] = {}
         if figures:
+            from training import figures as fg  # matplotlib and the figures, only when drawing them
+
             f = paths["figures"]
-            figs["accuracy_vs_clip.png"] = plot_accuracy_vs_clip(runs, f["accuracy_vs_clip.png"])
-            figs["confusion.png"] = plot_confusions(runs, f["confusion.png"])
-            figs["cost_accuracy.png"] = plot_cost_accuracy(runs, f["cost_accuracy.png"])
-            figs["mel_spectrograms.png"] = plot_mel_examples(runs, f["mel_spectrograms.png"])
+            figs["accuracy_vs_clip.png"] = fg.save(fg.draw_accuracy_vs_clip(runs), f["accuracy_vs_clip.png"])
+            figs["confusion.png"] = fg.save(fg.draw_confusions(runs), f["confusion.png"])
+            figs["cost_accuracy.png"] = fg.save(fg.draw_cost_accuracy(runs), f["cost_accuracy.png"])
+            mel = fg.draw_mel_examples(runs)
+            figs["mel_spectrograms.png"] = None if mel is None else fg.save(mel, f["mel_spectrograms.png"], dpi=80)
         blocks = _blocks(runs, title, figs)
     atomic.write_bytes_atomic(paths["html"], _render_html(blocks, title).encode())
     return atomic.write_bytes_atomic(paths["markdown"], _render_md(blocks).encode())

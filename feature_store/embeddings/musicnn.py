@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from feature_store.errors import ParameterError, StoreError
+from feature_store.quiet_tf import import_tensorflow
 
 #: musicnn models whose architecture this port implements (the VGG baselines are not ported).
 MUSICNN_MODELS: tuple[str, ...] = ("MSD_musicnn", "MTT_musicnn")
@@ -186,8 +187,7 @@ def read_checkpoint(model: str = "MSD_musicnn") -> dict[str, np.ndarray]:
         E.g. ``conv2d/kernel`` [shape=(7, 38, 1, 204)], ``dense_1/bias`` [shape=(50,)].
     """
     folder = weights_folder(model)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-    import tensorflow as tf
+    tf = import_tensorflow()  # without TensorFlow's start-up lines
 
     try:
         reader = tf.compat.v1.train.NewCheckpointReader(str(folder) + os.sep)
@@ -324,6 +324,7 @@ def build_musicnn(*, model: str = "MSD_musicnn", weights: Mapping[str, np.ndarra
     validate_model(model)
     if weights is None:
         weights = read_checkpoint(model)
+    import_tensorflow()
     import keras
     from keras import layers
 
@@ -419,7 +420,7 @@ def configure_threads(threads: int | None) -> None:
     """Limit TensorFlow's CPU threads (call before the first TensorFlow op of the process)."""
     if not threads:
         return
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(int(threads))

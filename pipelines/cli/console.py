@@ -30,37 +30,28 @@ def tqdm_callback(enabled: bool, desc: str, unit: str) -> tuple[Callable[[int, i
 
 
 def tf_log_level(debug: bool) -> None:
-    """Quiet TensorFlow's C++ logging (before ``training`` sets its own default), unless ``debug``."""
-    if not debug:
+    """Quiet TensorFlow's C++ logging (before ``training`` sets its own default), unless ``debug``,
+    which keeps everything TensorFlow prints (``GTZAN_DEBUG=1``)."""
+    if debug:
+        from feature_store.quiet_tf import keep_tensorflow_logs
+
+        keep_tensorflow_logs()
+    else:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def quiet_tensorflow(debug: bool) -> None:
-    """Import TensorFlow with its native start-up chatter on stderr silenced.
+    """Import TensorFlow now, without its start-up lines (:mod:`feature_store.quiet_tf`).
 
-    TensorFlow logs from C++ straight to file descriptor 2 while it loads, before any
-    Python setting applies. ``TF_CPP_MIN_LOG_LEVEL`` (default here: 3) quiets the rest;
-    with ``debug`` (``GTZAN_DEBUG=1``) everything is left as TensorFlow prints it.
+    ``TF_CPP_MIN_LOG_LEVEL`` (default here: 3) quiets what it logs later; with ``debug``
+    (``GTZAN_DEBUG=1``) everything is left as TensorFlow prints it, and nothing is imported yet.
     """
+    tf_log_level(debug)
     if debug:
         return
-    tf_log_level(debug)
-    if "tensorflow" in sys.modules:
-        return
-    try:
-        sys.stderr.flush()
-    except (AttributeError, ValueError):
-        pass
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    from feature_store.quiet_tf import import_tensorflow
+
+    import_tensorflow()
 
 
 def plural(n: int, word: str) -> str:

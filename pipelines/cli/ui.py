@@ -37,7 +37,7 @@ def ui_command(ws: Workspace, dry_run: bool) -> None:
 
     Same as `make dev`: it loads workspace.yaml, binds to 127.0.0.1 (unless --host says otherwise), and
     records runs in $DAGSTER_HOME (default: .dagster_home in the project, with
-    the project's dagster.yaml, telemetry off). Stop it with Ctrl-C.
+    the project's deploy/dagster.yaml, telemetry off). Stop it with Ctrl-C.
 
     \b
     Examples:

@@ -159,11 +159,18 @@ def project_root() -> Path:
     raise GTZANError("no workspace.yaml here or in the project checkout; run gtzan from the project folder")
 
 
+#: The instance configuration of one machine, relative to the project root; it is copied into
+#: ``$DAGSTER_HOME``. Not at the root: ``dagster dev`` warns that a ``dagster.yaml`` in the
+#: folder it starts in "will not be used" when ``DAGSTER_HOME`` is another folder.
+INSTANCE_YAML = Path("deploy") / "dagster.yaml"
+
+
 def dagster_home(root: Path) -> Path:
     """``$DAGSTER_HOME``, else ``.dagster_home`` in the project ``root``: created, with the
-    project's ``dagster.yaml`` when it has none."""
+    project's instance configuration (:data:`INSTANCE_YAML`) as its ``dagster.yaml`` when it
+    has none."""
     home = Path(os.environ.get("DAGSTER_HOME") or root / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists() and (root / "dagster.yaml").exists():
-        shutil.copyfile(root / "dagster.yaml", home / "dagster.yaml")
+    if not (home / "dagster.yaml").exists() and (root / INSTANCE_YAML).exists():
+        shutil.copyfile(root / INSTANCE_YAML, home / "dagster.yaml")
     return home

@@ -36,6 +36,8 @@ def test_features_partition_and_check(ingested):
         assert h5["mel"].shape == (n, 128, frames)
         assert np.isfinite(h5["mel"][:]).all()
     assert md["hdf5_bytes"] > 0 and md["bytes"] >= md["hdf5_bytes"]
+    assert md["build_seconds"] > 0 and md["build_seconds"] == round(md["build_seconds"], 2)
+    assert md["params"] == params.to_dict()  # parameters are shown as they are hashed, not rounded
     [ev] = result.get_asset_check_evaluations()
     assert ev.check_name == "features_sane" and ev.passed
     assert ev.metadata["clip_seconds"].value == [5]  # the run's partition, only

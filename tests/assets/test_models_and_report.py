@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 
 from assets import ModelStoreResource, evaluation_report, genre_models, model_above_chance
+from assets.metadata import decimals
 from assets.partitions import model_key
 from assets.reports import inline_images
 
@@ -57,6 +58,46 @@ def test_above_chance_check_matches_the_accuracy(trained):
     assert cell.data["model"] == "seed_cnn" and cell.data["clip_seconds"] == 1 and cell.data["seeds"] == 1
 
 
+def floats(metadata, key: str = ""):
+    """Every (key, float) of a metadata mapping, in tables and JSON values too."""
+    if isinstance(metadata, float):
+        yield key, metadata
+    elif isinstance(metadata, dg.TableMetadataValue):
+        for record in metadata.records:
+            yield from floats(record.data)
+    elif isinstance(metadata, dg.MetadataValue):
+        yield from floats(metadata.value, key)
+    elif isinstance(metadata, dict):
+        for k, v in metadata.items():
+            yield from floats(v, k)
+    elif isinstance(metadata, list):
+        for v in metadata:
+            yield from floats(v, key)
+
+
+def test_metadata_numbers_are_rounded(trained):
+    """Accuracies to 4 places, seconds and MB to 2, ms to 3; the run's metrics.json keeps them all."""
+    res, result = trained
+    md = result.asset_materializations_for_node("genre_models")[0].metadata
+    found = dict(floats(md))
+    assert {"song_accuracy", "clip_accuracy", "song_macro_f1", "train_seconds", "seconds_per_epoch", "model_mb",
+            "peak_rss_mb", "inference_ms_per_clip"} <= set(found)
+    assert (decimals("song_accuracy"), decimals("train_seconds"), decimals("model_mb"),
+            decimals("inference_ms_per_clip")) == (4, 2, 2, 3)
+    for key, value in floats(md):
+        assert value == round(value, decimals(key)), (key, value)
+    [run] = res["models"].runs()
+    assert md["song_accuracy"].value == round(run["metrics"]["song_accuracy"], 4)
+    assert md["train_seconds"].value == round(run["costs"]["train_seconds"], 2)
+    assert md["inference_ms_per_clip"].value == round(run["costs"]["inference_ms_per_clip"], 3)
+    assert md["per_seed"].value.records[0].data["train_seconds"] == round(run["costs"]["train_seconds"], 2)
+    # the check's metadata too
+    [ev] = result.get_asset_check_evaluations()
+    [cell] = ev.metadata["cells"].value.records
+    assert cell.data["song_accuracy"] == round(run["metrics"]["song_accuracy"], 4)
+    assert ev.metadata["chance"].value == 0.1
+
+
 def test_report_over_trained_models(trained):
     res, _ = trained
     result = dg.materialize([evaluation_report], resources=res)
@@ -66,6 +107,8 @@ def test_report_over_trained_models(trained):
     assert md["runs"] == 1 and md["models"] == ["seed_cnn"]
     assert md["best"]["model"] == "seed_cnn" and md["best"]["clip_seconds"] == 1
     assert "| seed_cnn |" in md["report"]
+    for key, value in floats(result.asset_materializations_for_node("evaluation_report")[0].metadata):
+        assert value == round(value, decimals(key)), (key, value)
 
 
 def test_inline_images(tmp_path):

@@ -52,10 +52,10 @@ def tiny_resources(tiny_corpus, tmp_path) -> dict:
 
 
 def write_dagster_home(path: Path) -> Path:
-    """Make ``path`` a ``DAGSTER_HOME``: the project's ``dagster.yaml`` plus the immediate run
+    """Make ``path`` a ``DAGSTER_HOME``: the project's ``deploy/dagster.yaml`` plus the immediate run
     coordinator, because no daemon runs beside a bare webserver to dequeue runs."""
     path.mkdir(parents=True, exist_ok=True)
-    config = (REPO / "dagster.yaml").read_text()
+    config = (REPO / "deploy" / "dagster.yaml").read_text()
     config += "\nrun_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
     (path / "dagster.yaml").write_text(config)
     return path
@@ -88,16 +88,19 @@ class Webserver:
     """dagster-webserver serving ``workspace.yaml`` on a free loopback port.
 
     It runs in its own process group with SIGTERM and SIGINT at their defaults, and is
-    stopped through that group's id (never by name).
+    stopped through that group's id (never by name). ``command`` starts something else that
+    serves the UI on the port (``gtzan ui``, ``dagster dev``): its words, with ``{port}`` in
+    place of the port.
     """
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, command: list[str] | None = None) -> None:
         self.log_path = log_path
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}/graphql"
         self._log = open(log_path, "wb")  # noqa: SIM115
+        command = command or [str(WEBSERVER), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", "{port}"]
         self.proc = subprocess.Popen(
-            [str(WEBSERVER), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+            [word.replace("{port}", str(port)) for word in command],
             cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=_default_signals,
         )
@@ -154,11 +157,11 @@ class Webserver:
 
 @pytest.fixture
 def webserver(tmp_path):
-    """``start(env)``: a :class:`Webserver` with that environment, stopped after the test."""
+    """``start(env, command=None)``: a :class:`Webserver` with that environment, stopped after the test."""
     started: list[Webserver] = []
 
-    def start(env: dict[str, str]) -> Webserver:
-        started.append(Webserver(env, tmp_path / f"webserver-{len(started)}.log"))
+    def start(env: dict[str, str], command: list[str] | None = None) -> Webserver:
+        started.append(Webserver(env, tmp_path / f"webserver-{len(started)}.log", command))
         return started[-1]
 
     yield start

@@ -144,7 +144,7 @@ def test_training_pool_retries_executor_and_automation():
 def test_dagster_yaml_gives_the_training_pool_one_slot(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         pools = instance.get_concurrency_config().pool_config
@@ -203,3 +203,71 @@ def test_executor_is_chosen_by_the_environment(monkeypatch, tiny_resources):
             executor_def("celery")
     else:
         assert executor_def("celery").name == "celery"
+
+
+def _planned() -> tuple[set[str], set[str]]:
+    """The assets and the genre_models partitions that `make run` (no options) materializes."""
+    from pipelines.run import plan_runs
+    from pipelines.settings import Settings
+
+    graph = defs.resolve_asset_graph()
+    assets, cells = set(), set()
+    for p in plan_runs(Settings()):
+        job = defs.resolve_job_def(p.job)
+        assets |= {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
+        if p.job == "training_job":
+            cells.add(p.partition)
+    assert cells <= set(graph.get(dg.AssetKey("genre_models")).partitions_def.get_partition_keys())
+    return assets, cells
+
+
+def test_opt_in_assets_say_so_first_in_their_descriptions():
+    """What `make run` leaves empty says so at the head of its description, and how to fill it."""
+    from pipelines.run import plan_runs
+    from pipelines.settings import DEFAULT_MODELS, Settings
+
+    graph = defs.resolve_asset_graph()
+    planned, cells = _planned()
+    assert planned == set(ASSETS) - {"musicnn_embeddings", "probe_models"}
+    for name in ASSETS:
+        description = graph.get(dg.AssetKey(name)).description
+        if name in planned and name != "genre_models":
+            assert "Opt-in" not in description, name
+        elif name not in planned:
+            assert description.startswith("**Opt-in:** not materialized by `make run`"), name
+            assert '`make run RUN_ARGS="--with-embeddings"`' in description, name
+    # and that flag does plan them
+    with_flag = {p.job for p in plan_runs(Settings(), with_embeddings=True)}
+    assert "embeddings_job" in with_flag
+    # genre_models: the partitions `make run` does not train are named, with the option that trains them
+    models = graph.get(dg.AssetKey("genre_models")).description
+    first = models.split("\n\n")[0]
+    assert first.startswith("**Opt-in partitions:**")
+    left = [m for m in PIPELINE_MODELS if not any(c.endswith(f"|{m}") for c in cells)]
+    assert left == ["seed_cnn", "seed_rnn", "crnn"] and set(left).isdisjoint(DEFAULT_MODELS)
+    named = first.split("the partitions of ", 1)[1].split(" (", 1)[0]
+    assert named == ", ".join(left)
+    trained = first.split("`make run` trains ", 1)[1].split(";", 1)[0].split(", ")
+    assert set(trained) == set(DEFAULT_MODELS)
+    assert '`make run RUN_ARGS="--models all"`' in first
+    every = {p.partition for p in plan_runs(Settings(models=PIPELINE_MODELS)) if p.job == "training_job"}
+    assert every == set(graph.get(dg.AssetKey("genre_models")).partitions_def.get_partition_keys())
+    # the example partition in the note is a real key
+    example = first.rsplit("(e.g. `", 1)[1].split("`", 1)[0]
+    assert example in every and example.endswith(f"|{left[0]}")
+    # the assets' own objects keep their descriptions: the notes belong to the code location
+    import assets
+
+    assert not assets.musicnn_embeddings.descriptions_by_key[dg.AssetKey("musicnn_embeddings")].startswith("**Opt")
+
+
+def test_genre_models_description_names_partition_keys_as_they_appear():
+    graph = defs.resolve_asset_graph()
+    node = graph.get(dg.AssetKey("genre_models"))
+    keys = set(node.partitions_def.get_partition_keys())
+    # Dagster joins the dimensions' keys with "|" in the order of the dimension names
+    dims = [d.name for d in node.partitions_def.partitions_defs]
+    assert "|".join(dims) == "clip|model" and "5|cnn" in keys
+    quoted = [s for s in node.description.split("`")[1::2] if "|" in s]
+    assert "clip|model" in quoted and "5|cnn" in quoted
+    assert all(q == "clip|model" or q in keys for q in quoted), quoted

@@ -221,3 +221,22 @@ def test_rss_sampler_sees_a_short_lived_allocation():
         time.sleep(0.1)
         del block
     assert rss.peak_mb - rss.start_mb > 150
+
+
+def test_a_released_source_lets_go_of_its_clips(tiny_store):
+    """tf.data keeps a trained feeder's generator alive; releasing the source frees the clips."""
+    import gc
+    import weakref
+
+    store = FeatureStore(tiny_store, params=SEGMENTS)
+    t = store.tensors(clip_seconds=1, split="train")
+    held = t.x.copy()
+    alive = weakref.ref(held)
+    with ClipSource(t.index, x=held) as src:
+        assert src.read(np.array([1])).shape == (1, *t.x.shape[1:])
+    keeper = [src]  # what TensorFlow's registry does
+    del held
+    gc.collect()
+    assert alive() is None and keeper
+    with pytest.raises(StoreError, match="released"):
+        src.read(np.array([0]))

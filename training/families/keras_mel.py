@@ -57,11 +57,10 @@ class KerasMel(ModelFamily):
         from training.feeding import make_source
         from training.keras_fit import predict_source
 
-        src = make_source(data.view, data.test_store, data.test_index, clip_seconds=data.clip_seconds,
-                          stream=fit.streamed)
         model: Any = fit.model  # a KerasMelModel
-        probs, ms = predict_source(model.net, src, normalizer=model.normalizer, layout=model.layout)
-        src.close()
+        with make_source(data.view, data.test_store, data.test_index, clip_seconds=data.clip_seconds,
+                         stream=fit.streamed) as src:
+            probs, ms = predict_source(model.net, src, normalizer=model.normalizer, layout=model.layout)
         return Scores(probs, src.y, src.song_ids, ms)
 
     def load(self, folder: Path, record: Any) -> Any:
