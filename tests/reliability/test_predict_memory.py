@@ -10,9 +10,12 @@ a regression ends in a ``MemoryError`` that fails the test instead of taking the
    refused with the same one-line reason, every other is predicted for the audio it holds
    (the hour of silence included), the good song too, exit code 0 as the README says (1 only
    when no file could be predicted), and peak RSS stays under 1.5 GB.
-2. Peak RSS on a 10-minute file is that of a 1-minute file within a small margin: the file is
-   streamed, and its windows go through the network in batches of bounded size (64 windows of
-   1 s, about what the minute holds), so nothing grows with the duration.
+2. Peak RSS on a 40-minute file is that of a 10-minute file within a small margin: the file
+   is streamed, and its windows go through the network in batches of bounded size, so nothing
+   grows with the duration. Not a 1-minute file: the peak rises over the first few batches (the
+   kernels and allocator pools of TensorFlow warming up) and is flat from about 10 minutes on.
+   A predict that kept every window of the file (2400 windows of 1 s at 40 minutes) peaked
+   about 60 MB higher at 40 minutes than at 10: more than :data:`DURATION_MARGIN`.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from _lying import FILES, write_corpus
 REPO = Path(__file__).resolve().parents[2]
 PEAK_RSS_LIMIT = 1.5e9
 ADDRESS_SPACE_GIB = 4
-#: How far the peak of a 10-minute file may be above that of a 1-minute file.
-DURATION_MARGIN = 48 << 20
+#: How far the peak of a 40-minute file may be above that of a 10-minute file.
+DURATION_MARGIN = 32 << 20
+#: The two durations compared, in minutes.
+SHORT, LONG = 10, 40
 GOOD = "rock/rock.00000.wav"
 
 CHILD = textwrap.dedent("""
@@ -127,14 +132,14 @@ def _write_music(path: Path, *, minutes: float, sr: int = 22050) -> None:
 
 
 def test_peak_memory_does_not_grow_with_the_duration(run_dir, tmp_path):
-    """1 and 10 minutes, each in a fresh child: the same peak within DURATION_MARGIN."""
+    """SHORT and LONG minutes, each in a fresh child: the same peak within DURATION_MARGIN."""
     peaks = {}
-    for minutes in (1, 10):
+    for minutes in (SHORT, LONG):
         path = tmp_path / f"{minutes}min.flac"
         _write_music(path, minutes=minutes)
         proc, out = gtzan_predict([path, "--run", run_dir], tmp_path)
         assert out["exit"] == 0, proc.stderr[-3000:]
         assert f"{path}  ({minutes * 60}.0 s, 22050 Hz, mono; {minutes * 60} windows of 1 s)" in proc.stdout
         peaks[minutes] = out["peak_kib"] * 1024
-    assert peaks[10] - peaks[1] < DURATION_MARGIN, {m: f"{p / 2**20:.0f} MiB" for m, p in peaks.items()}
-    assert peaks[10] < PEAK_RSS_LIMIT
+    assert peaks[LONG] - peaks[SHORT] < DURATION_MARGIN, {m: f"{p / 2**20:.0f} MiB" for m, p in peaks.items()}
+    assert peaks[LONG] < PEAK_RSS_LIMIT
