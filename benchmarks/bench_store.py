@@ -10,16 +10,25 @@ files) into a temporary folder. Measured side by side, in one run:
 3. *ours*: ``FeatureStore.build`` of all four clip lengths into HDF5 + Parquet, across
    ``--workers`` processes (catalog and split tables written before, not timed), from an
    empty store and cache each time.
+4. *timbre*: ``ViewStore(root, get_view("timbre")).build`` of all four clip lengths, the
+   same way, against the same floor.
 
-Floor and ours alternate ``--repeats`` times (default 3); the ratios use the medians, and the
-CPU seconds of each (this process and its workers) are recorded beside the wall times.
-4. Store size (float16 option) against the raw float32 bytes of the same clips.
-5. A selective query, the held-out 5 s clips of one genre: index query + tensors, against
-   unpickling the baseline's 5 s pickle and filtering it.
+Floor, ours and timbre alternate ``--repeats`` times (default 3); the ratios use the medians,
+and the CPU seconds of each (this process and its workers) are recorded beside the wall times.
+5. What the checksums cost: the xxh3 digest of every stored row alone (the rows read back
+   from the built stores, only the hashing timed), per song, against the build's CPU.
+6. Store size (float16 option) against the raw float32 bytes of the same clips.
+7. A selective query, the held-out 5 s clips of one genre: index query + tensors, against
+   unpickling the baseline's 5 s pickle and filtering it; and the share of ``tensors()``
+   spent hashing the rows it read (their digests computed again, timed alone).
+8. ``ViewStore.verify()`` (what ``gtzan features verify`` runs per view) of the float32 mel
+   store and of the timbre store: rows and MB per second.
+
+The 1-minute load average before and after is recorded: the machine may be shared.
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_store.py [--copies 10] [--workers 2] [--json out.json]
+    .venv/bin/python benchmarks/bench_store.py [--copies 10] [--workers 2] [--repeats 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -49,7 +58,11 @@ from study_baseline import pickle_features, study_features, unpickle_features  #
 from feature_store import CLIP_SECONDS, FeatureParams, FeatureStore, ingest  # noqa: E402
 from feature_store.audio import decode  # noqa: E402
 from feature_store.features import mel_spectrogram  # noqa: E402
+from feature_store.engine.read import read_rows  # noqa: E402
+from feature_store.engine.store import ViewStore  # noqa: E402
 from feature_store.engine.worker import single_threaded_worker  # noqa: E402
+from feature_store.integrity import digest, row_digests  # noqa: E402
+from feature_store.views import get_view  # noqa: E402
 
 
 def replicate(src: Path, dst: Path, copies: int) -> list[tuple[str, Path]]:
@@ -121,6 +134,60 @@ def ours(audio: Path, root: Path, workers: int) -> tuple[float, float, float]:
     return time.perf_counter() - t0, cpu_seconds() - c0, main_cpu_seconds() - m0
 
 
+def timbre(audio: Path, root: Path, workers: int) -> tuple[float, float, float]:
+    """Wall, CPU and main-process CPU seconds of a timbre build of all four clip lengths from
+    an empty timbre store and cache (the mel store is left alone)."""
+    store = ViewStore(root, get_view("timbre"))
+    shutil.rmtree(store.store_dir, ignore_errors=True)
+    for d in (root / "cache").glob("timbre-*"):
+        shutil.rmtree(d, ignore_errors=True)
+    t0, c0, m0 = time.perf_counter(), cpu_seconds(), main_cpu_seconds()
+    store.build(audio_root=audio, workers=workers)
+    return time.perf_counter() - t0, cpu_seconds() - c0, main_cpu_seconds() - m0
+
+
+def digest_cost(store: ViewStore) -> dict[str, float]:
+    """Seconds to compute the xxh3 digest of every stored row of every clip length, alone.
+
+    The rows are read back from the built store block by block (not timed) and hashed as the
+    build hashes them: each row's bytes in the stored dtype, one digest per row.
+    """
+    import h5py
+
+    seconds, rows, nbytes = 0.0, 0, 0
+    for c in CLIP_SECONDS:
+        gen = store.generation(c)
+        with h5py.File(gen / store.view.data_file, "r") as h5:
+            for spec in store.view.array_specs(c):
+                if not spec.hdf5:
+                    continue
+                ds = h5[spec.name]
+                for start in range(0, ds.shape[0], 256):
+                    block = read_rows(ds, np.arange(start, min(start + 256, ds.shape[0])))
+                    t0 = time.perf_counter()
+                    row_digests(block)
+                    seconds += time.perf_counter() - t0
+                    rows += block.shape[0]
+                    nbytes += block.nbytes
+    return {"seconds": seconds, "rows": rows, "bytes": nbytes}
+
+
+def verify_throughput(store: ViewStore) -> dict[str, float]:
+    """``store.verify()`` (every row of every current generation, the catalog and splits), timed."""
+    t0 = time.perf_counter()
+    check = store.verify()
+    seconds = time.perf_counter() - t0
+    assert check.ok, check.problems[:3]
+    stored = sum(f.stat().st_size for c in CLIP_SECONDS for f in store.generation(c).iterdir())
+    raw = 0
+    for c in CLIP_SECONDS:
+        per_row = sum(int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize for s in store.view.array_specs(c) if s.hdf5)
+        raw += per_row * check.clip_lengths[c].clips
+    return {"seconds": seconds, "rows": check.rows_checked, "stored_bytes": stored, "row_bytes": raw,
+            "rows_per_s": check.rows_checked / seconds, "stored_mb_per_s": stored / 1e6 / seconds,
+            "row_mb_per_s": raw / 1e6 / seconds}
+
+
 def baseline(files: list[tuple[str, Path]], out: Path) -> float:
     t0 = time.perf_counter()
     for c in CLIP_SECONDS:
@@ -151,6 +218,7 @@ def main() -> int:
     if not args.source.is_dir():
         print(f"no corpus at {args.source}", file=sys.stderr)
         return 2
+    load_before = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="bench_store_"))
     try:
         files = replicate(args.source, tmp / "audio", args.copies)
@@ -162,14 +230,17 @@ def main() -> int:
         study_features(files[:1], 1)
 
         ingest(tmp / "audio", tmp / "store")
-        floors, builds = [], []
+        floors, builds, timbres = [], [], []
         for r in range(args.repeats):
             floors.append(floor(files, args.workers))
             builds.append(ours(tmp / "audio", tmp / "store", args.workers))
-            print(f"repeat {r + 1}: floor {floors[-1][0]:.2f} s, ours {builds[-1][0]:.2f} s "
-                  f"(cpu {floors[-1][1]:.1f} s, {builds[-1][1]:.1f} s, of which main process {builds[-1][2]:.1f} s)")
+            timbres.append(timbre(tmp / "audio", tmp / "store", args.workers))
+            print(f"repeat {r + 1}: floor {floors[-1][0]:.2f} s, ours {builds[-1][0]:.2f} s, "
+                  f"timbre {timbres[-1][0]:.2f} s (cpu {floors[-1][1]:.1f} s, {builds[-1][1]:.1f} s, "
+                  f"{timbres[-1][1]:.1f} s; main process {builds[-1][2]:.1f} s, {timbres[-1][2]:.1f} s)")
         t_floor = float(np.median([w for w, _ in floors]))
         t_ours = float(np.median([b[0] for b in builds]))
+        t_timbre = float(np.median([b[0] for b in timbres]))
         print(f"floor (load+mel once, {args.workers} processes): {t_floor:.1f} s")
         print(f"ours (4 clip lengths to HDF5+Parquet, {args.workers} processes): {t_ours:.1f} s")
 
@@ -181,6 +252,9 @@ def main() -> int:
         t0 = time.perf_counter()
         store.build(audio_root=tmp / "audio", workers=args.workers)
         t_rerun = time.perf_counter() - t0
+        timbre_store = ViewStore(tmp / "store", get_view("timbre"))
+        digests = {"mel": digest_cost(store), "timbre": digest_cost(timbre_store)}
+        verified = {"mel": verify_throughput(store), "timbre": verify_throughput(timbre_store)}
 
         f16 = FeatureStore(tmp / "store", params=FeatureParams(dtype="float16"))
         f16.build(audio_root=tmp / "audio", workers=args.workers)
@@ -198,7 +272,7 @@ def main() -> int:
         # each time (a fresh reader); "warm" reuses one, which keeps the generation's index
         # and HDF5 file open. tensors() includes the index query.
         reps = 7
-        t_index, t_cold, t_warm = [], [], []
+        t_index, t_cold, t_warm, t_hash = [], [], [], []
         for _ in range(reps):
             fresh = FeatureStore(tmp / "store")
             t0 = time.perf_counter()
@@ -209,6 +283,11 @@ def main() -> int:
             x, y, _ = fresh.tensors(clip_seconds=5, genre="jazz", split="test")
             t_cold.append(time.perf_counter() - t0)
             fresh.close()
+            # what tensors() spent checking: the digests of the rows it read, computed again alone
+            t0 = time.perf_counter()
+            for row in x:
+                digest(np.ascontiguousarray(row))
+            t_hash.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             store.tensors(clip_seconds=5, genre="jazz", split="test")
             t_warm.append(time.perf_counter() - t0)
@@ -222,8 +301,11 @@ def main() -> int:
             t_unpickle.append(time.perf_counter() - t0)
             del data
         assert x.shape[0] == len(held), (x.shape, len(held))
+        build_cpu = {"mel": float(np.median([b[1] for b in builds])), "timbre": float(np.median([b[1] for b in timbres]))}
+        main_cpu = {"mel": float(np.median([b[2] for b in builds])), "timbre": float(np.median([b[2] for b in timbres]))}
         result = {
             "date": dt.date.today().isoformat(),
+            "loadavg_1min_before_after": [load_before, os.getloadavg()[0]],
             "machine": machine(),
             "command": "python benchmarks/bench_store.py " + " ".join(sys.argv[1:]),
             "files": n,
@@ -235,6 +317,19 @@ def main() -> int:
             "baseline_s": t_base,
             "ours_s": t_ours,
             "ours_over_floor_cpu": float(np.median([b[1] for b in builds]) / np.median([c for _, c in floors])),
+            "timbre_runs": [{"wall_s": w, "cpu_s": c, "main_cpu_s": m} for w, c, m in timbres],
+            "timbre_s": t_timbre,
+            "timbre_over_floor": t_timbre / t_floor,
+            "timbre_over_floor_cpu": build_cpu["timbre"] / float(np.median([c for _, c in floors])),
+            "timbre_main_cpu_ms_per_song": 1000 * main_cpu["timbre"] / n,
+            "digest": {
+                view: {**d, "ms_per_song": 1000 * d["seconds"] / n,
+                       "share_of_build_cpu": d["seconds"] / build_cpu[view],
+                       "share_of_main_cpu": d["seconds"] / main_cpu[view],
+                       "gb_per_s": d["bytes"] / 1e9 / d["seconds"]}
+                for view, d in digests.items()
+            },
+            "verify": verified,
             "main_cpu_ms_per_song": float(1000 * np.median([b[2] for b in builds]) / n),
             "rerun_s": t_rerun,
             "speedup_vs_baseline": t_base / t_ours,
@@ -249,6 +344,8 @@ def main() -> int:
             "unpickle_ms": 1000 * float(np.median(t_unpickle)),
             "query_speedup_cold": float(np.median(t_unpickle) / np.median(t_cold)),
             "query_speedup_warm": float(np.median(t_unpickle) / np.median(t_warm)),
+            "query_cold_hash_ms": 1000 * float(np.median(t_hash)),
+            "query_cold_hash_share": float(np.median(t_hash) / np.median(t_cold)),
             "clips_selected": int(x.shape[0]),
             "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip(),
         }

@@ -10,7 +10,8 @@ How each kind of README text is exercised:
   uses and options that ``gtzan run`` accepts; ``dagster ...`` is parsed by Dagster's own
   command line (nothing runs) and the assets, partitions, jobs and schedules it names must
   exist in the code location; ``pip install -e '.[extra]'`` must name
-  an extra of ``pyproject.toml``; ``export`` and ``source .venv/bin/activate`` set up the
+  an extra of ``pyproject.toml``; ``python benchmarks/NAME.py ...`` must name a script whose
+  ``--help`` lists every option the line gives (nothing is measured); ``export`` and ``source .venv/bin/activate`` set up the
   block's shell. Anything else fails the test: a new kind of command needs a checker here.
 * fenced ``console`` blocks: each ``$ command`` runs as above, and the lines shown after it
   must appear in its output, in order (``...`` matches anything). A block whose output is
@@ -23,7 +24,8 @@ How each kind of README text is exercised:
 Each block is its own shell: ``export`` lasts until the end of its block. ``~`` is the
 sandbox's home, which holds the files the README uses as "your" files: ``~/Music/song.mp3``
 (stereo, 44.1 kHz), ``~/Music/intro.ogg`` (3 s, shorter than a window), ``~/Music/cover.jpg``
-(not audio) and ``~/datasets/gtzan`` (a small corpus in the Kaggle layout).
+(not audio), and ``~/datasets/gtzan`` and ``~/gtzan-scale/corpus-1000`` (small corpora in the
+Kaggle layout, the second standing for the one ``benchmarks/bench_scale.py`` writes).
 """
 
 from __future__ import annotations
@@ -156,6 +158,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sf.write(music / "intro.ogg", stereo[: 3 * 44100], 44100, format="OGG", subtype="VORBIS")
     (music / "cover.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(200))
     write_demo_corpus(root / "home" / "datasets" / "gtzan", songs_per_genre=2, duration=6.0, seed=7)
+    write_demo_corpus(root / "home" / "gtzan-scale" / "corpus-1000", songs_per_genre=2, duration=6.0, seed=11)
     return root
 
 
@@ -232,6 +235,8 @@ class Runner:
             p = subprocess.run([sys.executable, "-c", tokens[2]], cwd=self.sandbox, env=env, capture_output=True,
                                text=True, timeout=300)
             return Outcome(p.returncode, p.stdout + p.stderr)
+        if head in ("python", ".venv/bin/python") and tokens[1:2] and tokens[1].startswith("benchmarks/"):
+            return self._benchmark(tokens[1:], cmd)
         if head == "dagster":
             return self._dagster(tokens[1:], cmd)
         if head in ("pip", ".venv/bin/pip") and tokens[1:3] == ["install", "-e"]:
@@ -243,6 +248,17 @@ class Runner:
             return Outcome(0, "")
         pytest.fail(f"README line {cmd.lineno}: no test knows how to check `{cmd.line}`; add a checker to "
                     f"tests/test_readme.py")
+
+    def _benchmark(self, args: list[str], cmd: Command) -> Outcome:
+        script = REPO / args[0]
+        assert script.is_file(), f"README line {cmd.lineno}: no {args[0]}"
+        p = subprocess.run([sys.executable, str(script), "--help"], cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
+        assert p.returncode == 0, f"README line {cmd.lineno}: {args[0]} --help failed: {p.stderr[-500:]}"
+        for opt in (a for a in args[1:] if a.startswith("--")):
+            assert re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", p.stdout), \
+                f"README line {cmd.lineno}: {args[0]} has no option {opt}"
+        return Outcome(0, p.stdout)
 
     def _gtzan(self, args: list[str], prefix: dict[str, str], redirect: Path | None, cmd: Command) -> Outcome:
         if args[:1] == ["ui"]:

@@ -180,7 +180,11 @@ def leftovers(state: cl.Cluster) -> dict[str, list]:
 
 # ---------------------------------------------------------------------------------------
 def test_every_step_of_every_run_succeeded(scenario):
-    assert len(scenario.runs) == 1 + 4 + 16 + 1  # ingest, features, model x clip, report
+    from feature_store.params import CLIP_SECONDS
+    from pipelines.settings import DEFAULT_MODELS
+
+    clips = len(CLIP_SECONDS)  # ingest, features per clip, model x clip, report
+    assert len(scenario.runs) == 1 + clips + len(DEFAULT_MODELS) * clips + 1
     for run_id in [r for _j, _p, r in scenario.runs] + list(scenario.reexecuted.values()):
         run = scenario.details[run_id]
         assert run["status"] == "SUCCESS", run
@@ -237,21 +241,26 @@ def test_the_lost_step_completed_within_a_bounded_time(scenario):
 
 def test_stores_match_a_single_machine_make_run(scenario):
     from feature_store import FeatureStore
+    from feature_store.engine.store import ViewStore
     from feature_store.params import CLIP_SECONDS
+    from feature_store.views import get_view
+    from pipelines.settings import DEFAULT_MODELS
     from training.train import ModelStore
 
     a, b = FeatureStore(scenario.single / "store"), FeatureStore(scenario.data / "store")
     cat_a, cat_b = (pl.read_parquet(s.catalog_path).drop("path") for s in (a, b))
     assert cat_a.height == 100 and cat_a.equals(cat_b)  # the same corpus, file by file (sha256)
     assert pl.read_parquet(a.splits_path).equals(pl.read_parquet(b.splits_path))
+    timbre_a, timbre_b = (ViewStore(s.root, get_view("timbre")) for s in (a, b))
     for c in CLIP_SECONDS:
-        ta, tb = a.tensors(clip_seconds=c), b.tensors(clip_seconds=c)
-        assert ta.x.dtype == tb.x.dtype == np.float32 and ta.x.shape == tb.x.shape and len(ta.x) > 0
-        assert hashlib.sha256(ta.x.tobytes()).digest() == hashlib.sha256(tb.x.tobytes()).digest(), c
-        assert ta.index.equals(tb.index)
+        for sa, sb in ((a, b), (timbre_a, timbre_b)):  # every view of features_job
+            ta, tb = sa.tensors(clip_seconds=c), sb.tensors(clip_seconds=c)
+            assert ta.x.dtype == tb.x.dtype == np.float32 and ta.x.shape == tb.x.shape and len(ta.x) > 0
+            assert hashlib.sha256(ta.x.tobytes()).digest() == hashlib.sha256(tb.x.tobytes()).digest(), c
+            assert ta.index.equals(tb.index)
     runs_a = {(r["model"], r["clip_seconds"], r["seed"]): r for r in ModelStore(scenario.single / "models").runs()}
     runs_b = {(r["model"], r["clip_seconds"], r["seed"]): r for r in ModelStore(scenario.data / "models").runs()}
-    assert len(runs_a) == 16 and set(runs_a) == set(runs_b)
+    assert len(runs_a) == len(DEFAULT_MODELS) * len(CLIP_SECONDS) and set(runs_a) == set(runs_b)
     for key, ra in runs_a.items():
         assert ra["metrics"] == runs_b[key]["metrics"], key
         history = {k: v for k, v in ra["history"].items() if k != "epoch_seconds"}  # the one measured value
