@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from pathlib import Path
@@ -61,8 +62,38 @@ def input_shape(net: Any) -> tuple[int | None, ...]:
     return tuple(None if d is None else int(d) for d in net.input_shape[1:])
 
 
-#: Windows a fitted model scores per call of the network.
+#: Windows a fitted model scores per call of the network, at most.
 PREDICT_BATCH = 64
+#: Layer outputs one call of the network may hold, at most, in bytes. An eager call of a
+#: Keras functional model keeps every layer's output until it returns, so a call costs about
+#: the windows times the sum of one window's layer outputs: a few MB for the compact models on
+#: 5 s clips, 200 MB for the study's wide CNNs on 30 s clips. Calls hold fewer windows where
+#: one window costs more (:func:`predict_batch`), and predicting stays in bounded memory.
+PREDICT_ACTIVATION_BYTES = 128 << 20
+
+
+def activation_bytes(net: Any, input_shape: tuple[int, ...]) -> int:
+    """Bytes of every layer's output for one input of ``input_shape`` (no batch axis).
+
+    What one window adds to an eager call of ``net`` (which holds every intermediate output
+    until it returns), worked out symbolically: nothing is computed.
+    """
+    import keras
+
+    outs = [layer.output for layer in net.layers if not isinstance(layer, keras.layers.InputLayer)]
+    specs = keras.Model(net.inputs, outs).compute_output_spec(keras.KerasTensor((1, *input_shape)))
+    return int(sum(int(np.prod(s.shape[1:])) * np.dtype(s.dtype).itemsize for s in keras.tree.flatten(specs)))
+
+
+def predict_batch(net: Any, input_shape: tuple[int, ...], *, budget: int = PREDICT_ACTIVATION_BYTES) -> int:
+    """Windows per call of ``net`` on inputs of ``input_shape``: as many as fit ``budget``
+    bytes of layer outputs (:func:`activation_bytes`), at least 1, at most :data:`PREDICT_BATCH`.
+    A network whose layers cannot be sized symbolically scores one window per call."""
+    try:
+        per_window = activation_bytes(net, input_shape)
+    except Exception:  # a layer without a symbolic output (shared, nested): the safe choice
+        return 1
+    return int(max(1, min(PREDICT_BATCH, budget // max(1, per_window))))
 
 
 @dataclasses.dataclass
@@ -94,16 +125,29 @@ class KerasMelModel:
         atomic.write_json_atomic(folder / "normalizer.json", integrity.with_checksum(self.normalizer.to_json()))
         return folder / "model.keras"
 
+    @functools.cached_property
+    def predict_batch(self) -> int:
+        """Windows per call of the network (:func:`predict_batch`: bounded layer outputs)."""
+        n_mels = self.normalizer.mean.shape[0]
+        return predict_batch(self.net, to_layout(np.zeros((1, n_mels, self.frames), np.float32), self.layout).shape[1:])
+
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities [shape=(n, 10)] of raw dB mel windows [shape=(n, n_mels, frames)]."""
+        """Probabilities [shape=(n, 10)] of raw dB mel windows [shape=(n, n_mels, frames)].
+
+        The windows go through the network :attr:`predict_batch` at a time, normalised batch
+        by batch, so memory does not grow with ``n``.
+        """
         from keras import ops
 
         n_mels = self.normalizer.mean.shape[0]
         if x.ndim != 3 or x.shape[1:] != (n_mels, self.frames):
             raise ParameterError(f"windows must have shape (n, {n_mels}, {self.frames}), got {x.shape}")
-        inp = to_layout(self.normalizer.transform(x), self.layout)
-        out = [ops.convert_to_numpy(self.net(inp[i : i + PREDICT_BATCH], training=False))
-               for i in range(0, inp.shape[0], PREDICT_BATCH)]
+        b = self.predict_batch
+        out = [ops.convert_to_numpy(self.net(to_layout(self.normalizer.transform(x[i: i + b]), self.layout),
+                                             training=False))
+               for i in range(0, x.shape[0], b)]
+        if not out:
+            return np.zeros((0, len(GENRES)), np.float64)
         return np.concatenate(out, axis=0).astype(np.float64)
 
     @classmethod

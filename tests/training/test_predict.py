@@ -285,6 +285,74 @@ def test_incomplete_or_corrupt_runs_are_store_errors(trained: dict, tmp_path: Pa
         Predictor(run)
 
 
+# ---------------------------------------------------------------------------------------
+# windows through the network in batches of bounded memory
+# ---------------------------------------------------------------------------------------
+def test_activation_bytes_of_a_small_network_known_answer() -> None:
+    """Every layer's output for one input, summed: 4x10x8 + 8 + 10 float32 values."""
+    import keras
+
+    from training.keras_fit import PREDICT_BATCH, activation_bytes, predict_batch
+
+    inp = keras.Input((4, None, 1))  # any number of frames, as some of the models take
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, (3, 3), padding="same")(inp))
+    net = keras.Model(inp, keras.layers.Dense(10)(x))
+    assert activation_bytes(net, (4, 10, 1)) == (320 + 8 + 10) * 4
+    assert activation_bytes(net, (4, 20, 1)) == (640 + 8 + 10) * 4
+    assert predict_batch(net, (4, 10, 1), budget=3 * 1352 + 1351) == 3
+    assert predict_batch(net, (4, 10, 1), budget=1351) == 1  # at least one window
+    assert predict_batch(net, (4, 10, 1), budget=1 << 40) == PREDICT_BATCH
+
+
+@pytest.mark.parametrize(("model", "clip", "batch"), [("seed_cnn", 30, 1), ("crnn", 30, 1), ("cnn", 30, 6),
+                                                      ("cnn", 5, 39), ("seed_cnn", 1, 19),
+                                                      ("rnn", 30, 64)])
+def test_wide_networks_on_long_windows_score_few_windows_per_call(model: str, clip: int, batch: int) -> None:
+    """seed_cnn holds 208 MiB of layer outputs per 30 s window in an eager call: 64 windows at
+    once took 15 GB on a 60-minute file. Calls are sized to PREDICT_ACTIVATION_BYTES."""
+    from training.keras_fit import PREDICT_ACTIVATION_BYTES, PREDICT_BATCH, activation_bytes, predict_batch
+    from training.models import build_model, get_spec, to_layout
+
+    p = FeatureParams()
+    frames = p.clip_frames(clip)
+    net = build_model(model, n_mels=p.n_mels, frames=frames)
+    shape = to_layout(np.zeros((1, p.n_mels, frames), np.float32), get_spec(model).layout).shape[1:]
+    per_window = activation_bytes(net, shape)
+    assert predict_batch(net, shape) == batch
+    assert batch == 1 or batch * per_window <= PREDICT_ACTIVATION_BYTES
+    assert batch == PREDICT_BATCH or (batch + 1) * per_window > PREDICT_ACTIVATION_BYTES
+
+
+def test_batched_windows_give_the_unbatched_numbers(trained: dict, tmp_path: Path) -> None:
+    """A file's windows scored a few at a time are those of one call on every window at once."""
+    from keras import ops
+
+    from training.models import to_layout
+
+    p: Predictor = trained["predictor"]
+    wav = trained["audio"] / "country" / "country.00002.wav"
+    fw = file_windows_of(p, wav)
+    assert fw.x.shape[0] == 6
+    direct = ops.convert_to_numpy(p.net(to_layout(p.normalizer.transform(fw.x), p.layout), training=False))
+    model = p.model
+    assert model.predict_batch >= 6  # 1 s windows of seed_cnn: one call for this file
+    np.testing.assert_array_equal(p.predict_file(wav).window_probabilities, direct.astype(np.float64))
+    try:
+        model.predict_batch = 3  # two calls of three windows
+        res = p.predict_file(wav)
+        np.testing.assert_array_equal(res.window_probabilities, direct.astype(np.float64))
+        model.predict_batch = 1  # one window per call: oneDNN's kernels for one image round differently
+        np.testing.assert_allclose(p.predict_file(wav).window_probabilities, direct, rtol=0, atol=1e-6)
+    finally:
+        del model.predict_batch  # the cached value is computed again
+
+
+def file_windows_of(p: Predictor, path: Path):
+    from training.views import file_windows
+
+    return file_windows(p.view, path, clip_seconds=p.clip_seconds, arrays=p.model.arrays)
+
+
 @pytest.mark.shared_data
 def test_real_gtzan_clips_flac_and_au(trained: dict, shared_data: Path, tmp_path: Path) -> None:
     """Real clips: 30 s FLAC (Kaggle layout) and original .au, copied out of shared data first."""
