@@ -80,11 +80,17 @@ def check_rows(values: np.ndarray, expected: np.ndarray, *, path: Path, array: s
 # ---------------------------------------------------------------------------------------
 # Parquet
 # ---------------------------------------------------------------------------------------
-def write_parquet(df: Any, path: str | os.PathLike[str]) -> Path:
-    """Write a polars DataFrame to ``path`` (zstd) with page checksums (not atomically)."""
+def write_parquet(df: Any, path: str | os.PathLike[str], *, compression: str = "zstd",
+                  use_dictionary: bool = True) -> Path:
+    """Write a polars DataFrame to ``path`` with page checksums (not atomically).
+
+    ``compression`` and ``use_dictionary`` are pyarrow's: zstd with dictionaries by default,
+    the smallest files; lz4 without dictionaries for a file read more often than it is stored.
+    """
     import pyarrow.parquet as pq
 
-    pq.write_table(df.to_arrow(), str(path), compression="zstd", write_page_checksum=True, store_schema=False)
+    pq.write_table(df.to_arrow(), str(path), compression=compression, use_dictionary=use_dictionary,
+                   write_page_checksum=True, store_schema=False)
     return Path(path)
 
 

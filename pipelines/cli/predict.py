@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from feature_store.params import MIN_HOP_SECONDS
-from pipelines.cli.console import pct, quiet_tensorflow, tf_log_level
+from pipelines.cli.console import pct, tf_log_level
 from pipelines.cli.group import EXIT_USAGE, CLIError, one_line
 from pipelines.cli.options import (
     SettingOption,
@@ -78,7 +78,8 @@ def predict_command(ws: Workspace, files: tuple[Path, ...], model: str | None, c
         choice = choose_run(model_root=ws.model_root, model=model, clip_seconds=clip_seconds, seed=seed,
                             params=ws.params)
         run_dir, reason = choice.run_dir, choice.reason
-    quiet_tensorflow(ws.settings.debug)
+    # no import of TensorFlow here: a run that needs it imports it quietly when it loads
+    # (feature_store.quiet_tf), and one that does not (timbre_logreg) never pays for it
     predictor = Predictor(run_dir, max_seconds=ws.settings.predict_max_seconds)
     info = predictor.describe()
     if not as_json:

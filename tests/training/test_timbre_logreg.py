@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -62,3 +66,28 @@ def test_the_report_lists_it_beside_the_others(timbre_run, tmp_path):
     path = write_report(ModelStore(models).runs(), tmp_path / "report")
     text = path.read_text()
     assert "| timbre_logreg |" in text
+
+
+#: ``gtzan predict`` in a fresh interpreter: its exit code and whether TensorFlow got imported.
+PREDICT_CHILD = """
+import sys
+from pipelines.cli import main
+code = 0
+try:
+    main(["predict", *sys.argv[1:]], prog_name="gtzan")
+except SystemExit as exc:
+    code = exc.code
+print("exit", code, "tensorflow" in sys.modules, file=sys.stderr)
+"""
+
+
+def test_gtzan_predict_with_it_never_imports_tensorflow(timbre_run, tiny_store, tmp_path):
+    """Half a GB of memory and seconds of start-up that a logistic regression does not need."""
+    record, _models = timbre_run
+    path = tiny_store.parent / "audio" / "genres_original" / "jazz" / "jazz.00002.wav"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GTZAN_")}
+    proc = subprocess.run([sys.executable, "-c", PREDICT_CHILD, str(path), "--run", record["run_dir"]],
+                          cwd=Path(__file__).resolve().parents[2], env={**env, "GTZAN_DATA_DIR": str(tmp_path)},
+                          capture_output=True, text=True, timeout=300)
+    assert "model: timbre_logreg on 5 s clips" in proc.stdout, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == "exit 0 False", proc.stderr[-2000:]
