@@ -67,11 +67,6 @@ MARK = "GTZAN_BENCH_DISTRIBUTED_MARK"
 
 RUN = """query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { runId jobName status
   creationTime startTime endTime } } }"""
-EVENTS = """query($id: ID!, $cursor: String) { logsForRun(runId: $id, afterCursor: $cursor) { __typename
-  ... on EventConnection { cursor hasMore events { __typename
-    ... on MessageEvent { message stepKey timestamp } } } } }"""
-
-
 #: The executor's first event about a step: a subprocess launched (multiprocess executor) or a
 #: Celery task submitted (dagster-celery); the hand-over runs from it to ``STEP_START``.
 SUBMITTED = ('Launching subprocess for "', 'Submitting celery task for step "')
@@ -93,20 +88,10 @@ def sequence(epochs: int, model: str) -> list[tuple[str, str | None, dict | None
 # ---------------------------------------------------------------------------------------
 # reading a run's timings from its event log
 # ---------------------------------------------------------------------------------------
-def events(graph: Graph, run_id: str) -> list[dict]:
-    out, cursor = [], None
-    while True:
-        page = graph.query(EVENTS, {"id": run_id, "cursor": cursor})["logsForRun"]
-        out += page["events"]
-        cursor = page["cursor"]
-        if not page.get("hasMore"):
-            return out
-
-
 def timings(graph: Graph, run_id: str) -> dict:
     """Queueing, per-step and tail seconds of one finished run (see the module docstring)."""
     run = graph.query(RUN, {"id": run_id})["runOrError"]
-    evs = events(graph, run_id)
+    evs = graph.logs(run_id)
 
     def first(kind: str) -> float | None:
         return next((int(e["timestamp"]) / 1000 for e in evs if e["__typename"] == kind), None)
@@ -178,11 +163,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _default_signals() -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def one_machine(base: Path, runs: list, log=print) -> list[dict]:
     """The webserver and daemon of a local instance, the runs, then both stopped by process group."""
     home, data, tmp, logs = base / "home", base / "data", base / "tmp", base / "logs"
@@ -211,7 +191,7 @@ def one_machine(base: Path, runs: list, log=print) -> list[dict]:
             with open(logs / f"{name}.log", "ab") as out:
                 procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                               stderr=subprocess.STDOUT, start_new_session=True,
-                                              preexec_fn=_default_signals))
+                                              preexec_fn=cl.default_signals))
         graph = Graph(f"http://127.0.0.1:{port}")
         deadline = time.monotonic() + 240
         while True:

@@ -165,7 +165,9 @@ def ensure_packages(log=print) -> None:
             policy.unlink(missing_ok=True)
 
 
-def _default_signals() -> None:
+def default_signals() -> None:
+    """SIGTERM and SIGINT back to their defaults (a server started from a background process
+    may inherit them ignored): the ``preexec_fn`` of every server started here."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
@@ -180,7 +182,7 @@ def start(cluster: Cluster, name: str, host: str, cmd: list[str], *, user: str |
     with open(logs / f"{name}.log", "ab") as out:
         proc = subprocess.Popen(
             argv + cmd, cwd=REPO, env=cluster.env(host), stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_default_signals,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=default_signals,
         )
     _CHILDREN[proc.pid] = proc
     cluster.groups[name] = proc.pid  # a new session: its group id is its pid
