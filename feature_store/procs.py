@@ -36,3 +36,22 @@ def die_with_parent() -> bool:
                 os._exit(1)
             return True
     return False
+
+
+def refuse_in_worker_bootstrap(what: str) -> None:
+    """Raise :class:`~feature_store.errors.StoreError` in a worker still importing the main module.
+
+    Workers are started with ``spawn``, which imports the parent's main module in each of
+    them. A script that builds at module level, with no ``if __name__ == "__main__":``, would
+    build again in every worker, and that build would wait for the lock its own parent holds
+    while the parent waits for the worker: a silent hang until the lock times out. Python
+    refuses to start processes there (``multiprocessing.spawn._check_not_importing_main``);
+    a build refuses before it takes a lock, the same way and with the same test.
+    """
+    import multiprocessing as mp
+
+    from feature_store.errors import StoreError
+
+    if getattr(mp.current_process(), "_inheriting", False):
+        raise StoreError(f"{what} was called in a worker process while it imported the main module: put the "
+                         f"script's code under `if __name__ == \"__main__\":` (workers import the main module)")

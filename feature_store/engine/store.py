@@ -39,6 +39,7 @@ from feature_store.engine.read import OpenGenerations, RowReader, damaged_h5, re
 from feature_store.engine.view import FeatureView
 from feature_store.errors import ParameterError, StoreError
 from feature_store.params import CLIP_SECONDS, validate_clip_seconds
+from feature_store.procs import refuse_in_worker_bootstrap
 
 CATALOG_FILE = "catalog.parquet"
 SPLITS_FILE = "splits.parquet"
@@ -222,6 +223,7 @@ class ViewStore:
         StoreLockedError
             If another build holds a lock for longer than ``lock_timeout``.
         """
+        refuse_in_worker_bootstrap("build")
         timeout = DEFAULT_LOCK_TIMEOUT if lock_timeout is None else float(lock_timeout)
         builder = Builder(self, clip_seconds=clip_seconds, workers=workers, progress=progress, lock_timeout=timeout,
                           on_wait=on_wait, threads=threads)

@@ -100,3 +100,56 @@ def test_no_worker_survives_a_killed_parent(corpus, tmp_path, script):
             os.killpg(proc.pid, signal.SIGKILL)
         for p in children(proc.pid):
             os.kill(p, signal.SIGKILL)
+
+
+UNGUARDED = """
+import sys
+sys.path.insert(0, {repo!r})
+from feature_store import FeatureStore
+FeatureStore({store!r}).build(audio_root={audio!r}, clip_seconds=[1], workers=2)
+"""
+
+
+def test_a_script_without_a_main_guard_fails_in_one_line_instead_of_hanging(corpus, tmp_path):
+    """Each spawned worker imports the script and builds again: without the refusal, that build
+    waits for the lock its parent holds while the parent waits for it, until the lock times out."""
+    store = tmp_path / "store"
+    shutil.copytree(corpus / "store", store)
+    script = tmp_path / "build_features.py"  # run as a file: spawn re-imports it in each worker
+    script.write_text(UNGUARDED.format(repo=str(Path(__file__).resolve().parents[2]), store=str(store),
+                                       audio=str(corpus / "audio")))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert 'put the script\'s code under `if __name__ == "__main__":`' in proc.stderr  # each worker says why
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "feature_store.errors.StoreError: a worker process of the build died before it finished (killed, out of "
+        "memory, or it failed as it started: its own error is above); nothing was published, run the build again")
+    assert not list((store / "features").glob("*/clip-01s/current"))  # nothing published
+
+
+def test_a_killed_worker_stops_the_build_in_one_line_and_publishes_nothing(corpus, tmp_path):
+    """The out-of-memory killer or ``kill -9`` of one worker: the build stops with one line
+    (a StoreError), its other worker goes too, and no generation is published."""
+    store = tmp_path / "store"
+    shutil.copytree(corpus / "store", store)
+    code = textwrap.dedent(BUILD).format(toy=str(TOY), store=str(store), audio=str(corpus / "audio"))
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while time.monotonic() < deadline and len(workers) < 2:
+            time.sleep(0.2)
+            workers = [p for p in children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        assert len(workers) >= 2, "the workers never started"
+        time.sleep(1.0)  # computing now
+        os.kill(workers[0], signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1
+    assert err.strip().splitlines()[-1].startswith(
+        "feature_store.errors.StoreError: a worker process of the build died before it finished")
+    assert not [p for p in workers if alive(p)]
+    assert not list(store.glob("features/*/clip-01s/current"))
