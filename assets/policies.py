@@ -2,7 +2,8 @@
 
 * **Retries.** :data:`RETRY_POLICY` retries a step up to twice, with exponential backoff and
   jitter, for *transient* failures: a feature build locked by another build
-  (``StoreLockedError``), an ``OSError`` on a busy disk. Errors that a retry cannot fix
+  (``StoreLockedError``), a build whose worker process was killed (``WorkerDiedError``, the
+  out-of-memory killer), an ``OSError`` on a busy disk. Errors that a retry cannot fix
   (bad parameters, a store that upstream never built) are raised through :func:`permanent`
   as ``dagster.Failure(allow_retries=False)``, so they fail at once with a clear message.
 * **Training pool.** Training steps claim a slot of the :data:`TRAINING_POOL` pool. The
@@ -22,7 +23,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from feature_store.errors import ParameterError, StoreError, StoreLockedError
+from feature_store.errors import ParameterError, StoreError, StoreLockedError, WorkerDiedError
 
 #: Monday 03:00: the weekly schedule refreshes ingest, and training follows this tick.
 WEEKLY_CRON = "0 3 * * 1"
@@ -50,12 +51,12 @@ def permanent() -> Iterator[None]:
     """Turn errors that no retry can fix into ``dagster.Failure(allow_retries=False)``.
 
     ``ParameterError`` (bad configuration) and ``StoreError`` (missing upstream data) fail
-    the step at once; ``StoreLockedError`` (a concurrent build) and other errors stay
-    retryable under :data:`RETRY_POLICY`.
+    the step at once; ``StoreLockedError`` (a concurrent build), ``WorkerDiedError`` (a killed
+    worker) and other errors stay retryable under :data:`RETRY_POLICY`.
     """
     try:
         yield
-    except StoreLockedError:
+    except (StoreLockedError, WorkerDiedError):
         raise
     except (ParameterError, StoreError) as exc:
         raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc

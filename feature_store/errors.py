@@ -25,3 +25,8 @@ class StoreError(GTZANError):
 
 class StoreLockedError(StoreError):
     """Another process is building the same store and the lock could not be taken in time."""
+
+
+class WorkerDiedError(StoreError):
+    """A worker process of a build died (killed, out of memory): nothing was published, and
+    running the build again may well succeed."""

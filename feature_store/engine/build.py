@@ -41,7 +41,7 @@ from feature_store.engine.index import (
 from feature_store.engine.verify import verify_generation
 from feature_store.engine.worker import CHANGED, Job, JobResult, run_job, run_jobs, single_threaded_worker, warm_up
 from feature_store.engine.writer import ClipWriter, Flusher
-from feature_store.errors import ParameterError, StoreError
+from feature_store.errors import ParameterError, WorkerDiedError
 from feature_store.features import clip_starts
 from feature_store.integrity import DIGEST_PREFIX, IntegrityError
 from feature_store.params import CLIP_SECONDS, validate_clip_seconds
@@ -411,11 +411,11 @@ def _genre_root_with_files(audio_root: str | os.PathLike[str]) -> Path:
 @contextlib.contextmanager
 def _worker_deaths() -> Iterator[None]:
     """A worker that dies (killed, out of memory, or failing as it starts) is a one-line
-    :class:`StoreError`: nothing of the build is published, and its other workers stop."""
+    :class:`WorkerDiedError`: nothing of the build is published, and its other workers stop."""
     try:
         yield
     except BrokenProcessPool as exc:
-        raise StoreError("a worker process of the build died before it finished (killed, out of memory, or it "
+        raise WorkerDiedError("a worker process of the build died before it finished (killed, out of memory, or it "
                          "failed as it started: its own error is above); nothing was published, run the build "
                          "again") from exc
 

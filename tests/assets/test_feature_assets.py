@@ -15,6 +15,7 @@ from assets import features_sane, mel_features
 from assets.checks import inspect_clip_length
 from feature_store import atomic, integrity
 from feature_store.params import GENRES
+from feature_store.errors import StoreError, StoreLockedError, WorkerDiedError
 
 
 @pytest.fixture
@@ -124,6 +125,23 @@ def test_locked_store_is_retried(ingested):
     # find it held, so one or two retries (the policy's limit) are both correct
     assert 1 <= types.count("STEP_UP_FOR_RETRY") <= RETRY_POLICY.max_retries
     assert res["features"].store().generation(1).exists()
+
+
+@pytest.mark.parametrize("error", [StoreLockedError("held"), WorkerDiedError("a worker died")])
+def test_transient_store_errors_stay_retryable(error):
+    from assets.policies import permanent
+
+    with pytest.raises(type(error)) as info, permanent():
+        raise error
+    assert info.value is error  # not a dagster.Failure(allow_retries=False)
+
+
+def test_other_store_errors_fail_at_once():
+    from assets.policies import permanent
+
+    with pytest.raises(dg.Failure) as info, permanent():
+        raise StoreError("no features for clip length 5")
+    assert info.value.allow_retries is False and "StoreError: no features" in info.value.description
 
 
 def test_every_view_has_an_asset_and_a_blocking_check_from_one_factory():

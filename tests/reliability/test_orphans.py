@@ -122,14 +122,14 @@ def test_a_script_without_a_main_guard_fails_in_one_line_instead_of_hanging(corp
     assert proc.returncode == 1
     assert 'put the script\'s code under `if __name__ == "__main__":`' in proc.stderr  # each worker says why
     assert proc.stderr.strip().splitlines()[-1] == (
-        "feature_store.errors.StoreError: a worker process of the build died before it finished (killed, out of "
+        "feature_store.errors.WorkerDiedError: a worker process of the build died before it finished (killed, out of "
         "memory, or it failed as it started: its own error is above); nothing was published, run the build again")
     assert not list((store / "features").glob("*/clip-01s/current"))  # nothing published
 
 
 def test_a_killed_worker_stops_the_build_in_one_line_and_publishes_nothing(corpus, tmp_path):
     """The out-of-memory killer or ``kill -9`` of one worker: the build stops with one line
-    (a StoreError), its other worker goes too, and no generation is published."""
+    (a WorkerDiedError, which a Dagster step retries), its other worker goes too, and no generation is published."""
     store = tmp_path / "store"
     shutil.copytree(corpus / "store", store)
     code = textwrap.dedent(BUILD).format(toy=str(TOY), store=str(store), audio=str(corpus / "audio"))
@@ -150,6 +150,6 @@ def test_a_killed_worker_stops_the_build_in_one_line_and_publishes_nothing(corpu
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 1
     assert err.strip().splitlines()[-1].startswith(
-        "feature_store.errors.StoreError: a worker process of the build died before it finished")
+        "feature_store.errors.WorkerDiedError: a worker process of the build died before it finished")
     assert not [p for p in workers if alive(p)]
     assert not list(store.glob("features/*/clip-01s/current"))
