@@ -39,6 +39,21 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def computing_workers(proc: subprocess.Popen) -> list[int]:
+    """The two worker processes of the build ``proc``, once they have computed for a second."""
+    deadline = time.monotonic() + 60
+    workers: list[int] = []
+    while time.monotonic() < deadline and len(workers) < 2:
+        time.sleep(0.2)
+        # the workers are the parent's children that have started computing (the
+        # resource tracker of multiprocessing is a child too; it is not a worker)
+        workers = [p for p in children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        assert proc.poll() is None, "the build ended before it could be killed"
+    assert len(workers) >= 2, "the workers never started"
+    time.sleep(1.0)  # computing now
+    return workers
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, tiny_corpus):
     root = tmp_path_factory.mktemp("orphans")
@@ -79,16 +94,7 @@ def test_no_worker_survives_a_killed_parent(corpus, tmp_path, script):
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, env={**os.environ},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        workers: list[int] = []
-        while time.monotonic() < deadline and len(workers) < 2:
-            time.sleep(0.2)
-            # the workers are the parent's children that have started computing (the
-            # resource tracker of multiprocessing is a child too; it is not a worker)
-            workers = [p for p in children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
-            assert proc.poll() is None, "the build ended before it could be killed"
-        assert len(workers) >= 2, "the workers never started"
-        time.sleep(1.0)  # computing now
+        workers = computing_workers(proc)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         deadline = time.monotonic() + 10
@@ -136,13 +142,7 @@ def test_a_killed_worker_stops_the_build_in_one_line_and_publishes_nothing(corpu
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
-        workers: list[int] = []
-        while time.monotonic() < deadline and len(workers) < 2:
-            time.sleep(0.2)
-            workers = [p for p in children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
-        assert len(workers) >= 2, "the workers never started"
-        time.sleep(1.0)  # computing now
+        workers = computing_workers(proc)
         os.kill(workers[0], signal.SIGKILL)
         _, err = proc.communicate(timeout=60)
     finally:
