@@ -9,8 +9,9 @@ rest of the store at start-up.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from feature_store.lazy import lazy_getattr
 
 _LAZY: dict[str, str] = {
     "AudioError": "feature_store.errors",
@@ -18,6 +19,7 @@ _LAZY: dict[str, str] = {
     "ParameterError": "feature_store.errors",
     "StoreError": "feature_store.errors",
     "StoreLockedError": "feature_store.errors",
+    "WorkerDiedError": "feature_store.errors",
     "IngestResult": "feature_store.ingest",
     "ingest": "feature_store.ingest",
     "CLIP_SECONDS": "feature_store.params",
@@ -36,7 +38,8 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from feature_store.errors import AudioError, GTZANError, ParameterError, StoreError, StoreLockedError
+    from feature_store.errors import (AudioError, GTZANError, ParameterError, StoreError, StoreLockedError,
+                                      WorkerDiedError)
     from feature_store.ingest import IngestResult, ingest
     from feature_store.params import CLIP_SECONDS, GENRES, MODES, FeatureParams
     from feature_store.engine.store import ViewStore
@@ -45,13 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from feature_store.views import VIEWS, get_view
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'feature_store' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

@@ -207,12 +207,11 @@ def scan(
             if progress is not None:
                 progress(i + 1, len(files))
     else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
-        from feature_store.procs import die_with_parent
+        from feature_store.procs import worker_pool
 
-        with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"), initializer=die_with_parent) as pool:
+        with worker_pool(n_workers, what="ingest") as pool:
             futs = {pool.submit(inspect_file, f, genre_root=genre_root, genre=g): i for i, (g, f) in enumerate(files)}
             for done, fut in enumerate(as_completed(futs), 1):
                 rows[futs[fut]] = fut.result()

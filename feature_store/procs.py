@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Callable, Iterator
+from typing import Any
 
 #: ``prctl`` option: the signal a process gets when its parent dies (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
@@ -55,3 +57,28 @@ def refuse_in_worker_bootstrap(what: str) -> None:
     if getattr(mp.current_process(), "_inheriting", False):
         raise StoreError(f"{what} was called in a worker process while it imported the main module: put the "
                          f"script's code under `if __name__ == \"__main__\":` (workers import the main module)")
+
+
+@contextlib.contextmanager
+def worker_pool(n_workers: int, *, initializer: Callable[[], Any] = die_with_parent,
+                what: str) -> Iterator[Any]:
+    """A ``spawn`` process pool of ``n_workers`` whose workers die with this process.
+
+    A worker that dies under it (killed, out of memory, or failing as it starts) is a
+    one-line :class:`~feature_store.errors.WorkerDiedError` naming ``what`` ("build",
+    "ingest"), instead of ``BrokenProcessPool``; the pool's other workers stop with it.
+    ``initializer`` must call :func:`die_with_parent` first.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from feature_store.errors import WorkerDiedError
+
+    try:
+        with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"), initializer=initializer) as pool:
+            yield pool
+    except BrokenProcessPool as exc:
+        raise WorkerDiedError(f"a worker process of the {what} died before it finished (killed, out of memory, or "
+                              f"it failed as it started: its own error is above); nothing was published, run the "
+                              f"{what} again") from exc

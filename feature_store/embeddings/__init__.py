@@ -7,8 +7,7 @@ the functions that run the network.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from feature_store.lazy import lazy_getattr
 
 _LAZY: dict[str, str] = {
     **dict.fromkeys(
@@ -26,10 +25,4 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'feature_store.embeddings' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -18,8 +18,7 @@ The names below are imported on first use, so that a worker process importing
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from feature_store.lazy import lazy_getattr
 
 _LAZY = {
     "ArraySpec": "feature_store.engine.view",
@@ -38,10 +37,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'feature_store.engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)

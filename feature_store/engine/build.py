@@ -20,7 +20,6 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,10 +40,11 @@ from feature_store.engine.index import (
 from feature_store.engine.verify import verify_generation
 from feature_store.engine.worker import CHANGED, Job, JobResult, run_job, run_jobs, single_threaded_worker, warm_up
 from feature_store.engine.writer import ClipWriter, Flusher
-from feature_store.errors import ParameterError, WorkerDiedError
+from feature_store.errors import ParameterError
 from feature_store.features import clip_starts
 from feature_store.integrity import DIGEST_PREFIX, IntegrityError
 from feature_store.params import CLIP_SECONDS, validate_clip_seconds
+from feature_store.procs import worker_pool
 
 if TYPE_CHECKING:  # pragma: no cover
     from feature_store.engine.store import ViewStore
@@ -231,10 +231,7 @@ class Builder:
                 for song in todo:
                     self._done(song, run_job(self._job(song), spec), bar)
                 return
-            import multiprocessing as mp
-
-            with _worker_deaths(), ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"),
-                                                       initializer=single_threaded_worker) as pool:
+            with worker_pool(n_workers, initializer=single_threaded_worker, what="build") as pool:
                 for _ in range(n_workers):  # start the workers, then decide what to write while they import
                     pool.submit(warm_up, spec)
                 open_writers()
@@ -406,18 +403,6 @@ def _genre_root_with_files(audio_root: str | os.PathLike[str]) -> Path:
     if not any(f.is_file() and not f.name.startswith(".") for d in dirs for f in d.iterdir()):
         raise ParameterError(f"audio folder {str(genre_root)!r} holds no audio files")
     return genre_root
-
-
-@contextlib.contextmanager
-def _worker_deaths() -> Iterator[None]:
-    """A worker that dies (killed, out of memory, or failing as it starts) is a one-line
-    :class:`WorkerDiedError`: nothing of the build is published, and its other workers stop."""
-    try:
-        yield
-    except BrokenProcessPool as exc:
-        raise WorkerDiedError("a worker process of the build died before it finished (killed, out of memory, or it "
-                         "failed as it started: its own error is above); nothing was published, run the build "
-                         "again") from exc
 
 
 def _bounded(pool: ProcessPoolExecutor, tasks: Iterator[Any], submit: Callable[[Any], tuple],

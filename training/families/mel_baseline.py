@@ -28,6 +28,7 @@ class MelBaseline(KerasMel):
     trainer = "summary_logreg"
 
     def fit(self, data: Any, config: TrainConfig, *, progress: bool = False) -> Fit:
+        from feature_store.views.mel import summary_columns
         from training.keras_fit import KerasMelModel, set_determinism
         from training.normalizer import BandNormalizer
         from training.sklearn_fit import fit_logreg, standardisation
@@ -36,7 +37,7 @@ class MelBaseline(KerasMel):
         summ = (data.train_store.table("summary", clip_seconds=data.clip_seconds, split=data.fit_parts,
                                        scheme=data.scheme)
                 .sort("hdf5_row").collect())
-        cols = [f"{s}_{b:03d}" for s in ("mean", "std") for b in range(params.n_mels)]
+        cols = list(summary_columns(params.n_mels))
         f = summ.select(cols).to_numpy().astype(np.float64)
         t0 = time.perf_counter()
         mu, sd = standardisation(f)
