@@ -96,30 +96,54 @@ def song_level(probs: Any, labels: Any, song_ids: Sequence[str]) -> tuple[np.nda
 
 
 def confusion(probs: Any, labels: Any, n_classes: int) -> np.ndarray:
-    """Confusion matrix [true, predicted] of argmax predictions."""
+    """Confusion matrix [true, predicted] of argmax predictions (scikit-learn's).
+
+    Parameters
+    ----------
+    probs : array [shape=(n, n_classes)]
+    labels : array [shape=(n,)]
+    n_classes : int
+
+    Returns
+    -------
+    np.ndarray [shape=(n_classes, n_classes)]
+        Counts, int64; a class absent from both labels and predictions has a zero row and column.
+    """
+    from sklearn.metrics import confusion_matrix
+
     p = _check_probs(probs)
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    for t, q in zip(np.asarray(labels), p.argmax(axis=1), strict=True):
-        cm[int(t), int(q)] += 1
-    return cm
+    y = np.asarray(labels, dtype=np.int64)
+    if p.shape[0] == 0:
+        return np.zeros((n_classes, n_classes), dtype=np.int64)
+    return confusion_matrix(y, p.argmax(axis=1), labels=np.arange(n_classes)).astype(np.int64)
 
 
 def per_class_recall(cm: np.ndarray) -> np.ndarray:
-    """Recall per true class (NaN where a class has no examples)."""
+    """Recall per true class from a confusion matrix (NaN where a class has no examples).
+
+    The same as scikit-learn's ``recall_score(average=None, zero_division=nan)`` on the
+    predictions the matrix counts; computed from the matrix so that callers need not keep the
+    predictions.
+    """
     support = cm.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(support > 0, np.diag(cm) / np.maximum(support, 1), np.nan)
 
 
-def macro_f1(cm: np.ndarray) -> float:
-    """Macro-averaged F1 over the classes present in the true labels."""
-    tp = np.diag(cm).astype(float)
-    fp = cm.sum(axis=0) - tp
-    fn = cm.sum(axis=1) - tp
-    present = cm.sum(axis=1) > 0
-    denom = 2 * tp + fp + fn
-    f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
-    return float(f1[present].mean()) if present.any() else float("nan")
+def macro_f1_score(y_true: Any, y_pred: Any) -> float:
+    """Macro-averaged F1 over the classes present in ``y_true`` (scikit-learn's ``f1_score``).
+
+    A class that is only predicted, never true, counts against the precision of the others but
+    gets no F1 of its own; NaN when there are no labels.
+    """
+    from sklearn.metrics import f1_score
+
+    y_true = np.asarray(y_true, dtype=np.int64)
+    if y_true.size == 0:
+        return float("nan")
+    present = np.unique(y_true)
+    return float(f1_score(y_true, np.asarray(y_pred, dtype=np.int64), labels=present, average="macro",
+                          zero_division=0))
 
 
 def evaluate(probs: Any, labels: Any, song_ids: Sequence[str], *, n_classes: int) -> dict[str, Any]:
@@ -151,14 +175,15 @@ def evaluate(probs: Any, labels: Any, song_ids: Sequence[str], *, n_classes: int
     sp, sy, _ = song_level(p, y, song_ids)
     cm_clip = confusion(p, y, n_classes)
     cm_song = confusion(sp, sy, n_classes)
+    pred, song_pred = p.argmax(axis=1), sp.argmax(axis=1)
     return {
         "clips": int(p.shape[0]),
         "songs": int(sp.shape[0]),
         "clip_accuracy": argmax_accuracy(p, y),
         "song_accuracy": argmax_accuracy(sp, sy),
         "study_metric_accuracy": study_accuracy(p, y),
-        "clip_macro_f1": macro_f1(cm_clip),
-        "song_macro_f1": macro_f1(cm_song),
+        "clip_macro_f1": macro_f1_score(y, pred),
+        "song_macro_f1": macro_f1_score(sy, song_pred),
         "song_recall": [None if np.isnan(v) else float(v) for v in per_class_recall(cm_song)],
         "clip_recall": [None if np.isnan(v) else float(v) for v in per_class_recall(cm_clip)],
         "clip_confusion": cm_clip.tolist(),

@@ -12,7 +12,7 @@ from training.evaluate import (
     evaluate,
     genre_recall,
     index_of_max,
-    macro_f1,
+    macro_f1_score,
     per_class_recall,
     song_level,
     study_accuracy,
@@ -86,7 +86,19 @@ def test_confusion_recall_and_macro_f1():
     assert cm.tolist() == [[1, 0, 1], [1, 1, 0], [0, 0, 2]]
     np.testing.assert_allclose(per_class_recall(cm), [0.5, 0.5, 1.0])
     # F1 per class: 2tp / (2tp + fp + fn) = 2/4, 2/3, 4/5
-    assert macro_f1(cm) == pytest.approx(np.mean([0.5, 2 / 3, 0.8]))
+    assert macro_f1_score(labels, probs.argmax(axis=1)) == pytest.approx(np.mean([0.5, 2 / 3, 0.8]))
+
+
+def test_macro_f1_counts_only_true_classes_and_predicted_only_ones_as_false_positives():
+    # class 3 is only predicted, never true: it gets no F1 of its own
+    labels, pred = np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 3, 2])
+    # class 0: 2/3, class 1: tp 1, fp 1, fn 1 -> 1/2, class 2: 1
+    assert macro_f1_score(labels, pred) == pytest.approx((2 / 3 + 0.5 + 1.0) / 3)
+    cm = confusion(np.eye(4)[pred], labels, 4)
+    assert cm[3].sum() == 0 and cm[:, 3].sum() == 1
+    np.testing.assert_allclose(per_class_recall(cm), [0.5, 0.5, 1.0, np.nan])
+    assert np.isnan(macro_f1_score([], []))
+    assert confusion(np.zeros((0, 3)), [], 3).tolist() == [[0] * 3] * 3
 
 
 def test_recall_of_absent_genres_is_none():
