@@ -344,6 +344,59 @@ def _flag_duplicates(df: pl.DataFrame) -> pl.DataFrame:
     return df.select(list(CATALOG_SCHEMA))
 
 
+#: The file, beside the catalog, that records the genres folder the catalog's paths are under.
+AUDIO_SOURCE_FILE = "audio_source.json"
+#: The largest audio-source record read back (it holds one path).
+AUDIO_SOURCE_MAX_BYTES = 64 * 1024
+
+
+def write_audio_source(store_root: str | os.PathLike[str], genre_root: str | os.PathLike[str]) -> Path:
+    """Record (atomically, with a checksum) the genres folder a store's catalog was made from,
+    so that a repair can find the audio again without being told (:func:`recorded_genre_root`)."""
+    from feature_store.atomic import write_json_atomic
+    from feature_store.integrity import with_checksum
+
+    doc = with_checksum({"genre_root": str(Path(genre_root).resolve())})
+    return write_json_atomic(Path(store_root) / AUDIO_SOURCE_FILE, doc)
+
+
+def recorded_genre_root(store_root: str | os.PathLike[str]) -> Path | None:
+    """The genres folder :func:`write_audio_source` recorded, or None when there is none (a
+    store ingested before the record existed). The folder is only ever read, and only files
+    whose sha256 matches the catalog are used from it.
+
+    Raises
+    ------
+    IntegrityError
+        The record is larger than :data:`AUDIO_SOURCE_MAX_BYTES`, not JSON, or fails its checksum.
+    """
+    from feature_store.integrity import IntegrityError, read_json
+
+    path = Path(store_root) / AUDIO_SOURCE_FILE
+    remedy = "run `gtzan ingest` again to rewrite it"
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return None
+    if size > AUDIO_SOURCE_MAX_BYTES:
+        raise IntegrityError(f"{path} holds {size} bytes, more than {AUDIO_SOURCE_MAX_BYTES}: the file is damaged; {remedy}")
+    value = read_json(path, remedy=remedy).get("genre_root")
+    if not isinstance(value, str) or not os.path.isabs(value):
+        raise IntegrityError(f"{path} does not name an absolute folder: the file is damaged; {remedy}")
+    return Path(value)
+
+
+def file_sha256(path: Path) -> str | None:
+    """The sha256 of the regular file ``path`` (opened without blocking), or None when it is
+    missing, unreadable or not a regular file (nothing but a regular file is read)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        return _sha256(path)[1]
+    except OSError:
+        return None
+
+
 def write_catalog(df: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write the catalog to Parquet atomically."""
     return write_parquet_atomic(path, df)

@@ -15,22 +15,15 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from feature_store.bounds import max_workers
+
 #: ``prctl`` option: the signal a process gets when its parent dies (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
-#: Worker processes allowed per CPU (:func:`max_workers`). Workers compute; past a few per
-#: core they only add memory (each imports NumPy, librosa...), so a larger request is refused
-#: by the command line and the settings, and capped by :func:`worker_pool`.
-MAX_WORKERS_PER_CPU = 4
-
-
-def max_workers() -> int:
-    """The most worker processes a pool starts: :data:`MAX_WORKERS_PER_CPU` times the CPU count."""
-    return MAX_WORKERS_PER_CPU * (os.cpu_count() or 1)
 
 
 def pool_size(workers: int | None, tasks: int) -> int:
     """Worker processes for ``tasks`` tasks: ``workers`` (default: the CPU count), at least one,
-    never more than the tasks nor than :func:`max_workers`."""
+    never more than the tasks nor than :func:`feature_store.bounds.max_workers`."""
     return max(1, min(workers or os.cpu_count() or 1, tasks, max_workers()))
 
 
@@ -77,7 +70,7 @@ def refuse_in_worker_bootstrap(what: str) -> None:
 @contextlib.contextmanager
 def worker_pool(n_workers: int, *, initializer: Callable[[], Any] = die_with_parent,
                 what: str) -> Iterator[Any]:
-    """A ``spawn`` process pool of ``n_workers`` (at most :func:`max_workers`) whose workers
+    """A ``spawn`` process pool of ``n_workers`` (at most :func:`feature_store.bounds.max_workers`) whose workers
     die with this process.
 
     A worker that dies under it (killed, out of memory, or failing as it starts) is a

@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from feature_store.atomic import write_parquet_atomic
-from feature_store.errors import ParameterError
+from feature_store.errors import ParameterError, StoreError
 from feature_store.params import SEED_HOLDOUT_PER_GENRE
 
 SCHEMES: tuple[str, ...] = ("seed", "stratified", "fault_filtered")
@@ -168,6 +168,23 @@ def leakage(splits: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"scheme": pl.String, "kind": pl.String, "key": pl.String, "parts": pl.String})
 
 
+def require_no_leakage(splits: pl.DataFrame, *, where: str = "the split table") -> None:
+    """Refuse a split table that :func:`leakage` finds leaking (what the blocking
+    ``split_leakage`` asset check reports), before any feature is built or model trained.
+
+    Raises
+    ------
+    StoreError
+        One line: the first leaking key, its scheme and parts, how many leak, and the remedy.
+    """
+    leaks = leakage(splits)
+    if leaks.height:
+        scheme, kind, key, parts = leaks.row(0)
+        more = f" ({leaks.height} leaks in all)" if leaks.height > 1 else ""
+        raise StoreError(f"{where} leaks: {kind.replace('_', ' ')} {key!r} is in parts {parts} of the {scheme!r} "
+                         f"scheme{more}; ingest again (`gtzan ingest`) to rewrite it")
+
+
 def summary(splits: pl.DataFrame) -> pl.DataFrame:
     """Counts of songs per scheme and part."""
     frames = [
@@ -194,6 +211,7 @@ __all__ = [
     "make_splits",
     "keep_copies_together",
     "leakage",
+    "require_no_leakage",
     "summary",
     "write_splits",
     "validate_scheme",
