@@ -138,7 +138,6 @@ def _check_audio_root(ws: Workspace, store: Any, audio_dir: Path | None) -> Path
     """The audio folder to build from, checked to hold the files the store's catalog lists, and
     the split table checked not to leak (the check of the blocking ``split_leakage`` asset check)."""
     from feature_store.catalog import find_genre_root, resolve_in_root
-
     from feature_store.splits import require_no_leakage
 
     root = ws.audio_root(audio_dir, write_demo=False).path
