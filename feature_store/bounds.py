@@ -17,6 +17,12 @@ MAX_WORKERS_PER_CPU = 4
 #: The synthetic demo corpus: songs per genre (GTZAN has 100) and seconds per song (GTZAN: 30).
 MAX_DEMO_SONGS_PER_GENRE = 1000
 MAX_DEMO_SECONDS = 600.0
+#: Training: the epoch cap and the batch size (of the command line, the settings and the
+#: Dagster run config of ``genre_models``).
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 65_536
+#: Rows that ``gtzan features query --limit`` may ask for.
+MAX_QUERY_LIMIT = 100_000_000
 
 
 def max_workers() -> int:

@@ -37,8 +37,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from feature_store.bounds import MAX_BATCH_SIZE as MAX_BATCH_SIZE
 from feature_store.bounds import MAX_DEMO_SECONDS as MAX_DEMO_SECONDS
 from feature_store.bounds import MAX_DEMO_SONGS_PER_GENRE as MAX_DEMO_SONGS_PER_GENRE
+from feature_store.bounds import MAX_EPOCHS as MAX_EPOCHS
+from feature_store.bounds import MAX_QUERY_LIMIT as MAX_QUERY_LIMIT
 from feature_store.bounds import MAX_SEED as MAX_SEED
 from feature_store.bounds import MAX_WORKERS_PER_CPU as MAX_WORKERS_PER_CPU
 from feature_store.bounds import max_workers
@@ -64,14 +67,11 @@ ENV_VARS: dict[str, str] = {
     **_deployment.ENV_VARS,
 }
 
-#: Upper bounds of the numeric options (flags, ``GTZAN_*`` variables, Dagster config), each
-#: refused in one line before any work. The seed, worker, and demo bounds are the library's
-#: (:mod:`feature_store.bounds`: ``MAX_SEED``, ``MAX_WORKERS_PER_CPU`` times the CPU count,
-#: ``MAX_DEMO_SONGS_PER_GENRE``, ``MAX_DEMO_SECONDS``), re-exported here.
-MAX_EPOCHS = 10_000
-MAX_BATCH_SIZE = 65_536
-#: Rows that ``gtzan features query --limit`` may ask for.
-MAX_QUERY_LIMIT = 100_000_000
+#: The upper bounds of the numeric options (flags, ``GTZAN_*`` variables, Dagster config) are
+#: declared once in :mod:`feature_store.bounds`, where the library and the Dagster assets read
+#: them too, and re-exported here: ``MAX_SEED``, ``MAX_WORKERS_PER_CPU`` (times the CPU count:
+#: ``max_workers()``), ``MAX_EPOCHS``, ``MAX_BATCH_SIZE``, ``MAX_QUERY_LIMIT``,
+#: ``MAX_DEMO_SONGS_PER_GENRE``, ``MAX_DEMO_SECONDS``. Each is refused in one line before any work.
 
 #: Values that ``GTZAN_EXECUTOR`` accepts (``celery`` needs dagster-celery, ``k8s`` dagster-k8s).
 EXECUTORS: tuple[str, ...] = ("multiprocess", "in_process", "celery", "k8s")
