@@ -40,9 +40,13 @@ class TrainingConfig(dg.Config):
     batch_size: int = _TRAIN.batch_size
 
 
-def _check_bounds(config: TrainingConfig) -> None:
-    """Refuse run config past :mod:`feature_store.bounds` (as the command line does), in one line."""
+def _check_config(config: TrainingConfig) -> None:
+    """Refuse empty seeds, and run config past :mod:`feature_store.bounds` (as the command line
+    does), in one line."""
     from feature_store.bounds import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED
+
+    if not config.seeds:
+        raise dg.Failure("run config `seeds` is empty; give at least one seed", allow_retries=False)
 
     checks = [("epochs", config.epochs, 1, MAX_EPOCHS), ("batch_size", config.batch_size, 1, MAX_BATCH_SIZE)]
     for name, value, least, most in checks + [("seeds", s, 0, MAX_SEED) for s in config.seeds]:
@@ -76,9 +80,7 @@ def genre_models(
 ) -> dg.MaterializeResult:
     keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
     model, clip_seconds = keys["model"], int(keys["clip"])
-    if not config.seeds:
-        raise dg.Failure("run config `seeds` is empty; give at least one seed", allow_retries=False)
-    _check_bounds(config)
+    _check_config(config)
     results = []
     for seed in config.seeds:
         with permanent():

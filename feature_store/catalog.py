@@ -379,7 +379,8 @@ def recorded_genre_root(store_root: str | os.PathLike[str]) -> Path | None:
     except FileNotFoundError:
         return None
     if size > AUDIO_SOURCE_MAX_BYTES:
-        raise IntegrityError(f"{path} holds {size} bytes, more than {AUDIO_SOURCE_MAX_BYTES}: the file is damaged; {remedy}")
+        raise IntegrityError(f"{path} holds {size} bytes, more than {AUDIO_SOURCE_MAX_BYTES}: the file is damaged; "
+                             f"{remedy}")
     value = read_json(path, remedy=remedy).get("genre_root")
     if not isinstance(value, str) or not os.path.isabs(value):
         raise IntegrityError(f"{path} does not name an absolute folder: the file is damaged; {remedy}")

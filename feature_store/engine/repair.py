@@ -127,7 +127,8 @@ def locate_audio(store: ViewStore, check: StoreCheck) -> Path | None:
     if bad:
         raise AudioMovedError(
             f"{len(bad)} of {wanted.height} audio files the repair reads moved or changed since ingest (first: "
-            f"{bad[0]} under {genre_root}); pass the folder that holds them: `gtzan features verify --repair AUDIO_DIR`")
+            f"{bad[0]} under {genre_root}); pass the folder that holds them: "
+            "`gtzan features verify --repair AUDIO_DIR`")
     return genre_root
 
 

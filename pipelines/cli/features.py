@@ -228,8 +228,9 @@ def _files(store: Any, c: int) -> list[tuple[str, Path]]:
 @features_group.command("verify")
 @click.argument("audio_dir", required=False, type=click.Path(path_type=Path))
 @click.option("--repair", is_flag=True,
-              help="Rewrite what is damaged: the songs of damaged rows are decoded again from AUDIO_DIR and "
-                   "computed again, into a new generation (a damaged catalog: ingest again).")
+              help="Rewrite what is damaged: the songs of damaged rows are decoded again and computed again, "
+                   "into a new generation (a damaged catalog: ingest again). The audio is read from AUDIO_DIR, "
+                   "else from the folder ingest recorded, each file checked against the catalog's sha256.")
 @click.option("--view", "views", multiple=True,
               help="Only these views (repeat or separate with commas; default: every view built here).")
 @click.option("--workers", type=workers_type(), default=None,

@@ -600,8 +600,8 @@ def test_train_help_states_trainconfigs_defaults(tmp_path: Path) -> None:
     from training.train import TrainConfig
 
     text = " ".join(ok(["train", "--help"], env_for(tmp_path)).stdout.split())
-    assert re.search(rf"--epochs [^\\[]*TrainConfig's.*\[default: {TrainConfig().epochs}\]", text)
-    assert re.search(rf"--batch-size [^\\[]*TrainConfig's.*\[default: {TrainConfig().batch_size}\]", text)
+    assert re.search(rf"--epochs [^\\[]*TrainConfig's.*\[default: {TrainConfig().epochs}; 1<=x<=\d+\]", text)
+    assert re.search(rf"--batch-size [^\\[]*TrainConfig's.*\[default: {TrainConfig().batch_size}; 1<=x<=\d+\]", text)
 
 
 # ---------------------------------------------------------------------------------------
