@@ -76,8 +76,12 @@ def stratified_folds(catalog: pl.DataFrame, *, k: int = 5, seed: int = 0) -> pl.
     Within each genre the songs are shuffled with ``seed`` and dealt round-robin, so fold
     sizes differ by at most one song per genre.
     """
+    from feature_store.bounds import MAX_SEED
+
     if not isinstance(k, int) or k < 2:
         raise ParameterError(f"k must be an integer >= 2, got {k!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise ParameterError(f"seed must be an integer in 0..{MAX_SEED}, got {seed!r}")
     out = np.full(catalog.height, EXCLUDED, dtype=object)
     ok = catalog.with_row_index("_i").filter(pl.col("status") == "ok")
     rng = np.random.default_rng(seed)

@@ -116,3 +116,14 @@ def test_the_dagster_run_config_is_bounded_too(tmp_path, config, message):
     [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert message in failure.step_failure_data.error.message
     assert not (tmp_path / "m").exists()  # refused before any training
+
+
+def test_ingest_refuses_a_seed_past_the_bound(tmp_path):
+    from feature_store import ingest
+    from feature_store.demo import write_demo_corpus
+
+    audio = write_demo_corpus(tmp_path / "audio", songs_per_genre=1, duration=1.0, genres=("rock",))
+    for seed in (-1, 10**20):
+        with pytest.raises(ParameterError, match=rf"seed must be an integer in 0\.\.{MAX_SEED}, got {seed}"):
+            ingest(audio, tmp_path / "store", seed=seed)
+    assert not (tmp_path / "store" / "splits.parquet").exists()
