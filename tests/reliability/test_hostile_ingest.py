@@ -223,3 +223,10 @@ def test_repair_finds_the_audio_through_the_catalog_and_asks_only_when_it_moved(
     shutil.move(audio.parent, tmp_path / "elsewhere")
     line = one_line_error(gtzan(["features", "verify", "--view", "mel", "--repair"], env), 1)
     assert "moved or changed since ingest" in line
+
+
+def test_gtzan_run_leaves_a_store_on_another_host_to_its_checks(tmp_path):
+    from pipelines.run import refuse_leaking_splits
+    from pipelines.settings import Settings
+
+    refuse_leaking_splits(Settings(store_dir=tmp_path / "not-here"))  # no local table: nothing to read
