@@ -27,6 +27,7 @@ def audio_catalog(
         cat = fs_catalog.scan(genre_root)
         store = features.store()
         path = fs_catalog.write_catalog(cat, store.catalog_path)
+        fs_catalog.write_audio_source(store.root, genre_root)
     quarantined = cat.filter(pl.col("status") == "quarantined").select("song_id", "genre", "path", "reason")
     dups = cat.filter(pl.col("duplicate_of").is_not_null()).select("song_id", "duplicate_of", "path")
     noted = cat.filter(pl.col("notes").is_not_null()).select("song_id", "notes")

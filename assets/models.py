@@ -40,6 +40,20 @@ class TrainingConfig(dg.Config):
     batch_size: int = _TRAIN.batch_size
 
 
+def _check_config(config: TrainingConfig) -> None:
+    """Refuse empty seeds, and run config past :mod:`feature_store.bounds` (as the command line
+    does), in one line."""
+    from feature_store.bounds import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED
+
+    if not config.seeds:
+        raise dg.Failure("run config `seeds` is empty; give at least one seed", allow_retries=False)
+
+    checks = [("epochs", config.epochs, 1, MAX_EPOCHS), ("batch_size", config.batch_size, 1, MAX_BATCH_SIZE)]
+    for name, value, least, most in checks + [("seeds", s, 0, MAX_SEED) for s in config.seeds]:
+        if not least <= value <= most:
+            raise dg.Failure(f"run config `{name}`: {value} is not in the range {least}..{most}", allow_retries=False)
+
+
 @dg.asset(
     group_name="training",
     kinds={"tensorflow", "keras", "scikitlearn"},
@@ -66,8 +80,7 @@ def genre_models(
 ) -> dg.MaterializeResult:
     keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
     model, clip_seconds = keys["model"], int(keys["clip"])
-    if not config.seeds:
-        raise dg.Failure("run config `seeds` is empty; give at least one seed", allow_retries=False)
+    _check_config(config)
     results = []
     for seed in config.seeds:
         with permanent():

@@ -8,13 +8,29 @@ Both layouts are read:
 ``root`` may also be the genres folder itself. Any format that libsndfile decodes is
 accepted (the shared development clips are FLAC). A file that cannot be used is kept in
 the catalog with ``status = "quarantined"`` and a ``reason``; it never stops the build.
+
+Song ids are unique by construction (:func:`song_id_of`): a file named
+``<genre>.000NN.<ext>`` in its genre's folder has the id ``<genre>.000NN`` (the id of the
+split lists, whatever the layout or format); any other file has ``<genre>/<file name>``,
+extension included, so ``foo.wav``, ``foo.au`` and ``foo.wav.wav`` get three ids. Two files
+of one GTZAN number (``rock.00001.au`` and ``rock.00001.wav``) cannot both be that song: the
+first usable one by path keeps the id, the other gets its path as id and is quarantined,
+``duplicate song id of rock.00001 (rock/rock.00001.au)``.
+
+Only regular files are read. Anything else in a genre folder (a sub-folder, a FIFO, a
+socket, a device, a broken or looping symbolic link, one that leaves the audio folder) is
+listed as quarantined with the reason, from ``lstat``/``stat`` alone: it is never opened (a
+FIFO would block the open), and a regular file is opened with ``O_NONBLOCK`` and checked
+again on its descriptor.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,12 +101,72 @@ def find_genre_root(root: str | os.PathLike[str]) -> tuple[Path, str]:
     )
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
+def _sha256(path: Path) -> tuple[int, str]:
+    """Size and sha256 of a regular file, opened without blocking and checked on its
+    descriptor (a FIFO swapped in after the listing is refused, not waited on)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with open(fd, "rb", closefd=True) as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"{_kind(st.st_mode)}, not a regular file")
+        h = hashlib.sha256()
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()
+    return st.st_size, h.hexdigest()
+
+
+def _kind(mode: int) -> str:
+    """What a file of this ``st_mode`` is, in words."""
+    kinds = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def entry_problem(path: Path, *, genre_root: Path) -> str | None:
+    """Why the entry ``path`` under ``genre_root`` is not read, or None for a regular file
+    inside the folder; decided by ``lstat``/``stat`` alone, nothing is opened.
+
+    Returns
+    -------
+    str or None
+        ``a named pipe (FIFO), not a regular file``; ``symbolic link to a folder, not a regular
+        file``; ``symbolic link loop``; ``broken symbolic link``; ``symbolic link to a
+        character device outside the audio folder``...
+    """
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"cannot read file: {exc.strerror or exc}"
+    link = stat.S_ISLNK(st.st_mode)
+    if not link and not stat.S_ISREG(st.st_mode):
+        return f"{_kind(st.st_mode)}, not a regular file"
+    if link:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            return "symbolic link loop" if exc.errno == errno.ELOOP else "broken symbolic link"
+    what = f"symbolic link to {_kind(st.st_mode)}" if link else "a file reached through a symbolic link"
+    try:
+        resolve_in_root(genre_root, path.relative_to(genre_root).as_posix())
+    except ParameterError:
+        return f"{what} outside the audio folder"
+    except (RuntimeError, OSError):  # pathlib's "Symlink loop", on a loop that stat did not meet
+        return "symbolic link loop"
+    return None if stat.S_ISREG(st.st_mode) else f"{what}, not a regular file"
+
+
+def song_id_of(genre: str, name: str) -> tuple[str, int | None]:
+    """The song id and GTZAN number of the file ``name`` in the folder ``genre``.
+
+    ``<genre>.000NN.<ext>`` gives ``(<genre>.000NN, NN)``; any other name gives
+    ``(<genre>/<name>, None)``, extension included, so that two files never share an id
+    (only two GTZAN files of one number can: :func:`scan` keeps one).
+    """
+    stem, ext = os.path.splitext(name)
+    m = SONG_RE.match(stem)
+    if ext and m and m["genre"] == genre:
+        return stem, int(m["number"])
+    return f"{genre}/{name}", None
 
 
 def inspect_file(path: Path, *, genre_root: Path, genre: str) -> dict:
@@ -101,21 +177,16 @@ def inspect_file(path: Path, *, genre_root: Path, genre: str) -> dict:
     Returns one catalog row (a dict with the keys of :data:`CATALOG_SCHEMA`).
     """
     rel = path.relative_to(genre_root).as_posix()
-    stem = path.stem
-    m = SONG_RE.match(stem)
-    number = int(m["number"]) if m and m["genre"] == genre else None
-    song_id = stem if number is not None else f"{genre}/{stem}"
+    song_id, number = song_id_of(genre, path.name)
     row: dict = dict.fromkeys(CATALOG_SCHEMA)
     row.update(song_id=song_id, genre=genre, number=number, path=rel, status="ok", reason=None)
     notes: list[str] = []
-    try:
-        resolve_in_root(genre_root, rel)
-    except ParameterError:
-        row.update(status="quarantined", reason="symbolic link to a file outside the audio folder")
+    problem = entry_problem(path, genre_root=genre_root)
+    if problem is not None:
+        row.update(status="quarantined", reason=problem)
         return row
     try:
-        row["bytes"] = path.stat().st_size
-        row["sha256"] = _sha256(path)
+        row["bytes"], row["sha256"] = _sha256(path)
     except OSError as exc:
         row.update(status="quarantined", reason=f"cannot read file: {exc.strerror or exc}")
         return row
@@ -192,15 +263,13 @@ def scan(
         If the folder is missing or holds no genre folders or no files.
     """
     genre_root, _layout = find_genre_root(root)
-    files: list[tuple[str, Path]] = []
-    for gdir in sorted(p for p in genre_root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for f in sorted(gdir.iterdir()):
-            if f.is_file() and not f.name.startswith("."):
-                files.append((gdir.name, f))
-    if not files:
+    files, odd = _list_files(genre_root)
+    if not files and not odd:
         raise ParameterError(f"audio folder {str(genre_root)!r} holds no audio files")
     rows: list[dict] = [{}] * len(files)
-    n_workers = min(workers or os.cpu_count() or 1, len(files))
+    from feature_store.procs import pool_size
+
+    n_workers = pool_size(workers, len(files))
     if n_workers <= 1 or len(files) < PARALLEL_MIN_FILES:
         for i, (genre, f) in enumerate(files):
             rows[i] = inspect_file(f, genre_root=genre_root, genre=genre)
@@ -217,19 +286,49 @@ def scan(
                 rows[futs[fut]] = fut.result()
                 if progress is not None:
                     progress(done, len(files))
-    df = pl.DataFrame(rows, schema=CATALOG_SCHEMA).sort("genre", "song_id")
-    df = _dedupe_song_ids(df)
-    return _flag_duplicates(df)
+    df = pl.DataFrame(rows + odd, schema=CATALOG_SCHEMA)
+    return _flag_duplicates(_unique_song_ids(df).sort("genre", "song_id"))
 
 
-def _dedupe_song_ids(df: pl.DataFrame) -> pl.DataFrame:
-    """Two files with one stem (``x.wav`` and ``x.au``) get distinct ids: the path wins."""
-    dup = df["song_id"].is_duplicated()
-    if not dup.any():
+def _list_files(genre_root: Path) -> tuple[list[tuple[str, Path]], list[dict]]:
+    """The non-hidden entries of each genre folder, as (genre, path), and a quarantined row for
+    each entry of ``genre_root`` that looks like a genre folder but cannot be listed (a broken or
+    looping link, a FIFO...): nothing there is opened (see :func:`entry_problem`)."""
+    files: list[tuple[str, Path]] = []
+    odd: list[dict] = []
+    for gdir in sorted(p for p in genre_root.iterdir() if not p.name.startswith(".")):
+        if gdir.is_dir():
+            files.extend((gdir.name, f) for f in sorted(gdir.iterdir()) if not f.name.startswith("."))
+            continue
+        problem = entry_problem(gdir, genre_root=genre_root)  # None for a regular file (a README): not audio
+        if problem is not None:
+            row = dict.fromkeys(CATALOG_SCHEMA)
+            row.update(song_id=f"{gdir.name}/", genre=gdir.name, path=gdir.name, status="quarantined", reason=problem)
+            odd.append(row)
+    return files, odd
+
+
+def _unique_song_ids(df: pl.DataFrame) -> pl.DataFrame:
+    """Keep one file per GTZAN song id (the first usable one by path); every other file of that
+    id gets its path as id (``<genre>/<file name>``, unique) and is quarantined."""
+    if not df["song_id"].is_duplicated().any():
         return df
-    return df.with_columns(
-        pl.when(dup).then(pl.col("genre") + "/" + pl.col("path").str.split("/").list.last()).otherwise(pl.col("song_id")).alias("song_id")
-    )
+    df = df.with_row_index("_i").sort(pl.col("status") != "ok", "path")
+    kept: dict[str, str] = {}
+    ids, status, reason = [], [], []
+    for sid, rel, st, why in df.select("song_id", "path", "status", "reason").iter_rows():
+        if sid not in kept:
+            kept[sid] = rel
+            ids.append(sid)
+            status.append(st)
+            reason.append(why)
+            continue
+        ids.append(rel)  # <genre>/<file name>: what song_id_of gives a name that is not GTZAN's
+        status.append("quarantined")
+        reason.append(why if st != "ok" else f"duplicate song id of {sid} ({kept[sid]})")
+    df = df.with_columns(pl.Series("song_id", ids, pl.String), pl.Series("status", status, pl.String),
+                         pl.Series("reason", reason, pl.String))
+    return df.sort("_i").drop("_i")
 
 
 def _flag_duplicates(df: pl.DataFrame) -> pl.DataFrame:
@@ -243,6 +342,60 @@ def _flag_duplicates(df: pl.DataFrame) -> pl.DataFrame:
         pl.when(pl.col("_first") != pl.col("song_id")).then(pl.col("_first")).otherwise(None).alias("duplicate_of")
     ).drop("_first")
     return df.select(list(CATALOG_SCHEMA))
+
+
+#: The file, beside the catalog, that records the genres folder the catalog's paths are under.
+AUDIO_SOURCE_FILE = "audio_source.json"
+#: The largest audio-source record read back (it holds one path).
+AUDIO_SOURCE_MAX_BYTES = 64 * 1024
+
+
+def write_audio_source(store_root: str | os.PathLike[str], genre_root: str | os.PathLike[str]) -> Path:
+    """Record (atomically, with a checksum) the genres folder a store's catalog was made from,
+    so that a repair can find the audio again without being told (:func:`recorded_genre_root`)."""
+    from feature_store.atomic import write_json_atomic
+    from feature_store.integrity import with_checksum
+
+    doc = with_checksum({"genre_root": str(Path(genre_root).resolve())})
+    return write_json_atomic(Path(store_root) / AUDIO_SOURCE_FILE, doc)
+
+
+def recorded_genre_root(store_root: str | os.PathLike[str]) -> Path | None:
+    """The genres folder :func:`write_audio_source` recorded, or None when there is none (a
+    store ingested before the record existed). The folder is only ever read, and only files
+    whose sha256 matches the catalog are used from it.
+
+    Raises
+    ------
+    IntegrityError
+        The record is larger than :data:`AUDIO_SOURCE_MAX_BYTES`, not JSON, or fails its checksum.
+    """
+    from feature_store.integrity import IntegrityError, read_json
+
+    path = Path(store_root) / AUDIO_SOURCE_FILE
+    remedy = "run `gtzan ingest` again to rewrite it"
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return None
+    if size > AUDIO_SOURCE_MAX_BYTES:
+        raise IntegrityError(f"{path} holds {size} bytes, more than {AUDIO_SOURCE_MAX_BYTES}: the file is damaged; "
+                             f"{remedy}")
+    value = read_json(path, remedy=remedy).get("genre_root")
+    if not isinstance(value, str) or not os.path.isabs(value):
+        raise IntegrityError(f"{path} does not name an absolute folder: the file is damaged; {remedy}")
+    return Path(value)
+
+
+def file_sha256(path: Path) -> str | None:
+    """The sha256 of the regular file ``path`` (opened without blocking), or None when it is
+    missing, unreadable or not a regular file (nothing but a regular file is read)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        return _sha256(path)[1]
+    except OSError:
+        return None
 
 
 def write_catalog(df: pl.DataFrame, path: str | os.PathLike[str]) -> Path:

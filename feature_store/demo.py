@@ -15,9 +15,11 @@ import contextlib
 import dataclasses
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from feature_store.bounds import MAX_DEMO_SECONDS, MAX_DEMO_SONGS_PER_GENRE, MAX_SEED
 from feature_store.errors import ParameterError
 from feature_store.params import GENRES
 
@@ -297,6 +299,23 @@ def song_seed(seed: int, genre: str, index: int) -> int:
     return seed * 1_000_003 + GENRES.index(genre) * 10_007 + index
 
 
+def _check_demo(*, songs_per_genre: int, duration: float, seed: int) -> None:
+    """Refuse demo settings past the bounds of :mod:`feature_store.bounds`, in one line."""
+    import math
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+    if not whole(songs_per_genre) or not 1 <= songs_per_genre <= MAX_DEMO_SONGS_PER_GENRE:
+        raise ParameterError(f"songs_per_genre must be an integer in 1..{MAX_DEMO_SONGS_PER_GENRE}, "
+                             f"got {songs_per_genre!r}")
+    number = isinstance(duration, int | float | np.number) and not isinstance(duration, bool)
+    if not number or not math.isfinite(duration) or not 0 < duration <= MAX_DEMO_SECONDS:
+        raise ParameterError(f"duration must be a number of seconds in (0, {MAX_DEMO_SECONDS:g}], got {duration!r}")
+    if not whole(seed) or not 0 <= seed <= MAX_SEED:
+        raise ParameterError(f"seed must be an integer in 0..{MAX_SEED}, got {seed!r}")
+
+
 def write_demo_corpus(
     root: str | os.PathLike[str],
     *,
@@ -316,11 +335,11 @@ def write_demo_corpus(
     ----------
     root : path
         Folder to write into.
-    songs_per_genre : int > 0
-    duration : float > 0
+    songs_per_genre : int in 1..MAX_DEMO_SONGS_PER_GENRE
+    duration : float in (0, MAX_DEMO_SECONDS]
         Seconds per song (GTZAN: 30).
     sr : int > 0
-    seed : int
+    seed : int in 0..MAX_SEED
     genres : tuple of str
         Subset of :data:`GENRES`.
 
@@ -328,13 +347,18 @@ def write_demo_corpus(
     -------
     Path
         The ``genres_original`` folder (what ``GTZAN_DIR`` may point at).
+
+    Raises
+    ------
+    ParameterError
+        One line naming the value and its bound (:mod:`feature_store.bounds`), before
+        anything is written.
     """
     import soundfile as sf
 
     from feature_store.atomic import atomic_path
 
-    if not isinstance(songs_per_genre, int) or songs_per_genre < 1:
-        raise ParameterError(f"songs_per_genre must be a positive integer, got {songs_per_genre!r}")
+    _check_demo(songs_per_genre=songs_per_genre, duration=duration, seed=seed)
     for g in genres:
         if g not in GENRES:
             raise ParameterError(f"unknown genre {g!r}; valid genres are {list(GENRES)}")

@@ -38,7 +38,8 @@ def ingest(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> IngestResult:
-    """Catalog ``audio_root`` and write ``catalog.parquet`` and ``splits.parquet``.
+    """Catalog ``audio_root`` and write ``catalog.parquet``, ``splits.parquet`` and the record
+    of the genres folder they were made from (``audio_source.json``, which repairs read).
 
     Parameters
     ----------
@@ -62,4 +63,5 @@ def ingest(
     store_root.mkdir(parents=True, exist_ok=True)
     cpath = _catalog.write_catalog(cat, store_root / CATALOG_FILE)
     spath = _splits.write_splits(spl, store_root / SPLITS_FILE)
+    _catalog.write_audio_source(store_root, genre_root)
     return IngestResult(cat, spl, cpath, spath, layout, genre_root)

@@ -15,8 +15,16 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from feature_store.bounds import max_workers
+
 #: ``prctl`` option: the signal a process gets when its parent dies (linux/prctl.h).
 PR_SET_PDEATHSIG = 1
+
+
+def pool_size(workers: int | None, tasks: int) -> int:
+    """Worker processes for ``tasks`` tasks: ``workers`` (default: the CPU count), at least one,
+    never more than the tasks nor than :func:`feature_store.bounds.max_workers`."""
+    return max(1, min(workers or os.cpu_count() or 1, tasks, max_workers()))
 
 
 def die_with_parent() -> bool:
@@ -62,7 +70,8 @@ def refuse_in_worker_bootstrap(what: str) -> None:
 @contextlib.contextmanager
 def worker_pool(n_workers: int, *, initializer: Callable[[], Any] = die_with_parent,
                 what: str) -> Iterator[Any]:
-    """A ``spawn`` process pool of ``n_workers`` whose workers die with this process.
+    """A ``spawn`` process pool of ``n_workers`` (at most :func:`feature_store.bounds.max_workers`) whose workers
+    die with this process.
 
     A worker that dies under it (killed, out of memory, or failing as it starts) is a
     one-line :class:`~feature_store.errors.WorkerDiedError` naming ``what`` ("build",
@@ -76,7 +85,7 @@ def worker_pool(n_workers: int, *, initializer: Callable[[], Any] = die_with_par
     from feature_store.errors import WorkerDiedError
 
     try:
-        with ProcessPoolExecutor(n_workers, mp_context=mp.get_context("spawn"), initializer=initializer) as pool:
+        with ProcessPoolExecutor(max(1, min(n_workers, max_workers())), mp_context=mp.get_context("spawn"), initializer=initializer) as pool:
             yield pool
     except BrokenProcessPool as exc:
         raise WorkerDiedError(f"a worker process of the {what} died before it finished (killed, out of memory, or "

@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from feature_store.atomic import write_parquet_atomic
-from feature_store.errors import ParameterError
+from feature_store.errors import ParameterError, StoreError
 from feature_store.params import SEED_HOLDOUT_PER_GENRE
 
 SCHEMES: tuple[str, ...] = ("seed", "stratified", "fault_filtered")
@@ -76,8 +76,12 @@ def stratified_folds(catalog: pl.DataFrame, *, k: int = 5, seed: int = 0) -> pl.
     Within each genre the songs are shuffled with ``seed`` and dealt round-robin, so fold
     sizes differ by at most one song per genre.
     """
+    from feature_store.bounds import MAX_SEED
+
     if not isinstance(k, int) or k < 2:
         raise ParameterError(f"k must be an integer >= 2, got {k!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise ParameterError(f"seed must be an integer in 0..{MAX_SEED}, got {seed!r}")
     out = np.full(catalog.height, EXCLUDED, dtype=object)
     ok = catalog.with_row_index("_i").filter(pl.col("status") == "ok")
     rng = np.random.default_rng(seed)
@@ -168,6 +172,23 @@ def leakage(splits: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"scheme": pl.String, "kind": pl.String, "key": pl.String, "parts": pl.String})
 
 
+def require_no_leakage(splits: pl.DataFrame, *, where: str = "the split table") -> None:
+    """Refuse a split table that :func:`leakage` finds leaking (what the blocking
+    ``split_leakage`` asset check reports), before any feature is built or model trained.
+
+    Raises
+    ------
+    StoreError
+        One line: the first leaking key, its scheme and parts, how many leak, and the remedy.
+    """
+    leaks = leakage(splits)
+    if leaks.height:
+        scheme, kind, key, parts = leaks.row(0)
+        more = f" ({leaks.height} leaks in all)" if leaks.height > 1 else ""
+        raise StoreError(f"{where} leaks: {kind.replace('_', ' ')} {key!r} is in parts {parts} of the {scheme!r} "
+                         f"scheme{more}; ingest again (`gtzan ingest`) to rewrite it")
+
+
 def summary(splits: pl.DataFrame) -> pl.DataFrame:
     """Counts of songs per scheme and part."""
     frames = [
@@ -194,6 +215,7 @@ __all__ = [
     "make_splits",
     "keep_copies_together",
     "leakage",
+    "require_no_leakage",
     "summary",
     "write_splits",
     "validate_scheme",

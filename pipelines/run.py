@@ -181,8 +181,32 @@ def run_all(
             if p.stage != stage:
                 log(stage := p.stage)
             run_ids.append(_run_one(launcher, p, {**base, **p.config}, run_launcher=run_launcher, log=log))
+            if p.stage == "ingest":
+                refuse_leaking_splits(settings)
         report = instance.get_latest_materialization_event(dg.AssetKey("evaluation_report"))
     return {"runs": run_ids, "report": report.asset_materialization.metadata["path"].value}
+
+
+def refuse_leaking_splits(settings: Settings) -> None:
+    """Stop the sequence after ingest when the split table leaks, with the check of the
+    blocking ``split_leakage`` asset check (:func:`feature_store.splits.require_no_leakage`).
+
+    Raises
+    ------
+    RunFailedError
+        One line naming the first leaking song or file.
+    """
+    from feature_store.errors import StoreError
+    from feature_store.splits import require_no_leakage
+    from feature_store.store import FeatureStore
+
+    store = FeatureStore(settings.store_root)
+    if not store.splits_path.exists():  # the runs wrote it on another host: its blocking check ran there
+        return
+    try:
+        require_no_leakage(store.splits(), where=str(store.splits_path))
+    except StoreError as exc:
+        raise RunFailedError(str(exc)) from exc
 
 
 def _run_one(launcher: Any, p: PlannedRun, run_config: Mapping[str, Any], *, run_launcher: bool, log) -> str:

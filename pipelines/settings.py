@@ -37,6 +37,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from feature_store.bounds import MAX_BATCH_SIZE as MAX_BATCH_SIZE
+from feature_store.bounds import MAX_DEMO_SECONDS as MAX_DEMO_SECONDS
+from feature_store.bounds import MAX_DEMO_SONGS_PER_GENRE as MAX_DEMO_SONGS_PER_GENRE
+from feature_store.bounds import MAX_EPOCHS as MAX_EPOCHS
+from feature_store.bounds import MAX_QUERY_LIMIT as MAX_QUERY_LIMIT
+from feature_store.bounds import MAX_SEED as MAX_SEED
+from feature_store.bounds import MAX_WORKERS_PER_CPU as MAX_WORKERS_PER_CPU
+from feature_store.bounds import max_workers
 from feature_store.errors import ParameterError
 from feature_store.params import CLIP_SECONDS, MODES, FeatureParams
 from pipelines import deployment as _deployment
@@ -58,6 +66,12 @@ ENV_VARS: dict[str, str] = {
     "GTZAN_PREDICT_MAX_SECONDS": "gtzan predict refuses longer files (default: 7200, two hours)",
     **_deployment.ENV_VARS,
 }
+
+#: The upper bounds of the numeric options (flags, ``GTZAN_*`` variables, Dagster config) are
+#: declared once in :mod:`feature_store.bounds`, where the library and the Dagster assets read
+#: them too, and re-exported here: ``MAX_SEED``, ``MAX_WORKERS_PER_CPU`` (times the CPU count:
+#: ``max_workers()``), ``MAX_EPOCHS``, ``MAX_BATCH_SIZE``, ``MAX_QUERY_LIMIT``,
+#: ``MAX_DEMO_SONGS_PER_GENRE``, ``MAX_DEMO_SECONDS``. Each is refused in one line before any work.
 
 #: Values that ``GTZAN_EXECUTOR`` accepts (``celery`` needs dagster-celery, ``k8s`` dagster-k8s).
 EXECUTORS: tuple[str, ...] = ("multiprocess", "in_process", "celery", "k8s")
@@ -212,19 +226,24 @@ class Settings:
         """Every number checked once, so that a bad flag or variable fails before any work."""
         import math
 
-        whole = {"workers": 0, "embedding_workers": 0, "epochs": 1, "batch_size": 1, "demo_songs_per_genre": 1}
-        for name, least in whole.items():
+        most = max_workers()
+        whole = {"workers": (0, most), "embedding_workers": (0, most), "epochs": (1, MAX_EPOCHS),
+                 "batch_size": (1, MAX_BATCH_SIZE), "demo_songs_per_genre": (1, MAX_DEMO_SONGS_PER_GENRE),
+                 "demo_seed": (0, MAX_SEED)}
+        for name, (least, bound) in whole.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < least:
-                raise ParameterError(f"{name} must be an integer >= {least}, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= bound:
+                raise ParameterError(f"{name} must be an integer in {least}..{bound}, got {value!r}")
         for name in ("lock_timeout", "demo_seconds", "predict_max_seconds"):
             value = getattr(self, name)
             least_ok = value >= 0 if name == "lock_timeout" else value > 0
             if not (isinstance(value, int | float) and math.isfinite(value) and least_ok):
                 raise ParameterError(f"{name} must be a finite number "
                                      f"{'>= 0' if name == 'lock_timeout' else '> 0'}, got {value!r}")
-        if any(not isinstance(v, int) or v < 0 for v in self.seeds) or not self.seeds:
-            raise ParameterError(f"seeds must be integers >= 0, got {list(self.seeds)}")
+        if self.demo_seconds > MAX_DEMO_SECONDS:
+            raise ParameterError(f"demo_seconds must be at most {MAX_DEMO_SECONDS:g}, got {self.demo_seconds!r}")
+        if any(not isinstance(v, int) or not 0 <= v <= MAX_SEED for v in self.seeds) or not self.seeds:
+            raise ParameterError(f"seeds must be integers in 0..{MAX_SEED}, got {list(self.seeds)}")
         if not 0 < self.ui_port < 65536:
             raise ParameterError(f"ui_port must be in 1..65535, got {self.ui_port}")
 

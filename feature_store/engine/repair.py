@@ -12,6 +12,10 @@ verify_generation`). :func:`repair_store` then rewrites what it found damaged:
   written again, all of it, from the cache;
 * a damaged registry: written again by that build.
 
+The audio need not be named: :func:`locate_audio` finds it in the genres folder that ingest
+recorded (``audio_source.json``), each file the repair reads checked against the catalog's
+sha256 first; a folder is asked for only when files have moved or changed.
+
 The features are computed by deterministic code, so a repaired store holds the same numbers
 as before the damage, bit for bit.
 """
@@ -20,7 +24,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import polars as pl
 
 from feature_store.engine import registry
 from feature_store.engine.cache import SongCache
@@ -84,6 +91,57 @@ def verify_store(store: ViewStore) -> StoreCheck:
     for c in store.available_clip_seconds():
         out.clip_lengths[c] = verify_generation(store.generation(c), store.view, c)
     return out
+
+
+class AudioMovedError(StoreError):
+    """Files that a repair reads are not where ingest recorded them, or differ from the catalog."""
+
+
+def locate_audio(store: ViewStore, check: StoreCheck) -> Path | None:
+    """The genres folder recorded at ingest, once every file the repair of ``check`` reads is
+    found there with the catalog's sha256; None when the store records no folder.
+
+    The files checked are those of the damaged songs, and every usable file when the catalog
+    or split table is ingested again (all of them, if the catalog itself cannot be read).
+
+    Raises
+    ------
+    AudioMovedError
+        One line: how many of those files are missing or changed, the first one, and the
+        command that takes the folder.
+    IntegrityError
+        The record of the folder is damaged.
+    """
+    from feature_store.catalog import recorded_genre_root
+
+    genre_root = recorded_genre_root(store.root)
+    if genre_root is None:
+        return None
+    try:
+        catalog = store.catalog().filter(pl.col("status") == "ok")
+    except StoreError:  # damaged: ingest reads the recorded folder again, and hashes every file itself
+        return genre_root
+    songs = {s for g in check.clip_lengths.values() for s in g.damaged_songs}
+    wanted = catalog if check.root_problems else catalog.filter(pl.col("song_id").is_in(sorted(songs)))
+    bad = [rel for rel, sha in wanted.select("path", "sha256").iter_rows() if not _same_file(genre_root, rel, sha)]
+    if bad:
+        raise AudioMovedError(
+            f"{len(bad)} of {wanted.height} audio files the repair reads moved or changed since ingest (first: "
+            f"{bad[0]} under {genre_root}); pass the folder that holds them: "
+            "`gtzan features verify --repair AUDIO_DIR`")
+    return genre_root
+
+
+def _same_file(genre_root: Path, rel: str, sha256: str) -> bool:
+    """Whether ``rel`` under ``genre_root`` (not escaping it) is a regular file with ``sha256``."""
+    from feature_store.catalog import file_sha256, resolve_in_root
+    from feature_store.errors import ParameterError
+
+    try:
+        path = resolve_in_root(genre_root, rel)
+    except (ParameterError, RuntimeError, OSError):
+        return False
+    return file_sha256(path) == sha256
 
 
 @dataclasses.dataclass

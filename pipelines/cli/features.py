@@ -25,6 +25,7 @@ from pipelines.cli.options import (
     progress_option,
     store_option,
     view_options,
+    workers_type,
 )
 from pipelines.cli.workspace import Workspace
 
@@ -85,8 +86,9 @@ def other_stores(ws: Workspace, view: str) -> str:
 @click.argument("audio_dir", required=False, type=click.Path(path_type=Path))
 @click.option("--clip-seconds", "clip_seconds", cls=SettingOption, setting="clip_seconds", convert=clip_list,
               multiple=True, help="Clip lengths to build: 1, 5, 15, 30 (repeat or separate with commas).")
-@click.option("--workers", type=click.IntRange(min=0), default=None,
-              help="Worker processes (default: $GTZAN_WORKERS, or 0 = the CPU count). For a view that "
+@click.option("--workers", type=workers_type(), default=None,
+              help="Worker processes, at most MAX_WORKERS_PER_CPU (4) per CPU (default: $GTZAN_WORKERS, or "
+                   "0 = the CPU count). For a view that "
                    "computes in this process (embeddings): decode processes beside it (default: a quarter "
                    "of the cores).")
 @click.option("--lock-timeout", cls=SettingOption, setting="lock_timeout", type=click.FloatRange(min=0),
@@ -133,12 +135,15 @@ def build_command(ws: Workspace, audio_dir: Path | None, workers: int | None, vi
 
 
 def _check_audio_root(ws: Workspace, store: Any, audio_dir: Path | None) -> Path:
-    """The audio folder to build from, checked to hold the files the store's catalog lists."""
+    """The audio folder to build from, checked to hold the files the store's catalog lists, and
+    the split table checked not to leak (the check of the blocking ``split_leakage`` asset check)."""
     from feature_store.catalog import find_genre_root, resolve_in_root
+    from feature_store.splits import require_no_leakage
 
     root = ws.audio_root(audio_dir, write_demo=False).path
     genre_root, _ = find_genre_root(root)
     catalog = store.catalog()
+    require_no_leakage(store.splits(), where=str(store.splits_path))
     ok = catalog.filter(catalog["status"] == "ok")
     if ok.height:
         first = ok["path"][0]
@@ -223,11 +228,13 @@ def _files(store: Any, c: int) -> list[tuple[str, Path]]:
 @features_group.command("verify")
 @click.argument("audio_dir", required=False, type=click.Path(path_type=Path))
 @click.option("--repair", is_flag=True,
-              help="Rewrite what is damaged: the songs of damaged rows are decoded again from AUDIO_DIR and "
-                   "computed again, into a new generation (a damaged catalog: ingest again).")
+              help="Rewrite what is damaged: the songs of damaged rows are decoded again and computed again, "
+                   "into a new generation (a damaged catalog: ingest again). The audio is read from AUDIO_DIR, "
+                   "else from the folder ingest recorded, each file checked against the catalog's sha256.")
 @click.option("--view", "views", multiple=True,
               help="Only these views (repeat or separate with commas; default: every view built here).")
-@click.option("--workers", type=click.IntRange(min=0), default=None, help="Worker processes of a repair.")
+@click.option("--workers", type=workers_type(), default=None,
+              help="Worker processes of a repair (at most 4 per CPU).")
 @feature_options
 @store_option
 @pass_workspace
@@ -266,7 +273,7 @@ def verify_command(ws: Workspace, audio_dir: Path | None, repair: bool, views: t
         if not repair:
             damaged += 1
             continue
-        root = ws.audio_root(audio_dir, write_demo=False).path
+        root = _repair_audio_root(ws, store, check, audio_dir)
         done = store.repair(check, audio_root=root, workers=workers, lock_timeout=ws.settings.lock_timeout)
         again = store.verify()
         songs = ", ".join(done.recomputed_songs) or "none"
@@ -277,3 +284,16 @@ def verify_command(ws: Workspace, audio_dir: Path | None, repair: bool, views: t
         raise CLIError(f"{plural(damaged, 'view')} damaged; `gtzan features verify --repair` rewrites them "
                        "from the audio", EXIT_FAILURE)
 
+
+
+def _repair_audio_root(ws: Workspace, store: Any, check: Any, audio_dir: Path | None) -> Path:
+    """AUDIO_DIR when given; else the folder ingest recorded, its files checked against the
+    catalog's sha256 (a folder is asked for, in one line, only when files moved or changed);
+    else, for a store that records none, $GTZAN_DIR or the demo corpus."""
+    from feature_store.engine.repair import locate_audio
+
+    if audio_dir is None:
+        found = locate_audio(store, check)
+        if found is not None:
+            return found
+    return ws.audio_root(audio_dir, write_demo=False).path

@@ -17,6 +17,7 @@ from pipelines.cli.console import plural
 from pipelines.cli.group import EXIT_USAGE, CLIError
 from pipelines.cli.options import feature_options, pass_workspace, split_values, store_option, view_options
 from pipelines.cli.workspace import Workspace
+from pipelines.settings import MAX_QUERY_LIMIT
 
 #: Columns of ``gtzan features query`` shown as a table unless ``--columns`` says otherwise.
 TABLE_COLUMNS = ("clip_id", "genre", "segment", "start_seconds", "seed", "fault_filtered", "stratified", "hdf5_row")
@@ -37,7 +38,7 @@ TABLE_ROWS = 20
               help="Add these vector arrays' values as columns <array>_NNN (comma-separated; embeddings: "
                    "max_pool, mean_pool, penultimate, tags).")
 @click.option("--columns", default=None, help="Comma-separated columns to output (default: all; a few for tables).")
-@click.option("--limit", type=click.IntRange(min=0), default=None,
+@click.option("--limit", type=click.IntRange(0, MAX_QUERY_LIMIT), default=None,
               help=f"At most this many rows (table default {TABLE_ROWS}).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default=None,
               help="Output format (default: table on stdout, or from the --output suffix).")

@@ -98,16 +98,38 @@ def clip_list(values: Iterable[str]) -> tuple[int, ...]:
     return tuple(sorted({validate_clip_seconds(v) for v in split_values(values)}))
 
 
-def int_list(flag: str) -> Callable[[Iterable[str]], tuple[int, ...]]:
-    """A converter of comma-separated integers whose error names ``flag``."""
+def int_list(flag: str, *, least: int = 0, most: int | None = None) -> Callable[[Iterable[str]], tuple[int, ...]]:
+    """A converter of comma-separated integers in ``least..most`` whose error names ``flag``
+    (``most`` defaults to the largest seed, :data:`pipelines.settings.MAX_SEED`)."""
+    from pipelines.settings import MAX_SEED
+
+    top = MAX_SEED if most is None else most
 
     def convert(values: Iterable[str]) -> tuple[int, ...]:
         try:
-            return tuple(int(s) for s in split_values(values))
+            out = tuple(int(s) for s in split_values(values))
         except ValueError as exc:
             raise CLIError(f"{flag} takes integers, got {list(values)}", EXIT_USAGE) from exc
+        bad = [v for v in out if not least <= v <= top]
+        if bad:
+            raise CLIError(f"{flag} {bad[0]} is not in the range {least}..{top}", EXIT_USAGE)
+        return out
 
     return convert
+
+
+def workers_type() -> click.IntRange:
+    """Worker counts: 0 (the default) up to :func:`feature_store.bounds.max_workers`."""
+    from feature_store.bounds import max_workers
+
+    return click.IntRange(0, max_workers())
+
+
+def seed_type() -> click.IntRange:
+    """Seeds: 0 up to :data:`pipelines.settings.MAX_SEED` (NumPy and TensorFlow take 32-bit seeds)."""
+    from pipelines.settings import MAX_SEED
+
+    return click.IntRange(0, MAX_SEED)
 
 
 def name_list(values: Iterable[str]) -> tuple[str, ...]:

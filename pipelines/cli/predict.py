@@ -20,6 +20,7 @@ from pipelines.cli.options import (
     pass_workspace,
     progress_enabled,
     progress_option,
+    seed_type,
 )
 from pipelines.cli.train import check_model_name
 from pipelines.cli.workspace import Workspace
@@ -31,7 +32,7 @@ from pipelines.cli.workspace import Workspace
               help="Model name, a Keras family or a probe such as probe_logreg_msd (default: the best model of "
                    "the report).")
 @click.option("--clip-seconds", "clip_seconds", default=None, help="Clip length of the model: 1, 5, 15 or 30.")
-@click.option("--seed", type=int, default=None, help="Seed of the run (default: its best seed).")
+@click.option("--seed", type=seed_type(), default=None, help="Seed of the run (default: its best seed).")
 @click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="A run folder (holding model.keras) instead of choosing from the model store.")
 @click.option("--hop", "hop_seconds", type=float, default=None,

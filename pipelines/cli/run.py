@@ -12,6 +12,7 @@ from pipelines.cli.console import quiet_tensorflow
 from pipelines.cli.group import EXIT_USAGE, CLIError
 from pipelines.cli.options import SettingOption, clip_list, int_list, name_list, pass_workspace
 from pipelines.cli.workspace import Workspace, dagster_home, project_root
+from pipelines.settings import MAX_EPOCHS
 
 #: Options that take several values after one flag (``--seeds 0 1 2``), as well as commas.
 LIST_OPTIONS = ("--seeds", "--models", "--clip-seconds")
@@ -47,7 +48,7 @@ def _models(values: Any) -> tuple[str, ...]:
 
 
 @click.command("run", cls=ListOptionsCommand)
-@click.option("--epochs", cls=SettingOption, setting="epochs", type=click.IntRange(min=1),
+@click.option("--epochs", cls=SettingOption, setting="epochs", type=click.IntRange(1, MAX_EPOCHS),
               help="Epoch cap per model (TrainConfig's).")
 @click.option("--seeds", cls=SettingOption, setting="seeds", convert=int_list("--seeds"), multiple=True,
               help="Seeds per model and probe, e.g. --seeds 0 1 2.")

@@ -22,6 +22,7 @@ from pipelines.cli.options import (
     store_option,
 )
 from pipelines.cli.workspace import Workspace
+from pipelines.settings import MAX_BATCH_SIZE, MAX_EPOCHS
 
 
 def check_model_name(name: str) -> None:
@@ -67,13 +68,13 @@ def _view_workspace(ws: Workspace, name: str) -> tuple[Workspace, str]:
                    "(probe_<logreg|mlp>_<msd|mtt>), timbre_logreg.")
 @click.option("--clip-seconds", cls=SettingOption, setting="train_clip_seconds", convert=clip_list, multiple=True,
               help="Clip length(s): 1, 5, 15, 30.")
-@click.option("--epochs", cls=SettingOption, setting="epochs", type=int,
+@click.option("--epochs", cls=SettingOption, setting="epochs", type=click.IntRange(1, MAX_EPOCHS),
               help="Epoch cap (TrainConfig's); early stopping may end sooner. Not used by probes.")
 @click.option("--seed", "seeds", cls=SettingOption, setting="seeds", convert=int_list("--seed"), multiple=True,
               help="Seed(s); one run per seed.")
 @click.option("--scheme", cls=SettingOption, setting="scheme",
               help="Split scheme whose test part is held out: seed | stratified | fault_filtered.")
-@click.option("--batch-size", cls=SettingOption, setting="batch_size", type=int,
+@click.option("--batch-size", cls=SettingOption, setting="batch_size", type=click.IntRange(1, MAX_BATCH_SIZE),
               help="Batch size (TrainConfig's). Not used by probes.")
 @feature_options
 @store_option

@@ -195,11 +195,11 @@ CASES: tuple[Case, ...] = (
          (Expect("polka/polka.00000.wav", "polka.00000", "quarantined", reason=r"^folder 'polka' is not a GTZAN genre$",
                  check="catalog_quarantine"),)),
     Case("odd_names", "file and folder names with spaces and non-ASCII characters",
-         "processed: song id `<genre>/<file stem>`, with no file number (the seed split sorts it last in its "
+         "processed: song id `<genre>/<file name>`, extension included, with no file number (the seed split sorts it last in its "
          "genre); catalog paths, Parquet and HDF5 clip ids keep the UTF-8 names; the audio and store folders "
          "may have such names too",
          _odd_names,
-         (Expect("classical/Für Elise – take 2 (live).wav", "classical/Für Elise – take 2 (live)", "ok",
+         (Expect("classical/Für Elise – take 2 (live).wav", "classical/Für Elise – take 2 (live).wav", "ok",
                  clips=_clips(6.0)),)),
 )
 

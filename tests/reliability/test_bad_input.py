@@ -210,7 +210,7 @@ def test_silence_sits_at_the_floor_and_8k_has_no_top_bands(library):
 
 def test_non_ascii_names_round_trip_through_hdf5(library):
     store = library["store"]
-    sid = "classical/Für Elise – take 2 (live)"
+    sid = "classical/Für Elise – take 2 (live).wav"
     gen = store.generation(1)
     with h5py.File(gen / "mel.h5") as h5:
         ids = h5["clip_id"].asstr()[:].tolist()
