@@ -316,6 +316,26 @@ def _check_demo(*, songs_per_genre: int, duration: float, seed: int) -> None:
         raise ParameterError(f"seed must be an integer in 0..{MAX_SEED}, got {seed!r}")
 
 
+def _check_room(root: Path, *, n_bytes: int) -> None:
+    """Refuse, in one line, a corpus larger than the free space of the disk it would go to.
+
+    The bounds allow corpora of hundreds of GB, so the disk is the limit a user meets first;
+    finding out before the first file beats a full disk hours later.
+    """
+    import shutil
+
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if n_bytes > free:
+        def size(n: int) -> str:
+            return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+        raise ParameterError(f"the demo corpus needs {size(n_bytes)} and {probe} has {size(free)} free; "
+                             f"ask for fewer songs or seconds")
+
+
 def write_demo_corpus(
     root: str | os.PathLike[str],
     *,
@@ -359,9 +379,12 @@ def write_demo_corpus(
     from feature_store.atomic import atomic_path
 
     _check_demo(songs_per_genre=songs_per_genre, duration=duration, seed=seed)
+    if not isinstance(sr, int | np.integer) or not 8000 <= sr <= 192_000:
+        raise ParameterError(f"sr must be an integer in 8000..192000, got {sr!r}")
     for g in genres:
         if g not in GENRES:
             raise ParameterError(f"unknown genre {g!r}; valid genres are {list(GENRES)}")
+    _check_room(Path(root), n_bytes=len(genres) * songs_per_genre * (int(duration * sr) * 2 + 44))
     import hashlib
     import json
 

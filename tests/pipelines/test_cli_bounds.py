@@ -59,6 +59,7 @@ def test_settings_refuse_what_the_flags_refuse(change):
     ({"songs_per_genre": 10**8}, r"songs_per_genre must be an integer in 1\.\.1000, got 100000000"),
     ({"duration": 1e9}, r"duration must be a number of seconds in \(0, 600\], got 1000000000\.0"),
     ({"seed": 10**20}, rf"seed must be an integer in 0\.\.{MAX_SEED}"),
+    ({"sr": 10**9}, r"sr must be an integer in 8000\.\.192000, got 1000000000"),
 ])
 def test_the_library_refuses_an_absurd_demo_before_writing(tmp_path, kwargs, pattern):
     from feature_store.demo import write_demo_corpus
@@ -66,6 +67,21 @@ def test_the_library_refuses_an_absurd_demo_before_writing(tmp_path, kwargs, pat
     with pytest.raises(ParameterError, match=pattern):
         write_demo_corpus(tmp_path / "demo", **kwargs)
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_demo_larger_than_the_free_disk_is_refused_before_writing(tmp_path, monkeypatch):
+    import shutil
+
+    from feature_store.demo import write_demo_corpus
+
+    real = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real._replace(free=10 * 2**20))
+    # 10 genres x 2 songs x 30 s of 16-bit 22050 Hz audio is 26 MB, more than the 10 MiB left
+    with pytest.raises(ParameterError, match=r"the demo corpus needs 25 MiB and .* has 10 MiB free"):
+        write_demo_corpus(tmp_path / "demo", songs_per_genre=2, duration=30.0)
+    assert not (tmp_path / "demo").exists()
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real._replace(free=40 * 2**20))
+    assert len(list(write_demo_corpus(tmp_path / "demo", songs_per_genre=1, duration=1.0).rglob("*.wav"))) == 10
 
 
 def test_pool_size_is_capped_by_songs_and_by_the_bound():
