@@ -84,8 +84,8 @@ def write_instance(cluster: Cluster) -> tuple[Path, dict]:
                   owner=SERVICE_USER, group=SERVICE_USER)
     # One training step per worker host at a time (each worker runs one step at a time), where
     # a single machine has one: the pool's limit lives in the instance's storage.
-    _as_service_user(cluster.python, str(BIN / "dagster"), "instance", "concurrency", "set", "training", str(len(cluster.workers)),
-                     cluster=cluster)
+    _as_service_user(cluster.python, str(BIN / "dagster"), "instance", "concurrency", "set", "training",
+                     str(len(cluster.workers)), cluster=cluster)
     return celery_yaml, config
 
 

@@ -123,6 +123,7 @@ def test_a_run_of_a_persistent_instance_refuses_a_store_outside_the_roots(roots_
                            resources={"features": FeatureStoreResource(root=str(roots_env / ".." / "private"))})
         assert isinstance(failed.value.__cause__, ParameterError)
         assert "\n" not in str(failed.value.__cause__)
-        assert str(failed.value.__cause__).startswith(f"resources.features.config.root '{roots_env / '..' / 'private'}' "
-                                                      f"(resolved: '{tmp_path / 'private'}') is outside the allowed roots")
+        message = str(failed.value.__cause__)
+        assert message.startswith(f"resources.features.config.root '{roots_env / '..' / 'private'}' "
+                                  f"(resolved: '{tmp_path / 'private'}') is outside the allowed roots")
     assert list((tmp_path / "private").iterdir()) == []
