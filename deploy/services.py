@@ -72,12 +72,17 @@ def start_postgres(cluster: Cluster) -> None:
 
     bindir = postgres_bin()
     pgdata = cluster.shared / "postgres"
+    marker = pgdata / "gtzan-roles"  # made with a superuser `postgres` apart from the role `gtzan`
+    if (pgdata / "PG_VERSION").exists() and not marker.exists():
+        raise ClusterError(f"{pgdata} was made by an older deploy/cluster.py, whose role gtzan is a superuser; "
+                           "delete the folder (`make cluster-purge`) and start again")
     if not (pgdata / "PG_VERSION").exists():  # a cluster started here before keeps its database
         pgdata.mkdir(mode=0o700, exist_ok=True)
         shutil.chown(pgdata, "postgres", "postgres")
         run(*as_user("postgres"), str(bindir / "initdb"), "-D", str(pgdata), "-U", "postgres",
             "--auth-local=peer", "--auth-host=reject", "-E", "UTF8", "--no-sync", cwd="/",
             preexec_fn=lambda: os.umask(0o077))
+        write_private(marker, "", owner="postgres", group="postgres")
     k, user = cluster.index, SERVICE_USER  # clients: the control host, the root namespace, the workers
     hba = "local all postgres peer\n" + "".join(
         f"host dagster {user} {net} scram-sha-256\n"
