@@ -241,3 +241,31 @@ def replay_issue_17(graph, base: Path) -> dict:
     events = graph.query(ERRORS, {"id": run_id})["logsForRun"]["events"]
     errors = [e["error"]["message"] for e in events if e.get("error")]
     return {"status": status, "wrote": sorted(os.listdir(loot)), "errors": errors}
+
+
+def old_passwords_refused(cluster, old: dict[str, str]) -> dict[str, str]:
+    """What PostgreSQL, Redis and the proxy answer a cluster brought up again to the last ``up``'s passwords."""
+    import psycopg2
+    import redis
+
+    from graph import Graph, GraphError
+
+    out = {}
+    try:
+        psycopg2.connect(host=cluster.service_address, port=5432, user="gtzan", password=old["pg_password"],
+                         dbname="dagster", connect_timeout=5).close()
+        out["postgres"] = "connected"
+    except psycopg2.OperationalError:
+        out["postgres"] = "refused"
+    try:
+        redis.Redis(host=cluster.service_address, port=6379, username="gtzan", password=old["redis_password"],
+                    socket_timeout=5).ping()
+        out["redis"] = "connected"
+    except redis.AuthenticationError:
+        out["redis"] = "refused"
+    try:
+        Graph(cluster.ui_url, auth=("gtzan", old["ui_password"])).query("{ version }")
+        out["ui"] = "answered"
+    except GraphError as exc:
+        out["ui"] = str(exc)[:8]
+    return out

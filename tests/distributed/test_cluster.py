@@ -13,7 +13,9 @@ One scenario (the module fixture), then one test per property it must show:
 5. while the cluster still runs, what a local user who is not root can reach of it
    (:mod:`probes`: as ``nobody``), what its own credentials may do, and a run whose config
    points outside the deployment's folders (issue 17);
-6. ``down``: every process group stopped, namespaces deleted, the files that held a password
+6. ``down``, and ``up`` again on the same folder: new passwords, the old ones refused, the
+   runs still there;
+7. ``down``: every process group stopped, namespaces deleted, the files that held a password
    deleted, then the folder removed.
 
 Losing a host: a Celery worker acknowledges a step only when it ends (``task_acks_late``),
@@ -99,6 +101,7 @@ class Scenario:
     loss: HostLoss
     security: dict
     attack: dict
+    again: dict
     secrets_after_down: list[str]
     wall: dict[str, float] = field(default_factory=dict)
     left: dict[str, list] = field(default_factory=dict)
@@ -151,19 +154,27 @@ def scenario():
         security = probes.collect(cluster)
         attack = probes.replay_issue_17(graph, base)
         wall["least-privilege probes"] = time.monotonic() - t3
-        passwords = cluster.secrets
+        old = {k: getattr(cluster, k) for k in ("pg_password", "redis_password", "ui_password")}
+        cl.down(shared, log=lambda _m: None)
+        t4 = time.monotonic()
+        cluster = cl.up(shared, workers=len(WORKERS), visibility_timeout=VISIBILITY_TIMEOUT)
+        wall["up again"] = time.monotonic() - t4
+        again = {"old passwords": probes.old_passwords_refused(cluster, old),
+                 "new passwords": all(getattr(cluster, k) != v for k, v in old.items()),
+                 "runs": {r["runId"] for r in cluster.graph().runs()}}
+        passwords = cluster.secrets + list(old.values())
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(ref.pid, 9)
         ref.wait()
         state = cl.Cluster.load(shared) if (shared / cl.STATE).exists() else cluster
-        if state is not None:
+        if (shared / cl.STATE).exists():
             cl.down(shared, log=lambda _m: None)
     left = leftovers(state)
     after = probes.files_holding_secrets(shared, passwords)
     result = Scenario(single=single / "data", data=shared / "data", runs=out.runs, listed=listed, details=details,
                       handovers=handovers, reexecuted=children, loss=loss, security=security, attack=attack,
-                      secrets_after_down=after, wall=wall, left=left)
+                      again=again, secrets_after_down=after, wall=wall, left=left)
     try:
         yield result
     finally:
@@ -302,6 +313,13 @@ def test_no_file_or_process_gives_another_user_a_password(scenario):
 
 def test_down_deletes_every_file_that_held_a_password(scenario):
     assert scenario.secrets_after_down == []
+
+
+def test_up_again_makes_new_passwords_and_refuses_the_old_ones(scenario):
+    again = scenario.again
+    assert again["new passwords"]
+    assert again["old passwords"] == {"postgres": "refused", "redis": "refused", "ui": "HTTP 401"}
+    assert set(scenario.listed) <= again["runs"]  # the runs, in PostgreSQL, are kept
 
 
 def test_services_refuse_guessed_passwords_and_the_celery_user_cannot_administer_redis(scenario):
