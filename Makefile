@@ -14,7 +14,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 # options of `deploy/cluster.py up`, e.g. CLUSTER_ARGS="--workers 3 --visibility-timeout 600"
 CLUSTER_ARGS ?=
 
-.PHONY: install run test test-all test-distributed dev home clean bench cluster cluster-run cluster-down
+.PHONY: install run test test-all test-distributed dev home clean bench cluster cluster-run cluster-down cluster-purge
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,8 +46,9 @@ test-all: install
 test-distributed: install
 	$(PY) -m pytest -q -s -m distributed tests/distributed $(PYTEST_ARGS)
 
-## make cluster: (as root) PostgreSQL, Redis, the Dagster UI and daemon, and two Celery worker
-## hosts, each host a network namespace (deploy/cluster.py); installs missing Debian packages
+## make cluster: (as root) PostgreSQL, Redis, the Dagster UI (behind nginx, with a password) and
+## daemon, and two Celery worker hosts, each host a network namespace (deploy/cluster.py); as the
+## system user gtzan, never root; installs missing Debian packages
 cluster: install
 	$(PY) deploy/cluster.py up --dir $(CLUSTER_DIR) $(CLUSTER_ARGS)
 
@@ -55,9 +56,14 @@ cluster: install
 cluster-run: install
 	$(PY) deploy/cluster.py materialize --dir $(CLUSTER_DIR) $(RUN_ARGS)
 
-## make cluster-down: stop every process of the cluster and delete its namespaces (the stores stay)
+## make cluster-down: stop every process of the cluster and delete its namespaces and the files that
+## held its passwords (the stores and the runs stay)
 cluster-down:
 	$(PY) deploy/cluster.py down --dir $(CLUSTER_DIR)
+
+## make cluster-purge: stop the cluster and delete its whole folder (stores, runs, services' data)
+cluster-purge:
+	$(PY) deploy/cluster.py down --dir $(CLUSTER_DIR) --purge
 
 ## make dev: the Dagster UI (webserver and daemon) on http://$(UI_HOST):$(PORT) (UI_HOST defaults to 127.0.0.1)
 ## (PYTHONWARNINGS hides exactly one notice of Dagster's own CLI, which suggests the `dg` tool.)

@@ -12,6 +12,8 @@ and loads them by path.
 from __future__ import annotations
 
 import inspect
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,52 @@ LAYOUTS: tuple[str, ...] = ("auto", *LAYOUT_FOLDERS)
 _DEMO = inspect.signature(write_demo_corpus).parameters
 _PARAMS = FeatureParams()
 _PROBE = ProbeConfig()
+
+
+def check_within_roots(path: str, *, what: str, roots: Iterable[Path]) -> Path:
+    """``path`` with its symlinks and ``..`` resolved, if it lies inside one of ``roots``.
+
+    Parameters
+    ----------
+    path : str
+        A folder named by a resource's config (it need not exist yet).
+    what : str
+        The config field, for the message (``resources.audio.config.path``).
+    roots : iterable of Path
+        The allowed folders (:attr:`pipelines.settings.Settings.roots`); their symlinks are
+        resolved too.
+
+    Raises
+    ------
+    ParameterError
+        One line naming the field, the folder and the allowed roots.
+    """
+    real = Path(os.path.realpath(os.path.expanduser(path)))
+    allowed = [Path(os.path.realpath(r)) for r in roots]
+    if any(real.is_relative_to(r) for r in allowed):
+        return real
+    raise ParameterError(f"{what} {path!r} (resolved: {str(real)!r}) is outside the allowed roots "
+                         f"{[str(r) for r in allowed]}; GTZAN_ALLOWED_ROOTS sets them")
+
+
+def _check_run_paths(context: dg.InitResourceContext, resource: str, fields: dict[str, str]) -> None:
+    """Refuse a run whose config points ``resource``'s folders outside the deployment's roots.
+
+    Runs of a persistent instance only: those the UI and its GraphQL API launch, with run
+    config from whoever reaches them. The roots come from this process's environment (the
+    deployment's ``GTZAN_*`` variables), never from the run's config. An in-process run of
+    an ephemeral instance (``dg.materialize``) and a sensor tick use the folders they are
+    given.
+    """
+    instance = context.instance
+    if context.dagster_run is None or instance is None or instance.is_ephemeral:
+        return
+    from pipelines.settings import Settings
+
+    roots = Settings.from_env().roots
+    for name, value in fields.items():
+        if value:
+            check_within_roots(value, what=f"resources.{resource}.config.{name}", roots=roots)
 
 
 class AudioSource(dg.ConfigurableResource):
@@ -61,6 +109,10 @@ class AudioSource(dg.ConfigurableResource):
     @property
     def is_demo(self) -> bool:
         return not self.path
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Refuse a run whose audio folder is outside the deployment's roots."""
+        _check_run_paths(context, "audio", {"path": self.path, "demo_dir": self.demo_dir})
 
     def _root(self) -> str:
         return self.demo_dir if self.is_demo else self.path
@@ -142,6 +194,10 @@ class FeatureStoreResource(dg.ConfigurableResource):
     embedding_workers: int = 0
     host_name: str = ""
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Refuse a run whose store root is outside the deployment's roots."""
+        _check_run_paths(context, "features", {"root": self.root})
+
     def params(self) -> FeatureParams:
         return FeatureParams(mode=self.mode, dtype=self.dtype)  # type: ignore[arg-type]
 
@@ -182,6 +238,10 @@ class ModelStoreResource(dg.ConfigurableResource):
 
     root: str
     report_dir: str
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Refuse a run whose model root or report folder is outside the deployment's roots."""
+        _check_run_paths(context, "models", {"root": self.root, "report_dir": self.report_dir})
 
     def store(self) -> ModelStore:
         return ModelStore(self.root)

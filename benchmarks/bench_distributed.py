@@ -227,7 +227,7 @@ def on_cluster(base: Path, runs: list, log=print) -> tuple[list[dict], float]:
     cluster = cl.up(base, workers=2, log=lambda m: log(f"cluster: {m}"))
     up_s = time.monotonic() - t0
     try:
-        return run_sequence(Graph(cluster.ui_url), runs, log=log), up_s
+        return run_sequence(cluster.graph(), runs, log=log), up_s
     finally:
         cl.down(base, purge=True, log=lambda m: log(f"cluster: {m}"))
 

@@ -8,6 +8,7 @@ and the Celery workers run their steps.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.error
@@ -49,14 +50,23 @@ class GraphError(RuntimeError):
 
 @dataclass
 class Graph:
-    """A dagster-webserver at ``url`` (``http://host:port``)."""
+    """A dagster-webserver at ``url`` (``http://host:port``), behind a proxy that asks for
+    ``auth`` (user, password) with HTTP basic auth, or none."""
 
     url: str
+    auth: tuple[str, str] | None = field(default=None, repr=False)
     _location: tuple[str, str] | None = field(default=None, repr=False)
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.auth is not None:
+            token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        return headers
 
     def query(self, q: str, variables: dict | None = None, *, timeout: float = 60) -> dict:
         body = json.dumps({"query": q, "variables": variables or {}}).encode()
-        req = urllib.request.Request(f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(f"{self.url}/graphql", data=body, headers=self.headers())
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 out = json.loads(resp.read())

@@ -13,6 +13,9 @@ variable                            default                         meaning
                                                                     ``postgresql+psycopg2://...``
 ``GTZAN_HOST_NAME``                 ``socket.gethostname()``        this host's name in step metadata
 ``GTZAN_CELERY_VISIBILITY_TIMEOUT`` ``3600``                        seconds before a lost step reruns
+``GTZAN_ALLOWED_ROOTS``             ``$GTZAN_DATA_DIR``             where run config may point the
+                                                                    resources (read by
+                                                                    :class:`pipelines.settings.Settings`)
 ==================================  ==============================  ===============================
 
 A step that a Celery worker received is acknowledged only when it ends (``task_acks_late``),
@@ -38,6 +41,9 @@ ENV_VARS: dict[str, str] = {
     "(default: the machine's host name)",
     "GTZAN_CELERY_VISIBILITY_TIMEOUT": "seconds after which the broker hands a step whose worker was lost to "
     "another worker; longer than the longest step (default: 3600)",
+    "GTZAN_ALLOWED_ROOTS": "folders, separated by ':', that a run's config may point the audio path, store root, "
+    "model root and report folder into; the folders of GTZAN_DIR, GTZAN_STORE_DIR, GTZAN_MODEL_DIR and "
+    "GTZAN_REPORT_DIR are allowed too (default: $GTZAN_DATA_DIR)",
 }
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"

@@ -190,6 +190,10 @@ class Settings:
     deployment : pipelines.deployment.Deployment
         Where a scaled-out deployment's services are (Celery broker and backend, PostgreSQL)
         and this host's name: the variables of :data:`pipelines.deployment.ENV_VARS`.
+    allowed_roots : tuple of Path
+        ``$GTZAN_ALLOWED_ROOTS``: the folders a run's config may point the audio, store, model
+        and report resources into; empty: ``data_dir`` alone. The folders set above are
+        allowed too; :attr:`roots` has them all.
     """
 
     audio_dir: Path | None = None
@@ -221,6 +225,7 @@ class Settings:
     ui_port: int = 3000
     predict_max_seconds: float = 7200.0
     deployment: Deployment = dataclasses.field(default_factory=Deployment)
+    allowed_roots: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         """Every number checked once, so that a bad flag or variable fails before any work."""
@@ -278,6 +283,8 @@ class Settings:
             "debug": debug(environ),
             "predict_max_seconds": _seconds("GTZAN_PREDICT_MAX_SECONDS", get("GTZAN_PREDICT_MAX_SECONDS")),
             "deployment": Deployment.from_env(dict(environ)),
+            "allowed_roots": tuple(Path(p).expanduser() for p in (get("GTZAN_ALLOWED_ROOTS") or "").split(os.pathsep)
+                                   if p.strip()) or None,
         }
         return cls(**{k: v for k, v in found.items() if v is not None})
 
@@ -305,6 +312,14 @@ class Settings:
         """The report folder: ``report_dir``, else ``data_dir/reports``."""
         return self.report_dir or self.data_dir / "reports"
 
+    @property
+    def roots(self) -> tuple[Path, ...]:
+        """The folders a run's resources may use, symlinks resolved: :attr:`allowed_roots` (by
+        default :attr:`data_dir`) and every folder these settings name."""
+        chosen = self.allowed_roots or (self.data_dir,)
+        named = [p for p in (self.audio_dir, self.store_dir, self.model_dir, self.report_dir) if p is not None]
+        return tuple(dict.fromkeys(Path(os.path.realpath(p.expanduser())) for p in (*chosen, *named)))
+
     def absolute(self) -> Settings:
         """The same settings with every folder absolute, so that processes in other working
         directories (webserver, code server, run workers) agree on them."""
@@ -319,6 +334,7 @@ class Settings:
             store_dir=resolve(self.store_root),
             model_dir=resolve(self.model_root),
             report_dir=resolve(self.report_root),
+            allowed_roots=tuple(p.expanduser().resolve() for p in self.allowed_roots),
         )
 
     def env(self) -> dict[str, str]:
@@ -332,6 +348,8 @@ class Settings:
                **s.deployment.env()}
         if s.audio_dir is not None:
             env["GTZAN_DIR"] = str(s.audio_dir)
+        if s.allowed_roots:
+            env["GTZAN_ALLOWED_ROOTS"] = os.pathsep.join(str(p) for p in s.allowed_roots)
         if s.debug:
             env["GTZAN_DEBUG"] = "1"
         return env

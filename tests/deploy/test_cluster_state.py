@@ -11,6 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "deploy"))
 
 import cluster as cl  # noqa: E402
+import hosts  # noqa: E402
 
 
 @pytest.fixture
@@ -24,7 +25,8 @@ def sleeper():
 
 
 def test_state_round_trips_and_is_private(tmp_path):
-    c = cl.Cluster(dir=str(tmp_path), index=3, workers=["worker-1", "worker-2"], secret="s3cret", boot_id="b")
+    c = cl.Cluster(dir=str(tmp_path), index=3, workers=["worker-1", "worker-2"], pg_password="p", redis_password="r",
+                   ui_password="u", boot_id="b")
     c.groups["redis"], c.started["redis"] = 123, 456
     c.save()
     assert cl.Cluster.load(tmp_path) == c
@@ -36,19 +38,23 @@ def test_state_round_trips_and_is_private(tmp_path):
 def test_every_host_gets_the_deployments_environment(tmp_path):
     from pipelines.deployment import Deployment
 
-    c = cl.Cluster(dir=str(tmp_path), index=3, workers=["worker-1"], secret="s3cret", visibility_timeout=90)
+    c = cl.Cluster(dir=str(tmp_path), index=3, workers=["worker-1"], pg_password="p", redis_password="r",
+                   ui_password="u", visibility_timeout=90)
     control, worker = Deployment.from_env(c.env("control")), Deployment.from_env(c.env("worker-1"))
-    assert control.broker_url == worker.broker_url == "redis://:s3cret@10.214.3.1:6379/0"
-    assert worker.postgres_url == "postgresql+psycopg2://gtzan:s3cret@10.214.3.1:5432/dagster"
+    assert control.broker_url == worker.broker_url == "redis://gtzan:r@10.214.3.1:6379/0"
+    assert worker.result_backend == "redis://gtzan:r@10.214.3.1:6379/1"
+    assert worker.postgres_url == "postgresql+psycopg2://gtzan:p@10.214.3.1:5432/dagster"
+    assert "u" not in c.env("worker-1").values()  # the UI's password stays with root
+    assert c.ui_url == "http://10.214.3.1:3000" and c.ui_auth == ("gtzan", "u")
     assert (control.host_name, worker.host_name, worker.visibility_timeout) == ("control", "worker-1", 90)
     assert c.env("worker-1")["GTZAN_DATA_DIR"] == str(tmp_path / "data")  # the shared folder
     assert c.namespace("control") == "gz3-ctl" and c.namespace("worker-1") == "gz3-w1"
 
 
 def test_only_the_clusters_own_process_groups_are_stopped(tmp_path, sleeper):
-    c = cl.Cluster(dir=str(tmp_path), index=3, workers=[], boot_id=cl._boot_id())
+    c = cl.Cluster(dir=str(tmp_path), index=3, workers=[], boot_id=cl.boot_id())
     c.groups = {"ours": sleeper.pid, "gone": 2**22 + 7, "reused": sleeper.pid}
-    c.started = {"ours": cl._start_time(sleeper.pid), "gone": 1, "reused": cl._start_time(sleeper.pid) - 1}
+    c.started = {"ours": hosts._start_time(sleeper.pid), "gone": 1, "reused": hosts._start_time(sleeper.pid) - 1}
     # a leader that exited leaves a group id that no new process can take while members live
     assert cl.our_groups(c) == {"ours": sleeper.pid, "gone": 2**22 + 7}
     c.boot_id = "another boot"
@@ -56,3 +62,61 @@ def test_only_the_clusters_own_process_groups_are_stopped(tmp_path, sleeper):
     assert cl._alive(sleeper.pid)
     cl.stop_groups([sleeper.pid], grace=5)
     assert not cl._alive(sleeper.pid)
+
+
+def test_private_files_are_never_readable_by_others(tmp_path):
+    target = tmp_path / "secret"
+    target.write_text("old")
+    target.chmod(0o644)
+    cl.write_private(target, "new")
+    assert target.read_text() == "new" and target.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["secret"]
+
+
+def test_htpasswd_entries_are_salted_sha1_that_verify():
+    import base64
+    import hashlib
+
+    import services
+
+    a, b = services.htpasswd_line("gtzan", "pw"), services.htpasswd_line("gtzan", "pw")
+    assert a != b  # a new salt each time
+    user, entry = a.strip().split(":", 1)
+    assert user == "gtzan" and entry.startswith("{SSHA}")
+    raw = base64.b64decode(entry[len("{SSHA}"):])
+    digest, salt = raw[:20], raw[20:]
+    assert hashlib.sha1(b"pw" + salt).digest() == digest and hashlib.sha1(b"other" + salt).digest() != digest
+
+
+def test_graph_sends_basic_auth(tmp_path):
+    """The GraphQL client authenticates to the proxy; without the password it gets the proxy's 401."""
+    import http.server
+    import threading
+
+    from graph import Graph, GraphError
+
+    seen = []
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the handler's API
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(self.headers.get("Authorization"))
+            ok = self.headers.get("Authorization") == "Basic Z3R6YW46cHc="  # gtzan:pw
+            self.send_response(200 if ok else 401)
+            self.end_headers()
+            self.wfile.write(b'{"data": {"ok": 1}}' if ok else b"")
+
+        def log_message(self, *_args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        assert Graph(url, auth=("gtzan", "pw")).query("{ ok }") == {"ok": 1}
+        with pytest.raises(GraphError, match="HTTP 401"):
+            Graph(url).query("{ ok }")
+        assert "pw" not in repr(Graph(url, auth=("gtzan", "pw")))
+    finally:
+        server.shutdown()
+    assert seen == ["Basic Z3R6YW46cHc=", None]

@@ -10,7 +10,13 @@ One scenario (the module fixture), then one test per property it must show:
    run per partition; during a training step, the worker host running it is lost (its
    processes SIGKILLed, its namespace deleted);
 4. one run of each job re-executed through GraphQL;
-5. ``down``: every process group stopped, namespaces deleted, the folder removed.
+5. while the cluster still runs, what a local user who is not root can reach of it
+   (:mod:`probes`: as ``nobody``), what its own credentials may do, and a run whose config
+   points outside the deployment's folders (issue 17);
+6. ``down``, and ``up`` again on the same folder: new passwords, the old ones refused, the
+   runs still there;
+7. ``down``: every process group stopped, namespaces deleted, the files that held a password
+   deleted, then the folder removed.
 
 Losing a host: a Celery worker acknowledges a step only when it ends (``task_acks_late``),
 so the lost host's step stays unacknowledged in Redis; once the visibility timeout has
@@ -37,8 +43,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "deploy"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cluster as cl  # noqa: E402
+import probes  # noqa: E402
 from graph import Graph, celery_hosts, materialize_default_graph  # noqa: E402
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(1800)]
@@ -91,6 +99,10 @@ class Scenario:
     handovers: dict[str, list[tuple[str, str]]]
     reexecuted: dict[str, str]
     loss: HostLoss
+    security: dict
+    attack: dict
+    again: dict
+    secrets_after_down: list[str]
     wall: dict[str, float] = field(default_factory=dict)
     left: dict[str, list] = field(default_factory=dict)
 
@@ -120,7 +132,7 @@ def scenario():
     try:
         cluster = cl.up(shared, workers=len(WORKERS), visibility_timeout=VISIBILITY_TIMEOUT)
         wall["cluster up"] = time.monotonic() - t0
-        graph = Graph(cluster.ui_url)
+        graph = cluster.graph()
         loss = HostLoss(cluster, graph)
         t1 = time.monotonic()
         out = materialize_default_graph(graph, epochs=EPOCHS, on_training_poll=loss, timeout=900)
@@ -138,16 +150,31 @@ def scenario():
         listed = {r["runId"]: r for r in graph.runs()}
         details = {i: graph.run(i) for i in ids}
         handovers = {i: celery_hosts(graph, i) for i in ids}
+        t3 = time.monotonic()
+        security = probes.collect(cluster)
+        attack = probes.replay_issue_17(graph, base)
+        wall["least-privilege probes"] = time.monotonic() - t3
+        old = {k: getattr(cluster, k) for k in ("pg_password", "redis_password", "ui_password")}
+        cl.down(shared, log=lambda _m: None)
+        t4 = time.monotonic()
+        cluster = cl.up(shared, workers=len(WORKERS), visibility_timeout=VISIBILITY_TIMEOUT)
+        wall["up again"] = time.monotonic() - t4
+        again = {"old passwords": probes.old_passwords_refused(cluster, old),
+                 "new passwords": all(getattr(cluster, k) != v for k, v in old.items()),
+                 "runs": {r["runId"] for r in cluster.graph().runs()}}
+        passwords = cluster.secrets + list(old.values())
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(ref.pid, 9)
         ref.wait()
         state = cl.Cluster.load(shared) if (shared / cl.STATE).exists() else cluster
-        if state is not None:
+        if (shared / cl.STATE).exists():
             cl.down(shared, log=lambda _m: None)
     left = leftovers(state)
+    after = probes.files_holding_secrets(shared, passwords)
     result = Scenario(single=single / "data", data=shared / "data", runs=out.runs, listed=listed, details=details,
-                      handovers=handovers, reexecuted=children, loss=loss, wall=wall, left=left)
+                      handovers=handovers, reexecuted=children, loss=loss, security=security, attack=attack,
+                      again=again, secrets_after_down=after, wall=wall, left=left)
     try:
         yield result
     finally:
@@ -269,3 +296,66 @@ def test_stores_match_a_single_machine_make_run(scenario):
 
 def test_teardown_leaves_nothing_behind(scenario):
     assert scenario.left == {"processes": [], "process groups": [], "namespaces": [], "links": []}
+
+
+# ---------------------------------------------------------------------------------------
+# least privilege (issue 17): what a local user who is not root reaches, as `nobody`
+# ---------------------------------------------------------------------------------------
+def test_no_file_or_process_gives_another_user_a_password(scenario):
+    sec = scenario.security
+    held = sec["files holding a password"]
+    # the files that hold one exist (the probe can find them), dagster-celery's config among them
+    assert {"cluster.json", "ui-credentials", "dagster-home/celery.yaml", "redis/redis.conf"} <= set(held)
+    assert any(p.startswith("dagster-storage/dagster_celery/config/") for p in held), held
+    nobody = sec["nobody reads"]
+    assert nobody["leaks"] == [] and nobody["read"] > 0 and nobody["denied"] > 0, nobody
+
+
+def test_down_deletes_every_file_that_held_a_password(scenario):
+    assert scenario.secrets_after_down == []
+
+
+def test_up_again_makes_new_passwords_and_refuses_the_old_ones(scenario):
+    again = scenario.again
+    assert again["new passwords"]
+    assert again["old passwords"] == {"postgres": "refused", "redis": "refused", "ui": "HTTP 401"}
+    assert set(scenario.listed) <= again["runs"]  # the runs, in PostgreSQL, are kept
+
+
+def test_services_refuse_guessed_passwords_and_the_celery_user_cannot_administer_redis(scenario):
+    sec = scenario.security
+    assert sec["nobody logs in"] == {"logins": []}
+    refused = sec["redis refuses"]
+    assert set(refused) == {" ".join(c) for c in probes.ADMIN_COMMANDS}
+    for cmd, answer in refused.items():
+        assert answer.startswith("NoPermissionError") or "not allowed" in answer, (cmd, answer)
+
+
+def test_the_postgres_role_owns_its_database_and_nothing_else(scenario):
+    pg = scenario.security["postgres"]
+    assert pg["attributes"] == [False] * 7  # no superuser, CREATEROLE, CREATEDB, replication, RLS bypass, programs
+    assert pg["owns"] == ["dagster"]
+    assert pg["copy to program"] == "InsufficientPrivilege"
+    assert pg["other database"] == "refused"
+
+
+def test_the_ui_needs_the_password_and_the_webserver_listens_on_the_control_hosts_loopback(scenario):
+    sec = scenario.security
+    assert sec["nobody calls"] == {"none": 401, "wrong": 401, "webserver port": "ConnectionRefusedError"}
+    assert sec["webserver listens"] == [f"127.0.0.1:{cl.WEB_PORT}"]
+    assert scenario.listed  # while the client with the password listed every run
+
+
+def test_no_cluster_process_runs_as_root(scenario):
+    sec = scenario.security
+    assert sec["root processes"] == []
+    users = sec["users"]  # by namespace: the control host's, then the surviving worker's
+    assert list(users.values())[0] == {"gtzan", "postgres", "redis", "www-data"}, users
+    assert list(users.values())[1:] == [{"gtzan"}], users
+
+
+def test_run_config_cannot_point_a_resource_outside_the_roots(scenario):
+    attack = scenario.attack
+    assert attack["status"] == "FAILURE" and attack["wrote"] == []
+    assert any("resources.audio.config.path" in m and "is outside the allowed roots" in m for m in attack["errors"]), \
+        attack["errors"]

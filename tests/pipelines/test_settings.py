@@ -41,9 +41,11 @@ def test_every_variable_is_read(tmp_path):
         "GTZAN_POSTGRES_URL": "postgresql+psycopg2://u:p@10.0.0.1:5432/dagster",
         "GTZAN_HOST_NAME": "worker-3",
         "GTZAN_CELERY_VISIBILITY_TIMEOUT": "120",
+        "GTZAN_ALLOWED_ROOTS": f"{tmp_path / 'a'}:{tmp_path / 'b'}",
     }
     assert set(env) == set(ENV_VARS)
     s = Settings.from_env(env)
+    assert s.allowed_roots == (tmp_path / "a", tmp_path / "b")
     d = s.deployment
     assert (d.broker_url, d.result_backend, d.host_name, d.visibility_timeout) == (
         "redis://10.0.0.1:6379/0", "redis://10.0.0.1:6379/1", "worker-3", 120)
