@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from feature_store.errors import ParameterError, StoreError
+from feature_store.integrity import with_checksum
 from feature_store.params import GENRES, FeatureParams
 from training.config import TrainConfig, VectorConfig
 from training.families import family_for, get_family, model_names
@@ -88,7 +89,10 @@ def test_run_record_round_trips_and_reads_older_records(tmp_path):
     assert rec.costs.steady_seconds_per_epoch == 1.0 and rec.costs.rss_at_start_mb is None
     assert rec.to_dict()["note"] == "kept" and "rss_at_start_mb" not in rec.to_dict()["costs"]
     del old["metrics"]
-    (tmp_path / "metrics.json").write_text(json.dumps(old))
+    (tmp_path / "metrics.json").write_text(json.dumps(old))  # no checksum: refused, never read as older
+    with pytest.raises(StoreError, match=r"metrics\.json has no checksum .*train it again"):
+        RunRecord.load(tmp_path / "metrics.json")
+    (tmp_path / "metrics.json").write_text(json.dumps(with_checksum(old)))
     with pytest.raises(StoreError, match="missing metrics"):
         RunRecord.load(tmp_path / "metrics.json")
     with pytest.raises(StoreError, match="no run record"):
