@@ -344,3 +344,21 @@ def test_a_mel_h5_claiming_a_huge_shape_is_refused_before_any_read(data, tmp_pat
     assert len(errors) == 1 and re.search(rf"mel\.h5: mel claims shape \(\d+, 128, {frames}\)", errors[0]), errors
     code, out_, err = gtzan(["features", "verify", "--view", "mel"], data)
     assert code == 1 and "mel.h5" in out_ + err and "Traceback" not in out_ + err
+
+
+def test_a_generation_without_a_manifest_is_refused_and_repair_writes_one(data):
+    """A store written before manifests existed: refused with the remedy, which works."""
+    from feature_store.engine.store import ViewStore
+    from feature_store.views import get_view
+
+    store = ViewStore(data / "store", get_view("mel"))
+    gen = store.generation(1)
+    (gen / "manifest.json").unlink()
+    with pytest.raises(StoreError, match=r"has no manifest\.json \(written by an older version.*verify --repair"):
+        store.clips(clip_seconds=1).collect()
+    code, out, err = gtzan(["features", "verify", "--view", "mel"], data)
+    assert code == 1 and "has no manifest.json" in out + err
+    code, out, err = gtzan(["features", "verify", data / "demo", "--view", "mel", "--repair"], data)
+    assert code == 0, out + err
+    assert store.generation(1) != gen and (store.generation(1) / "manifest.json").is_file()
+    assert store.verify().ok and store.clips(clip_seconds=1).collect().height > 0
