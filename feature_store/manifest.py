@@ -89,17 +89,16 @@ def _plain_name(name: Any) -> bool:
     return isinstance(name, str) and bool(name) and "/" not in name and "\0" not in name and not name.startswith(".")
 
 
-def mismatch(path: Path, entry: dict[str, Any]) -> str | None:
-    """Why ``path`` does not match its manifest ``entry`` (None when it does)."""
+def mismatch(path: Path, entry: dict[str, Any], *, listing: str = f"its {MANIFEST_FILE}") -> str | None:
+    """Why ``path`` does not match its ``entry`` in ``listing`` (None when it does)."""
     try:
         size = path.stat().st_size
     except FileNotFoundError:
         return f"{path} is missing: its generation is incomplete"
     if size != entry["bytes"]:
-        return f"{path} is {size} bytes, not the {entry['bytes']} of its {MANIFEST_FILE}: the file was changed or " \
-               f"damaged"
+        return f"{path} is {size} bytes, not the {entry['bytes']} listed in {listing}: the file was changed or damaged"
     if sha256_file(path) != entry["sha256"]:
-        return f"{path} does not match its sha256 in {MANIFEST_FILE}: the file was changed or damaged"
+        return f"{path} does not match its sha256 in {listing}: the file was changed or damaged"
     return None
 
 

@@ -252,6 +252,6 @@ class RunRecord:
         for name, entry in self.files.items():
             if (folder / name).stat().st_size == 0:
                 raise integrity.IntegrityError(f"{folder / name} is empty (0 bytes): the file is damaged; {RETRAIN}")
-            why = mismatch(folder / name, entry)
+            why = mismatch(folder / name, entry, listing=RECORD_FILE)
             if why:
                 raise integrity.IntegrityError(f"{why}; {RETRAIN}")

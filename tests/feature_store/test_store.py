@@ -364,7 +364,7 @@ def test_an_index_that_does_not_match_its_hdf5_rows_is_a_torn_store(tiny_corpus,
     ids[0], ids[1] = ids[1], ids[0]
     os.chmod(gen / "index.parquet", 0o644)
     index.with_columns(pl.Series("clip_id", ids)).write_parquet(gen / "index.parquet")
-    with pytest.raises(StoreError, match=r"index\.parquet is \d+ bytes, not the \d+ of its manifest\.json"):
+    with pytest.raises(StoreError, match=r"index\.parquet is \d+ bytes, not the \d+ listed in its manifest\.json"):
         FeatureStore(tmp_path).tensors(clip_seconds=1)
     from feature_store.manifest import write_manifest
 

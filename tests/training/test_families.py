@@ -145,12 +145,15 @@ def test_predictor_reads_runs_written_before_the_family_interface(baseline_run, 
     old = json.loads((run / "metrics.json").read_text())
     for key in ("family", "view", "view_options", "checksum"):  # as written before them
         del old[key]
-    (run / "metrics.json").write_text(json.dumps(old))
+    (run / "metrics.json").write_text(json.dumps(old))  # without its checksum: refused
+    with pytest.raises(StoreError, match=r"metrics\.json has no checksum"):
+        Predictor(run)
+    (run / "metrics.json").write_text(json.dumps(with_checksum(old)))
     p = Predictor(run)
     assert p.family == "mel" and p.describe()["family"] == "mel" and p.model_name == "baseline"
     x = np.random.default_rng(0).normal(-40, 10, size=(3, 128, 44)).astype(np.float32)
     np.testing.assert_allclose(p.predict_windows(x), Predictor(res["run_dir"]).predict_windows(x))
     old["family"] = "probe"
-    (run / "metrics.json").write_text(json.dumps(old))
+    (run / "metrics.json").write_text(json.dumps(with_checksum(old)))
     with pytest.raises(StoreError, match="written by the 'probe' family"):
         Predictor(run)

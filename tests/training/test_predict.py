@@ -281,7 +281,9 @@ def test_incomplete_or_corrupt_runs_are_store_errors(trained: dict, tmp_path: Pa
         Predictor(run)
     shutil.copy(trained["run_dir"] / "normalizer.json", run / "normalizer.json")
     (run / "model.keras").write_bytes(b"not a zip file")
-    with pytest.raises(StoreError, match=r"model\.keras is not a readable archive .*: the file is damaged; train it again"):
+    # caught by the size and sha256 that the run's record lists, before Keras reads it
+    with pytest.raises(StoreError, match=r"model\.keras is 14 bytes, not the \d+ listed in metrics\.json: the file "
+                                         r"was changed or damaged; train it again"):
         Predictor(run)
 
 
