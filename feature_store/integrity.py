@@ -348,6 +348,9 @@ def _check_npy_header(z: Any, info: Any, path: Path, remedy: str) -> None:
     fmt = np.lib.format
     with z.open(info) as fh:
         version = fmt.read_magic(fh)
+        if version not in ((1, 0), (2, 0)):  # what np.save writes for plain numeric arrays
+            raise IntegrityError(f"{path}: its member {info.filename} is in .npy format {version}, not one the "
+                                 f"project writes: the file is damaged; {remedy}")
         read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
         shape, _, dtype = read_header(fh)
         header = fh.tell()
