@@ -22,7 +22,6 @@ partition, they check that partition (the run's partition key); run on their own
 UI, they check every partition that exists.
 """
 
-import json
 import math
 
 import dagster as dg
@@ -36,11 +35,12 @@ from assets.models import genre_models
 from assets.partitions import model_partitions
 from assets.resources import FeatureStoreResource, ModelStoreResource
 from assets.views import VIEW_CHECKS, inspect_view
-from feature_store import atomic
+from feature_store import atomic, integrity
 from feature_store import splits as fs_splits
 from feature_store.errors import StoreError
 from feature_store.params import GENRES
 from training.probe import is_probe_run
+from training.record import RETRAIN
 
 #: The smallest genre must hold at least this share of the largest genre's usable songs.
 BALANCE_MIN_RATIO = 0.8
@@ -162,7 +162,7 @@ def _cell_runs(models: ModelStoreResource, params_hash: str, model: str, clip_se
             continue  # a variant run (seed-N--<variant>) made outside the pipeline
         cur = atomic.resolve_current(seed_dir)
         if cur is not None and (cur / "metrics.json").is_file():
-            out.append(json.loads((cur / "metrics.json").read_text()))
+            out.append(integrity.read_json(cur / "metrics.json", remedy=RETRAIN))  # checked and size-bounded
     return out
 
 

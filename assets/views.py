@@ -28,6 +28,7 @@ from feature_store.engine.store import ViewStore
 from feature_store.engine.verify import verify_generation
 from feature_store.engine.view import FeatureView
 from feature_store.errors import StoreError
+from feature_store.integrity import IntegrityError
 from feature_store.params import CLIP_SECONDS
 from feature_store.views import VIEWS
 
@@ -164,7 +165,10 @@ def inspect_view(store: ViewStore, clip_seconds: int) -> dict[str, Any]:
         if stored.get(key) != value:
             problems.append(f"{view.data_file} {key.replace('_', ' ')} {str(stored.get(key))[:12]}… != installed "
                             f"{str(value)[:12]}…")
-    n = len(read_index(gen)) if (gen / "index.parquet").is_file() else 0
+    try:
+        n = len(read_index(gen))
+    except (IntegrityError, FileNotFoundError):  # verify_generation reports it below
+        n = 0
     check = verify_generation(gen, view, clip_seconds, sample=None if n <= CHECK_ALL_ROWS else CHECK_SAMPLE_ROWS)
     out.update(clips=check.clips, shapes={k: str(v) for k, v in check.shapes.items()},
                rows_checked=check.rows_checked, non_finite=check.non_finite)

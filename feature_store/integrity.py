@@ -8,9 +8,17 @@
 * **Parquet** files (index, tables, catalog, splits) are written with page checksums
   (CRC32) and read with their verification on, without schema metadata that a damaged byte
   could silently rename; readers also check the columns they need are there.
-* **JSON** files (registry, model records) carry a ``checksum`` of their own content.
+* **JSON** files (registry, model records, manifests) carry a ``checksum`` of their own
+  content; a file without one is refused (never taken for an older file).
 * **Cache** entries: ``.npy`` files end with a digest of their data; ``.npz`` files are zip
   archives, whose CRC32 is checked by the zip reader.
+* **Manifests** (``manifest.json``) list the sha256 and size of every file of a published
+  generation (:mod:`feature_store.manifest`).
+
+Every reader here bounds what it reads by the file's size on disk, or by what an archive's
+directory or a header says, *before* it parses or allocates (:data:`MAX_JSON_BYTES`,
+:data:`MAX_NPZ_BYTES`, :data:`MAX_PARQUET_BYTES`, :data:`MAX_PARQUET_ROWS`): memory never
+depends on what a crafted file claims.
 
 A mismatch raises :class:`IntegrityError`: one line naming the file, the clip where there is
 one, and what to do. NumPy, pyarrow and xxhash only (workers import this module).
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -35,6 +44,16 @@ DIGEST_PREFIX = "xxh3_"
 JSON_CHECKSUM_KEY = "checksum"
 #: What to do about damaged feature-store files.
 REPAIR_FEATURES = "repair it with `gtzan features verify --repair`"
+#: Largest JSON file read back (records and registries are a few hundred KB at most).
+MAX_JSON_BYTES = 4 << 20
+#: Largest ``.npz`` archive read back: each member and all of them, uncompressed.
+MAX_NPZ_BYTES = 512 << 20
+#: Members of an ``.npz`` archive read back at most.
+MAX_NPZ_MEMBERS = 256
+#: Largest Parquet file read back, and its largest row count and uncompressed size.
+MAX_PARQUET_BYTES = 512 << 20
+MAX_PARQUET_ROWS = 20_000_000
+MAX_PARQUET_UNCOMPRESSED = 2 << 30
 
 
 class IntegrityError(StoreError):
@@ -122,10 +141,14 @@ def read_parquet(path: str | os.PathLike[str], *, required: Iterable[str] = (), 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(2, "No such file", str(path))
+    if path.stat().st_size > MAX_PARQUET_BYTES:
+        raise IntegrityError(f"{path} is {path.stat().st_size} bytes, more than the {MAX_PARQUET_BYTES} a table may "
+                             f"have: the file is damaged; {remedy}")
     try:
         # ParquetFile.read on one thread: read_table's dataset machinery and thread pool cost
         # twice the read itself on an index of a few hundred rows
         with pq.ParquetFile(str(path), page_checksum_verification=True) as pf:
+            _parquet_bounds(path, pf, remedy)
             table = pf.read(use_threads=False)
         names = table.column_names
         df = pl.from_arrow(table)
@@ -145,6 +168,47 @@ def read_parquet(path: str | os.PathLike[str], *, required: Iterable[str] = (), 
     return df
 
 
+def _parquet_bounds(path: Path, pf: Any, remedy: str) -> None:
+    """Refuse a Parquet file whose footer claims more rows or bytes than any the project writes."""
+    meta = pf.metadata
+    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if meta.num_rows > MAX_PARQUET_ROWS or size > MAX_PARQUET_UNCOMPRESSED:
+        raise IntegrityError(f"{path} claims {meta.num_rows} rows of {size} bytes, more than a table may hold: "
+                             f"the file is damaged; {remedy}")
+
+
+# ---------------------------------------------------------------------------------------
+# bounded reads
+# ---------------------------------------------------------------------------------------
+def read_bounded(path: str | os.PathLike[str], *, limit: int, what: str = "file",
+                 remedy: str = REPAIR_FEATURES) -> bytes:
+    """The bytes of the regular file ``path``, refused unread when it holds more than ``limit``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    IntegrityError
+        If it is not a regular file, or larger than ``limit`` bytes.
+    """
+    import stat
+
+    path = Path(path)
+    # O_NONBLOCK: a FIFO planted in the file's place must not hang the reader
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise IntegrityError(f"{path} is not a regular file: {remedy}")
+        if st.st_size > limit:
+            raise IntegrityError(f"{path} is {st.st_size} bytes, more than the {limit} a {what} may have: the file "
+                                 f"is damaged; {remedy}")
+        data = fh.read(limit + 1)
+    if len(data) > limit:  # it grew while read
+        raise IntegrityError(f"{path} is more than the {limit} bytes a {what} may have: the file is damaged; {remedy}")
+    return data
+
+
 # ---------------------------------------------------------------------------------------
 # JSON
 # ---------------------------------------------------------------------------------------
@@ -160,30 +224,37 @@ def with_checksum(obj: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def read_json(path: str | os.PathLike[str], *, remedy: str = REPAIR_FEATURES) -> dict[str, Any]:
-    """Read a JSON object, checking its ``checksum`` when it has one (older files have none).
+def read_json(path: str | os.PathLike[str], *, remedy: str = REPAIR_FEATURES,
+              max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """Read a JSON object of at most ``max_bytes``, checking its ``checksum``.
+
+    A file without a checksum is refused like a damaged one: a file the project writes
+    always has one, and deleting it must not turn the check off.
 
     Raises
     ------
     FileNotFoundError
         If there is no such file.
     IntegrityError
-        If it is not a JSON object or its checksum does not match.
+        If it is too large, not a JSON object, has no checksum or fails it.
     """
     path = Path(path)
     try:
-        obj = json.loads(path.read_bytes())
-    except FileNotFoundError:
+        obj = json.loads(read_bounded(path, limit=max_bytes, what="JSON file", remedy=remedy))
+    except (FileNotFoundError, IntegrityError):
         raise
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise IntegrityError(f"{path} cannot be read ({first_line(exc)}): the file is damaged; {remedy}") from exc
     if not isinstance(obj, dict):
         raise IntegrityError(f"{path} does not hold a JSON object: the file is damaged; {remedy}")
     stored = obj.get(JSON_CHECKSUM_KEY)
-    if stored is None and any(_one_off(k, JSON_CHECKSUM_KEY) for k in obj):
-        # a file written with a checksum whose key a flipped byte renamed, not an older file
-        raise IntegrityError(f"{path} fails its checksum: the file is damaged; {remedy}")
-    if stored is not None and stored != "sha256:" + hashlib.sha256(_canonical(obj)).hexdigest():
+    if stored is None:
+        if any(_one_off(k, JSON_CHECKSUM_KEY) for k in obj):
+            # a file written with a checksum whose key a flipped byte renamed
+            raise IntegrityError(f"{path} fails its checksum: the file is damaged; {remedy}")
+        raise IntegrityError(f"{path} has no checksum (edited, or written by an older version): it cannot be "
+                             f"trusted; {remedy}")
+    if stored != "sha256:" + hashlib.sha256(_canonical(obj)).hexdigest():
         raise IntegrityError(f"{path} fails its checksum: the file is damaged; {remedy}")
     return obj
 
@@ -229,3 +300,60 @@ def check_archive(path: str | os.PathLike[str], *, remedy: str = REPAIR_FEATURES
         raise IntegrityError(f"{path}: its member {bad} fails its CRC, the file is damaged; {remedy}")
 
 
+
+
+def read_npz(path: str | os.PathLike[str], *, max_bytes: int = MAX_NPZ_BYTES,
+             remedy: str = REPAIR_FEATURES) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` archive, bounded before anything is decompressed.
+
+    The zip directory's member sizes (each and their total, at most ``max_bytes``) are checked
+    first, then each member's ``.npy`` header must describe exactly the bytes the directory
+    declares (the zip reader stops at the declared size and checks the CRC); no object arrays.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    IntegrityError
+        If the archive is larger than allowed or damaged, naming the file.
+    """
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file", str(path))
+    if path.stat().st_size == 0:
+        raise IntegrityError(f"{path} is empty (0 bytes): the file is damaged; {remedy}")
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            total = sum(i.file_size for i in infos)
+            if len(infos) > MAX_NPZ_MEMBERS or total > max_bytes:
+                raise IntegrityError(f"{path} claims {len(infos)} arrays of {total} bytes uncompressed, more than the "
+                                     f"{max_bytes} allowed: the file is damaged; {remedy}")
+            out = {}
+            for info in infos:
+                _check_npy_header(z, info, path, remedy)
+                with z.open(info) as fh:
+                    out[info.filename.removesuffix(".npy")] = np.lib.format.read_array(fh, allow_pickle=False)
+            return out
+    except IntegrityError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zipfile and numpy raise anything on a damaged archive
+        raise IntegrityError(f"{path} cannot be read ({first_line(exc)}): the file is damaged; {remedy}") from exc
+
+
+def _check_npy_header(z: Any, info: Any, path: Path, remedy: str) -> None:
+    """Refuse a member whose ``.npy`` header claims other bytes than the zip directory declares."""
+    fmt = np.lib.format
+    with z.open(info) as fh:
+        version = fmt.read_magic(fh)
+        if version not in ((1, 0), (2, 0)):  # what np.save writes for plain numeric arrays
+            raise IntegrityError(f"{path}: its member {info.filename} is in .npy format {version}, not one the "
+                                 f"project writes: the file is damaged; {remedy}")
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read_header(fh)
+        header = fh.tell()
+    if dtype.hasobject or header + math.prod(shape) * dtype.itemsize != info.file_size:
+        raise IntegrityError(f"{path}: its member {info.filename} is not the array its header describes: the file "
+                             f"is damaged; {remedy}")

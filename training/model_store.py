@@ -14,15 +14,14 @@ the clips, whichever view the model reads: runs on the same clips sit side by si
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from feature_store import atomic
+from feature_store import atomic, integrity
 from feature_store.errors import ParameterError, StoreError
 from feature_store.params import FeatureParams, validate_clip_seconds
-from training.record import RECORD_FILE, RunRecord
+from training.record import RECORD_FILE, RETRAIN, RunRecord
 
 _VARIANT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 _METRICS_GLOB = f"mel-*/*/clip-*s/seed-*/current/{RECORD_FILE}"
@@ -91,14 +90,30 @@ class ModelStore:
         """
         out = []
         for metrics in sorted(self.root.glob(_METRICS_GLOB)):
-            r = json.loads(metrics.read_text())
-            r.setdefault("run_dir", str(metrics.parent.resolve()))
+            r = integrity.read_json(metrics, remedy=RETRAIN)
+            r.pop(integrity.JSON_CHECKSUM_KEY, None)
+            # the folder is where the store found the file, never what the file says
+            r["run_dir"] = str(self.confined(metrics.parent))
             out.append(r)
         return out
 
+    def confined(self, folder: Path) -> Path:
+        """``folder`` resolved (its ``current`` link followed), refused if it leaves the root.
+
+        Raises
+        ------
+        StoreError
+            If the resolved folder is outside the model store.
+        """
+        resolved = folder.resolve()
+        if self.root not in resolved.parents:
+            raise StoreError(f"{folder} leads to {resolved}, outside the model store {self.root}; remove it, or "
+                             f"{RETRAIN}")
+        return resolved
+
     def records(self) -> list[RunRecord]:
         """Every published run as a :class:`RunRecord`, with its ``run_dir`` set."""
-        return [RunRecord.load(m) for m in sorted(self.root.glob(_METRICS_GLOB))]
+        return [RunRecord.load(self.confined(m.parent) / RECORD_FILE) for m in sorted(self.root.glob(_METRICS_GLOB))]
 
     def find(
         self,

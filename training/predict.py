@@ -208,11 +208,7 @@ def choose_run(
     if not cands:
         raise _not_trained(runs, model=model, clip_seconds=clip_seconds, seed=seed)
     pick = _best_seed(cands)
-    if pick.get("run_dir"):
-        run_dir = Path(pick["run_dir"])
-    else:  # a model store that does not report run folders: the default variant's folder
-        run_dir = store.current(params=FeatureParams.from_dict(pick["feature_params"]), model=pick["model"],
-                                clip_seconds=int(pick["clip_seconds"]), seed=int(pick["seed"]))
+    run_dir = Path(pick["run_dir"])  # where the model store found the run, never a path a file holds
     if model is None and clip_seconds is None and seed is None:
         reason = "best model of the report"
     else:
@@ -332,6 +328,7 @@ class Predictor:
         if not (self.run_dir / RECORD_FILE).is_file():
             raise StoreError(f"{self.run_dir} is not a complete trained run: missing {RECORD_FILE}")
         self.record = RunRecord.load(self.run_dir / RECORD_FILE)
+        self.record.check_files(self.run_dir)
         try:
             self.params = FeatureParams.from_dict(self.record.feature_params)
             self.clip_seconds: int = validate_clip_seconds(self.record.clip_seconds)

@@ -121,6 +121,9 @@ class RunRecord:
         Options of the view beyond the feature params (``embedding_model``).
     embedding : dict, optional
         For runs on musicnn embeddings: model, weights sha256, store hash, layers, features.
+    files : dict
+        The run's other files (the family's model files), each with its ``bytes`` and
+        ``sha256``, listed when it is published (:func:`check_files` checks them).
     extra : dict
         Keys of the file this class does not know, written back unchanged.
     run_dir : Path, optional
@@ -157,6 +160,7 @@ class RunRecord:
     created_at: str = dataclasses.field(default_factory=_now)
     view_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     embedding: dict[str, Any] | None = None
+    files: dict[str, Any] = dataclasses.field(default_factory=dict)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
     run_dir: Path | None = None
 
@@ -218,5 +222,36 @@ class RunRecord:
             raise StoreError(f"no run record at {path}") from exc
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StoreError(f"cannot read the run record {path}: {exc}; {RETRAIN}") from exc
-        rec.run_dir = path.parent.resolve()
+        rec.run_dir = path.parent.resolve()  # where it was found, never a path the file holds
         return rec
+
+    def list_files(self, folder: Path) -> None:
+        """Record the size and sha256 of every file of ``folder`` but the record itself."""
+        from feature_store.manifest import list_files
+
+        self.files = list_files(folder, skip=[RECORD_FILE])
+
+    def check_files(self, folder: Path) -> None:
+        """Check the run's files against :attr:`files` (size and sha256), before any is loaded.
+
+        Raises
+        ------
+        IntegrityError
+            A record without the list (an older run), or a file that does not match it.
+        StoreError
+            A listed file is missing.
+        """
+        from feature_store.manifest import mismatch, valid_listing
+
+        if not self.files or not valid_listing(self.files):
+            raise integrity.IntegrityError(f"{folder / RECORD_FILE} does not list the run's files (written by an "
+                                           f"older version): they cannot be checked; {RETRAIN}")
+        missing = [n for n in self.files if not (folder / n).is_file()]
+        if missing:
+            raise StoreError(f"{folder} is not a complete trained run: missing {', '.join(missing)}")
+        for name, entry in self.files.items():
+            if (folder / name).stat().st_size == 0:
+                raise integrity.IntegrityError(f"{folder / name} is empty (0 bytes): the file is damaged; {RETRAIN}")
+            why = mismatch(folder / name, entry, listing=RECORD_FILE)
+            if why:
+                raise integrity.IntegrityError(f"{why}; {RETRAIN}")

@@ -193,6 +193,7 @@ def publish(run_dir: Any, model: Any, record: RunRecord) -> dict[str, Any]:
     with atomic.new_generation(run_dir) as tmp:
         main = model.save(tmp)
         record.costs.model_mb = main.stat().st_size / 1e6
+        record.list_files(tmp)  # the model's files, with their sha256, in the checked record
         record.save(tmp)
     published = atomic.resolve_current(run_dir)
     return {**record.to_dict(), "model_path": str(published / main.name), "run_dir": str(published)}

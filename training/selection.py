@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from feature_store.errors import ParameterError, StoreError
+from feature_store.params import GENRES
 from feature_store.splits import EXCLUDED
 
 
@@ -110,7 +111,31 @@ def select(view: Any, store: Any, test_store: Any | None, *, clip_seconds: int, 
             f"the {scheme!r} split leaves {sel.train_index.height} training and {sel.test_index.height} held-out "
             f"clips at {clip_seconds} s (held out: {held_out}); need at least one of each"
         )
+    check_labels(sel.train_index, store)
+    check_labels(sel.test_index, sel.test_store)
+    genres = sorted(set(sel.train_index["genre"].to_list()))
+    if len(genres) < 2:
+        raise StoreError(f"the training clips at {clip_seconds} s are all of one genre ({genres[0]}): a classifier "
+                         f"needs at least two; ingest and build a store of more genres")
     return sel
+
+
+def check_labels(index: pl.DataFrame, store: Any) -> None:
+    """Refuse an index whose ``label`` column is not the position of its ``genre`` in GENRES.
+
+    Raises
+    ------
+    IntegrityError
+        Naming the store and the first clip whose label disagrees.
+    """
+    from feature_store.integrity import REPAIR_FEATURES, IntegrityError
+
+    codes = {g: i for i, g in enumerate(GENRES)}
+    want = pl.Series([codes.get(g, -1) for g in index["genre"].to_list()], dtype=pl.Int64)
+    bad = index.filter(index["label"].cast(pl.Int64) != want)
+    if bad.height:
+        raise IntegrityError(f"the index of {getattr(store, 'root', store)} labels clip {bad['clip_id'][0]} "
+                             f"({bad['genre'][0]}) as {bad['label'][0]}: the store is damaged; {REPAIR_FEATURES}")
 
 
 def split_validation(index: Any, *, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from feature_store import atomic
+from feature_store import atomic, integrity, manifest
 from feature_store.catalog import find_genre_root, resolve_in_root
 from feature_store.engine import registry
 from feature_store.engine.cache import CacheError, SongCache
@@ -348,7 +348,7 @@ class Builder:
             with atomic.new_generation(cdir, keep_old=KEEP_OLD_GENERATIONS) as tmp:
                 if status == "reindexed":  # same rows, other index values: link the arrays
                     for f in current.iterdir():
-                        if f.name != INDEX_FILE:
+                        if f.name not in (INDEX_FILE, manifest.MANIFEST_FILE):
                             os.link(f, tmp / f.name)
                     old = read_index(current, index_schema(self.view, c))
                     digests = [col for col in old.columns if col.startswith(DIGEST_PREFIX)]
@@ -360,6 +360,7 @@ class Builder:
                         writer = self._write_from_cache(c, cdir, target, songs)
                     index = writer.finish(tmp)
                 write_index(index, tmp)
+                manifest.write_manifest(tmp)  # last: it lists every file of the generation
             current = atomic.resolve_current(cdir)
         info = {
             "status": status, "clips": target.height, "songs": target["song_id"].n_unique(),
@@ -390,10 +391,10 @@ class Builder:
 
         total, clips = 0.0, 0
         for sha in target["sha256"].unique().to_list():
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                with np.load(self.cache.rows_path(sha, c), allow_pickle=False) as z:
-                    total += float(z["compute_seconds"])
-                    clips += int(z["segments"].shape[0])
+            with contextlib.suppress(OSError, ValueError, KeyError, IntegrityError):
+                z = integrity.read_npz(self.cache.rows_path(sha, c))
+                total += float(z["compute_seconds"])
+                clips += int(z["segments"].shape[0])
         return 1000.0 * total / clips if clips else None
 
 

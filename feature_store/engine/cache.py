@@ -26,7 +26,7 @@ import numpy as np
 
 from feature_store import atomic
 from feature_store.errors import ParameterError, StoreError
-from feature_store.integrity import digest
+from feature_store.integrity import IntegrityError, digest, read_bounded, read_npz
 
 
 class CacheError(StoreError):
@@ -82,12 +82,12 @@ class SongCache:
             If the file is missing, damaged, without a digest, or of another shape or dtype.
         """
         path = self.entry_path(sha256)
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise CacheError(f"the cache entry {path} cannot be read ({exc})") from exc
         header = _npy_header(tuple(shape))
         count = int(np.prod(shape)) * 4
+        try:  # never more than the entry of that shape: a larger file is refused unread
+            raw = read_bounded(path, limit=len(header) + count + len(TRAILER) + 8, what="cache entry")
+        except (OSError, IntegrityError) as exc:
+            raise CacheError(f"the cache entry {path} cannot be read ({exc})") from exc
         if not (raw.startswith(header) and len(raw) == len(header) + count + len(TRAILER) + 8
                 and raw[len(header) + count: -8] == TRAILER):
             raise CacheError(f"the cache entry {path} is not a {tuple(shape)} float32 array with its digest")
@@ -124,23 +124,24 @@ class SongCache:
         """
         path = self.rows_path(sha256, clip_seconds)
         try:
-            with np.load(path, allow_pickle=False) as z:
-                stored = {int(k): i for i, k in enumerate(z["segments"])}
-                missing = [int(k) for k in segments if int(k) not in stored]
-                if missing:
-                    raise CacheError(f"the cache entry {path} lacks segments {missing}")
-                take = np.asarray([stored[int(k)] for k in segments], np.int64)
-                rows = {}
-                for name, shape in shapes.items():
-                    arr = z[name]
-                    if arr.shape[1:] != tuple(shape) or arr.shape[0] != len(stored):
-                        raise CacheError(f"the cache entry {path} holds {name} of shape {arr.shape}, "
-                                         f"not (clips, *{tuple(shape)})")
-                    rows[name] = arr[take].astype(np.float32, copy=False)
-                return rows, float(z["compute_seconds"])
+            z = read_npz(path)  # sizes bounded from the zip directory before decompressing
+            stored = {int(k): i for i, k in enumerate(z["segments"])}
+            missing = [int(k) for k in segments if int(k) not in stored]
+            if missing:
+                raise CacheError(f"the cache entry {path} lacks segments {missing}")
+            take = np.asarray([stored[int(k)] for k in segments], np.int64)
+            rows = {}
+            for name, shape in shapes.items():
+                arr = z[name]
+                if arr.shape[1:] != tuple(shape) or arr.shape[0] != len(stored):
+                    raise CacheError(f"the cache entry {path} holds {name} of shape {arr.shape}, "
+                                     f"not (clips, *{tuple(shape)})")
+                rows[name] = arr[take].astype(np.float32, copy=False)
+            return rows, float(z["compute_seconds"])
         except CacheError:
             raise
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        except (OSError, ValueError, EOFError, KeyError, TypeError, IntegrityError, zipfile.BadZipFile,
+                zlib.error) as exc:
             raise CacheError(f"the cache entry {path} cannot be read ({type(exc).__name__}: {exc})") from exc
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from feature_store import integrity
+from feature_store import integrity, manifest
 from feature_store.errors import ParameterError
 from feature_store.features import clip_starts
 from feature_store.integrity import DIGEST_PREFIX
@@ -81,7 +81,12 @@ def status_against(current_index: pl.DataFrame | None, target: pl.DataFrame) -> 
 
 
 def read_index(gen: Path, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
-    """The index of generation ``gen``, its page checksums (and ``schema``, if given) verified."""
+    """The index of generation ``gen``, its page checksums (and ``schema``, if given) verified.
+
+    Its size and sha256 are checked against the generation's manifest first: an index
+    rewritten with valid page checksums (other labels, other rows) is refused.
+    """
+    manifest.check_files(gen, [INDEX_FILE])
     optional = [c for c in (schema or {}) if c.startswith(DIGEST_PREFIX)]  # older stores have no digests
     return integrity.read_parquet(gen / INDEX_FILE, required=list(INDEX_SCHEMA), schema=schema, optional=optional)
 

@@ -19,8 +19,11 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from feature_store.errors import StoreLockedError
+from feature_store.errors import StoreError, StoreLockedError
+from feature_store.integrity import read_bounded
 
+#: Largest lock holder file read (it holds a pid, a host name and a time).
+HOLDER_MAX_BYTES = 4096
 #: Seconds between a waiting build's attempts to report whom it waits for.
 REPORT_AFTER_SECONDS = 2.0
 
@@ -28,9 +31,9 @@ REPORT_AFTER_SECONDS = 2.0
 def holder_text(path: Path) -> str:
     """``pid 123 on host since 2026-11-29T10:00:00+00:00`` from a holder file, or ''."""
     try:
-        info = json.loads(path.read_text())
+        info = json.loads(read_bounded(path, limit=HOLDER_MAX_BYTES, what="lock holder file"))
         return f"pid {info['pid']} on {info['host']} since {info['since']}"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, StoreError):
         return ""
 
 

@@ -19,7 +19,7 @@ import polars as pl
 from feature_store import h5 as h5lib
 from feature_store import integrity
 from feature_store.engine.index import ids_digest, index_schema, read_index
-from feature_store.engine.view import FeatureView
+from feature_store.engine.view import BLOCK_ROWS, ArraySpec, FeatureView
 from feature_store.errors import StoreError
 from feature_store.integrity import IntegrityError
 
@@ -76,8 +76,8 @@ def open_checked(gen: Path, view: FeatureView, clip_seconds: int) -> tuple[pl.Da
             digest = h5.attrs.get("index_sha256")
             same = digest == ids_digest(ids) if digest is not None else list(h5["clip_id"].asstr()[:]) == ids
             for spec in view.array_specs(clip_seconds):
-                if spec.hdf5:
-                    h5[spec.name]  # opening each dataset checks its object header
+                if spec.hdf5 and spec.name in h5:  # opening each dataset checks its object header
+                    check_dataset(h5[spec.name], spec, source.height)
         if not same or not np.array_equal(source["hdf5_row"].to_numpy(), np.arange(source.height)):
             raise IntegrityError(f"torn store at {gen}: the rows of {view.data_file} do not match index.parquet; "
                                  f"{integrity.REPAIR_FEATURES}")
@@ -85,6 +85,27 @@ def open_checked(gen: Path, view: FeatureView, clip_seconds: int) -> tuple[pl.Da
         h5.close()
         raise
     return source, h5
+
+
+def check_dataset(ds: Any, spec: ArraySpec, rows: int) -> None:
+    """Refuse a dataset whose shape, dtype or chunks are not those the index and the view say.
+
+    Checked before any row is read: a crafted file claiming a huge shape or chunk would
+    otherwise make the reader allocate what it claims.
+
+    Raises
+    ------
+    IntegrityError
+        Naming the file and what it claims.
+    """
+    want = (rows, *spec.shape)
+    chunks = ds.chunks or ()
+    bounded = len(chunks) == len(want) and chunks[0] <= max(BLOCK_ROWS, 1) and all(
+        c <= w for c, w in zip(chunks[1:], want[1:], strict=True))
+    if tuple(ds.shape) != want or ds.dtype != np.dtype(spec.dtype) or (rows and not bounded):
+        raise IntegrityError(f"{ds.file.filename}: {spec.name} claims shape {tuple(ds.shape)} {ds.dtype} in chunks "
+                             f"{chunks}, not {want} {spec.dtype} as the index and the view say: the file is damaged; "
+                             f"{integrity.REPAIR_FEATURES}")
 
 
 def open_h5(path: Path) -> Any:

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from feature_store import h5 as h5lib
-from feature_store import integrity
-from feature_store.engine.index import ids_digest, index_schema, read_index, table_schema
+from feature_store import integrity, manifest
+from feature_store.engine.index import INDEX_FILE, ids_digest, index_schema, read_index, table_schema
 from feature_store.engine.view import FeatureView
 from feature_store.integrity import IntegrityError, digest_column, first_line
 
@@ -86,6 +86,8 @@ def verify_generation(gen: Path, view: FeatureView, clip_seconds: int, *, sample
     index = index.sort("hdf5_row")
     out.clips = index.height
     specs = view.array_specs(clip_seconds)
+    expected = [INDEX_FILE, view.data_file, *(f"{s.name}.parquet" for s in specs if s.columns)]
+    listed = manifest.verify_files(gen, expected=expected)
     for spec in (s for s in specs if s.columns):
         _check_table(gen / f"{spec.name}.parquet", spec, index, out)
     rows = np.arange(index.height)
@@ -105,7 +107,21 @@ def verify_generation(gen: Path, view: FeatureView, clip_seconds: int, *, sample
                             f"{integrity.REPAIR_FEATURES}")
         out.whole = True
     out.damaged_songs = sorted(set(out.damaged_songs))
+    _add_manifest_problems(out, listed, gen / view.data_file)
     return out
+
+
+def _add_manifest_problems(out: GenerationCheck, listed: list[str], data_file: Path) -> None:
+    """Add what the manifest check found that the row checks did not already explain.
+
+    An HDF5 file whose damaged rows were found is repaired row by row; any other file that
+    does not match the manifest means the clip length must be written again.
+    """
+    for problem in listed:
+        if problem.startswith(f"{data_file} ") and out.damaged_songs:
+            continue  # the damaged rows are already reported, each with its clip
+        out.problems.append(problem)
+        out.whole = True
 
 
 def _check_table(path: Path, spec: Any, index: Any, out: GenerationCheck) -> None:
@@ -121,7 +137,7 @@ def _check_table(path: Path, spec: Any, index: Any, out: GenerationCheck) -> Non
 
 
 def _check_array(h5: Any, spec: Any, index: Any, rows: np.ndarray, out: GenerationCheck) -> None:
-    from feature_store.engine.read import read_rows
+    from feature_store.engine.read import check_dataset, read_rows
 
     col = digest_column(spec.name)
     path = Path(h5.filename)
@@ -132,9 +148,10 @@ def _check_array(h5: Any, spec: Any, index: Any, rows: np.ndarray, out: Generati
         return
     ds = h5[spec.name]
     out.shapes[spec.name] = tuple(ds.shape)
-    if tuple(ds.shape) != (index.height, *spec.shape):
-        out.problems.append(f"{path}: {spec.name} has shape {tuple(ds.shape)}, not {(index.height, *spec.shape)}; "
-                            f"{integrity.REPAIR_FEATURES}")
+    try:
+        check_dataset(ds, spec, index.height)
+    except IntegrityError as exc:
+        out.problems.append(str(exc))
         out.whole = True
         return
     expected = index[col].to_numpy()

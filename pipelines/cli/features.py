@@ -61,17 +61,19 @@ def build_hint(ws: Workspace, view: str, clip_seconds: int | None) -> str:
 
 def other_stores(ws: Workspace, view: str) -> str:
     """The stores of ``view`` under the root, with the flags that select them (for error messages)."""
+    from feature_store import integrity
+    from feature_store.integrity import IntegrityError
     from feature_store.views import view_class
 
     cls = view_class(view)
     found = []
     for reg in sorted((ws.store_root / "features").glob("*/registry.json")):
         try:
-            doc = json.loads(reg.read_text())
+            doc = integrity.read_json(reg)  # checked and size-bounded like every registry read
             same = doc.get("view", "mel" if reg.parent.name.startswith("mel-") else None) == view
             options = doc.get("options") or {"mode": doc["params"].get("mode"), "dtype": doc["params"].get("dtype")}
             built = ", ".join(sorted(doc.get("clip_lengths", {}), key=int))
-        except (ValueError, KeyError, OSError, AttributeError):
+        except (ValueError, KeyError, OSError, AttributeError, IntegrityError):
             continue
         if same:
             flags = " ".join(f"--{k.replace('_', '-')} {options.get(k)}" for k in cls.reads if k in options)

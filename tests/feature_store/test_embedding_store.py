@@ -52,7 +52,7 @@ def test_build_writes_hdf5_parquet_and_registry(built, weights):
     assert len(report.computed) == 20 and report.failed.height == 0 and report.weights_sha256 == weights
     assert {c: v["status"] for c, v in report.clip_lengths.items()} == {1: "built", 5: "built"}
     gen = store.generation(5)
-    assert {p.name for p in gen.iterdir()} == {"embeddings.h5", "index.parquet"}
+    assert {p.name for p in gen.iterdir()} == {"embeddings.h5", "index.parquet", "manifest.json"}
     with h5py.File(gen / "embeddings.h5") as h5:
         for name, width in mn.LAYERS.items():
             assert h5[name].shape == (20, width) and h5[name].dtype == np.float32

@@ -30,7 +30,7 @@ def test_build_writes_hdf5_parquet_and_registry(built):
     root, store, _, report = built
     assert len(report.computed) == 30 and report.failed.height == 0
     gen = store.generation(5)
-    assert {p.name for p in gen.iterdir()} == {"mel.h5", "index.parquet", "summary.parquet"}
+    assert {p.name for p in gen.iterdir()} == {"mel.h5", "index.parquet", "summary.parquet", "manifest.json"}
     with h5py.File(gen / "mel.h5") as h5:
         ds = h5["mel"]
         assert ds.shape == (30, 128, 216)
@@ -364,6 +364,11 @@ def test_an_index_that_does_not_match_its_hdf5_rows_is_a_torn_store(tiny_corpus,
     ids[0], ids[1] = ids[1], ids[0]
     os.chmod(gen / "index.parquet", 0o644)
     index.with_columns(pl.Series("clip_id", ids)).write_parquet(gen / "index.parquet")
+    with pytest.raises(StoreError, match=r"index\.parquet is \d+ bytes, not the \d+ listed in its manifest\.json"):
+        FeatureStore(tmp_path).tensors(clip_seconds=1)
+    from feature_store.manifest import write_manifest
+
+    write_manifest(gen)  # a manifest that agrees: the HDF5 rows still do not
     with pytest.raises(StoreError, match="torn store"):
         FeatureStore(tmp_path).tensors(clip_seconds=1, genre="rock")
 

@@ -100,7 +100,7 @@ def test_the_store_holds_each_clips_summary_of_its_frames(tiny_corpus, tmp_path)
     assert table.columns[-50:] == list(COLUMNS)
     np.testing.assert_array_equal(table.select(COLUMNS).to_numpy(), t.x)
     gen = store.generation(5)
-    assert sorted(p.name for p in gen.iterdir()) == ["index.parquet", "timbre.h5", "timbre.parquet"]
+    assert sorted(p.name for p in gen.iterdir()) == ["index.parquet", "manifest.json", "timbre.h5", "timbre.parquet"]
     assert pl.read_parquet(gen / "timbre.parquet").height == 30
     reg = store.describe()
     assert reg["view"] == "timbre" and reg["columns"] == list(COLUMNS)

@@ -94,7 +94,7 @@ def check_after_kill(root: Path, old: dict, new: dict) -> dict:
     for c in LENGTHS:
         gen = store.generation(c)
         assert gen.name.startswith("gen-") and not gen.name.startswith(".tmp-")
-        assert sorted(p.name for p in gen.iterdir()) == ["index.parquet", "mel.h5", "summary.parquet"]
+        assert sorted(p.name for p in gen.iterdir()) == ["index.parquet", "manifest.json", "mel.h5", "summary.parquet"]
         t = store.tensors(clip_seconds=c)
         got = (t.index, t.x, store.summary(clip_seconds=c).collect())
         if same_rows(got, old[c]):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from feature_store.errors import ParameterError, StoreError
+from feature_store.integrity import with_checksum
 from feature_store.params import GENRES, FeatureParams
 from training.config import TrainConfig, VectorConfig
 from training.families import family_for, get_family, model_names
@@ -88,7 +89,10 @@ def test_run_record_round_trips_and_reads_older_records(tmp_path):
     assert rec.costs.steady_seconds_per_epoch == 1.0 and rec.costs.rss_at_start_mb is None
     assert rec.to_dict()["note"] == "kept" and "rss_at_start_mb" not in rec.to_dict()["costs"]
     del old["metrics"]
-    (tmp_path / "metrics.json").write_text(json.dumps(old))
+    (tmp_path / "metrics.json").write_text(json.dumps(old))  # no checksum: refused, never read as older
+    with pytest.raises(StoreError, match=r"metrics\.json has no checksum .*train it again"):
+        RunRecord.load(tmp_path / "metrics.json")
+    (tmp_path / "metrics.json").write_text(json.dumps(with_checksum(old)))
     with pytest.raises(StoreError, match="missing metrics"):
         RunRecord.load(tmp_path / "metrics.json")
     with pytest.raises(StoreError, match="no run record"):
@@ -141,12 +145,15 @@ def test_predictor_reads_runs_written_before_the_family_interface(baseline_run, 
     old = json.loads((run / "metrics.json").read_text())
     for key in ("family", "view", "view_options", "checksum"):  # as written before them
         del old[key]
-    (run / "metrics.json").write_text(json.dumps(old))
+    (run / "metrics.json").write_text(json.dumps(old))  # without its checksum: refused
+    with pytest.raises(StoreError, match=r"metrics\.json has no checksum"):
+        Predictor(run)
+    (run / "metrics.json").write_text(json.dumps(with_checksum(old)))
     p = Predictor(run)
     assert p.family == "mel" and p.describe()["family"] == "mel" and p.model_name == "baseline"
     x = np.random.default_rng(0).normal(-40, 10, size=(3, 128, 44)).astype(np.float32)
     np.testing.assert_allclose(p.predict_windows(x), Predictor(res["run_dir"]).predict_windows(x))
     old["family"] = "probe"
-    (run / "metrics.json").write_text(json.dumps(old))
+    (run / "metrics.json").write_text(json.dumps(with_checksum(old)))
     with pytest.raises(StoreError, match="written by the 'probe' family"):
         Predictor(run)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from feature_store import atomic
+from feature_store import atomic, integrity
 from feature_store.errors import AudioError, ParameterError, StoreError
 from feature_store.features import mel_spectrogram
 from feature_store.params import GENRES, FeatureParams
@@ -74,10 +74,10 @@ def _fake_run(root: Path, *, model: str, clip: int, seed: int, acc: float, param
     params = params or FeatureParams()
     run = root / f"mel-{params.hash()}" / model / f"clip-{clip:02d}s" / f"seed-{seed}"
     with atomic.new_generation(run) as tmp:
-        (tmp / "metrics.json").write_text(json.dumps({
+        (tmp / "metrics.json").write_text(json.dumps(integrity.with_checksum({
             "model": model, "clip_seconds": clip, "seed": seed, "params_hash": params.hash(),
             "feature_params": params.to_dict(), "metrics": {"song_accuracy": acc, "clip_accuracy": acc},
-        }))
+        })))
     return atomic.resolve_current(run)
 
 
@@ -281,7 +281,9 @@ def test_incomplete_or_corrupt_runs_are_store_errors(trained: dict, tmp_path: Pa
         Predictor(run)
     shutil.copy(trained["run_dir"] / "normalizer.json", run / "normalizer.json")
     (run / "model.keras").write_bytes(b"not a zip file")
-    with pytest.raises(StoreError, match=r"model\.keras is not a readable archive .*: the file is damaged; train it again"):
+    # caught by the size and sha256 that the run's record lists, before Keras reads it
+    with pytest.raises(StoreError, match=r"model\.keras is 14 bytes, not the \d+ listed in metrics\.json: the file "
+                                         r"was changed or damaged; train it again"):
         Predictor(run)
 
 

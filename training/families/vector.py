@@ -28,6 +28,8 @@ from feature_store.params import GENRES
 from training.config import VectorConfig
 from training.families.base import Fit, ModelFamily, Scores, first_line
 
+#: Largest ``probe.npz`` read back, uncompressed (a probe's weights are a few MB).
+MAX_PROBE_BYTES = 64 << 20
 #: Classifiers of the family.
 CLASSIFIERS: tuple[str, ...] = ("logreg", "mlp")
 
@@ -130,12 +132,12 @@ class Probe:
         from training.record import RETRAIN
 
         meta = integrity.read_json(folder / "probe.json", remedy=RETRAIN)
-        integrity.check_archive(folder / "probe.npz", remedy=RETRAIN)  # every array's CRC
+        # sizes bounded from the zip directory before anything is decompressed; CRCs checked
+        z = integrity.read_npz(folder / "probe.npz", max_bytes=MAX_PROBE_BYTES, remedy=RETRAIN)
         try:
-            with np.load(folder / "probe.npz", allow_pickle=False) as z:
-                n = int(meta["n_layers"])
-                arrays = {"mean": z["mean"], "std": z["std"], "weights": [z[f"w{i}"] for i in range(n)],
-                          "biases": [z[f"b{i}"] for i in range(n)]}
+            n = int(meta["n_layers"])
+            arrays = {"mean": z["mean"], "std": z["std"], "weights": [z[f"w{i}"] for i in range(n)],
+                      "biases": [z[f"b{i}"] for i in range(n)]}
         except Exception as exc:  # noqa: BLE001 - a member renamed or rewritten by damage: zipfile and NumPy raise anything
             raise integrity.IntegrityError(f"{folder / 'probe.npz'} cannot be read ({first_line(exc)}): the file "
                                            f"is damaged; {RETRAIN}") from exc
