@@ -112,6 +112,33 @@ def with_opt_in_notes(assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDefini
     return list(dg.map_asset_specs(note, assets))
 
 
+def opt_in_assets() -> set[dg.AssetKey]:
+    """The assets that ``make run`` leaves empty: those of the jobs it does not plan (see
+    :func:`opt_in_notes`), e.g. the musicnn embeddings and the probes on them."""
+    from pipelines.run import plan_runs
+
+    planned_jobs = {p.job for p in plan_runs(Settings())}
+    return {key for job in ALL_JOBS if job.name not in planned_jobs for key in job.selection.resolve(ALL_ASSETS)}
+
+
+def without_opt_in_automation(assets: list[dg.AssetsDefinition], settings: Settings) -> list[dg.AssetsDefinition]:
+    """``assets`` with no automation condition on the opt-in ones, unless ``settings.automate_opt_in``.
+
+    So that automation builds what ``make run`` builds: an opt-in asset (musicnn weights, minutes
+    per clip length) is built only when asked for, or by automation once ``GTZAN_AUTOMATE_OPT_IN=1``.
+    """
+    if settings.automate_opt_in:
+        return assets
+    opt_in = opt_in_assets()
+
+    def strip(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if spec.key not in opt_in or spec.automation_condition is None:
+            return spec
+        return spec.replace_attributes(automation_condition=None)
+
+    return list(dg.map_asset_specs(strip, assets))
+
+
 def build_defs(resources: dict[str, object] | None = None, settings: Settings | None = None) -> dg.Definitions:
     """The Definitions of the code location.
 
@@ -129,7 +156,7 @@ def build_defs(resources: dict[str, object] | None = None, settings: Settings | 
 
         keep_tensorflow_logs()
     return dg.Definitions(
-        assets=with_opt_in_notes(ALL_ASSETS),
+        assets=with_opt_in_notes(without_opt_in_automation(ALL_ASSETS, settings)),
         asset_checks=ALL_CHECKS,
         jobs=ALL_JOBS,
         schedules=ALL_SCHEDULES,

@@ -62,3 +62,60 @@ def test_graph_follows_ingest(tiny_resources):
         materialize(FEATURES, "1")  # a refresh mid-week: training waits for the next weekly tick
         r = tick(r.cursor)
         assert r.get_num_requested(MODELS) == 0
+
+
+EMBEDDINGS, PROBES = dg.AssetKey("musicnn_embeddings"), dg.AssetKey("probe_models")
+
+
+def _ingest_tick(defs, instance, cursor=None):
+    """Run ingest (catalog and splits: the run that the audio sensor starts) and evaluate the conditions."""
+    assert defs.resolve_job_def("ingest_job").execute_in_process(instance=instance).success
+    return dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+
+
+def test_new_audio_file_requests_mel_and_timbre_never_the_opt_in_assets(tiny_resources, tiny_corpus):
+    from pipelines.settings import Settings
+
+    defs = build_defs(tiny_resources, Settings())
+    assert defs.resolve_assets_def(EMBEDDINGS).automation_conditions_by_key.get(EMBEDDINGS) is None
+    assert defs.resolve_assets_def(PROBES).automation_conditions_by_key.get(PROBES) is None
+    with dg.DagsterInstance.ephemeral() as instance:
+        r = _ingest_tick(defs, instance)
+        for key in (FEATURES, TIMBRE):  # the features of the first ingest were built
+            for clip in ("1", "5", "15", "30"):
+                instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=clip))
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert r.get_num_requested(FEATURES) == 0
+        # a new audio file: the sensor's ingest run catalogs it and makes the splits again
+        blues = tiny_corpus / "genres_original" / "blues"
+        src = sorted(blues.iterdir())[0]
+        (blues / f"blues.00099{src.suffix}").write_bytes(src.read_bytes()[:-2] + b"\x01\x00")
+        r = _ingest_tick(defs, instance, r.cursor)
+        requested = {k for k in (FEATURES, TIMBRE, EMBEDDINGS, PROBES, MODELS, REPORT) if r.get_num_requested(k)}
+        assert requested == {FEATURES, TIMBRE}
+        assert r.get_requested_partitions(FEATURES) == {"1", "5", "15", "30"}
+        assert r.get_num_requested(EMBEDDINGS) == r.get_num_requested(PROBES) == 0
+
+
+def test_opting_in_gives_the_opt_in_assets_automation(tiny_resources):
+    from pipelines.settings import Settings
+
+    defs = build_defs(tiny_resources, Settings(automate_opt_in=True))
+    assert defs.resolve_assets_def(EMBEDDINGS).automation_conditions_by_key.get(EMBEDDINGS) is not None
+    with dg.DagsterInstance.ephemeral() as instance:
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        r = _ingest_tick(defs, instance, r.cursor)
+        assert r.get_requested_partitions(EMBEDDINGS) == {"1", "5", "15", "30"}
+
+
+def test_opt_in_setting_reads_the_environment():
+    import pytest
+
+    from feature_store.errors import ParameterError
+    from pipelines.settings import Settings
+
+    assert Settings.from_env({}).automate_opt_in is False
+    assert Settings.from_env({"GTZAN_AUTOMATE_OPT_IN": "1"}).automate_opt_in is True
+    assert Settings.from_env({"GTZAN_AUTOMATE_OPT_IN": "1"}).env()["GTZAN_AUTOMATE_OPT_IN"] == "1"
+    with pytest.raises(ParameterError, match="GTZAN_AUTOMATE_OPT_IN"):
+        Settings.from_env({"GTZAN_AUTOMATE_OPT_IN": "maybe"})
