@@ -16,10 +16,9 @@ check                      asset            severity  blocks downstream
 =========================  ===============  ========  ===========================================
 
 The sanity checks of the feature views are made with their assets by one factory
-(:mod:`assets.views`). The checks on partitioned assets are *unpartitioned* checks (partitioned checks are a
-preview API in Dagster 1.13 and warn when the code location loads). Run together with a
-partition, they check that partition (the run's partition key); run on their own from the
-UI, they check every partition that exists.
+(:mod:`assets.views`). The checks on partitioned assets are *partitioned* like their assets
+(:func:`assets.views.partitioned_checks`): each evaluation checks one partition, and the UI
+shows each partition's last evaluation beside that partition's materialization.
 """
 
 import json
@@ -33,9 +32,9 @@ from assets.embeddings import probe_models
 from assets.ingest import audio_catalog, song_splits
 from assets.metadata import rounded, table
 from assets.models import genre_models
-from assets.partitions import model_partitions
+from assets.partitions import clip_partitions, model_partitions
 from assets.resources import FeatureStoreResource, ModelStoreResource
-from assets.views import VIEW_CHECKS, inspect_view
+from assets.views import VIEW_CHECKS, inspect_view, partitioned_checks
 from feature_store import atomic
 from feature_store import splits as fs_splits
 from feature_store.errors import StoreError
@@ -201,14 +200,7 @@ def _pipeline_cells(models: ModelStoreResource, params_hash: str, *, probes: boo
     )
 
 
-@dg.asset_check(
-    asset=genre_models,
-    description="Held-out song accuracy (mean over seeds, the pipeline's own runs without a variant) is "
-    "above chance (1 / 10 genres). Warns only: "
-    "an undertrained model still belongs in the report. Checks the run's (model, clip) cell, or every "
-    "trained cell when run alone.",
-)
-def model_above_chance(
+def _model_above_chance(
     context: dg.AssetCheckExecutionContext, features: FeatureStoreResource, models: ModelStoreResource
 ) -> dg.AssetCheckResult:
     params_hash = features.params().hash()
@@ -221,13 +213,7 @@ def model_above_chance(
     return _above_chance(models, params_hash, cells)
 
 
-@dg.asset_check(
-    asset=probe_models,
-    description="Held-out song accuracy of each probe (mean over seeds, the pipeline's own runs without a "
-    "variant) is above chance (1 / 10 genres). Warns only. Checks the probes of the run's clip length, or "
-    "every trained probe when run alone.",
-)
-def probe_above_chance(
+def _probe_above_chance(
     context: dg.AssetCheckExecutionContext, features: FeatureStoreResource, models: ModelStoreResource
 ) -> dg.AssetCheckResult:
     params_hash = features.params().hash()
@@ -236,3 +222,21 @@ def probe_above_chance(
     if key is not None:
         cells = [(m, c) for m, c in cells if c == int(key)]
     return _above_chance(models, params_hash, cells)
+
+
+with partitioned_checks():
+    model_above_chance = dg.asset_check(
+        asset=genre_models,
+        name="model_above_chance",
+        partitions_def=model_partitions,
+        description="Held-out song accuracy (mean over seeds, the pipeline's own runs without a variant) is "
+        "above chance (1 / 10 genres). Warns only: an undertrained model still belongs in the report. Checks "
+        "one (model, clip) cell (partition).",
+    )(_model_above_chance)
+    probe_above_chance = dg.asset_check(
+        asset=probe_models,
+        name="probe_above_chance",
+        partitions_def=clip_partitions,
+        description="Held-out song accuracy of each probe (mean over seeds, the pipeline's own runs without a "
+        "variant) is above chance (1 / 10 genres). Warns only. Checks the probes of one clip length (partition).",
+    )(_probe_above_chance)
