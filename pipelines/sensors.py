@@ -18,6 +18,11 @@
 ``automation``
     Evaluates the assets' ``AutomationCondition`` s (see :mod:`assets.policies`) every 30 s.
     Requests for several partitions are launched as one backfill.
+
+The UI's "Auto-materialize on/off" tag on job pages reads Dagster's older, sensor-less
+automation switch, not this sensor, and that switch reads "off" on a fresh instance. Each tick of
+``audio_folder_sensor`` (and ``make home``) sets it to this sensor's state
+(:func:`sync_automation_flag`), so the tag says whether automation runs.
 """
 
 import dataclasses
@@ -133,6 +138,38 @@ def diff_catalog(listing: dict[str, list[int]], catalog: Catalog | None) -> dict
     }
 
 
+def automation_running(instance: dg.DagsterInstance) -> bool:
+    """Whether the ``automation`` sensor is on: its stored state, else its default (running)."""
+    from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
+
+    if not instance.auto_materialize_enabled:
+        return False
+    stored = instance.all_instigator_state(instigator_type=InstigatorType.SENSOR) if instance.schedule_storage else []
+    states = [s for s in stored if s.name == AUTOMATION_SENSOR]
+    if not states:
+        return AUTOMATION_DEFAULT == dg.DefaultSensorStatus.RUNNING
+    on = {InstigatorStatus.RUNNING, InstigatorStatus.AUTOMATICALLY_RUNNING}
+    if AUTOMATION_DEFAULT == dg.DefaultSensorStatus.RUNNING:
+        on.add(InstigatorStatus.DECLARED_IN_CODE)
+    return any(s.status in on for s in states)
+
+
+def sync_automation_flag(instance: dg.DagsterInstance) -> bool:
+    """Set the flag behind the UI's "Auto-materialize on/off" tag to the ``automation`` sensor's state.
+
+    Returns
+    -------
+    bool
+        Whether automation runs (the tag then reads "Auto-materialize on").
+    """
+    from dagster._daemon.asset_daemon import get_auto_materialize_paused, set_auto_materialize_paused
+
+    running = automation_running(instance)
+    if get_auto_materialize_paused(instance) == running:
+        set_auto_materialize_paused(instance, not running)
+    return running
+
+
 @dg.sensor(
     name="audio_folder_sensor",
     job=ingest_job,
@@ -144,6 +181,8 @@ def diff_catalog(listing: dict[str, list[int]], catalog: Catalog | None) -> dict
 def audio_folder_sensor(
     context: dg.SensorEvaluationContext, audio: AudioSource, features: FeatureStoreResource
 ) -> dg.SensorResult:
+    if context.instance_ref is not None or getattr(context, "_instance", None) is not None:
+        sync_automation_flag(context.instance)  # a sensor context built without an instance (tests) has none
     try:
         genre_root = audio.genre_root(write_demo=False)
     except ParameterError as exc:
@@ -183,13 +222,28 @@ def audio_folder_sensor(
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=run_key, tags=tags)], cursor=cursor)
 
 
+#: The sensor that evaluates the automation conditions, and whether it runs unless stopped.
+AUTOMATION_SENSOR = "automation"
+AUTOMATION_DEFAULT = dg.DefaultSensorStatus.RUNNING
+
 automation = dg.AutomationConditionSensorDefinition(
-    "automation",
+    AUTOMATION_SENSOR,
     target=dg.AssetSelection.all(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
+    default_status=AUTOMATION_DEFAULT,
     minimum_interval_seconds=30,
     description="Evaluates the assets' automation conditions: features follow ingest, training follows "
     "the weekly tick, the report follows the models.",
 )
 
 ALL_SENSORS = [audio_folder_sensor, automation]
+
+
+def main() -> None:
+    """``python -m pipelines.sensors``: sync the UI's automation flag of ``$DAGSTER_HOME`` (``make home``)."""
+    with dg.DagsterInstance.get() as instance:
+        state = "on" if sync_automation_flag(instance) else "off"
+    print(f"automation {state} ({os.environ.get('DAGSTER_HOME', '')})")
+
+
+if __name__ == "__main__":
+    main()
