@@ -67,7 +67,8 @@ def view_asset(view_cls: type[FeatureView]) -> tuple[dg.AssetsDefinition, dg.Ass
             f"{view_cls.name} {clip_seconds} s: {info['status']}, {info['clips']} clips of {info['songs']} songs; "
             f"{len(report.computed)} songs computed, {report.cached} cached"
         )
-        return dg.MaterializeResult(metadata=step_metadata(view_metadata(report, clip_seconds, store), features))
+        return dg.MaterializeResult(metadata=step_metadata(view_metadata(report, clip_seconds, store), features),
+                                    data_version=view_data_version(store.view.clip_params.hash(), info["generation"]))
 
     with partitioned_checks():
         return _asset, _view_check(_asset, view_cls)
@@ -113,6 +114,16 @@ def _view_check(_asset: dg.AssetsDefinition, view_cls: type[FeatureView]) -> dg.
                              metadata={"view": view_cls.name, "view_hash": store.view.hash(), **provenance})
 
     return _check
+
+
+def view_data_version(params_hash: str, generation: str) -> dg.DataVersion:
+    """The data version of one clip length of a view: its parameters and its published generation.
+
+    A build that changed nothing keeps the generation, and so the version: what trained on it
+    stays up to date. New or removed songs publish a new generation: what trained on the old one
+    is out of date (Dagster's "Unsynced", and the ``models_current`` check).
+    """
+    return dg.DataVersion(f"{params_hash}:{generation}")
 
 
 def view_metadata(report: Any, clip_seconds: int, store: ViewStore) -> dict[str, Any]:

@@ -119,3 +119,34 @@ def test_opt_in_setting_reads_the_environment():
     assert Settings.from_env({"GTZAN_AUTOMATE_OPT_IN": "1"}).env()["GTZAN_AUTOMATE_OPT_IN"] == "1"
     with pytest.raises(ParameterError, match="GTZAN_AUTOMATE_OPT_IN"):
         Settings.from_env({"GTZAN_AUTOMATE_OPT_IN": "maybe"})
+
+
+def test_models_trained_on_rebuilt_features_are_out_of_date_and_the_check_is_requested(tiny_resources):
+    from assets.checks import out_of_date_cells
+
+    defs = build_defs(tiny_resources)
+    check = dg.AssetCheckKey(MODELS, "models_current")
+    cnn, logreg = (dg.MultiPartitionKey({"clip": "1", "model": m}) for m in ("cnn", "timbre_logreg"))
+
+    def features(key, version):
+        tags = {"dagster/data_version": version}
+        instance.report_runless_asset_event(dg.AssetMaterialization(key, partition="1", tags=tags))
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        features(FEATURES, "p:gen-1")
+        features(TIMBRE, "t:gen-1")
+        for cell in (cnn, logreg):
+            instance.report_runless_asset_event(dg.AssetMaterialization(MODELS, partition=cell))
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert check in {res.key for res in r.results if res.true_subset.size}  # models changed
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)  # (the check ran)
+        assert check not in {res.key for res in r.results if res.true_subset.size}
+        assert not out_of_date_cells(instance)["out_of_date"].any()
+        features(FEATURES, "p:gen-1")  # a rebuild that changed nothing keeps the data version
+        assert not out_of_date_cells(instance)["out_of_date"].any()
+        features(FEATURES, "p:gen-2")  # a new song: a new generation of the mel features
+        cells = out_of_date_cells(instance)
+        assert dict(zip(cells["model"], cells["out_of_date"], strict=True)) == {"cnn": True, "timbre_logreg": False}
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert check in {res.key for res in r.results if res.true_subset.size}  # features changed

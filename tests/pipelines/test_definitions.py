@@ -113,12 +113,15 @@ def test_checks_block_only_on_torn_or_leaking_data():
         "embeddings_sane": True,
         "model_above_chance": False,
         "probe_above_chance": False,
+        "models_current": False,
     }
 
 
 def test_checks_on_partitioned_assets_are_partitioned_like_them():
     graph = defs.resolve_asset_graph()
     for check_key in graph.asset_check_keys:
+        if check_key.name == "models_current":  # one verdict over every trained cell
+            continue
         check, asset = graph.get(check_key), graph.get(check_key.asset_key)
         assert check.partitions_def == asset.partitions_def, check_key.name
 
