@@ -45,7 +45,7 @@ test: install
 ## failure go to test-artifacts/)
 test-ui: install
 	tests/ui/install_chromium.sh
-	$(PY) -m pytest -q -s -m ui tests/ui $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m ui tests/ui $(PYTEST_ARGS)
 
 test-all: install
 	$(PY) -m pytest -q -m "not distributed and not ui" $(PYTEST_ARGS)
