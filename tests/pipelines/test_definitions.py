@@ -246,31 +246,33 @@ def test_opt_in_assets_say_so_first_in_their_descriptions():
         if name in planned and name != "genre_models":
             assert "Opt-in" not in description, name
         elif name not in planned:
-            assert description.startswith("**Opt-in:** not materialized by `make run`"), name
-            assert '`make run RUN_ARGS="--with-embeddings"`' in description, name
+            assert description.startswith("Opt-in: not materialized by make run, nor by automation"), name
+            assert 'make run RUN_ARGS="--with-embeddings"' in description, name
+            assert "GTZAN_AUTOMATE_OPT_IN=1" in description, name
     # and that flag does plan them
     with_flag = {p.job for p in plan_runs(Settings(), with_embeddings=True)}
     assert "embeddings_job" in with_flag
     # genre_models: the partitions `make run` does not train are named, with the option that trains them
     models = graph.get(dg.AssetKey("genre_models")).description
     first = models.split("\n\n")[0]
-    assert first.startswith("**Opt-in partitions:**")
+    assert first.startswith("Opt-in partitions:")
+    assert "*" not in first and "`" not in first  # plain text: the asset list shows it as written
     left = [m for m in PIPELINE_MODELS if not any(c.endswith(f"|{m}") for c in cells)]
     assert left == ["seed_cnn", "seed_rnn", "crnn"] and set(left).isdisjoint(DEFAULT_MODELS)
     named = first.split("the partitions of ", 1)[1].split(" (", 1)[0]
     assert named == ", ".join(left)
-    trained = first.split("`make run` trains ", 1)[1].split(";", 1)[0].split(", ")
+    trained = first.split("make run trains ", 1)[1].split(";", 1)[0].split(", ")
     assert set(trained) == set(DEFAULT_MODELS)
-    assert '`make run RUN_ARGS="--models all"`' in first
+    assert 'make run RUN_ARGS="--models all"' in first
     every = {p.partition for p in plan_runs(Settings(models=PIPELINE_MODELS)) if p.job == "training_job"}
     assert every == set(graph.get(dg.AssetKey("genre_models")).partitions_def.get_partition_keys())
     # the example partition in the note is a real key
-    example = first.rsplit("(e.g. `", 1)[1].split("`", 1)[0]
+    example = first.rsplit("(e.g. ", 1)[1].split(")", 1)[0]
     assert example in every and example.endswith(f"|{left[0]}")
     # the assets' own objects keep their descriptions: the notes belong to the code location
     import assets
 
-    assert not assets.musicnn_embeddings.descriptions_by_key[dg.AssetKey("musicnn_embeddings")].startswith("**Opt")
+    assert not assets.musicnn_embeddings.descriptions_by_key[dg.AssetKey("musicnn_embeddings")].startswith("Opt-in")
 
 
 def test_genre_models_description_names_partition_keys_as_they_appear():
