@@ -285,3 +285,32 @@ def test_genre_models_description_names_partition_keys_as_they_appear():
     quoted = [s for s in node.description.split("`")[1::2] if "|" in s]
     assert "clip|model" in quoted and "5|cnn" in quoted
     assert all(q == "clip|model" or q in keys for q in quoted), quoted
+
+
+def test_sizes_are_said_in_words_beside_their_byte_counts():
+    from assets.metadata import human_size, with_sizes
+
+    assert [human_size(n) for n in (812, 4_200, 13_100_000, 2_050_000_000)] == ["812 B", "4.2 kB", "13.1 MB",
+                                                                                  "2.05 GB"]
+    md = with_sizes({"bytes": 4_200, "hdf5_bytes": 13_100_000, "clips": 5})
+    assert md["bytes"] == 4_200 and md["size"].value == "4.2 kB"
+    assert md["hdf5_bytes"] == 13_100_000 and md["hdf5_size"].value == "13.1 MB"
+    assert list(md) == ["bytes", "size", "hdf5_bytes", "hdf5_size", "clips"]
+
+
+def test_a_solver_model_reports_iterations_not_epochs_under_the_cap(tiny_resources):
+    """timbre_logreg (scikit-learn) runs solver iterations that the epoch cap does not bound: its metadata
+    says so, rather than `epochs_run` 30 beside a report's "epoch cap 2"."""
+    from assets.partitions import model_key
+
+    d = build_defs(tiny_resources)
+    assert d.resolve_job_def("ingest_job").execute_in_process().success
+    assert d.resolve_job_def("features_job").execute_in_process(partition_key="1").success
+    key = str(model_key(model="timbre_logreg", clip_seconds=1))
+    result = d.resolve_job_def("training_job").execute_in_process(
+        partition_key=key, run_config={"ops": {"genre_models": {"config": {"epochs": 2}}}})
+    assert result.success
+    md = {k: v.value for k, v in result.asset_materializations_for_node("genre_models")[0].metadata.items()}
+    [row] = md["per_seed"].records
+    assert "epochs_run" not in row.data and row.data["solver_iterations"] >= 1
+    assert md["epoch_cap"].startswith("none") and md["model_size"].endswith("B")
