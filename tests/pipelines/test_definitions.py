@@ -148,7 +148,18 @@ def test_training_pool_retries_executor_and_automation():
     assert sensors == {
         "audio_folder_sensor": dg.DefaultSensorStatus.RUNNING,
         "automation": dg.DefaultSensorStatus.RUNNING,
+        "automation_mel": dg.DefaultSensorStatus.RUNNING,
+        "automation_timbre": dg.DefaultSensorStatus.RUNNING,
+        "automation_embeddings": dg.DefaultSensorStatus.RUNNING,
     }
+    # automation runs are named __ASSET_JOB by Dagster: their tags say what they are
+    tags = {s.name: s.run_tags for s in defs.sensors if s.name.startswith("automation")}
+    assert tags["automation_mel"] == {"gtzan/trigger": "automation", "gtzan/view": "mel"}
+    assert tags["automation"] == {"gtzan/trigger": "automation"}
+    # every asset and check is evaluated by exactly one automation sensor
+    graph = defs.resolve_asset_graph()
+    targets = [s.asset_selection.resolve(graph) for s in defs.sensors if s.name.startswith("automation")]
+    assert sum(len(t) for t in targets) == len(set().union(*targets)) == len(graph.get_all_asset_keys())
 
 
 def test_dagster_yaml_gives_the_training_pool_one_slot(tmp_path, monkeypatch):

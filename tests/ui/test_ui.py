@@ -19,6 +19,10 @@ LAST_EVALUATION = """
 query($key: AssetKeyInput!, $name: String!) {
   assetCheckExecutions(assetKey: $key, checkName: $name, limit: 1) { status evaluation { success description } } }
 """
+AUTOMATION_RUNS = """
+{ runsOrError(filter: {tags: [{key: "gtzan/trigger", value: "automation"}]}) {
+  ... on Runs { results { runId jobName tags { key value } } } } }
+"""
 #: What a check's detail panel calls an evaluation that passed, or not.
 RESULT = {True: "Passed", False: "Failed"}
 
@@ -124,3 +128,8 @@ def test_model_shows_out_of_date_after_a_new_song(stack, page):
     text = body(page)
     assert re.search(r"Evaluation result\s+Failed", text), text
     assert "2 of 2 trained models out of date" in text
+    # the check's run was launched by automation: Dagster names it __ASSET_JOB, its tags say what it is
+    runs = stack["server"].gql(AUTOMATION_RUNS)["runsOrError"]["results"]
+    assert runs and all(r["jobName"] == "__ASSET_JOB" for r in runs), runs
+    visit(page, stack, "/runs?q%5B%5D=tag%3Agtzan%2Ftrigger%3Dautomation", runs[0]["runId"][:8])
+    assert runs[0]["runId"][:8] in body(page)
