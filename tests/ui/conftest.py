@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ui.stack import REPO, DevServer, browser, group_alive
+from tests.ui.stack import REPO, DevServer, browser, group_members
 
 ARTIFACTS = REPO / "test-artifacts"
 GTZAN = Path(sys.executable).with_name("gtzan")
@@ -59,7 +59,8 @@ def stack(tmp_path_factory) -> dict:
         server.stop()
         ARTIFACTS.mkdir(exist_ok=True)
         shutil.copy(server.log_path, ARTIFACTS / "make-dev.log")
-    assert not group_alive(server.proc.pid), "processes of make dev outlived the stop"
+    left = group_members(server.proc.pid)
+    assert not left, f"processes of make dev outlived the stop: {left}"
 
 
 @pytest.fixture(scope="module")

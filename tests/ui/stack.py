@@ -91,18 +91,33 @@ class DevServer:
         deadline = time.monotonic() + 30
         while group_alive(self.proc.pid) and time.monotonic() < deadline:
             time.sleep(0.5)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # what outlived make in the group
+        if group_alive(self.proc.pid):
+            self._log.write(f"\nstill running 30 s after SIGTERM, killed: {group_members(self.proc.pid)}\n".encode())
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # what outlived make in the group
+            deadline = time.monotonic() + 10
+            while group_alive(self.proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
         self._log.close()
 
 
+def group_members(pgid: int) -> list[str]:
+    """``pid name`` of each live process (zombies left out) of the process group ``pgid``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        if rest[0] != "Z" and int(rest[2]) == pgid:
+            out.append(f"{stat.parent.name} {name}")
+    return out
+
+
 def group_alive(pgid: int) -> bool:
-    """Whether any process of the group ``pgid`` is left."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    """Whether any live process of the group ``pgid`` is left."""
+    return bool(group_members(pgid))
 
 
 @contextlib.contextmanager

@@ -112,9 +112,17 @@ def _ingest_a_new_song_and_rebuild_features(stack) -> None:
             assert defs.resolve_job_def("features_job").execute_in_process(instance=instance, partition_key=clip).success
 
 
+def graph_checks(page, stack) -> list[str]:
+    """What the training group's graph says of genre_models' checks ("2 / 2 Passed")."""
+    visit(page, stack, f"/locations/{stack['location']}/asset-groups/training", "genre_models")
+    page.wait_for_function("() => /\\d+ \\/ 2 Passed/.test(document.body.innerText)")
+    return re.findall(r"\d+ / 2 Passed", body(page))
+
+
 def test_model_shows_out_of_date_after_a_new_song(stack, page):
     before = last_evaluation(stack, "genre_models", "models_current")
     assert before["evaluation"]["success"], before
+    assert graph_checks(page, stack) == ["2 / 2 Passed"]  # model_above_chance and models_current
     _ingest_a_new_song_and_rebuild_features(stack)
     deadline = time.monotonic() + 240  # the automation sensor ticks every 30 s, then runs the check
     while time.monotonic() < deadline:
@@ -128,6 +136,8 @@ def test_model_shows_out_of_date_after_a_new_song(stack, page):
     text = body(page)
     assert re.search(r"Evaluation result\s+Failed", text), text
     assert "2 of 2 trained models out of date" in text
+    # and the graph says so on the model's node, without opening a partition
+    assert graph_checks(page, stack) == ["1 / 2 Passed"]
     # the check's run was launched by automation: Dagster names it __ASSET_JOB, its tags say what it is
     runs = stack["server"].gql(AUTOMATION_RUNS)["runsOrError"]["results"]
     assert runs and all(r["jobName"] == "__ASSET_JOB" for r in runs), runs
