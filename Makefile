@@ -14,7 +14,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 # options of `deploy/cluster.py up`, e.g. CLUSTER_ARGS="--workers 3 --visibility-timeout 600"
 CLUSTER_ARGS ?=
 
-.PHONY: install run test test-all test-distributed dev home clean bench cluster cluster-run cluster-down cluster-purge
+.PHONY: install run test test-ui test-all test-distributed dev home clean bench cluster cluster-run cluster-down cluster-purge
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,8 @@ install: $(VENV)/.installed
 home:
 	mkdir -p $(DAGSTER_HOME)
 	cp deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	@# the UI's "Auto-materialize on/off" tag follows the automation sensor (pipelines/sensors.py)
+	if [ -x $(PY) ]; then $(PY) -m pipelines.sensors; fi
 
 ## make run: materialize the whole asset graph (demo corpus unless GTZAN_DIR is set): `gtzan run`.
 ## Options go in RUN_ARGS, e.g. make run RUN_ARGS="--models all --epochs 5 --seeds 0 1 2"
@@ -36,10 +38,17 @@ run: install home
 
 ## make test: the test suite (slow tests excluded; `make test-all` includes them)
 test: install
-	$(PY) -m pytest -q -m "not slow and not distributed" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow and not distributed and not ui" $(PYTEST_ARGS)
+
+## make test-ui: the Dagster UI in headless Chromium against `dagster dev` on a tiny corpus
+## (installs Debian's chromium and chromium-driver with apt-get when missing; screenshots of a
+## failure go to test-artifacts/)
+test-ui: install
+	tests/ui/install_chromium.sh
+	$(PY) -m pytest -q -m ui tests/ui $(PYTEST_ARGS)
 
 test-all: install
-	$(PY) -m pytest -q -m "not distributed" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not distributed and not ui" $(PYTEST_ARGS)
 
 ## make test-distributed: (as root) bring up `make cluster` in a temporary folder, run the whole
 ## graph on it against a single-machine `make run`, lose a worker host, tear everything down

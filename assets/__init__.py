@@ -8,6 +8,7 @@ from assets.checks import (
     catalog_duplicates,
     catalog_quarantine,
     model_above_chance,
+    models_current,
     probe_above_chance,
     split_leakage,
 )
@@ -32,6 +33,7 @@ ALL_CHECKS = [
     *VIEW_CHECKS.values(),
     model_above_chance,
     probe_above_chance,
+    models_current,
 ]
 
 __all__ = [

@@ -13,13 +13,14 @@ check                      asset            severity  blocks downstream
 ``timbre_sane``            timbre_features  ERROR     yes: NaN/inf, wrong shape, torn or stale
 ``model_above_chance``     genre_models     WARN      no: the report still shows the model
 ``probe_above_chance``     probe_models     WARN      no: the report still shows the probe
+``models_current``         genre_models     WARN      no: says which models trained on features
+                                                      that were rebuilt since (out of date)
 =========================  ===============  ========  ===========================================
 
 The sanity checks of the feature views are made with their assets by one factory
-(:mod:`assets.views`). The checks on partitioned assets are *unpartitioned* checks (partitioned checks are a
-preview API in Dagster 1.13 and warn when the code location loads). Run together with a
-partition, they check that partition (the run's partition key); run on their own from the
-UI, they check every partition that exists.
+(:mod:`assets.views`). The checks on partitioned assets are *partitioned* like their assets
+(:func:`assets.views.partitioned_checks`): each evaluation checks one partition, and the UI
+shows each partition's last evaluation beside that partition's materialization.
 """
 
 import math
@@ -32,13 +33,15 @@ from assets.embeddings import probe_models
 from assets.ingest import audio_catalog, song_splits
 from assets.metadata import rounded, table
 from assets.models import genre_models
-from assets.partitions import model_partitions
+from assets.partitions import PIPELINE_VIEWS, clip_partitions, model_partitions
 from assets.resources import FeatureStoreResource, ModelStoreResource
-from assets.views import VIEW_CHECKS, inspect_view
+from assets.policies import ON_ANY_DEP_UPDATED
+from assets.views import VIEW_ASSETS, VIEW_CHECKS, inspect_view, partitioned_checks
 from feature_store import atomic, integrity
 from feature_store import splits as fs_splits
 from feature_store.errors import StoreError
 from feature_store.params import GENRES
+from training.families import registry
 from training.probe import is_probe_run
 from training.record import RETRAIN
 
@@ -201,14 +204,7 @@ def _pipeline_cells(models: ModelStoreResource, params_hash: str, *, probes: boo
     )
 
 
-@dg.asset_check(
-    asset=genre_models,
-    description="Held-out song accuracy (mean over seeds, the pipeline's own runs without a variant) is "
-    "above chance (1 / 10 genres). Warns only: "
-    "an undertrained model still belongs in the report. Checks the run's (model, clip) cell, or every "
-    "trained cell when run alone.",
-)
-def model_above_chance(
+def _model_above_chance(
     context: dg.AssetCheckExecutionContext, features: FeatureStoreResource, models: ModelStoreResource
 ) -> dg.AssetCheckResult:
     params_hash = features.params().hash()
@@ -221,13 +217,7 @@ def model_above_chance(
     return _above_chance(models, params_hash, cells)
 
 
-@dg.asset_check(
-    asset=probe_models,
-    description="Held-out song accuracy of each probe (mean over seeds, the pipeline's own runs without a "
-    "variant) is above chance (1 / 10 genres). Warns only. Checks the probes of the run's clip length, or "
-    "every trained probe when run alone.",
-)
-def probe_above_chance(
+def _probe_above_chance(
     context: dg.AssetCheckExecutionContext, features: FeatureStoreResource, models: ModelStoreResource
 ) -> dg.AssetCheckResult:
     params_hash = features.params().hash()
@@ -236,3 +226,79 @@ def probe_above_chance(
     if key is not None:
         cells = [(m, c) for m, c in cells if c == int(key)]
     return _above_chance(models, params_hash, cells)
+
+
+with partitioned_checks():
+    model_above_chance = dg.asset_check(
+        asset=genre_models,
+        name="model_above_chance",
+        partitions_def=model_partitions,
+        description="Held-out song accuracy (mean over seeds, the pipeline's own runs without a variant) is "
+        "above chance (1 / 10 genres). Warns only: an undertrained model still belongs in the report. Checks "
+        "one (model, clip) cell (partition).",
+    )(_model_above_chance)
+    probe_above_chance = dg.asset_check(
+        asset=probe_models,
+        name="probe_above_chance",
+        partitions_def=clip_partitions,
+        description="Held-out song accuracy of each probe (mean over seeds, the pipeline's own runs without a "
+        "variant) is above chance (1 / 10 genres). Warns only. Checks the probes of one clip length (partition).",
+    )(_probe_above_chance)
+
+
+def _data_version(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str,
+                  before: int | None = None) -> tuple[int, str | None] | None:
+    """(storage id, data version) of the latest materialization of a partition (before ``before``)."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition], before_storage_id=before), limit=1
+    ).records
+    if not records:
+        return None
+    mat = records[0].asset_materialization
+    return records[0].storage_id, (mat.tags or {}).get("dagster/data_version") if mat else None
+
+
+def out_of_date_cells(instance: dg.DagsterInstance) -> pl.DataFrame:
+    """Every trained (model, clip) cell, and whether its features changed since it was trained.
+
+    A cell is out of date when the data version of its view's clip length (parameters and
+    generation, :func:`assets.views.view_data_version`) differs from the one in effect when the
+    model was materialized: new or removed songs, or other feature parameters.
+    """
+    rows = []
+    for part in sorted(instance.get_materialized_partitions(genre_models.key)):
+        dims = model_partitions.get_partition_key_from_str(part).keys_by_dimension
+        view_key = VIEW_ASSETS[registry()[dims["model"]].view].key
+        model = _data_version(instance, genre_models.key, part)
+        now = _data_version(instance, view_key, dims["clip"])
+        then = _data_version(instance, view_key, dims["clip"], before=model[0]) if model else None
+        stale = now is not None and (then is None or then[1] != now[1])
+        rows.append({"model": dims["model"], "clip_seconds": int(dims["clip"]), "view": view_key.to_user_string(),
+                     "trained_on": then[1] if then else None, "features_now": now[1] if now else None,
+                     "out_of_date": stale})
+    return pl.DataFrame(rows, schema={"model": pl.String, "clip_seconds": pl.Int64, "view": pl.String,
+                                      "trained_on": pl.String, "features_now": pl.String, "out_of_date": pl.Boolean})
+
+
+@dg.asset_check(
+    asset=genre_models,
+    name="models_current",
+    additional_deps=[VIEW_ASSETS[v] for v in PIPELINE_VIEWS],
+    automation_condition=ON_ANY_DEP_UPDATED,
+    description="Every trained model was trained on the features as they are now: warns, naming the "
+    "(model, clip) cells whose view was rebuilt with other songs or parameters since (out of date until "
+    "retrained: the weekly tick, or Materialize). Evaluated by automation whenever the features or the "
+    "models change.",
+)
+def models_current(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    cells = out_of_date_cells(context.instance)
+    stale = cells.filter(pl.col("out_of_date"))
+    names = [f"{r['model']} {r['clip_seconds']} s" for r in stale.iter_rows(named=True)]
+    return dg.AssetCheckResult(
+        passed=stale.height == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(f"{stale.height} of {cells.height} trained models out of date (features rebuilt since): "
+                     f"{', '.join(names[:8])}{' …' if len(names) > 8 else ''}" if names else
+                     f"{cells.height} trained models up to date"),
+        metadata={"out_of_date": stale.height, "trained": cells.height, "cells": table(cells)},
+    )

@@ -152,8 +152,32 @@ def spread(values: list[float]) -> float:
 
 
 def step_metadata(metadata: Mapping[str, Any], features: Any) -> dict[str, Any]:
-    """What a step records: ``metadata`` :func:`rounded`, and the host it ran on (:func:`host_metadata`)."""
-    return rounded({**metadata, **host_metadata(features)})
+    """What a step records: ``metadata`` :func:`rounded` and :func:`with_sizes`, and the host it ran on
+    (:func:`host_metadata`)."""
+    return with_sizes(rounded({**metadata, **host_metadata(features)}))
+
+
+def human_size(n: int) -> str:
+    """``n`` bytes as the UI should say it: ``812 B``, ``4.2 kB``, ``13.1 MB``, ``2.05 GB`` (powers of 1000)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {unit}" if n / scale < 100 else f"{n / scale:.0f} {unit}"
+    return f"{n} B"
+
+
+def with_sizes(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """``metadata`` with, after each byte count (a key ending in ``bytes``), its size in words.
+
+    The count stays an integer (what scripts and tests read); ``<name>_size`` (``size`` for
+    ``bytes``) says it as ``13.1 MB``, which the UI shows as text.
+    """
+    out: dict[str, Any] = {}
+    for key, value in metadata.items():
+        out[key] = value
+        if key.endswith("bytes") and isinstance(value, int) and not isinstance(value, bool):
+            out[key.removesuffix("bytes").rstrip("_") + ("_size" if key != "bytes" else "size")] = (
+                dg.MetadataValue.text(human_size(value)))
+    return out
 
 
 def host_metadata(features: Any) -> dict[str, str]:

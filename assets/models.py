@@ -10,6 +10,7 @@ from assets.partitions import PIPELINE_VIEWS, model_partitions
 from assets.policies import ON_WEEKLY_CRON, RETRY_POLICY, TRAINING_POOL, permanent
 from assets.resources import FeatureStoreResource, ModelStoreResource
 from assets.views import VIEW_ASSETS
+from training.families import registry
 from training.train import TrainConfig
 
 #: The library's training defaults, which are the run config's.
@@ -103,6 +104,11 @@ def genre_models(
     def values(section: str, key: str) -> list[float]:
         return [float(r[section][key]) for r in results]
 
+    # Keras models train in epochs under the run config's cap; the scikit-learn families count
+    # solver iterations, which the cap does not bound: name each for what it is
+    keras = getattr(getattr(registry()[model], "spec", None), "trainer", None) == "keras"
+    steps = "epochs_run" if keras else "solver_iterations"
+
     per_seed = pl.DataFrame(
         {
             "seed": [r["seed"] for r in results],
@@ -110,7 +116,7 @@ def genre_models(
             "clip_accuracy": values("metrics", "clip_accuracy"),
             "study_metric_accuracy": values("metrics", "study_metric_accuracy"),
             "song_macro_f1": values("metrics", "song_macro_f1"),
-            "epochs_run": [int(r["costs"]["epochs_run"]) for r in results],
+            steps: [int(r["costs"]["epochs_run"]) for r in results],
             "train_seconds": values("costs", "train_seconds"),
             "model_path": [r["model_path"] for r in results],
         }
@@ -122,6 +128,7 @@ def genre_models(
         "clip_seconds": clip_seconds,
         "scheme": config.scheme,
         "seeds": dg.MetadataValue.json(list(config.seeds)),
+        "epoch_cap": config.epochs if keras else "none (solver iterations, not epochs)",
         "song_accuracy": statistics.fmean(song),
         "song_accuracy_std": spread(song),
         "clip_accuracy": statistics.fmean(values("metrics", "clip_accuracy")),

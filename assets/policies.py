@@ -45,6 +45,13 @@ ON_ANY_MODEL_UPDATED = (
     & ~dg.AutomationCondition.in_progress()
 ).with_label("any model updated")
 
+#: A check over every partition of its asset (``models_current``): re-evaluated once any of its
+#: asset's or its additional deps' partitions changed, when none is being built.
+ON_ANY_DEP_UPDATED = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+).with_label("any dep updated")
+
 
 @contextlib.contextmanager
 def permanent() -> Iterator[None]:

@@ -72,7 +72,8 @@ def opt_in_notes() -> dict[dg.AssetKey, str]:
     of the default settings), so that it cannot drift from them: an asset that none of the
     planned jobs selects is opt-in (the musicnn embeddings and the probes on them), and the
     model partitions it does not train are opt-in partitions of ``genre_models``. The UI shows
-    the note at the head of the asset's description, which says why it is empty.
+    the note at the head of the asset's description, which says why it is empty. The note is
+    plain text: the asset list shows the description's first words as they are written.
     """
     from pipelines.run import plan_runs
 
@@ -83,20 +84,21 @@ def opt_in_notes() -> dict[dg.AssetKey, str]:
         if job.name in planned_jobs:
             continue
         flag = OPT_IN_FLAGS.get(job.name)
-        how = (f'`make run RUN_ARGS="{flag}"` (`gtzan run {flag}`) materializes it' if flag
-               else "`gtzan run --help` says which option materializes it")
+        how = (f'make run RUN_ARGS="{flag}" (gtzan run {flag}) materializes it' if flag
+               else "gtzan run --help says which option materializes it")
         for key in job.selection.resolve(ALL_ASSETS):
-            notes[key] = f"**Opt-in:** not materialized by `make run`; {how}, as does *Materialize* here ({job.name})."
+            notes[key] = (f"Opt-in: not materialized by make run, nor by automation unless GTZAN_AUTOMATE_OPT_IN=1; "
+                          f"{how}, as does Materialize here ({job.name}).")
     trained = {model_partitions.get_partition_key_from_str(p.partition).keys_by_dimension["model"]
                for p in plan if p.job == training_job.name and p.partition}
     left = [m for m in PIPELINE_MODELS if m not in trained]
     if left:
         key = training_job.selection.resolve(ALL_ASSETS)
         notes.update(dict.fromkeys(key, (
-            f"**Opt-in partitions:** `make run` trains {', '.join(m for m in PIPELINE_MODELS if m in trained)}; "
+            f"Opt-in partitions: make run trains {', '.join(m for m in PIPELINE_MODELS if m in trained)}; "
             f"the partitions of {', '.join(left)} (slower to train) stay empty until "
-            f'`make run RUN_ARGS="--models all"` (or `--models {left[0]}`), or until you materialize them here '
-            f"(e.g. `30|{left[0]}`).")))
+            f'make run RUN_ARGS="--models all" (or --models {left[0]}), until you materialize them here '
+            f"(e.g. 30|{left[0]}), or until the weekly automation tick, which trains every partition.")))
     return notes
 
 
@@ -110,6 +112,33 @@ def with_opt_in_notes(assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDefini
         return spec.replace_attributes(description=f"{notes[spec.key]}\n\n{spec.description or ''}".strip())
 
     return list(dg.map_asset_specs(note, assets))
+
+
+def opt_in_assets() -> set[dg.AssetKey]:
+    """The assets that ``make run`` leaves empty: those of the jobs it does not plan (see
+    :func:`opt_in_notes`), e.g. the musicnn embeddings and the probes on them."""
+    from pipelines.run import plan_runs
+
+    planned_jobs = {p.job for p in plan_runs(Settings())}
+    return {key for job in ALL_JOBS if job.name not in planned_jobs for key in job.selection.resolve(ALL_ASSETS)}
+
+
+def without_opt_in_automation(assets: list[dg.AssetsDefinition], settings: Settings) -> list[dg.AssetsDefinition]:
+    """``assets`` with no automation condition on the opt-in ones, unless ``settings.automate_opt_in``.
+
+    So that automation builds what ``make run`` builds: an opt-in asset (musicnn weights, minutes
+    per clip length) is built only when asked for, or by automation once ``GTZAN_AUTOMATE_OPT_IN=1``.
+    """
+    if settings.automate_opt_in:
+        return assets
+    opt_in = opt_in_assets()
+
+    def strip(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if spec.key not in opt_in or spec.automation_condition is None:
+            return spec
+        return spec.replace_attributes(automation_condition=None)
+
+    return list(dg.map_asset_specs(strip, assets))
 
 
 def build_defs(resources: dict[str, object] | None = None, settings: Settings | None = None) -> dg.Definitions:
@@ -129,7 +158,7 @@ def build_defs(resources: dict[str, object] | None = None, settings: Settings | 
 
         keep_tensorflow_logs()
     return dg.Definitions(
-        assets=with_opt_in_notes(ALL_ASSETS),
+        assets=with_opt_in_notes(without_opt_in_automation(ALL_ASSETS, settings)),
         asset_checks=ALL_CHECKS,
         jobs=ALL_JOBS,
         schedules=ALL_SCHEDULES,

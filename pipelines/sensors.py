@@ -15,9 +15,18 @@
     tick (``gtzan ingest`` or ``make run`` ingested the change). A change of the listing that
     the catalog, unchanged since the last tick, cannot place (a file replaced by an older one
     of the same size) still yields a run, with ``gtzan/changed`` = ``unknown``.
-``automation``
-    Evaluates the assets' ``AutomationCondition`` s (see :mod:`assets.policies`) every 30 s.
-    Requests for several partitions are launched as one backfill.
+``automation`` and ``automation_<view>``
+    Evaluate the assets' ``AutomationCondition`` s (see :mod:`assets.policies`) every 30 s: one
+    sensor per feature view, one for the rest. Requests for several partitions are launched as
+    one backfill. Dagster names these runs ``__ASSET_JOB``; they carry ``gtzan/trigger`` =
+    ``automation``, the view's runs ``gtzan/view``, and Dagster's partition tags
+    (``dagster/partition``, and ``dagster/partition/clip`` and ``/model`` of the model cells),
+    which the Runs page filters on.
+
+The UI's "Auto-materialize on/off" tag on job pages reads Dagster's older, sensor-less
+automation switch, not these sensors, and that switch reads "off" on a fresh instance. Each tick of
+``audio_folder_sensor`` (and ``make home``) sets it to these sensors' state (on when all are)
+(:func:`sync_automation_flag`), so the tag says whether automation runs.
 """
 
 import dataclasses
@@ -31,6 +40,7 @@ import polars as pl
 
 from assets.resources import AudioSource, FeatureStoreResource
 from feature_store.errors import ParameterError
+from assets.views import VIEW_ASSETS
 from pipelines.jobs import ingest_job
 
 #: Version of the cursor's format; a cursor of another version (the listing of version 1)
@@ -133,6 +143,39 @@ def diff_catalog(listing: dict[str, list[int]], catalog: Catalog | None) -> dict
     }
 
 
+def automation_running(instance: dg.DagsterInstance) -> bool:
+    """Whether every automation sensor (:data:`AUTOMATION_SENSORS`) is on: its stored state, else
+    its default (running)."""
+    from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
+
+    if not instance.auto_materialize_enabled:
+        return False
+    stored = instance.all_instigator_state(instigator_type=InstigatorType.SENSOR) if instance.schedule_storage else []
+    on = {InstigatorStatus.RUNNING, InstigatorStatus.AUTOMATICALLY_RUNNING}
+    if AUTOMATION_DEFAULT == dg.DefaultSensorStatus.RUNNING:
+        on.add(InstigatorStatus.DECLARED_IN_CODE)
+    names = {s.name for s in AUTOMATION_SENSORS}
+    status = {s.name: s.status for s in stored if s.name in names}
+    default_on = AUTOMATION_DEFAULT == dg.DefaultSensorStatus.RUNNING
+    return all(status[n] in on if n in status else default_on for n in names)
+
+
+def sync_automation_flag(instance: dg.DagsterInstance) -> bool:
+    """Set the flag behind the UI's "Auto-materialize on/off" tag to the ``automation`` sensor's state.
+
+    Returns
+    -------
+    bool
+        Whether automation runs (the tag then reads "Auto-materialize on").
+    """
+    from dagster._daemon.asset_daemon import get_auto_materialize_paused, set_auto_materialize_paused
+
+    running = automation_running(instance)
+    if get_auto_materialize_paused(instance) == running:
+        set_auto_materialize_paused(instance, not running)
+    return running
+
+
 @dg.sensor(
     name="audio_folder_sensor",
     job=ingest_job,
@@ -144,6 +187,8 @@ def diff_catalog(listing: dict[str, list[int]], catalog: Catalog | None) -> dict
 def audio_folder_sensor(
     context: dg.SensorEvaluationContext, audio: AudioSource, features: FeatureStoreResource
 ) -> dg.SensorResult:
+    if context.instance_ref is not None or getattr(context, "_instance", None) is not None:
+        sync_automation_flag(context.instance)  # a sensor context built without an instance (tests) has none
     try:
         genre_root = audio.genre_root(write_demo=False)
     except ParameterError as exc:
@@ -183,13 +228,51 @@ def audio_folder_sensor(
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=run_key, tags=tags)], cursor=cursor)
 
 
-automation = dg.AutomationConditionSensorDefinition(
-    "automation",
-    target=dg.AssetSelection.all(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    description="Evaluates the assets' automation conditions: features follow ingest, training follows "
-    "the weekly tick, the report follows the models.",
-)
+#: The sensor that evaluates the automation conditions, and whether it runs unless stopped.
+AUTOMATION_SENSOR = "automation"
+AUTOMATION_DEFAULT = dg.DefaultSensorStatus.RUNNING
+#: Tags of every run that automation launches. Dagster names them ``__ASSET_JOB`` (an automation
+#: run is not a run of one of our jobs), so these tags, with Dagster's own ``dagster/partition``
+#: (and ``dagster/partition/clip`` and ``dagster/partition/model`` of the model cells), are what the
+#: Runs page filters them by.
+AUTOMATION_TAGS = {"gtzan/trigger": "automation"}
 
-ALL_SENSORS = [audio_folder_sensor, automation]
+
+def _view_automation(name: str) -> dg.AutomationConditionSensorDefinition:
+    """The sensor of one feature view's asset and checks: its runs carry ``gtzan/view``."""
+    return dg.AutomationConditionSensorDefinition(
+        f"{AUTOMATION_SENSOR}_{name}",
+        target=dg.AssetSelection.assets(VIEW_ASSETS[name]),
+        run_tags={**AUTOMATION_TAGS, "gtzan/view": name},
+        default_status=AUTOMATION_DEFAULT,
+        minimum_interval_seconds=30,
+        description=f"Evaluates the automation condition of the {name} view's asset "
+        f"({VIEW_ASSETS[name].key.to_user_string()}): it follows ingest. Its runs are tagged gtzan/view={name}.",
+    )
+
+
+#: One sensor per feature view (runs tagged with the view), one for the rest of the graph.
+VIEW_AUTOMATION = [_view_automation(name) for name in VIEW_ASSETS]
+automation = dg.AutomationConditionSensorDefinition(
+    AUTOMATION_SENSOR,
+    target=dg.AssetSelection.all() - dg.AssetSelection.assets(*VIEW_ASSETS.values()),
+    run_tags=AUTOMATION_TAGS,
+    default_status=AUTOMATION_DEFAULT,
+    minimum_interval_seconds=30,
+    description="Evaluates the assets' automation conditions but the feature views' (automation_<view>): "
+    "training follows the weekly tick, the report follows the models, models_current follows features and models.",
+)
+AUTOMATION_SENSORS = (automation, *VIEW_AUTOMATION)
+
+ALL_SENSORS = [audio_folder_sensor, *AUTOMATION_SENSORS]
+
+
+def main() -> None:
+    """``python -m pipelines.sensors``: sync the UI's automation flag of ``$DAGSTER_HOME`` (``make home``)."""
+    with dg.DagsterInstance.get() as instance:
+        state = "on" if sync_automation_flag(instance) else "off"
+    print(f"automation {state} ({os.environ.get('DAGSTER_HOME', '')})")
+
+
+if __name__ == "__main__":
+    main()

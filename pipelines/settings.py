@@ -18,6 +18,7 @@ variable               default                          meaning
 ``GTZAN_WORKERS``      ``0`` (the CPU count)            feature worker processes
 ``GTZAN_EXECUTOR``     ``multiprocess``                 Dagster executor: multiprocess | in_process | celery | k8s
 ``GTZAN_PREDICT_...``  ``7200``                         ``GTZAN_PREDICT_MAX_SECONDS``: longest file to predict
+``GTZAN_AUTOMATE...``  unset                            ``GTZAN_AUTOMATE_OPT_IN``: 1 lets automation build opt-in assets
 =====================  ===============================  ==================================
 
 Where a default is a parameter of the library (the epoch cap, batch size, seed and split scheme
@@ -64,6 +65,8 @@ ENV_VARS: dict[str, str] = {
     "(default: multiprocess)",
     "GTZAN_DEBUG": "set to 1: tracebacks instead of one-line errors, and TensorFlow's own logs",
     "GTZAN_PREDICT_MAX_SECONDS": "gtzan predict refuses longer files (default: 7200, two hours)",
+    "GTZAN_AUTOMATE_OPT_IN": "set to 1: automation also builds the opt-in assets (musicnn embeddings, probes); "
+    "default: they stay empty until asked for",
     **_deployment.ENV_VARS,
 }
 
@@ -187,6 +190,11 @@ class Settings:
     predict_max_seconds : float
         ``$GTZAN_PREDICT_MAX_SECONDS``: ``gtzan predict`` refuses longer files (2 hours). Its
         memory does not depend on it (files are streamed in windows); its time does.
+    automate_opt_in : bool
+        ``$GTZAN_AUTOMATE_OPT_IN``: give the opt-in assets (the musicnn embeddings and the probes
+        on them) the automation conditions of the others. Off by default: automation then builds
+        what ``make run`` builds, and the opt-in assets stay empty until asked for (they need the
+        musicnn weights and cost minutes per clip length on 2 cores).
     deployment : pipelines.deployment.Deployment
         Where a scaled-out deployment's services are (Celery broker and backend, PostgreSQL)
         and this host's name: the variables of :data:`pipelines.deployment.ENV_VARS`.
@@ -224,6 +232,7 @@ class Settings:
     ui_host: str = "127.0.0.1"
     ui_port: int = 3000
     predict_max_seconds: float = 7200.0
+    automate_opt_in: bool = False
     deployment: Deployment = dataclasses.field(default_factory=Deployment)
     allowed_roots: tuple[Path, ...] = ()
 
@@ -282,6 +291,7 @@ class Settings:
             "executor": _choice("GTZAN_EXECUTOR", get("GTZAN_EXECUTOR"), EXECUTORS),
             "debug": debug(environ),
             "predict_max_seconds": _seconds("GTZAN_PREDICT_MAX_SECONDS", get("GTZAN_PREDICT_MAX_SECONDS")),
+            "automate_opt_in": _flag("GTZAN_AUTOMATE_OPT_IN", get("GTZAN_AUTOMATE_OPT_IN")),
             "deployment": Deployment.from_env(dict(environ)),
             "allowed_roots": tuple(Path(p).expanduser() for p in (get("GTZAN_ALLOWED_ROOTS") or "").split(os.pathsep)
                                    if p.strip()) or None,
@@ -352,6 +362,8 @@ class Settings:
             env["GTZAN_ALLOWED_ROOTS"] = os.pathsep.join(str(p) for p in s.allowed_roots)
         if s.debug:
             env["GTZAN_DEBUG"] = "1"
+        if s.automate_opt_in:
+            env["GTZAN_AUTOMATE_OPT_IN"] = "1"
         return env
 
 
@@ -360,6 +372,15 @@ def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str | Non
     if value is not None and value not in choices:
         raise ParameterError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def _flag(name: str, value: str | None) -> bool | None:
+    """``value`` as a switch: ``1``/``true``/``yes`` on, ``0``/``false``/``no`` off (None when unset)."""
+    if value is None:
+        return None
+    if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
+        raise ParameterError(f"{name} must be 1 or 0, got {value!r}")
+    return value.lower() in ("1", "true", "yes")
 
 
 def _count(name: str, value: str | None) -> int | None:

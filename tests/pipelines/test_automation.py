@@ -62,3 +62,91 @@ def test_graph_follows_ingest(tiny_resources):
         materialize(FEATURES, "1")  # a refresh mid-week: training waits for the next weekly tick
         r = tick(r.cursor)
         assert r.get_num_requested(MODELS) == 0
+
+
+EMBEDDINGS, PROBES = dg.AssetKey("musicnn_embeddings"), dg.AssetKey("probe_models")
+
+
+def _ingest_tick(defs, instance, cursor=None):
+    """Run ingest (catalog and splits: the run that the audio sensor starts) and evaluate the conditions."""
+    assert defs.resolve_job_def("ingest_job").execute_in_process(instance=instance).success
+    return dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+
+
+def test_new_audio_file_requests_mel_and_timbre_never_the_opt_in_assets(tiny_resources, tiny_corpus):
+    from pipelines.settings import Settings
+
+    defs = build_defs(tiny_resources, Settings())
+    assert defs.resolve_assets_def(EMBEDDINGS).automation_conditions_by_key.get(EMBEDDINGS) is None
+    assert defs.resolve_assets_def(PROBES).automation_conditions_by_key.get(PROBES) is None
+    with dg.DagsterInstance.ephemeral() as instance:
+        r = _ingest_tick(defs, instance)
+        for key in (FEATURES, TIMBRE):  # the features of the first ingest were built
+            for clip in ("1", "5", "15", "30"):
+                instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=clip))
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert r.get_num_requested(FEATURES) == 0
+        # a new audio file: the sensor's ingest run catalogs it and makes the splits again
+        blues = tiny_corpus / "genres_original" / "blues"
+        src = sorted(blues.iterdir())[0]
+        (blues / f"blues.00099{src.suffix}").write_bytes(src.read_bytes()[:-2] + b"\x01\x00")
+        r = _ingest_tick(defs, instance, r.cursor)
+        requested = {k for k in (FEATURES, TIMBRE, EMBEDDINGS, PROBES, MODELS, REPORT) if r.get_num_requested(k)}
+        assert requested == {FEATURES, TIMBRE}
+        assert r.get_requested_partitions(FEATURES) == {"1", "5", "15", "30"}
+        assert r.get_num_requested(EMBEDDINGS) == r.get_num_requested(PROBES) == 0
+
+
+def test_opting_in_gives_the_opt_in_assets_automation(tiny_resources):
+    from pipelines.settings import Settings
+
+    defs = build_defs(tiny_resources, Settings(automate_opt_in=True))
+    assert defs.resolve_assets_def(EMBEDDINGS).automation_conditions_by_key.get(EMBEDDINGS) is not None
+    with dg.DagsterInstance.ephemeral() as instance:
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        r = _ingest_tick(defs, instance, r.cursor)
+        assert r.get_requested_partitions(EMBEDDINGS) == {"1", "5", "15", "30"}
+
+
+def test_opt_in_setting_reads_the_environment():
+    import pytest
+
+    from feature_store.errors import ParameterError
+    from pipelines.settings import Settings
+
+    assert Settings.from_env({}).automate_opt_in is False
+    assert Settings.from_env({"GTZAN_AUTOMATE_OPT_IN": "1"}).automate_opt_in is True
+    assert Settings.from_env({"GTZAN_AUTOMATE_OPT_IN": "1"}).env()["GTZAN_AUTOMATE_OPT_IN"] == "1"
+    with pytest.raises(ParameterError, match="GTZAN_AUTOMATE_OPT_IN"):
+        Settings.from_env({"GTZAN_AUTOMATE_OPT_IN": "maybe"})
+
+
+def test_models_trained_on_rebuilt_features_are_out_of_date_and_the_check_is_requested(tiny_resources):
+    from assets.checks import out_of_date_cells
+
+    defs = build_defs(tiny_resources)
+    check = dg.AssetCheckKey(MODELS, "models_current")
+    cnn, logreg = (dg.MultiPartitionKey({"clip": "1", "model": m}) for m in ("cnn", "timbre_logreg"))
+
+    def features(key, version):
+        tags = {"dagster/data_version": version}
+        instance.report_runless_asset_event(dg.AssetMaterialization(key, partition="1", tags=tags))
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        features(FEATURES, "p:gen-1")
+        features(TIMBRE, "t:gen-1")
+        for cell in (cnn, logreg):
+            instance.report_runless_asset_event(dg.AssetMaterialization(MODELS, partition=cell))
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert check in {res.key for res in r.results if res.true_subset.size}  # models changed
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)  # (the check ran)
+        assert check not in {res.key for res in r.results if res.true_subset.size}
+        assert not out_of_date_cells(instance)["out_of_date"].any()
+        features(FEATURES, "p:gen-1")  # a rebuild that changed nothing keeps the data version
+        assert not out_of_date_cells(instance)["out_of_date"].any()
+        features(FEATURES, "p:gen-2")  # a new song: a new generation of the mel features
+        cells = out_of_date_cells(instance)
+        assert dict(zip(cells["model"], cells["out_of_date"], strict=True)) == {"cnn": True, "timbre_logreg": False}
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert check in {res.key for res in r.results if res.true_subset.size}  # features changed

@@ -113,7 +113,17 @@ def test_checks_block_only_on_torn_or_leaking_data():
         "embeddings_sane": True,
         "model_above_chance": False,
         "probe_above_chance": False,
+        "models_current": False,
     }
+
+
+def test_checks_on_partitioned_assets_are_partitioned_like_them():
+    graph = defs.resolve_asset_graph()
+    for check_key in graph.asset_check_keys:
+        if check_key.name == "models_current":  # one verdict over every trained cell
+            continue
+        check, asset = graph.get(check_key), graph.get(check_key.asset_key)
+        assert check.partitions_def == asset.partitions_def, check_key.name
 
 
 def test_training_pool_retries_executor_and_automation():
@@ -132,13 +142,24 @@ def test_training_pool_retries_executor_and_automation():
     assert conditions["audio_catalog"] is None  # started by the schedule or the sensor
     assert conditions["mel_features"].get_label() == "eager"
     assert "on_cron" in conditions["genre_models"].get_label()
-    assert conditions["musicnn_embeddings"].get_label() == "eager"
-    assert "on_cron" in conditions["probe_models"].get_label()
+    # opt-in (GTZAN_AUTOMATE_OPT_IN unset): automation never builds the musicnn embeddings or the probes
+    assert conditions["musicnn_embeddings"] is None and conditions["probe_models"] is None
     sensors = {s.name: s.default_status for s in defs.sensors}
     assert sensors == {
         "audio_folder_sensor": dg.DefaultSensorStatus.RUNNING,
         "automation": dg.DefaultSensorStatus.RUNNING,
+        "automation_mel": dg.DefaultSensorStatus.RUNNING,
+        "automation_timbre": dg.DefaultSensorStatus.RUNNING,
+        "automation_embeddings": dg.DefaultSensorStatus.RUNNING,
     }
+    # automation runs are named __ASSET_JOB by Dagster: their tags say what they are
+    tags = {s.name: s.run_tags for s in defs.sensors if s.name.startswith("automation")}
+    assert tags["automation_mel"] == {"gtzan/trigger": "automation", "gtzan/view": "mel"}
+    assert tags["automation"] == {"gtzan/trigger": "automation"}
+    # every asset and check is evaluated by exactly one automation sensor
+    graph = defs.resolve_asset_graph()
+    targets = [s.asset_selection.resolve(graph) for s in defs.sensors if s.name.startswith("automation")]
+    assert sum(len(t) for t in targets) == len(set().union(*targets)) == len(graph.get_all_asset_keys())
 
 
 def test_dagster_yaml_gives_the_training_pool_one_slot(tmp_path, monkeypatch):
@@ -151,6 +172,8 @@ def test_dagster_yaml_gives_the_training_pool_one_slot(tmp_path, monkeypatch):
         assert pools.default_pool_limit == 1
         assert pools.pool_granularity.value == "op"
         assert instance.telemetry_enabled is False
+        # automation runs through the `automation` sensor, which the daemon evaluates
+        assert instance.auto_materialize_enabled and instance.auto_materialize_use_sensors
 
 
 def test_resources_from_environment(monkeypatch, tmp_path):
@@ -234,31 +257,33 @@ def test_opt_in_assets_say_so_first_in_their_descriptions():
         if name in planned and name != "genre_models":
             assert "Opt-in" not in description, name
         elif name not in planned:
-            assert description.startswith("**Opt-in:** not materialized by `make run`"), name
-            assert '`make run RUN_ARGS="--with-embeddings"`' in description, name
+            assert description.startswith("Opt-in: not materialized by make run, nor by automation"), name
+            assert 'make run RUN_ARGS="--with-embeddings"' in description, name
+            assert "GTZAN_AUTOMATE_OPT_IN=1" in description, name
     # and that flag does plan them
     with_flag = {p.job for p in plan_runs(Settings(), with_embeddings=True)}
     assert "embeddings_job" in with_flag
     # genre_models: the partitions `make run` does not train are named, with the option that trains them
     models = graph.get(dg.AssetKey("genre_models")).description
     first = models.split("\n\n")[0]
-    assert first.startswith("**Opt-in partitions:**")
+    assert first.startswith("Opt-in partitions:")
+    assert "*" not in first and "`" not in first  # plain text: the asset list shows it as written
     left = [m for m in PIPELINE_MODELS if not any(c.endswith(f"|{m}") for c in cells)]
     assert left == ["seed_cnn", "seed_rnn", "crnn"] and set(left).isdisjoint(DEFAULT_MODELS)
     named = first.split("the partitions of ", 1)[1].split(" (", 1)[0]
     assert named == ", ".join(left)
-    trained = first.split("`make run` trains ", 1)[1].split(";", 1)[0].split(", ")
+    trained = first.split("make run trains ", 1)[1].split(";", 1)[0].split(", ")
     assert set(trained) == set(DEFAULT_MODELS)
-    assert '`make run RUN_ARGS="--models all"`' in first
+    assert 'make run RUN_ARGS="--models all"' in first
     every = {p.partition for p in plan_runs(Settings(models=PIPELINE_MODELS)) if p.job == "training_job"}
     assert every == set(graph.get(dg.AssetKey("genre_models")).partitions_def.get_partition_keys())
     # the example partition in the note is a real key
-    example = first.rsplit("(e.g. `", 1)[1].split("`", 1)[0]
+    example = first.rsplit("(e.g. ", 1)[1].split(")", 1)[0]
     assert example in every and example.endswith(f"|{left[0]}")
     # the assets' own objects keep their descriptions: the notes belong to the code location
     import assets
 
-    assert not assets.musicnn_embeddings.descriptions_by_key[dg.AssetKey("musicnn_embeddings")].startswith("**Opt")
+    assert not assets.musicnn_embeddings.descriptions_by_key[dg.AssetKey("musicnn_embeddings")].startswith("Opt-in")
 
 
 def test_genre_models_description_names_partition_keys_as_they_appear():
@@ -271,3 +296,32 @@ def test_genre_models_description_names_partition_keys_as_they_appear():
     quoted = [s for s in node.description.split("`")[1::2] if "|" in s]
     assert "clip|model" in quoted and "5|cnn" in quoted
     assert all(q == "clip|model" or q in keys for q in quoted), quoted
+
+
+def test_sizes_are_said_in_words_beside_their_byte_counts():
+    from assets.metadata import human_size, with_sizes
+
+    assert [human_size(n) for n in (812, 4_200, 13_100_000, 2_050_000_000)] == ["812 B", "4.2 kB", "13.1 MB",
+                                                                                  "2.05 GB"]
+    md = with_sizes({"bytes": 4_200, "hdf5_bytes": 13_100_000, "clips": 5})
+    assert md["bytes"] == 4_200 and md["size"].value == "4.2 kB"
+    assert md["hdf5_bytes"] == 13_100_000 and md["hdf5_size"].value == "13.1 MB"
+    assert list(md) == ["bytes", "size", "hdf5_bytes", "hdf5_size", "clips"]
+
+
+def test_a_solver_model_reports_iterations_not_epochs_under_the_cap(tiny_resources):
+    """timbre_logreg (scikit-learn) runs solver iterations that the epoch cap does not bound: its metadata
+    says so, rather than `epochs_run` 30 beside a report's "epoch cap 2"."""
+    from assets.partitions import model_key
+
+    d = build_defs(tiny_resources)
+    assert d.resolve_job_def("ingest_job").execute_in_process().success
+    assert d.resolve_job_def("features_job").execute_in_process(partition_key="1").success
+    key = str(model_key(model="timbre_logreg", clip_seconds=1))
+    result = d.resolve_job_def("training_job").execute_in_process(
+        partition_key=key, run_config={"ops": {"genre_models": {"config": {"epochs": 2}}}})
+    assert result.success
+    md = {k: v.value for k, v in result.asset_materializations_for_node("genre_models")[0].metadata.items()}
+    [row] = md["per_seed"].records
+    assert "epochs_run" not in row.data and row.data["solver_iterations"] >= 1
+    assert md["epoch_cap"].startswith("none") and md["model_size"].endswith("B")

@@ -174,3 +174,34 @@ def test_diff_catalog():
     catalog = Catalog({"a": 10, "b": 11, "c": 10, "e": 7}, written_ns=200)
     assert diff_catalog(listing, catalog) == {"added": ["d"], "changed": ["b", "c"], "removed": ["e"]}
     assert diff_catalog(listing, None) == {"added": ["a", "b", "c", "d"], "changed": [], "removed": []}
+
+
+def test_audio_sensor_keeps_the_ui_automation_flag_equal_to_the_automation_sensor(tiny_resources):
+    """The UI's "Auto-materialize on/off" tag reads a flag that is "off" on a fresh instance; each tick
+    of the audio sensor sets it to the state of the `automation` sensor (on by default)."""
+    from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, InstigatorType
+    from dagster._daemon.asset_daemon import get_auto_materialize_paused
+
+    from pipelines.sensors import automation_running, sync_automation_flag
+
+    with dg.DagsterInstance.local_temp() as instance:
+        assert get_auto_materialize_paused(instance)  # what the UI showed: "Auto-materialize off"
+        tick(tiny_resources, instance=instance)
+        assert automation_running(instance) and not get_auto_materialize_paused(instance)
+        # the user stops the automation sensor: the tag follows at the next sync
+        state = InstigatorState(_sensor_origin(), InstigatorType.SENSOR, InstigatorStatus.STOPPED)
+        instance.add_instigator_state(state)
+        assert sync_automation_flag(instance) is False and get_auto_materialize_paused(instance)
+
+
+def _sensor_origin():
+    """The origin of the `automation` sensor of the project's code location (module pipelines.definitions)."""
+    from dagster._core.remote_origin import (
+        InProcessCodeLocationOrigin,
+        RemoteInstigatorOrigin,
+        RemoteRepositoryOrigin,
+    )
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="pipelines.definitions", attribute="defs"))
+    return RemoteInstigatorOrigin(RemoteRepositoryOrigin(location, "__repository__"), "automation")

@@ -36,6 +36,7 @@ def test_every_variable_is_read(tmp_path):
         "GTZAN_EXECUTOR": "in_process",
         "GTZAN_DEBUG": "1",
         "GTZAN_PREDICT_MAX_SECONDS": "600",
+        "GTZAN_AUTOMATE_OPT_IN": "1",
         "GTZAN_BROKER_URL": "redis://10.0.0.1:6379/0",
         "GTZAN_RESULT_BACKEND": "redis://10.0.0.1:6379/1",
         "GTZAN_POSTGRES_URL": "postgresql+psycopg2://u:p@10.0.0.1:5432/dagster",
@@ -50,6 +51,7 @@ def test_every_variable_is_read(tmp_path):
     assert (d.broker_url, d.result_backend, d.host_name, d.visibility_timeout) == (
         "redis://10.0.0.1:6379/0", "redis://10.0.0.1:6379/1", "worker-3", 120)
     assert d.postgres_url.endswith("@10.0.0.1:5432/dagster") and s.predict_max_seconds == 600.0
+    assert s.automate_opt_in is True
     assert s.audio_dir == tmp_path / "gtzan" and s.data_dir == Path("rel")
     assert s.store_root == Path("~/store").expanduser() and s.model_root == tmp_path / "m"
     assert s.report_root == Path("rel/reports") and s.demo_root == Path("rel/demo")
