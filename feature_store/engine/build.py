@@ -101,6 +101,7 @@ class _Song:
     sha256: str
     members: list[tuple[str, str]]
     duration: float
+    size: int
 
 
 class Builder:
@@ -160,13 +161,13 @@ class Builder:
     # -- planning -----------------------------------------------------------------------------
     def _plan(self, ok: pl.DataFrame, genre_root: Path) -> dict[str, _Song]:
         songs: dict[str, _Song] = {}
-        for sid, rel, sha, duration in ok.select("song_id", "path", "sha256", "duration").iter_rows():
+        for sid, rel, sha, duration, size in ok.select("song_id", "path", "sha256", "duration", "bytes").iter_rows():
             try:
                 resolve_in_root(genre_root, rel)
             except ParameterError as exc:
                 self.failed.append({"song_id": sid, "reason": str(exc)})
                 continue
-            song = songs.setdefault(sha, _Song(sha, [], float(duration)))
+            song = songs.setdefault(sha, _Song(sha, [], float(duration), int(size)))
             song.members.append((sid, rel))
         self.genre_root = genre_root
         return songs
@@ -215,7 +216,7 @@ class Builder:
     def _job(self, song: _Song) -> Job:
         return Job(song_ids=[s for s, _ in song.members],
                    paths=[str(resolve_in_root(self.genre_root, rel)) for _, rel in song.members],
-                   sha256=song.sha256, cache_folder=str(self.cache.folder))
+                   sha256=song.sha256, size=song.size, cache_folder=str(self.cache.folder))
 
     def _compute(self, songs: dict[str, _Song], genre_root: Path, open_writers: Callable[[], None]) -> None:
         todo = [s for s in songs.values() if self._missing(s)]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from feature_store.audio import decode
+from feature_store import integrity
 from feature_store.engine import codec
 from feature_store.engine.cache import SongCache
 from feature_store.errors import AudioError, ParameterError
@@ -33,6 +34,8 @@ class Job:
     song_ids, paths : list of str
         The songs with this content and their files (one, unless the corpus repeats a song).
     sha256 : str
+    size : int
+        The files' size in bytes, as cataloged: a worker reads no more than that.
     cache_folder : str
         The view's cache folder (a ``song``-scope entry is written there by the worker).
     wanted : dict, optional
@@ -43,6 +46,7 @@ class Job:
     song_ids: list[str]
     paths: list[str]
     sha256: str
+    size: int
     cache_folder: str
     wanted: dict[int, list[int]] | None = None
 
@@ -89,6 +93,17 @@ def view_of(spec: tuple[str, dict]) -> Any:
     return _VIEWS[key]
 
 
+def _read_cataloged(path: str, *, size: int) -> bytes | None:
+    """The bytes of an audio file, or None when it is no longer the regular file of ``size``
+    bytes that ingest cataloged (a FIFO or a device swapped in is never read, a grown file
+    never read whole): the caller reports it changed.
+    """
+    try:
+        return integrity.read_bounded(path, limit=size, what="cataloged audio file")
+    except integrity.IntegrityError:
+        return None
+
+
 def run_job(job: Job, spec: tuple[str, dict]) -> JobResult:
     """Compute one content hash; never raises for one song's sake (a file that cannot be
     decoded, or a ``MemoryError``, fails that song alone).
@@ -105,8 +120,8 @@ def run_job(job: Job, spec: tuple[str, dict]) -> JobResult:
     try:
         source: tuple[str, bytes] | None = None
         for sid, path in zip(job.song_ids, job.paths, strict=True):
-            data = Path(path).read_bytes()
-            if hashlib.sha256(data).hexdigest() != job.sha256:
+            data = _read_cataloged(path, size=job.size)
+            if data is None or hashlib.sha256(data).hexdigest() != job.sha256:
                 changed.append(sid)
             elif source is None:
                 source = (path, data)

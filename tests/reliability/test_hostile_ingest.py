@@ -230,3 +230,28 @@ def test_gtzan_run_leaves_a_store_on_another_host_to_its_checks(tmp_path):
     from pipelines.settings import Settings
 
     refuse_leaking_splits(Settings(store_dir=tmp_path / "not-here"))  # no local table: nothing to read
+
+
+def test_a_worker_never_reads_a_fifo_or_a_grown_file_swapped_in_after_ingest(tmp_path):
+    """A worker reads at most the cataloged size, from a regular file: a FIFO put in a song's
+    place after ingest would hang a plain read, a file grown to gigabytes would be read whole."""
+    import hashlib
+
+    from feature_store.engine import worker
+    from feature_store.params import FeatureParams
+    from feature_store.views.mel import MelView
+
+    song = tmp_path / "blues.00000.wav"
+    sf.write(song, np.zeros(22050, dtype=np.int16), 22050, subtype="PCM_16")
+    data = song.read_bytes()
+    spec = MelView(FeatureParams()).to_spec()
+
+    def job() -> worker.Job:
+        return worker.Job(["blues.00000"], [str(song)], hashlib.sha256(data).hexdigest(), len(data), str(tmp_path))
+
+    assert worker.run_job(job(), spec).ok
+    song.write_bytes(data + b"\0" * (1 << 20))
+    assert worker.run_job(job(), spec) == worker.JobResult(ok=False, changed=["blues.00000"], reason=worker.CHANGED)
+    song.unlink()
+    os.mkfifo(song)
+    assert worker.run_job(job(), spec) == worker.JobResult(ok=False, changed=["blues.00000"], reason=worker.CHANGED)

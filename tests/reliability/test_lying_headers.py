@@ -176,6 +176,6 @@ def test_a_memory_error_fails_one_song_not_the_build(tmp_path, monkeypatch):
     monkeypatch.setattr(MelView, "prepare", out_of_memory)
     path = audio_root / "jazz" / "jazz.00000.wav"
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    job = worker.Job(["jazz.00000"], [str(path)], sha, str(tmp_path))
+    job = worker.Job(["jazz.00000"], [str(path)], sha, path.stat().st_size, str(tmp_path))
     assert worker.run_job(job, MelView(FeatureParams()).to_spec()) == worker.JobResult(
         ok=False, changed=[], reason="out of memory computing this song's mel features")
