@@ -17,9 +17,13 @@ from typing import Any
 import dagster as dg
 import polars as pl
 
+from feature_store import integrity
+
 _TYPES = {pl.Int64: "int", pl.Int32: "int", pl.Float64: "float", pl.Float32: "float", pl.Boolean: "bool"}
 #: PNG figures larger than this are linked by path instead of inlined into the UI.
 MAX_INLINE_PNG_BYTES = 400_000
+#: The largest report.md the report asset reads back (it is a few kB of tables).
+MAX_REPORT_BYTES = 4 << 20
 
 
 #: Decimal places of a float in metadata, by the end of its key (the first that matches): shares
@@ -107,9 +111,10 @@ def png_markdown(path: str | os.PathLike[str], *, title: str | None = None) -> s
     """Markdown that shows a PNG inline (as a data URI), or links its path when too large."""
     p = Path(path)
     title = title or p.stem.replace("_", " ")
-    data = p.read_bytes()
-    if len(data) > MAX_INLINE_PNG_BYTES:
-        return f"**{title}**: `{p}` ({len(data) / 1e3:.0f} kB, too large to inline)"
+    try:
+        data = integrity.read_bounded(p, limit=MAX_INLINE_PNG_BYTES, what="figure to inline")
+    except integrity.IntegrityError:
+        return f"**{title}**: `{p}` (not a regular file, or too large to inline)"
     return f"**{title}**\n\n![{title}](data:image/png;base64,{base64.b64encode(data).decode()})"
 
 

@@ -6,10 +6,11 @@ from pathlib import Path
 import dagster as dg
 
 from assets.embeddings import probe_models
-from assets.metadata import MAX_INLINE_PNG_BYTES, png_markdown, size_bytes, step_metadata
+from assets.metadata import MAX_INLINE_PNG_BYTES, MAX_REPORT_BYTES, png_markdown, size_bytes, step_metadata
 from assets.models import genre_models
 from assets.policies import ON_ANY_MODEL_UPDATED, RETRY_POLICY, permanent
 from assets.resources import FeatureStoreResource, ModelStoreResource
+from feature_store import integrity
 
 _IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<src>[^)\s]+\.png)\)")
 
@@ -29,9 +30,13 @@ def inline_images(markdown: str, base: Path) -> str:
         if src.startswith(("data:", "http://", "https://")):
             return m[0]
         p = (root / src).resolve()
-        if root not in p.parents or not p.is_file() or p.stat().st_size > MAX_INLINE_PNG_BYTES:
+        if root not in p.parents:
             return f"{m[0]} (`{p}`)"
-        return f"![{m['alt']}](data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()})"
+        try:
+            data = integrity.read_bounded(p, limit=MAX_INLINE_PNG_BYTES, what="figure to inline")
+        except (OSError, integrity.IntegrityError):
+            return f"{m[0]} (`{p}`)"
+        return f"![{m['alt']}](data:image/png;base64,{base64.b64encode(data).decode()})"
 
     return _IMAGE.sub(swap, markdown)
 
@@ -60,7 +65,7 @@ def evaluation_report(
         path = Path(write_report(runs, models.report_dir))
     best = best_run(runs)
     out_dir = path.parent
-    text = path.read_text()
+    text = integrity.read_bounded(path, limit=MAX_REPORT_BYTES, what="report", remedy="write the report again").decode()
     linked = set(_IMAGE.findall(text))
     figures = sorted(p for p in out_dir.rglob("*.png") if p.is_file())
     unlinked = [p for p in figures if not any(src == p.relative_to(out_dir).as_posix() for _alt, src in linked)]

@@ -23,6 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STATE = "cluster.json"
+#: cluster.json holds names, addresses, passwords and process ids: a few kB.
+STATE_MAX_BYTES = 1 << 20
 #: The system user of the webserver, the daemon, the runs and the Celery workers.
 SERVICE_USER = "gtzan"
 #: The proxy (on the service address, with basic auth) and the webserver (on the control
@@ -134,7 +136,25 @@ class Cluster:
         if not path.is_file():
             raise ClusterError(f"no cluster in {directory} (no {STATE}); start one with `make cluster`")
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in json.loads(path.read_text()).items() if k in known})
+        return cls(**{k: v for k, v in _read_state(path).items() if k in known})
+
+
+def _read_state(path: Path) -> dict:
+    """The cluster's state file, refused in one line unless it is ours, private and small: it
+    names the processes that `down` signals as root."""
+    from feature_store.integrity import IntegrityError, read_bounded
+
+    st = path.lstat()
+    if st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise ClusterError(f"{path} is not a private file of this user (mode {st.st_mode & 0o777:o}, uid "
+                           f"{st.st_uid}): refusing to act on it")
+    try:
+        state = json.loads(read_bounded(path, limit=STATE_MAX_BYTES, what="cluster state file"))
+    except (IntegrityError, ValueError) as exc:
+        raise ClusterError(f"{path} cannot be read ({str(exc).splitlines()[0]})") from None
+    if not isinstance(state, dict):
+        raise ClusterError(f"{path} does not hold a JSON object")
+    return state
 
 
 def write_private(path: Path, text: str, *, owner: str | None = None, group: str | None = None,

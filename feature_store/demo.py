@@ -385,20 +385,20 @@ def write_demo_corpus(
         if g not in GENRES:
             raise ParameterError(f"unknown genre {g!r}; valid genres are {list(GENRES)}")
     _check_room(Path(root), n_bytes=len(genres) * songs_per_genre * (int(duration * sr) * 2 + 44))
-    import hashlib
-    import json
-
+    from feature_store import integrity
     from feature_store.atomic import write_json_atomic
+    from feature_store.errors import StoreError
+    from feature_store.manifest import sha256_file
 
     out = Path(root) / "genres_original"
     manifest_path = Path(root) / "demo-manifest.json"
     settings = {"seed": seed, "sr": sr, "duration": duration, "generator": DEMO_VERSION}
     manifest = {"settings": settings, "files": {}}
-    if manifest_path.exists():
-        with contextlib.suppress(ValueError, OSError):
-            old = json.loads(manifest_path.read_text())
-            if old.get("settings") == settings:
-                manifest["files"] = old.get("files", {})
+    # the manifest only spares work: a missing, damaged or unchecksummed one writes every file anew
+    with contextlib.suppress(OSError, StoreError):
+        old = integrity.read_json(manifest_path, remedy="the demo corpus is written again")
+        if old.get("settings") == settings and isinstance(old.get("files"), dict):
+            manifest["files"] = old["files"]
     for genre in genres:
         gdir = out / genre
         gdir.mkdir(parents=True, exist_ok=True)
@@ -406,12 +406,12 @@ def write_demo_corpus(
             target = gdir / f"{genre}.{i:05d}.wav"
             rel = target.relative_to(out).as_posix()
             known = manifest["files"].get(rel)
-            if known and target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() == known:
+            if known and target.is_file() and sha256_file(target) == known:
                 continue
             y = synthesize_song(genre, seed=song_seed(seed, genre, i), duration=duration, sr=sr)
             pcm = np.round(y * 32767).astype(np.int16)
             with atomic_path(target) as tmp:
                 sf.write(tmp, pcm, sr, subtype="PCM_16", format="WAV")
-            manifest["files"][rel] = hashlib.sha256(target.read_bytes()).hexdigest()
-    write_json_atomic(manifest_path, manifest)
+            manifest["files"][rel] = sha256_file(target)
+    write_json_atomic(manifest_path, integrity.with_checksum(manifest))
     return out

@@ -36,7 +36,6 @@ import os
 from pathlib import Path
 
 import dagster as dg
-import polars as pl
 
 from assets.resources import AudioSource, FeatureStoreResource
 from feature_store.errors import ParameterError
@@ -118,11 +117,17 @@ def catalog_mtime_ns(path: Path) -> int:
 
 
 def read_catalog(path: Path) -> Catalog | None:
-    """The catalog at ``path`` (paths and sizes), or None when there is none yet."""
+    """The catalog at ``path`` (paths and sizes; checked), or None when there is none yet or it is damaged."""
     written_ns = catalog_mtime_ns(path)
     if not written_ns:
         return None
-    cat = pl.read_parquet(path, columns=["path", "bytes"])
+    from feature_store.catalog import read_catalog as read_checked
+    from feature_store.errors import StoreError
+
+    try:
+        cat = read_checked(path).select("path", "bytes")
+    except StoreError:
+        return None  # damaged: every file then counts as new, and the ingest asked for rewrites it
     return Catalog(dict(zip(cat["path"].to_list(), cat["bytes"].to_list(), strict=True)), written_ns)
 
 

@@ -35,6 +35,20 @@ def test_state_round_trips_and_is_private(tmp_path):
         cl.Cluster.load(tmp_path / "elsewhere")
 
 
+def test_a_state_file_others_could_write_or_a_huge_one_is_refused(tmp_path):
+    c = cl.Cluster(dir=str(tmp_path), index=3, workers=["worker-1"], pg_password="p", redis_password="r",
+                   ui_password="u", boot_id="b")
+    c.save()
+    state = tmp_path / cl.STATE
+    state.chmod(0o666)  # anyone could have planted process ids for `down` to signal
+    with pytest.raises(cl.ClusterError, match=r"not a private file of this user \(mode 666"):
+        cl.Cluster.load(tmp_path)
+    state.chmod(0o600)
+    state.write_text("[" * (2 << 20))
+    with pytest.raises(cl.ClusterError, match=r"cluster.json cannot be read \(.* more than the 1048576"):
+        cl.Cluster.load(tmp_path)
+
+
 def test_every_host_gets_the_deployments_environment(tmp_path):
     from pipelines.deployment import Deployment
 

@@ -143,3 +143,24 @@ def test_ingest_refuses_a_seed_past_the_bound(tmp_path):
         with pytest.raises(ParameterError, match=rf"seed must be an integer in 0\.\.{MAX_SEED}, got {seed}"):
             ingest(audio, tmp_path / "store", seed=seed)
     assert not (tmp_path / "store" / "splits.parquet").exists()
+
+
+def test_the_demo_manifest_is_checked_and_an_edited_one_only_costs_a_rewrite(tmp_path):
+    import json
+
+    from feature_store.demo import write_demo_corpus
+
+    out = write_demo_corpus(tmp_path, songs_per_genre=1, duration=1.0, genres=("blues",))
+    song, manifest = out / "blues" / "blues.00000.wav", tmp_path / "demo-manifest.json"
+    doc = json.loads(manifest.read_text())
+    assert doc["checksum"].startswith("sha256:") and set(doc["files"]) == {"blues/blues.00000.wav"}
+    mtime = song.stat().st_mtime_ns
+    write_demo_corpus(tmp_path, songs_per_genre=1, duration=1.0, genres=("blues",))
+    assert song.stat().st_mtime_ns == mtime  # a sound manifest spares the work
+    # a manifest edited to vouch for a replaced song is not believed: the song is written again
+    good = song.read_bytes()
+    song.write_bytes(b"RIFF" + b"\0" * 100)
+    doc["files"]["blues/blues.00000.wav"] = __import__("hashlib").sha256(song.read_bytes()).hexdigest()
+    manifest.write_text(json.dumps(doc))
+    write_demo_corpus(tmp_path, songs_per_genre=1, duration=1.0, genres=("blues",))
+    assert song.read_bytes() == good

@@ -106,6 +106,16 @@ def test_first_tick_matches_existing_catalog(tiny_resources, tiny_corpus):
     assert json.loads(res.cursor)["catalog_ns"] == tiny_resources["features"].store().catalog_path.stat().st_mtime_ns
 
 
+def test_a_damaged_catalog_is_never_believed_every_file_asks_for_an_ingest(tiny_resources, tiny_corpus):
+    ingest(tiny_resources, tiny_corpus)
+    path = tiny_resources["features"].store().catalog_path
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    [req] = tick(tiny_resources).run_requests  # the ingest it asks for writes the catalog again
+    assert req.tags["gtzan/added"] == "30"
+
+
 def test_cursor_of_the_old_format_or_another_folder_is_treated_as_absent(tiny_resources, tiny_corpus):
     root = tiny_corpus / "genres_original"
     old = json.dumps({"v": 1, "root": str(root), "files": list_audio(root)}, sort_keys=True)
