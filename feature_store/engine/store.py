@@ -135,7 +135,7 @@ class ViewStore:
         """The catalog table (checked); :class:`StoreError` if ingest has not run or it is damaged."""
         if not self.catalog_path.exists():
             raise StoreError(f"no catalog at {self.catalog_path}; run ingest first (`gtzan ingest`)")
-        from feature_store.catalog import CATALOG_SCHEMA
+        from feature_store.tables import CATALOG_SCHEMA
 
         return integrity.read_parquet(self.catalog_path, schema=CATALOG_SCHEMA, remedy=REINGEST)
 
@@ -143,7 +143,7 @@ class ViewStore:
         """The split table (checked); :class:`StoreError` if splits were not made or it is damaged."""
         if not self.splits_path.exists():
             raise StoreError(f"no split table at {self.splits_path}; run ingest first (`gtzan ingest`)")
-        from feature_store.splits import SPLITS_SCHEMA
+        from feature_store.tables import SPLITS_SCHEMA
 
         return integrity.read_parquet(self.splits_path, schema=SPLITS_SCHEMA, remedy=REINGEST)
 
@@ -411,8 +411,3 @@ def assemble(parts: list[np.ndarray], names: Sequence[str], *, dtype: str = "flo
         return parts[0].astype(dtype, copy=False)
     flat = [p.reshape(p.shape[0], -1) for p in parts]
     return np.concatenate(flat, axis=1).astype(dtype, copy=False) if flat else np.empty((0, 0), dtype)
-
-
-def index_file(gen: Path) -> Path:
-    """The index of a generation."""
-    return gen / INDEX_FILE

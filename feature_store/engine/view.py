@@ -385,11 +385,6 @@ class FeatureView(abc.ABC):
         return hash((type(self).__name__, self.params))
 
 
-def check_clip_seconds(clip_seconds: Any) -> int:
-    """:func:`~feature_store.params.validate_clip_seconds`, re-exported for view modules."""
-    return validate_clip_seconds(clip_seconds)
-
-
 def window_rows(entry: np.ndarray, starts: Starts, frames: int) -> np.ndarray:
     """``entry[:, s : s + frames]`` for each start, stacked: ``(len(starts), features, frames)``.
 
