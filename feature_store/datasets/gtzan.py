@@ -28,11 +28,32 @@ from feature_store import catalog as _catalog
 from feature_store import splits as _splits
 from feature_store.engine.plugins import Dataset, register_dataset
 from feature_store.errors import ParameterError
-from feature_store.params import GENRES
 from feature_store.tables import EXCLUDED, SCHEME_PARTS
 
 __all__ = ["DATASET", "GENRES", "LAYOUT_FOLDERS", "SONG_RE", "fault_filtered_lists", "fault_filtered_split",
-           "find_genre_root", "make_splits", "scan", "song_id_of"]
+           "find_genre_root", "make_splits", "scan", "song_id_of", "validate_genre"]
+
+#: The ten GTZAN genres, in label order (label ``i`` is ``GENRES[i]``).
+GENRES: tuple[str, ...] = (
+    "blues",
+    "classical",
+    "country",
+    "disco",
+    "hiphop",
+    "jazz",
+    "metal",
+    "pop",
+    "reggae",
+    "rock",
+)
+
+
+def validate_genre(genre: str) -> str:
+    """Return ``genre`` if it is a GTZAN genre, else raise :class:`ParameterError`."""
+    if genre not in GENRES:
+        raise ParameterError(f"unknown genre {genre!r}; valid genres are {list(GENRES)}")
+    return genre
+
 
 LAYOUT_FOLDERS: dict[str, str] = {"kaggle": "genres_original", "original": "genres"}
 SONG_RE = re.compile(r"^(?P<genre>[a-z]+)\.(?P<number>\d{5})$")

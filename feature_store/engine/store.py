@@ -63,7 +63,7 @@ class Tensors(NamedTuple):
         ``(clips, *shape)`` for one array of a per-clip 2-d shape (the mel spectrograms);
         otherwise the named arrays flattened and side by side, ``(clips, features)``.
     y : np.ndarray [shape=(clips,), dtype=int64]
-        Genre labels, index into :data:`feature_store.params.GENRES`.
+        Labels: the position of each clip's label in the store's label set (recorded at ingest).
     index : pl.DataFrame
         The index rows of ``x``, in the same order.
     arrays : tuple of str

@@ -127,3 +127,23 @@ def test_the_csv_dataset_needs_its_labels_file(corpus, tmp_path):
         ingest(corpus, tmp_path, dataset="csv")
     with pytest.raises(ParameterError, match=r"takes no labels file"):
         ingest(corpus, tmp_path, dataset="folders", labels_file=tmp_path / "x.csv")
+
+
+def test_the_ingest_command_takes_a_dataset_and_lists_them_from_the_registry(corpus, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "pipelines"))
+    from cli_helpers import env_for, fails, ok, run
+
+    env = env_for(tmp_path / "data")
+    help_text = run(["ingest", "--help"], env).output
+    for name in dataset_names():
+        assert f"  {name}" in help_text
+    out = ok(["ingest", corpus, "--dataset", "folders"], env).output
+    assert "cataloged 12 files" in out and "(folders layout" in out
+    store = tmp_path / "data" / "store"
+    assert sorted(pl.read_parquet(store / "catalog.parquet")["genre"].unique().to_list()) == list(LABELS)
+    bad = _write_csv(tmp_path / "bad.csv", [("alpha/alpha-0.wav", "alpha"), ("alpha/alpha-0.wav", "beta")])
+    fails(["ingest", corpus, "--dataset", "csv", "--labels", bad], env, 2, r"line 3: path 'alpha/alpha-0.wav' is "
+          r"listed twice")
+    fails(["ingest", corpus, "--dataset", "nope"], env, 2, r"unknown dataset 'nope'; valid datasets are")
