@@ -184,7 +184,7 @@ class WindowStream:
         return self._streamed()
 
     def _open(self) -> Any:
-        from feature_store.audio import stream
+        from feature_store.audio_stream import stream
 
         st = stream(self.path, sr=self.view.sample_rate, max_seconds=self.max_seconds)
         self.source_sr, self.source_channels = int(st.info.sample_rate), int(st.info.channels)
