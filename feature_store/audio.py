@@ -50,8 +50,8 @@ from feature_store.params import NOMINAL_SECONDS
 
 __all__ = [
     "AUDIO_POLICY", "MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "MIX_BLOCK_SAMPLES", "READ_MARGIN_SECONDS",
-    "STREAM_BLOCK_SECONDS", "AudioInfo", "AudioStream", "AudioTooLongError", "DecodedAudio", "count_frames",
-    "declared_frames", "decode", "fit_length", "probe", "stream",
+    "STREAM_BLOCK_SECONDS", "AudioInfo", "AudioTooLongError", "DecodedAudio", "count_frames",
+    "declared_frames", "decode", "fit_length", "probe",
 ]
 
 #: Seconds read past the nominal length, so that the resampler's filter sees real audio
@@ -362,12 +362,3 @@ def check_seconds(name: str, value: float) -> None:
     number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
     if not number or not value > 0 or not math.isfinite(value):
         raise ParameterError(f"{name} must be a positive number of seconds, got {value!r}")
-
-
-def __getattr__(name: str) -> object:
-    """:class:`AudioStream` and :func:`stream`, which live in :mod:`feature_store.audio_stream`."""
-    if name in ("AudioStream", "stream"):
-        from feature_store import audio_stream
-
-        return getattr(audio_stream, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,6 +33,7 @@ import polars as pl
 
 from feature_store import atomic, integrity
 from feature_store.engine import locks, registry
+from feature_store.engine.arrays import assemble
 from feature_store.engine.build import Builder, BuildReport
 from feature_store.engine.index import INDEX_FILE, index_schema, predicates, public, query, table_schema
 from feature_store.engine.read import OpenGenerations, RowReader, damaged_h5, read_checked
@@ -403,11 +404,3 @@ class ViewStore:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
-
-
-def assemble(parts: list[np.ndarray], names: Sequence[str], *, dtype: str = "float32") -> np.ndarray:
-    """``x`` from the arrays read: one multi-dimensional array as it is, vectors side by side."""
-    if len(parts) == 1 and parts[0].ndim > 2:
-        return parts[0].astype(dtype, copy=False)
-    flat = [p.reshape(p.shape[0], -1) for p in parts]
-    return np.concatenate(flat, axis=1).astype(dtype, copy=False) if flat else np.empty((0, 0), dtype)
