@@ -147,3 +147,21 @@ def test_the_ingest_command_takes_a_dataset_and_lists_them_from_the_registry(cor
     fails(["ingest", corpus, "--dataset", "csv", "--labels", bad], env, 2, r"line 3: path 'alpha/alpha-0.wav' is "
           r"listed twice")
     fails(["ingest", corpus, "--dataset", "nope"], env, 2, r"unknown dataset 'nope'; valid datasets are")
+
+
+def test_a_repair_ingests_again_with_the_recorded_dataset_and_labels_file(corpus, tmp_path):
+    labels = _write_csv(tmp_path / "labels.csv", _listing(with_split=True), header=("path", "label", "split"))
+    root = tmp_path / "store"
+    ingest(corpus, root, dataset="csv", labels_file=labels)
+    store = FeatureStore(root)
+    store.build(audio_root=corpus, clip_seconds=[1], workers=1)
+    before = pl.read_parquet(root / "splits.parquet")
+    (root / "splits.parquet").write_bytes(b"not parquet")  # a damaged split table
+    check = store.verify()
+    assert check.root_problems
+    report = store.repair(check, audio_root=corpus, workers=1)
+    assert report.reingested
+    after = pl.read_parquet(root / "splits.parquet")
+    assert after.equals(before)  # the csv's own seed split, not the computed one
+    assert json.loads((root / "audio_source.json").read_text())["dataset"] == "csv"
+    assert not store.verify().root_problems
