@@ -34,9 +34,18 @@ from feature_store.atomic import write_parquet_atomic
 from feature_store.audio import count_frames, declared_frames, decode, probe
 from feature_store.errors import AudioError, ParameterError
 from feature_store.params import NOMINAL_SECONDS
-from feature_store.tables import (AUDIO_SOURCE_FILE, AUDIO_SOURCE_MAX_BYTES, CATALOG_SCHEMA, file_kind,
-                                  file_sha256, read_audio_source, recorded_genre_root, resolve_in_root,
-                                  size_and_sha256, write_audio_source)
+from feature_store.tables import (  # the neutral names, re-exported where they have always been
+    AUDIO_SOURCE_FILE,
+    AUDIO_SOURCE_MAX_BYTES,
+    CATALOG_SCHEMA,
+    file_kind,
+    file_sha256,
+    read_audio_source,
+    recorded_genre_root,
+    resolve_in_root,
+    size_and_sha256,
+    write_audio_source,
+)
 
 #: Below this many files the catalog is read in one process (spawning costs ~1 s).
 PARALLEL_MIN_FILES = 200

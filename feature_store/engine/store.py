@@ -35,7 +35,7 @@ from feature_store import atomic, integrity
 from feature_store.engine import locks, registry
 from feature_store.engine.arrays import assemble
 from feature_store.engine.build import Builder, BuildReport
-from feature_store.engine.index import INDEX_FILE, index_schema, predicates, public, query, table_schema
+from feature_store.engine.index import index_schema, predicates, public, query, table_schema
 from feature_store.engine.read import OpenGenerations, RowReader, damaged_h5, read_checked
 from feature_store.engine.view import FeatureView
 from feature_store.errors import ParameterError, StoreError

@@ -35,7 +35,7 @@ import numpy as np
 
 from feature_store.engine.frames import FrameSpec
 from feature_store.errors import ParameterError
-from feature_store.params import FeatureParams, validate_clip_seconds
+from feature_store.params import FeatureParams
 
 #: Row storage of an array: ``row`` chunks hold one clip each (large per-clip arrays that are
 #: read a few clips at a time, like spectrograms); ``block`` chunks hold many clips (vectors).
