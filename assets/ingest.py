@@ -8,6 +8,8 @@ from assets.policies import EAGER, RETRY_POLICY, permanent
 from assets.resources import AudioSource, FeatureStoreResource
 from feature_store import catalog as fs_catalog
 from feature_store import splits as fs_splits
+from feature_store.datasets import gtzan
+from feature_store.tables import write_audio_source
 
 
 @dg.asset(
@@ -24,10 +26,10 @@ def audio_catalog(
 ) -> dg.MaterializeResult:
     with permanent():
         genre_root = audio.genre_root()
-        cat = fs_catalog.scan(genre_root)
+        cat = gtzan.scan(genre_root)
         store = features.store()
         path = fs_catalog.write_catalog(cat, store.catalog_path)
-        fs_catalog.write_audio_source(store.root, genre_root)
+        write_audio_source(store.root, genre_root, dataset=gtzan.DATASET.name, labels=gtzan.GENRES)
     quarantined = cat.filter(pl.col("status") == "quarantined").select("song_id", "genre", "path", "reason")
     dups = cat.filter(pl.col("duplicate_of").is_not_null()).select("song_id", "duplicate_of", "path")
     noted = cat.filter(pl.col("notes").is_not_null()).select("song_id", "notes")
@@ -74,7 +76,7 @@ def song_splits(context: dg.AssetExecutionContext, features: FeatureStoreResourc
     with permanent():
         store = features.store()
         cat = store.catalog()
-        spl = fs_splits.make_splits(cat)
+        spl = gtzan.make_splits(cat)
         path = fs_splits.write_splits(spl, store.splits_path)
     summary = fs_splits.summary(spl)
     wide = summary.pivot(on="part", index="scheme", values="songs").fill_null(0)

@@ -19,7 +19,7 @@ from typing import Any
 
 import dagster as dg
 
-from feature_store.catalog import LAYOUT_FOLDERS, find_genre_root
+from feature_store.datasets.gtzan import LAYOUT_FOLDERS, find_genre_root
 from feature_store.demo import write_demo_corpus
 from feature_store.embeddings.store import EmbeddingStore
 from feature_store.engine.store import ViewStore

@@ -14,7 +14,7 @@ what ``gtzan predict`` runs per file. The child reports:
 Baselines, measured in the same run and in children of their own:
 
 * the same predict on a 30 s file (``0.5`` min): the fixed cost of a file;
-* ``stream``: :func:`feature_store.audio.stream` of the same file at the view's rate and
+* ``stream``: :func:`feature_store.audio_stream.stream` of the same file at the view's rate and
   nothing else, what reading the file costs, so that the report shows what predict adds.
 
 Files are built from real audio: the clips of ``../shared/data/gtzan-mini`` (FLAC, 22050 Hz
@@ -103,7 +103,7 @@ PREDICT_CHILD = textwrap.dedent("""
     out = {}
     try:
         if what == "stream":  # run_dir is the rate here
-            from feature_store.audio import stream
+            from feature_store.audio_stream import stream
             out["load_mib"] = round(hwm_kib() / 1024)
             t0, c0 = time.perf_counter(), cpu()
             out["samples"] = int(sum(b.size for b in stream(path, sr=int(run_dir))))

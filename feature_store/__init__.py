@@ -1,4 +1,4 @@
-"""GTZAN feature store: catalog, validation, demo corpus, splits, the store engine and its views.
+"""The feature store: its engine, the views and datasets that register with it, catalog and splits.
 
 This package never imports Dagster; the assets in ``assets/`` call into it.
 
@@ -23,7 +23,7 @@ _LAZY: dict[str, str] = {
     "IngestResult": "feature_store.ingest",
     "ingest": "feature_store.ingest",
     "CLIP_SECONDS": "feature_store.params",
-    "GENRES": "feature_store.params",
+    "GENRES": "feature_store.datasets.gtzan",
     "MODES": "feature_store.params",
     "FeatureParams": "feature_store.params",
     "BuildReport": "feature_store.store",
@@ -41,7 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from feature_store.errors import (AudioError, GTZANError, ParameterError, StoreError, StoreLockedError,
                                       WorkerDiedError)
     from feature_store.ingest import IngestResult, ingest
-    from feature_store.params import CLIP_SECONDS, GENRES, MODES, FeatureParams
+    from feature_store.datasets.gtzan import GENRES
+    from feature_store.params import CLIP_SECONDS, MODES, FeatureParams
     from feature_store.engine.store import ViewStore
     from feature_store.engine.view import ViewOptions
     from feature_store.store import BuildReport, FeatureStore, Tensors

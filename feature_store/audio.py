@@ -10,7 +10,7 @@ Policy (recorded in every store's registry as :data:`AUDIO_POLICY`):
   instead, which gives the same samples as libsndfile (tests check it on the real clips)
   in about 70% of the time, and leaves to libsndfile any file it does not decode cleanly;
 * read only what is needed: the nominal 30 s plus :data:`READ_MARGIN_SECONDS`, never the
-  whole file (:func:`decode`); long files are read block by block (:func:`stream`);
+  whole file (:func:`decode`); long files are read block by block (:func:`stream`, in :mod:`feature_store.audio_stream`);
 * mix down to mono by averaging channels, a block at a time;
 * replace NaN and infinite samples by 0 and count them;
 * resample to the feature rate with soxr (high quality);
@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +50,8 @@ from feature_store.params import NOMINAL_SECONDS
 
 __all__ = [
     "AUDIO_POLICY", "MAX_SAMPLE_RATE", "MIN_SAMPLE_RATE", "MIX_BLOCK_SAMPLES", "READ_MARGIN_SECONDS",
-    "STREAM_BLOCK_SECONDS", "AudioInfo", "AudioStream", "AudioTooLongError", "DecodedAudio", "count_frames",
-    "declared_frames", "decode", "fit_length", "probe", "stream",
+    "STREAM_BLOCK_SECONDS", "AudioInfo", "AudioTooLongError", "DecodedAudio", "count_frames",
+    "declared_frames", "decode", "fit_length", "probe",
 ]
 
 #: Seconds read past the nominal length, so that the resampler's filter sees real audio
@@ -210,15 +209,15 @@ def decode(
         If ``sr``, ``nominal_seconds`` or ``max_seconds`` is not positive.
     """
     path = Path(path)
-    _check_rate(sr)
+    check_rate(sr)
     if nominal_seconds is not None:
-        _check_seconds("nominal_seconds", nominal_seconds)
+        check_seconds("nominal_seconds", nominal_seconds)
     if max_seconds is not None:
-        _check_seconds("max_seconds", max_seconds)
+        check_seconds("max_seconds", max_seconds)
     try:
         return _decode(path, sr=sr, nominal_seconds=nominal_seconds, data=data, max_seconds=max_seconds)
     except Exception as exc:  # AudioError, MemoryError, LibsndfileError, RuntimeError, soxr's ValueError...
-        raise _failure(path, exc) from exc
+        raise decode_failure(path, exc) from exc
 
 
 def _decode(
@@ -239,8 +238,8 @@ def _decode(
     if y.size == 0:
         raise AudioError("holds no audio samples")
     if nominal_seconds is None and max_seconds is not None and not complete:
-        raise AudioTooLongError(_too_long(path, max_seconds))
-    y, non_finite, clipped = _clean_samples(y)
+        raise AudioTooLongError(too_long_message(path, max_seconds))
+    y, non_finite, clipped = clean_samples(y)
     frames, source_sr = int(y.size), info.sample_rate
     if source_sr != sr:
         import soxr
@@ -279,16 +278,16 @@ def _refuse_longer(path: Path, info: AudioInfo, max_seconds: float) -> int:
     holds more than its header says; AudioTooLongError when the header declares more."""
     allowed = int(math.floor(max_seconds * info.sample_rate))
     if info.frames is not None and info.frames > allowed:
-        raise AudioTooLongError(_too_long(path, max_seconds, info.duration))
+        raise AudioTooLongError(too_long_message(path, max_seconds, info.duration))
     return allowed + 1
 
 
-def _too_long(path: Path, max_seconds: float, seconds: float | None = None) -> str:
+def too_long_message(path: Path, max_seconds: float, seconds: float | None = None) -> str:
     lasts = f"lasts {seconds:.1f} s" if seconds is not None else "holds more audio"
     return f"{path.name} {lasts}, more than the maximum of {max_seconds:g} s"
 
 
-def _failure(path: Path, exc: BaseException) -> AudioError:
+def decode_failure(path: Path, exc: BaseException) -> AudioError:
     """The AudioError that reading ``path`` ends with, whatever went wrong: the reason
     (as :func:`probe` gives it, or the decoder's message) after ``cannot decode <name>:``."""
     if isinstance(exc, AudioTooLongError):
@@ -298,7 +297,7 @@ def _failure(path: Path, exc: BaseException) -> AudioError:
     return AudioError(f"cannot decode {path.name}: {clean_message(exc)}")
 
 
-def _clean_samples(y: np.ndarray) -> tuple[np.ndarray, int, int]:
+def clean_samples(y: np.ndarray) -> tuple[np.ndarray, int, int]:
     """``y`` with NaN and infinities set to 0 (in place), their count, and the count of
     samples at full scale."""
     non_finite = 0
@@ -341,190 +340,7 @@ def count_frames(path: str | Path, *, data: bytes | None = None) -> int:
         with open_source(path, data) as src:
             return count_present(src)
     except Exception as exc:
-        raise _failure(path, exc) from exc
-
-
-# ---------------------------------------------------------------------------------------
-# streaming a long file (predict)
-# ---------------------------------------------------------------------------------------
-class AudioStream:
-    """Mono float32 blocks of a file at a target rate, in bounded memory; see :func:`stream`.
-
-    Iterate once; the counters are final when the iteration ends. Use it as a context
-    manager (or call :meth:`close`) to release the file early.
-
-    Attributes
-    ----------
-    info : AudioInfo
-        What the header claims (checked as by :func:`probe`).
-    sr : int
-        Rate of the blocks.
-    frames : int
-        Source frames read so far.
-    non_finite : int
-        NaN and infinite samples set to 0 so far.
-    clipped : int
-        Samples at full scale so far.
-    capped : bool
-        Whether reading stopped at ``max_seconds`` with more audio in the file.
-    truncated : bool
-        Whether the FLAC decoder found fewer frames than the header declares (the frames
-        present are used).
-    """
-
-    def __init__(
-        self, path: Path, *, sr: int, block_seconds: float, max_seconds: float | None, over: str, data: bytes | None
-    ) -> None:
-        self.path, self.sr = path, sr
-        self._src = open_source(path, data)
-        self.info = self._src.info
-        self._max_seconds, self._over = max_seconds, over
-        self._max = None if max_seconds is None else int(math.floor(max_seconds * self.info.sample_rate))
-        if self._max is not None and over == "error" and self.info.frames is not None and self.info.frames > self._max:
-            self.close()
-            raise AudioTooLongError(_too_long(path, max_seconds, self.info.duration))
-        self._block = max(1, int(round(block_seconds * self.info.sample_rate)))
-        self.frames = self.non_finite = self.clipped = 0
-        self.capped = self.truncated = False
-        self._started = False
-
-    @property
-    def duration(self) -> float:
-        """Seconds of source audio read so far."""
-        return self.frames / self.info.sample_rate
-
-    @property
-    def clipped_fraction(self) -> float:
-        return self.clipped / self.frames if self.frames else 0.0
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        if self._started:
-            raise ParameterError("an AudioStream can be iterated once; call stream() again")
-        self._started = True
-        return self._blocks()
-
-    def _blocks(self) -> Iterator[np.ndarray]:
-        try:
-            yield from self._resampled(self._mono_blocks())
-        except Exception as exc:  # LibsndfileError mid-file, soxr errors, MemoryError
-            raise _failure(self.path, exc) from exc
-        finally:
-            self.close()
-
-    def _mono_blocks(self) -> Iterator[np.ndarray]:
-        declared = self.info.frames
-        while True:
-            n = self._block
-            if self._max is not None:
-                n = min(n, self._max + 1 - self.frames)  # one frame past the cap tells more is there
-            y = np.empty(n, dtype=np.float32)
-            got = self._src.read_mono(y)
-            y = y[:got]
-            if self._max is not None and self.frames + got > self._max:
-                if self._over == "error":
-                    raise AudioTooLongError(_too_long(self.path, self._max_seconds or 0.0))
-                y, self.capped = y[: self._max - self.frames], True
-            y, non_finite, clipped = _clean_samples(y)
-            self.frames += y.size
-            self.non_finite += non_finite
-            self.clipped += clipped
-            if y.size:
-                yield y
-            if self.capped or got < n:
-                if declared is not None and self.frames < declared and not self.capped:
-                    self.truncated = self._src.decoder == "dr_flac"  # libsndfile raises instead
-                return
-
-    def _resampled(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-        if self.info.sample_rate == self.sr:
-            yield from blocks
-            return
-        import soxr
-
-        rs = soxr.ResampleStream(self.info.sample_rate, self.sr, 1, dtype="float32", quality="HQ")
-        for y in blocks:
-            out = rs.resample_chunk(y, last=False)
-            if out.size:
-                yield out
-        out = rs.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-        if out.size:
-            yield out
-
-    def close(self) -> None:
-        """Release the file (iteration ends)."""
-        self._src.close()
-
-    def __enter__(self) -> AudioStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def stream(
-    path: str | Path,
-    *,
-    sr: int,
-    block_seconds: float = STREAM_BLOCK_SECONDS,
-    max_seconds: float | None = None,
-    over: str = "error",
-    data: bytes | None = None,
-) -> AudioStream:
-    """Read a whole file as mono float32 blocks at ``sr``, in memory bounded by one block.
-
-    Blocks hold about ``block_seconds`` of audio (the resampler's delay shifts where they
-    end); their concatenation equals ``decode(path, sr=sr, nominal_seconds=None).y``
-    (soxr's streaming resampler gives the one-shot samples; tests check it within
-    ``1e-6``). Memory is one block plus the resampler's state, whatever the file's
-    length, channels or claims, and the time is linear in its length.
-
-    Parameters
-    ----------
-    path : str or Path
-        Any file that :func:`probe` accepts.
-    sr : int > 0
-        Rate of the blocks.
-    block_seconds : float > 0
-        Seconds of source audio per block.
-    max_seconds : float > 0, optional
-        The most audio to read.
-    over : {'error', 'crop'}
-        What to do with a longer file: ``'error'`` raises AudioError (at once when the
-        header declares more; during the iteration when the file holds more than its
-        header says); ``'crop'`` stops after ``max_seconds`` and sets ``capped``.
-    data : bytes, optional
-        The file's content, already read.
-
-    Returns
-    -------
-    AudioStream
-        An iterable of np.ndarray [shape=(n,), dtype=float32] blocks, with ``info`` and
-        counters (``frames``, ``duration``, ``non_finite``, ``clipped_fraction``,
-        ``capped``, ``truncated``).
-
-    Raises
-    ------
-    AudioError
-        ``cannot decode <name>: <reason>``: at once if :func:`probe` would refuse the
-        file; during the iteration, if decoding fails or memory runs out.
-    AudioTooLongError
-        With ``over='error'``: at once when the header declares more than
-        ``max_seconds``, during the iteration when the file holds more than it declares.
-    ParameterError
-        If ``sr``, ``block_seconds`` or ``max_seconds`` is not positive, or ``over`` is
-        not one of the two choices.
-    """
-    _check_rate(sr)
-    _check_seconds("block_seconds", block_seconds)
-    if max_seconds is not None:
-        _check_seconds("max_seconds", max_seconds)
-    if over not in ("error", "crop"):
-        raise ParameterError(f"over must be 'error' or 'crop', got {over!r}")
-    path = Path(path)
-    try:
-        return AudioStream(path, sr=sr, block_seconds=block_seconds, max_seconds=max_seconds, over=over, data=data)
-    except Exception as exc:
-        raise _failure(path, exc) from exc
+        raise decode_failure(path, exc) from exc
 
 
 # ---------------------------------------------------------------------------------------
@@ -537,12 +353,12 @@ def fit_length(y: np.ndarray, n: int) -> np.ndarray:
     return np.pad(y, (0, n - y.shape[0]))
 
 
-def _check_rate(sr: int) -> None:
+def check_rate(sr: int) -> None:
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
         raise ParameterError(f"sr must be a positive integer, got {sr!r}")
 
 
-def _check_seconds(name: str, value: float) -> None:
+def check_seconds(name: str, value: float) -> None:
     number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
     if not number or not value > 0 or not math.isfinite(value):
         raise ParameterError(f"{name} must be a positive number of seconds, got {value!r}")

@@ -1,23 +1,18 @@
-"""The audio catalog: every file of a GTZAN folder, validated, as a polars DataFrame.
+"""The audio catalog: every file of a labelled folder, validated, as a polars DataFrame.
 
-Both layouts are read:
+The generic layout is ``<root>/<label>/<audio files>`` (:func:`scan`); a dataset
+(:mod:`feature_store.datasets`) may name its files otherwise (:func:`scan_files`) and give
+its own song ids and label set. Any format that libsndfile decodes is accepted. A file that
+cannot be used is kept in the catalog with ``status = "quarantined"`` and a ``reason``; it
+never stops the build. The ``genre`` column holds each file's label, whatever the labels are.
 
-* Kaggle: ``<root>/genres_original/<genre>/<genre>.000NN.wav``
-* original (Marsyas): ``<root>/genres/<genre>/<genre>.000NN.au``
+Song ids are unique by construction: a dataset's rule gives each file an id (the generic
+rule: ``<label>/<file name>``, extension included). Two files that a dataset's rule gives one
+id (GTZAN's ``rock.00001.au`` and ``rock.00001.wav``) cannot both be that song: the first
+usable one by path keeps the id, the other gets ``<label>/<file name>`` as id and is
+quarantined, ``duplicate song id of rock.00001 (rock/rock.00001.au)``.
 
-``root`` may also be the genres folder itself. Any format that libsndfile decodes is
-accepted (the shared development clips are FLAC). A file that cannot be used is kept in
-the catalog with ``status = "quarantined"`` and a ``reason``; it never stops the build.
-
-Song ids are unique by construction (:func:`song_id_of`): a file named
-``<genre>.000NN.<ext>`` in its genre's folder has the id ``<genre>.000NN`` (the id of the
-split lists, whatever the layout or format); any other file has ``<genre>/<file name>``,
-extension included, so ``foo.wav``, ``foo.au`` and ``foo.wav.wav`` get three ids. Two files
-of one GTZAN number (``rock.00001.au`` and ``rock.00001.wav``) cannot both be that song: the
-first usable one by path keeps the id, the other gets its path as id and is quarantined,
-``duplicate song id of rock.00001 (rock/rock.00001.au)``.
-
-Only regular files are read. Anything else in a genre folder (a sub-folder, a FIFO, a
+Only regular files are read. Anything else in a label folder (a sub-folder, a FIFO, a
 socket, a device, a broken or looping symbolic link, one that leaves the audio folder) is
 listed as quarantined with the reason, from ``lstat``/``stat`` alone: it is never opened (a
 FIFO would block the open), and a regular file is opened with ``O_NONBLOCK`` and checked
@@ -26,12 +21,11 @@ again on its descriptor.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
-import hashlib
 import os
-import re
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -39,87 +33,29 @@ import polars as pl
 from feature_store.atomic import write_parquet_atomic
 from feature_store.audio import count_frames, declared_frames, decode, probe
 from feature_store.errors import AudioError, ParameterError
-from feature_store.params import GENRES, NOMINAL_SECONDS
+from feature_store.params import NOMINAL_SECONDS
+from feature_store.tables import (  # the neutral names, re-exported where they have always been
+    AUDIO_SOURCE_FILE,
+    AUDIO_SOURCE_MAX_BYTES,
+    CATALOG_SCHEMA,
+    file_kind,
+    file_sha256,
+    read_audio_source,
+    recorded_genre_root,
+    resolve_in_root,
+    size_and_sha256,
+    write_audio_source,
+)
 
-LAYOUT_FOLDERS: dict[str, str] = {"kaggle": "genres_original", "original": "genres"}
 #: Below this many files the catalog is read in one process (spawning costs ~1 s).
 PARALLEL_MIN_FILES = 200
 #: Files with less audio than this cannot give even one 1 s clip and are quarantined.
 MIN_SONG_SECONDS = 1.0
-#: GTZAN's sample rate; files recorded at a lower rate get a note (they lack the top bands).
-GTZAN_SAMPLE_RATE = 22050
-SONG_RE = re.compile(r"^(?P<genre>[a-z]+)\.(?P<number>\d{5})$")
+#: Below this sample rate a file gets a note (it lacks the top bands of the store's mels).
+FULL_BAND_SAMPLE_RATE = 22050
 
-CATALOG_SCHEMA: dict[str, pl.DataType] = {
-    "song_id": pl.String(),
-    "genre": pl.String(),
-    "number": pl.Int64(),
-    "path": pl.String(),
-    "bytes": pl.Int64(),
-    "sha256": pl.String(),
-    "format": pl.String(),
-    "sample_rate": pl.Int64(),
-    "channels": pl.Int64(),
-    "frames": pl.Int64(),
-    "duration": pl.Float64(),
-    "status": pl.String(),
-    "reason": pl.String(),
-    "notes": pl.String(),
-    "duplicate_of": pl.String(),
-}
-
-
-def find_genre_root(root: str | os.PathLike[str]) -> tuple[Path, str]:
-    """Return the folder that holds the genre folders, and the layout name.
-
-    Parameters
-    ----------
-    root : path
-        A GTZAN copy (holding ``genres_original/`` or ``genres/``) or its genres folder.
-
-    Raises
-    ------
-    ParameterError
-        If ``root`` does not exist, is not a folder, or holds no genre folders.
-    """
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise ParameterError(f"audio folder {str(root)!r} does not exist")
-    if not root.is_dir():
-        raise ParameterError(f"audio folder {str(root)!r} is not a folder")
-    for layout, name in LAYOUT_FOLDERS.items():
-        if (root / name).is_dir():
-            return (root / name).resolve(), layout
-    subdirs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    if subdirs:
-        exts = {f.suffix.lower() for d in subdirs for f in d.iterdir() if f.is_file()}
-        layout = "original" if exts == {".au"} else "kaggle"
-        return root.resolve(), layout
-    raise ParameterError(
-        f"audio folder {str(root)!r} holds no genre folders; expected "
-        f"'genres_original/<genre>/<genre>.000NN.wav' or 'genres/<genre>/<genre>.000NN.au'"
-    )
-
-
-def _sha256(path: Path) -> tuple[int, str]:
-    """Size and sha256 of a regular file, opened without blocking and checked on its
-    descriptor (a FIFO swapped in after the listing is refused, not waited on)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    with open(fd, "rb", closefd=True) as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, f"{_kind(st.st_mode)}, not a regular file")
-        h = hashlib.sha256()
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return st.st_size, h.hexdigest()
-
-
-def _kind(mode: int) -> str:
-    """What a file of this ``st_mode`` is, in words."""
-    kinds = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
-             (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
-    return next((name for test, name in kinds if test(mode)), "a special file")
+_sha256 = size_and_sha256  # the names this module has always had
+_kind = file_kind
 
 
 def entry_problem(path: Path, *, genre_root: Path) -> str | None:
@@ -155,21 +91,38 @@ def entry_problem(path: Path, *, genre_root: Path) -> str | None:
     return None if stat.S_ISREG(st.st_mode) else f"{what}, not a regular file"
 
 
-def song_id_of(genre: str, name: str) -> tuple[str, int | None]:
-    """The song id and GTZAN number of the file ``name`` in the folder ``genre``.
+#: A dataset's song-id rule: ``(label, path relative to the root) -> (song id, number or None)``.
+SongIdRule = Callable[[str, str], "tuple[str, int | None]"]
 
-    ``<genre>.000NN.<ext>`` gives ``(<genre>.000NN, NN)``; any other name gives
-    ``(<genre>/<name>, None)``, extension included, so that two files never share an id
-    (only two GTZAN files of one number can: :func:`scan` keeps one).
+
+def path_song_id(label: str, rel: str) -> tuple[str, int | None]:
+    """The generic song id: the file's path under the root, extension included (unique)."""
+    return rel, None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Naming:
+    """How a dataset names and admits its files (sent to the processes that read them).
+
+    Attributes
+    ----------
+    song_id : callable(label, rel) -> (str, int or None)
+        The song id and number of a file (:func:`path_song_id` by default).
+    labels : collection of str, optional
+        The labels a file may have; a file of another label is quarantined. None: any label.
+    label_problem : str
+        The end of that quarantine reason: ``folder 'x' is not <label_problem>``.
     """
-    stem, ext = os.path.splitext(name)
-    m = SONG_RE.match(stem)
-    if ext and m and m["genre"] == genre:
-        return stem, int(m["number"])
-    return f"{genre}/{name}", None
+
+    song_id: SongIdRule = path_song_id
+    labels: Collection[str] | None = None
+    label_problem: str = "a known label"
 
 
-def inspect_file(path: Path, *, genre_root: Path, genre: str) -> dict:
+GENERIC = Naming()
+
+
+def inspect_file(path: Path, *, genre_root: Path, genre: str, naming: Naming = GENERIC) -> dict:
     """Validate one file: hash it, check its header (:func:`~feature_store.audio.probe`),
     decode what the store will use (the nominal 30 s and a margin) and learn its true length
     (:func:`~feature_store.audio.count_frames`) without decoding the rest.
@@ -177,7 +130,7 @@ def inspect_file(path: Path, *, genre_root: Path, genre: str) -> dict:
     Returns one catalog row (a dict with the keys of :data:`CATALOG_SCHEMA`).
     """
     rel = path.relative_to(genre_root).as_posix()
-    song_id, number = song_id_of(genre, path.name)
+    song_id, number = naming.song_id(genre, rel)
     row: dict = dict.fromkeys(CATALOG_SCHEMA)
     row.update(song_id=song_id, genre=genre, number=number, path=rel, status="ok", reason=None)
     notes: list[str] = []
@@ -190,8 +143,8 @@ def inspect_file(path: Path, *, genre_root: Path, genre: str) -> dict:
     except OSError as exc:
         row.update(status="quarantined", reason=f"cannot read file: {exc.strerror or exc}")
         return row
-    if genre not in GENRES:
-        row.update(status="quarantined", reason=f"folder {genre!r} is not a GTZAN genre")
+    if naming.labels is not None and genre not in naming.labels:
+        row.update(status="quarantined", reason=f"folder {genre!r} is not {naming.label_problem}")
         return row
     if row["bytes"] == 0:
         row.update(status="quarantined", reason="empty file (0 bytes)")
@@ -224,7 +177,7 @@ def inspect_file(path: Path, *, genre_root: Path, genre: str) -> dict:
         notes.append(f"{audio.clipped_fraction:.1%} of samples at full scale (clipping)")
     if audio.source_channels > 1:
         notes.append(f"{audio.source_channels} channels mixed to mono")
-    if audio.source_sr < GTZAN_SAMPLE_RATE:
+    if audio.source_sr < FULL_BAND_SAMPLE_RATE:
         notes.append(f"low sample rate {audio.source_sr} Hz: upsampled, nothing above {audio.source_sr // 2} Hz")
     if float(audio.y.std()) == 0.0:
         notes.append("digital silence")
@@ -232,47 +185,63 @@ def inspect_file(path: Path, *, genre_root: Path, genre: str) -> dict:
     return row
 
 
-def scan(
-    root: str | os.PathLike[str],
-    *,
-    progress: Callable[[int, int], None] | None = None,
-    workers: int | None = None,
-) -> pl.DataFrame:
-    """Catalog every audio file under a GTZAN folder.
+def check_folder(root: str | os.PathLike[str]) -> Path:
+    """``root``, resolved, once it is an existing folder; :class:`ParameterError` otherwise."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise ParameterError(f"audio folder {str(root)!r} does not exist")
+    if not root.is_dir():
+        raise ParameterError(f"audio folder {str(root)!r} is not a folder")
+    return root.resolve()
+
+
+def scan(root: str | os.PathLike[str], *, progress: Callable[[int, int], None] | None = None,
+         workers: int | None = None, naming: Naming = GENERIC) -> pl.DataFrame:
+    """Catalog every audio file of a labelled folder, ``<root>/<label>/<audio files>``.
 
     Parameters
     ----------
     root : path
-        A GTZAN copy or its genres folder (see :func:`find_genre_root`).
+        The folder of the label folders.
     progress : callable(done, total), optional
         Called after each file.
     workers : int, optional
         Processes that hash and decode files (default: CPU count; folders of fewer than
         :data:`PARALLEL_MIN_FILES` files are read in this process).
+    naming : Naming, optional
+        The dataset's song ids and label set (default: ids are paths, any label).
 
     Returns
     -------
     pl.DataFrame
-        One row per file with the columns of :data:`CATALOG_SCHEMA`, sorted by genre and
+        One row per file with the columns of :data:`CATALOG_SCHEMA`, sorted by label and
         song id. Identical files are flagged: every copy after the first has
         ``duplicate_of`` set to the first copy's song id.
 
     Raises
     ------
     ParameterError
-        If the folder is missing or holds no genre folders or no files.
+        If the folder is missing or holds no label folders or no files.
     """
-    genre_root, _layout = find_genre_root(root)
+    genre_root = check_folder(root)
     files, odd = _list_files(genre_root)
     if not files and not odd:
         raise ParameterError(f"audio folder {str(genre_root)!r} holds no audio files")
+    return scan_files(genre_root, files, odd=odd, progress=progress, workers=workers, naming=naming)
+
+
+def scan_files(genre_root: Path, files: Sequence[tuple[str, Path]], *, odd: Sequence[dict] = (),
+               progress: Callable[[int, int], None] | None = None, workers: int | None = None,
+               naming: Naming = GENERIC) -> pl.DataFrame:
+    """Catalog ``files`` (``(label, path)`` under ``genre_root``) as :func:`scan` does; ``odd``
+    are rows already quarantined."""
     rows: list[dict] = [{}] * len(files)
     from feature_store.procs import pool_size
 
     n_workers = pool_size(workers, len(files))
     if n_workers <= 1 or len(files) < PARALLEL_MIN_FILES:
         for i, (genre, f) in enumerate(files):
-            rows[i] = inspect_file(f, genre_root=genre_root, genre=genre)
+            rows[i] = inspect_file(f, genre_root=genre_root, genre=genre, naming=naming)
             if progress is not None:
                 progress(i + 1, len(files))
     else:
@@ -281,12 +250,13 @@ def scan(
         from feature_store.procs import worker_pool
 
         with worker_pool(n_workers, what="ingest") as pool:
-            futs = {pool.submit(inspect_file, f, genre_root=genre_root, genre=g): i for i, (g, f) in enumerate(files)}
+            futs = {pool.submit(inspect_file, f, genre_root=genre_root, genre=g, naming=naming): i
+                    for i, (g, f) in enumerate(files)}
             for done, fut in enumerate(as_completed(futs), 1):
                 rows[futs[fut]] = fut.result()
                 if progress is not None:
                     progress(done, len(files))
-    df = pl.DataFrame(rows + odd, schema=CATALOG_SCHEMA)
+    df = pl.DataFrame([*rows, *odd], schema=CATALOG_SCHEMA)
     return _flag_duplicates(_unique_song_ids(df).sort("genre", "song_id"))
 
 
@@ -323,7 +293,7 @@ def _unique_song_ids(df: pl.DataFrame) -> pl.DataFrame:
             status.append(st)
             reason.append(why)
             continue
-        ids.append(rel)  # <genre>/<file name>: what song_id_of gives a name that is not GTZAN's
+        ids.append(rel)  # the file's path: unique, what the generic rule gives
         status.append("quarantined")
         reason.append(why if st != "ok" else f"duplicate song id of {sid} ({kept[sid]})")
     df = df.with_columns(pl.Series("song_id", ids, pl.String), pl.Series("status", status, pl.String),
@@ -344,60 +314,6 @@ def _flag_duplicates(df: pl.DataFrame) -> pl.DataFrame:
     return df.select(list(CATALOG_SCHEMA))
 
 
-#: The file, beside the catalog, that records the genres folder the catalog's paths are under.
-AUDIO_SOURCE_FILE = "audio_source.json"
-#: The largest audio-source record read back (it holds one path).
-AUDIO_SOURCE_MAX_BYTES = 64 * 1024
-
-
-def write_audio_source(store_root: str | os.PathLike[str], genre_root: str | os.PathLike[str]) -> Path:
-    """Record (atomically, with a checksum) the genres folder a store's catalog was made from,
-    so that a repair can find the audio again without being told (:func:`recorded_genre_root`)."""
-    from feature_store.atomic import write_json_atomic
-    from feature_store.integrity import with_checksum
-
-    doc = with_checksum({"genre_root": str(Path(genre_root).resolve())})
-    return write_json_atomic(Path(store_root) / AUDIO_SOURCE_FILE, doc)
-
-
-def recorded_genre_root(store_root: str | os.PathLike[str]) -> Path | None:
-    """The genres folder :func:`write_audio_source` recorded, or None when there is none (a
-    store ingested before the record existed). The folder is only ever read, and only files
-    whose sha256 matches the catalog are used from it.
-
-    Raises
-    ------
-    IntegrityError
-        The record is larger than :data:`AUDIO_SOURCE_MAX_BYTES`, not JSON, or fails its checksum.
-    """
-    from feature_store.integrity import IntegrityError, read_json
-
-    path = Path(store_root) / AUDIO_SOURCE_FILE
-    remedy = "run `gtzan ingest` again to rewrite it"
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return None
-    if size > AUDIO_SOURCE_MAX_BYTES:
-        raise IntegrityError(f"{path} holds {size} bytes, more than {AUDIO_SOURCE_MAX_BYTES}: the file is damaged; "
-                             f"{remedy}")
-    value = read_json(path, remedy=remedy).get("genre_root")
-    if not isinstance(value, str) or not os.path.isabs(value):
-        raise IntegrityError(f"{path} does not name an absolute folder: the file is damaged; {remedy}")
-    return Path(value)
-
-
-def file_sha256(path: Path) -> str | None:
-    """The sha256 of the regular file ``path`` (opened without blocking), or None when it is
-    missing, unreadable or not a regular file (nothing but a regular file is read)."""
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return None
-        return _sha256(path)[1]
-    except OSError:
-        return None
-
-
 def write_catalog(df: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write the catalog to Parquet atomically."""
     return write_parquet_atomic(path, df)
@@ -414,18 +330,3 @@ def read_catalog(path: str | os.PathLike[str]) -> pl.DataFrame:
     from feature_store.integrity import read_parquet
 
     return read_parquet(path, schema=CATALOG_SCHEMA, remedy="run `gtzan ingest` again to rewrite it")
-
-
-def resolve_in_root(root: str | os.PathLike[str], rel: str) -> Path:
-    """Resolve ``rel`` under ``root`` and refuse anything that escapes it.
-
-    Raises
-    ------
-    ParameterError
-        If the resolved path lies outside ``root`` (``..``, absolute paths, symlinks out).
-    """
-    base = Path(root).resolve()
-    p = (base / rel).resolve()
-    if p != base and base not in p.parents:
-        raise ParameterError(f"path {rel!r} escapes its root {str(base)!r}")
-    return p

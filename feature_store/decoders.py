@@ -1,7 +1,7 @@
 """Opening audio files: what counts as audio, and two decoders read a block at a time.
 
 The layer under :mod:`feature_store.audio` (use that module's :func:`~feature_store.audio.probe`,
-:func:`~feature_store.audio.decode` and :func:`~feature_store.audio.stream`):
+:func:`~feature_store.audio.decode` and :func:`~feature_store.audio_stream.stream`):
 
 * :func:`accept` is the one definition of a usable file, applied to every header read;
 * :func:`open_source` opens a file with dr_flac (16/24-bit FLAC, read straight into NumPy

@@ -21,7 +21,7 @@ import numpy as np
 
 from feature_store.bounds import MAX_DEMO_SECONDS, MAX_DEMO_SONGS_PER_GENRE, MAX_SEED
 from feature_store.errors import ParameterError
-from feature_store.params import GENRES
+from feature_store.datasets.gtzan import GENRES
 
 #: Bump when the generator's output changes, so that cached demo files are rewritten.
 DEMO_VERSION = 1
@@ -171,7 +171,7 @@ def synthesize_song(genre: str, *, seed: int, duration: float = 30.0, sr: int = 
     Parameters
     ----------
     genre : str
-        One of :data:`feature_store.params.GENRES`.
+        One of :data:`feature_store.datasets.gtzan.GENRES`.
     seed : int
         Draws the key, tempo, swing, mix levels and noise.
     duration : float > 0

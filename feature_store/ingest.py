@@ -1,4 +1,4 @@
-"""Ingest: catalog a GTZAN folder and write the catalog and split tables into a store root."""
+"""Ingest: catalog a dataset's audio folder and write the catalog and split tables into a store root."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ import polars as pl
 
 from feature_store import catalog as _catalog
 from feature_store import splits as _splits
-from feature_store.store import CATALOG_FILE, SPLITS_FILE
+from feature_store.engine.plugins import DEFAULT_DATASET, get_dataset, register_ingest
+from feature_store.engine.store import CATALOG_FILE, SPLITS_FILE
+from feature_store.errors import ParameterError
+from feature_store.tables import label_order, write_audio_source
 
 
 @dataclasses.dataclass
@@ -24,6 +27,8 @@ class IngestResult:
     splits_path: Path
     layout: str
     genre_root: Path
+    dataset: str = DEFAULT_DATASET
+    labels: tuple[str, ...] = ()
 
     @property
     def quarantined(self) -> pl.DataFrame:
@@ -37,31 +42,48 @@ def ingest(
     k: int = 5,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    dataset: str = DEFAULT_DATASET,
+    labels_file: str | os.PathLike[str] | None = None,
 ) -> IngestResult:
     """Catalog ``audio_root`` and write ``catalog.parquet``, ``splits.parquet`` and the record
-    of the genres folder they were made from (``audio_source.json``, which repairs read).
+    of the folder, dataset and label set they were made from (``audio_source.json``, which
+    builds and repairs read).
 
     Parameters
     ----------
     audio_root : path
-        A GTZAN copy in either layout, or its genres folder.
+        The dataset's audio folder (for ``gtzan``: a copy in either layout, or its genres folder).
     store_root : path
         Where the tables are written (atomically).
     k, seed : int
         Folds and seed of the ``stratified`` scheme.
     progress : callable(done, total), optional
+    dataset : str
+        A registered dataset (:mod:`feature_store.datasets`); default ``gtzan``.
+    labels_file : path, optional
+        The labels file of a dataset that needs one (``csv``).
 
     Raises
     ------
     feature_store.errors.ParameterError
-        If ``audio_root`` is missing or holds no audio.
+        If ``audio_root`` is missing or holds no audio, the dataset is unknown, or its labels
+        file is missing or bad.
     """
-    genre_root, layout = _catalog.find_genre_root(audio_root)
-    cat = _catalog.scan(genre_root, progress=progress)
-    spl = _splits.make_splits(cat, k=k, seed=seed)
+    ds = get_dataset(dataset)
+    if ds.needs_labels_file and labels_file is None:
+        raise ParameterError(f"the {ds.name} dataset needs its labels file: --labels FILE")
+    if not ds.needs_labels_file and labels_file is not None:
+        raise ParameterError(f"the {ds.name} dataset takes no labels file (--labels is for the csv dataset)")
+    genre_root, layout = ds.find_root(audio_root)
+    cat = ds.catalog(genre_root, progress=progress, labels_file=labels_file)
+    spl = ds.splits(cat, k=k, seed=seed, labels_file=labels_file, root=genre_root)
+    labels = ds.labels or label_order(cat.filter(pl.col("status") == "ok")["genre"])
     store_root = Path(store_root)
     store_root.mkdir(parents=True, exist_ok=True)
     cpath = _catalog.write_catalog(cat, store_root / CATALOG_FILE)
     spath = _splits.write_splits(spl, store_root / SPLITS_FILE)
-    _catalog.write_audio_source(store_root, genre_root)
-    return IngestResult(cat, spl, cpath, spath, layout, genre_root)
+    write_audio_source(store_root, genre_root, dataset=ds.name, labels=labels, labels_file=labels_file)
+    return IngestResult(cat, spl, cpath, spath, layout, genre_root, ds.name, tuple(labels))
+
+
+register_ingest(ingest)

@@ -3,13 +3,16 @@
 Schemes
 -------
 ``seed``
-    The study's split: the last 10 songs of each genre (by file number) are ``test``.
-    A genre with fewer than 100 songs holds out the same share (10 %), at least one song.
+    The study's split: the last 10 % of the songs of each label (by file number, then song
+    id) are ``test``, at least one song. A dataset may give its own (a csv ``split`` column).
 ``stratified``
-    Seeded, genre-stratified k-fold assignment: ``fold0`` ... ``fold{k-1}``.
+    Seeded, label-stratified k-fold assignment: ``fold0`` ... ``fold{k-1}``.
 ``fault_filtered``
-    The artist-conflict-free split of Kereliuk, Sturm & Larsen (2015),
-    train/valid/test = 443/197/290 songs, shipped as package data.
+    A dataset's own fixed split (GTZAN's artist-conflict-free split, see
+    :mod:`feature_store.datasets.gtzan`); every song is ``excluded`` in a dataset without one.
+
+Both computed schemes work for any label set: they group by the catalog's ``genre`` (label)
+column.
 
 Quarantined files and songs absent from a scheme's lists are ``excluded``. Byte-identical
 copies of one file (GTZAN repeats some songs) are kept in one part of every scheme: each copy
@@ -20,7 +23,7 @@ training and held-out songs (see :func:`keep_copies_together`).
 from __future__ import annotations
 
 import os
-from importlib import resources
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -30,28 +33,11 @@ from feature_store.atomic import write_parquet_atomic
 from feature_store.errors import ParameterError, StoreError
 from feature_store.params import SEED_HOLDOUT_PER_GENRE
 
-SCHEMES: tuple[str, ...] = ("seed", "stratified", "fault_filtered")
-#: The columns of the split table.
-SPLITS_SCHEMA: dict[str, pl.DataType] = {
-    "song_id": pl.String(), "genre": pl.String(), "sha256": pl.String(), **{s: pl.String() for s in SCHEMES},
-}
-EXCLUDED = "excluded"
-#: Parts of each scheme, besides ``excluded``. ``stratified`` parts depend on k.
-SCHEME_PARTS: dict[str, tuple[str, ...]] = {
-    "seed": ("train", "test"),
-    "fault_filtered": ("train", "valid", "test"),
-}
-
-
-def validate_scheme(scheme: str) -> str:
-    """Return ``scheme`` if known, else raise :class:`ParameterError` naming the valid ones."""
-    if scheme not in SCHEMES:
-        raise ParameterError(f"unknown split scheme {scheme!r}; valid schemes are {list(SCHEMES)}")
-    return scheme
+from feature_store.tables import EXCLUDED, SCHEME_PARTS, SCHEMES, SPLITS_SCHEMA, validate_scheme
 
 
 def seed_split(catalog: pl.DataFrame, *, holdout_share: float = SEED_HOLDOUT_PER_GENRE / 100) -> pl.Series:
-    """The study's split: the last songs of each genre by file number are ``test``.
+    """The study's split: the last songs of each label by file number are ``test``.
 
     Returns
     -------
@@ -71,9 +57,9 @@ def seed_split(catalog: pl.DataFrame, *, holdout_share: float = SEED_HOLDOUT_PER
 
 
 def stratified_folds(catalog: pl.DataFrame, *, k: int = 5, seed: int = 0) -> pl.Series:
-    """Seeded genre-stratified k-fold assignment (``fold0`` ... ``fold{k-1}``).
+    """Seeded label-stratified k-fold assignment (``fold0`` ... ``fold{k-1}``).
 
-    Within each genre the songs are shuffled with ``seed`` and dealt round-robin, so fold
+    Within each label the songs are shuffled with ``seed`` and dealt round-robin, so fold
     sizes differ by at most one song per genre.
     """
     from feature_store.bounds import MAX_SEED
@@ -91,26 +77,6 @@ def stratified_folds(catalog: pl.DataFrame, *, k: int = 5, seed: int = 0) -> pl.
         for j, p in enumerate(perm):
             out[idx[p]] = f"fold{j % k}"
     return pl.Series("stratified", out.tolist(), dtype=pl.String)
-
-
-def fault_filtered_lists() -> dict[str, set[str]]:
-    """Song ids of the fault-filtered split, by part (train/valid/test)."""
-    parts: dict[str, set[str]] = {}
-    pkg = resources.files("feature_store") / "splits_data"
-    for part in SCHEME_PARTS["fault_filtered"]:
-        text = (pkg / f"{part}_filtered.txt").read_text()
-        parts[part] = {Path(line.strip()).stem for line in text.splitlines() if line.strip()}
-    return parts
-
-
-def fault_filtered_split(catalog: pl.DataFrame) -> pl.Series:
-    """Kereliuk, Sturm & Larsen (2015) parts; songs not in the lists are ``excluded``."""
-    lookup = {sid: part for part, ids in fault_filtered_lists().items() for sid in ids}
-    values = [
-        lookup.get(sid, EXCLUDED) if status == "ok" else EXCLUDED
-        for sid, status in zip(catalog["song_id"], catalog["status"], strict=True)
-    ]
-    return pl.Series("fault_filtered", values, dtype=pl.String)
 
 
 def keep_copies_together(catalog: pl.DataFrame, parts: pl.Series) -> pl.Series:
@@ -137,12 +103,24 @@ def keep_copies_together(catalog: pl.DataFrame, parts: pl.Series) -> pl.Series:
     return moved.to_series().alias(parts.name)
 
 
-def make_splits(catalog: pl.DataFrame, *, k: int = 5, seed: int = 0) -> pl.DataFrame:
+def make_splits(catalog: pl.DataFrame, *, k: int = 5, seed: int = 0,
+                given: Mapping[str, pl.Series] | None = None) -> pl.DataFrame:
     """The split table: ``song_id``, ``genre``, ``sha256`` and one column per scheme.
 
-    Byte-identical copies are kept in one part of each scheme (:func:`keep_copies_together`).
+    ``given`` holds the schemes a dataset decides itself (aligned with ``catalog``); the
+    others are computed (``fault_filtered``: every song ``excluded``). Byte-identical copies
+    are kept in one part of each scheme (:func:`keep_copies_together`).
     """
-    schemes = [seed_split(catalog), stratified_folds(catalog, k=k, seed=seed), fault_filtered_split(catalog)]
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(SCHEMES))
+    if unknown:
+        raise ParameterError(f"unknown split scheme {unknown[0]!r}; valid schemes are {list(SCHEMES)}")
+    computed = {
+        "seed": lambda: seed_split(catalog),
+        "stratified": lambda: stratified_folds(catalog, k=k, seed=seed),
+        "fault_filtered": lambda: pl.Series("fault_filtered", [EXCLUDED] * catalog.height, dtype=pl.String),
+    }
+    schemes = [given[s].alias(s) if s in given else computed[s]() for s in SCHEMES]
     return pl.DataFrame(
         [catalog["song_id"], catalog["genre"], catalog["sha256"], *(keep_copies_together(catalog, s) for s in schemes)]
     )
@@ -211,6 +189,8 @@ def n_holdout(n_songs: int) -> int:
 
 __all__ = [
     "SCHEMES",
+    "SCHEME_PARTS",
+    "SPLITS_SCHEMA",
     "EXCLUDED",
     "make_splits",
     "keep_copies_together",
@@ -221,6 +201,5 @@ __all__ = [
     "validate_scheme",
     "seed_split",
     "stratified_folds",
-    "fault_filtered_split",
     "n_holdout",
 ]

@@ -46,7 +46,7 @@ class Tensors(NamedTuple):
     ----------
     x : np.ndarray [shape=(clips, n_mels, frames)]
     y : np.ndarray [shape=(clips,), dtype=int64]
-        Genre labels, index into :data:`feature_store.params.GENRES`.
+        Labels: the position of each clip's label in the store's label set (recorded at ingest).
     index : pl.DataFrame
         The index rows of ``x``, in the same order.
     """

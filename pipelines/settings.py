@@ -87,7 +87,7 @@ DEFAULT_MODELS: tuple[str, ...] = ("baseline", "cnn", "rnn", "crnn_small", "timb
 
 def layouts() -> tuple[str, ...]:
     """Values that ``GTZAN_LAYOUT`` accepts: ``auto`` (detect) and the library's layouts."""
-    from feature_store.catalog import LAYOUT_FOLDERS
+    from feature_store.datasets.gtzan import LAYOUT_FOLDERS
 
     return ("auto", *LAYOUT_FOLDERS)
 

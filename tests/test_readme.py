@@ -465,7 +465,7 @@ def test_the_report_facts_match_the_code() -> None:
     # "returns the *last* class whose probability beats class 0's"
     assert index_of_max([0.1, 0.6, 0.3]) == 2
     assert "443/197/290" in TEXT
-    from feature_store.splits import fault_filtered_lists
+    from feature_store.datasets.gtzan import fault_filtered_lists
 
     lists = fault_filtered_lists()
     assert [len(lists[p]) for p in ("train", "valid", "test")] == [443, 197, 290]

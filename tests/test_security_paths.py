@@ -24,7 +24,8 @@ import pytest
 import soundfile as sf
 
 from feature_store import FeatureParams, FeatureStore, ingest
-from feature_store.catalog import resolve_in_root, scan
+from feature_store.catalog import resolve_in_root
+from feature_store.datasets.gtzan import scan
 from feature_store.demo import write_demo_corpus
 from feature_store.errors import ParameterError
 

@@ -10,7 +10,12 @@ Modules:
   :mod:`~feature_store.engine.codec`, :mod:`~feature_store.engine.writer`,
   :mod:`~feature_store.engine.read`, :mod:`~feature_store.engine.index`,
   :mod:`~feature_store.engine.locks`, :mod:`~feature_store.engine.registry`: its parts;
-* :mod:`~feature_store.engine.windows`: a view's features of windows of any audio file.
+* :mod:`~feature_store.engine.windows`: a view's features of windows of any audio file;
+* :mod:`~feature_store.engine.plugins`: what the engine knows of views and datasets, the
+  registries they fill (:class:`Dataset`, :func:`register_dataset`), looked up by name.
+
+The engine imports no view, no dataset and nothing of Dagster (``.importlinter``); it reads
+the catalog and split tables through :mod:`feature_store.tables`.
 
 The names below are imported on first use, so that a worker process importing
 :mod:`feature_store.engine.worker` does not pay for polars and h5py.
@@ -32,6 +37,9 @@ _LAZY = {
     "FileWindows": "feature_store.engine.windows",
     "file_windows": "feature_store.engine.windows",
     "window_starts": "feature_store.engine.windows",
+    "Dataset": "feature_store.engine.plugins",
+    "register_dataset": "feature_store.engine.plugins",
+    "get_dataset": "feature_store.engine.plugins",
 }
 
 __all__ = sorted(_LAZY)

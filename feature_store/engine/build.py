@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from feature_store import atomic, integrity, manifest
-from feature_store.catalog import find_genre_root, resolve_in_root
-from feature_store.engine import registry
+from feature_store.engine import plugins, registry
 from feature_store.engine.cache import CacheError, SongCache
 from feature_store.engine.index import (
     INDEX_FILE,
@@ -45,6 +44,7 @@ from feature_store.features import clip_starts
 from feature_store.integrity import DIGEST_PREFIX, IntegrityError
 from feature_store.params import CLIP_SECONDS, validate_clip_seconds
 from feature_store.procs import worker_pool
+from feature_store.tables import resolve_in_root
 
 if TYPE_CHECKING:  # pragma: no cover
     from feature_store.engine.store import ViewStore
@@ -118,14 +118,16 @@ class Builder:
         self.writers: dict[int, ClipWriter] = {}
         self.computed: list[str] = []
         self.failed: list[dict[str, str]] = []
+        self.labels: tuple[str, ...] | None = None
         self.force: set[int] = set()
         self._verified: dict[Path, bool] = {}
 
     # -- the build ----------------------------------------------------------------------------
     def run(self, audio_root: str | os.PathLike[str]) -> BuildReport:
         t0 = time.perf_counter()
-        genre_root = _genre_root_with_files(audio_root)
+        genre_root = _genre_root_with_files(self.store.root, audio_root)
         catalog, splits = self.store.catalog(), self.store.splits()
+        self.labels = plugins.store_labels(self.store.root, catalog)
         ok = catalog.filter(pl.col("status") == "ok")
         self.provenance = self.view.provenance()
         self.cache = SongCache(self.store.root / "cache" / self.view.cache_folder(self.provenance))
@@ -184,7 +186,7 @@ class Builder:
         return [(seg, self.view.view_frame(start)) for seg, start in starts]
 
     def _target(self, c: int, songs: pl.DataFrame, splits: pl.DataFrame) -> pl.DataFrame:
-        return target_index(self.view.clip_params, c, songs, splits, self.view.index_columns(c))
+        return target_index(self.view.clip_params, c, songs, splits, self.view.index_columns(c), labels=self.labels)
 
     def _status(self, c: int, cdir: Path, target: pl.DataFrame) -> str:
         """How the clip length's current generation compares with ``target``; one that was
@@ -399,10 +401,11 @@ class Builder:
         return 1000.0 * total / clips if clips else None
 
 
-def _genre_root_with_files(audio_root: str | os.PathLike[str]) -> Path:
-    genre_root, _ = find_genre_root(audio_root)
-    dirs = [d for d in genre_root.iterdir() if d.is_dir() and not d.name.startswith(".")]
-    if not any(f.is_file() and not f.name.startswith(".") for d in dirs for f in d.iterdir()):
+def _genre_root_with_files(store_root: Path, audio_root: str | os.PathLike[str]) -> Path:
+    genre_root = plugins.find_audio_root(store_root, audio_root)
+    entries = [e for e in genre_root.iterdir() if not e.name.startswith(".")]
+    files = [e for e in entries if e.is_file()] + [f for d in entries if d.is_dir() for f in d.iterdir()]
+    if not any(f.is_file() and not f.name.startswith(".") for f in files):
         raise ParameterError(f"audio folder {str(genre_root)!r} holds no audio files")
     return genre_root
 

@@ -8,6 +8,7 @@ and they join. The index rows are in HDF5 row order.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,8 @@ from feature_store import integrity, manifest
 from feature_store.errors import ParameterError
 from feature_store.features import clip_starts
 from feature_store.integrity import DIGEST_PREFIX
-from feature_store.params import GENRES, FeatureParams, validate_genre
-from feature_store.splits import EXCLUDED, SCHEMES, validate_scheme
+from feature_store.params import FeatureParams
+from feature_store.tables import EXCLUDED, SCHEMES, label_order, validate_scheme
 
 INDEX_FILE = "index.parquet"
 #: Columns every index has, in order (the split schemes, ``clip_seconds``, ``frames`` and
@@ -36,17 +37,24 @@ def clip_id(song_id: str, clip_seconds: int, segment: int) -> str:
 
 def target_index(
     params: FeatureParams, clip_seconds: int, songs: pl.DataFrame, splits: pl.DataFrame,
-    extra: dict[str, int] | None = None,
+    extra: dict[str, int] | None = None, *, labels: Sequence[str] | None = None,
 ) -> pl.DataFrame:
     """The index a clip length should have for ``songs`` (catalog rows) and the split table.
 
     Rows are sorted by genre, song and segment; ``hdf5_row`` numbers them. A song yields
     the clips of :func:`feature_store.features.clip_starts` (none when it is too short).
+    ``label`` is the position of the song's ``genre`` in ``labels`` (default: the sorted labels
+    of ``songs``).
     """
+    codes = {g: i for i, g in enumerate(labels if labels is not None else label_order(songs["genre"]))}
+    missing = sorted(set(songs["genre"].to_list()) - set(codes))
+    if missing:
+        raise ParameterError(f"label {missing[0]!r} of the catalog is not in the store's label set {list(codes)}; "
+                             "ingest again (`gtzan ingest`)")
     rows = []
     for sid, genre, sha, duration in songs.select("song_id", "genre", "sha256", "duration").iter_rows():
         for seg, start in clip_starts(params=params, clip_seconds=clip_seconds, duration=duration):
-            rows.append((clip_id(sid, clip_seconds, seg), sid, genre, GENRES.index(genre), sha, seg,
+            rows.append((clip_id(sid, clip_seconds, seg), sid, genre, codes[genre], sha, seg,
                          start * params.hop_length / params.sr, start))
     index = pl.DataFrame(rows, schema=INDEX_SCHEMA, orient="row").sort("genre", "song_id", "segment")
     scheme_cols = [s for s in SCHEMES if s in splits.columns]
@@ -136,8 +144,10 @@ def predicates(
     preds: list[pl.Expr] = []
     if genre is not None:
         genres = [genre] if isinstance(genre, str) else list(genre)
+        valid = store_labels_of(source=source, gen=gen)
         for g in genres:
-            validate_genre(g)
+            if not isinstance(g, str) or (valid is not None and g not in valid):
+                raise ParameterError(f"unknown genre {g!r}; valid genres are {valid}")
         preds.append(pl.col("genre").is_in(genres))
     if split is not None:
         parts = [split] if isinstance(split, str) else list(split)
@@ -151,6 +161,15 @@ def predicates(
             raise ParameterError("song_ids must be a list of song ids, not one string")
         preds.append(pl.col("song_id").is_in(list(song_ids)))
     return preds
+
+
+def store_labels_of(*, source: pl.DataFrame | None = None, gen: Path | None = None) -> list[str] | None:
+    """The labels of an index (``source``, or generation ``gen``'s), in label order; None
+    when neither is given."""
+    if source is None and gen is None:
+        return None
+    index = source if source is not None else read_index(gen)
+    return index.select("genre", "label").unique().sort("label")["genre"].to_list()
 
 
 def scheme_parts(scheme: str, *, source: pl.DataFrame | None = None, gen: Path | None = None) -> list[str]:

@@ -112,7 +112,7 @@ def locate_audio(store: ViewStore, check: StoreCheck) -> Path | None:
     IntegrityError
         The record of the folder is damaged.
     """
-    from feature_store.catalog import recorded_genre_root
+    from feature_store.tables import recorded_genre_root
 
     genre_root = recorded_genre_root(store.root)
     if genre_root is None:
@@ -134,7 +134,7 @@ def locate_audio(store: ViewStore, check: StoreCheck) -> Path | None:
 
 def _same_file(genre_root: Path, rel: str, sha256: str) -> bool:
     """Whether ``rel`` under ``genre_root`` (not escaping it) is a regular file with ``sha256``."""
-    from feature_store.catalog import file_sha256, resolve_in_root
+    from feature_store.tables import file_sha256, resolve_in_root
     from feature_store.errors import ParameterError
 
     try:
@@ -159,9 +159,9 @@ def repair_store(store: ViewStore, check: StoreCheck, *, audio_root: str | os.Pa
     """Rewrite what ``check`` found damaged (see the module docstring)."""
     reingested = False
     if check.root_problems:
-        from feature_store.ingest import ingest
+        from feature_store.engine.plugins import ingest_again
 
-        ingest(audio_root, store.root)
+        ingest_again(audio_root, store.root)
         reingested = True
     damaged = {c: g for c, g in check.clip_lengths.items() if not g.ok}
     songs = sorted({s for g in damaged.values() for s in g.damaged_songs})

@@ -33,8 +33,9 @@ import polars as pl
 
 from feature_store import atomic, integrity
 from feature_store.engine import locks, registry
+from feature_store.engine.arrays import assemble
 from feature_store.engine.build import Builder, BuildReport
-from feature_store.engine.index import INDEX_FILE, index_schema, predicates, public, query, table_schema
+from feature_store.engine.index import index_schema, predicates, public, query, table_schema
 from feature_store.engine.read import OpenGenerations, RowReader, damaged_h5, read_checked
 from feature_store.engine.view import FeatureView
 from feature_store.errors import ParameterError, StoreError
@@ -63,7 +64,7 @@ class Tensors(NamedTuple):
         ``(clips, *shape)`` for one array of a per-clip 2-d shape (the mel spectrograms);
         otherwise the named arrays flattened and side by side, ``(clips, features)``.
     y : np.ndarray [shape=(clips,), dtype=int64]
-        Genre labels, index into :data:`feature_store.params.GENRES`.
+        Labels: the position of each clip's label in the store's label set (recorded at ingest).
     index : pl.DataFrame
         The index rows of ``x``, in the same order.
     arrays : tuple of str
@@ -135,7 +136,7 @@ class ViewStore:
         """The catalog table (checked); :class:`StoreError` if ingest has not run or it is damaged."""
         if not self.catalog_path.exists():
             raise StoreError(f"no catalog at {self.catalog_path}; run ingest first (`gtzan ingest`)")
-        from feature_store.catalog import CATALOG_SCHEMA
+        from feature_store.tables import CATALOG_SCHEMA
 
         return integrity.read_parquet(self.catalog_path, schema=CATALOG_SCHEMA, remedy=REINGEST)
 
@@ -143,7 +144,7 @@ class ViewStore:
         """The split table (checked); :class:`StoreError` if splits were not made or it is damaged."""
         if not self.splits_path.exists():
             raise StoreError(f"no split table at {self.splits_path}; run ingest first (`gtzan ingest`)")
-        from feature_store.splits import SPLITS_SCHEMA
+        from feature_store.tables import SPLITS_SCHEMA
 
         return integrity.read_parquet(self.splits_path, schema=SPLITS_SCHEMA, remedy=REINGEST)
 
@@ -403,16 +404,3 @@ class ViewStore:
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
             self.close()
-
-
-def assemble(parts: list[np.ndarray], names: Sequence[str], *, dtype: str = "float32") -> np.ndarray:
-    """``x`` from the arrays read: one multi-dimensional array as it is, vectors side by side."""
-    if len(parts) == 1 and parts[0].ndim > 2:
-        return parts[0].astype(dtype, copy=False)
-    flat = [p.reshape(p.shape[0], -1) for p in parts]
-    return np.concatenate(flat, axis=1).astype(dtype, copy=False) if flat else np.empty((0, 0), dtype)
-
-
-def index_file(gen: Path) -> Path:
-    """The index of a generation."""
-    return gen / INDEX_FILE

@@ -35,7 +35,7 @@ import numpy as np
 
 from feature_store.engine.frames import FrameSpec
 from feature_store.errors import ParameterError
-from feature_store.params import FeatureParams, validate_clip_seconds
+from feature_store.params import FeatureParams
 
 #: Row storage of an array: ``row`` chunks hold one clip each (large per-clip arrays that are
 #: read a few clips at a time, like spectrograms); ``block`` chunks hold many clips (vectors).
@@ -383,11 +383,6 @@ class FeatureView(abc.ABC):
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.params))
-
-
-def check_clip_seconds(clip_seconds: Any) -> int:
-    """:func:`~feature_store.params.validate_clip_seconds`, re-exported for view modules."""
-    return validate_clip_seconds(clip_seconds)
 
 
 def window_rows(entry: np.ndarray, starts: Starts, frames: int) -> np.ndarray:

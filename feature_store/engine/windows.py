@@ -19,14 +19,16 @@ import dataclasses
 import math
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from feature_store.engine.view import FeatureView
 from feature_store.errors import ParameterError
 from feature_store.features import MIN_CLIP_COVERAGE
 from feature_store.params import MIN_HOP_SECONDS, validate_clip_seconds
+
+if TYPE_CHECKING:  # pragma: no cover
+    from feature_store.engine.view import FeatureView
 
 
 def window_starts(*, total_frames: int, frames: int, hop_frames: float) -> list[int]:
@@ -128,7 +130,7 @@ def _hop(clip_seconds: int, hop_seconds: float | None) -> float:
 def _features(view: FeatureView, frames: np.ndarray, starts: Sequence[int], clip_seconds: int,
               arrays: Sequence[str] | None) -> np.ndarray:
     """The named arrays of the windows at ``starts`` (frames of ``frames``), through the stored dtype."""
-    from feature_store.engine.store import assemble
+    from feature_store.engine.arrays import assemble
 
     rows = view.clip_rows(frames, {clip_seconds: list(starts)})[clip_seconds]
     specs = {s.name: s for s in view.array_specs(clip_seconds)}
@@ -151,7 +153,7 @@ class WindowStream:
     """The window features of one audio file, batch by batch, in memory that does not grow with
     the file's length; iterate once.
 
-    The file is streamed (:func:`feature_store.audio.stream`) and framed piece by piece
+    The file is streamed (:func:`feature_store.audio_stream.stream`) and framed piece by piece
     (:mod:`feature_store.engine.frames`); a view whose values depend on the whole signal (the
     mel's dB floor) reads the file twice, first for that statistic. The windows and their
     values are those of :func:`audio_windows` on the whole decoded file. A view that cannot
@@ -184,7 +186,7 @@ class WindowStream:
         return self._streamed()
 
     def _open(self) -> Any:
-        from feature_store.audio import stream
+        from feature_store.audio_stream import stream
 
         st = stream(self.path, sr=self.view.sample_rate, max_seconds=self.max_seconds)
         self.source_sr, self.source_channels = int(st.info.sample_rate), int(st.info.channels)

@@ -87,7 +87,7 @@ def view_of(spec: tuple[str, dict]) -> Any:
 
     key = json.dumps(spec, sort_keys=True, default=str)
     if key not in _VIEWS:
-        from feature_store.views import view_from_spec
+        from feature_store.engine.plugins import view_from_spec
 
         _VIEWS[key] = view_from_spec(spec)
     return _VIEWS[key]

@@ -139,11 +139,12 @@ def build_command(ws: Workspace, audio_dir: Path | None, workers: int | None, vi
 def _check_audio_root(ws: Workspace, store: Any, audio_dir: Path | None) -> Path:
     """The audio folder to build from, checked to hold the files the store's catalog lists, and
     the split table checked not to leak (the check of the blocking ``split_leakage`` asset check)."""
-    from feature_store.catalog import find_genre_root, resolve_in_root
+    from feature_store.engine.plugins import find_audio_root
     from feature_store.splits import require_no_leakage
+    from feature_store.tables import resolve_in_root
 
     root = ws.audio_root(audio_dir, write_demo=False).path
-    genre_root, _ = find_genre_root(root)
+    genre_root = find_audio_root(store.root, root)
     catalog = store.catalog()
     require_no_leakage(store.splits(), where=str(store.splits_path))
     ok = catalog.filter(catalog["status"] == "ok")

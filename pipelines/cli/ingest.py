@@ -1,4 +1,4 @@
-"""``gtzan ingest``: catalog a GTZAN folder, write the catalog and split tables."""
+"""``gtzan ingest``: catalog a dataset's audio folder, write the catalog and split tables."""
 
 from __future__ import annotations
 
@@ -20,38 +20,58 @@ def _layout(value: str) -> str:
     return value
 
 
-@click.command("ingest")
+class _DatasetCommand(click.Command):
+    """Lists the registered datasets in its help, read from the registry when help is shown."""
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_help_text(ctx, formatter)
+        with formatter.section("Datasets"):
+            from feature_store.datasets import datasets
+
+            formatter.write_dl([(name, ds.summary) for name, ds in datasets().items()])
+
+
+@click.command("ingest", cls=_DatasetCommand)
 @click.argument("audio_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--dataset", "dataset", default="gtzan", show_default=True, metavar="NAME",
+              help="How AUDIO_DIR is read: one of the datasets listed below.")
+@click.option("--labels", "labels_file", type=click.Path(path_type=Path), default=None,
+              help="The csv dataset's labels file: columns path, label and an optional split.")
 @click.option("--layout", cls=SettingOption, setting="layout", convert=_layout,
               help="Expected layout: auto | kaggle | original ($GTZAN_LAYOUT).")
 @store_option
 @progress_option
 @pass_workspace
-def ingest_command(ws: Workspace, audio_dir: Path | None, progress: bool | None) -> None:
-    """Catalog a GTZAN folder and write the catalog and split tables.
+def ingest_command(ws: Workspace, audio_dir: Path | None, dataset: str, labels_file: Path | None,
+                   progress: bool | None) -> None:
+    """Catalog a dataset's audio folder and write the catalog and split tables.
 
-    AUDIO_DIR is a GTZAN copy in the Kaggle layout (genres_original/<genre>/
-    <genre>.000NN.wav) or the original one (genres/<genre>/<genre>.000NN.au), or
-    its genres folder; default $GTZAN_DIR, else the demo corpus. Every file is
-    hashed and decoded; unreadable files are quarantined with a reason.
+    With the default dataset, gtzan, AUDIO_DIR is a GTZAN copy in the Kaggle layout
+    (genres_original/<genre>/<genre>.000NN.wav) or the original one
+    (genres/<genre>/<genre>.000NN.au), or its genres folder; default $GTZAN_DIR,
+    else the demo corpus. Every file is hashed and decoded; unreadable files are
+    quarantined with a reason.
 
     \b
     Examples:
       gtzan ingest
       gtzan ingest ~/datasets/gtzan
+      gtzan ingest ~/corpus --dataset folders
+      gtzan ingest ~/corpus --dataset csv --labels ~/corpus/labels.csv
     """
-    from feature_store.catalog import find_genre_root
+    from feature_store.datasets import get_dataset
     from feature_store.errors import ParameterError
     from feature_store.ingest import ingest as do_ingest
 
+    ds = get_dataset(dataset)
     wanted = ws.settings.layout
     root = ws.audio_root(audio_dir, write_demo=True)
-    found = find_genre_root(root.path)[1]
-    if wanted != "auto" and found != wanted:
+    found = ds.find_root(root.path)[1]
+    if ds.name == "gtzan" and wanted != "auto" and found != wanted:
         raise ParameterError(f"audio folder {str(root.path)!r} has the {found!r} layout, but {wanted!r} was asked")
     cb, close = tqdm_callback(progress_enabled(progress), "decode", "file")
     try:
-        result = do_ingest(root.path, ws.store_root, progress=cb)
+        result = do_ingest(root.path, ws.store_root, progress=cb, dataset=ds.name, labels_file=labels_file)
     finally:
         close()
     _echo_ingest(result, root.is_demo)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from feature_store import audio, decoders
+from feature_store import audio, audio_stream, decoders
 from feature_store.audio import count_frames, decode, fit_length
 from feature_store.errors import AudioError
 
@@ -172,7 +172,7 @@ def test_sample_rates_outside_the_sane_range_are_refused_everywhere(tmp_path, sr
         audio.probe(path)
     assert str(exc.value) == reason  # what ingest records
     for call in (lambda: decode(path, sr=22050), lambda: decode(path, sr=22050, nominal_seconds=None),
-                 lambda: audio.stream(path, sr=22050), lambda: count_frames(path)):
+                 lambda: audio_stream.stream(path, sr=22050), lambda: count_frames(path)):
         with pytest.raises(AudioError) as exc:
             call()
         assert str(exc.value) == f"cannot decode x.wav: {reason}"  # what predict reports
@@ -185,7 +185,7 @@ def test_a_text_file_named_au_is_not_audio(tmp_path):
     reason = "no audio header: libsndfile could only guess header-less raw data"
     with pytest.raises(AudioError, match=f"^{reason}$"):
         audio.probe(path)
-    for call in (lambda: decode(path, sr=22050, nominal_seconds=None), lambda: audio.stream(path, sr=22050)):
+    for call in (lambda: decode(path, sr=22050, nominal_seconds=None), lambda: audio_stream.stream(path, sr=22050)):
         with pytest.raises(AudioError, match=f"^cannot decode notes.au: {reason}$"):
             call()
 
@@ -277,11 +277,11 @@ def test_max_seconds_refuses_long_files(tmp_path):
         decode(path, sr=8000, nominal_seconds=None, max_seconds=5)
     assert decode(path, sr=8000, nominal_seconds=None, max_seconds=10).frames == 10 * 8000
     with pytest.raises(audio.AudioTooLongError, match=r"^ten\.wav lasts 10\.0 s, more than the maximum of 5 s$"):
-        audio.stream(path, sr=8000, max_seconds=5)
-    s = audio.stream(path, sr=8000, max_seconds=5, over="crop", block_seconds=2)
+        audio_stream.stream(path, sr=8000, max_seconds=5)
+    s = audio_stream.stream(path, sr=8000, max_seconds=5, over="crop", block_seconds=2)
     blocks = list(s)
     assert [b.size for b in blocks] == [16000, 16000, 8000] and s.capped and s.frames == 5 * 8000
-    s = audio.stream(path, sr=8000, max_seconds=10)
+    s = audio_stream.stream(path, sr=8000, max_seconds=10)
     assert sum(b.size for b in s) == 10 * 8000 and not s.capped
 
 
@@ -294,8 +294,8 @@ def test_a_flac_holding_more_than_max_seconds_behind_an_unknown_length(tmp_path)
     with pytest.raises(audio.AudioTooLongError, match=too_long):
         decode(path, sr=8000, nominal_seconds=None, max_seconds=5)
     with pytest.raises(audio.AudioTooLongError, match=too_long):
-        list(audio.stream(path, sr=8000, max_seconds=5))
-    s = audio.stream(path, sr=8000, max_seconds=5, over="crop")
+        list(audio_stream.stream(path, sr=8000, max_seconds=5))
+    s = audio_stream.stream(path, sr=8000, max_seconds=5, over="crop")
     assert sum(b.size for b in s) == 5 * 8000 and s.capped
 
 
@@ -316,7 +316,7 @@ def test_stream_equals_the_whole_file_decode(tmp_path, source_sr, channels, suff
     path = tmp_path / f"x{suffix}"
     sf.write(path, y.squeeze(), source_sr, subtype=subtype)
     whole = decode(path, sr=22050, nominal_seconds=None)
-    s = audio.stream(path, sr=22050, block_seconds=2.0)
+    s = audio_stream.stream(path, sr=22050, block_seconds=2.0)
     assert s.info == audio.probe(path)  # dr_flac reads the header as libsndfile does
     blocks = list(s)
     got = np.concatenate(blocks)
@@ -332,7 +332,7 @@ def test_stream_of_an_hour_keeps_one_block_in_memory(hour_of_silence):
 
     tracemalloc.start()
     try:
-        s = audio.stream(hour_of_silence, sr=16000, block_seconds=30.0)
+        s = audio_stream.stream(hour_of_silence, sr=16000, block_seconds=30.0)
         n = peak_block = 0
         for block in s:
             n += block.size
@@ -348,7 +348,7 @@ def test_stream_of_a_truncated_flac_uses_the_frames_present(tmp_path):
     path = tmp_path / "cut.flac"
     sf.write(path, np.random.default_rng(1).uniform(-1, 1, 5 * 22050), 22050, subtype="PCM_16")
     path.write_bytes(path.read_bytes()[: 2 * path.stat().st_size // 3])
-    s = audio.stream(path, sr=22050, block_seconds=1.0)
+    s = audio_stream.stream(path, sr=22050, block_seconds=1.0)
     got = np.concatenate(list(s))
     assert s.truncated and 0 < s.frames < 5 * 22050
     np.testing.assert_array_equal(got, decode(path, sr=22050, nominal_seconds=None).y[: got.size])
@@ -361,8 +361,8 @@ def test_stream_refuses_bad_arguments(tmp_path):
     sf.write(path, np.zeros(8000, np.float32), 8000)
     for kwargs in ({"block_seconds": 0}, {"max_seconds": -1}, {"over": "truncate"}, {"sr": 0}):
         with pytest.raises(ParameterError):
-            audio.stream(path, **({"sr": 8000} | kwargs))
-    s = audio.stream(path, sr=8000)
+            audio_stream.stream(path, **({"sr": 8000} | kwargs))
+    s = audio_stream.stream(path, sr=8000)
     list(s)
     with pytest.raises(ParameterError, match="once"):
         iter(s)
@@ -383,7 +383,7 @@ def test_memory_errors_and_decoder_failures_fail_the_file(tmp_path, monkeypatch)
         decode(path, sr=22050)
     monkeypatch.setattr(soxr, "ResampleStream", oom)
     with pytest.raises(AudioError, match=r"^cannot decode x\.wav: out of memory$"):
-        list(audio.stream(path, sr=22050))
+        list(audio_stream.stream(path, sr=22050))
 
     def broken(self, out):
         raise RuntimeError("decoder exploded")
@@ -392,4 +392,4 @@ def test_memory_errors_and_decoder_failures_fail_the_file(tmp_path, monkeypatch)
     with pytest.raises(AudioError, match=r"^cannot decode x\.wav: decoder exploded$"):
         decode(path, sr=8000)
     with pytest.raises(AudioError, match=r"^cannot decode x\.wav: decoder exploded$"):
-        list(audio.stream(path, sr=8000))
+        list(audio_stream.stream(path, sr=8000))

@@ -7,12 +7,13 @@ import pytest
 import soundfile as sf
 
 from feature_store import catalog
+from feature_store.datasets import gtzan
 from feature_store.errors import ParameterError
 from feature_store.params import GENRES
 
 
 def test_scan_demo_corpus(tiny_corpus):
-    df = catalog.scan(tiny_corpus)
+    df = gtzan.scan(tiny_corpus)
     assert df.height == 30
     assert list(df.columns) == list(catalog.CATALOG_SCHEMA)
     assert df["status"].unique().to_list() == ["ok"]
@@ -39,7 +40,7 @@ def test_bad_files_are_quarantined_with_reasons_and_the_rest_is_kept(tiny_corpus
     (jazz / "jazz.00054.wav").write_bytes(b"RIFF\x00\x00" + bytes(range(256)) * 4)  # unreadable
     (jazz / "jazz.00055.wav").write_bytes(b"")
     (jazz / "jazz.00056.au").write_text("this is a text file, not audio\n")
-    df = catalog.scan(root)
+    df = gtzan.scan(root)
     q = df.filter(pl.col("status") == "quarantined").sort("song_id")
     assert q["song_id"].to_list() == ["jazz.00054", "jazz.00055", "jazz.00056"]
     reasons = dict(zip(q["song_id"], q["reason"], strict=True))
@@ -52,7 +53,7 @@ def test_identical_files_are_flagged(tiny_corpus, tmp_path):
     root = _copy_genres(tiny_corpus, tmp_path)
     blues = root / "genres_original" / "blues"
     shutil.copy(blues / "blues.00000.wav", blues / "blues.00007.wav")
-    df = catalog.scan(root)
+    df = gtzan.scan(root)
     dup = df.filter(pl.col("duplicate_of").is_not_null())
     assert dup["song_id"].to_list() == ["blues.00007"]
     assert dup["duplicate_of"].to_list() == ["blues.00000"]
@@ -63,7 +64,7 @@ def test_unknown_genre_folder_is_quarantined(tiny_corpus, tmp_path):
     other = root / "genres_original" / "polka"
     other.mkdir()
     shutil.copy(root / "genres_original" / "rock" / "rock.00000.wav", other / "polka.00000.wav")
-    df = catalog.scan(root)
+    df = gtzan.scan(root)
     row = df.filter(pl.col("genre") == "polka").row(0, named=True)
     assert row["status"] == "quarantined" and "not a GTZAN genre" in row["reason"]
 
@@ -73,33 +74,33 @@ def test_original_layout_with_au_files(tmp_path):
     gdir.mkdir(parents=True)
     y = (0.1 * np.sin(np.arange(22050 * 2) / 10)).astype(np.float32)
     sf.write(gdir / "blues.00000.au", y, 22050, format="AU", subtype="PCM_16")
-    genre_root, layout = catalog.find_genre_root(tmp_path)
+    genre_root, layout = gtzan.find_genre_root(tmp_path)
     assert layout == "original" and genre_root.name == "genres"
-    df = catalog.scan(tmp_path)
+    df = gtzan.scan(tmp_path)
     assert df.row(0, named=True)["format"] == "au"
     assert df.row(0, named=True)["status"] == "ok"
 
 
 def test_genres_folder_itself_is_accepted(tiny_corpus):
-    root, layout = catalog.find_genre_root(tiny_corpus / "genres_original")
+    root, layout = gtzan.find_genre_root(tiny_corpus / "genres_original")
     assert layout == "kaggle" and root == (tiny_corpus / "genres_original").resolve()
 
 
 def test_missing_and_empty_folders_say_so(tmp_path):
     with pytest.raises(ParameterError, match="does not exist"):
-        catalog.scan(tmp_path / "nope")
+        gtzan.scan(tmp_path / "nope")
     with pytest.raises(ParameterError, match="holds no genre folders"):
-        catalog.scan(tmp_path)
+        gtzan.scan(tmp_path)
     (tmp_path / "genres_original" / "blues").mkdir(parents=True)
     with pytest.raises(ParameterError, match="holds no audio files"):
-        catalog.scan(tmp_path)
+        gtzan.scan(tmp_path)
 
 
 def test_non_ascii_and_spaces_in_names(tiny_corpus, tmp_path):
     gdir = tmp_path / "genres_original" / "jazz"
     gdir.mkdir(parents=True)
     shutil.copy(tiny_corpus / "genres_original" / "jazz" / "jazz.00000.wav", gdir / "Café del Mar ü.wav")
-    df = catalog.scan(tmp_path)
+    df = gtzan.scan(tmp_path)
     row = df.row(0, named=True)
     assert row["status"] == "ok"
     assert row["song_id"] == "jazz/Café del Mar ü.wav"
@@ -116,5 +117,5 @@ def test_too_short_audio_is_quarantined(tmp_path):
     gdir = tmp_path / "genres_original" / "pop"
     gdir.mkdir(parents=True)
     sf.write(gdir / "pop.00000.wav", np.zeros(100, np.float32), 22050)
-    row = catalog.scan(tmp_path).row(0, named=True)
+    row = gtzan.scan(tmp_path).row(0, named=True)
     assert row["status"] == "quarantined" and "too short" in row["reason"]

@@ -3,7 +3,8 @@ import dataclasses
 import pytest
 
 from feature_store.errors import ParameterError
-from feature_store.params import CLIP_SECONDS, FeatureParams, validate_clip_seconds, validate_genre, validate_mode
+from feature_store.datasets.gtzan import validate_genre
+from feature_store.params import CLIP_SECONDS, FeatureParams, validate_clip_seconds, validate_mode
 
 
 def test_defaults_are_the_studys_librosa_defaults():

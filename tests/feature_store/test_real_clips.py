@@ -9,14 +9,15 @@ import polars as pl
 import pytest
 import soundfile as sf
 
-from feature_store import FeatureStore, catalog, ingest
+from feature_store import FeatureStore, ingest
+from feature_store.datasets import gtzan
 
 pytestmark = pytest.mark.shared_data
 
 
 def test_gtzan_mini_catalog_matches_its_manifest(shared_data):
     root = shared_data / "gtzan-mini" / "genres_original"
-    df = catalog.scan(root)
+    df = gtzan.scan(root)
     assert df.height == 100 and set(df["status"]) == {"ok"}
     assert df.group_by("genre").len()["len"].to_list() == [10] * 10
     with open(shared_data / "gtzan-mini" / "MANIFEST.csv") as fh:
@@ -61,7 +62,7 @@ def test_every_real_flac_decodes_to_libsndfiles_samples(shared_data):
 
 
 def test_original_au_layout(shared_data):
-    df = catalog.scan(shared_data / "gtzan-au")
+    df = gtzan.scan(shared_data / "gtzan-au")
     assert df["song_id"].to_list() == ["blues.00000", "blues.00001", "jazz.00000", "jazz.00001"]
     assert set(df["format"]) == {"au"} and set(df["status"]) == {"ok"}
 

@@ -2,6 +2,7 @@ import polars as pl
 import pytest
 
 from feature_store import splits
+from feature_store.datasets import gtzan
 from feature_store.errors import ParameterError
 from feature_store.params import GENRES
 
@@ -18,7 +19,7 @@ def fake_catalog(per_genre: int = 100, genres=GENRES, status=None) -> pl.DataFra
 
 def test_seed_split_holds_out_the_last_ten_per_genre():
     cat = fake_catalog()
-    s = splits.make_splits(cat)
+    s = gtzan.make_splits(cat)
     test = s.filter(pl.col("seed") == "test")
     assert test.height == 100
     assert test.group_by("genre").len()["len"].to_list() == [10] * 10
@@ -34,7 +35,7 @@ def test_seed_split_is_proportional_with_at_least_one(n, held):
 
 def test_quarantined_songs_are_excluded_everywhere():
     cat = fake_catalog(per_genre=10, status={"jazz.00009": "quarantined"})
-    s = splits.make_splits(cat)
+    s = gtzan.make_splits(cat)
     row = s.filter(pl.col("song_id") == "jazz.00009").row(0, named=True)
     assert row["seed"] == row["stratified"] == row["fault_filtered"] == "excluded"
     # the jazz hold-out moves to the last usable song
@@ -53,17 +54,17 @@ def test_stratified_folds_are_balanced_and_seeded():
 
 
 def test_fault_filtered_counts_on_the_full_dataset():
-    s = splits.make_splits(fake_catalog())
+    s = gtzan.make_splits(fake_catalog())
     counts = dict(s.group_by("fault_filtered").len().iter_rows())
     assert counts == {"train": 443, "valid": 197, "test": 290, "excluded": 70}
 
 
 def test_no_leakage_in_any_scheme():
-    assert splits.leakage(splits.make_splits(fake_catalog())).height == 0
+    assert splits.leakage(gtzan.make_splits(fake_catalog())).height == 0
 
 
 def test_planted_leakage_is_found():
-    s = splits.make_splits(fake_catalog(per_genre=10))
+    s = gtzan.make_splits(fake_catalog(per_genre=10))
     # the same song listed twice, once in each part
     dup = s.filter(pl.col("song_id") == "rock.00000").with_columns(pl.lit("test").alias("seed"))
     leaks = splits.leakage(pl.concat([s, dup]))

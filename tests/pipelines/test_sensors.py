@@ -12,6 +12,7 @@ import time
 import dagster as dg
 
 from feature_store import catalog as fs_catalog
+from feature_store.datasets import gtzan
 from pipelines.sensors import CURSOR_VERSION, Catalog, audio_folder_sensor, diff_catalog, list_audio
 
 
@@ -24,7 +25,7 @@ def ingest(resources: dict, corpus) -> None:
     """Write the store's catalog of the folder as it is now, as an ingest run does."""
     store = resources["features"].store()
     store.root.mkdir(parents=True, exist_ok=True)
-    fs_catalog.write_catalog(fs_catalog.scan(corpus / "genres_original", workers=1), store.catalog_path)
+    fs_catalog.write_catalog(gtzan.scan(corpus / "genres_original", workers=1), store.catalog_path)
 
 
 def modified_now(path) -> None:

@@ -16,7 +16,7 @@ import soundfile as sf
 
 from feature_store import FeatureParams, FeatureStore, ingest
 from feature_store.demo import write_demo_corpus
-from feature_store.splits import make_splits
+from feature_store.datasets.gtzan import make_splits
 
 LENGTHS = [1, 5]
 

@@ -119,7 +119,7 @@ def test_streaming_an_hour_long_file_stays_small(corpus):
     path = corpus / "genres_original" / "pop" / "pop.00099.flac"
     code = textwrap.dedent(f"""
         import json, resource
-        from feature_store.audio import stream
+        from feature_store.audio_stream import stream
         s = stream({str(path)!r}, sr=22050, block_seconds=10.0)
         n = sum(block.size for block in s)
         with open("/proc/self/status") as fh:

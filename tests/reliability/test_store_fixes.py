@@ -22,7 +22,8 @@ import soundfile as sf
 from feature_store import atomic
 from feature_store.audio import declared_frames
 from feature_store.catalog import inspect_file
-from feature_store.splits import EXCLUDED, keep_copies_together, leakage, make_splits
+from feature_store.datasets.gtzan import make_splits
+from feature_store.splits import EXCLUDED, keep_copies_together, leakage
 
 SR = 22050
 
