@@ -14,7 +14,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 # options of `deploy/cluster.py up`, e.g. CLUSTER_ARGS="--workers 3 --visibility-timeout 600"
 CLUSTER_ARGS ?=
 
-.PHONY: install run test test-ui test-all test-distributed dev home clean bench cluster cluster-run cluster-down cluster-purge
+.PHONY: install lint-imports run test test-ui test-all test-distributed dev home clean bench cluster cluster-run cluster-down cluster-purge
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ home:
 ## Options go in RUN_ARGS, e.g. make run RUN_ARGS="--models all --epochs 5 --seeds 0 1 2"
 run: install home
 	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/gtzan run $(RUN_ARGS)
+
+## make lint-imports: the import layers of .importlinter (pipelines -> assets -> training -> feature_store;
+## the store engine knows no view, no dataset and nothing of Dagster)
+lint-imports: install
+	$(VENV)/bin/lint-imports
 
 ## make test: the test suite (slow tests excluded; `make test-all` includes them)
 test: install
