@@ -51,6 +51,12 @@ KEPT_NAMES: dict[str, tuple[str, str]] = {
 }
 
 
+def asset_kinds(view_cls: type[FeatureView]) -> set[str]:
+    """The Dagster kinds of a view's asset: where it stores (HDF5, Parquet), and TensorFlow for a
+    view that runs a network in the build's process."""
+    return {"hdf5", "parquet"} | ({"tensorflow"} if view_cls.main_process else set())
+
+
 def asset_name(view: str) -> str:
     """The Dagster asset of the view called ``view``: ``<view>_features``."""
     return KEPT_NAMES.get(view, (f"{view}_features", ""))[0]
@@ -66,7 +72,7 @@ def view_asset(view_cls: type[FeatureView]) -> tuple[dg.AssetsDefinition, dg.Ass
 
     @dg.asset(
         group_name="features",
-        kinds=set(view_cls.kinds),
+        kinds=asset_kinds(view_cls),
         key=asset_name(view_cls.name),
         deps=[song_splits],
         partitions_def=clip_partitions,

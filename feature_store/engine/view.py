@@ -199,9 +199,7 @@ class FeatureView(abc.ABC):
     title : str
         One line: what the view holds (the first line of the class docstring).
     description : str
-        A paragraph for the Dagster UI (the rest of the class docstring).
-    kinds : tuple of str
-        Dagster kinds of the asset.
+        A paragraph for the UI (the rest of the class docstring).
     cache_scope : {'song', 'clip'}
         What the per-song cache holds (module docstring).
     main_process : bool
@@ -216,7 +214,6 @@ class FeatureView(abc.ABC):
     name: ClassVar[str]
     title: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    kinds: ClassVar[tuple[str, ...]] = ("hdf5", "parquet")
     cache_scope: ClassVar[Literal["song", "clip"]] = "song"
     main_process: ClassVar[bool] = False
     cost_name: ClassVar[str | None] = None
@@ -249,15 +246,12 @@ class FeatureView(abc.ABC):
             cls.description = " ".join(rest.split())
 
     # -- identity -------------------------------------------------------------------------
-    #: Options of a params dataclass the view does not declare itself (the mel view's
-    #: :class:`~feature_store.params.FeatureParams`); a view's own params declare theirs
-    #: with :func:`option`.
-    extra_options: ClassVar[tuple[Option, ...]] = ()
-
     @classmethod
     def declared_options(cls) -> tuple[Option, ...]:
-        """The user options of this view beyond ``mode`` (flags, config fields), in order."""
-        return cls.extra_options + params_options(cls.params_type)
+        """The user options of this view beyond ``mode`` (flags, config fields), in order: the
+        fields of its params dataclass declared with :func:`option`. A view whose params class
+        is not its own (the mel view's :class:`~feature_store.params.FeatureParams`) overrides it."""
+        return params_options(cls.params_type)
 
     @property
     def reads(self) -> tuple[str, ...]:
@@ -274,15 +268,6 @@ class FeatureView(abc.ABC):
         """The user options that give this view (inverse of :meth:`from_options`)."""
         return ViewOptions(mode=self.clip_params.mode,
                            **{o.name: getattr(self.params, o.field) for o in self.declared_options()})
-
-    def flags(self, *, only_changed: bool = False) -> str:
-        """The ``gtzan`` flags that select this view's store: ``--mode first --embedding-model MTT_musicnn``.
-
-        With ``only_changed``, only the flags whose value is not the default.
-        """
-        mine, default = self.options(), type(self)().options()
-        return " ".join(f"--{name.replace('_', '-')} {mine[name]}" for name in self.reads
-                        if not (only_changed and mine[name] == default[name]))
 
     def summary(self, provenance: Mapping[str, Any]) -> str:
         """A few words that tell a store of this view from another (a build's first line)."""
@@ -335,11 +320,6 @@ class FeatureView(abc.ABC):
         """``("module:Class", params as a dict)``: enough for a worker process to rebuild the view
         (:func:`feature_store.views.view_from_spec`), a view declared outside this package too."""
         return f"{type(self).__module__}:{type(self).__qualname__}", dataclasses.asdict(self.params)
-
-    @classmethod
-    def from_params_dict(cls, params: dict[str, Any]) -> FeatureView:
-        """Inverse of :meth:`to_spec`'s second element."""
-        return cls(cls.params_type(**params))
 
     # -- geometry: by default the clip geometry's own grid ------------------------------------
     @property

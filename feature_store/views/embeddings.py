@@ -89,7 +89,6 @@ class EmbeddingsView(FeatureView, name="embeddings"):
     the weights package (`pip install --no-deps musicnn==0.1.0`).
     """
 
-    kinds: ClassVar[tuple[str, ...]] = ("hdf5", "parquet", "tensorflow")
     cache_scope: ClassVar[str] = "clip"  # type: ignore[misc]
     main_process: ClassVar[bool] = True
     cost_name: ClassVar[str | None] = "embed_ms_per_clip"

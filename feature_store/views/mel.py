@@ -16,13 +16,12 @@ Its parameters are :class:`~feature_store.params.FeatureParams` (the folder is
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-
-import dataclasses
 
 from feature_store.engine.view import ArraySpec, FeatureView, Option, Rows, Starts
 from feature_store.features import mel_spectrogram, power_mel, power_to_db, window_summaries
@@ -44,10 +43,12 @@ class MelView(FeatureView, name="mel"):
     params_type: ClassVar[type] = FeatureParams
     params: FeatureParams
 
-    extra_options: ClassVar[tuple[Option, ...]] = (
-        Option("dtype", "dtype", {f.name: f.default for f in dataclasses.fields(FeatureParams)}["dtype"],
-               "Storage dtype of the mel store: float32 | float16.", ("float32", "float16")),
-    )
+    @classmethod
+    def declared_options(cls) -> tuple[Option, ...]:
+        # FeatureParams is the store's clip geometry too, so its dtype field is declared here
+        default = {f.name: f.default for f in dataclasses.fields(FeatureParams)}["dtype"]
+        return (Option("dtype", "dtype", default, "Storage dtype of the mel store: float32 | float16.",
+                       ("float32", "float16")),)
 
     def summary(self, provenance: Mapping[str, Any]) -> str:
         return f"mode {self.params.mode}, {self.params.dtype}"

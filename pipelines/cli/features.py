@@ -64,8 +64,16 @@ def build_hint(ws: Workspace, view: str, clip_seconds: int | None) -> str:
     """The command that builds ``view`` with the workspace's options (at ``clip_seconds``)."""
     store = ws.view_store(view)
     parts = ["gtzan features build", *([f"--view {view}"] if view != "mel" else []),
-             *([f"--clip-seconds {clip_seconds}"] if clip_seconds else []), store.view.flags(only_changed=True)]
+             *([f"--clip-seconds {clip_seconds}"] if clip_seconds else []), view_flags(store.view, only_changed=True)]
     return "`" + " ".join(p for p in parts if p) + "`"
+
+
+def view_flags(view: Any, *, only_changed: bool = False) -> str:
+    """The flags that select ``view``'s store: ``--mode first --embedding-model MTT_musicnn``;
+    with ``only_changed``, only those whose value is not the default."""
+    mine, default = view.options(), type(view)().options()
+    return " ".join(f"--{name.replace('_', '-')} {mine[name]}" for name in view.reads
+                    if not (only_changed and mine[name] == default[name]))
 
 
 def other_stores(ws: Workspace, view: str) -> str:

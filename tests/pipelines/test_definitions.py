@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from assets.partitions import PIPELINE_MODELS
-from assets.views import asset_name, check_name
+from assets.views import asset_kinds, asset_name, check_name
 from feature_store.views import VIEWS
 from pipelines.definitions import build_defs, defs
 
@@ -19,7 +19,7 @@ from pipelines.definitions import build_defs, defs
 ASSETS = {
     "audio_catalog": ("ingest", {"parquet", "polars"}),
     "song_splits": ("ingest", {"parquet", "polars"}),
-    **{asset_name(name): ("features", set(cls.kinds)) for name, cls in VIEWS.items()},
+    **{asset_name(name): ("features", asset_kinds(cls)) for name, cls in VIEWS.items()},
     "genre_models": ("training", {"tensorflow", "keras", "scikitlearn"}),
     "probe_models": ("training", {"scikitlearn", "numpy"}),
     "evaluation_report": ("reports", {"markdown", "matplotlib"}),
@@ -29,6 +29,8 @@ OPT_IN_ASSETS = {asset_name(name) for name, cls in VIEWS.items() if cls.opt_in} 
 
 
 def test_the_built_in_views_keep_their_asset_and_check_names():
+    assert [asset_kinds(VIEWS[v]) for v in ("mel", "embeddings", "timbre")] == [
+        {"hdf5", "parquet"}, {"hdf5", "parquet", "tensorflow"}, {"hdf5", "parquet"}]
     assert [(asset_name(v), check_name(v)) for v in ("mel", "embeddings", "timbre")] == [
         ("mel_features", "features_sane"), ("musicnn_embeddings", "embeddings_sane"),
         ("timbre_features", "timbre_sane")]
