@@ -57,8 +57,8 @@ def test_the_measure_counts_bodies_without_docstrings() -> None:
     body = "\n".join(f"    x{i} = {i}" for i in range(MAX_BODY_LINES))
     doc = '    """' + "\n".join(["doc"] * 30) + '"""\n'
     assert long_bodies(f"def f():\n{doc}{body}\n") == []
-    assert long_bodies(f"class C:\n    def g(self):\n    {body.replace(chr(10), chr(10) + '    ')}\n        y = 1\n") == [
-        ("C.g", MAX_BODY_LINES + 1)]
+    method = body.replace(chr(10), chr(10) + "    ")
+    assert long_bodies(f"class C:\n    def g(self):\n    {method}\n        y = 1\n") == [("C.g", MAX_BODY_LINES + 1)]
     assert modules() and all(p.suffix == ".py" for p in modules())
 
 

@@ -52,8 +52,8 @@ def views_help() -> str:
     """The views of the registry, for help texts: ``mel spectrograms (`--view mel`, the default), ...``."""
     from feature_store.views import VIEWS
 
-    return ", ".join(f"{cls.title[:1].lower()}{cls.title[1:]} (`--view {name}`{', the default' if name == 'mel' else ''})"
-                     for name, cls in VIEWS.items())
+    return ", ".join(f"{cls.title[:1].lower()}{cls.title[1:]} (`--view {name}`"
+                     + (", the default)" if name == "mel" else ")") for name, cls in VIEWS.items())
 
 
 features_group.help = (features_group.help or "").replace("{views}", views_help())

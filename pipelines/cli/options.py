@@ -211,8 +211,9 @@ def _checked(option: Any) -> Callable[[Any], Any]:
 
 def view_option_flags(f: Callable, *, skip: Iterable[str] = ("dtype",)) -> Callable:
     """A flag per option that a view declares (:func:`feature_store.views.declared_options`),
-    but those in ``skip`` (``--dtype`` comes with :func:`feature_options`): a setting's flag where the settings hold the option (``--dtype``,
-    ``--embedding-model``), else a :class:`ViewOptionFlag` with the view's default."""
+    but those in ``skip`` (``--dtype`` comes with :func:`feature_options`): a setting's flag
+    where the settings hold the option (``--embedding-model``), else a :class:`ViewOptionFlag`
+    with the view's default."""
     import dataclasses
 
     from feature_store.views import declared_options
