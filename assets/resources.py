@@ -27,7 +27,7 @@ from feature_store.engine.view import FeatureView, ViewOptions
 from feature_store.errors import ParameterError
 from feature_store.params import FeatureParams
 from feature_store.store import DEFAULT_LOCK_TIMEOUT, FeatureStore
-from feature_store.views import get_view
+from feature_store.views import declared_options, get_view
 from training.probe import ProbeConfig
 from training.train import ModelStore
 
@@ -157,7 +157,7 @@ class AudioSource(dg.ConfigurableResource):
         return find_genre_root(self._root())[1]
 
 
-class FeatureStoreResource(dg.ConfigurableResource):
+class _FeatureStoreConfig(dg.ConfigurableResource):
     """The feature store root and the feature parameters (see ``FeatureParams``).
 
     Attributes
@@ -166,16 +166,15 @@ class FeatureStoreResource(dg.ConfigurableResource):
         Feature store root.
     mode : str
         Sampling mode, ``first`` (the study's first N seconds) or ``segments``.
-    dtype : str
-        Storage dtype of the mels, ``float32`` or ``float16``.
+    dtype, embedding_model, ... : str
+        One config field per option that a view declares (:func:`feature_store.views.
+        declared_options`; the mel view's storage dtype, the musicnn weights of the
+        embeddings view and its probes), its default and description from the view.
     workers : int
         Worker processes of the feature build (0: the CPU count).
     lock_timeout : float
         Seconds a build waits for a concurrent build of the same store before it fails with
         ``StoreLockedError`` (a transient failure, which the assets' retry policy retries).
-    embedding_model : str
-        The musicnn weights of the embeddings view and its probes: ``MSD_musicnn`` (Million
-        Song Dataset tags) or ``MTT_musicnn`` (MagnaTagATune).
     embedding_workers : int
         Decode processes of the embedding build, beside the network that runs in the step's
         own process (0: a quarter of the CPU cores, the measured best on 2 cores).
@@ -187,10 +186,8 @@ class FeatureStoreResource(dg.ConfigurableResource):
 
     root: str
     mode: str = _PARAMS.mode
-    dtype: str = _PARAMS.dtype
     workers: int = 0
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
-    embedding_model: str = _PROBE.embedding_model
     embedding_workers: int = 0
     host_name: str = ""
 
@@ -209,8 +206,9 @@ class FeatureStoreResource(dg.ConfigurableResource):
         return EmbeddingStore(self.root, model=self.embedding_model, params=self.params())
 
     def view_options(self) -> ViewOptions:
-        """The options every view reads (mode, dtype, embedding model)."""
-        return ViewOptions(mode=self.mode, dtype=self.dtype, embedding_model=self.embedding_model)
+        """The options the views read: ``mode`` and every declared option's config field."""
+        return ViewOptions(mode=self.mode, **{name: getattr(self, name) for name in declared_options()
+                                              if hasattr(self, name)})
 
     def view_store(self, name: str) -> ViewStore:
         """The store of the view called ``name`` on this root (ParameterError names the views)."""
@@ -223,6 +221,24 @@ class FeatureStoreResource(dg.ConfigurableResource):
         decode processes beside it; the others take ``workers``.
         """
         return (self.embedding_workers if view.main_process else self.workers) or None
+
+
+def with_view_options(base: type[dg.ConfigurableResource], name: str) -> type[dg.ConfigurableResource]:
+    """``base`` with one config field per option the views declare (default and description
+    from the view), so that a view's own option reaches the Dagster config with no edit here."""
+    import pydantic
+
+    fields = {o.name: o for o in declared_options().values() if o.name not in base.model_fields}
+    namespace: dict[str, Any] = {
+        "__module__": base.__module__, "__qualname__": name, "__doc__": base.__doc__,
+        "__annotations__": {n: type(o.default) for n, o in fields.items()},
+        **{n: pydantic.Field(default=o.default, description=o.help) for n, o in fields.items()},
+    }
+    return type(name, (base,), namespace)
+
+
+#: The feature store resource: :class:`_FeatureStoreConfig` and the views' options.
+FeatureStoreResource = with_view_options(_FeatureStoreConfig, "FeatureStoreResource")
 
 
 class ModelStoreResource(dg.ConfigurableResource):

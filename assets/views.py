@@ -1,9 +1,10 @@
 """One factory makes the asset and the sanity check of every feature view.
 
 For each view of :data:`feature_store.views.VIEWS` (mel, embeddings, timbre, and any view
-added later), :func:`view_asset` makes ``<view.asset_name>``, partitioned by clip length,
-which builds that clip length of the view's store, and ``<view.check_name>``, a blocking
-check that inspects what was stored (:func:`inspect_view`). Nothing here names a view.
+added later), :func:`view_asset` makes the asset :func:`asset_name` (``<view>_features``),
+partitioned by clip length, which builds that clip length of the view's store, and the check
+:func:`check_name` (``<view>_sane``), a blocking check that inspects what was stored
+(:func:`inspect_view`). Nothing here names a view but the built-in views' older names.
 
 The check is *partitioned* like its asset (:func:`partitioned_check`), so that the UI shows the
 status of each clip length beside that clip length's materialization, and a blocking check
@@ -42,13 +43,37 @@ CHECK_ALL_ROWS = 20_000
 CHECK_SAMPLE_ROWS = 2_000
 
 
+#: The names the two first views had before names were derived, kept because runs, jobs,
+#: schedules and the UI's history know these assets and checks by them.
+KEPT_NAMES: dict[str, tuple[str, str]] = {
+    "mel": ("mel_features", "features_sane"),
+    "embeddings": ("musicnn_embeddings", "embeddings_sane"),
+}
+
+
+def asset_kinds(view_cls: type[FeatureView]) -> set[str]:
+    """The Dagster kinds of a view's asset: where it stores (HDF5, Parquet), and TensorFlow for a
+    view that runs a network in the build's process."""
+    return {"hdf5", "parquet"} | ({"tensorflow"} if view_cls.main_process else set())
+
+
+def asset_name(view: str) -> str:
+    """The Dagster asset of the view called ``view``: ``<view>_features``."""
+    return KEPT_NAMES.get(view, (f"{view}_features", ""))[0]
+
+
+def check_name(view: str) -> str:
+    """The blocking sanity check of the view called ``view``: ``<view>_sane``."""
+    return KEPT_NAMES.get(view, ("", f"{view}_sane"))[1]
+
+
 def view_asset(view_cls: type[FeatureView]) -> tuple[dg.AssetsDefinition, dg.AssetChecksDefinition]:
     """The asset and the sanity check of one view."""
 
     @dg.asset(
         group_name="features",
-        kinds=set(view_cls.kinds),
-        key=view_cls.asset_name,
+        kinds=asset_kinds(view_cls),
+        key=asset_name(view_cls.name),
         deps=[song_splits],
         partitions_def=clip_partitions,
         retry_policy=RETRY_POLICY,
@@ -95,7 +120,7 @@ def _view_check(_asset: dg.AssetsDefinition, view_cls: type[FeatureView]) -> dg.
 
     @dg.asset_check(
         asset=_asset,
-        name=view_cls.check_name,
+        name=check_name(view_cls.name),
         partitions_def=clip_partitions,
         blocking=True,
         description=f"The stored {view_cls.name} arrays are finite, of the declared shapes, row-aligned with "

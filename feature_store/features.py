@@ -98,7 +98,7 @@ def power_mel(y: np.ndarray, *, params: FeatureParams, block_frames: int = STFT_
     if not np.isfinite(y).all():
         raise ParameterError("y holds NaN or infinite samples; decode() replaces them")
     n_fft, hop = params.n_fft, params.hop_length
-    window, basis = _filters(params.sr, n_fft, params.n_mels, params.fmin, params.fmax)
+    window, basis = stft_filters(params.sr, n_fft, params.n_mels, params.fmin, params.fmax)
     if centered:
         total = 1 + y.size // hop
     elif y.size >= n_fft:
@@ -178,7 +178,7 @@ def power_to_db(S: np.ndarray, *, top_db: float | None = 80.0, amin: float = 1e-
 
 
 @functools.lru_cache(maxsize=8)
-def _filters(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> tuple[np.ndarray, Any]:
+def stft_filters(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> tuple[np.ndarray, Any]:
     """The periodic Hann window and the Slaney mel filterbank as a sparse CSR matrix."""
     import scipy.sparse
 

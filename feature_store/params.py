@@ -188,7 +188,8 @@ class FeatureParams:
         return [s for s in starts if s + frames <= self.song_frames]
 
 
-def _digest(payload: dict[str, Any]) -> str:
+def digest(payload: dict[str, Any]) -> str:
+    """Short stable hash (12 hex digits of sha256) of a JSON-able dict: the hash of a params dataclass."""
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -200,7 +201,7 @@ def _params_hash(params: FeatureParams, code: str, *, spectral: bool) -> str:
     if spectral:
         d.pop("dtype")
         d.pop("mode")
-    return _digest({**d, "code": code})
+    return digest({**d, "code": code})
 
 
 def __getattr__(name: str) -> Any:

@@ -9,6 +9,7 @@ subprocesses) agrees on them even if its working directory differs.
 from __future__ import annotations
 
 from assets.resources import AudioSource, FeatureStoreResource, ModelStoreResource
+from feature_store.views import declared_options
 from pipelines.settings import Settings
 
 
@@ -39,10 +40,10 @@ def make_resources(settings: Settings | None = None) -> dict[str, object]:
         "features": FeatureStoreResource(
             root=str(s.store_root),
             mode=s.mode,
-            dtype=s.dtype,
             workers=s.workers,
             lock_timeout=s.lock_timeout,
-            embedding_model=s.embedding_model,
+            # the views' options that the settings hold ($GTZAN_DTYPE...); the others keep the view's default
+            **{name: getattr(s, name) for name in declared_options() if hasattr(s, name)},
             embedding_workers=s.embedding_workers,
             host_name=s.deployment.host_name,
         ),

@@ -26,7 +26,7 @@ import numpy as np
 
 from feature_store import atomic
 from feature_store.params import CLIP_SECONDS, GENRES
-from training.report import STUDY_RESULTS, _best_clip, _vals, collect
+from training.report import STUDY_RESULTS, best_clip, collect, metric_values
 
 #: The titles of the accuracy figure's panels, by sampling mode: (metric, title) per panel.
 ACCURACY_PANELS: dict[str, list[tuple[str, str]]] = {
@@ -102,8 +102,8 @@ def draw_accuracy_vs_clip(runs: list[dict[str, Any]]) -> Any:
     for ax, (metric, title) in zip(axes[0], panels, strict=True):
         for label in sorted(table):
             clips = sorted(table[label])
-            m = [np.mean(_vals(table[label][c], metric)) for c in clips]
-            s = [np.std(_vals(table[label][c], metric), ddof=1) if len(table[label][c]) > 1 else 0.0 for c in clips]
+            m = [np.mean(metric_values(table[label][c], metric)) for c in clips]
+            s = [np.std(metric_values(table[label][c], metric), ddof=1) if len(table[label][c]) > 1 else 0.0 for c in clips]
             ax.errorbar(clips, m, yerr=s, marker="o", capsize=3, label=label)
         if one or metric == "clip_accuracy":
             for label, pub in STUDY_RESULTS.items():
@@ -136,7 +136,7 @@ def draw_confusions(runs: list[dict[str, Any]]) -> Any:
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, label in zip(axes.flat, labels, strict=False):
-        c = _best_clip(table[label])
+        c = best_clip(table[label])
         cm = np.sum([np.asarray(r["metrics"]["song_confusion"]) for r in table[label][c]], axis=0)
         ax.imshow(cm, cmap="Blues")
         for i, j in zip(*np.nonzero(cm), strict=True):
@@ -196,7 +196,7 @@ def draw_cost_accuracy(runs: list[dict[str, Any]]) -> Any:
     for label in sorted(table):
         c = max(table[label])
         rs = table[label][c]
-        acc = np.mean(_vals(rs, "song_accuracy"))
+        acc = np.mean(metric_values(rs, "song_accuracy"))
         params = rs[0]["costs"]["parameters"]
         spe = np.mean([r["costs"].get("steady_seconds_per_epoch", r["costs"]["seconds_per_epoch"]) for r in rs])
         for k, (ax, x) in enumerate(((axes[0], params), (axes[1], spe))):

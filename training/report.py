@@ -78,7 +78,8 @@ def best_run(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     return best
 
 
-def _vals(rs: list[dict[str, Any]], metric: str) -> list[float]:
+def metric_values(rs: list[dict[str, Any]], metric: str) -> list[float]:
+    """The values of ``metric`` in the runs ``rs`` that recorded it."""
     return [float(r["metrics"][metric]) for r in rs if r["metrics"].get(metric) is not None]
 
 
@@ -100,8 +101,9 @@ def _published(label: str, clip: int) -> str:
     return "–" if v is None else f"{100 * v:.0f} %"
 
 
-def _best_clip(by_clip: dict[int, list[dict[str, Any]]]) -> int:
-    return max(sorted(by_clip), key=lambda c: np.mean(_vals(by_clip[c], "song_accuracy")))
+def best_clip(by_clip: dict[int, list[dict[str, Any]]]) -> int:
+    """The clip length whose runs have the best mean song accuracy."""
+    return max(sorted(by_clip), key=lambda c: np.mean(metric_values(by_clip[c], "song_accuracy")))
 
 
 # ---------------------------------------------------------------------------------------
@@ -119,7 +121,7 @@ def accuracy_rows(runs: list[dict[str, Any]], *, metric: str = "song_accuracy") 
     head = ["model"] + [f"{c} s" for c in CLIP_SECONDS]
     rows = []
     for label in sorted(table):
-        rows.append([label] + [_fmt(_vals(table[label].get(c, []), metric)) for c in CLIP_SECONDS])
+        rows.append([label] + [_fmt(metric_values(table[label].get(c, []), metric)) for c in CLIP_SECONDS])
         if label in STUDY_RESULTS:
             rows.append([f"*{label}, as published*"] + [_published(label, c) for c in CLIP_SECONDS])
     return head, rows
@@ -137,9 +139,9 @@ def study_rows(runs: list[dict[str, Any]]) -> Table:
         by = table[label]
         if label in STUDY_RESULTS:
             rows.append([label, "published (indexOfMax, clips)"] + [_published(label, c) for c in CLIP_SECONDS])
-        rows.append([label, "ours, indexOfMax, clips"] + [_fmt(_vals(by.get(c, []), "study_metric_accuracy")) for c in CLIP_SECONDS])
-        rows.append([label, "ours, argmax, clips"] + [_fmt(_vals(by.get(c, []), "clip_accuracy")) for c in CLIP_SECONDS])
-        rows.append([label, "ours, argmax, songs"] + [_fmt(_vals(by.get(c, []), "song_accuracy")) for c in CLIP_SECONDS])
+        rows.append([label, "ours, indexOfMax, clips"] + [_fmt(metric_values(by.get(c, []), "study_metric_accuracy")) for c in CLIP_SECONDS])
+        rows.append([label, "ours, argmax, clips"] + [_fmt(metric_values(by.get(c, []), "clip_accuracy")) for c in CLIP_SECONDS])
+        rows.append([label, "ours, argmax, songs"] + [_fmt(metric_values(by.get(c, []), "song_accuracy")) for c in CLIP_SECONDS])
     return head, rows
 
 
@@ -150,14 +152,14 @@ def recall_rows(runs: list[dict[str, Any]]) -> Table:
     head = ["model", "clip"] + present + ["macro-F1 (songs)"]
     rows = []
     for label in sorted(table):
-        c = _best_clip(table[label])
+        c = best_clip(table[label])
         rs = table[label][c]
         cells = []
         for g in present:
             i = GENRES.index(g)
             v = [r["metrics"]["song_recall"][i] for r in rs if r["metrics"]["song_recall"][i] is not None]
             cells.append(f"{np.mean(v):.2f}" if v else "–")
-        rows.append([label, f"{c} s"] + cells + [_fmt(_vals(rs, "song_macro_f1"), pct=False)])
+        rows.append([label, f"{c} s"] + cells + [_fmt(metric_values(rs, "song_macro_f1"), pct=False)])
     return head, rows
 
 

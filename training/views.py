@@ -56,8 +56,7 @@ class View:
         from feature_store.views import get_view as engine_view
 
         self.name, self.params, self.options = name, params, dict(options)
-        choice = ViewOptions(mode=params.mode, dtype=params.dtype,
-                             embedding_model=self.options.get("embedding_model", ViewOptions.embedding_model))
+        choice = ViewOptions(**{"mode": params.mode, "dtype": params.dtype, **self.options})
         self.engine = engine_view(name, choice)
         self.sample_rate = self.engine.sample_rate
 

@@ -217,7 +217,7 @@ def embed_file(
     params = params or FeatureParams()
     view = EmbeddingsView.for_clips(model, params)
     if embedder is not None:
-        view._embedder = embedder
+        view.use_embedder(embedder)
     t0 = time.perf_counter()
     audio = decode(path, sr=mn.SR)
     mel = view.prepare(audio.y)

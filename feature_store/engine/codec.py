@@ -52,11 +52,12 @@ def one_thread() -> None:
     """Encode on one Blosc thread in this process (worker processes call it at start-up)."""
     global _ONE_THREAD
     _ONE_THREAD = True
-    _codec.cache_clear()
+    process_codec.cache_clear()
 
 
 @functools.lru_cache(maxsize=1)
-def _codec() -> Any:
+def process_codec() -> Any:
+    """This process's Blosc codec (one thread in a worker process after :func:`one_thread`)."""
     from feature_store.h5 import chunk_codec
 
     if _ONE_THREAD:
@@ -78,7 +79,7 @@ def encode_rows(specs: Sequence[ArraySpec], rows: Rows) -> EncodedRows:
         per-clip arrays (views into the song's features are fine: each is copied once, into
         its chunk, in the spec's dtype).
     """
-    codec = _codec()
+    codec = process_codec()
     parts: list[bytes] = []
     chunks: dict[str, list[tuple[int, int]]] = {}
     values: dict[str, np.ndarray] = {}

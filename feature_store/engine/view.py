@@ -79,26 +79,104 @@ class ArraySpec:
             raise ParameterError(f"array {self.name!r} is stored nowhere: give hdf5=True or columns")
 
 
-@dataclasses.dataclass(frozen=True)
-class ViewOptions:
-    """The user-facing options any view may read (CLI flags, resource config, settings).
+#: Key of a params dataclass field's metadata that makes the field a user option (:func:`option`).
+OPTION_KEY = "feature_store.view_option"
 
-    Each view takes what it understands in :meth:`FeatureView.from_options` and ignores the
-    rest, so a command line or an asset builds every view the same way.
+
+def option(help: str, *, name: str | None = None, choices: Sequence[str] | None = None) -> dict[str, Any]:
+    """Metadata that makes a field of a view's params dataclass a user option.
+
+    ``dtype: str = dataclasses.field(default="float32", metadata=option("Storage dtype.",
+    choices=("float32", "float16")))``: the field becomes the flag ``--dtype`` of ``gtzan features
+    build|describe|query|verify`` and a config field of the Dagster feature resource, with no
+    edit there.
+
+    Parameters
+    ----------
+    help : str
+        One line for ``--help`` and the Dagster config description.
+    name : str, optional
+        The option's name when it is not the field's (``embedding_model`` sets ``model``).
+    choices : sequence of str, optional
+        The values allowed (checked before the params dataclass is made).
+    """
+    return {OPTION_KEY: {"help": help, "name": name, "choices": tuple(choices) if choices else None}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """A user option that a view declares: a field of its params dataclass.
 
     Attributes
     ----------
-    mode : {'first', 'segments'}
-        Which clips a song gives (every view: the clips are the same in all views).
-    dtype : {'float32', 'float16'}
-        Storage dtype of the mel spectrograms.
-    embedding_model : {'MSD_musicnn', 'MTT_musicnn'}
-        Weights of the embeddings view.
+    name : str
+        The option's name: flag ``--<name with dashes>``, config field, key of :class:`ViewOptions`.
+    field : str
+        The params field it sets.
+    default : Any
+        The field's default.
+    help : str
+        One line for ``--help``.
+    choices : tuple of str, optional
+        The values allowed.
     """
 
-    mode: str = "first"
-    dtype: str = "float32"
-    embedding_model: str = "MSD_musicnn"
+    name: str
+    field: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def flag(self) -> str:
+        """``--embedding-model``."""
+        return "--" + self.name.replace("_", "-")
+
+    def check(self, value: Any) -> Any:
+        """``value``, or a ParameterError naming the choices."""
+        if self.choices is not None and value not in self.choices:
+            raise ParameterError(f"{self.flag} {value!r} is not one of {', '.join(map(repr, self.choices))}")
+        return value
+
+
+def params_options(params_type: type) -> tuple[Option, ...]:
+    """The options that the fields of ``params_type`` declare with :func:`option`."""
+    out = []
+    for f in dataclasses.fields(params_type):
+        meta = f.metadata.get(OPTION_KEY)
+        if meta is not None:
+            out.append(Option(meta["name"] or f.name, f.name, f.default, meta["help"], meta["choices"]))
+    return tuple(out)
+
+
+class ViewOptions(Mapping[str, Any]):
+    """User option values, by option name: ``ViewOptions(mode="first", dtype="float16")``.
+
+    ``mode`` (which clips a song gives) is every view's; each other option belongs to the
+    views that declare it (:meth:`FeatureView.declared_options`), and a view ignores the
+    options it does not declare, so a command line or an asset builds every view the same way.
+    Read a value as ``options["dtype"]`` or ``options.dtype``.
+    """
+
+    def __init__(self, mode: str = "first", **values: Any) -> None:
+        self._values = {"mode": mode, **values}
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in self._values:
+            raise AttributeError(name)
+        return self._values[name]
+
+    def __repr__(self) -> str:
+        return f"ViewOptions({', '.join(f'{k}={v!r}' for k, v in self._values.items())})"
 
 
 #: A song's clips at one clip length, as start frames in the view's own frame grid.
@@ -116,15 +194,12 @@ class FeatureView(abc.ABC):
     Attributes
     ----------
     name : str
-        Registry key and ``--view`` value (``mel``).
-    asset_name, check_name : str
-        The Dagster asset and its sanity check.
+        Registry key and ``--view`` value (``mel``); the Dagster asset and check are named
+        after it (:mod:`assets.views`).
     title : str
         One line: what the view holds (the first line of the class docstring).
     description : str
-        A paragraph for the Dagster UI (the rest of the class docstring).
-    kinds : tuple of str
-        Dagster kinds of the asset.
+        A paragraph for the UI (the rest of the class docstring).
     cache_scope : {'song', 'clip'}
         What the per-song cache holds (module docstring).
     main_process : bool
@@ -137,11 +212,8 @@ class FeatureView(abc.ABC):
     """
 
     name: ClassVar[str]
-    asset_name: ClassVar[str]
-    check_name: ClassVar[str]
     title: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    kinds: ClassVar[tuple[str, ...]] = ("hdf5", "parquet")
     cache_scope: ClassVar[Literal["song", "clip"]] = "song"
     main_process: ClassVar[bool] = False
     cost_name: ClassVar[str | None] = None
@@ -161,13 +233,11 @@ class FeatureView(abc.ABC):
         if not isinstance(self.params, self.params_type):
             raise ParameterError(f"params must be a {self.params_type.__name__}, got {type(self.params).__name__}")
 
-    def __init_subclass__(cls, *, name: str | None = None, asset: str | None = None, check: str | None = None,
-                          **kwargs: Any) -> None:
-        """``class TimbreView(FeatureView, name="timbre", asset="timbre_features", check="timbre_sane")``."""
+    def __init_subclass__(cls, *, name: str | None = None, **kwargs: Any) -> None:
+        """``class TimbreView(FeatureView, name="timbre")``."""
         super().__init_subclass__(**kwargs)
-        for attr, value in (("name", name), ("asset_name", asset), ("check_name", check)):
-            if value is not None:
-                setattr(cls, attr, value)
+        if name is not None:
+            cls.name = name
         if "name" in vars(cls) and not vars(cls).get("data_file"):
             cls.data_file = f"{cls.name}.h5"
         if "__doc__" in vars(cls) and cls.__doc__ and "title" not in vars(cls):
@@ -176,26 +246,28 @@ class FeatureView(abc.ABC):
             cls.description = " ".join(rest.split())
 
     # -- identity -------------------------------------------------------------------------
-    #: The fields of :class:`ViewOptions` that pick this view's store (their flags, in order).
-    reads: ClassVar[tuple[str, ...]] = ("mode",)
+    @classmethod
+    def declared_options(cls) -> tuple[Option, ...]:
+        """The user options of this view beyond ``mode`` (flags, config fields), in order: the
+        fields of its params dataclass declared with :func:`option`. A view whose params class
+        is not its own (the mel view's :class:`~feature_store.params.FeatureParams`) overrides it."""
+        return params_options(cls.params_type)
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The options that pick this view's store: ``mode`` and the declared ones."""
+        return ("mode", *(o.name for o in self.declared_options()))
 
     @classmethod
-    @abc.abstractmethod
-    def from_options(cls, options: ViewOptions) -> FeatureView:
-        """The view for these user options."""
+    def from_options(cls, options: Mapping[str, Any]) -> FeatureView:
+        """The view for these user options (those it does not declare are ignored)."""
+        values = {o.field: o.check(options[o.name]) for o in cls.declared_options() if o.name in options}
+        return cls(cls.params_type(mode=options.get("mode", "first"), **values))
 
     def options(self) -> ViewOptions:
-        """The user options that give this view (inverse of :meth:`from_options` on :attr:`reads`)."""
-        return ViewOptions(mode=self.clip_params.mode)
-
-    def flags(self, *, only_changed: bool = False) -> str:
-        """The ``gtzan`` flags that select this view's store: ``--embedding-model MTT_musicnn --mode first``.
-
-        With ``only_changed``, only the flags whose value is not the default.
-        """
-        mine, default = self.options(), ViewOptions()
-        return " ".join(f"--{field.replace('_', '-')} {getattr(mine, field)}" for field in self.reads
-                        if not (only_changed and getattr(mine, field) == getattr(default, field)))
+        """The user options that give this view (inverse of :meth:`from_options`)."""
+        return ViewOptions(mode=self.clip_params.mode,
+                           **{o.name: getattr(self.params, o.field) for o in self.declared_options()})
 
     def summary(self, provenance: Mapping[str, Any]) -> str:
         """A few words that tell a store of this view from another (a build's first line)."""
@@ -227,9 +299,9 @@ class FeatureView(abc.ABC):
         """
         if not provenance:
             return self.folder
-        from feature_store.params import _digest
+        from feature_store.params import digest
 
-        return f"{self.folder}-{_digest(dict(provenance))[:8]}"
+        return f"{self.folder}-{digest(dict(provenance))[:8]}"
 
     def label(self) -> str:
         """What the view's store is called in messages: ``timbre store 1a2b3c (mode 'first')``."""
@@ -248,11 +320,6 @@ class FeatureView(abc.ABC):
         """``("module:Class", params as a dict)``: enough for a worker process to rebuild the view
         (:func:`feature_store.views.view_from_spec`), a view declared outside this package too."""
         return f"{type(self).__module__}:{type(self).__qualname__}", dataclasses.asdict(self.params)
-
-    @classmethod
-    def from_params_dict(cls, params: dict[str, Any]) -> FeatureView:
-        """Inverse of :meth:`to_spec`'s second element."""
-        return cls(cls.params_type(**params))
 
     # -- geometry: by default the clip geometry's own grid ------------------------------------
     @property

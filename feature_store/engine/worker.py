@@ -157,7 +157,7 @@ def warm_up(spec: tuple[str, dict]) -> None:
     with contextlib.suppress(Exception):
         view.prepare(np.zeros(view.sample_rate // 4, dtype=np.float32))
     with contextlib.suppress(Exception):
-        codec._codec()
+        codec.process_codec()
 
 
 def single_threaded_worker() -> None:

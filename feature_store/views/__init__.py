@@ -14,13 +14,13 @@ import importlib
 import pkgutil
 from typing import TYPE_CHECKING
 
-from feature_store.engine.view import FeatureView, ViewOptions
+from feature_store.engine.view import FeatureView, Option, ViewOptions
 from feature_store.errors import ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Mapping
 
-__all__ = ["FeatureView", "ViewOptions", "VIEWS", "get_view", "view_class", "view_from_spec"]
+__all__ = ["FeatureView", "ViewOptions", "VIEWS", "declared_options", "get_view", "view_class", "view_from_spec"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -88,6 +88,25 @@ def get_view(name: str, options: ViewOptions | None = None) -> FeatureView:
     return view_class(name).from_options(options or ViewOptions())
 
 
+def declared_options() -> dict[str, Option]:
+    """Every user option a view declares beyond ``mode``, by name, in the views' order.
+
+    These are the ``gtzan features`` flags and the Dagster feature resource's config fields.
+
+    Raises
+    ------
+    RuntimeError
+        Two views declare an option of the same name with other defaults or choices.
+    """
+    out: dict[str, Option] = {}
+    for cls in _discover().values():
+        for o in cls.declared_options():
+            seen = out.setdefault(o.name, o)
+            if (seen.default, seen.choices) != (o.default, o.choices):
+                raise RuntimeError(f"two feature views declare the option {o.name!r} differently")
+    return out
+
+
 def view_from_spec(spec: tuple[str, dict]) -> FeatureView:
     """Rebuild a view from :meth:`FeatureView.to_spec` (in a worker process)."""
     where, params = spec
@@ -95,4 +114,4 @@ def view_from_spec(spec: tuple[str, dict]) -> FeatureView:
     cls = importlib.import_module(module)
     for part in qualname.split("."):
         cls = getattr(cls, part)
-    return cls.from_params_dict(params)
+    return cls(cls.params_type(**params))

@@ -3,13 +3,15 @@
 A view module declares one :class:`~feature_store.engine.view.FeatureView` subclass (this
 file is skipped by discovery because its name starts with ``_``). Nothing else changes: the
 engine builds and queries it, ``gtzan features build|describe|query --view <name>`` and a
-Dagster asset ``<asset_name>[clip]`` with its sanity check appear by themselves, and models
-can train on it (see README, "Adding a feature view").
+Dagster asset ``<name>_features[clip]`` with its sanity check ``<name>_sane`` appear by
+themselves, a params field declared with :func:`option` becomes a ``gtzan features`` flag and a
+Dagster config field, and models can train on it (see README, "Adding a feature view").
 
 Checklist:
 
-1. A frozen params dataclass with every parameter that changes the numbers, and a
-   ``hash()`` that includes a code version you bump when the numbers change.
+1. A frozen params dataclass with every parameter that changes the numbers (``mode``
+   included), and a ``hash()`` that includes a code version you bump when the numbers
+   change. A field a user may set is declared with ``metadata=option("help")``.
 2. ``prepare``: one song's features, computed in a worker process (import heavy libraries
    inside it). ``cache_scope = "song"`` when that is a ``(features, frames)`` array that
    clips are cut from; ``"clip"`` (with ``main_process = True``) when the rows themselves are
@@ -26,8 +28,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from feature_store.engine.view import ArraySpec, FeatureView, Rows, Starts, ViewOptions, window_rows
-from feature_store.params import FeatureParams, _digest
+from feature_store.engine.view import ArraySpec, FeatureView, Rows, Starts, option, window_rows
+from feature_store.params import FeatureParams, digest
 
 CODE_VERSION = "1"
 
@@ -37,16 +39,18 @@ class MyParams:
     """Every parameter of the view's numbers (the clip geometry's ``mode`` included)."""
 
     mode: str = "first"
+    #: a user option: ``--smoothing`` of ``gtzan features`` and a Dagster config field
+    smoothing: int = dataclasses.field(default=1, metadata=option("Frames averaged per value."))
 
     def clip_params(self) -> FeatureParams:
         return FeatureParams(mode=self.mode)  # type: ignore[arg-type]
 
     def hash(self) -> str:
-        return _digest({**dataclasses.asdict(self), "code": CODE_VERSION})
+        return digest({**dataclasses.asdict(self), "code": CODE_VERSION})
 
 
-# name: the --view value; asset: the Dagster asset; check: its sanity check
-class MyView(FeatureView, name="myview", asset="myview_features", check="myview_sane"):
+# name: the --view value (the Dagster asset is myview_features, its check myview_sane)
+class MyView(FeatureView, name="myview"):
     """One line: what each clip holds (the view's title).
 
     A paragraph for the Dagster UI: what the asset stores, and how.
@@ -54,10 +58,6 @@ class MyView(FeatureView, name="myview", asset="myview_features", check="myview_
 
     default_arrays: ClassVar[tuple[str, ...]] = ("myarray",)
     params_type: ClassVar[type] = MyParams  # the folder is <name>-<params.hash()>
-
-    @classmethod
-    def from_options(cls, options: ViewOptions) -> MyView:
-        return cls(MyParams(mode=options.mode))
 
     def array_specs(self, clip_seconds: int) -> list[ArraySpec]:
         return [ArraySpec("myarray", (2,), columns=("first", "second"))]

@@ -28,9 +28,11 @@ import numpy as np
 
 from feature_store.embeddings import musicnn as mn
 from feature_store.engine.frames import FrameSpec
-from feature_store.engine.view import ArraySpec, FeatureView, Rows, Starts, ViewOptions
-from feature_store.params import FeatureParams, _digest
+from feature_store.engine.view import ArraySpec, FeatureView, Rows, Starts, option
+from feature_store.params import FeatureParams, digest
 
+#: The clip geometry's defaults (clip starts are frames of the mel view's grid).
+CLIP_DEFAULTS = FeatureParams()
 #: Bump when the numbers an embedding store holds would change.
 EMBEDDING_CODE_VERSION = "1"
 #: Layers that ``tensors()`` concatenates by default (753 + 200 + 50).
@@ -51,9 +53,11 @@ class EmbeddingParams:
         Which clips a song gives.
     """
 
-    model: str = "MSD_musicnn"
-    sr: int = 22050
-    hop_length: int = 512
+    model: str = dataclasses.field(default="MSD_musicnn", metadata=option(
+        "musicnn weights of the embeddings view: MSD_musicnn (Million Song Dataset tags) | MTT_musicnn "
+        "(MagnaTagATune).", name="embedding_model", choices=mn.MUSICNN_MODELS))
+    sr: int = CLIP_DEFAULTS.sr
+    hop_length: int = CLIP_DEFAULTS.hop_length
     mode: str = "first"
 
     def __post_init__(self) -> None:
@@ -64,14 +68,14 @@ class EmbeddingParams:
         return FeatureParams(sr=self.sr, hop_length=self.hop_length, mode=self.mode)  # type: ignore[arg-type]
 
     def hash(self) -> str:
-        return _digest({
+        return digest({
             "model": self.model, "sr": self.sr, "hop_length": self.hop_length, "mode": self.mode,
             "musicnn": [mn.SR, mn.N_FFT, mn.HOP_LENGTH, mn.N_MELS, mn.PATCH_FRAMES],
             "code": EMBEDDING_CODE_VERSION,
         })
 
 
-class EmbeddingsView(FeatureView, name="embeddings", asset="musicnn_embeddings", check="embeddings_sane"):
+class EmbeddingsView(FeatureView, name="embeddings"):
     """Pretrained musicnn embeddings of every clip.
 
     Pretrained musicnn embeddings (Pons & Serra 2019; MSD_musicnn weights by default,
@@ -85,7 +89,6 @@ class EmbeddingsView(FeatureView, name="embeddings", asset="musicnn_embeddings",
     the weights package (`pip install --no-deps musicnn==0.1.0`).
     """
 
-    kinds: ClassVar[tuple[str, ...]] = ("hdf5", "parquet", "tensorflow")
     cache_scope: ClassVar[str] = "clip"  # type: ignore[misc]
     main_process: ClassVar[bool] = True
     cost_name: ClassVar[str | None] = "embed_ms_per_clip"
@@ -97,15 +100,6 @@ class EmbeddingsView(FeatureView, name="embeddings", asset="musicnn_embeddings",
     def __init__(self, params: EmbeddingParams | None = None) -> None:
         super().__init__(params)
         self._embedder: mn.MusicnnEmbedder | None = None
-
-    reads: ClassVar[tuple[str, ...]] = ("embedding_model", "mode")
-
-    @classmethod
-    def from_options(cls, options: ViewOptions) -> EmbeddingsView:
-        return cls(EmbeddingParams(model=options.embedding_model, mode=options.mode))
-
-    def options(self) -> ViewOptions:
-        return ViewOptions(mode=self.params.mode, embedding_model=self.params.model)
 
     def summary(self, provenance: Mapping[str, Any]) -> str:
         return f"{self.model}, weights {str(provenance.get('weights_sha256', ''))[:12]}, mode {self.params.mode}"
@@ -169,6 +163,10 @@ class EmbeddingsView(FeatureView, name="embeddings", asset="musicnn_embeddings",
 
     def frame_chunk(self, segment: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
         return mn.log_mel(segment, centered=False).T, None
+
+    def use_embedder(self, embedder: mn.MusicnnEmbedder) -> None:
+        """Compute the rows with this loaded network (instead of the process's shared one)."""
+        self._embedder = embedder
 
     def clip_rows(self, entry: np.ndarray, wanted: Mapping[int, Starts]) -> dict[int, Rows]:
         if self._embedder is None:

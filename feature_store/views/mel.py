@@ -16,18 +16,19 @@ Its parameters are :class:`~feature_store.params.FeatureParams` (the folder is
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
-from feature_store.engine.view import ArraySpec, FeatureView, Rows, Starts, ViewOptions
+from feature_store.engine.view import ArraySpec, FeatureView, Option, Rows, Starts
 from feature_store.features import mel_spectrogram, power_mel, power_to_db, window_summaries
 from feature_store.params import FeatureParams
 
 
-class MelView(FeatureView, name="mel", asset="mel_features", check="features_sane"):
+class MelView(FeatureView, name="mel"):
     """Log-power mel spectrograms of every clip.
 
     Mel spectrograms (22050 Hz, n_fft 2048, hop 512, 128 mels, power_to_db; librosa's numbers
@@ -42,14 +43,12 @@ class MelView(FeatureView, name="mel", asset="mel_features", check="features_san
     params_type: ClassVar[type] = FeatureParams
     params: FeatureParams
 
-    reads: ClassVar[tuple[str, ...]] = ("mode", "dtype")
-
     @classmethod
-    def from_options(cls, options: ViewOptions) -> MelView:
-        return cls(FeatureParams(mode=options.mode, dtype=options.dtype))  # type: ignore[arg-type]
-
-    def options(self) -> ViewOptions:
-        return ViewOptions(mode=self.params.mode, dtype=self.params.dtype)
+    def declared_options(cls) -> tuple[Option, ...]:
+        # FeatureParams is the store's clip geometry too, so its dtype field is declared here
+        default = {f.name: f.default for f in dataclasses.fields(FeatureParams)}["dtype"]
+        return (Option("dtype", "dtype", default, "Storage dtype of the mel store: float32 | float16.",
+                       ("float32", "float16")),)
 
     def summary(self, provenance: Mapping[str, Any]) -> str:
         return f"mode {self.params.mode}, {self.params.dtype}"

@@ -34,10 +34,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from feature_store.engine.view import ArraySpec, FeatureView, Rows, Starts, ViewOptions, window_rows
+from feature_store.engine.view import ArraySpec, FeatureView, Rows, Starts, window_rows
 from feature_store.errors import ParameterError
-from feature_store.params import FeatureParams, _digest
+from feature_store.params import FeatureParams, digest
 
+#: The clip geometry's defaults (every view's STFT frames are the mel view's).
+CLIP_DEFAULTS = FeatureParams()
 #: Bump when the numbers a timbre store holds would change.
 TIMBRE_CODE_VERSION = "1"
 #: The frame features, in row order of a cache entry.
@@ -66,10 +68,10 @@ class TimbreParams:
         Which clips a song gives.
     """
 
-    sr: int = 22050
-    n_fft: int = 2048
-    hop_length: int = 512
-    n_mels: int = 128
+    sr: int = CLIP_DEFAULTS.sr
+    n_fft: int = CLIP_DEFAULTS.n_fft
+    hop_length: int = CLIP_DEFAULTS.hop_length
+    n_mels: int = CLIP_DEFAULTS.n_mels
     n_mfcc: int = 20
     rolloff: float = 0.85
     mode: str = "first"
@@ -86,10 +88,10 @@ class TimbreParams:
                              mode=self.mode)  # type: ignore[arg-type]
 
     def hash(self) -> str:
-        return _digest({**dataclasses.asdict(self), "code": TIMBRE_CODE_VERSION})
+        return digest({**dataclasses.asdict(self), "code": TIMBRE_CODE_VERSION})
 
 
-class TimbreView(FeatureView, name="timbre", asset="timbre_features", check="timbre_sane"):
+class TimbreView(FeatureView, name="timbre"):
     """Classic timbral statistics of every clip (Tzanetakis & Cook 2002).
 
     The classic GTZAN timbral summary of Tzanetakis & Cook (2002) for every clip of one length,
@@ -104,10 +106,6 @@ class TimbreView(FeatureView, name="timbre", asset="timbre_features", check="tim
     default_arrays: ClassVar[tuple[str, ...]] = ("timbre",)
     params_type: ClassVar[type] = TimbreParams
     params: TimbreParams
-
-    @classmethod
-    def from_options(cls, options: ViewOptions) -> TimbreView:
-        return cls(TimbreParams(mode=options.mode))
 
     def array_specs(self, clip_seconds: int) -> list[ArraySpec]:
         return [ArraySpec("timbre", (len(COLUMNS),), "float32", columns=COLUMNS)]
@@ -202,10 +200,10 @@ def raw_frames(segment: np.ndarray, *, params: TimbreParams,
     """
     import scipy.fft
 
-    from feature_store.features import _filters
+    from feature_store.features import stft_filters
 
     p = params
-    window, basis = _filters(p.sr, p.n_fft, p.n_mels, 0.0, None)
+    window, basis = stft_filters(p.sr, p.n_fft, p.n_mels, 0.0, None)
     frames = np.lib.stride_tricks.sliding_window_view(np.asarray(segment, np.float32), p.n_fft)[:: p.hop_length]
     S = np.abs(scipy.fft.rfft(frames * window, axis=-1)).T.astype(np.float64)  # (bins, k)
     freqs = np.fft.rfftfreq(p.n_fft, 1.0 / p.sr)

@@ -24,6 +24,7 @@ from pipelines.cli.options import (
     progress_enabled,
     progress_option,
     store_option,
+    view_option_flags,
     view_options,
     workers_type,
 )
@@ -34,9 +35,8 @@ from pipelines.cli.workspace import Workspace
 def features_group() -> None:
     """Build, describe, query and verify the feature store's views.
 
-    Every view holds the same clips (clip lengths, modes and clip ids): mel
-    spectrograms (`--view mel`, the default), pretrained musicnn embeddings
-    (`--view embeddings`), the classic timbral statistics (`--view timbre`).
+    Every view holds the same clips (clip lengths, modes and clip ids):
+    {views}.
 
     \b
     Examples:
@@ -48,6 +48,15 @@ def features_group() -> None:
     """
 
 
+def views_help() -> str:
+    """The views of the registry, for help texts: ``mel spectrograms (`--view mel`, the default), ...``."""
+    from feature_store.views import VIEWS
+
+    return ", ".join(f"{cls.title[:1].lower()}{cls.title[1:]} (`--view {name}`"
+                     + (", the default)" if name == "mel" else ")") for name, cls in VIEWS.items())
+
+
+features_group.help = (features_group.help or "").replace("{views}", views_help())
 features_group.add_command(query_command)
 
 
@@ -55,8 +64,16 @@ def build_hint(ws: Workspace, view: str, clip_seconds: int | None) -> str:
     """The command that builds ``view`` with the workspace's options (at ``clip_seconds``)."""
     store = ws.view_store(view)
     parts = ["gtzan features build", *([f"--view {view}"] if view != "mel" else []),
-             *([f"--clip-seconds {clip_seconds}"] if clip_seconds else []), store.view.flags(only_changed=True)]
+             *([f"--clip-seconds {clip_seconds}"] if clip_seconds else []), view_flags(store.view, only_changed=True)]
     return "`" + " ".join(p for p in parts if p) + "`"
+
+
+def view_flags(view: Any, *, only_changed: bool = False) -> str:
+    """The flags that select ``view``'s store: ``--mode first --embedding-model MTT_musicnn``;
+    with ``only_changed``, only those whose value is not the default."""
+    mine, default = view.options(), type(view)().options()
+    return " ".join(f"--{name.replace('_', '-')} {mine[name]}" for name in view.reads
+                    if not (only_changed and mine[name] == default[name]))
 
 
 def other_stores(ws: Workspace, view: str) -> str:
@@ -76,7 +93,7 @@ def other_stores(ws: Workspace, view: str) -> str:
         except (ValueError, KeyError, OSError, AttributeError, IntegrityError):
             continue
         if same:
-            flags = " ".join(f"--{k.replace('_', '-')} {options.get(k)}" for k in cls.reads if k in options)
+            flags = " ".join(f"--{k.replace('_', '-')} {options.get(k)}" for k in cls().reads if k in options)
             found.append(f"{reg.parent.name} ({flags}; {built} s)")
     return f"; {view} stores under {ws.store_root}: {', '.join(found)}" if found else ""
 
@@ -238,6 +255,7 @@ def _files(store: Any, c: int) -> list[tuple[str, Path]]:
               help="Only these views (repeat or separate with commas; default: every view built here).")
 @click.option("--workers", type=workers_type(), default=None,
               help="Worker processes of a repair (at most 4 per CPU).")
+@view_option_flags
 @feature_options
 @store_option
 @pass_workspace

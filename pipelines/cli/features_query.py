@@ -25,6 +25,20 @@ TABLE_COLUMNS = ("clip_id", "genre", "segment", "start_seconds", "seed", "fault_
 TABLE_ROWS = 20
 
 
+def arrays_by_view(*, tables: bool) -> str:
+    """Per view of the registry, its Parquet tables (``tables``) or its vector arrays, for help
+    texts: ``mel: summary; timbre: timbre``."""
+    from feature_store.views import VIEWS
+
+    parts = []
+    for name, cls in VIEWS.items():
+        specs = cls().array_specs(5)
+        names = [s.name for s in specs if (s.columns is not None if tables else s.hdf5 and len(s.shape) == 1)]
+        if names:
+            parts.append(f"{name}: {', '.join(names)}")
+    return "; ".join(parts)
+
+
 @click.command("query")
 @click.option("--clip-seconds", "clip_seconds", required=True, help="Clip length: 1, 5, 15 or 30.")
 @click.option("--genre", multiple=True, help="Keep these genres (repeat or separate with commas).")
@@ -32,11 +46,11 @@ TABLE_ROWS = 20
 @click.option("--scheme", default="seed", show_default=True, help="Split scheme: seed | stratified | fault_filtered.")
 @click.option("--song", "songs", multiple=True, help="Keep these song ids, e.g. jazz.00003.")
 @click.option("--table", "table_name", default=None,
-              help="Join one of the view's Parquet tables (mel: summary; timbre: timbre).")
+              help=f"Join one of the view's Parquet tables ({arrays_by_view(tables=True)}).")
 @click.option("--summary", "with_summary", is_flag=True, help="The mel view's per-band statistics: --table summary.")
 @click.option("--arrays", "--layers", "arrays", default=None,
-              help="Add these vector arrays' values as columns <array>_NNN (comma-separated; embeddings: "
-                   "max_pool, mean_pool, penultimate, tags).")
+              help="Add these vector arrays' values as columns <array>_NNN (comma-separated; "
+                   f"{arrays_by_view(tables=False)}).")
 @click.option("--columns", default=None, help="Comma-separated columns to output (default: all; a few for tables).")
 @click.option("--limit", type=click.IntRange(0, MAX_QUERY_LIMIT), default=None,
               help=f"At most this many rows (table default {TABLE_ROWS}).")

@@ -22,6 +22,8 @@ from pipelines.cli.workspace import Workspace
 
 #: Where the setting flags of one command line are gathered (a key of ``click.Context.meta``).
 _OVERRIDES = "gtzan.settings"
+#: Where the flags of the views' own options that no setting holds are gathered.
+_VIEW_VALUES = "gtzan.view_options"
 
 
 class SettingOption(click.Option):
@@ -74,8 +76,9 @@ def pass_workspace(f: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(f)
     def command(*args: Any, **kwargs: Any) -> Any:
-        overrides = click.get_current_context().meta.get(_OVERRIDES, {})
-        return f(Workspace.from_env(**overrides), *args, **kwargs)
+        meta = click.get_current_context().meta
+        ws = Workspace.from_env(**meta.get(_OVERRIDES, {})).with_view_values(meta.get(_VIEW_VALUES, {}))
+        return f(ws, *args, **kwargs)
 
     return command
 
@@ -182,20 +185,58 @@ def feature_options(f: Callable) -> Callable:
     return f
 
 
-def _embedding_model(value: str) -> str:
-    from feature_store.embeddings.musicnn import MUSICNN_MODELS
+class ViewOptionFlag(click.Option):
+    """The flag of an option that a view declares and no setting holds (``--smoothing``): its
+    value reaches the views through :meth:`Workspace.with_view_values`."""
 
-    if value not in MUSICNN_MODELS:
-        raise click.BadParameter(f"{value!r} is not one of {', '.join(map(repr, MUSICNN_MODELS))}.")
-    return value
+    def __init__(self, *decls: str, name: str, **kwargs: Any) -> None:
+        self.view_option = name
+        kwargs.setdefault("expose_value", False)
+        super().__init__(*decls, default=None, callback=self._keep, **kwargs)
+
+    def _keep(self, ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            ctx.meta.setdefault(_VIEW_VALUES, {})[self.view_option] = value
+        return value
+
+
+def _checked(option: Any) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if option.choices is not None and value not in option.choices:
+            raise click.BadParameter(f"{value!r} is not one of {', '.join(map(repr, option.choices))}.")
+        return value
+
+    return convert
+
+
+def view_option_flags(f: Callable, *, skip: Iterable[str] = ("dtype",)) -> Callable:
+    """A flag per option that a view declares (:func:`feature_store.views.declared_options`),
+    but those in ``skip`` (``--dtype`` comes with :func:`feature_options`): a setting's flag
+    where the settings hold the option (``--embedding-model``), else a :class:`ViewOptionFlag`
+    with the view's default."""
+    import dataclasses
+
+    from feature_store.views import declared_options
+    from pipelines.settings import Settings
+
+    settings = {fld.name for fld in dataclasses.fields(Settings)}
+    for o in reversed(list(declared_options().values())):
+        if o.name in skip:
+            continue
+        kind = type(o.default) if isinstance(o.default, int | float) and not isinstance(o.default, bool) else str
+        if o.name in settings:
+            f = click.option(o.flag, cls=SettingOption, setting=o.name, convert=_checked(o), type=kind, help=o.help)(f)
+        else:
+            f = click.option(o.flag, cls=ViewOptionFlag, name=o.name, help=f"{o.help} [default: {o.default}]",
+                             type=click.Choice(o.choices) if o.choices else kind)(f)
+    return f
 
 
 def view_options(f: Callable) -> Callable:
+    """``--view`` (the registry's views, with their titles) and every view's own options."""
     from feature_store.views import VIEWS
 
-    f = click.option("--embedding-model", cls=SettingOption, setting="embedding_model", convert=_embedding_model,
-                     help="musicnn weights of the embeddings view: MSD_musicnn (Million Song Dataset tags) "
-                          "| MTT_musicnn (MagnaTagATune).")(f)
+    f = view_option_flags(f)
     f = click.option("--view", default="mel", show_default=True, type=click.Choice(list(VIEWS)),
                      help="Feature view: " + " | ".join(f"{name} ({cls.title[:1].lower()}{cls.title[1:]})"
                                                          for name, cls in VIEWS.items()) + ".")(f)

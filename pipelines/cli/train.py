@@ -57,15 +57,31 @@ def _view_workspace(ws: Workspace, name: str) -> tuple[Workspace, str]:
     """The workspace whose options give the store ``name`` trains on, and that view's name."""
     from training.families import get_family
 
+    import dataclasses
+
+    from feature_store.views import declared_options
+
     family = get_family(name)
-    options = {k: v for k, v in family.options.items() if k == "embedding_model"}
-    return (ws.with_settings(**options) if options else ws), family.view
+    options = {k: v for k, v in family.options.items() if k in declared_options()}  # the view's own options
+    held = {f.name for f in dataclasses.fields(ws.settings)}
+    settings = {k: v for k, v in options.items() if k in held}
+    ws = ws.with_settings(**settings) if settings else ws
+    return ws.with_view_values({k: v for k, v in options.items() if k not in held}), family.view
+
+
+def models_by_view() -> str:
+    """The registry's models by the view they train on, for help texts: ``mel: baseline, cnn...; timbre: ...``."""
+    from training.families import model_names, registry
+
+    by: dict[str, list[str]] = {}
+    for name in model_names():
+        by.setdefault(registry()[name].view, []).append(name)
+    return "; ".join(f"{view}: {', '.join(names)}" for view, names in by.items())
 
 
 @click.command("train")
 @click.option("--model", "models", cls=SettingOption, setting="models", convert=_model_names, multiple=True,
-              help="Model(s) to train, of any family: Keras models, baseline, probes on musicnn embeddings "
-                   "(probe_<logreg|mlp>_<msd|mtt>), timbre_logreg.")
+              help=f"Model(s) to train, of any family, by the view they train on: {models_by_view()}.")
 @click.option("--clip-seconds", cls=SettingOption, setting="train_clip_seconds", convert=clip_list, multiple=True,
               help="Clip length(s): 1, 5, 15, 30.")
 @click.option("--epochs", cls=SettingOption, setting="epochs", type=click.IntRange(1, MAX_EPOCHS),
@@ -86,12 +102,9 @@ def train_command(ws: Workspace, progress: bool | None) -> None:
 
     Each (model, clip length, seed) is one run with its model files and
     held-out metrics, exactly as the pipeline's assets make it. Without
-    --model, the models of `make run`. A model trains on its family's view:
-    the Keras models and `baseline` on the mel spectrograms, the probes
-    (probe_logreg_msd: logistic regression; probe_mlp_msd: one hidden layer;
-    _mtt: MTT_musicnn weights) on the musicnn embeddings, timbre_logreg on the
-    timbral statistics (build the view first: `gtzan features build --view
-    ...`). Run `gtzan report` afterwards to update the report.
+    --model, the models of `make run`. A model trains on its family's view
+    (see --model; build the view first: `gtzan features build --view ...`).
+    Run `gtzan report` afterwards to update the report.
 
     \b
     Examples:

@@ -53,6 +53,8 @@ class Workspace:
         The feature store, model store and report folders.
     params : FeatureParams
         The feature parameters of ``settings.mode`` and ``settings.dtype``, which name the store.
+    view_values : dict
+        Values of the views' own options that no setting holds (their flags).
     """
 
     settings: Settings
@@ -60,6 +62,7 @@ class Workspace:
     model_root: Path
     report_root: Path
     params: FeatureParams
+    view_values: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Workspace:
@@ -85,14 +88,22 @@ class Workspace:
 
     def with_settings(self, **changes: Any) -> Workspace:
         """This workspace with some settings changed (e.g. another ``embedding_model``)."""
-        return Workspace.from_settings(self.settings.replace(**changes))
+        return dataclasses.replace(Workspace.from_settings(self.settings.replace(**changes)),
+                                   view_values=self.view_values)
+
+    def with_view_values(self, values: Mapping[str, Any]) -> Workspace:
+        """This workspace with values of the views' own options that no setting holds."""
+        return dataclasses.replace(self, view_values={**self.view_values, **values}) if values else self
 
     def view_options(self) -> Any:
-        """The options every view reads (:class:`feature_store.engine.view.ViewOptions`)."""
+        """The options the views read (:class:`feature_store.engine.view.ViewOptions`): the
+        mode, every declared option the settings hold, and :attr:`view_values`."""
         from feature_store.engine.view import ViewOptions
+        from feature_store.views import declared_options
 
         s = self.settings
-        return ViewOptions(mode=s.mode, dtype=s.dtype, embedding_model=s.embedding_model)
+        held = {name: getattr(s, name) for name in declared_options() if hasattr(s, name)}
+        return ViewOptions(mode=s.mode, **{**held, **self.view_values})
 
     def view_store(self, view: str = "mel") -> Any:
         """The store of a feature view (:class:`feature_store.engine.store.ViewStore`) with

@@ -151,14 +151,14 @@ def test_other_store_errors_fail_at_once():
 
 def test_every_view_has_an_asset_and_a_blocking_check_from_one_factory():
     from assets import ALL_ASSETS, ALL_CHECKS
-    from assets.views import VIEW_ASSETS, VIEW_CHECKS
+    from assets.views import VIEW_ASSETS, VIEW_CHECKS, asset_name, check_name
     from feature_store.views import VIEWS
 
     assert set(VIEW_ASSETS) == set(VIEW_CHECKS) == set(VIEWS)
     for name, cls in VIEWS.items():
-        assert VIEW_ASSETS[name].key.to_user_string() == cls.asset_name and VIEW_ASSETS[name] in ALL_ASSETS
+        assert VIEW_ASSETS[name].key.to_user_string() == asset_name(name) and VIEW_ASSETS[name] in ALL_ASSETS
         [spec] = VIEW_CHECKS[name].check_specs
-        assert spec.name == cls.check_name and spec.blocking and VIEW_CHECKS[name] in ALL_CHECKS
+        assert spec.name == check_name(name) and spec.blocking and VIEW_CHECKS[name] in ALL_CHECKS
 
 
 def test_timbre_partition_and_check(ingested):

@@ -124,7 +124,7 @@ def test_queries_name_what_is_valid(corpus, tmp_path):
 
 def test_views_are_found_and_rebuilt_from_their_spec():
     assert list(VIEWS)[:3] == ["mel", "embeddings", "timbre"]
-    assert view_class("timbre").asset_name == "timbre_features"
+    assert not hasattr(view_class("timbre"), "asset_name")  # Dagster's names belong to assets/
     with pytest.raises(ParameterError, match=r"unknown feature view 'mfcc'; valid views are \['mel', 'embeddings'"):
         get_view("mfcc")
     for view in (get_view(name) for name in VIEWS):
@@ -144,3 +144,25 @@ def test_the_contributor_template_is_complete_but_not_registered():
     np.testing.assert_allclose(rows[1]["myarray"], [[21.5, 1313.5], [31.5, 1323.5]])
     with pytest.raises(NotImplementedError, match="frame features"):
         view.prepare(np.zeros(10, np.float32))
+
+
+def test_views_declare_their_own_options():
+    from feature_store.engine.view import ViewOptions
+    from feature_store.views import declared_options
+
+    opts = declared_options()
+    assert list(opts) == ["dtype", "embedding_model"]  # mel's, then the embeddings'
+    assert opts["embedding_model"].field == "model" and opts["embedding_model"].choices == ("MSD_musicnn",
+                                                                                          "MTT_musicnn")
+    assert get_view("embeddings", ViewOptions(embedding_model="MTT_musicnn")).params.model == "MTT_musicnn"
+    assert get_view("mel", ViewOptions(mode="segments", dtype="float16")).params.dtype == "float16"
+    # a view ignores the options of the others
+    assert get_view("timbre", ViewOptions(dtype="float16", embedding_model="MTT_musicnn")) == get_view("timbre")
+    with pytest.raises(ParameterError, match=r"--dtype 'float64' is not one of 'float32', 'float16'"):
+        get_view("mel", ViewOptions(dtype="float64"))
+    v = get_view("embeddings", ViewOptions(mode="segments", embedding_model="MTT_musicnn"))
+    assert v.options() == {"mode": "segments", "embedding_model": "MTT_musicnn"}
+    assert v.reads == ("mode", "embedding_model") and ViewOptions(dtype="float16").dtype == "float16"
+    # a view outside the package (the toy) declares its option the same way
+    assert [o.name for o in ToyView.declared_options()] == ["scale"]
+    assert ToyView.from_options(ViewOptions(mode="segments", scale=3.0)) == ToyView(ToyParams("segments", 3.0))

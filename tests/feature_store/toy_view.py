@@ -15,14 +15,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from feature_store.engine.view import ArraySpec, FeatureView, ViewOptions, window_rows
+from feature_store.engine.view import ArraySpec, FeatureView, option, window_rows
 from feature_store.params import FeatureParams
 
 
 @dataclasses.dataclass(frozen=True)
 class ToyParams:
     mode: str = "first"
-    scale: float = 1.0
+    scale: float = dataclasses.field(default=1.0, metadata=option("Scale of the peaks."))
 
     def hash(self) -> str:
         return f"{self.mode}-{self.scale:g}"
@@ -31,16 +31,12 @@ class ToyParams:
         return FeatureParams(mode=self.mode)  # type: ignore[arg-type]
 
 
-class ToyView(FeatureView, name="toy", asset="toy_features", check="toy_sane"):
+class ToyView(FeatureView, name="toy"):
     title: ClassVar[str] = "a toy view"
     default_arrays: ClassVar[tuple[str, ...]] = ("level",)
     params_type: ClassVar[type] = ToyParams
     #: what provenance() reports (a test changes it, as new weights would)
     version: ClassVar[str] = ""
-
-    @classmethod
-    def from_options(cls, options: ViewOptions) -> ToyView:
-        return cls(ToyParams(mode=options.mode))
 
     def provenance(self) -> dict[str, Any]:
         return {"toy_version": type(self).version} if type(self).version else {}

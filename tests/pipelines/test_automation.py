@@ -5,13 +5,19 @@ import datetime as dt
 
 import dagster as dg
 
-from assets.partitions import PIPELINE_MODELS
+from assets.partitions import PIPELINE_MODELS, PIPELINE_VIEWS
+from assets.views import asset_name
+from feature_store.views import VIEWS
 from pipelines.definitions import build_defs
 
 CATALOG, SPLITS, FEATURES, TIMBRE, MODELS, REPORT = (
     dg.AssetKey(k) for k in ("audio_catalog", "song_splits", "mel_features", "timbre_features", "genre_models",
                              "evaluation_report")
 )
+#: The views that genre_models trains on, besides mel (timbre, and any view a family adds).
+OTHER_VIEWS = [dg.AssetKey(asset_name(v)) for v in PIPELINE_VIEWS if v != "mel"]
+#: Every view that the default run and automation build (all but the opt-in ones).
+DEFAULT_VIEWS = {dg.AssetKey(asset_name(v)) for v, cls in VIEWS.items() if not cls.opt_in}
 
 
 def _last_monday_0250(now: dt.datetime) -> dt.datetime:
@@ -40,15 +46,18 @@ def test_graph_follows_ingest(tiny_resources):
 
         materialize(SPLITS)
         r = tick(r.cursor)
-        assert r.get_requested_partitions(FEATURES) == r.get_requested_partitions(TIMBRE) == {"1", "5", "15", "30"}
+        assert {FEATURES, TIMBRE} <= DEFAULT_VIEWS
+        assert all(r.get_requested_partitions(k) == {"1", "5", "15", "30"} for k in DEFAULT_VIEWS)
         assert r.get_num_requested(MODELS) == 0
 
         for key in ("1", "5", "15", "30"):
             materialize(FEATURES, key)
         r = tick(r.cursor)
+        assert TIMBRE in OTHER_VIEWS
         assert r.get_num_requested(MODELS) == 0  # the timbre view is not refreshed yet: training waits
-        for key in ("1", "5", "15", "30"):
-            materialize(TIMBRE, key)
+        for view in OTHER_VIEWS:
+            for key in ("1", "5", "15", "30"):
+                materialize(view, key)
         r = tick(r.cursor)
         # the weekly tick has passed and all features were refreshed since: train every cell once
         assert r.get_num_requested(MODELS) == 4 * len(PIPELINE_MODELS)
@@ -81,7 +90,7 @@ def test_new_audio_file_requests_mel_and_timbre_never_the_opt_in_assets(tiny_res
     assert defs.resolve_assets_def(PROBES).automation_conditions_by_key.get(PROBES) is None
     with dg.DagsterInstance.ephemeral() as instance:
         r = _ingest_tick(defs, instance)
-        for key in (FEATURES, TIMBRE):  # the features of the first ingest were built
+        for key in DEFAULT_VIEWS:  # the features of the first ingest were built
             for clip in ("1", "5", "15", "30"):
                 instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=clip))
         r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
@@ -91,8 +100,8 @@ def test_new_audio_file_requests_mel_and_timbre_never_the_opt_in_assets(tiny_res
         src = sorted(blues.iterdir())[0]
         (blues / f"blues.00099{src.suffix}").write_bytes(src.read_bytes()[:-2] + b"\x01\x00")
         r = _ingest_tick(defs, instance, r.cursor)
-        requested = {k for k in (FEATURES, TIMBRE, EMBEDDINGS, PROBES, MODELS, REPORT) if r.get_num_requested(k)}
-        assert requested == {FEATURES, TIMBRE}
+        requested = {k for k in (*DEFAULT_VIEWS, EMBEDDINGS, PROBES, MODELS, REPORT) if r.get_num_requested(k)}
+        assert requested == DEFAULT_VIEWS
         assert r.get_requested_partitions(FEATURES) == {"1", "5", "15", "30"}
         assert r.get_num_requested(EMBEDDINGS) == r.get_num_requested(PROBES) == 0
 

@@ -694,7 +694,7 @@ def test_embeddings_view_errors(emb_sandbox: dict, tmp_path: Path, monkeypatch: 
           r"no 30 s MSD_musicnn embedding.*`gtzan features build --view embeddings --clip-seconds 30`")
     fails(["features", "describe", "--view", "embeddings", "--embedding-model", "MTT_musicnn"], env, 1,
           r"no MTT_musicnn embedding store.*`gtzan features build --view embeddings --embedding-model MTT_musicnn`"
-          r".*emb-MSD_musicnn-\w+ \(--embedding-model MSD_musicnn --mode first; 1, 5 s\)")
+          r".*emb-MSD_musicnn-\w+ \(--mode first --embedding-model MSD_musicnn; 1, 5 s\)")
     fails(["features", "build", "--view", "pictures"], env, 2, r"Invalid value for '--view'")
     fails(["features", "build", "--view", "embeddings", "--embedding-model", "MSD_vgg"], env, 2,
           r"Invalid value for '--embedding-model'")

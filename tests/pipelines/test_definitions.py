@@ -11,18 +11,30 @@ import dagster as dg
 import pytest
 
 from assets.partitions import PIPELINE_MODELS
+from assets.views import asset_kinds, asset_name, check_name
+from feature_store.views import VIEWS
 from pipelines.definitions import build_defs, defs
 
+#: Every asset: the fixed ones, and one per view of the registry (named after the view).
 ASSETS = {
     "audio_catalog": ("ingest", {"parquet", "polars"}),
     "song_splits": ("ingest", {"parquet", "polars"}),
-    "mel_features": ("features", {"hdf5", "parquet"}),
-    "timbre_features": ("features", {"hdf5", "parquet"}),
-    "musicnn_embeddings": ("features", {"hdf5", "parquet", "tensorflow"}),
+    **{asset_name(name): ("features", asset_kinds(cls)) for name, cls in VIEWS.items()},
     "genre_models": ("training", {"tensorflow", "keras", "scikitlearn"}),
     "probe_models": ("training", {"scikitlearn", "numpy"}),
     "evaluation_report": ("reports", {"markdown", "matplotlib"}),
 }
+#: The assets `make run` leaves empty: the opt-in views' and the probes on the embeddings.
+OPT_IN_ASSETS = {asset_name(name) for name, cls in VIEWS.items() if cls.opt_in} | {"probe_models"}
+
+
+def test_the_built_in_views_keep_their_asset_and_check_names():
+    assert [asset_kinds(VIEWS[v]) for v in ("mel", "embeddings", "timbre")] == [
+        {"hdf5", "parquet"}, {"hdf5", "parquet", "tensorflow"}, {"hdf5", "parquet"}]
+    assert [(asset_name(v), check_name(v)) for v in ("mel", "embeddings", "timbre")] == [
+        ("mel_features", "features_sane"), ("musicnn_embeddings", "embeddings_sane"),
+        ("timbre_features", "timbre_sane")]
+    assert (asset_name("chroma"), check_name("chroma")) == ("chroma_features", "chroma_sane")
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -108,9 +120,7 @@ def test_checks_block_only_on_torn_or_leaking_data():
         "catalog_duplicates": False,
         "catalog_class_balance": False,
         "split_leakage": True,
-        "features_sane": True,
-        "timbre_sane": True,
-        "embeddings_sane": True,
+        **{check_name(name): True for name in VIEWS},
         "model_above_chance": False,
         "probe_above_chance": False,
         "models_current": False,
@@ -251,7 +261,9 @@ def test_opt_in_assets_say_so_first_in_their_descriptions():
 
     graph = defs.resolve_asset_graph()
     planned, cells = _planned()
-    assert planned == set(ASSETS) - {"musicnn_embeddings", "probe_models"}
+    assert OPT_IN_ASSETS == {"musicnn_embeddings", "probe_models"} | {
+        asset_name(n) for n, c in VIEWS.items() if c.opt_in}
+    assert planned == set(ASSETS) - OPT_IN_ASSETS
     for name in ASSETS:
         description = graph.get(dg.AssetKey(name)).description
         if name in planned and name != "genre_models":
