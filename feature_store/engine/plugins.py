@@ -140,4 +140,4 @@ def view_from_spec(spec: tuple[str, dict]) -> Any:
     cls: Any = importlib.import_module(module)
     for part in qualname.split("."):
         cls = getattr(cls, part)
-    return cls.from_params_dict(params)
+    return cls(cls.params_type(**params))

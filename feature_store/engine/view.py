@@ -318,7 +318,7 @@ class FeatureView(abc.ABC):
 
     def to_spec(self) -> tuple[str, dict[str, Any]]:
         """``("module:Class", params as a dict)``: enough for a worker process to rebuild the view
-        (:func:`feature_store.views.view_from_spec`), a view declared outside this package too."""
+        (:func:`feature_store.engine.plugins.view_from_spec`), a view declared outside this package too."""
         return f"{type(self).__module__}:{type(self).__qualname__}", dataclasses.asdict(self.params)
 
     # -- geometry: by default the clip geometry's own grid ------------------------------------

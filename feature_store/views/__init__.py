@@ -14,6 +14,7 @@ import importlib
 import pkgutil
 from typing import TYPE_CHECKING
 
+from feature_store.engine.plugins import view_from_spec
 from feature_store.engine.view import FeatureView, Option, ViewOptions
 from feature_store.errors import ParameterError
 
@@ -105,13 +106,3 @@ def declared_options() -> dict[str, Option]:
             if (seen.default, seen.choices) != (o.default, o.choices):
                 raise RuntimeError(f"two feature views declare the option {o.name!r} differently")
     return out
-
-
-def view_from_spec(spec: tuple[str, dict]) -> FeatureView:
-    """Rebuild a view from :meth:`FeatureView.to_spec` (in a worker process)."""
-    where, params = spec
-    module, _, qualname = where.partition(":")
-    cls = importlib.import_module(module)
-    for part in qualname.split("."):
-        cls = getattr(cls, part)
-    return cls(cls.params_type(**params))
