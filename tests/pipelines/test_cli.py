@@ -489,7 +489,7 @@ def test_train_without_model_trains_the_run_models(sandbox: dict, monkeypatch: p
 
 
 def test_run_options_become_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipelines.run
+    import pipelines.sequence
     from assets.partitions import PIPELINE_MODELS
 
     seen = []
@@ -500,7 +500,7 @@ def test_run_options_become_the_settings(tmp_path: Path, monkeypatch: pytest.Mon
         seen.append((settings, with_embeddings, run_launcher))
         return {"runs": ["r1", "r2"], "report": "report.md"}
 
-    monkeypatch.setattr(pipelines.run, "run_all", fake_run_all)
+    monkeypatch.setattr(pipelines.sequence, "run_all", fake_run_all)
     env = {**env_for(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home")}
     r = ok(["run"], env)
     s, emb, launcher = seen[-1]
