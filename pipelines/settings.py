@@ -224,7 +224,7 @@ class Settings:
     models: tuple[str, ...] = DEFAULT_MODELS
     clip_seconds: tuple[int, ...] = CLIP_SECONDS
     train_clip_seconds: tuple[int, ...] = (5,)
-    epochs: int = dataclasses.field(default_factory=_train_default("epochs"))
+    epochs: int = dataclasses.field(default_factory=default_epochs)
     batch_size: int = dataclasses.field(default_factory=_train_default("batch_size"))
     seeds: tuple[int, ...] = dataclasses.field(default_factory=lambda: (_train_default("seed")(),))
     scheme: str = dataclasses.field(default_factory=_train_default("scheme"))

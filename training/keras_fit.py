@@ -131,7 +131,7 @@ class KerasMelModel:
         return predict_batch(self.net, to_layout(np.zeros((1, n_mels, self.frames), np.float32), self.layout).shape[1:])
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities [shape=(n, 10)] of raw dB mel windows [shape=(n, n_mels, frames)].
+        """Probabilities [shape=(n, labels)] of raw dB mel windows [shape=(n, n_mels, frames)].
 
         The windows go through the network :attr:`predict_batch` at a time, normalised batch
         by batch, so memory does not grow with ``n``.

@@ -214,6 +214,7 @@ def test_train_prints_metrics_and_publishes_a_run(sandbox: dict) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["model"] == "seed_cnn" and metrics["clip_seconds"] == 1 and metrics["costs"]["epochs_run"] == 1
     assert int(m[1]) == round(100 * metrics["metrics"]["song_accuracy"])
+    assert f"labels: {', '.join(metrics['labels'])})" in r.stdout  # the labels of the data it trained on
 
 
 def test_train_errors(sandbox: dict, tmp_path: Path) -> None:
@@ -277,6 +278,7 @@ def test_predict_prints_top3_per_file(sandbox: dict, audio_files: dict[str, Path
     out = r.stdout.splitlines()
     assert re.match(r"model: seed_cnn on 1 s clips, seed 0 \(best model of the report; held-out song accuracy \d+ %\)",
                     out[0])
+    assert out[0].endswith("; labels: blues, classical, country, disco, hiphop, jazz, metal, pop, reggae, rock")
     for name, fmt_line in (("stereo44k.wav", out[1]), ("song.ogg", out[5]), ("song.mp3", out[9])):
         assert name in fmt_line and "44100 Hz, stereo" in fmt_line and "windows of 1 s" in fmt_line
     for block in (out[2:5], out[6:9], out[10:13]):
@@ -707,13 +709,14 @@ def test_train_probe_report_and_predict(emb_sandbox: dict) -> None:
     env = emb_sandbox["env"]
     out = emb_sandbox["steps"]["train"].stdout
     lines = re.findall(r"^probe_logreg_msd 5 s seed (\d): song accuracy (\d+) %, clip accuracy \d+ % on 10 held-out "
-                       r"songs \(10 training clips, \d+ ms per clip with musicnn\)  (\S+)$", out, re.M)
+                       r"songs \(10 training clips, \d+ ms per clip with musicnn; labels: blues, [a-z, ]+rock\)  (\S+)$",
+                       out, re.M)
     assert [s for s, _, _ in lines] == ["0", "1"], out
     for _, acc, run_dir in lines:
         files = sorted(p.name for p in Path(run_dir).iterdir())
         assert files == ["metrics.json", "probe.json", "probe.npz"]
         metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
-        assert metrics["family"] == "probe" and int(acc) == round(100 * metrics["metrics"]["song_accuracy"])
+        assert metrics["family"] == "vector" and int(acc) == round(100 * metrics["metrics"]["song_accuracy"])
     assert "best model: probe_logreg_msd at 5 s" in emb_sandbox["steps"]["report"].stdout
     song = emb_sandbox["data"] / "demo" / "genres_original" / "jazz" / "jazz.00001.wav"
     # the report's best is a probe: predict uses it, embedding the file with musicnn
@@ -721,7 +724,7 @@ def test_train_probe_report_and_predict(emb_sandbox: dict) -> None:
     assert r.stdout.startswith("model: probe_logreg_msd on 5 s clips, seed 0 (best model of the report; ")
     assert re.search(r"jazz\.00001\.wav  \(6\.0 s, 22050 Hz, mono; 2 windows of 5 s\)", r.stdout), r.stdout
     doc = json.loads(ok(["predict", song, "--model", "probe_logreg_msd", "--seed", "1", "--json"], env).stdout)
-    assert doc["model"]["family"] == "probe" and doc["model"]["seed"] == 1
+    assert doc["model"]["family"] == "vector" and doc["model"]["seed"] == 1
     [f] = doc["files"]
     assert f["n_windows"] == 2 and len(f["windows"]) == 2
     assert sum(f["probabilities"].values()) == pytest.approx(1.0)

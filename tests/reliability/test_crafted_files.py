@@ -86,7 +86,7 @@ def data(world, tmp_path) -> Path:
 
 def run_of(data: Path, model: str) -> Path:
     """The published folder of ``model``'s run (seed 0, 1 s)."""
-    return next((data / "models").glob(f"mel-*/{model}/clip-01s/seed-0/current")).resolve()
+    return next((data / "models").glob(f"*-*/{model}/clip-01s/seed-0/current")).resolve()
 
 
 def song(data: Path) -> Path:

@@ -108,9 +108,9 @@ def _check_model_store(root: Path, runs: dict) -> str:
     assert sorted(p.name for p in run.iterdir()) == ["metrics.json", "model.keras", "normalizer.json"]
     json.loads((run / "normalizer.json").read_text())
     weights = _weights(run)
-    if published[0]["metrics"] == runs["prev"]["metrics"] and _same_weights(weights, runs["prev_weights"]):
+    if published[0].metrics == runs["prev"].metrics and _same_weights(weights, runs["prev_weights"]):
         return "old"
-    assert published[0]["metrics"] == runs["clean"]["metrics"], "the published run is neither the old nor the new"
+    assert published[0].metrics == runs["clean"].metrics, "the published run is neither the old nor the new"
     assert _same_weights(weights, runs["clean_weights"])
     return "new"
 

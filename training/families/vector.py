@@ -36,15 +36,15 @@ CLASSIFIERS: tuple[str, ...] = ("logreg", "mlp")
 
 @dataclasses.dataclass
 class Probe:
-    """A fitted vector classifier: standardisation, dense layers, a softmax over the 10 genres.
+    """A fitted vector classifier: standardisation, dense layers, a softmax over the run's labels.
 
     Attributes
     ----------
     mean, std : np.ndarray [shape=(features,)]
         Standardisation fitted on the training clips.
     weights, biases : list of np.ndarray
-        Dense layers ``[(features, hidden), (hidden, 10)]`` for the MLP, ``[(features, 10)]``
-        for the logistic regression; ReLU between layers.
+        Dense layers ``[(features, hidden), (hidden, labels)]`` for the MLP,
+        ``[(features, labels)]`` for the logistic regression; ReLU between layers.
     classifier : str
     arrays : tuple of str
         The view's arrays it reads, side by side (:attr:`layers` for musicnn embeddings).
@@ -84,7 +84,7 @@ class Probe:
 
         Returns
         -------
-        np.ndarray [shape=(clips, 10)]
+        np.ndarray [shape=(clips, labels)]
             Rows sum to 1; columns follow the run's labels (:attr:`training.record.RunRecord.labels`).
         """
         x = np.asarray(x, dtype=np.float64)
