@@ -162,5 +162,5 @@ def _train(ws: Workspace, name: str, c: int, seed: int, show: bool) -> None:
         extractor = " with musicnn" if family.view == "embeddings" else ""
         detail = f"{r.train_clips} training clips, {costs.inference_ms_per_clip:.0f} ms per clip{extractor}"
     click.echo(f"{name} {c} s seed {seed}: song accuracy {pct(m.song_accuracy)}, clip accuracy "
-               f"{pct(m.clip_accuracy)} on {m.songs} held-out songs ({detail}; labels: {', '.join(r.labels)})  "
-               f"{r.run_dir}")
+               f"{pct(m.clip_accuracy)} on {m.songs} held-out songs ({detail})  {r.run_dir}")
+    click.echo(f"  labels: {', '.join(r.labels)}")
