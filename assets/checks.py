@@ -37,13 +37,11 @@ from assets.partitions import PIPELINE_VIEWS, clip_partitions, model_partitions
 from assets.resources import FeatureStoreResource, ModelStoreResource
 from assets.policies import ON_ANY_DEP_UPDATED
 from assets.views import VIEW_ASSETS, VIEW_CHECKS, inspect_view, partitioned_checks
-from feature_store import atomic, integrity
 from feature_store import splits as fs_splits
 from feature_store.errors import StoreError
 from feature_store.params import GENRES
 from training.families import registry
-from training.probe import is_probe_run
-from training.record import RETRAIN
+from training.record import RunRecord
 
 #: The smallest genre must hold at least this share of the largest genre's usable songs.
 BALANCE_MIN_RATIO = 0.8
@@ -157,16 +155,9 @@ def inspect_embeddings(features: FeatureStoreResource, clip_seconds: int) -> dic
     return inspect_view(features.view_store("embeddings"), clip_seconds)
 
 
-def _cell_runs(models: ModelStoreResource, params_hash: str, model: str, clip_seconds: int) -> list[dict]:
-    root = models.store().root / f"mel-{params_hash}" / model / f"clip-{clip_seconds:02d}s"
-    out = []
-    for seed_dir in sorted(root.glob("seed-*")):
-        if not seed_dir.name.removeprefix("seed-").isdigit():
-            continue  # a variant run (seed-N--<variant>) made outside the pipeline
-        cur = atomic.resolve_current(seed_dir)
-        if cur is not None and (cur / "metrics.json").is_file():
-            out.append(integrity.read_json(cur / "metrics.json", remedy=RETRAIN))  # checked and size-bounded
-    return out
+def _cell_runs(models: ModelStoreResource, params_hash: str, model: str, clip_seconds: int) -> list[RunRecord]:
+    """The pipeline's runs of one cell (no variant run made outside the pipeline), records checked on read."""
+    return models.store().find(params_hash=params_hash, model=model, clip_seconds=clip_seconds, variant="")
 
 
 def _above_chance(models: ModelStoreResource, params_hash: str, cells: list[tuple[str, int]]) -> dg.AssetCheckResult:
@@ -174,7 +165,7 @@ def _above_chance(models: ModelStoreResource, params_hash: str, cells: list[tupl
     rows, failing = [], []
     for model, clip in cells:
         runs = _cell_runs(models, params_hash, model, clip)
-        accs = [float(r["metrics"]["song_accuracy"]) for r in runs]
+        accs = [float(r.metrics.song_accuracy) for r in runs]
         acc = float(np.mean(accs)) if accs else math.nan
         ok = bool(accs) and acc > chance
         rows.append({"model": model, "clip_seconds": clip, "seeds": len(accs), "song_accuracy": acc, "above_chance": ok})
@@ -197,9 +188,9 @@ def _pipeline_cells(models: ModelStoreResource, params_hash: str, *, probes: boo
     """(model, clip) cells of the pipeline's own runs (no variant): the probes, or the others."""
     return sorted(
         {
-            (r["model"], int(r["clip_seconds"]))
+            (r.model, r.clip_seconds)
             for r in models.runs(params_hash=params_hash)
-            if not r.get("variant") and is_probe_run(r) == probes
+            if not r.variant and (r.view == "embeddings") == probes
         }
     )
 

@@ -3,7 +3,7 @@
 ``musicnn_embeddings`` is the embeddings view of the feature store
 (:class:`feature_store.embeddings.EmbeddingStore`): for every clip of the mel store (same clip
 lengths, mode and ``clip_id``), the mean over the 3 s musicnn patches inside the clip of four
-layers. ``probe_models`` trains the ``probe`` family (:mod:`training.probe`) on it and
+layers. ``probe_models`` trains probes of the vector family (:mod:`training.families.vector`) on it and
 publishes the runs in the model store beside the Keras models, so that the evaluation report
 and ``gtzan predict`` see them.
 
@@ -22,7 +22,8 @@ from assets.partitions import clip_partitions
 from assets.policies import ON_WEEKLY_CRON, RETRY_POLICY, TRAINING_POOL, permanent
 from assets.resources import FeatureStoreResource, ModelStoreResource
 from assets.views import VIEW_ASSETS, VIEW_CHECKS
-from training.probe import CLASSIFIERS, ProbeConfig
+from training.families.vector import CLASSIFIERS, ProbeConfig
+from training.record import RunRecord
 
 #: The library's probe defaults, which are the run config's.
 _PROBE = ProbeConfig()
@@ -36,7 +37,7 @@ embeddings_sane = VIEW_CHECKS["embeddings"]
 class ProbeTrainingConfig(dg.Config):
     """Run config of ``probe_models`` (the launchpad, or ``--seeds/--scheme`` of ``make run``).
 
-    The defaults are :class:`training.probe.ProbeConfig`'s.
+    The defaults are :class:`training.families.vector.ProbeConfig`'s.
 
     Attributes
     ----------
@@ -86,6 +87,14 @@ def probe_models(
             f"run config `classifiers` must name one or more of {list(CLASSIFIERS)}, got {list(config.classifiers)}",
             allow_retries=False,
         )
+    results = _train_probes(context, config, features, models, clip_seconds=clip_seconds)
+    metadata = _probe_metadata(results, config, features, clip_seconds=clip_seconds)
+    return dg.MaterializeResult(metadata=step_metadata(metadata, features))
+
+
+def _train_probes(context: dg.AssetExecutionContext, config: ProbeTrainingConfig, features: FeatureStoreResource,
+                  models: ModelStoreResource, *, clip_seconds: int) -> list[RunRecord]:
+    """Every classifier of the run config, one run per seed each, logged."""
     results = []
     for classifier in config.classifiers:
         with permanent():
@@ -94,64 +103,68 @@ def probe_models(
                 scheme=config.scheme,
             )
         for r in runs:
-            m = r["metrics"]
             context.log.info(
-                f"{r['model']} {clip_seconds} s seed {r['seed']}: song accuracy {m['song_accuracy']:.2f}, "
-                f"clip accuracy {m['clip_accuracy']:.2f} ({r['train_clips']} training clips)"
+                f"{r.model} {clip_seconds} s seed {r.seed}: song accuracy {r.metrics.song_accuracy:.2f}, "
+                f"clip accuracy {r.metrics.clip_accuracy:.2f} ({r.train_clips} training clips)"
             )
         results.extend(runs)
+    return results
 
+
+def _probe_metadata(results: list[RunRecord], config: ProbeTrainingConfig, features: FeatureStoreResource, *,
+                    clip_seconds: int) -> dict:
+    """The asset's metadata: the first classifier's means, every model's summary, the runs' table."""
     per_run = pl.DataFrame(
         {
-            "model": [r["model"] for r in results],
-            "seed": [int(r["seed"]) for r in results],
-            "song_accuracy": [float(r["metrics"]["song_accuracy"]) for r in results],
-            "clip_accuracy": [float(r["metrics"]["clip_accuracy"]) for r in results],
-            "song_macro_f1": [float(r["metrics"]["song_macro_f1"]) for r in results],
-            "inference_ms_per_clip": [float(r["costs"]["inference_ms_per_clip"]) for r in results],
-            "train_seconds": [float(r["costs"]["train_seconds"]) for r in results],
-            "model_path": [r["model_path"] for r in results],
+            "model": [r.model for r in results],
+            "seed": [r.seed for r in results],
+            "song_accuracy": [float(r.metrics.song_accuracy) for r in results],
+            "clip_accuracy": [float(r.metrics.clip_accuracy) for r in results],
+            "song_macro_f1": [float(r.metrics.song_macro_f1) for r in results],
+            "inference_ms_per_clip": [float(r.costs.inference_ms_per_clip) for r in results],
+            "train_seconds": [float(r.costs.train_seconds) for r in results],
+            "model_path": [str(r.model_path) for r in results],
         }
     )
-    names = list(dict.fromkeys(r["model"] for r in results))
+    names = list(dict.fromkeys(r.model for r in results))
     summary = {}
     for name in names:
-        rs = [r for r in results if r["model"] == name]
-        song = [float(r["metrics"]["song_accuracy"]) for r in rs]
+        rs = [r for r in results if r.model == name]
+        song = [float(r.metrics.song_accuracy) for r in rs]
         summary[name] = {
             "song_accuracy": statistics.fmean(song),
             "song_accuracy_std": spread(song),
-            "clip_accuracy": statistics.fmean(float(r["metrics"]["clip_accuracy"]) for r in rs),
-            "song_macro_f1": statistics.fmean(float(r["metrics"]["song_macro_f1"]) for r in rs),
+            "clip_accuracy": statistics.fmean(float(r.metrics.clip_accuracy) for r in rs),
+            "song_macro_f1": statistics.fmean(float(r.metrics.song_macro_f1) for r in rs),
             "seeds": len(rs),
         }
     first = results[0]
-    main = summary[first["model"]]
-    metadata = {
+    main = summary[first.model]
+    return {
         "models": dg.MetadataValue.json(names),
         "clip_seconds": clip_seconds,
         "scheme": config.scheme,
         "seeds": dg.MetadataValue.json(list(config.seeds)),
         "embedding_model": features.embedding_model,
-        "weights_sha256": first["embedding"]["weights_sha256"],
-        "features": first["embedding"]["features"],
+        "weights_sha256": first.embedding["weights_sha256"],
+        "features": first.embedding["features"],
         # the first classifier of the run config (logreg by default); every model: per_model
         "song_accuracy": main["song_accuracy"],
         "song_accuracy_std": main["song_accuracy_std"],
         "clip_accuracy": main["clip_accuracy"],
         "song_macro_f1": main["song_macro_f1"],
-        "chance_accuracy": 1.0 / len(first["genres"]),
+        "chance_accuracy": 1.0 / len(first.labels),
         "per_model": dg.MetadataValue.json(summary),
         "per_run": table(per_run),
-        "train_clips": first["train_clips"],
-        "test_clips": first["test_clips"],
-        "parameters": first["costs"]["parameters"],
+        "train_clips": first.train_clips,
+        "test_clips": first.test_clips,
+        "parameters": first.costs.parameters,
         "train_seconds": float(per_run["train_seconds"].sum()),
-        "embedding_ms_per_clip": float(first["costs"]["embedding_ms_per_clip"]),
+        "embedding_ms_per_clip": float(first.costs.embedding_ms_per_clip),
         "inference_ms_per_clip": float(per_run["inference_ms_per_clip"].mean()),
-        "params_hash": first["params_hash"],
-        "model_path": dg.MetadataValue.path(first["model_path"]),
-        "model_bytes": sum(size_bytes(r["model_path"]) for r in results),
-        "run_dir": dg.MetadataValue.path(first["run_dir"]),
+        "params_hash": first.params_hash,
+        "model_path": dg.MetadataValue.path(str(first.model_path)),
+        "model_bytes": sum(size_bytes(r.model_path) for r in results),
+        "run_dir": dg.MetadataValue.path(str(first.run_dir)),
     }
-    return dg.MaterializeResult(metadata=step_metadata(metadata, features))
+

@@ -11,6 +11,7 @@ from assets.policies import ON_WEEKLY_CRON, RETRY_POLICY, TRAINING_POOL, permane
 from assets.resources import FeatureStoreResource, ModelStoreResource
 from assets.views import VIEW_ASSETS
 from training.families import registry
+from training.record import RunRecord
 from training.train import TrainConfig
 
 #: The library's training defaults, which are the run config's.
@@ -82,6 +83,14 @@ def genre_models(
     keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
     model, clip_seconds = keys["model"], int(keys["clip"])
     _check_config(config)
+    results = _train_seeds(context, config, features, models, model=model, clip_seconds=clip_seconds)
+    metadata = _metadata(results, config, model=model, clip_seconds=clip_seconds)
+    return dg.MaterializeResult(metadata=step_metadata(metadata, features))
+
+
+def _train_seeds(context: dg.AssetExecutionContext, config: TrainingConfig, features: FeatureStoreResource,
+                 models: ModelStoreResource, *, model: str, clip_seconds: int) -> list[RunRecord]:
+    """One run per seed of the run config, each logged."""
     results = []
     for seed in config.seeds:
         with permanent():
@@ -94,15 +103,19 @@ def genre_models(
                 scheme=config.scheme,
                 batch_size=config.batch_size,
             )
-        m = r["metrics"]
         context.log.info(
-            f"{model} {clip_seconds} s seed {seed}: song accuracy {m['song_accuracy']:.2f}, "
-            f"clip accuracy {m['clip_accuracy']:.2f}, {r['costs']['epochs_run']} epochs"
+            f"{model} {clip_seconds} s seed {seed}: song accuracy {r.metrics.song_accuracy:.2f}, "
+            f"clip accuracy {r.metrics.clip_accuracy:.2f}, {r.costs.epochs_run} epochs"
         )
         results.append(r)
+    return results
+
+
+def _metadata(results: list[RunRecord], config: TrainingConfig, *, model: str, clip_seconds: int) -> dict:
+    """The asset's metadata: means over seeds, per-seed table and costs."""
 
     def values(section: str, key: str) -> list[float]:
-        return [float(r[section][key]) for r in results]
+        return [float(getattr(getattr(r, section), key)) for r in results]
 
     # Keras models train in epochs under the run config's cap; the scikit-learn families count
     # solver iterations, which the cap does not bound: name each for what it is
@@ -111,19 +124,19 @@ def genre_models(
 
     per_seed = pl.DataFrame(
         {
-            "seed": [r["seed"] for r in results],
+            "seed": [r.seed for r in results],
             "song_accuracy": values("metrics", "song_accuracy"),
             "clip_accuracy": values("metrics", "clip_accuracy"),
             "study_metric_accuracy": values("metrics", "study_metric_accuracy"),
             "song_macro_f1": values("metrics", "song_macro_f1"),
-            steps: [int(r["costs"]["epochs_run"]) for r in results],
+            steps: [int(r.costs.epochs_run) for r in results],
             "train_seconds": values("costs", "train_seconds"),
-            "model_path": [r["model_path"] for r in results],
+            "model_path": [str(r.model_path) for r in results],
         }
     )
     song = values("metrics", "song_accuracy")
     first = results[0]
-    metadata = {
+    return {
         "model": model,
         "clip_seconds": clip_seconds,
         "scheme": config.scheme,
@@ -134,19 +147,19 @@ def genre_models(
         "clip_accuracy": statistics.fmean(values("metrics", "clip_accuracy")),
         "study_metric_accuracy": statistics.fmean(values("metrics", "study_metric_accuracy")),
         "song_macro_f1": statistics.fmean(values("metrics", "song_macro_f1")),
-        "chance_accuracy": 1.0 / len(first["genres"]),
-        "train_clips": first["train_clips"],
-        "test_clips": first["test_clips"],
-        "parameters": first["costs"]["parameters"],
+        "chance_accuracy": 1.0 / len(first.labels),
+        "train_clips": first.train_clips,
+        "test_clips": first.test_clips,
+        "parameters": first.costs.parameters,
         "model_mb": statistics.fmean(values("costs", "model_mb")),
         "seconds_per_epoch": statistics.fmean(values("costs", "seconds_per_epoch")),
         "train_seconds": sum(values("costs", "train_seconds")),
         "peak_rss_mb": max(values("costs", "peak_rss_mb")),
         "inference_ms_per_clip": statistics.fmean(values("costs", "inference_ms_per_clip")),
         "per_seed": table(per_seed),
-        "params_hash": first["params_hash"],
-        "model_path": dg.MetadataValue.path(first["model_path"]),
-        "model_bytes": sum(size_bytes(r["model_path"]) for r in results),
-        "run_dir": dg.MetadataValue.path(first["run_dir"]),
+        "params_hash": first.params_hash,
+        "model_path": dg.MetadataValue.path(str(first.model_path)),
+        "model_bytes": sum(size_bytes(r.model_path) for r in results),
+        "run_dir": dg.MetadataValue.path(str(first.run_dir)),
     }
-    return dg.MaterializeResult(metadata=step_metadata(metadata, features))
+

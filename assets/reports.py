@@ -70,7 +70,7 @@ def evaluation_report(
     figures = sorted(p for p in out_dir.rglob("*.png") if p.is_file())
     unlinked = [p for p in figures if not any(src == p.relative_to(out_dir).as_posix() for _alt, src in linked)]
     html = sorted(out_dir.glob("*.html"))
-    cells = sorted({(r["model"], int(r["clip_seconds"])) for r in runs})
+    cells = sorted({(r.model, r.clip_seconds) for r in runs})
     context.log.info(f"report over {len(runs)} runs ({len(cells)} model × clip cells): {path}")
     metadata: dict = {
         "path": dg.MetadataValue.path(str(path)),

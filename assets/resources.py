@@ -28,7 +28,7 @@ from feature_store.errors import ParameterError
 from feature_store.params import FeatureParams
 from feature_store.store import DEFAULT_LOCK_TIMEOUT, FeatureStore
 from feature_store.views import declared_options, get_view
-from training.probe import ProbeConfig
+from training.families.vector import ProbeConfig
 from training.train import ModelStore
 
 #: Layouts :class:`AudioSource` accepts; ``auto`` detects the layout from the folder.
@@ -247,7 +247,7 @@ class ModelStoreResource(dg.ConfigurableResource):
     Attributes
     ----------
     root : str
-        Model store root (``<root>/mel-<params hash>/<model>/clip-NNs/seed-S/current/``).
+        Model store root (``<root>/<view>-<params hash>/<model>/clip-NNs/seed-S/current/``).
     report_dir : str
         Where the evaluation report (Markdown, and the figures the report writes) goes.
     """
@@ -272,12 +272,12 @@ class ModelStoreResource(dg.ConfigurableResource):
         seed: int,
         scheme: str,
         batch_size: int,
-    ) -> dict[str, Any]:
+    ) -> Any:
         """Train one model of any family on one clip length and publish the run in the store.
 
         The family's config takes the seed and scheme, and the epochs and batch size where it
-        has them. Returns the run's metrics (see :func:`training.train.train_model`), with
-        ``model_path`` and ``run_dir``. May import TensorFlow: call it only in asset bodies.
+        has them. Returns the run's :class:`training.record.RunRecord` (see
+        :func:`training.runner.train_model`). May import TensorFlow: call it only in asset bodies.
         """
         import dataclasses
 
@@ -304,16 +304,17 @@ class ModelStoreResource(dg.ConfigurableResource):
         clip_seconds: int,
         seeds: list[int],
         scheme: str,
-    ) -> list[dict[str, Any]]:
-        """Train a probe (:mod:`training.probe`) per seed on the embeddings view of one clip length.
+    ) -> list[Any]:
+        """Train a probe (a vector classifier on musicnn embeddings) per seed on one clip length.
 
-        Returns each run's metrics (as :func:`training.probe.train_probe`), published in this
-        model store beside the Keras models, so that :meth:`runs` and the report list them.
+        Returns each run's :class:`training.record.RunRecord`, published in this model store
+        beside the Keras models, so that :meth:`runs` and the report list them.
         """
-        from training.probe import ProbeConfig, train_probe_seeds
+        from training.runner import train_seeds
 
         config = ProbeConfig(classifier=classifier, embedding_model=features.embedding_model, scheme=scheme)
-        return train_probe_seeds(
+        return train_seeds(
+            model=config.declaration(),
             seeds=seeds,
             config=config,
             store_root=features.root,
@@ -329,7 +330,6 @@ class ModelStoreResource(dg.ConfigurableResource):
         run = self.store().current(params=params, model=model, clip_seconds=clip_seconds, seed=seed)
         return load_model(run / "model.keras")
 
-    def runs(self, *, params_hash: str | None = None) -> list[dict[str, Any]]:
-        """Metrics of every published run, optionally only those of one feature params hash."""
-        runs = self.store().runs()
-        return [r for r in runs if params_hash is None or r.get("params_hash") == params_hash]
+    def runs(self, *, params_hash: str | None = None) -> list[Any]:
+        """Every published run (:class:`training.record.RunRecord`), optionally only those of one params hash."""
+        return self.store().find(params_hash=params_hash)

@@ -62,7 +62,7 @@ def one(model: str, store: str, out: str, epochs: int, batch_size: int, clip_sec
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, patience=epochs, validation_share=0.1, seed=0)
     r = train_model(store_root=store, model_root=Path(out).parent / "models", model=model, clip_seconds=clip_seconds,
                     params=FeatureParams(mode="first"), config=cfg)
-    Path(out).write_text(json.dumps(r))
+    Path(out).write_text(json.dumps(r.to_dict()))
 
 
 def machine() -> str:

@@ -81,7 +81,7 @@ SETUP_CHILD = textwrap.dedent("""
             ViewStore(store, get_view(view)).build(audio_root=audio, clip_seconds=[clip], workers=1)
         config = TrainConfig(epochs=1, seed=0) if view == "mel" else None
         r = train_model(store_root=store, model_root=work / "models", model=name, clip_seconds=clip, config=config)
-        runs[name] = {"run_dir": r["run_dir"], "sr": get_view(view).sample_rate}
+        runs[name] = {"run_dir": str(r.run_dir), "sr": get_view(view).sample_rate}
     print(json.dumps(runs))
 """)
 

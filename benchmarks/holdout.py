@@ -86,7 +86,8 @@ def run_or_reuse(*, model_root: Path, **kw: Any) -> dict[str, Any]:
             return r
     except StoreError:
         pass
-    return train_model(model_root=model_root, **kw)
+    rec = train_model(model_root=model_root, **kw)
+    return {**rec.to_dict(), "run_dir": str(rec.run_dir)}
 
 
 def ensemble_metrics(rs: list[dict[str, Any]], test_root: Path, clip: int) -> dict[str, Any]:
@@ -105,14 +106,16 @@ def ensemble_metrics(rs: list[dict[str, Any]], test_root: Path, clip: int) -> di
         net = load_model(d / "model.keras")
         probs.append(np.asarray(net.predict(to_layout(norm.transform(t.x), r["layout"]), batch_size=64, verbose=0)))
     m = evaluate(np.mean(probs, axis=0), t.y, t.index["song_id"].to_list(), n_classes=len(GENRES))
-    return {"metrics": m, "genres": list(GENRES)}
+    return {"metrics": m, "labels": list(GENRES)}
 
 
 def recalls(rs: list[dict[str, Any]]) -> dict[str, list[float]]:
-    from training.evaluate import genre_recall
+    def recall(r: dict[str, Any], label: str) -> float | None:
+        labels = r.get("labels") or r.get("genres")
+        return r["metrics"]["song_recall"][labels.index(label)]
 
-    b = [genre_recall(r, "blues") for r in rs]
-    j = [genre_recall(r, "jazz") for r in rs]
+    b = [recall(r, "blues") for r in rs]
+    j = [recall(r, "jazz") for r in rs]
     return {"blues": b, "jazz": j, "mean": [(x + y) / 2 for x, y in zip(b, j, strict=True)],
             "worse": [min(x, y) for x, y in zip(b, j, strict=True)]}
 

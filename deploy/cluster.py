@@ -23,7 +23,7 @@ its id, then any process left in a namespace by its pid, then deletes the namesp
 Usage (as root; missing Debian packages are installed with apt-get)::
 
     python deploy/cluster.py up [--dir DIR] [--workers 2] [--visibility-timeout S]
-    python deploy/cluster.py materialize [--dir DIR] [--epochs 2]
+    python deploy/cluster.py materialize [--dir DIR] [--epochs N]
     python deploy/cluster.py status [--dir DIR]
     python deploy/cluster.py down [--dir DIR] [--purge]
 """
@@ -262,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker hosts (default: %(default)s)")
     parser.add_argument("--visibility-timeout", type=int, default=3600,
                         help="seconds before a lost worker's step goes to another worker (default: %(default)s)")
-    parser.add_argument("--epochs", type=int, default=2, help="materialize: epoch cap per model (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="materialize: epoch cap per model (default: the settings' cap, TrainConfig's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="materialize: seeds per model (default: 0)")
     parser.add_argument("--clip-seconds", type=int, nargs="+", default=None,
                         help="materialize: clip lengths (default: all)")

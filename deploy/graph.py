@@ -201,7 +201,7 @@ class GraphRuns:
 def materialize_default_graph(
     graph: Graph,
     *,
-    epochs: int = 2,
+    epochs: int | None = None,
     seeds: list[int] | None = None,
     clip_seconds: list[int] | None = None,
     models: list[str] | None = None,
@@ -216,14 +216,16 @@ def materialize_default_graph(
     the UI, Automation).
 
     ``on_training_poll`` is called with the training runs' ids while they run (the
-    distributed test loses a worker host from it).
+    distributed test loses a worker host from it). ``epochs`` defaults to the settings' cap
+    (:func:`pipelines.settings.default_epochs`).
     """
     from assets.partitions import model_key
-    from pipelines.settings import DEFAULT_MODELS
+    from pipelines.settings import DEFAULT_MODELS, default_epochs
     from feature_store.params import CLIP_SECONDS
 
     clips = [str(c) for c in (clip_seconds or CLIP_SECONDS)]
     names = list(models or DEFAULT_MODELS)
+    epochs = default_epochs() if epochs is None else epochs
     train = {"ops": {"genre_models": {"config": {"epochs": epochs, "seeds": seeds or [0], "scheme": "seed"}}}}
     runs: list[tuple[str, str | None, str]] = []
     stopped = graph.stop_sensors()

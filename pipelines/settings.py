@@ -24,7 +24,7 @@ variable               default                          meaning
 Where a default is a parameter of the library (the epoch cap, batch size, seed and split scheme
 of :class:`training.train.TrainConfig`; the sampling mode and dtype of
 :class:`feature_store.params.FeatureParams`; the probe classifier and musicnn weights of
-:class:`training.probe.ProbeConfig`; the store's lock timeout), the field takes it from there,
+:class:`training.families.vector.ProbeConfig`; the store's lock timeout), the field takes it from there,
 so that it is written once. Those are looked up when a :class:`Settings` is made, not when this
 module is imported, so that ``gtzan --help`` stays fast: this module imports neither Dagster
 nor NumPy. Relative paths are relative to the working directory.
@@ -112,9 +112,15 @@ def _train_default(name: str) -> Callable[[], Any]:
     return default
 
 
+def default_epochs() -> int:
+    """The epoch cap of every training entry point (``gtzan train``, ``gtzan run``, the Dagster run
+    config, ``deploy/graph.py`` and ``deploy/cluster.py``): :class:`~training.config.TrainConfig`'s."""
+    return int(_train_default("epochs")())
+
+
 def _probe_default(name: str) -> Callable[[], Any]:
     def default() -> Any:
-        from training.probe import ProbeConfig
+        from training.families.vector import ProbeConfig
 
         return getattr(ProbeConfig(), name)
 
@@ -175,7 +181,7 @@ class Settings:
     seeds : tuple of int
         One run per seed: TrainConfig's one seed.
     probe_classifiers : tuple of str
-        Probe classifiers of a pipeline run: :class:`~training.probe.ProbeConfig`'s.
+        Probe classifiers of a pipeline run: :class:`~training.families.vector.ProbeConfig`'s.
     embedding_model : str
         musicnn weights of the embeddings view and the probes: ProbeConfig's.
     embedding_workers : int
@@ -218,7 +224,7 @@ class Settings:
     models: tuple[str, ...] = DEFAULT_MODELS
     clip_seconds: tuple[int, ...] = CLIP_SECONDS
     train_clip_seconds: tuple[int, ...] = (5,)
-    epochs: int = dataclasses.field(default_factory=_train_default("epochs"))
+    epochs: int = dataclasses.field(default_factory=default_epochs)
     batch_size: int = dataclasses.field(default_factory=_train_default("batch_size"))
     seeds: tuple[int, ...] = dataclasses.field(default_factory=lambda: (_train_default("seed")(),))
     scheme: str = dataclasses.field(default_factory=_train_default("scheme"))

@@ -191,17 +191,17 @@ def evaluate(probs: Any, labels: Any, song_ids: Sequence[str], *, n_classes: int
     }
 
 
-def summarize_runs(runs: Sequence[dict[str, Any]], keys: Sequence[str] = (
+def summarize_runs(runs: Sequence[Any], keys: Sequence[str] = (
     "song_accuracy", "clip_accuracy", "study_metric_accuracy", "song_macro_f1", "clip_macro_f1"
 )) -> dict[str, dict[str, float]]:
     """Mean, sample standard deviation and n of metrics over runs (seeds).
 
     Parameters
     ----------
-    runs : sequence of dict
-        ``metrics.json`` contents, e.g. from :func:`training.train.train_seeds`.
+    runs : sequence of RunRecord
+        E.g. from :func:`training.runner.train_seeds`.
     keys : sequence of str
-        Keys of ``run["metrics"]`` to summarise.
+        Metrics (:class:`training.record.Metrics` names) to summarise.
 
     Returns
     -------
@@ -210,7 +210,7 @@ def summarize_runs(runs: Sequence[dict[str, Any]], keys: Sequence[str] = (
     """
     out: dict[str, dict[str, float]] = {}
     for k in keys:
-        vals = np.array([r["metrics"][k] for r in runs if r["metrics"].get(k) is not None], dtype=float)
+        vals = np.array([v for v in (r.metrics.get(k) for r in runs) if v is not None], dtype=float)
         out[k] = {
             "mean": float(vals.mean()) if vals.size else float("nan"),
             "std": float(vals.std(ddof=1)) if vals.size > 1 else 0.0,
@@ -219,12 +219,23 @@ def summarize_runs(runs: Sequence[dict[str, Any]], keys: Sequence[str] = (
     return out
 
 
-def genre_recall(run: dict[str, Any], genre: str, *, level: str = "song") -> float | None:
-    """Recall of one genre in a run's held-out metrics (``None`` if it had no examples)."""
-    from feature_store.params import GENRES, validate_genre
+def label_recall(run: Any, label: str, *, level: str = "song") -> float | None:
+    """Recall of one of the run's labels in its held-out metrics (``None`` if it had no examples).
 
-    validate_genre(genre)
+    Parameters
+    ----------
+    run : RunRecord
+    label : str
+        One of ``run.labels``.
+    level : {'song', 'clip'}
+
+    Raises
+    ------
+    ParameterError
+        ``label`` is not one of the run's, or an unknown level.
+    """
     if level not in ("song", "clip"):
         raise ParameterError(f"level must be 'song' or 'clip', got {level!r}")
-    genres = run.get("genres", list(GENRES))
-    return run["metrics"][f"{level}_recall"][genres.index(genre)]
+    if label not in run.labels:
+        raise ParameterError(f"unknown label {label!r}; the run's labels are {list(run.labels)}")
+    return getattr(run.metrics, f"{level}_recall")[run.labels.index(label)]

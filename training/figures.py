@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 
 from feature_store import atomic
-from feature_store.params import CLIP_SECONDS, GENRES
-from training.report import STUDY_RESULTS, best_clip, collect, metric_values
+from feature_store.params import CLIP_SECONDS
+from training.record import RunRecord
+from training.summary import STUDY_RESULTS, best_clip, collect, metric_values
 
 #: The titles of the accuracy figure's panels, by sampling mode: (metric, title) per panel.
 ACCURACY_PANELS: dict[str, list[tuple[str, str]]] = {
@@ -73,13 +74,13 @@ def save(fig: Any, path: Path, *, dpi: int = 100) -> Path:
     return atomic.write_bytes_atomic(path, out.getvalue())
 
 
-def sampling_mode(runs: list[dict[str, Any]]) -> str:
+def sampling_mode(runs: list[RunRecord]) -> str:
     """The sampling mode of the runs (``first`` or ``segments``); ``mixed`` when they differ."""
-    modes = {r.get("feature_params", {}).get("mode") for r in runs}
+    modes = {r.feature_params.get("mode") for r in runs}
     return modes.pop() if len(modes) == 1 and modes <= set(ACCURACY_PANELS) else "mixed"
 
 
-def accuracy_panels(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def accuracy_panels(runs: list[RunRecord]) -> list[tuple[str, str]]:
     """(metric, title) of each panel of the accuracy figure, for the runs' sampling mode."""
     mode = sampling_mode(runs)
     if mode in ACCURACY_PANELS:
@@ -88,7 +89,7 @@ def accuracy_panels(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
             ("clip_accuracy", "clips (runs of both sampling modes)")]
 
 
-def draw_accuracy_vs_clip(runs: list[dict[str, Any]]) -> Any:
+def draw_accuracy_vs_clip(runs: list[RunRecord]) -> Any:
     """Held-out accuracy against clip length per model, mean ± std over seeds (see the module doc).
 
     The study's published numbers (clip accuracy on the first N s, its own metric) are drawn
@@ -123,7 +124,7 @@ def draw_accuracy_vs_clip(runs: list[dict[str, Any]]) -> Any:
     return fig
 
 
-def draw_confusions(runs: list[dict[str, Any]]) -> Any:
+def draw_confusions(runs: list[RunRecord]) -> Any:
     """Song-level confusion matrix of each model at its best clip length, summed over seeds."""
     plt = _plt()
     table = collect(runs)
@@ -132,18 +133,19 @@ def draw_confusions(runs: list[dict[str, Any]]) -> Any:
     cols = min(3, n)
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4 * rows), squeeze=False)
-    short = [g[:4] for g in GENRES]
     for ax in axes.flat[n:]:
         ax.axis("off")
     for ax, label in zip(axes.flat, labels, strict=False):
         c = best_clip(table[label])
-        cm = np.sum([np.asarray(r["metrics"]["song_confusion"]) for r in table[label][c]], axis=0)
+        # the seeds of one cell trained on the same data: the same labels, in the same order
+        short = [g[:4] for g in table[label][c][0].labels]
+        cm = np.sum([np.asarray(r.metrics.song_confusion) for r in table[label][c]], axis=0)
         ax.imshow(cm, cmap="Blues")
         for i, j in zip(*np.nonzero(cm), strict=True):
             ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=6,
                     color="white" if cm[i, j] > cm.max() / 2 else "black")
-        ax.set_xticks(range(len(GENRES)), short, rotation=90, fontsize=7)
-        ax.set_yticks(range(len(GENRES)), short, fontsize=7)
+        ax.set_xticks(range(len(short)), short, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(short)), short, fontsize=7)
         ax.set_title(f"{label}, {c} s (n={len(table[label][c])} seeds)", fontsize=8)
         ax.set_xlabel("predicted", fontsize=7)
         ax.set_ylabel("true", fontsize=7)
@@ -186,7 +188,7 @@ def plain_log_axis(ax: Any, values: list[float], label: Any) -> None:
     ax.set_xlim(decades[0] / 1.25, decades[-1] * 1.25)
 
 
-def draw_cost_accuracy(runs: list[dict[str, Any]]) -> Any:
+def draw_cost_accuracy(runs: list[RunRecord]) -> Any:
     """The study's thesis in one picture: song accuracy against parameters and s/epoch."""
     plt = _plt()
     table = collect(runs)
@@ -197,8 +199,8 @@ def draw_cost_accuracy(runs: list[dict[str, Any]]) -> Any:
         c = max(table[label])
         rs = table[label][c]
         acc = np.mean(metric_values(rs, "song_accuracy"))
-        params = rs[0]["costs"]["parameters"]
-        spe = np.mean([r["costs"].get("steady_seconds_per_epoch", r["costs"]["seconds_per_epoch"]) for r in rs])
+        params = rs[0].costs.parameters
+        spe = np.mean([r.costs.steady_seconds_per_epoch for r in rs])
         for k, (ax, x) in enumerate(((axes[0], params), (axes[1], spe))):
             xs[k].append(float(x))
             ax.scatter([x], [acc])
@@ -217,7 +219,7 @@ def draw_cost_accuracy(runs: list[dict[str, Any]]) -> Any:
     return fig
 
 
-def draw_mel_examples(runs: list[dict[str, Any]]) -> Any | None:
+def draw_mel_examples(runs: list[RunRecord]) -> Any | None:
     """One mel spectrogram per genre from the runs' feature store, like the study's Figure 1.
 
     Every panel uses one colour scale, shown by a colour bar in dB in a column of its own to
@@ -233,10 +235,10 @@ def draw_mel_examples(runs: list[dict[str, Any]]) -> Any | None:
 
     store = None
     for r in runs:
-        root = r.get("store_root")
+        root = r.store_root
         if root and Path(root).is_dir():
             try:
-                store = FeatureStore(root, params=FeatureParams.from_dict(r["feature_params"]))
+                store = FeatureStore(root, params=FeatureParams.from_dict(r.feature_params))
                 clips = store.available_clip_seconds()
             except Exception:  # an unreadable or foreign store: no figure rather than no report
                 store = None
@@ -248,7 +250,7 @@ def draw_mel_examples(runs: list[dict[str, Any]]) -> Any | None:
         return None
     clip = max(clips)
     index = store.clips(clip_seconds=clip).collect()
-    genres = [g for g in GENRES if g in set(index["genre"].to_list())]
+    genres = sorted(set(index["genre"].to_list()))
     picks = [index.filter(index["genre"] == g).sort("song_id", "segment").row(0, named=True)["song_id"] for g in genres]
     t = store.tensors(clip_seconds=clip, song_ids=picks)
     plt = _plt()

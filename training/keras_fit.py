@@ -23,7 +23,6 @@ import polars as pl
 
 from feature_store import atomic, integrity
 from feature_store.errors import ParameterError, StoreError
-from feature_store.params import GENRES
 from feature_store.quiet_tf import import_tensorflow
 from training.config import TrainConfig
 from training.families.base import Fit, first_line
@@ -132,7 +131,7 @@ class KerasMelModel:
         return predict_batch(self.net, to_layout(np.zeros((1, n_mels, self.frames), np.float32), self.layout).shape[1:])
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities [shape=(n, 10)] of raw dB mel windows [shape=(n, n_mels, frames)].
+        """Probabilities [shape=(n, labels)] of raw dB mel windows [shape=(n, n_mels, frames)].
 
         The windows go through the network :attr:`predict_batch` at a time, normalised batch
         by batch, so memory does not grow with ``n``.
@@ -147,7 +146,7 @@ class KerasMelModel:
                                              training=False))
                for i in range(0, x.shape[0], b)]
         if not out:
-            return np.zeros((0, len(GENRES)), np.float64)
+            return np.zeros((0, int(self.net.output_shape[-1])), np.float64)
         return np.concatenate(out, axis=0).astype(np.float64)
 
     @classmethod
@@ -185,13 +184,14 @@ def _streams(config: TrainConfig, clips: int, n_mels: int, frames: int) -> bool:
     return config.stream == "stream" or (config.stream == "auto" and bytes_needed > config.stream_above_mb * 2**20)
 
 
-def _build(spec: ModelSpec, *, n_mels: int, frames: int, crop_frames: int, config: TrainConfig) -> Any:
+def _build(spec: ModelSpec, *, n_mels: int, frames: int, n_classes: int, crop_frames: int,
+           config: TrainConfig) -> Any:
     """The spec's network, compiled with the config's optimiser and loss."""
     import_tensorflow()
     import keras
 
     set_determinism(config.seed)
-    net = spec.factory(n_mels=n_mels, frames=frames, n_classes=len(GENRES))
+    net = spec.factory(n_mels=n_mels, frames=frames, n_classes=n_classes)
     if crop_frames and net.input_shape[1 if spec.layout == "frames_mels" else 2] is not None:
         raise ParameterError(
             f"crop_seconds needs a model that accepts any clip length; {spec.name!r} takes exactly {frames} frames"
@@ -208,14 +208,13 @@ def _build(spec: ModelSpec, *, n_mels: int, frames: int, crop_frames: int, confi
     return net
 
 
-def _validation(net: Any, va_src: ClipSource | None, normalizer: BandNormalizer, layout: str,
+def _validation(net: Any, va_src: ClipSource | None, normalizer: BandNormalizer, layout: str, n: int,
                 config: TrainConfig) -> tuple[Any, list[Any]]:
     """The validation dataset and the early-stopping callback (none without validation songs)."""
     import keras
 
     if va_src is None:
         return None, []
-    n = len(GENRES)
     weights = class_weights(va_src.y, n) if config.class_weighting else None
     feed = Feeder(va_src, np.arange(len(va_src)), normalizer, layout, n, 64, config.seed, weights=weights)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
@@ -234,15 +233,15 @@ def fit_keras(spec: ModelSpec, data: Selection, *, config: TrainConfig, progress
     all_pos = np.arange(len(tr_src))
     normalizer = BandNormalizer.fit_chunks(tr_src.chunks(all_pos))
     crop_frames = params.clip_frames(config.crop_seconds) if config.crop_seconds else 0
-    net = _build(spec, n_mels=params.n_mels, frames=frames, crop_frames=crop_frames, config=config)
-    n = len(GENRES)
+    n = len(data.labels)
+    net = _build(spec, n_mels=params.n_mels, frames=frames, n_classes=n, crop_frames=crop_frames, config=config)
     weights = class_weights(tr_src.y, n) if config.class_weighting else None
     # with random crops, an epoch draws as many crops from each clip as the clip holds, so that it
     # still sees about as much audio as the clips hold (and early stopping counts comparable epochs)
     train_pos = np.repeat(all_pos, max(1, frames // crop_frames)) if crop_frames else all_pos
     feed = Feeder(tr_src, train_pos, normalizer, spec.layout, n, config.batch_size, config.seed, weights=weights,
                   config=config if config.augments else None, crop_frames=crop_frames, shuffle=True)
-    val_ds, callbacks = _validation(net, va_src, normalizer, spec.layout, config)
+    val_ds, callbacks = _validation(net, va_src, normalizer, spec.layout, n, config)
     timer = EpochTimer.make()
     t0 = time.perf_counter()
     try:
@@ -308,7 +307,7 @@ def predict_source(net: Any, src: ClipSource, *, normalizer: BandNormalizer, lay
     the timing is of steady-state inference (reading, normalising and the forward pass), not
     of tracing.
     """
-    n = len(GENRES)
+    n = int(net.output_shape[-1])
     positions = np.arange(len(src))
     forward = forward_function(net)
 

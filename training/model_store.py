@@ -2,14 +2,15 @@
 
 ::
 
-    <models root>/mel-<params hash>/<model>/clip-05s/seed-0[--<variant>]/
+    <models root>/<view>-<params hash>/<model>/clip-05s/seed-0[--<variant>]/
         current -> gen-<id>/          published atomically (feature_store.atomic.new_generation)
             metrics.json              the run record (training.record.RunRecord)
             ...                       the family's own files (model.keras + normalizer.json,
                                       probe.npz + probe.json, ...)
 
-``<params hash>`` is the hash of the :class:`~feature_store.params.FeatureParams` that define
-the clips, whichever view the model reads: runs on the same clips sit side by side.
+``<view>`` is the feature view the model reads (``mel``, ``timbre``, ``embeddings``...) and
+``<params hash>`` the hash of the :class:`~feature_store.params.FeatureParams` that define the
+clips. :meth:`ModelStore.runs` reads the runs of every folder of this shape.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from feature_store import atomic, integrity
+from feature_store import atomic
 from feature_store.errors import ParameterError, StoreError
 from feature_store.params import FeatureParams, validate_clip_seconds
 from training.record import RECORD_FILE, RETRAIN, RunRecord
 
 _VARIANT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-_METRICS_GLOB = f"mel-*/*/clip-*s/seed-*/current/{RECORD_FILE}"
+_METRICS_GLOB = f"*-*/*/clip-*s/seed-*/current/{RECORD_FILE}"
 
 
 def validate_variant(variant: str) -> str:
@@ -52,7 +53,7 @@ class ModelStore:
     def run_dir(
         self, *, params: FeatureParams, model: str, clip_seconds: int, seed: int, variant: str = ""
     ) -> Path:
-        """Folder of one run: ``mel-<hash>/<model>/clip-NNs/seed-<seed>[--<variant>]``.
+        """Folder of one run: ``<view>-<hash>/<model>/clip-NNs/seed-<seed>[--<variant>]``.
 
         ``model`` is any model of :func:`training.families.model_names`. ``variant`` names a
         training set-up other than the default (letters, digits, ``-``, ``_`` and ``.`` only),
@@ -60,13 +61,13 @@ class ModelStore:
         """
         from training.families import get_family
 
-        get_family(model)
+        view = get_family(model).view
         c = validate_clip_seconds(clip_seconds)
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ParameterError(f"seed must be a non-negative integer, got {seed!r}")
         validate_variant(variant)
         leaf = f"seed-{seed}" + (f"--{variant}" if variant else "")
-        p = (self.root / f"mel-{params.hash()}" / model / f"clip-{c:02d}s" / leaf).resolve()
+        p = (self.root / f"{view}-{params.hash()}" / model / f"clip-{c:02d}s" / leaf).resolve()
         if self.root not in p.parents:
             raise ParameterError(f"run folder {p} escapes the model store {self.root}")
         return p
@@ -82,20 +83,13 @@ class ModelStore:
             )
         return cur
 
-    def runs(self) -> list[dict[str, Any]]:
-        """The ``metrics.json`` of every published run under the root, each with its ``run_dir``.
+    def runs(self) -> list[RunRecord]:
+        """Every published run under the root as a :class:`RunRecord`, with its ``run_dir`` set.
 
-        The files as written (older runs may lack keys that :class:`RunRecord` fills in);
-        :meth:`records` gives them typed.
+        ``run_dir`` is where the store found the record, never a path the file holds; records
+        written by older versions load with the values those runs had.
         """
-        out = []
-        for metrics in sorted(self.root.glob(_METRICS_GLOB)):
-            r = integrity.read_json(metrics, remedy=RETRAIN)
-            r.pop(integrity.JSON_CHECKSUM_KEY, None)
-            # the folder is where the store found the file, never what the file says
-            r["run_dir"] = str(self.confined(metrics.parent))
-            out.append(r)
-        return out
+        return [RunRecord.load(self.confined(m.parent) / RECORD_FILE) for m in sorted(self.root.glob(_METRICS_GLOB))]
 
     def confined(self, folder: Path) -> Path:
         """``folder`` resolved (its ``current`` link followed), refused if it leaves the root.
@@ -111,10 +105,6 @@ class ModelStore:
                              f"{RETRAIN}")
         return resolved
 
-    def records(self) -> list[RunRecord]:
-        """Every published run as a :class:`RunRecord`, with its ``run_dir`` set."""
-        return [RunRecord.load(self.confined(m.parent) / RECORD_FILE) for m in sorted(self.root.glob(_METRICS_GLOB))]
-
     def find(
         self,
         *,
@@ -123,14 +113,8 @@ class ModelStore:
         seed: int | None = None,
         variant: str | None = None,
         params_hash: str | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[RunRecord]:
         """The runs of :meth:`runs` that match every filter given (None: any)."""
         want = {"model": model, "clip_seconds": clip_seconds, "seed": seed, "variant": variant,
                 "params_hash": params_hash}
-        return [r for r in self.runs()
-                if all(v is None or _field(r, k) == v for k, v in want.items())]
-
-
-def _field(run: dict[str, Any], key: str) -> Any:
-    v = run.get(key, "" if key == "variant" else None)
-    return int(v) if key in ("clip_seconds", "seed") and v is not None else v
+        return [r for r in self.runs() if all(v is None or getattr(r, k) == v for k, v in want.items())]

@@ -1,6 +1,7 @@
 """Keras model factories: small functions in the style of kapre, one per architecture.
 
-Every factory takes keyword-only ``n_mels``, ``frames`` and ``n_classes`` and returns an
+Every factory takes keyword-only ``n_mels``, ``frames`` and ``n_classes`` (no defaults: the
+mel view's parameters give the first two, the run's labels the third) and returns an
 uncompiled ``keras.Model``. :data:`MODELS` maps names to a :class:`ModelSpec` that also says
 which input layout the model expects and how it is trained, so that training and prediction
 feed it correctly. TensorFlow/Keras are imported inside the factories so that importing this
@@ -73,7 +74,7 @@ class ModelSpec:
 # ---------------------------------------------------------------------------------------
 # the study's models
 # ---------------------------------------------------------------------------------------
-def seed_cnn(*, n_mels: int = 128, frames: int, n_classes: int = 10) -> Any:
+def seed_cnn(*, n_mels: int, frames: int, n_classes: int) -> Any:
     """The study's CNN, layer for layer as in its code.
 
     Source: Yenney & Arnke, "Comparing CNNs and RNNs for Music Genre Recognition"
@@ -109,7 +110,7 @@ def seed_cnn(*, n_mels: int = 128, frames: int, n_classes: int = 10) -> Any:
     return keras.Model(inp, out, name="seed_cnn")
 
 
-def seed_rnn(*, n_mels: int = 128, frames: int, n_classes: int = 10) -> Any:
+def seed_rnn(*, n_mels: int, frames: int, n_classes: int) -> Any:
     """The study's LSTM RNN, layer for layer as in its code.
 
     Source: as :func:`seed_cnn` (``RNN.py``); the recurrent half of the study's comparison.
@@ -138,7 +139,7 @@ def seed_rnn(*, n_mels: int = 128, frames: int, n_classes: int = 10) -> Any:
     return keras.Model(inp, out, name="seed_rnn")
 
 
-def crnn(*, n_mels: int = 128, frames: int, n_classes: int = 10) -> Any:
+def crnn(*, n_mels: int, frames: int, n_classes: int) -> Any:
     """The CRNN of Nasrullah & Zhao (2019), which the study's CNN was cut from.
 
     Source: Z. Nasrullah and Y. Zhao, "Music Artist Classification with Convolutional
@@ -177,7 +178,7 @@ def crnn(*, n_mels: int = 128, frames: int, n_classes: int = 10) -> Any:
 # ---------------------------------------------------------------------------------------
 # our defaults
 # ---------------------------------------------------------------------------------------
-def cnn(*, n_mels: int = 128, frames: int, n_classes: int = 10) -> Any:
+def cnn(*, n_mels: int, frames: int, n_classes: int) -> Any:
     """Our default CNN: a small VGG-style stack that pools time early and ends in global pooling.
 
     Source: this project. The ideas are from Choi et al., "Automatic tagging using deep
@@ -231,7 +232,7 @@ def cnn(*, n_mels: int = 128, frames: int, n_classes: int = 10) -> Any:
     return keras.Model(inp, out, name="cnn")
 
 
-def rnn(*, n_mels: int = 128, frames: int, n_classes: int = 10) -> Any:
+def rnn(*, n_mels: int, frames: int, n_classes: int) -> Any:
     """Our default RNN: one GRU over a 4x shorter sequence of projected frames.
 
     Source: this project; the frame-wise projection before the recurrence is the "frequency-wise"
@@ -274,7 +275,7 @@ def rnn(*, n_mels: int = 128, frames: int, n_classes: int = 10) -> Any:
     return keras.Model(inp, out, name="rnn")
 
 
-def crnn_small(*, n_mels: int = 128, frames: int, n_classes: int = 10) -> Any:
+def crnn_small(*, n_mels: int, frames: int, n_classes: int) -> Any:
     """Our small CRNN: :func:`crnn`'s shape with a quarter of the filters and early time pooling.
 
     Source: this project, after :func:`crnn` (Nasrullah & Zhao 2019).
@@ -320,7 +321,7 @@ def crnn_small(*, n_mels: int = 128, frames: int, n_classes: int = 10) -> Any:
     return keras.Model(inp, out, name="crnn_small")
 
 
-def baseline(*, n_mels: int = 128, frames: int, n_classes: int = 10) -> Any:
+def baseline(*, n_mels: int, frames: int, n_classes: int) -> Any:
     """Logistic regression on per-band mean and standard deviation over time: the honest floor.
 
     Source: the classic bag-of-frames genre baseline (Tzanetakis & Cook 2002 used timbral
@@ -397,7 +398,7 @@ def get_spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-def build_model(name: str, *, n_mels: int, frames: int, n_classes: int = 10) -> Any:
+def build_model(name: str, *, n_mels: int, frames: int, n_classes: int) -> Any:
     """Build the model called ``name`` for inputs of ``n_mels`` x ``frames``."""
     import_tensorflow()
     return get_spec(name).factory(n_mels=n_mels, frames=frames, n_classes=n_classes)

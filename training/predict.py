@@ -20,7 +20,7 @@ the run's feature view (:func:`training.views.file_windows`) computes the window
 probes).
 
 Which run? :func:`choose_run` picks, by default, the best (model, clip length) of the
-runs that the evaluation report covers (:func:`training.report.best_run`), and its best
+runs that the evaluation report covers (:func:`training.summary.best_run`), and its best
 seed; ``model``, ``clip_seconds`` and ``seed`` narrow the choice.
 
 TensorFlow/Keras are imported only when a model is loaded.
@@ -39,6 +39,7 @@ import numpy as np
 
 from feature_store.errors import AudioError, ParameterError, StoreError
 from feature_store.params import FeatureParams, validate_clip_seconds
+from training.choice import RunChoice, choose_run
 from training.keras_fit import PREDICT_BATCH
 from training.views import file_windows, window_starts, window_stream
 
@@ -56,11 +57,11 @@ class FilePrediction:
     Attributes
     ----------
     path : str
-    genres : tuple of str
-        Class names, in the model's label order.
-    probabilities : np.ndarray [shape=(genres,)]
+    labels : tuple of str
+        Class names, in the model's label order (the run's :attr:`RunRecord.labels`).
+    probabilities : np.ndarray [shape=(labels,)]
         Mean of the window probabilities.
-    window_probabilities : np.ndarray [shape=(windows, genres)]
+    window_probabilities : np.ndarray [shape=(windows, labels)]
     window_starts : np.ndarray [shape=(windows,)]
         Start of each window, in seconds from the start of the file.
     window_seconds : int
@@ -74,7 +75,7 @@ class FilePrediction:
     """
 
     path: str
-    genres: tuple[str, ...]
+    labels: tuple[str, ...]
     probabilities: np.ndarray
     window_probabilities: np.ndarray
     window_starts: np.ndarray
@@ -92,12 +93,12 @@ class FilePrediction:
     @property
     def genre(self) -> str:
         """The most probable genre."""
-        return self.genres[int(np.argmax(self.probabilities))]
+        return self.labels[int(np.argmax(self.probabilities))]
 
     def top(self, k: int = 3) -> list[tuple[str, float]]:
         """The ``k`` most probable genres with their probabilities, best first."""
         order = np.argsort(-self.probabilities, kind="stable")[:k]
-        return [(self.genres[i], float(self.probabilities[i])) for i in order]
+        return [(self.labels[i], float(self.probabilities[i])) for i in order]
 
     def to_dict(self, *, windows: bool = True) -> dict[str, Any]:
         """A JSON-ready dict; ``windows`` adds the per-window probabilities."""
@@ -106,7 +107,7 @@ class FilePrediction:
             "ok": True,
             "genre": self.genre,
             "top": [{"genre": g, "probability": p} for g, p in self.top(3)],
-            "probabilities": {g: float(p) for g, p in zip(self.genres, self.probabilities, strict=True)},
+            "probabilities": {g: float(p) for g, p in zip(self.labels, self.probabilities, strict=True)},
             "duration": self.duration,
             "source_sample_rate": self.source_sr,
             "source_channels": self.source_channels,
@@ -120,7 +121,7 @@ class FilePrediction:
                 {
                     "start": float(s),
                     "end": float(min(s + self.window_seconds, max(self.duration, self.window_seconds))),
-                    "probabilities": {g: float(p) for g, p in zip(self.genres, row, strict=True)},
+                    "probabilities": {g: float(p) for g, p in zip(self.labels, row, strict=True)},
                 }
                 for s, row in zip(self.window_starts, self.window_probabilities, strict=True)
             ]
@@ -136,134 +137,6 @@ class FileFailure:
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "ok": False, "error": self.error}
-
-
-# ---------------------------------------------------------------------------------------
-# choosing a run
-# ---------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class RunChoice:
-    """A published run chosen for prediction, and why it was chosen."""
-
-    run_dir: Path
-    model: str
-    clip_seconds: int
-    seed: int
-    song_accuracy: float | None
-    reason: str
-
-
-def choose_run(
-    *,
-    model_root: str | os.PathLike[str],
-    model: str | None = None,
-    clip_seconds: int | None = None,
-    seed: int | None = None,
-    params: FeatureParams | None = None,
-) -> RunChoice:
-    """Pick the trained run to predict with.
-
-    With no filters it is the best (model, clip length) of the evaluation report
-    (:func:`training.report.best_run`: highest mean held-out song accuracy over seeds),
-    and of that pair the seed with the highest song accuracy (the lowest seed on a tie).
-    ``model``, ``clip_seconds`` and ``seed`` restrict the candidates first.
-
-    Parameters
-    ----------
-    model_root : path
-        Model store root.
-    model : str, optional
-    clip_seconds : int, optional
-    seed : int, optional
-    params : FeatureParams, optional
-        Only runs trained on features with these parameters (as the report does); all
-        runs when omitted.
-
-    Returns
-    -------
-    RunChoice
-
-    Raises
-    ------
-    ParameterError
-        Unknown clip length or model name.
-    StoreError
-        No trained run matches; the message lists what has been trained.
-    """
-    from training.families import get_family
-    from training.model_store import ModelStore
-
-    if clip_seconds is not None:
-        clip_seconds = validate_clip_seconds(clip_seconds)
-    if model is not None:
-        get_family(model)
-    store = ModelStore(model_root)
-    runs = _runs_of(store, params)
-    cands = [
-        r for r in runs
-        if (model is None or r["model"] == model)
-        and (clip_seconds is None or int(r["clip_seconds"]) == clip_seconds)
-        and (seed is None or int(r["seed"]) == seed)
-    ]
-    if not cands:
-        raise _not_trained(runs, model=model, clip_seconds=clip_seconds, seed=seed)
-    pick = _best_seed(cands)
-    run_dir = Path(pick["run_dir"])  # where the model store found the run, never a path a file holds
-    if model is None and clip_seconds is None and seed is None:
-        reason = "best model of the report"
-    else:
-        reason = "best trained run matching your choice"
-    return RunChoice(
-        run_dir=run_dir,
-        model=pick["model"],
-        clip_seconds=int(pick["clip_seconds"]),
-        seed=int(pick["seed"]),
-        song_accuracy=float(pick["metrics"]["song_accuracy"]),
-        reason=reason,
-    )
-
-
-def _runs_of(store: Any, params: FeatureParams | None) -> list[dict[str, Any]]:
-    """The store's runs on features of ``params`` (all runs for None); StoreError naming what exists."""
-    all_runs = store.runs()
-    runs = all_runs if params is None else [r for r in all_runs if r.get("params_hash") == params.hash()]
-    if runs:
-        return runs
-    if not all_runs:
-        raise StoreError(f"no trained model under {store.root}; train one first (`make run` or `gtzan train`)")
-    other = sorted({f"--mode {r['feature_params'].get('mode')} --dtype {r['feature_params'].get('dtype')}"
-                    for r in all_runs})
-    raise StoreError(
-        f"no trained model under {store.root} for features {params.hash()} (mode {params.mode}, "
-        f"dtype {params.dtype}); models were trained with: {'; '.join(other)}"
-    )
-
-
-def _not_trained(runs: list[dict[str, Any]], *, model: str | None, clip_seconds: int | None,
-                 seed: int | None) -> StoreError:
-    """The error for a choice no run matches: what was asked, what was trained, how to train it."""
-    trained = sorted({(r["model"], int(r["clip_seconds"]), int(r["seed"])) for r in runs})
-    wanted = " ".join(
-        part for part in (
-            f"model {model!r}" if model else "",
-            f"at {clip_seconds} s" if clip_seconds else "",
-            f"seed {seed}" if seed is not None else "",
-        ) if part
-    )
-    have = ", ".join(f"{m} {c} s seed {s}" for m, c, s in trained)
-    hint = "gtzan train" + (f" --model {model}" if model else "") + (
-        f" --clip-seconds {clip_seconds}" if clip_seconds else "") + (f" --seed {seed}" if seed is not None else "")
-    return StoreError(f"{wanted} has not been trained yet (trained: {have}); train it with `{hint}`")
-
-
-def _best_seed(cands: list[dict[str, Any]]) -> dict[str, Any]:
-    """Of the report's best (model, clip length) among ``cands``, the seed with the best song accuracy."""
-    from training.report import best_run
-
-    best = best_run(cands)
-    assert best is not None
-    pair = [r for r in cands if r["model"] == best["model"] and int(r["clip_seconds"]) == int(best["clip_seconds"])]
-    return sorted(pair, key=lambda r: (-float(r["metrics"]["song_accuracy"]), int(r["seed"])))[0]
 
 
 # ---------------------------------------------------------------------------------------
@@ -289,10 +162,10 @@ class Predictor:
     Attributes
     ----------
     record : training.record.RunRecord
-    metrics : dict
-        The run record as a dict (:meth:`RunRecord.to_dict`).
+    labels : tuple of str
+        The run's classes, in the order of the model's outputs.
     family : str
-        The run's family as recorded (``mel``, ``probe``).
+        The run's family as recorded (``mel``, ``vector``).
     model : FittedModel
         The loaded model (``predict_proba`` on window features).
     view : training.views.View
@@ -316,7 +189,7 @@ class Predictor:
         from feature_store import atomic
         from training.families import family_for
         from training.record import RECORD_FILE, RunRecord
-        from training.views import get_view
+        from training.views import training_view
 
         run_dir = Path(run_dir).expanduser()
         if not run_dir.is_dir():
@@ -334,12 +207,11 @@ class Predictor:
             self.clip_seconds: int = validate_clip_seconds(self.record.clip_seconds)
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"cannot read the run at {self.run_dir}: {exc}") from exc
-        self.metrics: dict[str, Any] = self.record.to_dict()
         self.model_name: str = self.record.model
-        self.genres: tuple[str, ...] = tuple(self.record.genres)
+        self.labels: tuple[str, ...] = tuple(self.record.labels)
         self.family: str = self.record.family
         self.model = family_for(self.record).load(self.run_dir, self.record)
-        self.view = get_view(self.record.view, params=self.params, options=self.record.view_options)
+        self.view = training_view(self.record.view, params=self.params, options=self.record.view_options)
         self.view.prepare()  # e.g. musicnn's weights: missing ones fail here, not at the first file
         self.sample_rate: int = self.view.sample_rate
         self.frames: int = self.view.clip_frames(self.clip_seconds)
@@ -438,7 +310,7 @@ class Predictor:
         window_probs = np.concatenate(probs)
         return FilePrediction(
             path=str(path),
-            genres=self.genres,
+            labels=self.labels,
             probabilities=window_probs.mean(axis=0),
             window_probabilities=window_probs,
             window_starts=np.concatenate(starts),
@@ -482,16 +354,17 @@ class Predictor:
         return out
 
     def describe(self) -> dict[str, Any]:
-        """What this run is: model, family, clip length, seed, held-out accuracy, run folder."""
+        """What this run is: model, family, clip length, seed, held-out accuracy, labels, run folder."""
         m = self.record.metrics
         return {
             "model": self.model_name,
             "family": self.family,
             "clip_seconds": self.clip_seconds,
             "seed": self.seed,
-            "song_accuracy": m.get("song_accuracy"),
-            "clip_accuracy": m.get("clip_accuracy"),
+            "song_accuracy": m.song_accuracy,
+            "clip_accuracy": m.clip_accuracy,
             "scheme": self.record.config.get("scheme"),
+            "labels": list(self.labels),
             "params_hash": self.params.hash(),
             "run_dir": str(self.run_dir),
         }

@@ -3,7 +3,7 @@
 :class:`RunRecord` is written as ``metrics.json`` in every run folder, by :meth:`RunRecord.save`
 only, and read back with :meth:`RunRecord.load`. Its JSON keys are those the report, the asset
 checks, the Dagster metadata and prediction read; records written before ``family``, ``view``
-and ``view_options`` existed load with the values those runs had.
+``view_options`` and ``labels`` existed load with the values those runs had.
 """
 
 from __future__ import annotations
@@ -85,15 +85,64 @@ class Costs:
 
 
 @dataclasses.dataclass
+class Metrics:
+    """A run's held-out metrics (:func:`training.evaluate.evaluate`), written as ``metrics`` in ``metrics.json``.
+
+    Attributes
+    ----------
+    clips, songs : int
+        Held-out clips and songs scored.
+    clip_accuracy, song_accuracy, study_metric_accuracy : float
+        Argmax accuracy of clips and of songs (mean probability of their clips), and the
+        study's ``indexOfMax`` metric on clips.
+    clip_macro_f1, song_macro_f1 : float
+    song_recall, clip_recall : list of float or None
+        Per label of the run (:attr:`RunRecord.labels`), None for a label with no examples.
+    clip_confusion, song_confusion : list of list of int
+        [true, predicted] counts, in the order of the run's labels.
+    extra : dict
+        Keys of the file this class does not know, written back unchanged.
+    """
+
+    song_accuracy: float
+    clip_accuracy: float | None = None
+    clips: int = 0
+    songs: int = 0
+    study_metric_accuracy: float | None = None
+    clip_macro_f1: float | None = None
+    song_macro_f1: float | None = None
+    song_recall: list[float | None] = dataclasses.field(default_factory=list)
+    clip_recall: list[float | None] = dataclasses.field(default_factory=list)
+    clip_confusion: list[list[int]] = dataclasses.field(default_factory=list)
+    song_confusion: list[list[int]] = dataclasses.field(default_factory=list)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {**d, **self.extra}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Metrics:
+        known, extra = _known(cls, d)
+        return cls(**known, extra=extra)
+
+    def get(self, name: str) -> Any:
+        """The metric ``name`` (a field, or a key of :attr:`extra`); None if the run lacks it."""
+        if name != "extra" and name in {f.name for f in dataclasses.fields(self)}:
+            return getattr(self, name)
+        return self.extra.get(name)
+
+
+@dataclasses.dataclass
 class RunRecord:
     """One run's ``metrics.json``.
 
     Attributes
     ----------
     model, family, view, variant, trainer : str
-        The model name; its family (``mel``: a Keras model on mel windows, ``probe``: a
-        vector classifier); the feature view it reads; the run's variant (``""``: the
-        default set-up); how it was fitted (``keras``, ``summary_logreg``, ``probe``).
+        The model name; its family (``mel``: a Keras model on mel windows, ``vector``: a
+        classifier on a vector view); the feature view it reads; the run's variant (``""``: the
+        default set-up); how it was fitted (``keras``, ``summary_logreg``, ``sklearn``).
     clip_seconds, seed : int
     config : dict
         The family's config (``dataclasses.asdict``).
@@ -103,7 +152,9 @@ class RunRecord:
         The model's input layout (``mels_frames_1``, ``frames_mels``, ``embedding``...).
     frames : int
         Mel frames of one clip.
-    genres : list of str
+    labels : list of str
+        The run's classes, in the order of its outputs: the sorted distinct labels of the data
+        it was trained and tested on (records written before runs recorded them: GTZAN's genres).
     store_root, test_store_root, held_out : str
         Where the data came from and what was held out.
     train_clips, train_songs, valid_clips, valid_songs, test_clips, test_songs : int
@@ -111,7 +162,7 @@ class RunRecord:
         Whether batches were streamed from HDF5.
     songs : dict
         ``train``, ``valid`` and ``test`` song ids.
-    metrics : dict
+    metrics : Metrics
         :func:`training.evaluate.evaluate` on the held-out clips.
     history : dict
         The fit's curves (loss per epoch, solver iterations...).
@@ -142,7 +193,7 @@ class RunRecord:
     params_hash: str
     layout: str
     frames: int
-    genres: list[str]
+    labels: list[str]
     store_root: str
     test_store_root: str | None
     held_out: str
@@ -154,7 +205,7 @@ class RunRecord:
     test_songs: int
     streamed: bool
     songs: dict[str, list[str]]
-    metrics: dict[str, Any]
+    metrics: Metrics
     history: dict[str, Any]
     costs: Costs
     created_at: str = dataclasses.field(default_factory=_now)
@@ -164,11 +215,23 @@ class RunRecord:
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
     run_dir: Path | None = None
 
+    def __post_init__(self) -> None:
+        if isinstance(self.metrics, dict):
+            self.metrics = Metrics.from_dict(self.metrics)
+
+    @property
+    def model_path(self) -> Path | None:
+        """The run's main model file (its family's first file), where the run was published or read."""
+        from training.families import get_family
+
+        return None if self.run_dir is None else self.run_dir / get_family(self.model).files[0]
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``metrics.json``."""
-        skip = {"costs", "embedding", "extra", "run_dir"}
+        skip = {"costs", "metrics", "embedding", "extra", "run_dir"}
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         d["costs"] = self.costs.to_dict()
+        d["metrics"] = self.metrics.to_dict()
         if self.embedding is not None:
             d["embedding"] = self.embedding
         return {**d, **self.extra}
@@ -189,10 +252,16 @@ class RunRecord:
         d = dict(d)
         d.pop("run_dir", None)
         probe = d.get("trainer") == "probe" or str(d.get("model", "")).startswith("probe_")
-        d.setdefault("family", "probe" if probe else "mel")
-        d.setdefault("view", "embeddings" if d["family"] == "probe" else "mel")
+        d.setdefault("family", "vector" if probe else "mel")
+        if d["family"] == "probe":  # the vector family's runs were once recorded as "probe"
+            d["family"] = "vector"
+        d.setdefault("view", "embeddings" if probe else "mel")
         if "view_options" not in d and isinstance(d.get("embedding"), dict):
             d["view_options"] = {"embedding_model": d["embedding"]["model"]}
+        if "labels" not in d:  # records written before runs recorded their labels: GTZAN's ten genres
+            from feature_store.params import GENRES
+
+            d["labels"] = list(d.pop("genres", None) or GENRES)
         known, extra = _known(cls, d)
         required = {f.name for f in dataclasses.fields(cls)
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
@@ -200,6 +269,7 @@ class RunRecord:
         if missing:
             raise ValueError(f"missing {', '.join(missing)}")
         known["costs"] = Costs.from_dict(known["costs"])
+        known["metrics"] = Metrics.from_dict(known["metrics"])
         return cls(**known, extra=extra)
 
     @classmethod

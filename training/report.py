@@ -16,71 +16,19 @@ from __future__ import annotations
 import html
 import os
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from feature_store import atomic
-from feature_store.params import CLIP_SECONDS, GENRES
+from feature_store.params import CLIP_SECONDS
+from training.record import RunRecord
+from training.summary import STUDY_RESULTS, best_clip, best_run, collect, metric_values, run_labels
 
-#: Held-out accuracy published by the study (Tables 1-2), by model and clip seconds.
-#: The study computed it with its ``indexOfMax``, on the first N seconds of each song.
-STUDY_RESULTS: dict[str, dict[int, float]] = {
-    "seed_cnn": {1: 0.17, 5: 0.21, 15: 0.35, 30: 0.42},
-    "seed_rnn": {1: 0.14, 5: 0.21, 15: 0.15, 30: 0.14},
-}
 FIGURES = ("accuracy_vs_clip.png", "confusion.png", "cost_accuracy.png", "mel_spectrograms.png")
 
-
-# ---------------------------------------------------------------------------------------
-# grouping and summaries
-# ---------------------------------------------------------------------------------------
-def run_label(run: dict[str, Any]) -> str:
-    """``model`` or ``model [variant]``: the row a run belongs to."""
-    v = run.get("variant") or ""
-    return f"{run['model']} [{v}]" if v else run["model"]
-
-
-def collect(runs: list[dict[str, Any]]) -> dict[str, dict[int, list[dict[str, Any]]]]:
-    """Group run metrics by label (model and variant) and clip length."""
-    table: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for r in runs:
-        table[run_label(r)][int(r["clip_seconds"])].append(r)
-    return table
-
-
-def best_run(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The (model, clip length) with the highest mean song accuracy over seeds.
-
-    Returns
-    -------
-    dict or None
-        ``model``, ``variant`` (``""`` for the default set-up), ``clip_seconds``,
-        ``song_accuracy`` (mean over seeds) and ``seeds``; None without runs.
-    """
-    table = collect(runs)
-    best, best_acc = None, -1.0
-    for label in sorted(table):
-        for clip in sorted(table[label]):
-            rs = table[label][clip]
-            acc = float(np.mean([r["metrics"]["song_accuracy"] for r in rs]))
-            if acc > best_acc:
-                best_acc = acc
-                best = {
-                    "model": rs[0]["model"],
-                    "variant": rs[0].get("variant", ""),
-                    "clip_seconds": clip,
-                    "song_accuracy": acc,
-                    "seeds": sorted(r["seed"] for r in rs),
-                }
-    return best
-
-
-def metric_values(rs: list[dict[str, Any]], metric: str) -> list[float]:
-    """The values of ``metric`` in the runs ``rs`` that recorded it."""
-    return [float(r["metrics"][metric]) for r in rs if r["metrics"].get(metric) is not None]
+__all__ = ["FIGURES", "STUDY_RESULTS", "best_run", "report_paths", "write_report"]
 
 
 def _fmt(values: list[float], *, pct: bool = True) -> str:
@@ -101,18 +49,13 @@ def _published(label: str, clip: int) -> str:
     return "–" if v is None else f"{100 * v:.0f} %"
 
 
-def best_clip(by_clip: dict[int, list[dict[str, Any]]]) -> int:
-    """The clip length whose runs have the best mean song accuracy."""
-    return max(sorted(by_clip), key=lambda c: np.mean(metric_values(by_clip[c], "song_accuracy")))
-
-
 # ---------------------------------------------------------------------------------------
 # tables (header, rows) rendered to Markdown or HTML
 # ---------------------------------------------------------------------------------------
 Table = tuple[list[str], list[list[str]]]
 
 
-def accuracy_rows(runs: list[dict[str, Any]], *, metric: str = "song_accuracy") -> Table:
+def accuracy_rows(runs: list[RunRecord], *, metric: str = "song_accuracy") -> Table:
     """Models x 1/5/15/30 s of ``metric``, mean ± std over seeds, with the study's numbers.
 
     The study's published numbers sit under its two models, marked *as published*.
@@ -127,7 +70,7 @@ def accuracy_rows(runs: list[dict[str, Any]], *, metric: str = "song_accuracy") 
     return head, rows
 
 
-def study_rows(runs: list[dict[str, Any]]) -> Table:
+def study_rows(runs: list[RunRecord]) -> Table:
     """The study's Tables 1-2 reshaped: published, ours with its metric, ours with the argmax.
 
     ``indexOfMax`` on clips is what the study computed, so that row compares like with like.
@@ -145,10 +88,14 @@ def study_rows(runs: list[dict[str, Any]]) -> Table:
     return head, rows
 
 
-def recall_rows(runs: list[dict[str, Any]]) -> Table:
-    """Song-level recall per genre (mean over seeds) of each model at its best clip length."""
+def recall_rows(runs: list[RunRecord]) -> Table:
+    """Song-level recall per label (mean over seeds) of each model at its best clip length.
+
+    The columns are the runs' labels (:attr:`~training.record.RunRecord.labels`), those that
+    some run had held-out songs of.
+    """
     table = collect(runs)
-    present = [g for i, g in enumerate(GENRES) if any(r["metrics"]["song_recall"][i] is not None for r in runs)]
+    present = [g for g in run_labels(runs) if any(_recall(r, g) is not None for r in runs)]
     head = ["model", "clip"] + present + ["macro-F1 (songs)"]
     rows = []
     for label in sorted(table):
@@ -156,41 +103,39 @@ def recall_rows(runs: list[dict[str, Any]]) -> Table:
         rs = table[label][c]
         cells = []
         for g in present:
-            i = GENRES.index(g)
-            v = [r["metrics"]["song_recall"][i] for r in rs if r["metrics"]["song_recall"][i] is not None]
+            v = [x for x in (_recall(r, g) for r in rs) if x is not None]
             cells.append(f"{np.mean(v):.2f}" if v else "–")
         rows.append([label, f"{c} s"] + cells + [_fmt(metric_values(rs, "song_macro_f1"), pct=False)])
     return head, rows
 
 
-def cost_rows(runs: list[dict[str, Any]]) -> Table:
+def _recall(run: RunRecord, label: str) -> float | None:
+    """The run's song recall of ``label``; None if it had no held-out songs of it or lacks the label."""
+    if label not in run.labels:
+        return None
+    i = run.labels.index(label)
+    recalls = run.metrics.song_recall
+    return recalls[i] if i < len(recalls) else None
+
+
+def cost_rows(runs: list[RunRecord]) -> Table:
     """Parameters, .keras MB, s/epoch, epochs, peak RSS and ms per clip, per model and clip."""
     table = collect(runs)
     head = ["model", "clip", "parameters", "file MB", "s / epoch", "epochs run", "train s", "peak RSS MB", "ms / clip"]
     rows = []
     for label in sorted(table):
         for clip in sorted(table[label]):
-            cs = [r["costs"] for r in table[label][clip]]
+            cs = [r.costs for r in table[label][clip]]
             rows.append([
-                label, f"{clip} s", f"{cs[0]['parameters']:,}",
-                f"{np.mean([c['model_mb'] for c in cs]):.2f}",
-                f"{np.mean([c.get('steady_seconds_per_epoch', c['seconds_per_epoch']) for c in cs]):.2f}",
-                f"{np.mean([c['epochs_run'] for c in cs]):.1f}",
-                f"{np.mean([c['train_seconds'] for c in cs]):.0f}",
-                f"{np.max([c['peak_rss_mb'] for c in cs]):.0f}",
-                f"{np.mean([c['inference_ms_per_clip'] for c in cs]):.2f}",
+                label, f"{clip} s", f"{cs[0].parameters:,}",
+                f"{np.mean([c.model_mb for c in cs]):.2f}",
+                f"{np.mean([c.steady_seconds_per_epoch for c in cs]):.2f}",
+                f"{np.mean([c.epochs_run for c in cs]):.1f}",
+                f"{np.mean([c.train_seconds for c in cs]):.0f}",
+                f"{np.max([c.peak_rss_mb for c in cs]):.0f}",
+                f"{np.mean([c.inference_ms_per_clip for c in cs]):.2f}",
             ])
     return head, rows
-
-
-def accuracy_table(runs: list[dict[str, Any]], *, metric: str = "song_accuracy") -> str:
-    """Markdown table shaped like the study's: models x 1/5/15/30 s."""
-    return _md_table(*accuracy_rows(runs, metric=metric))
-
-
-def cost_table(runs: list[dict[str, Any]]) -> str:
-    """Markdown table of parameters, size, seconds per epoch, peak RSS and ms per clip."""
-    return _md_table(*cost_rows(runs))
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> str:
@@ -214,21 +159,21 @@ def _html_table(head: list[str], rows: list[list[str]]) -> str:
 # ---------------------------------------------------------------------------------------
 # the document
 # ---------------------------------------------------------------------------------------
-def _setup_lines(runs: list[dict[str, Any]]) -> list[str]:
-    seeds = sorted({r["seed"] for r in runs})
-    stores = sorted({r.get("store_root") or "?" for r in runs})
-    held = sorted({r.get("held_out") or f"{r.get('config', {}).get('scheme', '?')}:test" for r in runs})
-    schemes = sorted({r.get("config", {}).get("scheme", "?") for r in runs})
-    modes = sorted({r["feature_params"]["mode"] for r in runs})
-    epochs = sorted({r["config"]["epochs"] for r in runs if "epochs" in r.get("config", {})})
+def _setup_lines(runs: list[RunRecord]) -> list[str]:
+    seeds = sorted({r.seed for r in runs})
+    stores = sorted({r.store_root or "?" for r in runs})
+    held = sorted({r.held_out or f"{r.config.get('scheme', '?')}:test" for r in runs})
+    schemes = sorted({r.config.get("scheme", "?") for r in runs})
+    modes = sorted({r.feature_params["mode"] for r in runs})
+    epochs = sorted({r.config["epochs"] for r in runs if "epochs" in r.config})
     n_per = collect(runs)
     ns = sorted({len(rs) for by in n_per.values() for rs in by.values()})
-    train_songs = sorted({r.get("train_songs") for r in runs if r.get("train_songs") is not None})
-    test_songs = sorted({r.get("test_songs") for r in runs if r.get("test_songs") is not None})
+    train_songs = sorted({r.train_songs for r in runs})
+    test_songs = sorted({r.test_songs for r in runs})
     return [
         f"**Data:** feature store(s) {', '.join(f'`{s}`' for s in stores)}; training songs per run {train_songs or '?'} "
         f"(validation songs for early stopping are drawn from them), held-out songs per run {test_songs or '?'}, "
-        f"held-out clips per run {sorted({r['test_clips'] for r in runs if 'test_clips' in r})}.",
+        f"held-out clips per run {sorted({r.test_clips for r in runs})}.",
         f"**Split:** scheme {', '.join(schemes)}; held out: {', '.join(held)}. **Mode:** {', '.join(modes)} "
         "(`first`: the first N seconds of each song, as the study; `segments`: every N-second segment, "
         "songs scored by the mean probability over their segments).",
@@ -237,7 +182,7 @@ def _setup_lines(runs: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def _blocks(runs: list[dict[str, Any]], title: str, figs: dict[str, Path | None]) -> list[tuple]:
+def _blocks(runs: list[RunRecord], title: str, figs: dict[str, Path | None]) -> list[tuple]:
     best = best_run(runs)
     b: list[tuple] = [("h1", title),
                       ("p", f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {len(runs)} runs.")]
@@ -261,12 +206,12 @@ def _blocks(runs: list[dict[str, Any]], title: str, figs: dict[str, Path | None]
     if figs.get("accuracy_vs_clip.png"):
         b.append(("img", "figures/accuracy_vs_clip.png", "Held-out accuracy against clip length, mean ± std over seeds"))
     b += [
-        ("h2", "Per-genre recall and macro-F1 (songs, each model at its best clip length)"),
+        ("h2", "Per-label recall and macro-F1 (songs, each model at its best clip length)"),
         ("table", recall_rows(runs)),
     ]
     if figs.get("confusion.png"):
         b += [("h2", "Confusion matrices"),
-              ("p", "Song level, each model at its best clip length, counts summed over seeds; rows are the true genre."),
+              ("p", "Song level, each model at its best clip length, counts summed over seeds; rows are the true label."),
               ("img", "figures/confusion.png", "Confusion matrices")]
     b += [
         ("h2", "Costs"),
@@ -347,7 +292,7 @@ def report_paths(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def write_report(
-    runs: list[dict[str, Any]],
+    runs: list[RunRecord],
     out_dir: str | os.PathLike[str],
     *,
     title: str = "GTZAN genre recognition",
@@ -357,8 +302,8 @@ def write_report(
 
     Parameters
     ----------
-    runs : list of dict
-        ``metrics.json`` contents of the runs to report (see :class:`training.train.ModelStore`).
+    runs : list of RunRecord
+        The runs to report (:meth:`training.model_store.ModelStore.runs`).
     out_dir : path
     title : str
     figures : bool

@@ -21,7 +21,7 @@ import numpy as np
 
 from feature_store import atomic
 from feature_store.errors import ParameterError
-from feature_store.params import GENRES, FeatureParams, validate_clip_seconds
+from feature_store.params import FeatureParams, validate_clip_seconds
 from training.config import DEFAULT_SEEDS, seed_configs
 from training.evaluate import evaluate
 from training.families import get_family
@@ -30,7 +30,7 @@ from training.memory import RssSampler
 from training.model_store import ModelStore, validate_variant
 from training.record import Costs, RunRecord
 from training.selection import Selection, select, songs_of
-from training.views import View, get_view
+from training.views import View, training_view
 
 
 def train_model(
@@ -44,7 +44,7 @@ def train_model(
     progress: bool = False,
     test_store_root: str | os.PathLike[str] | None = None,
     variant: str = "",
-) -> dict[str, Any]:
+) -> RunRecord:
     """Train ``model`` on one clip length and publish the run in the model store.
 
     Parameters
@@ -74,10 +74,11 @@ def train_model(
 
     Returns
     -------
-    dict
-        The run's ``metrics.json`` (:meth:`RunRecord.to_dict`: model, family, view,
-        clip_seconds, seed, config, feature_params, layout, frames, genres, data sizes,
-        held-out ``metrics``, ``costs``, ``history``) plus ``model_path`` and ``run_dir``.
+    RunRecord
+        The run's record as written to ``metrics.json`` (model, family, view, clip_seconds,
+        seed, config, feature_params, layout, frames, ``labels`` (the data's), data sizes,
+        held-out ``metrics``, ``costs``, ``history``), with ``run_dir`` (the published
+        generation) and ``model_path`` set.
 
     Raises
     ------
@@ -95,7 +96,7 @@ def train_model(
         raise ParameterError(f"{family.name!r} takes a {family.config_type.__name__}, got {type(config).__name__}")
     validate_variant(variant)
     family.check(config, c)
-    view = get_view(family.view, params=params, options=family.options)
+    view = training_view(family.view, params=params, options=family.options)
     store = view.store(store_root)
     test_store = view.store(test_store_root) if test_store_root is not None else None
     run_dir = ModelStore(model_root).run_dir(params=params, model=family.name, clip_seconds=c, seed=config.seed,
@@ -108,7 +109,7 @@ def train_model(
     return publish(run_dir, fit.model, record)
 
 
-def train_seeds(*, seeds: Sequence[int] = DEFAULT_SEEDS, config: Any = None, **kwargs: Any) -> list[dict[str, Any]]:
+def train_seeds(*, seeds: Sequence[int] = DEFAULT_SEEDS, config: Any = None, **kwargs: Any) -> list[RunRecord]:
     """Run :func:`train_model` once per seed (default 0, 1, 2) and return every result.
 
     Parameters
@@ -123,8 +124,8 @@ def train_seeds(*, seeds: Sequence[int] = DEFAULT_SEEDS, config: Any = None, **k
 
     Returns
     -------
-    list of dict
-        One ``metrics.json`` per seed; :func:`training.evaluate.summarize_runs` gives mean ± std.
+    list of RunRecord
+        One record per seed; :func:`training.evaluate.summarize_runs` gives mean ± std.
     """
     if config is None:
         model = kwargs.get("model")
@@ -142,7 +143,7 @@ def _record(family: ModelFamily, view: View, data: Selection, fit: Fit, scores: 
         model=family.name, family=family.family, view=family.view, variant=variant, trainer=family.trainer,
         clip_seconds=data.clip_seconds, seed=config.seed, config=_config_dict(config),
         feature_params=params.to_dict(), params_hash=params.hash(), layout=family.layout,
-        frames=params.clip_frames(data.clip_seconds), genres=list(GENRES), store_root=str(data.train_store.root),
+        frames=params.clip_frames(data.clip_seconds), labels=list(data.labels), store_root=str(data.train_store.root),
         test_store_root=None if data.test_store is data.train_store else str(data.test_store.root),
         held_out=data.held_out,
         train_clips=int(fit.train_index.height), train_songs=len(songs_of(fit.train_index)),
@@ -150,7 +151,7 @@ def _record(family: ModelFamily, view: View, data: Selection, fit: Fit, scores: 
         test_clips=int(data.test_index.height), test_songs=len(songs_of(data.test_index)),
         streamed=fit.streamed,
         songs={"train": songs_of(fit.train_index), "valid": songs_of(valid), "test": songs_of(data.test_index)},
-        metrics=evaluate(scores.probs, scores.y, scores.song_ids, n_classes=len(GENRES)),
+        metrics=evaluate(scores.probs, scores.y, scores.song_ids, n_classes=len(data.labels)),
         history=fit.history, costs=_costs(view, data, fit, scores, rss), view_options=dict(family.options),
         embedding=view.provenance(data.train_store, arrays or ()),
     )
@@ -181,19 +182,18 @@ def _steady_seconds(epoch_seconds: list[float] | None, fallback: float) -> float
     return float(np.median(rest))
 
 
-def publish(run_dir: Any, model: Any, record: RunRecord) -> dict[str, Any]:
+def publish(run_dir: Any, model: Any, record: RunRecord) -> RunRecord:
     """Write ``model``'s files and ``record`` as a new generation of ``run_dir``.
 
     Returns
     -------
-    dict
-        The record as written, plus ``model_path`` (the model's main file) and ``run_dir``
-        (the published generation).
+    RunRecord
+        ``record`` as written, its ``run_dir`` set to the published generation.
     """
     with atomic.new_generation(run_dir) as tmp:
         main = model.save(tmp)
         record.costs.model_mb = main.stat().st_size / 1e6
         record.list_files(tmp)  # the model's files, with their sha256, in the checked record
         record.save(tmp)
-    published = atomic.resolve_current(run_dir)
-    return {**record.to_dict(), "model_path": str(published / main.name), "run_dir": str(published)}
+    record.run_dir = atomic.resolve_current(run_dir)
+    return record

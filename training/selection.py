@@ -11,13 +11,13 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from feature_store.errors import ParameterError, StoreError
-from feature_store.params import GENRES
 from feature_store.splits import EXCLUDED
 
 
@@ -39,6 +39,10 @@ class Selection:
         Index rows of ``train_parts`` and ``test_parts``, in ``hdf5_row`` order.
     held_out : str
         What was held out, for the record (``seed:test``, ``every song of <root>``).
+    labels : list of str
+        The run's classes: the sorted distinct labels (``genre`` column) of its training and
+        held-out clips. Class ``i`` of every array :meth:`index` and :meth:`tensors` give is
+        ``labels[i]``, whatever codes the store's own ``label`` column holds.
     """
 
     view: Any
@@ -52,6 +56,7 @@ class Selection:
     train_index: pl.DataFrame
     test_index: pl.DataFrame
     held_out: str
+    labels: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def fit_parts(self) -> list[str]:
@@ -61,12 +66,19 @@ class Selection:
     def index(self, *, parts: list[str], test: bool = False) -> pl.DataFrame:
         """Index rows of ``parts`` of the training (or held-out) store, in ``hdf5_row`` order."""
         store = self.test_store if test else self.train_store
-        return store.clips(clip_seconds=self.clip_seconds, split=parts, scheme=self.scheme).sort("hdf5_row").collect()
+        index = store.clips(clip_seconds=self.clip_seconds, split=parts, scheme=self.scheme).sort("hdf5_row").collect()
+        return index.with_columns(label=pl.Series(self.codes(index), dtype=pl.Int64)) if self.labels else index
+
+    def codes(self, index: pl.DataFrame) -> np.ndarray:
+        """The class of every row of ``index``: the position of its ``genre`` in :attr:`labels`."""
+        pos = {g: i for i, g in enumerate(self.labels)}
+        return np.array([pos[g] for g in index["genre"].to_list()], dtype=np.int64)
 
     def tensors(self, *, parts: list[str], test: bool = False, arrays: Any = None) -> Any:
-        """The view's arrays of ``parts`` (:class:`training.views.Tensors`), in ``hdf5_row`` order."""
+        """The view's arrays of ``parts`` (the store's ``Tensors``; ``y``: the classes of :attr:`labels`)."""
         store = self.test_store if test else self.train_store
-        return self.view.tensors(store, clip_seconds=self.clip_seconds, split=parts, scheme=self.scheme, arrays=arrays)
+        t = self.view.tensors(store, clip_seconds=self.clip_seconds, split=parts, scheme=self.scheme, arrays=arrays)
+        return t._replace(y=self.codes(t.index))
 
 
 def parts_of(store: Any, clip_seconds: int, scheme: str) -> list[str]:
@@ -115,13 +127,20 @@ def select(view: Any, store: Any, test_store: Any | None, *, clip_seconds: int, 
     check_labels(sel.test_index, sel.test_store)
     genres = sorted(set(sel.train_index["genre"].to_list()))
     if len(genres) < 2:
-        raise StoreError(f"the training clips at {clip_seconds} s are all of one genre ({genres[0]}): a classifier "
-                         f"needs at least two; ingest and build a store of more genres")
+        raise StoreError(f"the training clips at {clip_seconds} s are all of one label ({genres[0]}): a classifier "
+                         f"needs at least two; ingest and build a store of more labels")
+    sel.labels = sorted(set(genres) | set(sel.test_index["genre"].to_list()))
+    sel.train_index, sel.test_index = (i.with_columns(label=pl.Series(sel.codes(i), dtype=pl.Int64))
+                                       for i in (sel.train_index, sel.test_index))
     return sel
 
 
 def check_labels(index: pl.DataFrame, store: Any) -> None:
-    """Refuse an index whose ``label`` column is not the position of its ``genre`` in GENRES.
+    """Refuse an index whose ``label`` codes and ``genre`` names disagree: one code per name.
+
+    Every row of one label name must carry the code most of that name's rows carry, and two
+    names never share a code; which codes the store uses is its own affair (training counts classes
+    by name, :attr:`Selection.labels`).
 
     Raises
     ------
@@ -130,8 +149,15 @@ def check_labels(index: pl.DataFrame, store: Any) -> None:
     """
     from feature_store.integrity import REPAIR_FEATURES, IntegrityError
 
-    codes = {g: i for i, g in enumerate(GENRES)}
-    want = pl.Series([codes.get(g, -1) for g in index["genre"].to_list()], dtype=pl.Int64)
+    names, codes = index["genre"].to_list(), index["label"].cast(pl.Int64).to_list()
+    counts: dict[str, Counter[int]] = {}
+    for g, c in zip(names, codes, strict=True):
+        counts.setdefault(g, Counter())[c] += 1
+    usual = {g: cnt.most_common(1)[0][0] for g, cnt in counts.items()}  # a damaged row is the odd one out
+    owner: dict[int, str] = {}
+    for g in sorted(usual):  # two names on one code: the rows of the later name are refused
+        owner.setdefault(usual[g], g)
+    want = pl.Series([usual[g] if owner[usual[g]] == g else -1 for g in names], dtype=pl.Int64)
     bad = index.filter(index["label"].cast(pl.Int64) != want)
     if bad.height:
         raise IntegrityError(f"the index of {getattr(store, 'root', store)} labels clip {bad['clip_id'][0]} "

@@ -1,8 +1,8 @@
 """scikit-learn fits turned into plain arrays: the baseline and the vector classifiers share them.
 
 Each fit standardises its features with statistics of the training clips, fits, and hands back
-dense layers over all ten genres (genres absent from training get a -1e4 bias and are never
-predicted), so that nothing of scikit-learn is stored or needed to predict.
+dense layers over all the run's classes (``n_classes``: its labels; a class absent from the
+training clips, e.g. one only the held-out store has, gets a -1e4 bias and is never predicted), so that nothing of scikit-learn is stored or needed to predict.
 """
 
 from __future__ import annotations

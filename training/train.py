@@ -3,7 +3,7 @@
 One call of :func:`train_model` trains one model on one clip length with one seed and
 publishes a run folder in the model store; a mel model's holds::
 
-    <models root>/mel-<params hash>/<model>/clip-05s/seed-0[--<variant>]/
+    <models root>/mel-<params hash>/<model>/clip-05s/seed-0[--<variant>]/   (<view>-<params hash> in general)
         current -> gen-<id>/
             model.keras        the trained model (Keras 3 format, loaded with safe_mode)
             normalizer.json    per-band mean/std fitted on the training songs

@@ -17,23 +17,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from feature_store.engine.windows import FileWindows, WindowStream, audio_windows, window_starts
 from feature_store.params import FeatureParams
 
-__all__ = ["FileWindows", "Tensors", "View", "file_windows", "get_view", "window_starts", "window_stream"]
-
-
-class Tensors(NamedTuple):
-    """Arrays of selected clips: ``x``, int64 labels ``y`` and the index rows of ``x``."""
-
-    x: np.ndarray
-    y: np.ndarray
-    index: Any
-
+__all__ = ["FileWindows", "View", "file_windows", "training_view", "window_starts", "window_stream"]
 
 class View:
     """One feature view on the clips of ``params``, with a family's options.
@@ -67,11 +58,11 @@ class View:
         return ViewStore(root, self.engine)
 
     def tensors(self, store: Any, *, clip_seconds: int, split: Any = None, scheme: str = "seed",
-                song_ids: Sequence[str] | None = None, arrays: Sequence[str] | None = None) -> Tensors:
-        """The arrays of the clips that ``store.clips`` selects, in ``hdf5_row`` order."""
-        t = store.tensors(clip_seconds=clip_seconds, split=split, scheme=scheme, song_ids=song_ids,
-                          arrays=list(arrays) if arrays else None)
-        return Tensors(t.x, t.y, t.index)
+                song_ids: Sequence[str] | None = None, arrays: Sequence[str] | None = None) -> Any:
+        """The arrays of the clips that ``store.clips`` selects, in ``hdf5_row`` order: the store's
+        own ``Tensors`` (``x``, ``y``, ``index``, ``arrays``; :meth:`ViewStore.tensors`)."""
+        return store.tensors(clip_seconds=clip_seconds, split=split, scheme=scheme, song_ids=song_ids,
+                             arrays=list(arrays) if arrays else None)
 
     def clip_frames(self, clip_seconds: int) -> int:
         """Frames of the view's time-frequency input in one clip."""
@@ -105,8 +96,11 @@ class View:
         self.engine.provenance()
 
 
-def get_view(name: str, *, params: FeatureParams | None = None, options: Mapping[str, Any] | None = None) -> View:
-    """The view ``name`` on the clips of ``params`` (default ``FeatureParams()``).
+def training_view(name: str, *, params: FeatureParams | None = None,
+                  options: Mapping[str, Any] | None = None) -> View:
+    """The engine's view ``name`` as training reads it, on the clips of ``params`` (default ``FeatureParams()``).
+
+    Any view the engine registers works here; nothing in this module names one.
 
     Raises
     ------

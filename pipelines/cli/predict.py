@@ -86,6 +86,7 @@ def predict_command(ws: Workspace, files: tuple[Path, ...], model: str | None, c
     if not as_json:
         click.echo(f"model: {info['model']} on {info['clip_seconds']} s clips, seed {info['seed']} ({reason}; "
                    f"held-out song accuracy {pct(info['song_accuracy'])})")
+        click.echo(f"labels: {', '.join(info['labels'])}")
     bar = None
     if progress_enabled(progress) and len(files) > 1:
         from tqdm.auto import tqdm

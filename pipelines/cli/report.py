@@ -33,7 +33,7 @@ def report_command(ws: Workspace) -> None:
     from training.report import best_run, write_report
 
     params = ws.params
-    runs = [r for r in ws.model_store().runs() if r.get("params_hash") == params.hash()]
+    runs = ws.model_store().find(params_hash=params.hash())
     if not runs:
         raise CLIError(
             f"no trained model under {Path(ws.model_root).resolve()} for features {params.hash()} "

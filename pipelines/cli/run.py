@@ -83,7 +83,7 @@ def run_command(ws: Workspace, models: tuple[str, ...], run_launcher: bool, with
       gtzan run --clip-seconds 5 --models cnn --with-embeddings
       gtzan run --run-launcher
     """
-    from pipelines.run import run_all
+    from pipelines.sequence import run_all
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not run_launcher:  # the runs execute here: load TensorFlow now, without its start-up lines

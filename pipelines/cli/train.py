@@ -168,11 +168,12 @@ def _train(ws: Workspace, name: str, c: int, seed: int, show: bool) -> None:
     click.echo(f"training {name} on {c} s clips of the {family.view} view, seed {seed}{epochs}", err=True)
     r = train_model(store_root=ws.store_root, model_root=ws.model_root, model=name, clip_seconds=c,
                     params=ws.params, config=cfg, progress=show)
-    m, costs = r["metrics"], r["costs"]
+    m, costs = r.metrics, r.costs
     if family.trainer == "keras":
-        detail = f"{costs['epochs_run']} epochs, {costs['seconds_per_epoch']:.1f} s/epoch"
+        detail = f"{costs.epochs_run} epochs, {costs.seconds_per_epoch:.1f} s/epoch"
     else:
         extractor = " with musicnn" if family.view == "embeddings" else ""
-        detail = f"{r['train_clips']} training clips, {costs['inference_ms_per_clip']:.0f} ms per clip{extractor}"
-    click.echo(f"{name} {c} s seed {seed}: song accuracy {pct(m['song_accuracy'])}, clip accuracy "
-               f"{pct(m['clip_accuracy'])} on {m['songs']} held-out songs ({detail})  {r['run_dir']}")
+        detail = f"{r.train_clips} training clips, {costs.inference_ms_per_clip:.0f} ms per clip{extractor}"
+    click.echo(f"{name} {c} s seed {seed}: song accuracy {pct(m.song_accuracy)}, clip accuracy "
+               f"{pct(m.clip_accuracy)} on {m.songs} held-out songs ({detail})  {r.run_dir}")
+    click.echo(f"  labels: {', '.join(r.labels)}")

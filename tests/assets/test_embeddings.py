@@ -94,10 +94,11 @@ def test_probe_runs_are_published_beside_the_models(embedded):
     assert md["inference_ms_per_clip"] >= md["embedding_ms_per_clip"] > 0
     assert [r.data["seed"] for r in md["per_run"].records] == [0, 1]
     path = Path(md["model_path"])
-    # <models root>/mel-<hash>/probe_logreg_msd/clip-05s/seed-0/<generation>/probe.npz
+    # <models root>/embeddings-<hash>/probe_logreg_msd/clip-05s/seed-0/<generation>/probe.npz
     assert path.name == "probe.npz" and path.parts[-5:-2] == ("probe_logreg_msd", "clip-05s", "seed-0")
+    assert path.parts[-6].startswith("embeddings-")  # the folder is named by the view the model reads
     runs = res["models"].runs(params_hash=res["features"].params().hash())
-    assert sorted((r["model"], r["seed"]) for r in runs) == [("probe_logreg_msd", 0), ("probe_logreg_msd", 1)]
+    assert sorted((r.model, r.seed) for r in runs) == [("probe_logreg_msd", 0), ("probe_logreg_msd", 1)]
     evs = {e.check_name: e for e in result.get_asset_check_evaluations()}
     ev = evs["probe_above_chance"]
     assert ev.passed == (md["song_accuracy"] > 0.1)

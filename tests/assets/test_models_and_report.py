@@ -87,14 +87,14 @@ def test_metadata_numbers_are_rounded(trained):
     for key, value in floats(md):
         assert value == round(value, decimals(key)), (key, value)
     [run] = res["models"].runs()
-    assert md["song_accuracy"].value == round(run["metrics"]["song_accuracy"], 4)
-    assert md["train_seconds"].value == round(run["costs"]["train_seconds"], 2)
-    assert md["inference_ms_per_clip"].value == round(run["costs"]["inference_ms_per_clip"], 3)
-    assert md["per_seed"].value.records[0].data["train_seconds"] == round(run["costs"]["train_seconds"], 2)
+    assert md["song_accuracy"].value == round(run.metrics.song_accuracy, 4)
+    assert md["train_seconds"].value == round(run.costs.train_seconds, 2)
+    assert md["inference_ms_per_clip"].value == round(run.costs.inference_ms_per_clip, 3)
+    assert md["per_seed"].value.records[0].data["train_seconds"] == round(run.costs.train_seconds, 2)
     # the check's metadata too
     [ev] = result.get_asset_check_evaluations()
     [cell] = ev.metadata["cells"].value.records
-    assert cell.data["song_accuracy"] == round(run["metrics"]["song_accuracy"], 4)
+    assert cell.data["song_accuracy"] == round(run.metrics.song_accuracy, 4)
     assert ev.metadata["chance"].value == 0.1
 
 

@@ -43,7 +43,7 @@ def test_resource_defaults_are_the_librarys():
     from feature_store.demo import write_demo_corpus
     from feature_store.params import FeatureParams
     from feature_store.store import DEFAULT_LOCK_TIMEOUT
-    from training.probe import ProbeConfig
+    from training.families.vector import ProbeConfig
 
     f = FeatureStoreResource(root="s")
     assert (f.mode, f.dtype) == (FeatureParams().mode, FeatureParams().dtype)

@@ -285,13 +285,13 @@ def test_stores_match_a_single_machine_make_run(scenario):
             assert ta.x.dtype == tb.x.dtype == np.float32 and ta.x.shape == tb.x.shape and len(ta.x) > 0
             assert hashlib.sha256(ta.x.tobytes()).digest() == hashlib.sha256(tb.x.tobytes()).digest(), c
             assert ta.index.equals(tb.index)
-    runs_a = {(r["model"], r["clip_seconds"], r["seed"]): r for r in ModelStore(scenario.single / "models").runs()}
-    runs_b = {(r["model"], r["clip_seconds"], r["seed"]): r for r in ModelStore(scenario.data / "models").runs()}
+    runs_a = {(r.model, r.clip_seconds, r.seed): r for r in ModelStore(scenario.single / "models").runs()}
+    runs_b = {(r.model, r.clip_seconds, r.seed): r for r in ModelStore(scenario.data / "models").runs()}
     assert len(runs_a) == len(DEFAULT_MODELS) * len(CLIP_SECONDS) and set(runs_a) == set(runs_b)
     for key, ra in runs_a.items():
-        assert ra["metrics"] == runs_b[key]["metrics"], key
-        history = {k: v for k, v in ra["history"].items() if k != "epoch_seconds"}  # the one measured value
-        assert history and history == {k: runs_b[key]["history"][k] for k in history}, key
+        assert ra.metrics == runs_b[key].metrics, key
+        history = {k: v for k, v in ra.history.items() if k != "epoch_seconds"}  # the one measured value
+        assert history and history == {k: runs_b[key].history[k] for k in history}, key
 
 
 def test_teardown_leaves_nothing_behind(scenario):

@@ -214,6 +214,7 @@ def test_train_prints_metrics_and_publishes_a_run(sandbox: dict) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["model"] == "seed_cnn" and metrics["clip_seconds"] == 1 and metrics["costs"]["epochs_run"] == 1
     assert int(m[1]) == round(100 * metrics["metrics"]["song_accuracy"])
+    assert f"\n  labels: {', '.join(metrics['labels'])}\n" in r.stdout  # the labels of the data it trained on
 
 
 def test_train_errors(sandbox: dict, tmp_path: Path) -> None:
@@ -277,12 +278,13 @@ def test_predict_prints_top3_per_file(sandbox: dict, audio_files: dict[str, Path
     out = r.stdout.splitlines()
     assert re.match(r"model: seed_cnn on 1 s clips, seed 0 \(best model of the report; held-out song accuracy \d+ %\)",
                     out[0])
-    for name, fmt_line in (("stereo44k.wav", out[1]), ("song.ogg", out[5]), ("song.mp3", out[9])):
+    assert out[1] == "labels: blues, classical, country, disco, hiphop, jazz, metal, pop, reggae, rock"  # the run's
+    for name, fmt_line in (("stereo44k.wav", out[2]), ("song.ogg", out[6]), ("song.mp3", out[10])):
         assert name in fmt_line and "44100 Hz, stereo" in fmt_line and "windows of 1 s" in fmt_line
-    for block in (out[2:5], out[6:9], out[10:13]):
+    for block in (out[3:6], out[7:10], out[11:14]):
         pcts = [float(re.match(r"  (\w+)\s+([\d.]+) %", ln)[2]) for ln in block]
         assert pcts == sorted(pcts, reverse=True) and 0 < sum(pcts) <= 100.1
-    assert len(out) == 13
+    assert len(out) == 14
 
 
 def test_predict_short_file_is_padded_and_says_so(sandbox: dict, audio_files: dict[str, Path]) -> None:
@@ -489,7 +491,7 @@ def test_train_without_model_trains_the_run_models(sandbox: dict, monkeypatch: p
 
 
 def test_run_options_become_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipelines.run
+    import pipelines.sequence
     from assets.partitions import PIPELINE_MODELS
 
     seen = []
@@ -500,7 +502,7 @@ def test_run_options_become_the_settings(tmp_path: Path, monkeypatch: pytest.Mon
         seen.append((settings, with_embeddings, run_launcher))
         return {"runs": ["r1", "r2"], "report": "report.md"}
 
-    monkeypatch.setattr(pipelines.run, "run_all", fake_run_all)
+    monkeypatch.setattr(pipelines.sequence, "run_all", fake_run_all)
     env = {**env_for(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path / "home")}
     r = ok(["run"], env)
     s, emb, launcher = seen[-1]
@@ -713,7 +715,7 @@ def test_train_probe_report_and_predict(emb_sandbox: dict) -> None:
         files = sorted(p.name for p in Path(run_dir).iterdir())
         assert files == ["metrics.json", "probe.json", "probe.npz"]
         metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
-        assert metrics["family"] == "probe" and int(acc) == round(100 * metrics["metrics"]["song_accuracy"])
+        assert metrics["family"] == "vector" and int(acc) == round(100 * metrics["metrics"]["song_accuracy"])
     assert "best model: probe_logreg_msd at 5 s" in emb_sandbox["steps"]["report"].stdout
     song = emb_sandbox["data"] / "demo" / "genres_original" / "jazz" / "jazz.00001.wav"
     # the report's best is a probe: predict uses it, embedding the file with musicnn
@@ -721,7 +723,7 @@ def test_train_probe_report_and_predict(emb_sandbox: dict) -> None:
     assert r.stdout.startswith("model: probe_logreg_msd on 5 s clips, seed 0 (best model of the report; ")
     assert re.search(r"jazz\.00001\.wav  \(6\.0 s, 22050 Hz, mono; 2 windows of 5 s\)", r.stdout), r.stdout
     doc = json.loads(ok(["predict", song, "--model", "probe_logreg_msd", "--seed", "1", "--json"], env).stdout)
-    assert doc["model"]["family"] == "probe" and doc["model"]["seed"] == 1
+    assert doc["model"]["family"] == "vector" and doc["model"]["seed"] == 1
     [f] = doc["files"]
     assert f["n_windows"] == 2 and len(f["windows"]) == 2
     assert sum(f["probabilities"].values()) == pytest.approx(1.0)

@@ -223,7 +223,7 @@ def test_with_embeddings_adds_embeddings_and_probes_to_the_report(tiny_corpus, t
     from training.train import ModelStore
 
     runs = ModelStore(data / "models").runs()
-    assert sorted((r["model"], r["seed"]) for r in runs) == [
+    assert sorted((r.model, r.seed) for r in runs) == [
         ("baseline", 0), ("baseline", 1), ("probe_logreg_msd", 0), ("probe_logreg_msd", 1)]
     assert lines.index("embeddings and probes") < lines.index("report")
     assert any("embeddings_job [5]" in ln for ln in lines)

@@ -102,7 +102,7 @@ def test_one_epoch_cap_seed_and_scheme_everywhere():
     """gtzan train, gtzan run and the Dagster run config share the library's training defaults."""
     from assets.embeddings import ProbeTrainingConfig
     from assets.models import TrainingConfig
-    from training.probe import ProbeConfig
+    from training.families.vector import ProbeConfig
     from training.train import TrainConfig
 
     s, lib, dagster = Settings(), TrainConfig(), TrainingConfig()

@@ -81,7 +81,7 @@ def job_train(a: dict) -> dict:
     say("READY")
     r = tr.train_model(store_root=a["store"], model_root=a["models"], model=a["model"], clip_seconds=a["clip_seconds"],
                        config=tr.TrainConfig(epochs=1, seed=a.get("seed", 0)))
-    return {"run_dir": r["run_dir"]}
+    return {"run_dir": str(r.run_dir)}
 
 
 def job_report(a: dict) -> dict:
@@ -98,7 +98,9 @@ def job_report(a: dict) -> dict:
             return len(data)
 
         Path.write_bytes = slow_write_bytes  # type: ignore[method-assign]
-    runs = json.loads(Path(a["runs_json"]).read_text())
+    from training.record import RunRecord
+
+    runs = [RunRecord.from_dict(r) for r in json.loads(Path(a["runs_json"]).read_text())]
     say("READY")
     path = write_report(runs, a["out"], figures=a.get("figures", False))
     return {"path": str(path)}

@@ -94,7 +94,7 @@ def runs(tmp_path_factory) -> dict:
         fs_atomic.new_generation = real
     return {"stores": stores, "prev": prev, "clean": clean, "prev_root": prev_root, "clean_root": clean_root,
             "publish_seconds": marks[1] - marks[0], "base": base,
-            "prev_weights": _weights(prev["run_dir"]), "clean_weights": _weights(clean["run_dir"])}
+            "prev_weights": _weights(prev.run_dir), "clean_weights": _weights(clean.run_dir)}
 
 
 def _check_model_store(root: Path, runs: dict) -> str:
@@ -103,14 +103,14 @@ def _check_model_store(root: Path, runs: dict) -> str:
 
     published = ModelStore(root).runs()
     assert len(published) == 1
-    run = Path(published[0]["run_dir"])
+    run = published[0].run_dir
     assert run.name.startswith("gen-") and run.parent.name.startswith("seed-")
     assert sorted(p.name for p in run.iterdir()) == ["metrics.json", "model.keras", "normalizer.json"]
     json.loads((run / "normalizer.json").read_text())
     weights = _weights(run)
-    if published[0]["metrics"] == runs["prev"]["metrics"] and _same_weights(weights, runs["prev_weights"]):
+    if published[0].metrics == runs["prev"].metrics and _same_weights(weights, runs["prev_weights"]):
         return "old"
-    assert published[0]["metrics"] == runs["clean"]["metrics"], "the published run is neither the old nor the new"
+    assert published[0].metrics == runs["clean"].metrics, "the published run is neither the old nor the new"
     assert _same_weights(weights, runs["clean_weights"])
     return "new"
 
@@ -139,8 +139,8 @@ def test_sigkill_a_model_save(runs, tmp_path):
         state = _check_model_store(root, runs)
         # the re-run completes, sweeps the killed writer's leftovers and matches the clean run
         again = _train(runs["stores"]["new"], root)
-        assert again["metrics"] == runs["clean"]["metrics"]
-        assert _same_weights(_weights(again["run_dir"]), runs["clean_weights"])
+        assert again.metrics == runs["clean"].metrics
+        assert _same_weights(_weights(again.run_dir), runs["clean_weights"])
         assert _check_model_store(root, runs) == "new"
         assert temporaries(root) == []
         outcomes.append((round(share * window, 3), state, len(leftovers)))
@@ -165,7 +165,7 @@ def test_sigkill_a_report_write(runs, tmp_path):
     from training.train import ModelStore
 
     old_runs, new_runs = ModelStore(runs["prev_root"]).runs(), ModelStore(runs["clean_root"]).runs()
-    (tmp_path / "new-runs.json").write_text(json.dumps(new_runs))
+    (tmp_path / "new-runs.json").write_text(json.dumps([r.to_dict() for r in new_runs]))
     previous, clean = tmp_path / "report-prev", tmp_path / "report-clean"
     write_report(old_runs, previous, figures=False)
     write_report(new_runs, clean, figures=False)

@@ -72,7 +72,7 @@ def run_dir(tmp_path_factory) -> Path:
     FeatureStore(root / "store").build(audio_root=audio, clip_seconds=[1], workers=1)
     r = train_model(store_root=root / "store", model_root=root / "models", model="cnn", clip_seconds=1,
                     config=TrainConfig(epochs=1, seed=0))
-    return Path(r["run_dir"])
+    return r.run_dir
 
 
 def gtzan_predict(args: list[str | Path], tmp_path: Path) -> tuple[subprocess.CompletedProcess, dict]:

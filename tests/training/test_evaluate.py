@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -10,14 +12,15 @@ from training.evaluate import (
     argmax_accuracy,
     confusion,
     evaluate,
-    genre_recall,
     index_of_max,
+    label_recall,
     macro_f1_score,
     per_class_recall,
     song_level,
     study_accuracy,
     summarize_runs,
 )
+from training.record import Metrics
 
 
 @pytest.mark.parametrize(
@@ -105,15 +108,20 @@ def test_recall_of_absent_genres_is_none():
     m = evaluate(np.eye(10)[[0, 5, 5]], np.array([0, 5, 0]), ["a", "b", "c"], n_classes=10)
     assert m["song_recall"][0] == 0.5 and m["song_recall"][5] == 1.0
     assert m["song_recall"][1] is None and m["clip_recall"][9] is None
-    run = {"metrics": m, "genres": ["blues", "classical", "country", "disco", "hiphop", "jazz",
-                                    "metal", "pop", "reggae", "rock"]}
-    assert genre_recall(run, "blues") == 0.5 and genre_recall(run, "jazz") == 1.0
-    with pytest.raises(ParameterError, match="genre"):
-        genre_recall(run, "polka")
+    run = SimpleNamespace(metrics=Metrics.from_dict(m), labels=["blues", "classical", "country", "disco", "hiphop",
+                                                                 "jazz", "metal", "pop", "reggae", "rock"])
+    assert label_recall(run, "blues") == 0.5 and label_recall(run, "jazz") == 1.0
+    assert label_recall(run, "classical") is None
+    with pytest.raises(ParameterError, match="label 'polka'"):
+        label_recall(run, "polka")
+    other = SimpleNamespace(metrics=Metrics.from_dict(evaluate(np.eye(3)[[0, 2]], np.array([0, 1]), ["a", "b"],
+                                                               n_classes=3)), labels=["alpha", "beta", "gamma"])
+    assert label_recall(other, "alpha") == 1.0 and label_recall(other, "beta") == 0.0
+    assert label_recall(other, "gamma", level="clip") is None
 
 
 def test_summarize_runs_gives_mean_std_and_n():
-    runs = [{"metrics": {"song_accuracy": v}} for v in (0.5, 0.7, 0.9)]
+    runs = [SimpleNamespace(metrics=Metrics(song_accuracy=v, clip_accuracy=v)) for v in (0.5, 0.7, 0.9)]
     s = summarize_runs(runs, keys=["song_accuracy"])["song_accuracy"]
     assert s["mean"] == pytest.approx(0.7) and s["std"] == pytest.approx(0.2) and s["n"] == 3
     one = summarize_runs(runs[:1], keys=["song_accuracy"])["song_accuracy"]

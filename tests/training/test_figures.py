@@ -5,19 +5,25 @@ from __future__ import annotations
 
 import pytest
 
-from feature_store.params import FeatureParams
+from feature_store.params import GENRES, FeatureParams
 from training import figures
+from training.record import Costs, RunRecord
 
 
 def fake_run(model: str, clip: int, seed: int, acc: float, *, mode: str = "first", parameters: int = 10,
-             seconds_per_epoch: float = 1.0, store_root: str | None = None) -> dict:
-    """The keys of a metrics.json that the figures read, without training anything."""
-    return {
-        "model": model, "variant": "", "clip_seconds": clip, "seed": seed, "store_root": store_root,
-        "feature_params": FeatureParams(mode=mode).to_dict(),
-        "metrics": {"song_accuracy": acc, "clip_accuracy": acc * 0.8, "song_confusion": [[1] * 10] * 10},
-        "costs": {"parameters": parameters, "seconds_per_epoch": seconds_per_epoch},
-    }
+             seconds_per_epoch: float = 1.0, store_root: str | None = None) -> RunRecord:
+    """A run record with what the figures read, without training anything."""
+    costs = Costs(parameters=parameters, model_mb=0.1, train_seconds=1.0, seconds_per_epoch=seconds_per_epoch,
+                  steady_seconds_per_epoch=seconds_per_epoch, epochs_run=1, best_epoch=1, peak_rss_mb=1.0,
+                  rss_at_start_mb=1.0, inference_ms_per_clip=1.0)
+    params = FeatureParams(mode=mode)
+    return RunRecord(
+        model=model, family="mel", view="mel", variant="", trainer="keras", clip_seconds=clip, seed=seed, config={},
+        feature_params=params.to_dict(), params_hash=params.hash(), layout="mels_frames_1", frames=1,
+        labels=list(GENRES), store_root=store_root, test_store_root=None, held_out="seed:test", train_clips=1,
+        train_songs=1, valid_clips=0, valid_songs=0, test_clips=1, test_songs=1, streamed=False, songs={},
+        metrics={"song_accuracy": acc, "clip_accuracy": acc * 0.8, "song_confusion": [[1] * 10] * 10},
+        history={}, costs=costs)
 
 
 @pytest.fixture(autouse=True)

@@ -37,7 +37,7 @@ def runs(tiny_store, tmp_path_factory):
     rng = np.random.default_rng(0)
     inputs = {"cnn": rng.normal(-40, 10, size=(3, 128, 216)).astype(np.float32),
               "timbre_logreg": rng.normal(0, 1, size=(3, 50)).astype(np.float32)}
-    return {"cnn": cnn["run_dir"], "timbre_logreg": vec["run_dir"]}, inputs
+    return {"cnn": cnn.run_dir, "timbre_logreg": vec.run_dir}, inputs
 
 
 def predictions(run_dir, x):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from feature_store import atomic, integrity
+from feature_store import atomic
 from feature_store.errors import AudioError, ParameterError, StoreError
 from feature_store.features import mel_spectrogram
 from feature_store.params import GENRES, FeatureParams
@@ -72,12 +72,19 @@ def test_window_starts_rejects_bad_input() -> None:
 # ---------------------------------------------------------------------------------------
 def _fake_run(root: Path, *, model: str, clip: int, seed: int, acc: float, params: FeatureParams | None = None) -> Path:
     params = params or FeatureParams()
+    from training.record import Costs, RunRecord
+
     run = root / f"mel-{params.hash()}" / model / f"clip-{clip:02d}s" / f"seed-{seed}"
+    costs = Costs(parameters=1, model_mb=0.1, train_seconds=1.0, seconds_per_epoch=1.0, steady_seconds_per_epoch=1.0,
+                  epochs_run=1, best_epoch=1, peak_rss_mb=1.0, rss_at_start_mb=1.0, inference_ms_per_clip=1.0)
+    record = RunRecord(
+        model=model, family="mel", view="mel", variant="", trainer="keras", clip_seconds=clip, seed=seed, config={},
+        feature_params=params.to_dict(), params_hash=params.hash(), layout="mels_frames_1", frames=1,
+        labels=list(GENRES), store_root="/s", test_store_root=None, held_out="seed:test", train_clips=1,
+        train_songs=1, valid_clips=0, valid_songs=0, test_clips=1, test_songs=1, streamed=False, songs={},
+        metrics={"song_accuracy": acc, "clip_accuracy": acc}, history={}, costs=costs)
     with atomic.new_generation(run) as tmp:
-        (tmp / "metrics.json").write_text(json.dumps(integrity.with_checksum({
-            "model": model, "clip_seconds": clip, "seed": seed, "params_hash": params.hash(),
-            "feature_params": params.to_dict(), "metrics": {"song_accuracy": acc, "clip_accuracy": acc},
-        })))
+        record.save(tmp)
     return atomic.resolve_current(run)
 
 
@@ -131,14 +138,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     store.build(audio_root=audio, clip_seconds=[1], workers=1)
     result = train_model(store_root=root / "store", model_root=root / "models", model="seed_cnn", clip_seconds=1,
                          config=TrainConfig(epochs=1, seed=0))
-    return {"root": root, "audio": audio, "store": store, "run_dir": Path(result["run_dir"]),
-            "predictor": Predictor(result["run_dir"])}
+    return {"root": root, "audio": audio, "store": store, "run_dir": Path(result.run_dir),
+            "predictor": Predictor(result.run_dir)}
 
 
 def test_predictor_reads_the_run(trained: dict) -> None:
     p: Predictor = trained["predictor"]
     assert (p.model_name, p.clip_seconds, p.frames, p.layout) == ("seed_cnn", 1, 44, "mels_frames_1")
-    assert p.genres == GENRES
+    assert p.labels == GENRES
     d = p.describe()
     assert d["model"] == "seed_cnn" and d["clip_seconds"] == 1 and d["seed"] == 0
     assert Path(d["run_dir"]) == trained["run_dir"]
@@ -216,7 +223,7 @@ def test_compressed_and_other_formats(trained: dict, tmp_path: Path, fmt: str, s
     # 7 whole 1 s windows, and a tail of ~0.5 s aligned to the end of the file
     assert res.window_starts.size == 8 and not res.padded
     assert res.window_starts[-1] == pytest.approx(res.duration - 1.0, abs=0.05)
-    assert [g for g, _ in res.top(3)] == [res.genres[i] for i in np.argsort(-res.probabilities)[:3]]
+    assert [g for g, _ in res.top(3)] == [res.labels[i] for i in np.argsort(-res.probabilities)[:3]]
 
 
 def test_short_file_is_padded_and_says_so(trained: dict, tmp_path: Path) -> None:
@@ -317,7 +324,7 @@ def test_wide_networks_on_long_windows_score_few_windows_per_call(model: str, cl
 
     p = FeatureParams()
     frames = p.clip_frames(clip)
-    net = build_model(model, n_mels=p.n_mels, frames=frames)
+    net = build_model(model, n_mels=p.n_mels, frames=frames, n_classes=10)
     shape = to_layout(np.zeros((1, p.n_mels, frames), np.float32), get_spec(model).layout).shape[1:]
     per_window = activation_bytes(net, shape)
     assert predict_batch(net, shape) == batch
@@ -403,7 +410,7 @@ def probe_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from feature_store.embeddings import musicnn as mn
     from feature_store.demo import write_demo_corpus
     from feature_store.ingest import ingest
-    from training.probe import train_probe
+    from training.runner import train_model
 
     try:
         mn.weights_folder("MSD_musicnn")
@@ -413,22 +420,25 @@ def probe_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     audio = write_demo_corpus(base / "audio", songs_per_genre=2, duration=6.0)
     ingest(audio, base / "store")
     EmbeddingStore(base / "store").build(audio_root=audio, clip_seconds=[5], workers=1)
-    res = train_probe(store_root=base / "store", model_root=base / "models", clip_seconds=5)
-    return {"base": base, "audio": audio, "run_dir": Path(res["run_dir"])}
+    res = train_model(store_root=base / "store", model_root=base / "models", model="probe_logreg_msd", clip_seconds=5)
+    return {"base": base, "audio": audio, "run_dir": Path(res.run_dir)}
 
 
-def test_probe_run_windows_match_predict_probe(probe_run: dict) -> None:
-    from training.probe import predict_probe
+def test_probe_run_windows_match_the_stores_rows(probe_run: dict) -> None:
+    from feature_store.embeddings import EmbeddingStore
+    from training.families.vector import Probe
 
     p = Predictor(probe_run["run_dir"])
-    assert p.family == "probe" and p.clip_seconds == 5 and p.sample_rate == 16000
+    assert p.family == "vector" and p.clip_seconds == 5 and p.sample_rate == 16000
     wav = probe_run["audio"] / "metal" / "metal.00001.wav"
     ours = p.predict_file(wav)
     # 6 s: the window at 0 s, and one aligned with the end (1 s uncovered is > 5 % of 5 s)
     assert ours.window_starts.tolist() == pytest.approx([0.0, 1.0], abs=0.02)
-    theirs = predict_probe([wav], run_dir=probe_run["run_dir"])[0]
-    np.testing.assert_allclose(ours.window_probabilities[0], np.asarray(theirs["clip_probabilities"])[0], atol=1e-5)
-    assert p.describe()["family"] == "probe"
+    # the first window is the store's clip of that song: the same probabilities
+    t = EmbeddingStore(probe_run["base"] / "store").tensors(clip_seconds=5, song_ids=["metal.00001"])
+    theirs = Probe.load(probe_run["run_dir"]).predict_proba(t.x)[0]
+    np.testing.assert_allclose(ours.window_probabilities[0], theirs, rtol=1e-4, atol=1e-5)
+    assert p.describe()["family"] == "vector"
 
 
 def test_probe_run_on_stereo_mp3_and_short_ogg(probe_run: dict, tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ TRAINING = (
     "from training.keras_fit import set_determinism\n"
     "from training.models import build_model\n"
     "set_determinism(0)\n"
-    "net = build_model('cnn', n_mels=32, frames=44)\n"
+    "net = build_model('cnn', n_mels=32, frames=44, n_classes=10)\n"
     "import sys; print('built', net.count_params(), file=sys.stderr)\n"
 )
 
@@ -109,7 +109,7 @@ def test_a_model_is_traced_once_whatever_the_batch_sizes():
 
     set_determinism(0)
     src = _Clips(10, 32, 44)
-    net = build_model("cnn", n_mels=32, frames=44)
+    net = build_model("cnn", n_mels=32, frames=44, n_classes=10)
     net.compile(optimizer="adam", loss="categorical_crossentropy")
     norm = BandNormalizer.fit(src.x)
     feed = Feeder(src, np.arange(10), norm, "mels_frames_1", 10, 4, 0)  # type: ignore[arg-type]

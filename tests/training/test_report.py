@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from feature_store.params import FeatureParams
-from training.report import FIGURES, STUDY_RESULTS, best_run, report_paths, write_report
+from feature_store.params import GENRES
+from training.record import RunRecord
+from training.report import FIGURES, STUDY_RESULTS, best_run, recall_rows, report_paths, write_report
 from training.train import ModelStore, TrainConfig, train_model, train_seeds
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -63,7 +65,7 @@ def test_best_run_is_the_highest_mean_song_accuracy(tiny_runs):
     best = best_run(tiny_runs)
     means = {}
     for r in tiny_runs:
-        means.setdefault((r["model"], r["clip_seconds"]), []).append(r["metrics"]["song_accuracy"])
+        means.setdefault((r.model, r.clip_seconds), []).append(r.metrics.song_accuracy)
     top = max(sum(v) / len(v) for v in means.values())
     assert best["song_accuracy"] == pytest.approx(top)
     assert (best["model"], best["clip_seconds"]) in means and best["variant"] == ""
@@ -76,18 +78,36 @@ def test_report_without_runs(tmp_path):
     assert best_run([]) is None
 
 
-def _fake_run(model: str, clip: int, seed: int, acc: float) -> dict:
-    """The keys of a metrics.json that the report reads, without training anything."""
-    recall = [acc] + [None] * 9
-    return {
-        "model": model, "variant": "", "clip_seconds": clip, "seed": seed, "store_root": None,
-        "held_out": "seed:test", "config": {"scheme": "seed", "epochs": 1}, "feature_params": {"mode": "first"},
+def _fake_run(model: str, clip: int, seed: int, acc: float, *, labels: tuple[str, ...] = GENRES) -> RunRecord:
+    """A run record with what the report reads, without training anything."""
+    n = len(labels)
+    recall = [acc] + [None] * (n - 1)
+    return RunRecord.from_dict({
+        "model": model, "family": "mel", "view": "mel", "variant": "", "trainer": "keras", "clip_seconds": clip,
+        "seed": seed, "store_root": None, "test_store_root": None, "held_out": "seed:test",
+        "config": {"scheme": "seed", "epochs": 1}, "feature_params": {"mode": "first"}, "params_hash": "h",
+        "layout": "mels_frames_1", "frames": 1, "labels": list(labels), "train_clips": 20, "valid_clips": 0,
+        "valid_songs": 0, "songs": {}, "history": {}, "streamed": False,
         "train_songs": 20, "test_songs": 10, "test_clips": 10,
         "metrics": {"song_accuracy": acc, "clip_accuracy": acc, "study_metric_accuracy": acc / 2,
-                    "song_recall": recall, "song_macro_f1": acc, "song_confusion": [[0] * 10 for _ in range(10)]},
-        "costs": {"parameters": 10, "model_mb": 0.1, "seconds_per_epoch": 1.0, "epochs_run": 1,
-                  "train_seconds": 1.0, "peak_rss_mb": 100.0, "inference_ms_per_clip": 1.0},
-    }
+                    "song_recall": recall, "song_macro_f1": acc, "song_confusion": [[0] * n for _ in range(n)]},
+        "costs": {"parameters": 10, "model_mb": 0.1, "train_seconds": 1.0, "seconds_per_epoch": 1.0,
+                  "epochs_run": 1, "best_epoch": 1, "peak_rss_mb": 100.0, "inference_ms_per_clip": 1.0},
+    })
+
+
+def test_recall_columns_and_confusion_ticks_are_the_runs_labels(tmp_path):
+    runs = [_fake_run("knn", 5, 0, 0.7, labels=("alpha", "beta", "gamma")),
+            _fake_run("knn", 5, 1, 0.5, labels=("alpha", "beta", "gamma"))]
+    head, rows = recall_rows(runs)
+    assert head == ["model", "clip", "alpha", "macro-F1 (songs)"]  # beta and gamma had no held-out songs
+    assert rows == [["knn", "5 s", "0.60", "0.60 ± 0.14 (n=2)"]]
+    text = write_report(runs, tmp_path).read_text()
+    assert "| model | clip | alpha | macro-F1 (songs) |" in text and "blues" not in text
+    from training import figures
+
+    fig = figures.draw_confusions(runs)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["alph", "beta", "gamm"]
 
 
 def test_a_clip_length_the_study_did_not_publish_shows_a_dash(tmp_path, monkeypatch):
@@ -103,3 +123,19 @@ def test_a_clip_length_the_study_did_not_publish_shows_a_dash(tmp_path, monkeypa
     assert rows[0] == ["seed_cnn", "published (indexOfMax, clips)", "17 %", "21 %", "–", "35 %", "42 %"]
     text = report.write_report(runs, tmp_path, figures=False).read_text()
     assert "| *seed_cnn, as published* | 17 % | 21 % | – | 35 % | 42 % |" in text
+
+
+def test_the_report_and_its_figures_do_not_import_each_other():
+    """report -> figures -> summary: one way, so neither module needs the other's internals."""
+    import ast
+
+    import training.figures
+    import training.summary
+
+    def imported(module) -> set[str]:
+        tree = ast.parse(Path(module.__file__).read_text())
+        return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | {
+            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+
+    assert "training.report" not in imported(training.figures) | imported(training.summary)
+    assert "training.figures" not in imported(training.summary)

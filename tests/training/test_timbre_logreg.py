@@ -35,19 +35,20 @@ def test_it_is_one_declaration_of_the_vector_family():
 
 def test_a_run_is_plain_arrays_with_one_record(timbre_run):
     record, models = timbre_run
-    assert record["model"] == "timbre_logreg" and record["view"] == "timbre"
-    assert record["train_songs"] == 20 and record["test_songs"] == 10  # the seed split of 3 songs per genre
-    assert record["costs"]["parameters"] == 50 * 10 + 10 and record["costs"]["peak_rss_mb"] > 0
-    assert 0.0 <= record["metrics"]["song_accuracy"] <= 1.0
-    with np.load(f"{record['run_dir']}/probe.npz", allow_pickle=False) as z:
+    assert record.model == "timbre_logreg" and record.view == "timbre"
+    assert (record.family, record.trainer) == ("vector", "sklearn")  # its real family, not "probe"
+    assert record.train_songs == 20 and record.test_songs == 10  # the seed split of 3 songs per genre
+    assert record.costs.parameters == 50 * 10 + 10 and record.costs.peak_rss_mb > 0
+    assert 0.0 <= record.metrics.song_accuracy <= 1.0
+    with np.load(f"{record.run_dir}/probe.npz", allow_pickle=False) as z:
         assert z["mean"].shape == (50,) and z["w0"].shape == (50, 10)
-    assert json.loads(open(f"{record['run_dir']}/probe.json").read())["view"] == "timbre"
+    assert json.loads(open(f"{record.run_dir}/probe.json").read())["view"] == "timbre"
 
 
 def test_it_predicts_any_file_from_the_views_windows(timbre_run, tiny_store):
     record, models = timbre_run
     path = tiny_store.parent / "audio" / "genres_original" / "jazz" / "jazz.00002.wav"
-    predictor = Predictor(record["run_dir"])
+    predictor = Predictor(record.run_dir)
     pred = predictor.predict_file(path)
     windows = get_view("timbre").file_windows(path, clip_seconds=5)
     expected = predictor.model.predict_proba(windows.x).mean(axis=0)
@@ -86,7 +87,7 @@ def test_gtzan_predict_with_it_never_imports_tensorflow(timbre_run, tiny_store, 
     record, _models = timbre_run
     path = tiny_store.parent / "audio" / "genres_original" / "jazz" / "jazz.00002.wav"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GTZAN_")}
-    proc = subprocess.run([sys.executable, "-c", PREDICT_CHILD, str(path), "--run", record["run_dir"]],
+    proc = subprocess.run([sys.executable, "-c", PREDICT_CHILD, str(path), "--run", record.run_dir],
                           cwd=Path(__file__).resolve().parents[2], env={**env, "GTZAN_DATA_DIR": str(tmp_path)},
                           capture_output=True, text=True, timeout=300)
     assert "model: timbre_logreg on 5 s clips" in proc.stdout, proc.stderr[-2000:]

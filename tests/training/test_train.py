@@ -42,12 +42,12 @@ def cnn_run(tiny_store, tmp_path_factory):
 
 
 def test_run_folder_holds_model_normalizer_and_metrics(cnn_run):
-    run = Path(cnn_run["run_dir"])
+    run = Path(cnn_run.run_dir)
     assert {p.name for p in run.iterdir()} == {"model.keras", "normalizer.json", "metrics.json"}
     saved = json.loads((run / "metrics.json").read_text())
-    for key in ("model", "clip_seconds", "layout", "frames", "feature_params", "genres", "metrics", "costs"):
+    for key in ("model", "clip_seconds", "layout", "frames", "feature_params", "labels", "metrics", "costs"):
         assert key in saved
-    assert saved["frames"] == 44 and saved["layout"] == "mels_frames_1" and saved["genres"] == list(GENRES)
+    assert saved["frames"] == 44 and saved["layout"] == "mels_frames_1" and saved["labels"] == list(GENRES) == cnn_run.labels
     c = saved["costs"]
     assert c["parameters"] > 0 and c["model_mb"] > 0 and c["inference_ms_per_clip"] > 0
     assert 1 <= c["epochs_run"] <= 2 and c["seconds_per_epoch"] > 0
@@ -57,7 +57,7 @@ def test_run_folder_holds_model_normalizer_and_metrics(cnn_run):
 
 
 def test_normalisation_uses_training_songs_only(cnn_run, tiny_store):
-    songs = cnn_run["songs"]
+    songs = cnn_run.songs
     train, valid, test = set(songs["train"]), set(songs["valid"]), set(songs["test"])
     assert train and valid and test
     assert not (train & valid) and not (train & test) and not (valid & test)
@@ -68,7 +68,7 @@ def test_normalisation_uses_training_songs_only(cnn_run, tiny_store):
     assert {s.split(".")[0] for s in valid} == set(GENRES)
 
     store = FeatureStore(tiny_store, params=FIRST)
-    saved = BandNormalizer.from_json(json.loads((Path(cnn_run["run_dir"]) / "normalizer.json").read_text()))
+    saved = BandNormalizer.from_json(json.loads((Path(cnn_run.run_dir) / "normalizer.json").read_text()))
     expected = BandNormalizer.fit(store.tensors(clip_seconds=1, song_ids=sorted(train)).x)
     np.testing.assert_allclose(saved.mean, expected.mean, rtol=1e-6)
     np.testing.assert_allclose(saved.std, expected.std, rtol=1e-5)
@@ -82,31 +82,31 @@ def test_same_seed_same_metrics_also_when_streamed(tiny_store, tmp_path):
     b = _train(tiny_store, tmp_path, "b", model="cnn", clip_seconds=1, params=SEGMENTS, config=cfg)
     s = _train(tiny_store, tmp_path, "s", model="cnn", clip_seconds=1, params=SEGMENTS,
                config=TrainConfig(**{**cfg.__dict__, "stream": "stream"}))
-    assert not a["streamed"] and s["streamed"]
-    assert a["metrics"] == b["metrics"] == s["metrics"]
+    assert not a.streamed and s.streamed
+    assert a.metrics == b.metrics == s.metrics
     def learnt(r):  # the history without its wall times
-        return {k: v for k, v in r["history"].items() if k != "epoch_seconds"}
+        return {k: v for k, v in r.history.items() if k != "epoch_seconds"}
 
-    assert learnt(a) == learnt(b) == learnt(s) and len(a["history"]["loss"]) == 2
-    pa = load_model(a["model_path"]).get_weights()
-    ps = load_model(s["model_path"]).get_weights()
+    assert learnt(a) == learnt(b) == learnt(s) and len(a.history["loss"]) == 2
+    pa = load_model(a.model_path).get_weights()
+    ps = load_model(s.model_path).get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(pa, ps, strict=True))
 
 
 def test_songs_are_scored_by_their_mean_segment_probability(tiny_store, tmp_path):
     r = _train(tiny_store, tmp_path, model="rnn", clip_seconds=1, params=SEGMENTS)
-    m = r["metrics"]
-    assert m["songs"] == 10 and m["clips"] == 60  # six 1 s segments of each 6 s song
-    net = load_model(r["model_path"])
+    m = r.metrics
+    assert m.songs == 10 and m.clips == 60  # six 1 s segments of each 6 s song
+    net = load_model(r.model_path)
     store = FeatureStore(tiny_store, params=SEGMENTS)
     t = store.tensors(clip_seconds=1, split="test")
-    norm = BandNormalizer.from_json(json.loads((Path(r["run_dir"]) / "normalizer.json").read_text()))
+    norm = BandNormalizer.from_json(json.loads((Path(r.run_dir) / "normalizer.json").read_text()))
     probs = np.asarray(net.predict(np.swapaxes(norm.transform(t.x), 1, 2), verbose=0))
     songs = t.index["song_id"].to_numpy()
     song_pred = {s: probs[songs == s].mean(axis=0).argmax() for s in set(songs)}
     song_true = {s: t.y[songs == s][0] for s in set(songs)}
-    assert m["song_accuracy"] == pytest.approx(np.mean([song_pred[s] == song_true[s] for s in song_pred]))
-    assert m["clip_accuracy"] == pytest.approx(np.mean(probs.argmax(axis=1) == t.y))
+    assert m.song_accuracy == pytest.approx(np.mean([song_pred[s] == song_true[s] for s in song_pred]))
+    assert m.clip_accuracy == pytest.approx(np.mean(probs.argmax(axis=1) == t.y))
 
 
 def test_baseline_is_sklearn_logistic_regression_frozen_into_keras(tiny_store, tmp_path):
@@ -114,8 +114,8 @@ def test_baseline_is_sklearn_logistic_regression_frozen_into_keras(tiny_store, t
 
     runs = train_seeds(seeds=[0, 1], store_root=tiny_store, model_root=tmp_path, model="baseline",
                        clip_seconds=5, params=FIRST)
-    assert [r["seed"] for r in runs] == [0, 1]
-    assert [Path(r["run_dir"]).parent.name for r in runs] == ["seed-0", "seed-1"]
+    assert [r.seed for r in runs] == [0, 1]
+    assert [Path(r.run_dir).parent.name for r in runs] == ["seed-0", "seed-1"]
     assert len(ModelStore(tmp_path).runs()) == 2
     store = FeatureStore(tiny_store, params=FIRST)
     tr = store.summary(clip_seconds=5, split="train").sort("hdf5_row").collect()
@@ -126,29 +126,30 @@ def test_baseline_is_sklearn_logistic_regression_frozen_into_keras(tiny_store, t
     clf = LogisticRegression(C=1.0, max_iter=5000).fit((f - mu) / sd, tr["label"].to_numpy())
     expected = clf.predict_proba((g - mu) / sd)
     x = store.tensors(clip_seconds=5, split="test").x[..., None]  # raw dB: the normaliser is identity
-    got = np.asarray(load_model(runs[0]["model_path"]).predict(x, verbose=0))
+    got = np.asarray(load_model(runs[0].model_path).predict(x, verbose=0))
     # lbfgs stops within its tolerance, so two fits on float32 features that differ in the last
     # bits (summary table vs in-graph band statistics) agree to ~1e-2, not to machine precision
     np.testing.assert_allclose(got, expected, atol=1e-2)
     np.testing.assert_array_equal(got.argmax(1), expected.argmax(1))
-    assert runs[0]["metrics"]["clip_accuracy"] == pytest.approx(np.mean(expected.argmax(1) == te["label"].to_numpy()))
+    assert runs[0].metrics.clip_accuracy == pytest.approx(np.mean(expected.argmax(1) == te["label"].to_numpy()))
 
 
 def test_test_store_holds_out_other_songs(tiny_store, other_store, tmp_path):
     r = _train(tiny_store, tmp_path, model="baseline", clip_seconds=1, params=SEGMENTS, test_store_root=other_store,
                variant="holdout")
-    assert r["test_songs"] == 2 and r["train_songs"] == 30  # every song of the training store
-    assert r["held_out"].startswith("every song of") and r["variant"] == "holdout"
-    assert Path(r["run_dir"]).parent.name == "seed-0--holdout"
-    assert all(r["metrics"]["song_recall"][GENRES.index(g)] is None for g in GENRES if g not in ("blues", "jazz"))
+    assert r.test_songs == 2 and r.train_songs == 30  # every song of the training store
+    assert r.held_out.startswith("every song of") and r.variant == "holdout"
+    assert r.labels == list(GENRES)  # the labels of the training and the held-out data
+    assert Path(r.run_dir).parent.name == "seed-0--holdout"
+    assert all(r.metrics.song_recall[GENRES.index(g)] is None for g in GENRES if g not in ("blues", "jazz"))
 
 
 def test_cross_validation_fold_and_crops(tiny_store, tmp_path):
     cfg = TrainConfig(epochs=1, scheme="stratified", test_part="fold0", crop_seconds=1, batch_size=8)
     r = _train(tiny_store, tmp_path, model="crnn_small", clip_seconds=5, config=cfg)
     split = pl.read_parquet(Path(tiny_store) / "splits.parquet")
-    assert set(r["songs"]["test"]) == set(split.filter(pl.col("stratified") == "fold0")["song_id"].to_list())
-    assert r["held_out"] == "stratified:fold0"
+    assert set(r.songs["test"]) == set(split.filter(pl.col("stratified") == "fold0")["song_id"].to_list())
+    assert r.held_out == "stratified:fold0"
     with pytest.raises(ParameterError, match="any clip length"):
         _train(tiny_store, tmp_path, model="seed_cnn", clip_seconds=5, config=cfg)
     with pytest.raises(ParameterError, match="not a part"):

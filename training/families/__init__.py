@@ -8,7 +8,8 @@ one new declaration; see the README, "Adding a model family".
 * ``keras_mel``: family ``mel``, trainer ``keras``, view ``mel``: every Keras factory of
   :data:`training.models.MODELS`;
 * ``mel_baseline``: family ``mel``, trainer ``summary_logreg``, view ``mel``: ``baseline``;
-* ``vector``: family ``probe``, view ``embeddings``: ``probe_{logreg,mlp}_{msd,mtt}``.
+* ``vector``: family ``vector``, trainer ``sklearn``: ``probe_{logreg,mlp}_{msd,mtt}`` (view
+  ``embeddings``) and ``timbre_logreg`` (view ``timbre``).
 """
 
 from __future__ import annotations

@@ -40,7 +40,8 @@ class FittedModel(Protocol):
         """Write the model's files into ``folder``; return the main one (its size is the model's)."""
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """Genre probabilities [shape=(n, 10)] of ``n`` windows of the view's features."""
+        """Probabilities [shape=(n, labels)] of ``n`` windows of the view's features, one column per
+        label of the run (:attr:`training.record.RunRecord.labels`, in that order)."""
 
 
 @dataclasses.dataclass
@@ -74,7 +75,7 @@ class Fit:
 
 @dataclasses.dataclass
 class Scores:
-    """Held-out probabilities [shape=(clips, 10)], labels, song ids and steady ms per clip."""
+    """Held-out probabilities [shape=(clips, labels)], class codes, song ids and steady ms per clip."""
 
     probs: np.ndarray
     y: np.ndarray

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from feature_store.params import GENRES
 from training.config import TrainConfig
 from training.families.base import Fit
 from training.families.keras_mel import KerasMel
@@ -41,12 +40,12 @@ class MelBaseline(KerasMel):
         f = summ.select(cols).to_numpy().astype(np.float64)
         t0 = time.perf_counter()
         mu, sd = standardisation(f)
-        w, b, iterations = fit_logreg((f - mu) / sd, summ["label"].to_numpy().astype(np.int64), C=1.0, max_iter=5000,
-                                      class_weighting=config.class_weighting, seed=config.seed, n_classes=len(GENRES))
+        w, b, iterations = fit_logreg((f - mu) / sd, data.codes(summ), C=1.0, max_iter=5000,
+                                      class_weighting=config.class_weighting, seed=config.seed, n_classes=len(data.labels))
         train_seconds = time.perf_counter() - t0
         set_determinism(config.seed)
         frames = params.clip_frames(data.clip_seconds)
-        net = self.spec.factory(n_mels=params.n_mels, frames=frames, n_classes=len(GENRES))
+        net = self.spec.factory(n_mels=params.n_mels, frames=frames, n_classes=len(data.labels))
         # (f - mu) / sd @ w + b == f @ (w / sd) + (b - (mu / sd) @ w): raw statistics in, same logits out
         kernel, bias = w / sd[:, None], b - (mu / sd) @ w
         net.get_layer("genre").set_weights([kernel.astype(np.float32), bias.astype(np.float32)])

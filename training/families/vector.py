@@ -8,7 +8,8 @@ another vector view is one more line, e.g. on the timbre statistics::
     VectorClassifier("timbre_logreg", view="timbre", arrays=("timbre",), classifier="logreg"),
 
 Runs hold ``probe.npz`` (plain arrays, loaded without pickle) and ``probe.json``; prediction
-runs the stored weights in NumPy, without scikit-learn. Runs are recorded as family ``probe``.
+runs the stored weights in NumPy, without scikit-learn. Runs are recorded as family ``vector``
+(trainer ``sklearn``); records of the older ``probe`` family read as ``vector``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import numpy as np
 
 from feature_store import atomic, integrity
 from feature_store.errors import ParameterError, StoreError
-from feature_store.params import GENRES
 from training.config import VectorConfig
 from training.families.base import Fit, ModelFamily, Scores, first_line
 
@@ -36,15 +36,15 @@ CLASSIFIERS: tuple[str, ...] = ("logreg", "mlp")
 
 @dataclasses.dataclass
 class Probe:
-    """A fitted vector classifier: standardisation, dense layers, a softmax over the 10 genres.
+    """A fitted vector classifier: standardisation, dense layers, a softmax over the run's labels.
 
     Attributes
     ----------
     mean, std : np.ndarray [shape=(features,)]
         Standardisation fitted on the training clips.
     weights, biases : list of np.ndarray
-        Dense layers ``[(features, hidden), (hidden, 10)]`` for the MLP, ``[(features, 10)]``
-        for the logistic regression; ReLU between layers.
+        Dense layers ``[(features, hidden), (hidden, labels)]`` for the MLP,
+        ``[(features, labels)]`` for the logistic regression; ReLU between layers.
     classifier : str
     arrays : tuple of str
         The view's arrays it reads, side by side (:attr:`layers` for musicnn embeddings).
@@ -84,8 +84,8 @@ class Probe:
 
         Returns
         -------
-        np.ndarray [shape=(clips, 10)]
-            Rows sum to 1; columns follow :data:`feature_store.params.GENRES`.
+        np.ndarray [shape=(clips, labels)]
+            Rows sum to 1; columns follow the run's labels (:attr:`training.record.RunRecord.labels`).
         """
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_features:
@@ -117,7 +117,6 @@ class Probe:
                 "layers": list(self.arrays),
                 "n_layers": len(self.weights),
                 "n_features": self.n_features,
-                "genres": list(GENRES),
                 "format": "probe.npz: mean, std, w0, b0[, w1, b1]; x -> (x-mean)/std -> dense/relu... -> softmax",
             }),
         )
@@ -145,16 +144,19 @@ class Probe:
                    view=meta.get("view", "embeddings"), embedding_model=meta.get("embedding_model"))
 
 
-def fit_vector(x: np.ndarray, y: np.ndarray, *, classifier: str, config: VectorConfig) -> tuple[Probe, dict[str, Any]]:
+def fit_vector(x: np.ndarray, y: np.ndarray, *, classifier: str, config: VectorConfig,
+               n_classes: int | None = None) -> tuple[Probe, dict[str, Any]]:
     """Fit a vector classifier with scikit-learn.
 
     Parameters
     ----------
     x : np.ndarray [shape=(clips, features)]
     y : np.ndarray [shape=(clips,)]
-        Genre labels in ``0..9``; at least two genres.
+        Class codes in ``0..n_classes-1``; at least two classes.
     classifier : {'logreg', 'mlp'}
     config : VectorConfig
+    n_classes : int, optional
+        The run's classes (default: ``y.max() + 1``).
 
     Returns
     -------
@@ -170,10 +172,10 @@ def fit_vector(x: np.ndarray, y: np.ndarray, *, classifier: str, config: VectorC
     if x.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ParameterError(f"x must have shape (clips>0, features) matching y; got {x.shape} and {y.shape}")
     if np.unique(y).size < 2:
-        raise ParameterError("a probe needs training clips of at least two genres")
+        raise ParameterError("a vector classifier needs training clips of at least two labels")
     mean, std = standardisation(x)
     common = {"max_iter": config.max_iter, "class_weighting": config.class_weighting, "seed": config.seed,
-              "n_classes": len(GENRES)}
+              "n_classes": int(y.max()) + 1 if n_classes is None else n_classes}
     if classifier == "logreg":
         w, b, iterations = fit_logreg((x - mean) / std, y, C=config.C, **common)
         weights, biases, history = [w], [b], {"iterations": [float(iterations)]}
@@ -193,8 +195,8 @@ class VectorClassifier(ModelFamily):
     classifier: str = "logreg"
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     layout: str = "vector"
-    family = "probe"
-    trainer = "probe"
+    family = "vector"
+    trainer = "sklearn"
     files = ("probe.npz", "probe.json")
     config_type = VectorConfig
 
@@ -208,7 +210,8 @@ class VectorClassifier(ModelFamily):
 
         train = data.tensors(parts=data.fit_parts, arrays=self.arrays)
         t0 = time.perf_counter()
-        probe, history = fit_vector(train.x, train.y, classifier=self.classifier, config=config)
+        probe, history = fit_vector(train.x, train.y, classifier=self.classifier, config=config,
+                                    n_classes=len(data.labels))
         train_seconds = time.perf_counter() - t0
         probe = dataclasses.replace(probe, arrays=tuple(self.arrays), view=self.view,
                                     embedding_model=self.options.get("embedding_model"))
@@ -239,6 +242,47 @@ def probe(classifier: str, embedding_model: str, layers: tuple[str, ...] | None 
     name = f"probe_{classifier}_{embedding_model.split('_')[0].lower()}"
     return VectorClassifier(name, view="embeddings", arrays=tuple(layers or DEFAULT_LAYERS), classifier=classifier,
                             options={"embedding_model": embedding_model}, layout="embedding")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeConfig(VectorConfig):
+    """A :class:`VectorConfig` that also names which probe on musicnn embeddings it trains.
+
+    Parameters
+    ----------
+    classifier : {'logreg', 'mlp'}
+        Multinomial logistic regression (L2, lbfgs), or one hidden ReLU layer (Adam).
+    embedding_model : {'MSD_musicnn', 'MTT_musicnn'}
+        Which embeddings store to read.
+    layers : tuple of str
+        Layers concatenated as features (default max_pool 753 + penultimate 200 + tags 50).
+    C, hidden_units, alpha, max_iter, seed, scheme, test_part, class_weighting
+        As :class:`training.config.VectorConfig`.
+    """
+
+    classifier: str = "logreg"
+    embedding_model: str = "MSD_musicnn"
+    layers: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        from feature_store.embeddings.musicnn import MUSICNN_MODELS
+        from feature_store.embeddings.store import DEFAULT_LAYERS, validate_layers
+
+        if self.classifier not in CLASSIFIERS:
+            raise ParameterError(f"unknown probe classifier {self.classifier!r}; valid: {list(CLASSIFIERS)}")
+        if self.embedding_model not in MUSICNN_MODELS:
+            raise ParameterError(f"unknown embedding model {self.embedding_model!r}; valid: {list(MUSICNN_MODELS)}")
+        object.__setattr__(self, "layers", validate_layers(self.layers or DEFAULT_LAYERS))
+        super().__post_init__()
+
+    @property
+    def name(self) -> str:
+        """The model name of the run folder: ``probe_logreg_msd``, ``probe_mlp_mtt``..."""
+        return self.declaration().name
+
+    def declaration(self) -> VectorClassifier:
+        """The vector classifier this config trains (its layers may differ from the registered probe's)."""
+        return probe(self.classifier, self.embedding_model, self.layers)
 
 
 DECLARATIONS = (
