@@ -39,7 +39,7 @@ SHARED_MINI = REPO.parent / "shared" / "data" / "gtzan-mini"
 def build_store(data: Path | None, work: Path, clip_seconds: int = 30) -> tuple[Path, str]:
     """Ingest ``data`` (or the demo corpus) and build its ``first``-mode store at ``clip_seconds``."""
     from feature_store.demo import write_demo_corpus
-    from feature_store.ingest import ingest
+    from feature_store.ingestion import ingest
     from feature_store.params import FeatureParams
     from feature_store.store import FeatureStore
 

@@ -63,7 +63,7 @@ SETUP_CHILD = textwrap.dedent("""
     work, models, clip = Path(sys.argv[2]), sys.argv[3].split(","), int(sys.argv[4])
     from feature_store.demo import write_demo_corpus
     from feature_store.engine.store import ViewStore
-    from feature_store.ingest import ingest
+    from feature_store.ingestion import ingest
     from feature_store.store import FeatureStore
     from feature_store.views import get_view
     from training.config import TrainConfig

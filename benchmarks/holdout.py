@@ -61,7 +61,7 @@ def setups() -> list[tuple[str, str, str, dict[int, dict[str, Any]], bool]]:
 
 
 def build(src: Path, root: Path, clips: list[int]) -> Path:
-    from feature_store.ingest import ingest
+    from feature_store.ingestion import ingest
     from feature_store.params import FeatureParams
     from feature_store.store import FeatureStore
 

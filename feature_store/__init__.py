@@ -20,8 +20,8 @@ _LAZY: dict[str, str] = {
     "StoreError": "feature_store.errors",
     "StoreLockedError": "feature_store.errors",
     "WorkerDiedError": "feature_store.errors",
-    "IngestResult": "feature_store.ingest",
-    "ingest": "feature_store.ingest",
+    "IngestResult": "feature_store.ingestion",
+    "ingest": "feature_store.ingestion",
     "CLIP_SECONDS": "feature_store.params",
     "GENRES": "feature_store.datasets.gtzan",
     "MODES": "feature_store.params",
@@ -40,7 +40,7 @@ __all__ = sorted(_LAZY)
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from feature_store.errors import (AudioError, GTZANError, ParameterError, StoreError, StoreLockedError,
                                       WorkerDiedError)
-    from feature_store.ingest import IngestResult, ingest
+    from feature_store.ingestion import IngestResult, ingest
     from feature_store.datasets.gtzan import GENRES
     from feature_store.params import CLIP_SECONDS, MODES, FeatureParams
     from feature_store.engine.store import ViewStore

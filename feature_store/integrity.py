@@ -273,6 +273,16 @@ def first_line(exc: BaseException) -> str:
 # ---------------------------------------------------------------------------------------
 # zip archives (.keras models, .npz arrays)
 # ---------------------------------------------------------------------------------------
+def _nonempty_file(path: str | os.PathLike[str], remedy: str) -> Path:
+    """``path`` as a Path, or FileNotFoundError / IntegrityError (empty: the file is damaged)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file", str(path))
+    if path.stat().st_size == 0:
+        raise IntegrityError(f"{path} is empty (0 bytes): the file is damaged; {remedy}")
+    return path
+
+
 def check_archive(path: str | os.PathLike[str], *, remedy: str = REPAIR_FEATURES) -> None:
     """Check a zip archive (``.keras``, ``.npz``): not empty, a zip, every member's CRC32 intact.
 
@@ -285,11 +295,7 @@ def check_archive(path: str | os.PathLike[str], *, remedy: str = REPAIR_FEATURES
     """
     import zipfile
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(2, "No such file", str(path))
-    if path.stat().st_size == 0:
-        raise IntegrityError(f"{path} is empty (0 bytes): the file is damaged; {remedy}")
+    path = _nonempty_file(path, remedy)
     try:
         with zipfile.ZipFile(path) as z:
             bad = z.testzip()
@@ -319,11 +325,7 @@ def read_npz(path: str | os.PathLike[str], *, max_bytes: int = MAX_NPZ_BYTES,
     """
     import zipfile
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(2, "No such file", str(path))
-    if path.stat().st_size == 0:
-        raise IntegrityError(f"{path} is empty (0 bytes): the file is damaged; {remedy}")
+    path = _nonempty_file(path, remedy)
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()

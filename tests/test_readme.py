@@ -135,7 +135,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import soxr
 
     from feature_store.demo import write_demo_corpus
-    from feature_store.ingest import ingest
+    from feature_store.ingestion import ingest
     from feature_store.store import FeatureStore
     from training.report import write_report
     from training.train import ModelStore, TrainConfig, train_model

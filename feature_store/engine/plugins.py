@@ -22,7 +22,7 @@ from feature_store.errors import ParameterError
 VIEWS_PACKAGE = "feature_store.views"
 DATASETS_PACKAGE = "feature_store.datasets"
 #: The module whose import registers the ingest a repair calls (:func:`register_ingest`).
-INGEST_MODULE = "feature_store.ingest"
+INGEST_MODULE = "feature_store.ingestion"
 #: The dataset of a store that records none (ingested before datasets were declared).
 DEFAULT_DATASET = "gtzan"
 
@@ -75,7 +75,7 @@ def register_dataset(dataset: Dataset) -> Dataset:
 
 
 def register_ingest(ingest: Callable[..., Any]) -> Callable[..., Any]:
-    """Record the ingest function a repair calls (:mod:`feature_store.ingest` registers it)."""
+    """Record the ingest function a repair calls (:mod:`feature_store.ingestion` registers it)."""
     _INGEST[:] = [ingest]
     return ingest
 

@@ -61,7 +61,7 @@ def ingest_command(ws: Workspace, audio_dir: Path | None, dataset: str, labels_f
     """
     from feature_store.datasets import get_dataset
     from feature_store.errors import ParameterError
-    from feature_store.ingest import ingest as do_ingest
+    from feature_store.ingestion import ingest as do_ingest
 
     ds = get_dataset(dataset)
     wanted = ws.settings.layout

@@ -13,7 +13,7 @@ import soundfile as sf
 from feature_store import FeatureStore
 from feature_store.datasets import dataset_names, get_dataset
 from feature_store.errors import ParameterError
-from feature_store.ingest import ingest
+from feature_store.ingestion import ingest
 
 SR = 22050
 LABELS = ("alpha", "beta", "gamma")

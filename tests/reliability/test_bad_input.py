@@ -2,7 +2,7 @@
 
 One hostile folder (:mod:`_hostile`) holds every case among good songs. It goes through
 
-1. ``feature_store.ingest`` (catalog + splits),
+1. ``feature_store.ingestion`` (catalog + splits),
 2. ``FeatureStore.build`` of all four clip lengths, and
 3. ``dagster.materialize`` of ``audio_catalog``, ``song_splits`` and the 5 s partition of
    ``mel_features`` with their asset checks, on temporary resources,

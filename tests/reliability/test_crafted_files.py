@@ -5,7 +5,7 @@ or was deleted, a ``run_dir`` key that points elsewhere, an index rewritten with
 page checksums, and files whose sizes or shapes claim far more memory than any the project
 writes. Each is refused with one line naming the file and what to do, never a traceback;
 the commands that parse the large ones run in a child process under an address-space limit
-(:data:`ADDRESS_SPACE_GIB`: TensorFlow reserves address space it never touches; a clean
+(:data:`_rlimit.ADDRESS_SPACE_GIB`: TensorFlow reserves address space it never touches; a clean
 ``gtzan train`` of one epoch here peaks at about 3.7 GB of address space, a clean
 ``gtzan predict`` at about 2 GB), and their peak resident set (``VmHWM``, and ``ru_maxrss``
 of their children) must stay under :data:`PEAK_RSS_LIMIT`.
@@ -19,13 +19,13 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
+from _rlimit import CHILD
 from click.testing import CliRunner
 
 from feature_store import integrity
@@ -33,25 +33,8 @@ from feature_store.errors import StoreError
 
 REPO = Path(__file__).resolve().parents[2]
 PEAK_RSS_LIMIT = 1.5e9
-ADDRESS_SPACE_GIB = 4
 #: What the issue measured: a 476 MB ``metrics.json``.
 BIG_JSON_BYTES = 476_000_000
-
-CHILD = textwrap.dedent("""
-    import json, resource, sys
-    resource.setrlimit(resource.RLIMIT_AS, ({cap} << 30, {cap} << 30))
-    from pipelines.cli import main
-    code = 0
-    try:
-        main(sys.argv[2:], prog_name="gtzan")
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    with open("/proc/self/status") as fh:
-        hwm = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
-    peak = max(hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    with open(sys.argv[1], "w") as fh:
-        json.dump({{"exit": code, "peak_kib": peak}}, fh)
-""").format(cap=ADDRESS_SPACE_GIB)
 
 
 @pytest.fixture(scope="module")

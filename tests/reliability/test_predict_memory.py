@@ -24,38 +24,21 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 from _lying import FILES, write_corpus
+from _rlimit import CHILD
 
 REPO = Path(__file__).resolve().parents[2]
 PEAK_RSS_LIMIT = 1.5e9
-ADDRESS_SPACE_GIB = 4
 #: How far the peak of a 40-minute file may be above that of a 10-minute file.
 DURATION_MARGIN = 32 << 20
 #: The two durations compared, in minutes.
 SHORT, LONG = 10, 40
 GOOD = "rock/rock.00000.wav"
-
-CHILD = textwrap.dedent("""
-    import json, resource, sys
-    resource.setrlimit(resource.RLIMIT_AS, ({cap} << 30, {cap} << 30))
-    from pipelines.cli import main
-    code = 0
-    try:
-        main(sys.argv[2:], prog_name="gtzan")
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    with open("/proc/self/status") as fh:
-        hwm = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
-    peak = max(hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    with open(sys.argv[1], "w") as fh:
-        json.dump({{"exit": code, "peak_kib": peak}}, fh)
-""").format(cap=ADDRESS_SPACE_GIB)
 
 
 @pytest.fixture(scope="module")

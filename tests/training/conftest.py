@@ -18,7 +18,7 @@ from feature_store.params import FeatureParams
 def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Root of a built feature store (first and segments modes, 1 s and 5 s clips)."""
     from feature_store.demo import write_demo_corpus
-    from feature_store.ingest import ingest
+    from feature_store.ingestion import ingest
     from feature_store.store import FeatureStore
 
     base = tmp_path_factory.mktemp("training_store")
@@ -34,7 +34,7 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def other_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A second tiny store of different songs (demo seed 1, 1 song per genre): a stand-in holdout."""
     from feature_store.demo import write_demo_corpus
-    from feature_store.ingest import ingest
+    from feature_store.ingestion import ingest
     from feature_store.store import FeatureStore
 
     base = tmp_path_factory.mktemp("training_other")

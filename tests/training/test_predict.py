@@ -127,7 +127,7 @@ def test_choose_run_errors_name_what_exists(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from feature_store.demo import write_demo_corpus
-    from feature_store.ingest import ingest
+    from feature_store.ingestion import ingest
     from feature_store.store import FeatureStore
     from training.train import TrainConfig, train_model
 
@@ -409,7 +409,7 @@ def probe_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from feature_store.embeddings import EmbeddingStore
     from feature_store.embeddings import musicnn as mn
     from feature_store.demo import write_demo_corpus
-    from feature_store.ingest import ingest
+    from feature_store.ingestion import ingest
     from training.runner import train_model
 
     try:
