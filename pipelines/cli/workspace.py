@@ -125,8 +125,16 @@ class Workspace:
 
         return ModelStore(self.model_root)
 
+    def _recorded_root(self) -> Path | None:
+        """The audio folder the store's last ingest recorded, when it is still there."""
+        from feature_store.tables import recorded_genre_root
+
+        root = recorded_genre_root(self.store_root)
+        return root if root is not None and root.is_dir() else None
+
     def audio_root(self, audio_dir: Path | None = None, *, write_demo: bool) -> AudioRoot:
-        """The folder to ingest or build from: ``audio_dir``, ``$GTZAN_DIR`` or the demo corpus.
+        """The folder to ingest or build from: ``audio_dir``, ``$GTZAN_DIR``, for a build the
+        folder the store's ingest recorded, or the demo corpus.
 
         Parameters
         ----------
@@ -142,6 +150,8 @@ class Workspace:
         if chosen is not None:
             return AudioRoot(Path(chosen).expanduser(), False)
         demo = self.settings.demo_root
+        if not write_demo and (recorded := self._recorded_root()) is not None:
+            return AudioRoot(recorded, False)
         if not (demo / "genres_original").is_dir():
             if not write_demo:
                 raise GTZANError(
