@@ -39,6 +39,14 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _cmdline(pid: int) -> str:
+    """A process's command line, empty when it has ended meanwhile (a short-lived helper child)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
 def computing_workers(proc: subprocess.Popen) -> list[int]:
     """The two worker processes of the build ``proc``, once they have computed for a second."""
     deadline = time.monotonic() + 60
@@ -47,7 +55,7 @@ def computing_workers(proc: subprocess.Popen) -> list[int]:
         time.sleep(0.2)
         # the workers are the parent's children that have started computing (the
         # resource tracker of multiprocessing is a child too; it is not a worker)
-        workers = [p for p in children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        workers = [p for p in children(proc.pid) if "spawn_main" in _cmdline(p)]
         assert proc.poll() is None, "the build ended before it could be killed"
     assert len(workers) >= 2, "the workers never started"
     time.sleep(1.0)  # computing now
