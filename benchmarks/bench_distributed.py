@@ -47,12 +47,13 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from feature_store.procs import free_loopback_port
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -157,10 +158,6 @@ def run_sequence(graph: Graph, runs: list[tuple[str, str | None, dict | None]], 
 # ---------------------------------------------------------------------------------------
 # the one-machine deployment
 # ---------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def one_machine(base: Path, runs: list, log=print) -> list[dict]:
@@ -181,7 +178,7 @@ def one_machine(base: Path, runs: list, log=print) -> list[dict]:
            "PATH": f"{BIN}{os.pathsep}{keep.get('PATH', '/usr/bin:/bin')}"}
     subprocess.run([str(BIN / "dagster"), "instance", "concurrency", "set", "training", "1"], env=env, cwd=REPO,
                    check=True, capture_output=True)
-    port = _free_port()
+    port = free_loopback_port()
     workspace = str(REPO / "workspace.yaml")
     procs = []
     try:

@@ -26,7 +26,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from feature_store.procs import default_signals, free_loopback_port
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = '{ assetNodes { assetKey { path } } }'
@@ -51,15 +52,8 @@ defs = dg.Definitions(assets=[one])
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def _default_signals() -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _gql(url: str, query: str) -> dict | None:
@@ -74,13 +68,13 @@ def _gql(url: str, query: str) -> dict | None:
 
 def time_start(cmd: list[str], *, env: dict, cwd: Path, n_assets: int, timeout: float = 180) -> dict:
     """Start ``cmd`` in its own process group; time the first answer and the loaded graph."""
-    port = _free_port()
+    port = free_loopback_port()
     url = f"http://127.0.0.1:{port}/graphql"
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [*cmd, f"PORT={port}"] if cmd[0] == "make" else [*cmd, "-p", str(port)],
         cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True, preexec_fn=_default_signals,
+        start_new_session=True, preexec_fn=default_signals,
     )
     answer = loaded = None
     try:

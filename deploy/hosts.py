@@ -273,8 +273,9 @@ def server_preexec() -> None:
     """SIGTERM and SIGINT back to their defaults (a server started from a background process
     may inherit them ignored), and umask 077 (every file a server writes is its own): the
     ``preexec_fn`` of every process started here."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    from feature_store.procs import default_signals
+
+    default_signals()
     os.umask(0o077)
 
 

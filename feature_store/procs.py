@@ -91,3 +91,20 @@ def worker_pool(n_workers: int, *, initializer: Callable[[], Any] = die_with_par
         raise WorkerDiedError(f"a worker process of the {what} died before it finished (killed, out of memory, or "
                               f"it failed as it started: its own error is above); nothing was published, run the "
                               f"{what} again") from exc
+
+
+def default_signals() -> None:
+    """SIGTERM and SIGINT back to their defaults: the ``preexec_fn`` of a server started from a
+    background process, which may have inherited them ignored (it could not then be stopped by
+    its process group)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a server a test or a benchmark starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -4,13 +4,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from feature_store.procs import default_signals, free_loopback_port
 
 import pytest
 
@@ -73,15 +74,8 @@ def dagster_home(tmp_path) -> Path:
     return write_dagster_home(tmp_path / "home")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def _default_signals() -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class Webserver:
@@ -95,14 +89,14 @@ class Webserver:
 
     def __init__(self, env: dict[str, str], log_path: Path, command: list[str] | None = None) -> None:
         self.log_path = log_path
-        port = _free_port()
+        port = free_loopback_port()
         self.url = f"http://127.0.0.1:{port}/graphql"
         self._log = open(log_path, "wb")  # noqa: SIM115
         command = command or [str(WEBSERVER), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", "{port}"]
         self.proc = subprocess.Popen(
             [word.replace("{port}", str(port)) for word in command],
             cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_default_signals,
+            preexec_fn=default_signals,
         )
 
     def gql(self, query: str, variables: dict | None = None, timeout: float = 30) -> dict:
