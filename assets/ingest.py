@@ -6,18 +6,16 @@ import polars as pl
 from assets.metadata import md_table, size_bytes, step_metadata, table
 from assets.policies import EAGER, RETRY_POLICY, permanent
 from assets.resources import AudioSource, FeatureStoreResource
-from feature_store import catalog as fs_catalog
 from feature_store import splits as fs_splits
-from feature_store.datasets import gtzan
-from feature_store.tables import write_audio_source
+from feature_store.ingestion import catalog_audio, split_catalog
 
 
 @dg.asset(
     group_name="ingest",
     kinds={"parquet", "polars"},
     retry_policy=RETRY_POLICY,
-    description="Every audio file of the GTZAN folder (or of the synthetic demo corpus), hashed, "
-    "decoded and validated, one row per file, in `catalog.parquet` of the feature store. Unusable "
+    description="Every audio file of the dataset's folder (GTZAN, or the synthetic demo corpus, unless "
+    "the `audio` resource names another dataset), hashed, decoded and validated, one row per file, in `catalog.parquet` of the feature store. Unusable "
     "files are kept with status `quarantined` and a reason; identical files are flagged in "
     "`duplicate_of`. Started by the weekly schedule or the audio-folder sensor.",
 )
@@ -26,10 +24,9 @@ def audio_catalog(
 ) -> dg.MaterializeResult:
     with permanent():
         genre_root = audio.genre_root()
-        cat = gtzan.scan(genre_root)
-        store = features.store()
-        path = fs_catalog.write_catalog(cat, store.catalog_path)
-        write_audio_source(store.root, genre_root, dataset=gtzan.DATASET.name, labels=gtzan.GENRES)
+        done = catalog_audio(genre_root, features.store().root, dataset=audio.dataset,
+                             labels_file=audio.labels_path())
+        cat, path = done.catalog, done.catalog_path
     quarantined = cat.filter(pl.col("status") == "quarantined").select("song_id", "genre", "path", "reason")
     dups = cat.filter(pl.col("duplicate_of").is_not_null()).select("song_id", "duplicate_of", "path")
     noted = cat.filter(pl.col("notes").is_not_null()).select("song_id", "notes")
@@ -42,7 +39,9 @@ def audio_catalog(
     return dg.MaterializeResult(
         metadata=step_metadata({
             "audio_root": dg.MetadataValue.path(str(genre_root)),
-            "layout": audio.detected_layout(),
+            "dataset": done.dataset,
+            "labels": dg.MetadataValue.json(list(done.labels)),
+            "layout": done.layout,
             "demo_corpus": audio.is_demo,
             "files": cat.height,
             "ok": cat.height - quarantined.height,
@@ -72,12 +71,14 @@ def audio_catalog(
     "`fault_filtered` (Kereliuk, Sturm & Larsen's artist-conflict-free split). Quarantined songs are "
     "`excluded`. The blocking `split_leakage` check stops features being built on a leaking split.",
 )
-def song_splits(context: dg.AssetExecutionContext, features: FeatureStoreResource) -> dg.MaterializeResult:
+def song_splits(
+    context: dg.AssetExecutionContext, audio: AudioSource, features: FeatureStoreResource
+) -> dg.MaterializeResult:
     with permanent():
         store = features.store()
-        cat = store.catalog()
-        spl = gtzan.make_splits(cat)
-        path = fs_splits.write_splits(spl, store.splits_path)
+        root = audio.genre_root(write_demo=False) if audio.labels_path() else None
+        spl, path = split_catalog(store.root, store.catalog(), dataset=audio.dataset,
+                                  labels_file=audio.labels_path(), genre_root=root)
     summary = fs_splits.summary(spl)
     wide = summary.pivot(on="part", index="scheme", values="songs").fill_null(0)
     context.log.info(f"split {spl.height} songs into {len(fs_splits.SCHEMES)} schemes")

@@ -22,6 +22,7 @@ import dagster as dg
 from feature_store.datasets.gtzan import LAYOUT_FOLDERS, find_genre_root
 from feature_store.demo import write_demo_corpus
 from feature_store.embeddings.store import EmbeddingStore
+from feature_store.engine.plugins import DEFAULT_DATASET, get_dataset
 from feature_store.engine.store import ViewStore
 from feature_store.engine.view import FeatureView, ViewOptions
 from feature_store.errors import ParameterError
@@ -74,7 +75,7 @@ def _check_run_paths(context: dg.InitResourceContext, resource: str, fields: dic
     given.
     """
     instance = context.instance
-    if context.dagster_run is None or instance is None or instance.is_ephemeral:
+    if context.run is None or instance is None or instance.is_ephemeral:
         return
     from pipelines.settings import Settings
 
@@ -85,21 +86,30 @@ def _check_run_paths(context: dg.InitResourceContext, resource: str, fields: dic
 
 
 class AudioSource(dg.ConfigurableResource):
-    """The GTZAN folder to ingest.
+    """The audio folder to ingest, and the dataset that reads it.
 
     Attributes
     ----------
     path : str
-        A GTZAN copy in the Kaggle (``genres_original/``) or original (``genres/``) layout,
-        or its genres folder. Left empty, the deterministic synthetic demo corpus is written
-        under ``demo_dir`` (which must then be set) and used instead.
+        For ``gtzan``: a GTZAN copy in the Kaggle (``genres_original/``) or original
+        (``genres/``) layout, or its genres folder; for another dataset, its folder. Left
+        empty (``gtzan`` only), the deterministic synthetic demo corpus is written under
+        ``demo_dir`` (which must then be set) and used instead.
+    dataset : str
+        A registered dataset (:func:`feature_store.datasets.datasets`): ``gtzan``, ``folders``
+        (``path/<label>/<audio files>``), ``csv``.
+    labels_file : str
+        The labels file of a dataset that needs one (``csv``); empty otherwise.
     layout : str
-        ``auto`` (detect), ``kaggle`` or ``original``; a folder of another layout is refused.
+        ``gtzan`` only: ``auto`` (detect), ``kaggle`` or ``original``; a folder of another
+        layout is refused.
     demo_dir, demo_songs_per_genre, demo_seconds, demo_seed
         Where and how the demo corpus is written when ``path`` is empty.
     """
 
     path: str = ""
+    dataset: str = DEFAULT_DATASET
+    labels_file: str = ""
     layout: str = LAYOUTS[0]
     demo_dir: str = ""
     demo_songs_per_genre: int = _DEMO["songs_per_genre"].default
@@ -112,7 +122,8 @@ class AudioSource(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Refuse a run whose audio folder is outside the deployment's roots."""
-        _check_run_paths(context, "audio", {"path": self.path, "demo_dir": self.demo_dir})
+        _check_run_paths(context, "audio", {"path": self.path, "demo_dir": self.demo_dir,
+                                            "labels_file": self.labels_file})
 
     def _root(self) -> str:
         return self.demo_dir if self.is_demo else self.path
@@ -133,6 +144,10 @@ class AudioSource(dg.ConfigurableResource):
         """
         if self.layout not in LAYOUTS:
             raise ParameterError(f"layout must be one of {list(LAYOUTS)}, got {self.layout!r}")
+        if self.dataset != DEFAULT_DATASET:
+            if self.is_demo:
+                raise ParameterError(f"the {self.dataset} dataset needs a `path` (the demo corpus is GTZAN's)")
+            return get_dataset(self.dataset).find_root(self.path)[0]
         if self.is_demo and not self.demo_dir:
             raise ParameterError("AudioSource needs a `path` to ingest, or a `demo_dir` to write the demo corpus to")
         if self.is_demo and write_demo:
@@ -153,8 +168,12 @@ class AudioSource(dg.ConfigurableResource):
         return root
 
     def detected_layout(self) -> str:
-        """The layout found in the folder (``kaggle`` or ``original``)."""
-        return find_genre_root(self._root())[1]
+        """The layout found in the folder (``kaggle`` or ``original`` for ``gtzan``)."""
+        return get_dataset(self.dataset).find_root(self._root())[1]
+
+    def labels_path(self) -> str | None:
+        """``labels_file``, or None when empty."""
+        return self.labels_file or None
 
 
 class _FeatureStoreConfig(dg.ConfigurableResource):

@@ -92,7 +92,8 @@ def run_or_reuse(*, model_root: Path, **kw: Any) -> dict[str, Any]:
 
 def ensemble_metrics(rs: list[dict[str, Any]], test_root: Path, clip: int) -> dict[str, Any]:
     """Held-out metrics of the seed ensemble: the mean probability of the runs' models."""
-    from feature_store.params import GENRES, FeatureParams
+    from feature_store.params import FeatureParams
+    from feature_store.datasets.gtzan import GENRES
     from feature_store.store import FeatureStore
     from training.evaluate import evaluate
     from training.models import to_layout

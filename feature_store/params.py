@@ -202,14 +202,3 @@ def _params_hash(params: FeatureParams, code: str, *, spectral: bool) -> str:
         d.pop("dtype")
         d.pop("mode")
     return digest({**d, "code": code})
-
-
-def __getattr__(name: str) -> Any:
-    """``GENRES`` and ``validate_genre``, GTZAN's, now declared by its dataset
-    (:mod:`feature_store.datasets.gtzan`): kept here for the modules that still read them
-    from this one until they take their labels from the data."""
-    if name in ("GENRES", "validate_genre"):
-        import importlib
-
-        return getattr(importlib.import_module("feature_store.datasets.gtzan"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -31,6 +31,8 @@ def make_resources(settings: Settings | None = None) -> dict[str, object]:
     return {
         "audio": AudioSource(
             path=str(s.audio_dir) if s.audio_dir else "",
+            dataset=s.dataset,
+            labels_file=str(s.labels_file) if s.labels_file else "",
             layout=s.layout,
             demo_dir=str(s.demo_root),
             demo_songs_per_genre=s.demo_songs_per_genre,

@@ -8,7 +8,9 @@ Dagster resources of the code location are built from it (:mod:`pipelines.resour
 =====================  ===============================  ==================================
 variable               default                          meaning
 =====================  ===============================  ==================================
-``GTZAN_DIR``          (unset: the synthetic demo)      GTZAN copy to ingest
+``GTZAN_DIR``          (unset: the synthetic demo)      GTZAN copy (or another dataset's folder) to ingest
+``GTZAN_DATASET``      ``gtzan``                        dataset that reads it: gtzan | folders | csv
+``GTZAN_LABELS``       unset                            the csv dataset's labels file
 ``GTZAN_DATA_DIR``     ``data``                         parent of the folders below
 ``GTZAN_STORE_DIR``    ``$GTZAN_DATA_DIR/store``        feature store root
 ``GTZAN_MODEL_DIR``    ``$GTZAN_DATA_DIR/models``       model store root
@@ -46,6 +48,7 @@ from feature_store.bounds import MAX_QUERY_LIMIT as MAX_QUERY_LIMIT
 from feature_store.bounds import MAX_SEED as MAX_SEED
 from feature_store.bounds import MAX_WORKERS_PER_CPU as MAX_WORKERS_PER_CPU
 from feature_store.bounds import max_workers
+from feature_store.engine.plugins import DEFAULT_DATASET
 from feature_store.errors import ParameterError
 from feature_store.params import CLIP_SECONDS, MODES, FeatureParams
 from pipelines import deployment as _deployment
@@ -54,6 +57,8 @@ from pipelines.deployment import Deployment
 #: Every environment variable the project reads, with its meaning.
 ENV_VARS: dict[str, str] = {
     "GTZAN_DIR": "GTZAN copy to ingest (unset: the synthetic demo corpus under $GTZAN_DATA_DIR/demo)",
+    "GTZAN_DATASET": "dataset that reads $GTZAN_DIR: gtzan | folders | csv (default: gtzan)",
+    "GTZAN_LABELS": "labels file of the csv dataset (columns path, label, optional split)",
     "GTZAN_DATA_DIR": "parent of the demo, store, models and reports folders (default: data)",
     "GTZAN_STORE_DIR": "feature store root (default: $GTZAN_DATA_DIR/store)",
     "GTZAN_MODEL_DIR": "model store root (default: $GTZAN_DATA_DIR/models)",
@@ -152,6 +157,11 @@ class Settings:
     ----------
     audio_dir : Path or None
         ``$GTZAN_DIR``: the GTZAN copy to ingest; None: the demo corpus (:attr:`demo_root`).
+    dataset : str
+        ``$GTZAN_DATASET``: the registered dataset that reads ``audio_dir``
+        (:data:`feature_store.engine.plugins.DEFAULT_DATASET`: ``gtzan``).
+    labels_file : Path or None
+        ``$GTZAN_LABELS``: the labels file of a dataset that needs one (``csv``).
     data_dir : Path
         ``$GTZAN_DATA_DIR``: parent of the demo corpus and of the stores left unset below.
     store_dir, model_dir, report_dir : Path or None
@@ -211,6 +221,8 @@ class Settings:
     """
 
     audio_dir: Path | None = None
+    dataset: str = DEFAULT_DATASET
+    labels_file: Path | None = None
     data_dir: Path = Path("data")
     store_dir: Path | None = None
     model_dir: Path | None = None
@@ -287,6 +299,8 @@ class Settings:
         layout = get("GTZAN_LAYOUT")
         found: dict[str, Any] = {
             "audio_dir": path("GTZAN_DIR"),
+            "dataset": _dataset(get("GTZAN_DATASET")),
+            "labels_file": path("GTZAN_LABELS"),
             "data_dir": path("GTZAN_DATA_DIR"),
             "store_dir": path("GTZAN_STORE_DIR"),
             "model_dir": path("GTZAN_MODEL_DIR"),
@@ -333,7 +347,8 @@ class Settings:
         """The folders a run's resources may use, symlinks resolved: :attr:`allowed_roots` (by
         default :attr:`data_dir`) and every folder these settings name."""
         chosen = self.allowed_roots or (self.data_dir,)
-        named = [p for p in (self.audio_dir, self.store_dir, self.model_dir, self.report_dir) if p is not None]
+        named = [p for p in (self.audio_dir, self.labels_file, self.store_dir, self.model_dir, self.report_dir)
+                 if p is not None]
         return tuple(dict.fromkeys(Path(os.path.realpath(p.expanduser())) for p in (*chosen, *named)))
 
     def absolute(self) -> Settings:
@@ -346,6 +361,7 @@ class Settings:
         return dataclasses.replace(
             self,
             audio_dir=resolve(self.audio_dir),
+            labels_file=resolve(self.labels_file),
             data_dir=resolve(self.data_dir),
             store_dir=resolve(self.store_root),
             model_dir=resolve(self.model_root),
@@ -364,6 +380,10 @@ class Settings:
                **s.deployment.env()}
         if s.audio_dir is not None:
             env["GTZAN_DIR"] = str(s.audio_dir)
+        if s.dataset != DEFAULT_DATASET:
+            env["GTZAN_DATASET"] = s.dataset
+        if s.labels_file is not None:
+            env["GTZAN_LABELS"] = str(s.labels_file)
         if s.allowed_roots:
             env["GTZAN_ALLOWED_ROOTS"] = os.pathsep.join(str(p) for p in s.allowed_roots)
         if s.debug:
@@ -371,6 +391,15 @@ class Settings:
         if s.automate_opt_in:
             env["GTZAN_AUTOMATE_OPT_IN"] = "1"
         return env
+
+
+def _dataset(value: str | None) -> str | None:
+    """``$GTZAN_DATASET`` if it names a registered dataset (None when unset)."""
+    if value is None:
+        return None
+    from feature_store.datasets import dataset_names
+
+    return _choice("GTZAN_DATASET", value, tuple(dataset_names()))
 
 
 def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str | None:

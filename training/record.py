@@ -259,7 +259,7 @@ class RunRecord:
         if "view_options" not in d and isinstance(d.get("embedding"), dict):
             d["view_options"] = {"embedding_model": d["embedding"]["model"]}
         if "labels" not in d:  # records written before runs recorded their labels: GTZAN's ten genres
-            from feature_store.params import GENRES
+            from feature_store.datasets.gtzan import GENRES
 
             d["labels"] = list(d.pop("genres", None) or GENRES)
         known, extra = _known(cls, d)

@@ -33,17 +33,16 @@ class _DatasetCommand(click.Command):
 
 @click.command("ingest", cls=_DatasetCommand)
 @click.argument("audio_dir", required=False, type=click.Path(path_type=Path))
-@click.option("--dataset", "dataset", default="gtzan", show_default=True, metavar="NAME",
-              help="How AUDIO_DIR is read: one of the datasets listed below.")
-@click.option("--labels", "labels_file", type=click.Path(path_type=Path), default=None,
-              help="The csv dataset's labels file: columns path, label and an optional split.")
+@click.option("--dataset", cls=SettingOption, setting="dataset", metavar="NAME",
+              help="How AUDIO_DIR is read: one of the datasets listed below ($GTZAN_DATASET).")
+@click.option("--labels", cls=SettingOption, setting="labels_file", type=click.Path(path_type=Path),
+              help="The csv dataset's labels file: columns path, label and an optional split ($GTZAN_LABELS).")
 @click.option("--layout", cls=SettingOption, setting="layout", convert=_layout,
               help="Expected layout: auto | kaggle | original ($GTZAN_LAYOUT).")
 @store_option
 @progress_option
 @pass_workspace
-def ingest_command(ws: Workspace, audio_dir: Path | None, dataset: str, labels_file: Path | None,
-                   progress: bool | None) -> None:
+def ingest_command(ws: Workspace, audio_dir: Path | None, progress: bool | None) -> None:
     """Catalog a dataset's audio folder and write the catalog and split tables.
 
     With the default dataset, gtzan, AUDIO_DIR is a GTZAN copy in the Kaggle layout
@@ -63,7 +62,7 @@ def ingest_command(ws: Workspace, audio_dir: Path | None, dataset: str, labels_f
     from feature_store.errors import ParameterError
     from feature_store.ingestion import ingest as do_ingest
 
-    ds = get_dataset(dataset)
+    ds, labels_file = get_dataset(ws.settings.dataset), ws.settings.labels_file
     wanted = ws.settings.layout
     root = ws.audio_root(audio_dir, write_demo=True)
     found = ds.find_root(root.path)[1]

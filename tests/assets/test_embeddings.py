@@ -20,7 +20,7 @@ from assets import (
 )
 from assets.checks import inspect_embeddings
 from feature_store.embeddings import musicnn as mn
-from feature_store.params import GENRES
+from feature_store.datasets.gtzan import GENRES
 
 N_CLIPS = SONGS_PER_GENRE * len(GENRES)  # mode "first": one 5 s clip per 6 s song
 

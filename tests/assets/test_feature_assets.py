@@ -14,7 +14,7 @@ from asset_helpers import SONGS_PER_GENRE, make_resources, materialize_ingest
 from assets import features_sane, mel_features
 from assets.checks import inspect_clip_length
 from feature_store import atomic, integrity
-from feature_store.params import GENRES
+from feature_store.datasets.gtzan import GENRES
 from feature_store.errors import StoreError, StoreLockedError, WorkerDiedError
 
 

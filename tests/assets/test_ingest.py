@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 from asset_helpers import SONGS_PER_GENRE, materialize_ingest
 
-from feature_store.params import GENRES
+from feature_store.datasets.gtzan import GENRES
 
 
 def evaluations(result: dg.ExecuteInProcessResult) -> dict:
@@ -117,3 +117,34 @@ def test_layouts_accepted(resources, layout):
 
     audio = AudioSource(path=resources["audio"].path, layout=layout)
     assert audio.genre_root().name == "genres_original"
+
+
+def test_ingest_assets_read_the_dataset_of_the_audio_resource(tmp_path, resources):
+    """`audio.dataset=folders`: the assets catalog a three-label corpus, record its labels, and the
+    class-balance check counts those labels, not GTZAN's genres."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "pipelines"))
+    from test_three_labels import LABELS, write_corpus
+
+    from feature_store.tables import read_audio_source
+
+    corpus = tmp_path / "three"  # (tmp_path / "corpus" is the GTZAN copy of the fixture)
+    write_corpus(corpus, songs=4, seconds=1.0)
+    from assets.resources import AudioSource
+
+    res = {**resources, "audio": AudioSource(path=str(corpus), dataset="folders")}
+    result = materialize_ingest(res)
+    assert result.success
+    md = metadata(result, "audio_catalog")
+    assert md["dataset"] == "folders" and md["labels"] == list(LABELS) and md["files"] == 12
+    store = res["features"].store()
+    assert read_audio_source(store.root)["labels"] == list(LABELS)
+    assert pl.read_parquet(store.splits_path).height == 12
+    balance = evaluations(result)["catalog_class_balance"]
+    assert balance.passed and balance.metadata["songs_per_genre"].value == dict.fromkeys(LABELS, 4)
+    # the default dataset, gtzan, reads the same folder as GTZAN's: no file is of a GTZAN genre
+    gtzan = materialize_ingest({**resources, "audio": AudioSource(path=str(corpus))})
+    assert metadata(gtzan, "audio_catalog")["quarantined"] == 12
+    assert not evaluations(gtzan)["catalog_class_balance"].passed

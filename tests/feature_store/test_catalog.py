@@ -9,7 +9,7 @@ import soundfile as sf
 from feature_store import catalog
 from feature_store.datasets import gtzan
 from feature_store.errors import ParameterError
-from feature_store.params import GENRES
+from feature_store.datasets.gtzan import GENRES
 
 
 def test_scan_demo_corpus(tiny_corpus):

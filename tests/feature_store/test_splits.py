@@ -4,7 +4,7 @@ import pytest
 from feature_store import splits
 from feature_store.datasets import gtzan
 from feature_store.errors import ParameterError
-from feature_store.params import GENRES
+from feature_store.datasets.gtzan import GENRES
 
 
 def fake_catalog(per_genre: int = 100, genres=GENRES, status=None) -> pl.DataFrame:

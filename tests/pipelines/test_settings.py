@@ -26,6 +26,8 @@ def test_defaults_without_environment():
 def test_every_variable_is_read(tmp_path):
     env = {
         "GTZAN_DIR": str(tmp_path / "gtzan"),
+        "GTZAN_DATASET": "csv",
+        "GTZAN_LABELS": str(tmp_path / "labels.csv"),
         "GTZAN_DATA_DIR": "rel",
         "GTZAN_STORE_DIR": "~/store",
         "GTZAN_MODEL_DIR": str(tmp_path / "m"),
@@ -52,6 +54,8 @@ def test_every_variable_is_read(tmp_path):
         "redis://10.0.0.1:6379/0", "redis://10.0.0.1:6379/1", "worker-3", 120)
     assert d.postgres_url.endswith("@10.0.0.1:5432/dagster") and s.predict_max_seconds == 600.0
     assert s.automate_opt_in is True
+    assert (s.dataset, s.labels_file) == ("csv", tmp_path / "labels.csv")
+    assert Settings.from_env(s.env()).dataset == "csv" and Settings.from_env(s.env()).labels_file == tmp_path / "labels.csv"
     assert s.audio_dir == tmp_path / "gtzan" and s.data_dir == Path("rel")
     assert s.store_root == Path("~/store").expanduser() and s.model_root == tmp_path / "m"
     assert s.report_root == Path("rel/reports") and s.demo_root == Path("rel/demo")
@@ -65,6 +69,7 @@ def test_every_variable_is_read(tmp_path):
         ("GTZAN_LAYOUT", "flat", r"GTZAN_LAYOUT must be one of \['auto', 'kaggle', 'original'\], got 'flat'"),
         ("GTZAN_WORKERS", "-1", r"GTZAN_WORKERS must be a non-negative integer, got '-1'"),
         ("GTZAN_WORKERS", "two", r"GTZAN_WORKERS must be a non-negative integer, got 'two'"),
+        ("GTZAN_DATASET", "kaggle", r"GTZAN_DATASET must be one of \['gtzan', 'csv', 'folders'\], got 'kaggle'"),
         ("GTZAN_EXECUTOR", "threads", r"GTZAN_EXECUTOR must be one of \['multiprocess', 'in_process', 'celery', 'k8s'\]"),
     ],
 )

@@ -217,7 +217,7 @@ def write_corpus(parent: Path) -> Path:
 
 
 def good_song_ids() -> list[str]:
-    from feature_store.params import GENRES
+    from feature_store.datasets.gtzan import GENRES
 
     return [f"{g}.{i:05d}" for g in GENRES for i in range(GOOD_SONGS_PER_GENRE)]
 

@@ -25,7 +25,8 @@ import pytest
 from _hostile import CASES, GOOD_SONGS_PER_GENRE, expectations, good_song_ids, readme_table, write_corpus
 
 from feature_store import FeatureStore, ingest
-from feature_store.params import CLIP_SECONDS, GENRES
+from feature_store.params import CLIP_SECONDS
+from feature_store.datasets.gtzan import GENRES
 from feature_store.splits import SCHEMES, leakage
 
 DAGSTER_PARTITION = 5

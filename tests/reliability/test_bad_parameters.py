@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from feature_store import FeatureParams, FeatureStore, ingest
 from feature_store.demo import write_demo_corpus
 from feature_store.errors import ParameterError
-from feature_store.params import GENRES
+from feature_store.datasets.gtzan import GENRES
 
 CLIP_VALUES = r"\[1, 5, 15, 30\]"
 

@@ -25,7 +25,7 @@ from filelock import FileLock
 
 from feature_store import FeatureStore, ingest
 from feature_store.demo import write_demo_corpus
-from feature_store.params import GENRES
+from feature_store.datasets.gtzan import GENRES
 from feature_store.store import clip_dirname
 
 REBUILDS = 8

@@ -35,7 +35,7 @@ from _kill import Child, killed, link_copy, temporaries
 
 from feature_store import FeatureStore, ingest
 from feature_store.demo import write_demo_corpus
-from feature_store.params import GENRES
+from feature_store.datasets.gtzan import GENRES
 
 LENGTHS = [1, 5]
 KILLS_WARM, KILLS_COLD = 17, 2

@@ -21,7 +21,8 @@ import pytest
 from _lying import FILES, HOUR, README_ROWS, SR, write_corpus
 
 from feature_store import FeatureStore, ingest
-from feature_store.params import CLIP_SECONDS, GENRES
+from feature_store.params import CLIP_SECONDS
+from feature_store.datasets.gtzan import GENRES
 
 REPO = Path(__file__).resolve().parents[2]
 PEAK_RSS_LIMIT = 1.5e9

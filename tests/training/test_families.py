@@ -13,7 +13,8 @@ import pytest
 
 from feature_store.errors import ParameterError, StoreError
 from feature_store.integrity import with_checksum
-from feature_store.params import GENRES, FeatureParams
+from feature_store.params import FeatureParams
+from feature_store.datasets.gtzan import GENRES
 from training.config import TrainConfig, VectorConfig
 from training.families import family_for, get_family, model_names
 from training.families.keras_mel import KerasMel

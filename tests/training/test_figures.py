@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from feature_store.params import GENRES, FeatureParams
+from feature_store.params import FeatureParams
+from feature_store.datasets.gtzan import GENRES
 from training import figures
 from training.record import Costs, RunRecord
 

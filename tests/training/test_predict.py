@@ -13,7 +13,8 @@ import soundfile as sf
 from feature_store import atomic
 from feature_store.errors import AudioError, ParameterError, StoreError
 from feature_store.features import mel_spectrogram
-from feature_store.params import GENRES, FeatureParams
+from feature_store.params import FeatureParams
+from feature_store.datasets.gtzan import GENRES
 from training.predict import FileFailure, FilePrediction, Predictor, choose_run, predict, window_starts
 
 SR = 22050

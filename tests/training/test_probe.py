@@ -13,7 +13,7 @@ from feature_store import FeatureParams, ingest
 from feature_store.embeddings import EmbeddingStore
 from feature_store.embeddings import musicnn as mn
 from feature_store.errors import ParameterError, StoreError
-from feature_store.params import GENRES
+from feature_store.datasets.gtzan import GENRES
 from training.evaluate import evaluate
 from training.families.vector import Probe, ProbeConfig, fit_vector
 from training.predict import Predictor

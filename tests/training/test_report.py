@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from feature_store.params import FeatureParams
-from feature_store.params import GENRES
+from feature_store.datasets.gtzan import GENRES
 from training.record import RunRecord
 from training.report import FIGURES, STUDY_RESULTS, best_run, recall_rows, report_paths, write_report
 from training.train import ModelStore, TrainConfig, train_model, train_seeds

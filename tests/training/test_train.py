@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 
 from feature_store.errors import ParameterError, StoreError
-from feature_store.params import GENRES, FeatureParams
+from feature_store.params import FeatureParams
+from feature_store.datasets.gtzan import GENRES
 from feature_store.store import FeatureStore
 from training.train import (
     BandNormalizer,
