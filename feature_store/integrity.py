@@ -114,11 +114,17 @@ def write_parquet(df: Any, path: str | os.PathLike[str], *, compression: str = "
 
 
 def read_parquet(path: str | os.PathLike[str], *, required: Iterable[str] = (), schema: Mapping[str, Any] | None = None,
-                 optional: Iterable[str] = (), remedy: str = REPAIR_FEATURES) -> Any:
+                 optional: Iterable[str] = (), remedy: str = REPAIR_FEATURES,
+                 listed: tuple[Mapping[str, Any], str] | None = None) -> Any:
     """Read a Parquet file into polars, verifying its page checksums.
 
     Parameters
     ----------
+    listed : (entry, listing), optional
+        The file's entry in a manifest (``{"bytes": int, "sha256": hex}``) and the name of that
+        manifest for messages. The file is then read into memory once, its size and sha256
+        checked, and those same bytes parsed: no second read, and no moment between the check
+        and the parse in which the file could be swapped.
     required : iterable of str
         Columns that must be there.
     schema : mapping of str to polars dtype, optional
@@ -144,10 +150,11 @@ def read_parquet(path: str | os.PathLike[str], *, required: Iterable[str] = (), 
     if path.stat().st_size > MAX_PARQUET_BYTES:
         raise IntegrityError(f"{path} is {path.stat().st_size} bytes, more than the {MAX_PARQUET_BYTES} a table may "
                              f"have: the file is damaged; {remedy}")
+    source: Any = str(path) if listed is None else pa.BufferReader(_listed_bytes(path, *listed, remedy=remedy))
     try:
         # ParquetFile.read on one thread: read_table's dataset machinery and thread pool cost
         # twice the read itself on an index of a few hundred rows
-        with pq.ParquetFile(str(path), page_checksum_verification=True) as pf:
+        with pq.ParquetFile(source, page_checksum_verification=True) as pf:
             _parquet_bounds(path, pf, remedy)
             table = pf.read(use_threads=False)
         names = table.column_names
@@ -166,6 +173,23 @@ def read_parquet(path: str | os.PathLike[str], *, required: Iterable[str] = (), 
             raise IntegrityError(f"{path} does not have the expected columns ({odd[:3]}): the file is damaged; "
                                  f"{remedy}")
     return df
+
+
+def _listed_bytes(path: Path, entry: Mapping[str, Any], listing: str, *, remedy: str) -> bytes:
+    """The bytes of ``path``, read once, if their size and sha256 are those of its ``entry``."""
+    import hashlib
+
+    size = int(entry["bytes"])
+    with open(path, "rb") as fh:
+        data = fh.read(min(size, MAX_PARQUET_BYTES) + 1)  # one byte more tells a grown file
+        actual = os.fstat(fh.fileno()).st_size
+    if len(data) != size:
+        raise IntegrityError(f"{path} is {actual} bytes, not the {size} listed in {listing}: the file was changed or "
+                             f"damaged; {remedy}")
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise IntegrityError(f"{path} does not match its sha256 in {listing}: the file was changed or damaged; "
+                             f"{remedy}")
+    return data
 
 
 def _parquet_bounds(path: Path, pf: Any, remedy: str) -> None:

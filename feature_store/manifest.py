@@ -102,6 +102,22 @@ def mismatch(path: Path, entry: dict[str, Any], *, listing: str = f"its {MANIFES
     return None
 
 
+def listed(folder: Path, name: str, *, remedy: str = integrity.REPAIR_FEATURES) -> tuple[dict[str, Any], str]:
+    """The manifest entry of ``folder/name`` and the manifest's path, for
+    :func:`feature_store.integrity.read_parquet`'s ``listed`` (one read, checked and parsed).
+
+    Raises
+    ------
+    IntegrityError
+        No manifest, a damaged one, or ``name`` not listed in it.
+    """
+    files = read_manifest(folder, remedy=remedy)
+    if name not in files:
+        raise IntegrityError(f"{folder / name} is not listed in {folder / MANIFEST_FILE}: the generation is "
+                             f"damaged; {remedy}")
+    return files[name], f"its {MANIFEST_FILE}"
+
+
 def check_files(folder: Path, names: Iterable[str], *, remedy: str = integrity.REPAIR_FEATURES) -> None:
     """Check the size and sha256 of the files ``names`` of ``folder`` against its manifest.
 

@@ -91,12 +91,13 @@ def status_against(current_index: pl.DataFrame | None, target: pl.DataFrame) -> 
 def read_index(gen: Path, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
     """The index of generation ``gen``, its page checksums (and ``schema``, if given) verified.
 
-    Its size and sha256 are checked against the generation's manifest first: an index
-    rewritten with valid page checksums (other labels, other rows) is refused.
+    Its size and sha256 are checked against the generation's manifest, on the very bytes that
+    are parsed: an index rewritten with valid page checksums (other labels, other rows) is
+    refused.
     """
-    manifest.check_files(gen, [INDEX_FILE])
     optional = [c for c in (schema or {}) if c.startswith(DIGEST_PREFIX)]  # older stores have no digests
-    return integrity.read_parquet(gen / INDEX_FILE, required=list(INDEX_SCHEMA), schema=schema, optional=optional)
+    return integrity.read_parquet(gen / INDEX_FILE, required=list(INDEX_SCHEMA), schema=schema, optional=optional,
+                                  listed=manifest.listed(gen, INDEX_FILE))
 
 
 def index_schema(view: Any, clip_seconds: int) -> dict[str, pl.DataType]:
@@ -144,10 +145,9 @@ def predicates(
     preds: list[pl.Expr] = []
     if genre is not None:
         genres = [genre] if isinstance(genre, str) else list(genre)
-        valid = store_labels_of(source=source, gen=gen)
-        for g in genres:
-            if not isinstance(g, str) or (valid is not None and g not in valid):
-                raise ParameterError(f"unknown genre {g!r}; valid genres are {valid}")
+        if source is None and gen is None and not all(isinstance(g, str) for g in genres):
+            raise ParameterError(f"unknown genre {next(g for g in genres if not isinstance(g, str))!r}")
+        _known_labels(genres, source, gen)
         preds.append(pl.col("genre").is_in(genres))
     if split is not None:
         parts = [split] if isinstance(split, str) else list(split)
@@ -170,6 +170,18 @@ def store_labels_of(*, source: pl.DataFrame | None = None, gen: Path | None = No
         return None
     index = source if source is not None else read_index(gen)
     return index.select("genre", "label").unique().sort("label")["genre"].to_list()
+
+
+def _known_labels(genres: list[Any], source: pl.DataFrame | None, gen: Path | None) -> None:
+    """Refuse a label the index does not hold, naming the valid ones (their list is only made
+    for the message: a query that names known labels pays one pass over one column)."""
+    if source is None and gen is None:
+        return
+    index = source if source is not None else read_index(gen)
+    present = set(index.get_column("genre").unique().to_list())
+    for g in genres:
+        if not isinstance(g, str) or g not in present:
+            raise ParameterError(f"unknown genre {g!r}; valid genres are {store_labels_of(source=index)}")
 
 
 def scheme_parts(scheme: str, *, source: pl.DataFrame | None = None, gen: Path | None = None) -> list[str]:
