@@ -12,8 +12,9 @@ it is). ``up`` creates the bucket and writes ``<dir>/env`` (0600)::
     export AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=...
     export AWS_REGION=us-east-1 AWS_ALLOW_HTTP=true
 
-``down`` stops the process group by its id, waits for it, and deletes the files that held the
-secrets (the stored objects stay in ``<dir>/data``; ``down --purge`` deletes them too).
+``down`` stops the process group by its id (SIGTERM; SIGKILL after :data:`STOP_TIMEOUT`: the
+filer of SeaweedFS 4.48 waits on its metadata subscribers at SIGTERM, and what it acknowledged
+is already written to the kernel), waits for it, and deletes the files that held the secrets (the stored objects stay in ``<dir>/data``; ``down --purge`` deletes them too).
 
 Usage::
 
@@ -46,7 +47,7 @@ from feature_store.procs import default_signals, free_loopback_port  # noqa: E40
 
 #: Seconds ``up`` waits for the server to answer, and ``down`` for its processes to end.
 START_TIMEOUT = 60.0
-STOP_TIMEOUT = 5.0
+STOP_TIMEOUT = 3.0
 #: Largest state file read back (it is a few hundred bytes).
 MAX_STATE_BYTES = 64 << 10
 #: The SeaweedFS parts whose ports ``up`` chooses: each has an HTTP and a gRPC port.
@@ -226,12 +227,19 @@ def check_access(state: dict, access_key: str, secret_key: str) -> None:
     from feature_store.engine.storage.s3 import S3Config, S3Storage
 
     url = f"{state['endpoint']}/{state['bucket']}?list-type=2"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 - our own loopback endpoint
-            raise ObjectStoreError(f"SeaweedFS answered an anonymous request with {r.status}: it must refuse it")
-    except urllib.error.HTTPError as exc:
-        if exc.code != 403:
-            raise ObjectStoreError(f"SeaweedFS answered an anonymous request with {exc.code}, not 403") from None
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as r:  # noqa: S310 - our own endpoint
+                raise ObjectStoreError(f"SeaweedFS answered an anonymous request with {r.status}: it must refuse it")
+        except urllib.error.HTTPError as exc:
+            if exc.code != 403:
+                raise ObjectStoreError(f"SeaweedFS answered an anonymous request with {exc.code}, not 403") from None
+            break
+        except (urllib.error.URLError, OSError) as exc:  # the S3 gateway is not listening yet
+            if time.monotonic() > deadline:
+                raise ObjectStoreError(f"the S3 gateway at {state['endpoint']} did not answer: {exc}") from None
+            time.sleep(0.3)
     config = S3Config(endpoint=state["endpoint"], access_key_id=access_key, secret_access_key=secret_key,
                       allow_http=True)
     store = S3Storage(f"s3://{state['bucket']}/{state['prefix']}", config=config)

@@ -142,7 +142,7 @@ class S3Storage(Storage):
 
         if isinstance(exc, e.AlreadyExistsError | e.PreconditionError):
             return ObjectExists(f"{self.url}: object {key!r} already exists; it was not overwritten")
-        if isinstance(exc, e.NotFoundError):
+        if isinstance(exc, e.NotFoundError | FileNotFoundError):
             return ObjectNotFound(f"{self.url}: no object {key!r}")
         if isinstance(exc, e.PermissionDeniedError | e.UnauthenticatedError):
             return StoreError(f"{self.url}: access to {key!r} refused (check AWS_ACCESS_KEY_ID and "
@@ -199,13 +199,20 @@ class S3Storage(Storage):
         starts, lengths = check_ranges(key, ranges, size=None, max_bytes=max_bytes)
         size = self.head(key).size
         check_ranges(key, ranges, size=size, max_bytes=max_bytes)
-        if not starts:
-            return []
+        wanted = [i for i, n in enumerate(lengths) if n > 0]  # S3 has no empty range
+        out = [b""] * len(lengths)
+        if not wanted:
+            return out
         try:
-            out = obstore.get_ranges(self._store, key, starts=starts, lengths=lengths)
+            got = obstore.get_ranges(self._store, key, starts=[starts[i] for i in wanted],
+                                     lengths=[lengths[i] for i in wanted])
         except (e.BaseError, OSError) as exc:
             raise self._fail(exc, key) from None
-        return [bytes(b) for b in out]
+        for i, b in zip(wanted, got, strict=True):
+            out[i] = bytes(b)
+            if len(out[i]) != lengths[i]:
+                raise StoreError(f"{self.url}/{key}: range {ranges[i]!r} came back with {len(out[i])} bytes")
+        return out
 
     def head(self, key: str) -> ObjectInfo:
         import obstore
@@ -239,7 +246,7 @@ class S3Storage(Storage):
         check_key(key)
         try:
             obstore.delete(self._store, key)
-        except e.NotFoundError:
+        except (e.NotFoundError, FileNotFoundError):
             return
         except (e.BaseError, OSError) as exc:
             raise self._fail(exc, key) from None
