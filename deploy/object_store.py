@@ -141,10 +141,14 @@ def group_members(pgid: int) -> list[int]:
 
 
 def server_command(weed: Path, folder: Path, host: str, ports: dict[str, int]) -> list[str]:
-    """The ``weed server`` command line: every part on ``host``, the given ports, telemetry off."""
+    """The ``weed server`` command line: every part on ``host``, the given ports, telemetry off.
+
+    Files are stored in chunks of 1 MiB (``-filer.maxMB``): a ranged read (one HDF5 row) reads
+    the whole chunks it touches from the volume server, so small chunks keep it cheap.
+    """
     run = folder / "run"
     cmd = [str(weed), f"-logdir={folder / 'logs'}", "server", f"-ip={host}", f"-ip.bind={host}",
-           f"-dir={folder / 'data'}", "-master.telemetry=false", "-master.volumeSizeLimitMB=256",
+           f"-dir={folder / 'data'}", "-master.telemetry=false", "-master.volumeSizeLimitMB=256", "-filer.maxMB=1",
            "-volume.max=0", "-volume.preStopSeconds=0", "-filer", "-s3", f"-s3.config={run / 's3.json'}",
            "-s3.autoCreateBucket=false", "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.iam=false",
            f"-filer.localSocket={run / 'filer.sock'}", f"-s3.localSocket={run / 's3.sock'}"]
