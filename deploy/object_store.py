@@ -277,11 +277,10 @@ def up(folder: Path, *, host: str = "127.0.0.1", port: int | None = None, bucket
     access_key, secret_key = "GZ" + secrets.token_hex(9).upper(), secrets.token_urlsafe(30)
     write_private(folder / "run" / "s3.json", identities(access_key, secret_key))
     ports = {"s3": port or free_port(host)}
-    for name in (*PARTS, *(f"{p}.grpc" for p in PARTS)):
-        while name not in ports:
-            candidate = free_port(host)
-            ports[name] = candidate if candidate not in ports.values() else None
-            ports = {k: v for k, v in ports.items() if v is not None}
+    for name in (*PARTS[:-1], *(f"{p}.grpc" for p in PARTS)):
+        ports[name] = free_port(host)
+        while ports[name] in [v for k, v in ports.items() if k != name]:
+            ports[name] = free_port(host)
     claim_sockets(ports)
     fd = os.open(folder / "logs" / "weed.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as out:

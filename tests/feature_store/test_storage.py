@@ -171,6 +171,19 @@ def test_s3_get_refuses_before_reading_the_body(s3_server, monkeypatch):
     assert store.get("big.bin", max_bytes=4096) == b"y" * 4096 and bodies == [True]
 
 
+def test_s3_get_checks_the_sha256_stored_with_the_object(s3_server):
+    import obstore
+
+    from feature_store.integrity import IntegrityError
+
+    store = S3Storage(f"s3://{s3_server.state['bucket']}/tamper", config=s3_config(s3_server))
+    info = store.put_new("rows.h5", b"the real rows")
+    # another client replaces the bytes behind the store's back, keeping the recorded digest
+    obstore.put(store._store, "rows.h5", b"the fake rows", attributes={"sha256": info.sha256})
+    with pytest.raises(IntegrityError, match="do not match the sha256 stored with it"):
+        store.get("rows.h5")
+
+
 def test_local_get_refuses_a_huge_file_by_its_size_and_never_follows_a_symlink(tmp_path):
     storage = LocalStorage(tmp_path / "objects")
     storage.put_new("small", b"ok")
@@ -224,6 +237,7 @@ def test_missing_objects_list_and_delete(storage):
     assert [o.key for o in storage.list()] == ["a/1", "a/2", "ab/3", "b/c/4"]
     assert [(o.key, o.size) for o in storage.list("a")] == [("a/1", 3), ("a/2", 3)]  # whole segments only
     assert [o.key for o in storage.list("b")] == ["b/c/4"] and storage.list("zzz") == []
+    assert storage.list("a/1") == [] and [o.key for o in storage.list("b/c")] == ["b/c/4"]  # prefix/... only
     storage.delete("a/1")
     storage.delete("a/1")  # a missing key is no error, as on S3
     assert [o.key for o in storage.list("a")] == ["a/2"]
@@ -312,6 +326,7 @@ def test_the_server_listens_on_loopback_only_keeps_its_secrets_and_down_leaves_n
         secret = server.env["AWS_SECRET_ACCESS_KEY"]
         assert len(secret) >= 30 and secret in (server.folder / "run" / "s3.json").read_text()
         assert server.env["GTZAN_STORE_URL"] == "s3://gtzan/store"
+        assert secret not in (server.folder / "logs" / "weed.out").read_text(errors="replace")
         assert "-master.telemetry=false" in Path(f"/proc/{server.pgid}/cmdline").read_text().split("\0")
     finally:
         server_down(server)

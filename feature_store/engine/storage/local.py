@@ -125,10 +125,8 @@ class LocalStorage(Storage):
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         prefix = check_prefix(prefix)
         start = self.root.joinpath(*prefix.split("/")) if prefix else self.root
-        with contextlib.suppress(FileNotFoundError):
-            st = os.lstat(start)
-            if stat.S_ISREG(st.st_mode):
-                return [ObjectInfo(key=prefix, size=st.st_size)]
+        if not start.is_dir() or start.is_symlink():  # a prefix is a folder (S3 lists prefix/...)
+            return []
         found = []
         for folder, dirs, files in os.walk(start):  # symlinked folders are not entered
             dirs.sort()
