@@ -202,6 +202,16 @@ def test_local_get_refuses_a_huge_file_by_its_size_and_never_follows_a_symlink(t
     assert [o.key for o in storage.list()] == ["huge", "small"]
 
 
+def test_local_keys_and_their_prefixes_stay_apart(tmp_path):
+    storage = LocalStorage(tmp_path / "objects")
+    storage.put_new("a/1", b"x")
+    with pytest.raises(StoreError, match="would be under an object"):
+        storage.put_new("a/1/2", b"y")
+    with pytest.raises(StoreError, match="is a prefix of other objects"):
+        storage.put_new("a", b"z")
+    assert [o.key for o in storage.list()] == ["a/1"]
+
+
 def test_get_ranges_returns_the_bytes_of_each_range_in_one_call(storage):
     data = np.random.default_rng(2).bytes(7 << 20)
     storage.put_new("rows.h5", data)
@@ -243,6 +253,8 @@ def test_missing_objects_list_and_delete(storage):
     assert [o.key for o in storage.list("a")] == ["a/2"]
     storage.put_new("a/1", b"again")  # a deleted key may be created again
     assert storage.get("a/1") == b"again"
+    with pytest.raises(ObjectNotFound):
+        storage.get("b/c")  # a prefix is no object
 
 
 def test_polars_reads_an_object_through_storage_options(storage, store_files):

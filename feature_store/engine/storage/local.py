@@ -51,7 +51,13 @@ class LocalStorage(Storage):
 
     def put_new(self, key: str, data: Data) -> ObjectInfo:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise StoreError(f"{self.url}: {key!r} would be under an object (a file): the local backend keeps "
+                             f"keys and their prefixes apart") from None
+        if target.is_dir():
+            raise StoreError(f"{self.url}: {key!r} is a prefix of other objects (a folder) here") from None
         if target.parent.is_symlink() or not target.parent.resolve().is_relative_to(self.root.resolve()):
             raise StoreError(f"{self.url}: the folder of {key!r} leads out of the store (a symlink): refused")
         tmp = target.with_name(f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
@@ -90,6 +96,9 @@ class LocalStorage(Storage):
                 raise StoreError(f"{path} is a symlink, not an object of the store: refused") from None
             raise
         st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):  # a prefix, not an object (as on S3)
+            os.close(fd)
+            raise ObjectNotFound(f"{self.url}: no object {key!r}")
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise StoreError(f"{path} is not a regular file, not an object of the store: refused")
