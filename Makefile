@@ -75,6 +75,16 @@ cluster-run: install
 cluster-down:
 	$(PY) deploy/cluster.py down --dir $(CLUSTER_DIR)
 
+## make object-store: a SeaweedFS S3 server on 127.0.0.1 with new credentials (deploy/object_store.py);
+## `source .object-store/env` then points GTZAN_STORE_URL and the AWS variables at it
+.PHONY: object-store object-store-down
+object-store: install
+	$(PY) deploy/object_store.py up --dir .object-store
+
+## make object-store-down: stop it by its process group and delete the files that held its secrets
+object-store-down:
+	$(PY) deploy/object_store.py down --dir .object-store
+
 ## make cluster-purge: stop the cluster and delete its whole folder (stores, runs, services' data)
 cluster-purge:
 	$(PY) deploy/cluster.py down --dir $(CLUSTER_DIR) --purge

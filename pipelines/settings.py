@@ -13,6 +13,7 @@ variable               default                          meaning
 ``GTZAN_LABELS``       unset                            the csv dataset's labels file
 ``GTZAN_DATA_DIR``     ``data``                         parent of the folders below
 ``GTZAN_STORE_DIR``    ``$GTZAN_DATA_DIR/store``        feature store root
+``GTZAN_STORE_URL``    (unset: the local store root)    ``s3://bucket/prefix``: object storage
 ``GTZAN_MODEL_DIR``    ``$GTZAN_DATA_DIR/models``       model store root
 ``GTZAN_REPORT_DIR``   ``$GTZAN_DATA_DIR/reports``      evaluation reports
 ``GTZAN_MODE``         ``first``                        sampling mode: first | segments
@@ -61,6 +62,8 @@ ENV_VARS: dict[str, str] = {
     "GTZAN_LABELS": "labels file of the csv dataset (columns path, label, optional split)",
     "GTZAN_DATA_DIR": "parent of the demo, store, models and reports folders (default: data)",
     "GTZAN_STORE_DIR": "feature store root (default: $GTZAN_DATA_DIR/store)",
+    "GTZAN_STORE_URL": "object storage of the store, s3://bucket/prefix, with the standard AWS variables "
+    "(default: unset, the local folder $GTZAN_STORE_DIR)",
     "GTZAN_MODEL_DIR": "model store root (default: $GTZAN_DATA_DIR/models)",
     "GTZAN_REPORT_DIR": "evaluation reports (default: $GTZAN_DATA_DIR/reports)",
     "GTZAN_MODE": "sampling mode of the features: first | segments (default: first)",
@@ -168,6 +171,10 @@ class Settings:
         ``$GTZAN_STORE_DIR``, ``$GTZAN_MODEL_DIR``, ``$GTZAN_REPORT_DIR``; None: a folder of
         ``data_dir``. Read the resolved folders from :attr:`store_root`, :attr:`model_root`
         and :attr:`report_root`.
+    store_url : str or None
+        ``$GTZAN_STORE_URL``: ``s3://bucket/prefix``, the object storage of the store
+        (:func:`feature_store.engine.storage.open_storage`); None: the local :attr:`store_root`.
+        Read it from :attr:`store_location`.
     mode, dtype : str
         Sampling mode (``$GTZAN_MODE``) and storage dtype of the features; defaults:
         :class:`~feature_store.params.FeatureParams`'.
@@ -227,6 +234,7 @@ class Settings:
     store_dir: Path | None = None
     model_dir: Path | None = None
     report_dir: Path | None = None
+    store_url: str | None = None
     mode: str = _field_default(FeatureParams, "mode")
     dtype: str = _field_default(FeatureParams, "dtype")
     layout: str = "auto"
@@ -305,6 +313,7 @@ class Settings:
             "store_dir": path("GTZAN_STORE_DIR"),
             "model_dir": path("GTZAN_MODEL_DIR"),
             "report_dir": path("GTZAN_REPORT_DIR"),
+            "store_url": _store_url(get("GTZAN_STORE_URL")),
             "mode": _choice("GTZAN_MODE", get("GTZAN_MODE"), MODES),
             "layout": _choice("GTZAN_LAYOUT", layout, layouts()) if layout else None,
             "workers": _count("GTZAN_WORKERS", get("GTZAN_WORKERS")),
@@ -331,6 +340,11 @@ class Settings:
     def store_root(self) -> Path:
         """The feature store root: ``store_dir``, else ``data_dir/store``."""
         return self.store_dir or self.data_dir / "store"
+
+    @property
+    def store_location(self) -> str:
+        """Where the store's objects are: :attr:`store_url`, else the folder :attr:`store_root`."""
+        return self.store_url or str(self.store_root)
 
     @property
     def model_root(self) -> Path:
@@ -384,6 +398,8 @@ class Settings:
             env["GTZAN_DATASET"] = s.dataset
         if s.labels_file is not None:
             env["GTZAN_LABELS"] = str(s.labels_file)
+        if s.store_url is not None:
+            env["GTZAN_STORE_URL"] = s.store_url
         if s.allowed_roots:
             env["GTZAN_ALLOWED_ROOTS"] = os.pathsep.join(str(p) for p in s.allowed_roots)
         if s.debug:
@@ -407,6 +423,19 @@ def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str | Non
     if value is not None and value not in choices:
         raise ParameterError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def _store_url(value: str | None) -> str | None:
+    """``value`` if it is an ``s3://bucket[/prefix]`` URL (None when unset), else a ParameterError."""
+    if value is None:
+        return None
+    from feature_store.engine.storage.s3 import parse_s3_url
+
+    try:
+        parse_s3_url(value)
+    except ParameterError as exc:
+        raise ParameterError(f"GTZAN_STORE_URL: {exc}") from None
+    return value.rstrip("/")
 
 
 def _flag(name: str, value: str | None) -> bool | None:

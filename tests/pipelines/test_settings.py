@@ -30,6 +30,7 @@ def test_every_variable_is_read(tmp_path):
         "GTZAN_LABELS": str(tmp_path / "labels.csv"),
         "GTZAN_DATA_DIR": "rel",
         "GTZAN_STORE_DIR": "~/store",
+        "GTZAN_STORE_URL": "s3://gtzan/store",
         "GTZAN_MODEL_DIR": str(tmp_path / "m"),
         "GTZAN_REPORT_DIR": " ",  # blank: unset
         "GTZAN_MODE": "segments",
@@ -53,7 +54,7 @@ def test_every_variable_is_read(tmp_path):
     assert (d.broker_url, d.result_backend, d.host_name, d.visibility_timeout) == (
         "redis://10.0.0.1:6379/0", "redis://10.0.0.1:6379/1", "worker-3", 120)
     assert d.postgres_url.endswith("@10.0.0.1:5432/dagster") and s.predict_max_seconds == 600.0
-    assert s.automate_opt_in is True
+    assert s.automate_opt_in is True and s.store_location == "s3://gtzan/store"
     assert (s.dataset, s.labels_file) == ("csv", tmp_path / "labels.csv")
     assert Settings.from_env(s.env()).dataset == "csv" and Settings.from_env(s.env()).labels_file == tmp_path / "labels.csv"
     assert s.audio_dir == tmp_path / "gtzan" and s.data_dir == Path("rel")
