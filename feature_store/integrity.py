@@ -144,11 +144,14 @@ def read_parquet(path: str | os.PathLike[str], *, required: Iterable[str] = (), 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    import stat
+
     path = Path(path)
-    if not path.is_file():
+    st = os.stat(path)  # one stat: FileNotFoundError when there is no such file
+    if not stat.S_ISREG(st.st_mode):
         raise FileNotFoundError(2, "No such file", str(path))
-    if path.stat().st_size > MAX_PARQUET_BYTES:
-        raise IntegrityError(f"{path} is {path.stat().st_size} bytes, more than the {MAX_PARQUET_BYTES} a table may "
+    if st.st_size > MAX_PARQUET_BYTES:
+        raise IntegrityError(f"{path} is {st.st_size} bytes, more than the {MAX_PARQUET_BYTES} a table may "
                              f"have: the file is damaged; {remedy}")
     source: Any = str(path) if listed is None else pa.BufferReader(_listed_bytes(path, *listed, remedy=remedy))
     try:
