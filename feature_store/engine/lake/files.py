@@ -1,0 +1,122 @@
+"""The data files of one version of an index table, and their checked, bounded reads.
+
+A file's path comes from the table's commit log, which a hostile local user could edit: a
+path is taken only when it is a plain relative path of the form the table writes, it must
+resolve inside the table's folder, and its size must match the size the log recorded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from feature_store import integrity
+from feature_store.engine.lake.records import PARTITION
+from feature_store.errors import StoreError
+
+#: A data file path the table writes: ``label=<int>/<name>.parquet``.
+_DATA_PATH = re.compile(r"label=-?[0-9]{1,18}/[A-Za-z0-9_.-]{1,200}\.parquet")
+#: What to do about a damaged index table.
+REPAIR_TABLE = "the index table is damaged; restore it or build the view again"
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One data file of a table version: its table-relative path, size, rows and label.
+
+    ``stats`` holds the file's min and max of each string column, as the log records them
+    (``{column: (min, max)}``), for skipping files whose values a query cannot match.
+    """
+
+    path: str
+    size: int
+    rows: int
+    label: int
+    stats: dict[str, tuple[str, str]]
+
+
+def data_files(dt: Any, *, string_columns: Sequence[str]) -> list[DataFile]:
+    """Every data file of the loaded version ``dt`` (a ``deltalake.DeltaTable``)."""
+    import pyarrow as pa
+
+    table = pa.table(dt.get_add_actions(flatten=True))
+    cols = table.column_names
+    out = []
+    for row in table.to_pylist():
+        path = row["path"]
+        if not isinstance(path, str) or not _DATA_PATH.fullmatch(path) or ".." in path:
+            raise StoreError(f"the log of {dt.table_uri} names the data file {str(path)[:80]!r}, which is not a path "
+                             f"this table writes: {REPAIR_TABLE}")
+        stats = {c: (row[f"min.{c}"], row[f"max.{c}"]) for c in string_columns
+                 if f"min.{c}" in cols and f"max.{c}" in cols and row[f"min.{c}"] is not None}
+        out.append(DataFile(path=path, size=int(row["size_bytes"]), rows=int(row["num_records"] or 0),
+                            label=int(row[f"partition.{PARTITION}"]), stats=stats))
+    return out
+
+
+def select(files: Sequence[DataFile], *, labels: Sequence[int] | None, column: str | None,
+           values: Sequence[str] | None) -> list[DataFile]:
+    """The files that may hold rows of ``labels`` whose ``column`` is one of ``values``.
+
+    A file is skipped by its label (the partition) and by the min and max of ``column`` the
+    log recorded for it; a file without recorded statistics is kept.
+    """
+    out = []
+    for f in files:
+        if labels is not None and f.label not in labels:
+            continue
+        if column is not None and values is not None and column in f.stats:
+            lo, hi = f.stats[column]
+            if not any(lo <= v <= hi for v in values):
+                continue
+        out.append(f)
+    return out
+
+
+def read_file(*, root: str, local: bool, f: DataFile, schema: dict[str, pl.DataType],
+              storage_options: dict[str, str] | None) -> pl.DataFrame:
+    """The rows of data file ``f`` of the table at ``root``, with its label column added.
+
+    ``schema`` is the file's exact columns and types (the table's stored schema without the
+    partition column). Local files are read by the project's bounded, checked Parquet reader.
+    """
+    if local:
+        base = Path(root).resolve()
+        path = (base / f.path).resolve()
+        if not path.is_relative_to(base):
+            raise StoreError(f"data file {f.path} of {root} resolves outside the table: {REPAIR_TABLE}")
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise StoreError(f"data file {f.path} of {root} is gone (vacuumed, or deleted by hand): that version "
+                             "cannot be read; query a kept version") from None
+        if size != f.size:
+            raise integrity.IntegrityError(f"data file {path} is {size} bytes, the log says {f.size}: {REPAIR_TABLE}")
+        df = integrity.read_parquet(path, schema=schema, remedy=REPAIR_TABLE)
+    else:
+        df = _read_remote(root=root, f=f, schema=schema, storage_options=storage_options)
+    if df.height != f.rows:
+        raise integrity.IntegrityError(f"data file {f.path} of {root} has {df.height} rows, the log says {f.rows}: "
+                                       f"{REPAIR_TABLE}")
+    return df.with_columns(pl.lit(f.label, pl.Int64).alias(PARTITION))
+
+
+def _read_remote(*, root: str, f: DataFile, schema: dict[str, pl.DataType],
+                 storage_options: dict[str, str] | None) -> pl.DataFrame:
+    """A data file in object storage, refused unread when the log gives it more than the bound."""
+    if f.size > integrity.MAX_PARQUET_BYTES or f.rows > integrity.MAX_PARQUET_ROWS:
+        raise integrity.IntegrityError(f"data file {f.path} of {root} is {f.size} bytes of {f.rows} rows by its "
+                                       f"log, more than a table file may be: {REPAIR_TABLE}")
+    try:
+        df = pl.read_parquet(f"{root.rstrip('/')}/{f.path}", storage_options=storage_options)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise StoreError(f"data file {f.path} of {root} cannot be read ({integrity.first_line(exc)})") from exc
+    if dict(df.schema) != schema:
+        raise integrity.IntegrityError(f"data file {f.path} of {root} does not have the table's columns: "
+                                       f"{REPAIR_TABLE}")
+    return df

@@ -1,0 +1,338 @@
+""":class:`IndexTable`: the index of one view and clip length as a Delta Lake table.
+
+Each shard task is one atomic commit. Its idempotence is Delta's own: the commit carries an
+application transaction (``txn``: the task's id, version 1) beside its rows; a task whose id
+the table already has commits nothing, and two tries of one task racing each other conflict
+in the library's commit check, so the loser sees the winner's id when it tries again. Commits
+of different tasks only append, so a commit that loses the race for its version number is
+retried by the library and then here, each a bounded number of times; none loses a row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from feature_store.engine.lake import files as lake_files
+from feature_store.engine.lake.records import (
+    LINEAGE_COLUMNS, PARTITION, CommitResult, Lineage, TableVersion, VacuumReport, check_rows, check_task,
+    commit_metadata, from_stored, input_schema, meta_of, row_schema, stored_schema, to_stored,
+)
+from feature_store.errors import ParameterError, StoreError
+from feature_store.integrity import first_line
+from feature_store.tables import SCHEMES
+
+#: Tries of one shard's commit against concurrent writers (each also retried by the library).
+DEFAULT_COMMIT_TRIES = 20
+#: Hours a data file stays after no version references it: readers and uncommitted writes
+#: of that age are safe from :meth:`IndexTable.vacuum` (Delta's own default, one week).
+DEFAULT_RETENTION_HOURS = 168
+#: Versions :meth:`IndexTable.vacuum` keeps readable at least, however old.
+DEFAULT_RETAIN_VERSIONS = 10
+#: Prefix of the application-transaction id of a shard task.
+APP_PREFIX = "gtzan-shard-task:"
+#: Columns left out of :meth:`IndexTable.version_digest`: who wrote a row, not what it is.
+UNDIGESTED = ("run_id", "task_id")
+
+
+class IndexTable:
+    """The index table of one view and clip length, with versions, history and vacuum.
+
+    Parameters
+    ----------
+    uri : str or path
+        A local folder, or ``s3://bucket/prefix/...``.
+    storage_options : dict, optional
+        The object store's options (deltalake's, e.g. ``AWS_ENDPOINT_URL``).
+    schemes : sequence of str
+        The split schemes: one string column each.
+    arrays : sequence of str
+        The arrays whose row digests (``xxh3_<array>``, uint64) each row carries.
+    """
+
+    def __init__(self, uri: str | os.PathLike[str], *, storage_options: dict[str, str] | None = None,
+                 schemes: Sequence[str] = SCHEMES, arrays: Sequence[str] = ("clips",)) -> None:
+        text = os.fspath(uri)
+        self.local = "://" not in text or text.startswith("file://")
+        self.uri = str(os.path.abspath(os.path.expanduser(text.removeprefix("file://")))) if self.local else text
+        self.storage_options = dict(storage_options) if storage_options else None
+        self.schemes = tuple(schemes)
+        self.arrays = tuple(arrays)
+        self.input_schema = input_schema(self.schemes, self.arrays)
+        self.row_schema = row_schema(self.schemes, self.arrays)
+        self.stored_schema = stored_schema(self.schemes, self.arrays)
+
+    def __repr__(self) -> str:
+        return f"IndexTable({self.uri!r})"
+
+    # -- loading --------------------------------------------------------------------------
+    def exists(self) -> bool:
+        """Whether the table has been created."""
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(self.uri, storage_options=self.storage_options)
+
+    def _load(self, version: int | None = None) -> Any:
+        from deltalake import DeltaTable
+        from deltalake.exceptions import DeltaError, TableNotFoundError
+
+        try:
+            return DeltaTable(self.uri, version=version, storage_options=self.storage_options)
+        except TableNotFoundError:
+            raise StoreError(f"no index table at {self.uri}: build the view first") from None
+        except (DeltaError, OSError) as exc:
+            raise StoreError(f"the index table at {self.uri} cannot be loaded ({first_line(exc)})") from exc
+
+    def _create(self) -> None:
+        """Create the empty table (schema and partitioning) unless it exists; creators may race."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import DeltaError
+
+        if self.exists():
+            return
+        schema = pl.DataFrame(schema=self.stored_schema).to_arrow().schema
+        try:
+            DeltaTable.create(self.uri, schema=schema, partition_by=[PARTITION], mode="ignore",
+                              storage_options=self.storage_options)
+        except (DeltaError, OSError) as exc:
+            if not self.exists():  # not merely another creator's win
+                raise StoreError(f"cannot create the index table at {self.uri} ({first_line(exc)})") from exc
+
+    def latest_version(self) -> int:
+        """The newest version of the table."""
+        return int(self._load().version())
+
+    # -- writing --------------------------------------------------------------------------
+    def commit_shard(self, rows: pl.DataFrame, *, shard: int, task_id: str, lineage: Lineage,
+                     tries: int = DEFAULT_COMMIT_TRIES) -> CommitResult:
+        """Append one shard task's rows in one atomic commit, once per ``task_id``.
+
+        Parameters
+        ----------
+        rows : pl.DataFrame
+            Exactly the columns of :attr:`input_schema` (digests as uint64), no nulls.
+        shard : int
+            The shard the rows belong to.
+        task_id : str
+            The task's stable id (the same on every try of the task): a second commit of the
+            same id adds nothing.
+        lineage : Lineage
+            Parameter hash, code version and run id, written to every row and to the commit.
+        tries : int
+            Commits attempted against concurrent writers before giving up.
+
+        Raises
+        ------
+        ParameterError
+            If ``rows``, ``shard``, ``task_id`` or ``lineage`` is malformed.
+        StoreError
+            If the commit fails (storage, or ``tries`` conflicts in a row).
+        """
+        from deltalake import CommitProperties, Transaction, write_deltalake
+        from deltalake.exceptions import CommitFailedError, DeltaError
+
+        check_task(shard=shard, task_id=task_id, lineage=lineage)
+        check_rows(rows, self.input_schema)
+        app_id = APP_PREFIX + task_id
+        data = to_stored(rows.with_columns(
+            pl.lit(lineage.params_hash).alias("params_hash"), pl.lit(lineage.code_version).alias("code_version"),
+            pl.lit(lineage.run_id).alias("run_id"), pl.lit(task_id).alias("task_id"),
+            pl.lit(shard, pl.Int64).alias("shard"),
+        )).sort(PARTITION, *self.schemes, "clip_id")
+        props = CommitProperties(custom_metadata=commit_metadata(shard=shard, task_id=task_id, lineage=lineage),
+                                 app_transactions=[Transaction(app_id=app_id, version=1,
+                                                               last_updated=int(time.time() * 1000))])
+        self._create()
+        for attempt in range(max(1, tries)):
+            dt = self._load()
+            if dt.transaction_version(app_id) is not None:
+                return CommitResult(version=int(dt.version()), committed=False, rows=0, retries=attempt)
+            try:
+                # the loaded snapshot is the commit's read version: a try of the same task
+                # committed after it is a conflict the library detects, never a second append
+                write_deltalake(dt, data.to_arrow(), mode="append", partition_by=[PARTITION],
+                                commit_properties=props, storage_options=self.storage_options)
+            except CommitFailedError:
+                continue
+            except (DeltaError, OSError) as exc:
+                raise StoreError(f"cannot commit shard {shard} (task {task_id}) to {self.uri} "
+                                 f"({first_line(exc)}); run the task again") from exc
+            return CommitResult(version=int(dt.version()), committed=True, rows=data.height, retries=attempt)
+        raise StoreError(f"shard {shard} (task {task_id}) lost {tries} commits in a row to concurrent writers of "
+                         f"{self.uri}; run the task again")
+
+    def compact(self) -> int:
+        """Rewrite each label's small files as few large ones (a new version, same rows).
+
+        The replaced files stay until :meth:`vacuum`, so earlier versions remain readable.
+        Returns the new version.
+        """
+        from deltalake.exceptions import DeltaError
+
+        dt = self._load()
+        try:
+            dt.optimize.compact()
+        except (DeltaError, OSError) as exc:
+            raise StoreError(f"cannot compact {self.uri} ({first_line(exc)})") from exc
+        return int(dt.version())
+
+    # -- reading --------------------------------------------------------------------------
+    def resolve(self, *, version: int | None = None, as_of: datetime | str | None = None) -> int:
+        """The version a query pins: ``version``, the last one at ``as_of``, or the newest.
+
+        Raises
+        ------
+        StoreError
+            If there is no such version, or ``as_of`` is before the table's first version.
+        """
+        if version is not None and as_of is not None:
+            raise ParameterError("give a version or a time (as_of), not both")
+        if as_of is not None:
+            return self._version_at(as_of)
+        latest = self.latest_version()
+        if version is None:
+            return latest
+        if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= latest:
+            raise StoreError(f"the index table at {self.uri} has versions 0 to {latest}, not {version!r}")
+        return version
+
+    def _version_at(self, as_of: datetime | str) -> int:
+        if isinstance(as_of, str):
+            try:
+                as_of = datetime.fromisoformat(as_of)
+            except ValueError:
+                raise ParameterError(f"as_of {as_of!r} is not an ISO 8601 time (e.g. 2026-12-06T23:00:00Z)") from None
+        if not isinstance(as_of, datetime):
+            raise ParameterError(f"as_of must be a datetime or an ISO 8601 string, got {type(as_of).__name__}")
+        when = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+        versions = [v for v in self.history() if v.timestamp <= when]
+        if not versions:
+            first = self.history()[0].timestamp.isoformat() if self.exists() else "never"
+            raise StoreError(f"{when.isoformat()} is before the index table at {self.uri} existed "
+                             f"(its first version is of {first})")
+        return max(v.version for v in versions)
+
+    def files(self, *, version: int | None = None, as_of: datetime | str | None = None,
+              labels: Sequence[int] | None = None, scheme: str | None = None,
+              parts: Sequence[str] | None = None) -> list[lake_files.DataFile]:
+        """The data files a query reads: those of the pinned version that may hold its rows."""
+        if scheme is not None and scheme not in self.schemes:
+            raise ParameterError(f"unknown split scheme {scheme!r}; valid schemes are {list(self.schemes)}")
+        dt = self._load(self.resolve(version=version, as_of=as_of))
+        every = lake_files.data_files(dt, string_columns=self.schemes)
+        return lake_files.select(every, labels=None if labels is None else list(labels), column=scheme,
+                                 values=None if parts is None else list(parts))
+
+    def scan(self, *, version: int | None = None, as_of: datetime | str | None = None,
+             labels: Sequence[int] | None = None, scheme: str | None = None,
+             parts: Sequence[str] | None = None) -> pl.LazyFrame:
+        """The rows of one version (default the newest), optionally of some labels and split parts.
+
+        Only the files of the selected labels (the partitions), and of those only the files
+        whose recorded statistics can hold the selected parts, are read. Digests come back
+        as uint64. Columns are :attr:`row_schema`'s.
+        """
+        selected = self.files(version=version, as_of=as_of, labels=labels, scheme=scheme, parts=parts)
+        file_schema = {k: v for k, v in self.stored_schema.items() if k != PARTITION}
+        frames = [lake_files.read_file(root=self.uri, local=self.local, f=f, schema=file_schema,
+                                       storage_options=self.storage_options) for f in selected]
+        df = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=self.stored_schema)
+        df = from_stored(df.select(list(self.stored_schema)))
+        preds = []
+        if labels is not None:
+            preds.append(pl.col(PARTITION).is_in(list(labels)))
+        if scheme is not None and parts is not None:
+            preds.append(pl.col(scheme).is_in(list(parts)))
+        return df.lazy().filter(*preds) if preds else df.lazy()
+
+    def version_digest(self, version: int | None = None) -> str:
+        """``sha256:<hex>`` of the rows of ``version`` (default the newest), in clip order.
+
+        The same rows give the same digest whatever files, commits or runs hold them (the
+        run and task ids are left out): what a model records about the data it trained on.
+        """
+        df = self.scan(version=self.resolve(version=version)).collect()
+        cols = [c for c in self.row_schema if c not in UNDIGESTED]
+        df = df.select(cols).sort("clip_id", "object_key", "object_row")
+        text = df.select(pl.concat_str([pl.col(c).cast(pl.String) for c in cols], separator="\x1f").alias("r"))
+        h = hashlib.sha256("\x1f".join(cols).encode())
+        for chunk in text.iter_slices(65536):
+            h.update(("\n" + "\n".join(chunk["r"].to_list())).encode())
+        return f"sha256:{h.hexdigest()}"
+
+    # -- history and vacuum ---------------------------------------------------------------
+    def history(self) -> list[TableVersion]:
+        """Every version, oldest first, with its row counts and what wrote it."""
+        commits = sorted(self._load().history(), key=lambda c: int(c["version"]))
+        out, total = [], 0
+        for c in commits:
+            metrics = c.get("operationMetrics") or {}
+            added = int(metrics.get("num_added_rows", 0) or 0) if c.get("operation") == "WRITE" else 0
+            total += added
+            shard = meta_of(c, "shard")
+            out.append(TableVersion(
+                version=int(c["version"]), timestamp=datetime.fromtimestamp(int(c["timestamp"]) / 1000, tz=UTC),
+                operation=str(c.get("operation")), rows_added=added, total_rows=total,
+                run_id=meta_of(c, "run_id"), task_id=meta_of(c, "task_id"), code_version=meta_of(c, "code_version"),
+                params_hash=meta_of(c, "params_hash"), shard=int(shard) if shard and shard.isdigit() else None,
+            ))
+        return out
+
+    def kept_versions(self, *, retain_versions: int = DEFAULT_RETAIN_VERSIONS,
+                      retention_hours: int = DEFAULT_RETENTION_HOURS) -> list[int]:
+        """The versions :meth:`vacuum` keeps readable: the newest ``retain_versions``, and
+        every version written in the last ``retention_hours``."""
+        if isinstance(retain_versions, bool) or not isinstance(retain_versions, int) or retain_versions < 1:
+            raise ParameterError(f"retain_versions must be an int >= 1, got {retain_versions!r}")
+        if isinstance(retention_hours, bool) or not isinstance(retention_hours, int) or retention_hours < 0:
+            raise ParameterError(f"retention_hours must be an int >= 0, got {retention_hours!r}")
+        versions = self.history()
+        latest = versions[-1].version
+        since = datetime.now(UTC) - timedelta(hours=retention_hours)
+        return [v.version for v in versions if v.version > latest - retain_versions or v.timestamp >= since]
+
+    def referenced_object_keys(self, *, retain_versions: int = DEFAULT_RETAIN_VERSIONS,
+                               retention_hours: int = DEFAULT_RETENTION_HOURS) -> set[str]:
+        """The shard object keys the kept versions' rows name (by :meth:`kept_versions`'s
+        rule): a shard object outside this set is referenced by no kept version."""
+        kept = self.kept_versions(retain_versions=retain_versions, retention_hours=retention_hours)
+        seen: dict[str, lake_files.DataFile] = {}
+        for v in kept:
+            for f in lake_files.data_files(self._load(v), string_columns=()):
+                seen.setdefault(f.path, f)
+        file_schema = {k: t for k, t in self.stored_schema.items() if k != PARTITION}
+        keys: set[str] = set()
+        for f in seen.values():
+            df = lake_files.read_file(root=self.uri, local=self.local, f=f, schema=file_schema,
+                                      storage_options=self.storage_options)
+            keys.update(df["object_key"].unique().to_list())
+        return keys
+
+    def vacuum(self, *, retain_versions: int = DEFAULT_RETAIN_VERSIONS,
+               retention_hours: int = DEFAULT_RETENTION_HOURS, dry_run: bool = False) -> VacuumReport:
+        """Delete the data files no kept version references, and that no version has
+        referenced for ``retention_hours``; return what was (or, ``dry_run``, would be) deleted.
+
+        A file a kept version references is never deleted, so every kept version stays
+        readable. Keep ``retention_hours`` above the longest shard task: a file written but
+        not yet committed is referenced by no version either.
+        """
+        from deltalake.exceptions import DeltaError
+
+        kept = self.kept_versions(retain_versions=retain_versions, retention_hours=retention_hours)
+        dt = self._load()
+        try:
+            deleted = dt.vacuum(retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False,
+                                keep_versions=kept, full=False)
+        except (DeltaError, OSError) as exc:
+            raise StoreError(f"cannot vacuum {self.uri} ({first_line(exc)})") from exc
+        return VacuumReport(kept_versions=tuple(kept), deleted=tuple(sorted(str(p) for p in deleted)))
+
+
+__all__ = ["IndexTable", "LINEAGE_COLUMNS"]
