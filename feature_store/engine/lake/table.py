@@ -191,16 +191,26 @@ class IndexTable:
         StoreError
             If there is no such version, or ``as_of`` is before the table's first version.
         """
+        return int(self._snapshot(version=version, as_of=as_of).version())
+
+    def _snapshot(self, *, version: int | None, as_of: datetime | str | None) -> Any:
+        """The table loaded at the version :meth:`resolve` names (loaded once)."""
         if version is not None and as_of is not None:
             raise ParameterError("give a version or a time (as_of), not both")
         if as_of is not None:
-            return self._version_at(as_of)
-        latest = self.latest_version()
+            return self._load(self._version_at(as_of))
         if version is None:
-            return latest
-        if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= latest:
-            raise StoreError(f"the index table at {self.uri} has versions 0 to {latest}, not {version!r}")
-        return version
+            return self._load()
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise StoreError(f"the index table at {self.uri} has versions 0 to {self.latest_version()}, "
+                             f"not {version!r}")
+        try:
+            return self._load(version)
+        except StoreError:
+            latest = self.latest_version()
+            if version <= latest:
+                raise
+            raise StoreError(f"the index table at {self.uri} has versions 0 to {latest}, not {version!r}") from None
 
     def _version_at(self, as_of: datetime | str) -> int:
         if isinstance(as_of, str):
@@ -224,7 +234,7 @@ class IndexTable:
         """The data files a query reads: those of the pinned version that may hold its rows."""
         if scheme is not None and scheme not in self.schemes:
             raise ParameterError(f"unknown split scheme {scheme!r}; valid schemes are {list(self.schemes)}")
-        dt = self._load(self.resolve(version=version, as_of=as_of))
+        dt = self._snapshot(version=version, as_of=as_of)
         every = lake_files.data_files(dt, string_columns=self.schemes)
         return lake_files.select(every, labels=None if labels is None else list(labels), column=scheme,
                                  values=None if parts is None else list(parts))
@@ -257,7 +267,7 @@ class IndexTable:
         The same rows give the same digest whatever files, commits or runs hold them (the
         run and task ids are left out): what a model records about the data it trained on.
         """
-        df = self.scan(version=self.resolve(version=version)).collect()
+        df = self.scan(version=version).collect()
         cols = [c for c in self.row_schema if c not in UNDIGESTED]
         df = df.select(cols).sort("clip_id", "object_key", "object_row")
         text = df.select(pl.concat_str([pl.col(c).cast(pl.String) for c in cols], separator="\x1f").alias("r"))
