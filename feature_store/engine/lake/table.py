@@ -35,6 +35,11 @@ DEFAULT_COMMIT_TRIES = 20
 DEFAULT_RETENTION_HOURS = 168
 #: Versions :meth:`IndexTable.vacuum` keeps readable at least, however old.
 DEFAULT_RETAIN_VERSIONS = 10
+#: Commits between two checkpoints of the log: a reader or writer loads the last checkpoint
+#: and replays at most this many commits after it.
+CHECKPOINT_INTERVAL = 10
+#: Data files a scan reads at once (object stores answer each read after a round trip).
+READ_THREADS = 8
 #: Prefix of the application-transaction id of a shard task.
 APP_PREFIX = "gtzan-shard-task:"
 #: Columns left out of :meth:`IndexTable.version_digest`: who wrote a row, not what it is.
@@ -78,13 +83,17 @@ class IndexTable:
 
         return DeltaTable.is_deltatable(self.uri, storage_options=self.storage_options)
 
-    def _load(self, version: int | None = None) -> Any:
+    def _load(self, version: int | None = None, *, create: bool = False) -> Any:
+        """The table at ``version`` (default the newest); ``create``: create it when missing."""
         from deltalake import DeltaTable
         from deltalake.exceptions import DeltaError, TableNotFoundError
 
         try:
             return DeltaTable(self.uri, version=version, storage_options=self.storage_options)
         except TableNotFoundError:
+            if create:
+                self._create()
+                return self._load(version)
             raise StoreError(f"no index table at {self.uri}: build the view first") from None
         except (DeltaError, OSError) as exc:
             raise StoreError(f"the index table at {self.uri} cannot be loaded ({first_line(exc)})") from exc
@@ -99,6 +108,7 @@ class IndexTable:
         schema = pl.DataFrame(schema=self.stored_schema).to_arrow().schema
         try:
             DeltaTable.create(self.uri, schema=schema, partition_by=[PARTITION], mode="ignore",
+                              configuration={"delta.checkpointInterval": str(CHECKPOINT_INTERVAL)},
                               storage_options=self.storage_options)
         except (DeltaError, OSError) as exc:
             if not self.exists():  # not merely another creator's win
@@ -148,9 +158,8 @@ class IndexTable:
         props = CommitProperties(custom_metadata=commit_metadata(shard=shard, task_id=task_id, lineage=lineage),
                                  app_transactions=[Transaction(app_id=app_id, version=1,
                                                                last_updated=int(time.time() * 1000))])
-        self._create()
         for attempt in range(max(1, tries)):
-            dt = self._load()
+            dt = self._load(create=True)
             if dt.transaction_version(app_id) is not None:
                 return CommitResult(version=int(dt.version()), committed=False, rows=0, retries=attempt)
             try:
@@ -168,9 +177,12 @@ class IndexTable:
                          f"{self.uri}; run the task again")
 
     def compact(self) -> int:
-        """Rewrite each label's small files as few large ones (a new version, same rows).
+        """Rewrite each label's small files as few large ones (a new version, same rows), and
+        checkpoint the log there.
 
-        The replaced files stay until :meth:`vacuum`, so earlier versions remain readable.
+        Run it when a build's shards are committed: a new reader then loads one checkpoint
+        and reads one file per label, instead of every commit and every shard's file. The
+        replaced files stay until :meth:`vacuum`, so earlier versions remain readable.
         Returns the new version.
         """
         from deltalake.exceptions import DeltaError
@@ -178,6 +190,7 @@ class IndexTable:
         dt = self._load()
         try:
             dt.optimize.compact()
+            dt.create_checkpoint()
         except (DeltaError, OSError) as exc:
             raise StoreError(f"cannot compact {self.uri} ({first_line(exc)})") from exc
         return int(dt.version())
@@ -249,9 +262,7 @@ class IndexTable:
         as uint64. Columns are :attr:`row_schema`'s.
         """
         selected = self.files(version=version, as_of=as_of, labels=labels, scheme=scheme, parts=parts)
-        file_schema = {k: v for k, v in self.stored_schema.items() if k != PARTITION}
-        frames = [lake_files.read_file(root=self.uri, local=self.local, f=f, schema=file_schema,
-                                       storage_options=self.storage_options) for f in selected]
+        frames = self._read(selected)
         df = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=self.stored_schema)
         df = from_stored(df.select(list(self.stored_schema)))
         preds = []
@@ -260,6 +271,21 @@ class IndexTable:
         if scheme is not None and parts is not None:
             preds.append(pl.col(scheme).is_in(list(parts)))
         return df.lazy().filter(*preds) if preds else df.lazy()
+
+    def _read(self, selected: Sequence[lake_files.DataFile]) -> list[pl.DataFrame]:
+        """The rows of ``selected`` data files, :data:`READ_THREADS` files in flight, in order."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        file_schema = {k: v for k, v in self.stored_schema.items() if k != PARTITION}
+
+        def one(f: lake_files.DataFile) -> pl.DataFrame:
+            return lake_files.read_file(root=self.uri, local=self.local, f=f, schema=file_schema,
+                                        storage_options=self.storage_options)
+
+        if len(selected) < 2:
+            return [one(f) for f in selected]
+        with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(selected))) as pool:
+            return list(pool.map(one, selected))
 
     def version_digest(self, version: int | None = None) -> str:
         """``sha256:<hex>`` of the rows of ``version`` (default the newest), in clip order.
@@ -316,11 +342,8 @@ class IndexTable:
         for v in kept:
             for f in lake_files.data_files(self._load(v), string_columns=()):
                 seen.setdefault(f.path, f)
-        file_schema = {k: t for k, t in self.stored_schema.items() if k != PARTITION}
         keys: set[str] = set()
-        for f in seen.values():
-            df = lake_files.read_file(root=self.uri, local=self.local, f=f, schema=file_schema,
-                                      storage_options=self.storage_options)
+        for df in self._read(list(seen.values())):
             keys.update(df["object_key"].unique().to_list())
         return keys
 
