@@ -68,6 +68,23 @@ def test_a_retried_task_adds_its_rows_once(tmp_path: Path) -> None:
     assert table.commit_shard(shard_rows(3), shard=3, task_id="task-3-b", lineage=LINEAGE).committed
 
 
+def test_a_try_racing_a_committed_try_of_its_task_adds_nothing(tmp_path: Path, monkeypatch) -> None:
+    table = IndexTable(tmp_path / "t")
+    commit(table, 0)
+    stale = table._load()  # this try found no commit of task-1 here...
+    assert stale.transaction_version("gtzan-shard-task:task-1") is None
+    commit(IndexTable(tmp_path / "t"), 1)  # ...and another try of task-1 committed meanwhile
+    first = [stale]
+    real = IndexTable._load
+    monkeypatch.setattr(IndexTable, "_load", lambda self, version=None, *, create=False:
+                        first.pop() if first else real(self, version, create=create))
+    result = commit(table, 1)
+    # the library's conflict check refused the stale try's commit; the retry saw the task's id
+    assert (result.committed, result.retries) == (False, 1)
+    df = table.scan().collect()
+    assert df.height == 24 and df.filter(pl.col("shard") == 1).height == 12
+
+
 def _writer(args: tuple[str, int, list[int]]) -> list[tuple[int, bool]]:
     uri, _, shards = args
     table = IndexTable(uri)
@@ -113,6 +130,9 @@ def test_history_lists_versions_rows_and_lineage(tmp_path: Path) -> None:
         ("run-1", "task-0", "c1", 0), ("run-2", "task-5", "c2", 5)]
     assert hist[0].operation == "CREATE TABLE" and hist[1].operation == "WRITE"
     assert hist[0].timestamp <= hist[1].timestamp <= hist[2].timestamp
+    table.compact()  # moves rows, adds none
+    last = table.history()[-1]
+    assert (last.operation, last.rows_added, last.total_rows, last.run_id) == ("OPTIMIZE", 0, 20, None)
 
 
 def test_vacuum_deletes_only_files_no_kept_version_references(tmp_path: Path) -> None:

@@ -304,17 +304,24 @@ class IndexTable:
 
     # -- history and vacuum ---------------------------------------------------------------
     def history(self) -> list[TableVersion]:
-        """Every version, oldest first, with its row counts and what wrote it."""
-        commits = sorted(self._load().history(), key=lambda c: int(c["version"]))
-        out, total = [], 0
-        for c in commits:
-            metrics = c.get("operationMetrics") or {}
-            added = int(metrics.get("num_added_rows", 0) or 0) if c.get("operation") == "WRITE" else 0
-            total += added
+        """Every version whose commit the log still holds, oldest first, with its row counts
+        and what wrote it.
+
+        Totals count back from the newest version's files (rows are only appended; a
+        compaction moves them), so they stay right when the log's oldest commits expire.
+        """
+        dt = self._load()
+        commits = sorted(dt.history(), key=lambda c: int(c["version"]))
+        added = [int((c.get("operationMetrics") or {}).get("num_added_rows", 0) or 0)
+                 if c.get("operation") == "WRITE" else 0 for c in commits]
+        total = sum(f.rows for f in lake_files.data_files(dt, string_columns=())) - sum(added)
+        out = []
+        for c, n in zip(commits, added):
+            total += n
             shard = meta_of(c, "shard")
             out.append(TableVersion(
                 version=int(c["version"]), timestamp=datetime.fromtimestamp(int(c["timestamp"]) / 1000, tz=UTC),
-                operation=str(c.get("operation")), rows_added=added, total_rows=total,
+                operation=str(c.get("operation")), rows_added=n, total_rows=total,
                 run_id=meta_of(c, "run_id"), task_id=meta_of(c, "task_id"), code_version=meta_of(c, "code_version"),
                 params_hash=meta_of(c, "params_hash"), shard=int(shard) if shard and shard.isdigit() else None,
             ))
