@@ -144,7 +144,10 @@ def test_vacuum_deletes_only_files_no_kept_version_references(tmp_path: Path) ->
     compacted = table.compact()  # one file per label now; the small ones are referenced by 1 and 2 only
     rows = table.scan().collect().sort("clip_id")
     # versions 2 and 3 kept: version 2 references every small file, so nothing goes
-    assert table.vacuum(retain_versions=2, retention_hours=0).deleted == ()
+    kept = table.vacuum(retain_versions=2, retention_hours=0)
+    assert kept.deleted == () and kept.kept_versions == (compacted - 1, compacted)
+    for v in kept.kept_versions:
+        assert table.scan(version=v).collect().height == 24
     assert table.scan(version=1).collect().height == 12
     dry = table.vacuum(retain_versions=1, retention_hours=0, dry_run=True)
     assert set(dry.deleted) == before and all((root / p).exists() for p in before)
@@ -249,7 +252,15 @@ def test_a_crafted_log_or_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(IntegrityError, match="the log says"):
         table.scan().collect()
     log = root / "_delta_log" / "00000000000000000001.json"
-    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    original = log.read_text()
+    lines = [json.loads(x) for x in original.splitlines()]
+    for action in lines:
+        if "add" in action:  # the rows of one folder relabelled by the log
+            action["add"]["partitionValues"]["label"] = str((int(action["add"]["partitionValues"]["label"]) + 1) % 4)
+    log.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    with pytest.raises(StoreError, match="not the label of its folder"):
+        IndexTable(root).scan().collect()
+    lines = [json.loads(x) for x in original.splitlines()]
     for action in lines:
         if "add" in action:
             action["add"]["path"] = "../../outside.parquet"

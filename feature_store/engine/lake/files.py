@@ -52,10 +52,15 @@ def data_files(dt: Any, *, string_columns: Sequence[str]) -> list[DataFile]:
         if not isinstance(path, str) or not _DATA_PATH.fullmatch(path) or ".." in path:
             raise StoreError(f"the log of {dt.table_uri} names the data file {str(path)[:80]!r}, which is not a path "
                              f"this table writes: {REPAIR_TABLE}")
+        label = row[f"partition.{PARTITION}"]
+        if label is None or not path.startswith(f"{PARTITION}={int(label)}/"):
+            # rows hold no label: the log's partition value is the label of every row
+            raise StoreError(f"the log of {dt.table_uri} gives the data file {path} the label {label!r}, not the "
+                             f"label of its folder: {REPAIR_TABLE}")
         stats = {c: (row[f"min.{c}"], row[f"max.{c}"]) for c in string_columns
                  if f"min.{c}" in cols and f"max.{c}" in cols and row[f"min.{c}"] is not None}
         out.append(DataFile(path=path, size=int(row["size_bytes"]), rows=int(row["num_records"] or 0),
-                            label=int(row[f"partition.{PARTITION}"]), stats=stats))
+                            label=int(label), stats=stats))
     return out
 
 

@@ -6,6 +6,10 @@ the table already has commits nothing, and two tries of one task racing each oth
 in the library's commit check, so the loser sees the winner's id when it tries again. Commits
 of different tasks only append, so a commit that loses the race for its version number is
 retried by the library and then here, each a bounded number of times; none loses a row.
+
+Every version's log file is created once, never overwritten (a local rename without
+replace; on S3, delta-rs's conditional put, ``If-None-Match``): concurrent writers on an S3
+server are safe only where the server honours conditional puts.
 """
 
 from __future__ import annotations
