@@ -53,7 +53,7 @@ def test_commit_round_trips_rows_and_digests_past_2_63(tmp_path: Path) -> None:
     assert got["xxh3_clips"].max() == 2**64 - 1 and (got["xxh3_clips"] >= 2**63).sum() == 6
     assert got["run_id"].unique().to_list() == ["run-1"] and got["shard"].unique().to_list() == [0]
     # stored bit-reinterpreted: the files hold int64 and the large digests are negative there
-    stored = pl.concat(pl.from_arrow(pq.read_table(p)) for p in (tmp_path / "t").rglob("*.parquet"))
+    stored = pl.concat(pl.from_arrow(pq.read_table(p)) for p in (tmp_path / "t").glob("label=*/*.parquet"))
     assert stored.schema["xxh3_clips"] == pl.Int64 and (stored["xxh3_clips"] < 0).sum() == 6
 
 
@@ -83,6 +83,10 @@ def test_a_try_racing_a_committed_try_of_its_task_adds_nothing(tmp_path: Path, m
     assert (result.committed, result.retries) == (False, 1)
     df = table.scan().collect()
     assert df.height == 24 and df.filter(pl.col("shard") == 1).height == 12
+    # the losing try's files were deleted: every data file on disk is a committed one
+    on_disk = {str(p.relative_to(tmp_path / "t")) for p in (tmp_path / "t").rglob("*.parquet")
+               if "_delta_log" not in p.parts}
+    assert on_disk == {f.path for f in table.files()}
 
 
 def _writer(args: tuple[str, int, list[int]]) -> list[tuple[int, bool]]:

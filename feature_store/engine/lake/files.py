@@ -1,4 +1,8 @@
-"""The data files of one version of an index table, and their checked, bounded reads.
+"""The data files of an index table: written with page checksums, read checked and bounded.
+
+A local table's data files are written here, by the project's Parquet writer (page
+checksums, CRC32), and committed as Delta add actions; delta-rs's own writer, used for
+tables in object storage, writes no page checksums.
 
 A file's path comes from the table's commit log, which a hostile local user could edit: a
 path is taken only when it is a plain relative path of the form the table writes, it must
@@ -7,7 +11,11 @@ resolve inside the table's folder, and its size must match the size the log reco
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
+import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from feature_store import integrity
+from feature_store import atomic, integrity
 from feature_store.engine.lake.records import PARTITION
 from feature_store.errors import StoreError
 
@@ -125,3 +133,41 @@ def _read_remote(*, root: str, f: DataFile, schema: dict[str, pl.DataType],
         raise integrity.IntegrityError(f"data file {f.path} of {root} does not have the table's columns: "
                                        f"{REPAIR_TABLE}")
     return df
+
+
+def write_local(*, root: str, data: pl.DataFrame) -> list[Any]:
+    """Write ``data`` (stored columns) as one checksummed file per label under the local
+    table ``root``; return their add actions, to commit (until then no version has them).
+
+    Each file is renamed into place whole and flushed to disk, so a commit never names a
+    torn file.
+    """
+    from deltalake.transaction import AddAction
+
+    actions = []
+    for (label,), part in data.group_by(PARTITION, maintain_order=True):
+        rel = f"{PARTITION}={int(label)}/part-{uuid.uuid4().hex}.parquet"
+        target = Path(root) / rel
+        rows = part.drop(PARTITION)
+        with atomic.atomic_path(target) as tmp:
+            integrity.write_parquet(rows, tmp)
+        actions.append(AddAction(path=rel, size=target.stat().st_size, partition_values={PARTITION: str(int(label))},
+                                 modification_time=int(time.time() * 1000), data_change=True, stats=_stats(rows)))
+    return actions
+
+
+def _stats(rows: pl.DataFrame) -> str:
+    """The Delta statistics of a file's rows: count, and min, max and nulls of each column."""
+    cols = [c for c, t in rows.schema.items() if t in (pl.String, pl.Int64)]
+    lo = rows.select(pl.col(cols).min()).row(0, named=True) if rows.height else {}
+    hi = rows.select(pl.col(cols).max()).row(0, named=True) if rows.height else {}
+    return json.dumps({"numRecords": rows.height, "minValues": lo, "maxValues": hi,
+                       "nullCount": {c: rows[c].null_count() for c in cols}})
+
+
+def discard_local(*, root: str, actions: Sequence[Any], referenced: set[str]) -> None:
+    """Delete the written files of ``actions`` that no version references (a commit lost)."""
+    for a in actions:
+        if a.path not in referenced:
+            with contextlib.suppress(FileNotFoundError):
+                (Path(root) / a.path).unlink()

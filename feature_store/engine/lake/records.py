@@ -156,9 +156,9 @@ def check_task(*, shard: int, task_id: str, lineage: Lineage) -> None:
         raise ParameterError(f"lineage must be a Lineage, got {type(lineage).__name__}")
 
 
-def commit_metadata(*, shard: int, task_id: str, lineage: Lineage) -> dict[str, str]:
+def commit_metadata(*, shard: int, task_id: str, lineage: Lineage, rows: int) -> dict[str, str]:
     """The custom metadata of a shard's commit (read back by :func:`meta_of`)."""
-    return {f"{META_PREFIX}run_id": lineage.run_id, f"{META_PREFIX}task_id": task_id,
+    return {f"{META_PREFIX}rows": str(rows), f"{META_PREFIX}run_id": lineage.run_id, f"{META_PREFIX}task_id": task_id,
             f"{META_PREFIX}code_version": lineage.code_version, f"{META_PREFIX}params_hash": lineage.params_hash,
             f"{META_PREFIX}shard": str(shard)}
 
@@ -167,3 +167,15 @@ def meta_of(commit: dict[str, object], key: str) -> str | None:
     """One of :func:`commit_metadata`'s values in a commit of the log, or None."""
     value = commit.get(f"{META_PREFIX}{key}")
     return value if isinstance(value, str) else None
+
+
+def rows_of(commit: dict[str, object]) -> int:
+    """Rows a commit of the log added: a shard commit's own count, or delta-rs's metrics of
+    its writes (a compaction, a vacuum: none)."""
+    if commit.get("operation") != "WRITE":
+        return 0
+    own = meta_of(commit, "rows")
+    if own is not None and own.isdigit():
+        return int(own)
+    metrics = commit.get("operationMetrics")
+    return int(metrics.get("num_added_rows", 0) or 0) if isinstance(metrics, dict) else 0

@@ -14,6 +14,7 @@ server are safe only where the server honours conditional puts.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -25,7 +26,7 @@ import polars as pl
 
 from feature_store.engine.lake import files as lake_files
 from feature_store.engine.lake.records import (
-    LINEAGE_COLUMNS, PARTITION, CommitResult, Lineage, TableVersion, VacuumReport, check_rows, check_task,
+    LINEAGE_COLUMNS, PARTITION, CommitResult, Lineage, TableVersion, VacuumReport, check_rows, check_task, rows_of,
     commit_metadata, from_stored, input_schema, meta_of, row_schema, stored_schema, to_stored,
 )
 from feature_store.errors import ParameterError, StoreError
@@ -42,6 +43,8 @@ DEFAULT_RETAIN_VERSIONS = 10
 #: Commits between two checkpoints of the log: a reader or writer loads the last checkpoint
 #: and replays at most this many commits after it.
 CHECKPOINT_INTERVAL = 10
+#: Newest commits searched for the version a task just committed.
+COMMIT_SEARCH = 64
 #: Data files a scan reads at once (object stores answer each read after a round trip).
 READ_THREADS = 8
 #: Prefix of the application-transaction id of a shard task.
@@ -148,8 +151,7 @@ class IndexTable:
         StoreError
             If the commit fails (storage, or ``tries`` conflicts in a row).
         """
-        from deltalake import CommitProperties, Transaction, write_deltalake
-        from deltalake.exceptions import CommitFailedError, DeltaError
+        from deltalake import CommitProperties, Transaction
 
         check_task(shard=shard, task_id=task_id, lineage=lineage)
         check_rows(rows, self.input_schema)
@@ -159,26 +161,65 @@ class IndexTable:
             pl.lit(lineage.run_id).alias("run_id"), pl.lit(task_id).alias("task_id"),
             pl.lit(shard, pl.Int64).alias("shard"),
         )).sort(PARTITION, *self.schemes, "clip_id")
-        props = CommitProperties(custom_metadata=commit_metadata(shard=shard, task_id=task_id, lineage=lineage),
+        props = CommitProperties(custom_metadata=commit_metadata(shard=shard, task_id=task_id, lineage=lineage,
+                                                                 rows=data.height),
                                  app_transactions=[Transaction(app_id=app_id, version=1,
                                                                last_updated=int(time.time() * 1000))])
-        for attempt in range(max(1, tries)):
-            dt = self._load(create=True)
-            if dt.transaction_version(app_id) is not None:
-                return CommitResult(version=int(dt.version()), committed=False, rows=0, retries=attempt)
-            try:
-                # the loaded snapshot is the commit's read version: a try of the same task
-                # committed after it is a conflict the library detects, never a second append
-                write_deltalake(dt, data.to_arrow(), mode="append", partition_by=[PARTITION],
-                                commit_properties=props, storage_options=self.storage_options)
-            except CommitFailedError:
-                continue
-            except (DeltaError, OSError) as exc:
-                raise StoreError(f"cannot commit shard {shard} (task {task_id}) to {self.uri} "
-                                 f"({first_line(exc)}); run the task again") from exc
-            return CommitResult(version=int(dt.version()), committed=True, rows=data.height, retries=attempt)
+        actions = lake_files.write_local(root=self.uri, data=data) if self.local else None
+        try:
+            for attempt in range(max(1, tries)):
+                dt = self._load(create=True)
+                if dt.transaction_version(app_id) is not None:
+                    self._discard(actions)
+                    return CommitResult(version=int(dt.version()), committed=False, rows=0, retries=attempt)
+                if self._commit_once(dt, data=data, actions=actions, props=props, what=f"shard {shard} (task {task_id})"):
+                    return CommitResult(version=self._version_of(task_id), committed=True, rows=data.height,
+                                        retries=attempt)
+        except BaseException:
+            self._discard(actions)
+            raise
+        self._discard(actions)
         raise StoreError(f"shard {shard} (task {task_id}) lost {tries} commits in a row to concurrent writers of "
                          f"{self.uri}; run the task again")
+
+    def _commit_once(self, dt: Any, *, data: pl.DataFrame, actions: list[Any] | None, props: Any, what: str) -> bool:
+        """Commit a shard's rows on the loaded snapshot ``dt``; False when a concurrent commit won."""
+        from deltalake import write_deltalake
+        from deltalake.exceptions import CommitFailedError, DeltaError
+
+        try:
+            # the loaded snapshot is the commit's read version: a try of the same task
+            # committed after it is a conflict the library detects, never a second append
+            if actions is not None:
+                schema = pl.DataFrame(schema=self.stored_schema).to_arrow().schema
+                dt.create_write_transaction(actions, "append", schema, partition_by=[PARTITION],
+                                            commit_properties=props)
+            else:
+                write_deltalake(dt, data.to_arrow(), mode="append", partition_by=[PARTITION],
+                                commit_properties=props, storage_options=self.storage_options)
+        except CommitFailedError:
+            return False
+        except (DeltaError, OSError) as exc:
+            raise StoreError(f"cannot commit {what} to {self.uri} ({first_line(exc)}); run the task again") from exc
+        return True
+
+    def _version_of(self, task_id: str) -> int:
+        """The version a task just committed (searched among the newest commits), or the
+        newest version, which holds its rows either way."""
+        dt = self._load()
+        for c in dt.history(limit=COMMIT_SEARCH):
+            if meta_of(c, "task_id") == task_id:
+                return int(c["version"])
+        return int(dt.version())
+
+    def _discard(self, actions: list[Any] | None) -> None:
+        """Delete the files a shard task wrote, unless the newest version references them (a
+        commit reported failed that took effect); left for :meth:`vacuum` if that is unknown."""
+        if not actions:
+            return
+        with contextlib.suppress(StoreError, OSError):
+            referenced = {f.path for f in lake_files.data_files(self._load(), string_columns=())}
+            lake_files.discard_local(root=self.uri, actions=actions, referenced=referenced)
 
     def compact(self) -> int:
         """Rewrite each label's small files as few large ones (a new version, same rows), and
@@ -316,8 +357,7 @@ class IndexTable:
         """
         dt = self._load()
         commits = sorted(dt.history(), key=lambda c: int(c["version"]))
-        added = [int((c.get("operationMetrics") or {}).get("num_added_rows", 0) or 0)
-                 if c.get("operation") == "WRITE" else 0 for c in commits]
+        added = [rows_of(c) for c in commits]
         total = sum(f.rows for f in lake_files.data_files(dt, string_columns=())) - sum(added)
         out = []
         for c, n in zip(commits, added):
