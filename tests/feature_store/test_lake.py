@@ -136,7 +136,7 @@ def test_history_lists_versions_rows_and_lineage(tmp_path: Path) -> None:
     assert hist[0].timestamp <= hist[1].timestamp <= hist[2].timestamp
     table.compact()  # moves rows, adds none
     last = table.history()[-1]
-    assert (last.operation, last.rows_added, last.total_rows, last.run_id) == ("OPTIMIZE", 0, 20, None)
+    assert (last.operation, last.rows_added, last.total_rows, last.run_id) == ("COMPACT", 0, 20, None)
 
 
 def test_vacuum_deletes_only_files_no_kept_version_references(tmp_path: Path) -> None:
@@ -250,7 +250,16 @@ def test_a_crafted_log_or_file_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "t"
     table = IndexTable(root)
     commit(table, 0)
-    data = sorted(root.rglob("*.parquet"))[0]
+    data = sorted(root.glob("label=*/*.parquet"))[0]
+    original_bytes = data.read_bytes()
+    for pos in (0, len(original_bytes) // 2, len(original_bytes) - 9):  # header, a page, the footer
+        flipped = bytearray(original_bytes)
+        flipped[pos] ^= 1
+        data.write_bytes(bytes(flipped))
+        with pytest.raises(IntegrityError, match="digest in its name"):
+            table.scan().collect()
+    data.write_bytes(original_bytes)
+    assert table.scan().collect().height == 12
     with data.open("ab") as fh:  # the file no longer has the size its log recorded
         fh.write(b"x")
     with pytest.raises(IntegrityError, match="the log says"):

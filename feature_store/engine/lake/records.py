@@ -172,7 +172,7 @@ def meta_of(commit: dict[str, object], key: str) -> str | None:
 def rows_of(commit: dict[str, object]) -> int:
     """Rows a commit of the log added: a shard commit's own count, or delta-rs's metrics of
     its writes (a compaction, a vacuum: none)."""
-    if commit.get("operation") != "WRITE":
+    if commit.get("operation") != "WRITE" or meta_of(commit, "operation") == "compact":
         return 0
     own = meta_of(commit, "rows")
     if own is not None and own.isdigit():

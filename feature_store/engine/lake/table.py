@@ -26,8 +26,8 @@ import polars as pl
 
 from feature_store.engine.lake import files as lake_files
 from feature_store.engine.lake.records import (
-    LINEAGE_COLUMNS, PARTITION, CommitResult, Lineage, TableVersion, VacuumReport, check_rows, check_task, rows_of,
-    commit_metadata, from_stored, input_schema, meta_of, row_schema, stored_schema, to_stored,
+    LINEAGE_COLUMNS, META_PREFIX, PARTITION, CommitResult, Lineage, TableVersion, VacuumReport, check_rows, check_task,
+    commit_metadata, rows_of, from_stored, input_schema, meta_of, row_schema, stored_schema, to_stored,
 )
 from feature_store.errors import ParameterError, StoreError
 from feature_store.integrity import first_line
@@ -43,6 +43,8 @@ DEFAULT_RETAIN_VERSIONS = 10
 #: Commits between two checkpoints of the log: a reader or writer loads the last checkpoint
 #: and replays at most this many commits after it.
 CHECKPOINT_INTERVAL = 10
+#: The commit metadata of a compaction (its rows are moved, not added).
+COMPACT_META = {f"{META_PREFIX}operation": "compact"}
 #: Newest commits searched for the version a task just committed.
 COMMIT_SEARCH = 64
 #: Data files a scan reads at once (object stores answer each read after a round trip).
@@ -218,7 +220,7 @@ class IndexTable:
         if not actions:
             return
         with contextlib.suppress(StoreError, OSError):
-            referenced = {f.path for f in lake_files.data_files(self._load(), string_columns=())}
+            referenced = {f.path for f in lake_files.data_files(self._load(), string_columns=(), local=self.local)}
             lake_files.discard_local(root=self.uri, actions=actions, referenced=referenced)
 
     def compact(self) -> int:
@@ -232,12 +234,45 @@ class IndexTable:
         """
         from deltalake.exceptions import DeltaError
 
+        if self.local:
+            return self._compact_local()
         dt = self._load()
         try:
             dt.optimize.compact()
             dt.create_checkpoint()
         except (DeltaError, OSError) as exc:
             raise StoreError(f"cannot compact {self.uri} ({first_line(exc)})") from exc
+        return int(dt.version())
+
+    def _compact_local(self) -> int:
+        """:meth:`compact` of a local table: its files rewritten by the project's writer (page
+        checksums, digest names), the old ones removed in the same commit."""
+        from deltalake import CommitProperties
+        from deltalake.exceptions import DeltaError
+        from deltalake.transaction import RemoveAction
+
+        dt = self._load()
+        groups: dict[int, list[lake_files.DataFile]] = {}
+        for f in lake_files.data_files(dt, string_columns=(), local=True):
+            groups.setdefault(f.label, []).append(f)
+        moved = [f for fs in groups.values() if len(fs) > 1 for f in fs]
+        adds: list[Any] = []
+        try:
+            if moved:
+                data = pl.concat(self._read(moved)).select(list(self.stored_schema))
+                adds = lake_files.write_local(root=self.uri, data=data.sort(PARTITION, *self.schemes, "clip_id"),
+                                              data_change=False)
+                now = int(time.time() * 1000)
+                removes = [RemoveAction(path=f.path, data_change=False, deletion_timestamp=now, size=f.size,
+                                        partition_values={PARTITION: str(f.label)}) for f in moved]
+                schema = pl.DataFrame(schema=self.stored_schema).to_arrow().schema
+                dt.create_write_transaction([*adds, *removes], "append", schema, partition_by=[PARTITION],
+                                            commit_properties=CommitProperties(custom_metadata=COMPACT_META))
+            dt = self._load()
+            dt.create_checkpoint()
+        except (DeltaError, OSError) as exc:
+            self._discard(adds)
+            raise StoreError(f"cannot compact {self.uri} ({first_line(exc)}); run it again") from exc
         return int(dt.version())
 
     # -- reading --------------------------------------------------------------------------
@@ -293,7 +328,7 @@ class IndexTable:
         if scheme is not None and scheme not in self.schemes:
             raise ParameterError(f"unknown split scheme {scheme!r}; valid schemes are {list(self.schemes)}")
         dt = self._snapshot(version=version, as_of=as_of)
-        every = lake_files.data_files(dt, string_columns=self.schemes)
+        every = lake_files.data_files(dt, string_columns=self.schemes, local=self.local)
         return lake_files.select(every, labels=None if labels is None else list(labels), column=scheme,
                                  values=None if parts is None else list(parts))
 
@@ -358,14 +393,15 @@ class IndexTable:
         dt = self._load()
         commits = sorted(dt.history(), key=lambda c: int(c["version"]))
         added = [rows_of(c) for c in commits]
-        total = sum(f.rows for f in lake_files.data_files(dt, string_columns=())) - sum(added)
+        total = sum(f.rows for f in lake_files.data_files(dt, string_columns=(), local=self.local)) - sum(added)
         out = []
         for c, n in zip(commits, added):
             total += n
             shard = meta_of(c, "shard")
             out.append(TableVersion(
                 version=int(c["version"]), timestamp=datetime.fromtimestamp(int(c["timestamp"]) / 1000, tz=UTC),
-                operation=str(c.get("operation")), rows_added=n, total_rows=total,
+                operation="COMPACT" if meta_of(c, "operation") == "compact" else str(c.get("operation")),
+                rows_added=n, total_rows=total,
                 run_id=meta_of(c, "run_id"), task_id=meta_of(c, "task_id"), code_version=meta_of(c, "code_version"),
                 params_hash=meta_of(c, "params_hash"), shard=int(shard) if shard and shard.isdigit() else None,
             ))
@@ -391,7 +427,7 @@ class IndexTable:
         kept = self.kept_versions(retain_versions=retain_versions, retention_hours=retention_hours)
         seen: dict[str, lake_files.DataFile] = {}
         for v in kept:
-            for f in lake_files.data_files(self._load(v), string_columns=()):
+            for f in lake_files.data_files(self._load(v), string_columns=(), local=self.local):
                 seen.setdefault(f.path, f)
         keys: set[str] = set()
         for df in self._read(list(seen.values())):
