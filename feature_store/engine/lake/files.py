@@ -201,10 +201,10 @@ def write_local(*, root: str, data: pl.DataFrame, data_change: bool = True) -> l
 def _stats(rows: pl.DataFrame) -> str:
     """The Delta statistics of a file's rows: count, and min, max and nulls of each column."""
     cols = [c for c, t in rows.schema.items() if t in (pl.String, pl.Int64)]
-    lo = rows.select(pl.col(cols).min()).row(0, named=True) if rows.height else {}
-    hi = rows.select(pl.col(cols).max()).row(0, named=True) if rows.height else {}
-    return json.dumps({"numRecords": rows.height, "minValues": lo, "maxValues": hi,
-                       "nullCount": {c: rows[c].null_count() for c in cols}})
+    agg = rows.select(*(pl.col(c).min().alias(f"min.{c}") for c in cols), *(pl.col(c).max().alias(f"max.{c}")
+                                                                             for c in cols)).row(0, named=True)
+    return json.dumps({"numRecords": rows.height, "minValues": {c: agg[f"min.{c}"] for c in cols},
+                       "maxValues": {c: agg[f"max.{c}"] for c in cols}, "nullCount": {c: 0 for c in cols}})
 
 
 def discard_local(*, root: str, actions: Sequence[Any], referenced: set[str]) -> None:

@@ -175,7 +175,7 @@ class IndexTable:
                     self._discard(actions)
                     return CommitResult(version=int(dt.version()), committed=False, rows=0, retries=attempt)
                 if self._commit_once(dt, data=data, actions=actions, props=props, what=f"shard {shard} (task {task_id})"):
-                    return CommitResult(version=self._version_of(task_id), committed=True, rows=data.height,
+                    return CommitResult(version=self._version_of(dt, task_id), committed=True, rows=data.height,
                                         retries=attempt)
         except BaseException:
             self._discard(actions)
@@ -205,10 +205,10 @@ class IndexTable:
             raise StoreError(f"cannot commit {what} to {self.uri} ({first_line(exc)}); run the task again") from exc
         return True
 
-    def _version_of(self, task_id: str) -> int:
-        """The version a task just committed (searched among the newest commits), or the
-        newest version, which holds its rows either way."""
-        dt = self._load()
+    def _version_of(self, dt: Any, task_id: str) -> int:
+        """The version a task just committed on ``dt`` (searched among the newest commits), or
+        the newest version, which holds its rows either way."""
+        dt.update_incremental()
         for c in dt.history(limit=COMMIT_SEARCH):
             if meta_of(c, "task_id") == task_id:
                 return int(c["version"])
