@@ -189,9 +189,10 @@ def _proc(args: tuple[str, str, int, int, int]) -> int:
 
 
 def library_retries(where: str) -> int:
-    """The retries delta-rs made inside the commits of a table (its commit metrics)."""
-    return sum(int((c.get("operationMetrics") or {}).get("num_retries", 0) or 0)
-               for c in IndexTable(where)._load().history())
+    """Commits that delta-rs rebased over concurrent commits (their version is past the one
+    they read, which each shard commit records)."""
+    return sum(1 for c in IndexTable(where)._load().history()
+               if str(c.get("gtzan.read_version", "")).isdigit() and int(c["version"]) > int(c["gtzan.read_version"]) + 1)
 
 
 def concurrent(fmt: str, where: str, *, procs: int, per_proc: int, n: int) -> dict[str, float | int]:

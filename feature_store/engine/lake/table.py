@@ -163,10 +163,8 @@ class IndexTable:
             pl.lit(lineage.run_id).alias("run_id"), pl.lit(task_id).alias("task_id"),
             pl.lit(shard, pl.Int64).alias("shard"),
         )).sort(PARTITION, *self.schemes, "clip_id")
-        props = CommitProperties(custom_metadata=commit_metadata(shard=shard, task_id=task_id, lineage=lineage,
-                                                                 rows=data.height),
-                                 app_transactions=[Transaction(app_id=app_id, version=1,
-                                                               last_updated=int(time.time() * 1000))])
+        meta = commit_metadata(shard=shard, task_id=task_id, lineage=lineage, rows=data.height)
+        txn = [Transaction(app_id=app_id, version=1, last_updated=int(time.time() * 1000))]
         actions = lake_files.write_local(root=self.uri, data=data) if self.local else None
         try:
             for attempt in range(max(1, tries)):
@@ -174,6 +172,9 @@ class IndexTable:
                 if dt.transaction_version(app_id) is not None:
                     self._discard(actions)
                     return CommitResult(version=int(dt.version()), committed=False, rows=0, retries=attempt)
+                # the version it read: a commit with a later version was rebased over others
+                props = CommitProperties(custom_metadata={**meta, f"{META_PREFIX}read_version": str(dt.version())},
+                                         app_transactions=txn)
                 if self._commit_once(dt, data=data, actions=actions, props=props, what=f"shard {shard} (task {task_id})"):
                     return CommitResult(version=self._version_of(dt, task_id), committed=True, rows=data.height,
                                         retries=attempt)
