@@ -68,6 +68,15 @@ def test_a_retried_task_adds_its_rows_once(tmp_path: Path) -> None:
     assert table.commit_shard(shard_rows(3), shard=3, task_id="task-3-b", lineage=LINEAGE).committed
 
 
+def test_an_empty_shard_is_committed_once(tmp_path: Path) -> None:
+    table = IndexTable(tmp_path / "t")
+    empty = shard_rows(0).head(0)
+    first = table.commit_shard(empty, shard=0, task_id="task-0", lineage=LINEAGE)
+    again = table.commit_shard(empty, shard=0, task_id="task-0", lineage=LINEAGE)
+    assert (first.committed, first.rows, again.committed) == (True, 0, False)
+    assert table.scan().collect().height == 0 and table.history()[-1].task_id == "task-0"
+
+
 def test_a_try_racing_a_committed_try_of_its_task_adds_nothing(tmp_path: Path, monkeypatch) -> None:
     table = IndexTable(tmp_path / "t")
     commit(table, 0)
