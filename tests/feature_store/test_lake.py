@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -164,7 +165,11 @@ def test_vacuum_deletes_only_files_no_kept_version_references(tmp_path: Path) ->
     assert table.scan(version=1).collect().height == 12
     dry = table.vacuum(retain_versions=1, retention_hours=0, dry_run=True)
     assert set(dry.deleted) == before and all((root / p).exists() for p in before)
+    stray = root / "label=0" / f"part-{'0' * 32}-{'1' * 32}.parquet"  # written, never committed
+    stray.write_bytes(b"not yet committed")
+    os.utime(stray, (1e9, 1e9))  # however old
     report = table.vacuum(retain_versions=1, retention_hours=0)
+    assert stray.exists()
     assert set(report.deleted) == before and report.kept_versions[-1] >= compacted
     assert not any((root / p).exists() for p in before)
     assert table.scan().collect().sort("clip_id").equals(rows)  # the kept version is whole

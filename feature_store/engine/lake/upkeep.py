@@ -18,8 +18,8 @@ from feature_store.engine.lake.records import META_PREFIX, PARTITION, TableVersi
 from feature_store.errors import ParameterError, StoreError
 from feature_store.integrity import first_line
 
-#: Hours a data file stays after no version references it: readers and uncommitted writes
-#: of that age are safe from :meth:`Upkeep.vacuum` (Delta's own default, one week).
+#: Hours a data file stays after a commit removed it: a reader that pinned an older version
+#: that long ago can still read it (Delta's own default, one week).
 DEFAULT_RETENTION_HOURS = 168
 #: Versions :meth:`Upkeep.vacuum` keeps readable at least, however old.
 DEFAULT_RETAIN_VERSIONS = 10
@@ -153,9 +153,10 @@ class Upkeep:
         """Delete the data files no kept version references, and that no version has
         referenced for ``retention_hours``; return what was (or, ``dry_run``, would be) deleted.
 
-        A file a kept version references is never deleted, so every kept version stays
-        readable. Keep ``retention_hours`` above the longest shard task: a file written but
-        not yet committed is referenced by no version either.
+        Only files that a commit removed (a compaction's inputs) are candidates: a file a kept
+        version references is never deleted, so every kept version stays readable, and a
+        file no commit ever named (a shard task's files before its commit, or those of a
+        task killed before it) is left alone.
         """
         from deltalake.exceptions import DeltaError
 
