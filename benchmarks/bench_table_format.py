@@ -11,10 +11,13 @@ three split schemes, object key and row, an xxh3 stored as int64, lineage column
    query read against the table's total. For Delta also after ``compact()`` (one file per
    label), what a table that many small commits wrote needs.
 3. *concurrent*: ``--procs`` processes (spawned) each committing ``--per-proc`` shards at
-   once: rows lost, commit conflicts retried, wall time.
+   once: rows lost, wall time, and ``retries``: for Delta the commits that delta-rs rebased
+   over concurrent commits (each shard commit records the version it read), for Iceberg
+   the commits pyiceberg and this script tried again after a ``CommitFailedException``.
 
-Delta is :class:`feature_store.engine.lake.IndexTable` (deltalake, delta-rs): its
-commits, with the idempotent application transaction, and its checked reads. Iceberg is
+Delta is :class:`feature_store.engine.lake.IndexTable` (deltalake, delta-rs) on a local
+folder: its commits (one checksummed file per label, flushed to disk, committed with the
+idempotent application transaction), and its checked reads. Iceberg is
 pyiceberg with a SQL catalog on SQLite (the cluster would use its PostgreSQL: the same
 optimistic compare-and-swap of the metadata pointer) and a warehouse in a local folder,
 partitioned by identity(label); a conflict (``CommitFailedException``) is retried here after
