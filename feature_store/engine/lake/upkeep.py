@@ -1,0 +1,170 @@
+"""The upkeep of an index table: compaction, history, and vacuum by one retention rule.
+
+:class:`Upkeep` is a part of :class:`~feature_store.engine.lake.table.IndexTable` (its base
+class), kept apart so that each module reads on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from feature_store.engine.lake import files as lake_files
+from feature_store.engine.lake.records import META_PREFIX, PARTITION, TableVersion, VacuumReport, meta_of, rows_of
+from feature_store.errors import ParameterError, StoreError
+from feature_store.integrity import first_line
+
+#: Hours a data file stays after a commit removed it: a reader that pinned an older version
+#: that long ago can still read it (Delta's own default, one week).
+DEFAULT_RETENTION_HOURS = 168
+#: Versions :meth:`Upkeep.vacuum` keeps readable at least, however old.
+DEFAULT_RETAIN_VERSIONS = 10
+#: The commit metadata of a compaction (its rows are moved, not added).
+COMPACT_META = {f"{META_PREFIX}operation": "compact"}
+
+
+class Upkeep:
+    """Compaction, history, kept versions and vacuum of an :class:`IndexTable`."""
+
+    uri: str
+    local: bool
+    schemes: tuple[str, ...]
+    stored_schema: dict[str, pl.DataType]
+
+    def _load(self, version: int | None = None, *, create: bool = False) -> Any:
+        raise NotImplementedError
+
+    def _read(self, selected: Sequence[lake_files.DataFile]) -> list[pl.DataFrame]:
+        raise NotImplementedError
+
+    def _discard(self, actions: list[Any] | None) -> None:
+        raise NotImplementedError
+
+    def compact(self) -> int:
+        """Rewrite each label's small files as few large ones (a new version, same rows), and
+        checkpoint the log there.
+
+        Run it when a build's shards are committed: a new reader then loads one checkpoint
+        and reads one file per label, instead of every commit and every shard's file. The
+        replaced files stay until :meth:`vacuum`, so earlier versions remain readable.
+        Returns the new version.
+        """
+        from deltalake.exceptions import DeltaError
+
+        if self.local:
+            return self._compact_local()
+        dt = self._load()
+        try:
+            dt.optimize.compact()
+            dt.create_checkpoint()
+        except (DeltaError, OSError) as exc:
+            raise StoreError(f"cannot compact {self.uri} ({first_line(exc)})") from exc
+        return int(dt.version())
+
+    def _compact_local(self) -> int:
+        """:meth:`compact` of a local table: its files rewritten by the project's writer (page
+        checksums, digest names), the old ones removed in the same commit."""
+        from deltalake import CommitProperties
+        from deltalake.exceptions import DeltaError
+        from deltalake.transaction import RemoveAction
+
+        dt = self._load()
+        groups: dict[int, list[lake_files.DataFile]] = {}
+        for f in lake_files.data_files(dt, string_columns=(), local=True):
+            groups.setdefault(f.label, []).append(f)
+        moved = [f for fs in groups.values() if len(fs) > 1 for f in fs]
+        adds: list[Any] = []
+        try:
+            if moved:
+                data = pl.concat(self._read(moved)).select(list(self.stored_schema))
+                adds = lake_files.write_local(root=self.uri, data=data.sort(PARTITION, *self.schemes, "clip_id"),
+                                              data_change=False)
+                now = int(time.time() * 1000)
+                removes = [RemoveAction(path=f.path, data_change=False, deletion_timestamp=now, size=f.size,
+                                        partition_values={PARTITION: str(f.label)}) for f in moved]
+                schema = pl.DataFrame(schema=self.stored_schema).to_arrow().schema
+                dt.create_write_transaction([*adds, *removes], "append", schema, partition_by=[PARTITION],
+                                            commit_properties=CommitProperties(custom_metadata=COMPACT_META))
+            dt = self._load()
+            dt.create_checkpoint()
+        except (DeltaError, OSError) as exc:
+            self._discard(adds)
+            raise StoreError(f"cannot compact {self.uri} ({first_line(exc)}); run it again") from exc
+        return int(dt.version())
+
+    # -- history and vacuum ---------------------------------------------------------------
+    def history(self) -> list[TableVersion]:
+        """Every version whose commit the log still holds, oldest first, with its row counts
+        and what wrote it.
+
+        Totals count back from the newest version's files (rows are only appended; a
+        compaction moves them), so they stay right when the log's oldest commits expire.
+        """
+        dt = self._load()
+        commits = sorted(dt.history(), key=lambda c: int(c["version"]))
+        added = [rows_of(c) for c in commits]
+        total = sum(f.rows for f in lake_files.data_files(dt, string_columns=(), local=self.local)) - sum(added)
+        out = []
+        for c, n in zip(commits, added):
+            total += n
+            shard = meta_of(c, "shard")
+            out.append(TableVersion(
+                version=int(c["version"]), timestamp=datetime.fromtimestamp(int(c["timestamp"]) / 1000, tz=UTC),
+                operation="COMPACT" if meta_of(c, "operation") == "compact" else str(c.get("operation")),
+                rows_added=n, total_rows=total,
+                run_id=meta_of(c, "run_id"), task_id=meta_of(c, "task_id"), code_version=meta_of(c, "code_version"),
+                params_hash=meta_of(c, "params_hash"), shard=int(shard) if shard and shard.isdigit() else None,
+            ))
+        return out
+
+    def kept_versions(self, *, retain_versions: int = DEFAULT_RETAIN_VERSIONS,
+                      retention_hours: int = DEFAULT_RETENTION_HOURS) -> list[int]:
+        """The versions :meth:`vacuum` keeps readable: the newest ``retain_versions``, and
+        every version written in the last ``retention_hours``."""
+        if isinstance(retain_versions, bool) or not isinstance(retain_versions, int) or retain_versions < 1:
+            raise ParameterError(f"retain_versions must be an int >= 1, got {retain_versions!r}")
+        if isinstance(retention_hours, bool) or not isinstance(retention_hours, int) or retention_hours < 0:
+            raise ParameterError(f"retention_hours must be an int >= 0, got {retention_hours!r}")
+        versions = self.history()
+        latest = versions[-1].version
+        since = datetime.now(UTC) - timedelta(hours=retention_hours)
+        return [v.version for v in versions if v.version > latest - retain_versions or v.timestamp >= since]
+
+    def referenced_object_keys(self, *, retain_versions: int = DEFAULT_RETAIN_VERSIONS,
+                               retention_hours: int = DEFAULT_RETENTION_HOURS) -> set[str]:
+        """The shard object keys the kept versions' rows name (by :meth:`kept_versions`'s
+        rule): a shard object outside this set is referenced by no kept version."""
+        kept = self.kept_versions(retain_versions=retain_versions, retention_hours=retention_hours)
+        seen: dict[str, lake_files.DataFile] = {}
+        for v in kept:
+            for f in lake_files.data_files(self._load(v), string_columns=(), local=self.local):
+                seen.setdefault(f.path, f)
+        keys: set[str] = set()
+        for df in self._read(list(seen.values())):
+            keys.update(df["object_key"].unique().to_list())
+        return keys
+
+    def vacuum(self, *, retain_versions: int = DEFAULT_RETAIN_VERSIONS,
+               retention_hours: int = DEFAULT_RETENTION_HOURS, dry_run: bool = False) -> VacuumReport:
+        """Delete the data files no kept version references, and that no version has
+        referenced for ``retention_hours``; return what was (or, ``dry_run``, would be) deleted.
+
+        Only files that a commit removed (a compaction's inputs) are candidates: a file a kept
+        version references is never deleted, so every kept version stays readable, and a
+        file no commit ever named (a shard task's files before its commit, or those of a
+        task killed before it) is left alone.
+        """
+        from deltalake.exceptions import DeltaError
+
+        kept = self.kept_versions(retain_versions=retain_versions, retention_hours=retention_hours)
+        dt = self._load()
+        try:
+            deleted = dt.vacuum(retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False,
+                                keep_versions=kept, full=False)
+        except (DeltaError, OSError) as exc:
+            raise StoreError(f"cannot vacuum {self.uri} ({first_line(exc)})") from exc
+        return VacuumReport(kept_versions=tuple(kept), deleted=tuple(sorted(str(p) for p in deleted)))
