@@ -1,0 +1,57 @@
+"""The Delta index table on S3 (SeaweedFS of the session's fixture): commits, a retried task,
+time travel, history and concurrent writers of other processes, as on a local folder."""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+
+import polars as pl
+import pytest
+from test_lake import LINEAGE, shard_rows
+
+from feature_store.engine.lake import IndexTable
+from feature_store.engine.storage import open_storage
+
+
+@pytest.fixture
+def s3_table(s3_server, monkeypatch):
+    for name, value in s3_server.env.items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    storage = open_storage(s3_server.env["GTZAN_STORE_URL"])
+    uri = f"{s3_server.env['GTZAN_STORE_URL'].rstrip('/')}/lake-{uuid.uuid4().hex[:8]}"
+    return uri, storage.storage_options()
+
+
+def test_commits_retries_and_time_travel_on_s3(s3_table) -> None:
+    uri, options = s3_table
+    table = IndexTable(uri, storage_options=options)
+    first = table.commit_shard(shard_rows(0), shard=0, task_id="task-0", lineage=LINEAGE)
+    again = table.commit_shard(shard_rows(0), shard=0, task_id="task-0", lineage=LINEAGE)
+    second = table.commit_shard(shard_rows(1), shard=1, task_id="task-1", lineage=LINEAGE)
+    assert first.committed and not again.committed and second.committed
+    fresh = IndexTable(uri, storage_options=options)
+    got = fresh.scan().collect()
+    assert got.height == 24 and got["clip_id"].n_unique() == 24
+    want = pl.concat([shard_rows(0), shard_rows(1)]).sort("clip_id")
+    assert got.sort("clip_id").select(want.columns).equals(want)
+    assert fresh.scan(version=first.version).collect().height == 12
+    assert [v.task_id for v in fresh.history()][-2:] == ["task-0", "task-1"]
+
+
+def _commit_in_child(uri: str, options: dict, shard: int) -> bool:
+    return IndexTable(uri, storage_options=options).commit_shard(
+        shard_rows(shard), shard=shard, task_id=f"task-{shard % 3}", lineage=LINEAGE).committed
+
+
+def test_concurrent_writers_on_s3_lose_no_row_and_add_none_twice(s3_table) -> None:
+    """Six commits from three processes, two tries of each of three tasks: each task's rows once."""
+    uri, options = s3_table
+    IndexTable(uri, storage_options=options).commit_shard(shard_rows(9).head(0), shard=9, task_id="init",
+                                                         lineage=LINEAGE)
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        done = pool.starmap(_commit_in_child, [(uri, options, s) for s in (0, 1, 2, 3, 4, 5)])
+    assert sum(done) == 3
+    got = IndexTable(uri, storage_options=options).scan().collect()
+    assert got.height == 36 and got["task_id"].value_counts()["count"].to_list() == [12, 12, 12]
