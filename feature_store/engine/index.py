@@ -208,7 +208,7 @@ def query(gen: Path, *, genre: Any, split: Any, scheme: str, song_ids: Any,
     """
     # read whole and checked (page checksums), never pruned by a file's own statistics
     source = source if source is not None else read_index(gen, schema)
-    lf = public(source).lazy()
+    lf = source.lazy().drop([c for c in source.columns if c.startswith(DIGEST_PREFIX)])
     preds = predicates(genre=genre, split=split, scheme=scheme, song_ids=song_ids, source=source, gen=gen)
     return lf.filter(*preds) if preds else lf
 
