@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from feature_store import atomic, integrity, manifest
-from feature_store.engine import plugins, registry
+from feature_store.engine import locks, plugins, registry
 from feature_store.engine.cache import CacheError, SongCache
 from feature_store.engine.index import (
     INDEX_FILE,
@@ -155,14 +155,16 @@ class Builder:
         return BuildReport(computed=self.computed, cached=usable.height - len(self.computed), failed=failed,
                            clip_lengths=report, seconds=time.perf_counter() - t0, provenance=self.provenance)
 
-    def stream_one(self, folder: Path, ok: pl.DataFrame, splits: pl.DataFrame,
-                   songs: dict[str, _Song]) -> tuple[ClipWriter, pl.DataFrame]:
+    def stream_one(self, folder: Path, ok: pl.DataFrame, splits: pl.DataFrame, songs: dict[str, _Song], *,
+                   lock: str) -> tuple[ClipWriter, pl.DataFrame]:
         """A shard task's build (:mod:`feature_store.engine.shards`: no generation, no registry):
-        compute ``songs`` under the cache lock into a writer, in ``folder``, of the one clip length.
-        Returns that filled, unfinished writer of the usable songs and the failed songs."""
+        compute ``songs`` under the lock ``lock`` (the shard's, not the whole cache's) into a writer,
+        in ``folder``, of the one clip length. Returns it filled, unfinished, and the failed songs."""
         (c,) = self.lengths
+        self.cache.folder.mkdir(parents=True, exist_ok=True)
         try:
-            with self.store.cache_lock(self.cache.folder, self.lock_timeout, on_wait=self.on_wait):
+            with locks.held(self.store.store_dir / ".locks", lock, timeout=self.lock_timeout, on_wait=self.on_wait,
+                            busy=f"another task is computing the songs of {lock}"):
                 provisional = ok.filter(~pl.col("song_id").is_in([f["song_id"] for f in self.failed]))
                 self.view.before_build(threads=self.threads)
                 with Flusher(self.writers):

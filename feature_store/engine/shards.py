@@ -3,7 +3,7 @@
 A song belongs to one of ``shards`` shards by its content hash (:func:`shard_of`), so the
 shard of a song never depends on which other songs the corpus holds. :func:`build_shard`
 computes the songs of one shard (through the :class:`~feature_store.engine.build.Builder`'s
-planning, workers and per-song cache), writes their rows at one clip length into one HDF5
+planning, workers and per-song cache, under the shard's own lock: :func:`shard_lock`), writes their rows at one clip length into one HDF5
 file in the store's chunked layout (:class:`~feature_store.engine.writer.ClipWriter`), and
 publishes it with a create-only put under a new key::
 
@@ -135,6 +135,19 @@ def shard_prefix(view: FeatureView, *, clip_seconds: int, shard: int) -> str:
     return f"{view.folder}/{clip_dirname(clip_seconds)}/shard-{shard:04d}"
 
 
+def shard_lock(shard: int, *, shards: int) -> str:
+    """The lock a shard task holds while it fills the per-song cache: ``cache-shard-0007-of-0016``.
+
+    Not the whole cache's lock: the tasks of other shards, on this host or others sharing the
+    store, compute at the same time (their songs, and so their cache entries, are disjoint),
+    while two tasks of one shard (two clip lengths, or a retry) take turns and share entries.
+    A whole-store build (:meth:`ViewStore.build`) sweeps the cache's temporary files under the
+    cache's lock: one running beside shard tasks of the same store may fail a song of theirs
+    (it is then in :attr:`ShardResult.failed`, without rows).
+    """
+    return f"cache-shard-{shard:04d}-of-{shards:04d}"
+
+
 def to_int64(digests: Any) -> np.ndarray:
     """uint64 digests bit-reinterpreted as int64 (what the index table stores)."""
     return np.asarray(digests, np.uint64).view(np.int64)
@@ -197,7 +210,7 @@ def build_shard(store: ViewStore, *, shard: int, shards: int, clip_seconds: int,
     key += ".h5"
     with tempfile.TemporaryDirectory(prefix="gtzan-shard-") as tmp:
         folder = Path(tmp)
-        writer, failed = builder.stream_one(folder, ok, splits, songs)
+        writer, failed = builder.stream_one(folder, ok, splits, songs, lock=shard_lock(shard, shards=shards))
         (folder / "out").mkdir()
         index = writer.finish(folder / "out")
         info = storage.put_new(key, folder / "out" / store.view.data_file)

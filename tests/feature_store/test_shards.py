@@ -15,12 +15,14 @@ from toy_view import ClipToyView, ToyView
 from feature_store import ingest
 from feature_store.engine import shards as shards_mod
 from feature_store.engine.index import read_index
-from feature_store.engine.shards import build_shard, read_shard, shard_of
+from feature_store.engine.locks import held
+from feature_store.engine.shards import build_shard, read_shard, shard_lock, shard_of
 from feature_store.engine.storage import LocalStorage, ObjectTooLarge
 from feature_store.engine.storage.s3 import S3Config, S3Storage
 from feature_store.engine.store import ViewStore
+from feature_store.views import get_view
 from feature_store.engine.writer import ClipWriter
-from feature_store.errors import ParameterError
+from feature_store.errors import ParameterError, StoreLockedError
 from feature_store.integrity import IntegrityError
 
 SHARDS = 4
@@ -228,3 +230,41 @@ def test_bad_arguments_are_refused_before_any_work(corpus, tmp_path):
         with pytest.raises(ParameterError, match=msg):
             build_shard(store, storage=storage, audio_root=corpus / "audio", **args)
     assert storage.list() == []
+
+
+def test_a_shard_task_waits_for_its_own_shard_only(corpus, tmp_path):
+    """Tasks of other shards (and a whole build's cache lock) do not block a shard task; a second
+    task of the same shard waits for the first."""
+    store, _ = today(corpus)
+    storage = LocalStorage(tmp_path / "objects")
+    args = {"shards": SHARDS, "clip_seconds": CLIP, "storage": storage, "audio_root": corpus / "audio",
+            "lock_timeout": 0}
+    lock_dir = store.store_dir / ".locks"
+    with held(lock_dir, shard_lock(0, shards=SHARDS), timeout=0, busy="test"), \
+            held(lock_dir, "cache", timeout=0, busy="test"):
+        assert build_shard(store, shard=1, task_id="other", **args).rows.height > 0
+        with pytest.raises(StoreLockedError, match="cache-shard-0000-of-0004") as err:
+            build_shard(store, shard=0, task_id="same", **args)
+        assert "\n" not in str(err.value)
+    assert [o.key.split("/")[-2] for o in storage.list()] == ["shard-0001"]
+
+
+def test_the_mel_view_sharded_is_bit_identical_to_todays_build(corpus, tmp_path):
+    """The default view (mel spectrograms, one compressed chunk per clip) at 5 s, computed anew."""
+    shutil.copytree(corpus / "fresh", tmp_path / "store")
+    store = ViewStore(tmp_path / "store", get_view("mel"))
+    store.build(audio_root=corpus / "audio", clip_seconds=[5], workers=1)
+    index = read_index(store.generation(5))
+    fresh = ViewStore(tmp_path / "again", get_view("mel"))
+    shutil.copytree(corpus / "fresh", tmp_path / "again")
+    storage = LocalStorage(tmp_path / "objects")
+    results = [build_shard(fresh, shard=k, shards=3, clip_seconds=5, storage=storage, audio_root=corpus / "audio",
+                           task_id=f"mel-{k}", workers=1) for k in range(3)]
+    assert sum(len(r.computed) for r in results) == index["song_id"].n_unique()
+    rows = pl.concat([r.rows for r in results])
+    assert as_today(rows, index.columns).equals(index.drop("hdf5_row").sort("clip_id"))
+    t = store.tensors(clip_seconds=5, arrays=["mel"])
+    by_id = {cid: i for i, cid in enumerate(t.index["clip_id"].to_list())}
+    for r in results:
+        got = read_shard(storage, r.object_key, view=fresh.view, clip_seconds=5, rows=r.rows)
+        np.testing.assert_array_equal(got.arrays["mel"], t.x[[by_id[c] for c in got.clip_ids]])
