@@ -153,10 +153,21 @@ def to_int64(digests: Any) -> np.ndarray:
     return np.asarray(digests, np.uint64).view(np.int64)
 
 
+def shards_of(sha256: pl.Series, *, shards: int) -> pl.Series:
+    """:func:`shard_of` of every digest of ``sha256`` at once (Int64), without a Python loop."""
+    check_shards(shards)
+    bad = sha256.is_null() | ~sha256.str.contains(r"^[0-9a-f]{64}$")
+    if bad.any():
+        raise ParameterError(f"not a lower-case sha256 hex digest: {sha256.filter(bad).head(1).to_list()[0]!r}")
+    # the first 64 bits as two 32-bit halves: (hi * 2**32 + lo) mod n, in int64 without overflow
+    hi = sha256.str.slice(0, 8).str.to_integer(base=16).cast(pl.Int64)
+    lo = sha256.str.slice(8, 8).str.to_integer(base=16).cast(pl.Int64)
+    return (((hi % shards) * (2**32 % shards) + lo) % shards).alias("shard")
+
+
 def _in_shard(shard: int, shards: int) -> Callable[[pl.DataFrame], pl.DataFrame]:
     def select(ok: pl.DataFrame) -> pl.DataFrame:
-        keep = [shard_of(s, shards=shards) == shard for s in ok["sha256"].to_list()]
-        return ok.filter(pl.Series(keep, dtype=pl.Boolean))
+        return ok.filter(shards_of(ok["sha256"], shards=shards) == shard)
 
     return select
 

@@ -16,7 +16,7 @@ from feature_store import ingest
 from feature_store.engine import shards as shards_mod
 from feature_store.engine.index import read_index
 from feature_store.engine.locks import held
-from feature_store.engine.shards import build_shard, read_shard, shard_lock, shard_of
+from feature_store.engine.shards import build_shard, read_shard, shard_lock, shard_of, shards_of
 from feature_store.engine.storage import LocalStorage, ObjectTooLarge
 from feature_store.engine.storage.s3 import S3Config, S3Storage
 from feature_store.engine.store import ViewStore
@@ -75,6 +75,13 @@ def test_shard_of_is_the_hash_modulo_stable_and_checked(corpus):
         with pytest.raises(ParameterError) as err:
             shard_of(bad, shards=n)
         assert "\n" not in str(err.value)
+    # the vectorized form agrees, digests of 2**63 and more included
+    many = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(2000)] + ["f" * 64, "0" * 64, "8" + "0" * 63]
+    for n in (1, 3, 16, 1000, 4096):
+        assert shards_of(pl.Series(many), shards=n).to_list() == [shard_of(s, shards=n) for s in many]
+    for bad in (["A" * 64], ["a" * 65], [None]):
+        with pytest.raises(ParameterError, match="not a lower-case sha256"):
+            shards_of(pl.Series(bad, dtype=pl.String), shards=4)
 
 
 def test_the_union_of_the_shards_is_todays_index_and_reads_back_as_todays_tensors(corpus, storage):
