@@ -3,13 +3,15 @@
 A song belongs to one of ``shards`` shards by its content hash (:func:`shard_of`), so the
 shard of a song never depends on which other songs the corpus holds. :func:`build_shard`
 computes the songs of one shard (through the :class:`~feature_store.engine.build.Builder`'s
-planning, workers and per-song cache, under the shard's own lock: :func:`shard_lock`), writes their rows at one clip length into one HDF5
-file in the store's chunked layout (:class:`~feature_store.engine.writer.ClipWriter`), and
-publishes it with a create-only put under a new key::
+planning, workers and per-song cache, under the shard's own lock: :func:`shard_lock`), writes
+their rows at one clip length into one HDF5 file in the store's chunked layout
+(:class:`~feature_store.engine.writer.ClipWriter`) in a local temporary folder, and publishes
+it with a create-only put under a new key::
 
     <view folder>/clip-05s/shard-0007/<task id>-<uuid>.h5
 
-so no object is ever overwritten, and a retried task writes a new object. What it returns is
+so no object is ever overwritten, a retried task writes a new object, and a task killed before
+its put leaves no object (a put publishes only a whole file). What it returns is
 the rows an index table commits for that object (:class:`ShardResult`). :func:`read_shard`
 reads rows of one object back, bounded and checked.
 
