@@ -40,6 +40,7 @@ from feature_store import h5 as h5lib
 from feature_store import integrity
 from feature_store.bounds import MAX_SHARDS
 from feature_store.engine.build import Builder
+from feature_store.engine.index import table_schema
 from feature_store.engine.read import check_dataset, read_rows
 from feature_store.engine.storage import Storage
 from feature_store.engine.storage.base import DEFAULT_MAX_GET_BYTES
@@ -82,6 +83,9 @@ class ShardResult:
     failed : pl.DataFrame
         Songs that failed (``song_id``, ``reason``); they have no rows.
     seconds : float
+    tables : dict of str to pl.DataFrame
+        The view's tables of these clips (``clip_id``, ``song_id``, ``genre`` and the table's
+        columns: mel's ``summary``), which are not in the object.
     """
 
     shard: int
@@ -96,6 +100,7 @@ class ShardResult:
     computed: list[str]
     failed: pl.DataFrame
     seconds: float
+    tables: dict[str, pl.DataFrame] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -226,6 +231,9 @@ def build_shard(store: ViewStore, *, shard: int, shards: int, clip_seconds: int,
         writer, failed = builder.stream_one(folder, ok, splits, songs, lock=shard_lock(shard, shards=shards))
         (folder / "out").mkdir()
         index = writer.finish(folder / "out")
+        tables = {spec.name: integrity.read_parquet(folder / "out" / f"{spec.name}.parquet",
+                                                    schema=table_schema(spec))
+                  for spec in store.view.array_specs(c) if spec.columns is not None}
         info = storage.put_new(key, folder / "out" / store.view.data_file)
     digests = [col for col in index.columns if col.startswith(DIGEST_PREFIX)]
     rows = index.rename({"hdf5_row": "object_row"}).with_columns(
@@ -234,7 +242,7 @@ def build_shard(store: ViewStore, *, shard: int, shards: int, clip_seconds: int,
     return ShardResult(shard=shard, shards=shards, clip_seconds=c, task_id=task_id, object_key=key,
                        object_bytes=info.size, object_sha256=info.sha256 or "", rows=rows,
                        songs=rows["song_id"].n_unique(), computed=builder.computed, failed=failed,
-                       seconds=time.perf_counter() - t0)
+                       seconds=time.perf_counter() - t0, tables=tables)
 
 
 @contextmanager

@@ -105,6 +105,8 @@ def test_the_union_of_the_shards_is_todays_index_and_reads_back_as_todays_tensor
     assert union["clip_id"].n_unique() == union.height == index.height
     # same clips, same index values, same xxh3 digests: bit-identical features
     assert as_today(union, index.columns).equals(index.drop("hdf5_row").sort("clip_id"))
+    level = pl.concat([r.tables["level"] for r in results]).sort("clip_id")
+    assert level.equals(pl.read_parquet(store.generation(CLIP) / "level.parquet").sort("clip_id"))
     t = store.tensors(clip_seconds=CLIP, arrays=["level", "frames"])
     by_id = {cid: i for i, cid in enumerate(t.index["clip_id"].to_list())}
     for r in results:
@@ -275,3 +277,6 @@ def test_the_mel_view_sharded_is_bit_identical_to_todays_build(corpus, tmp_path)
     for r in results:
         got = read_shard(storage, r.object_key, view=fresh.view, clip_seconds=5, rows=r.rows)
         np.testing.assert_array_equal(got.arrays["mel"], t.x[[by_id[c] for c in got.clip_ids]])
+    # the view's summary table (Parquet only, not in the objects) comes with the rows
+    summary = pl.concat([r.tables["summary"] for r in results]).sort("clip_id")
+    assert summary.equals(pl.read_parquet(store.generation(5) / "summary.parquet").sort("clip_id"))
