@@ -23,6 +23,9 @@ MAX_EPOCHS = 10_000
 MAX_BATCH_SIZE = 65_536
 #: Rows that ``gtzan features query --limit`` may ask for.
 MAX_QUERY_LIMIT = 100_000_000
+#: Shards a view's songs are spread over (:mod:`feature_store.engine.shards`): one Dagster
+#: partition each per clip length, and Dagster's UI slows down past a few thousand partitions.
+MAX_SHARDS = 4096
 
 
 def max_workers() -> int:

@@ -19,6 +19,7 @@ variable               default                          meaning
 ``GTZAN_MODE``         ``first``                        sampling mode: first | segments
 ``GTZAN_LAYOUT``       ``auto``                         auto | kaggle | original
 ``GTZAN_WORKERS``      ``0`` (the CPU count)            feature worker processes
+``GTZAN_SHARDS``       ``16``                           shards a view's songs are spread over
 ``GTZAN_EXECUTOR``     ``multiprocess``                 Dagster executor: multiprocess | in_process | celery | k8s
 ``GTZAN_PREDICT_...``  ``7200``                         ``GTZAN_PREDICT_MAX_SECONDS``: longest file to predict
 ``GTZAN_AUTOMATE...``  unset                            ``GTZAN_AUTOMATE_OPT_IN``: 1 lets automation build opt-in assets
@@ -47,6 +48,7 @@ from feature_store.bounds import MAX_DEMO_SONGS_PER_GENRE as MAX_DEMO_SONGS_PER_
 from feature_store.bounds import MAX_EPOCHS as MAX_EPOCHS
 from feature_store.bounds import MAX_QUERY_LIMIT as MAX_QUERY_LIMIT
 from feature_store.bounds import MAX_SEED as MAX_SEED
+from feature_store.bounds import MAX_SHARDS as MAX_SHARDS
 from feature_store.bounds import MAX_WORKERS_PER_CPU as MAX_WORKERS_PER_CPU
 from feature_store.bounds import max_workers
 from feature_store.engine.plugins import DEFAULT_DATASET
@@ -69,6 +71,8 @@ ENV_VARS: dict[str, str] = {
     "GTZAN_MODE": "sampling mode of the features: first | segments (default: first)",
     "GTZAN_LAYOUT": "layout of $GTZAN_DIR: auto | kaggle | original (default: auto, detected)",
     "GTZAN_WORKERS": "worker processes of the feature build (default: 0, the CPU count)",
+    "GTZAN_SHARDS": "shards a view's songs are spread over by content hash, one build task each "
+    "(default: 16, at most MAX_SHARDS)",
     "GTZAN_EXECUTOR": "Dagster executor of the code location: multiprocess | in_process | celery | k8s "
     "(default: multiprocess)",
     "GTZAN_DEBUG": "set to 1: tracebacks instead of one-line errors, and TensorFlow's own logs",
@@ -82,7 +86,7 @@ ENV_VARS: dict[str, str] = {
 #: declared once in :mod:`feature_store.bounds`, where the library and the Dagster assets read
 #: them too, and re-exported here: ``MAX_SEED``, ``MAX_WORKERS_PER_CPU`` (times the CPU count:
 #: ``max_workers()``), ``MAX_EPOCHS``, ``MAX_BATCH_SIZE``, ``MAX_QUERY_LIMIT``,
-#: ``MAX_DEMO_SONGS_PER_GENRE``, ``MAX_DEMO_SECONDS``. Each is refused in one line before any work.
+#: ``MAX_DEMO_SONGS_PER_GENRE``, ``MAX_DEMO_SECONDS``, ``MAX_SHARDS``. Each is refused in one line before any work.
 
 #: Values that ``GTZAN_EXECUTOR`` accepts (``celery`` needs dagster-celery, ``k8s`` dagster-k8s).
 EXECUTORS: tuple[str, ...] = ("multiprocess", "in_process", "celery", "k8s")
@@ -182,6 +186,9 @@ class Settings:
         ``$GTZAN_LAYOUT``: ``auto`` or one of the library's layouts (:func:`layouts`).
     workers : int
         ``$GTZAN_WORKERS``: worker processes of the feature build (0: the CPU count).
+    shards : int
+        ``$GTZAN_SHARDS``: shards a view's songs are spread over by content hash
+        (:func:`feature_store.engine.shards.shard_of`), 1 to ``MAX_SHARDS``.
     executor : str
         ``$GTZAN_EXECUTOR``: the Dagster executor of the code location (:data:`EXECUTORS`).
     debug : bool
@@ -239,6 +246,7 @@ class Settings:
     dtype: str = _field_default(FeatureParams, "dtype")
     layout: str = "auto"
     workers: int = 0
+    shards: int = 16
     executor: str = "multiprocess"
     debug: bool = False
     models: tuple[str, ...] = DEFAULT_MODELS
@@ -269,7 +277,7 @@ class Settings:
         most = max_workers()
         whole = {"workers": (0, most), "embedding_workers": (0, most), "epochs": (1, MAX_EPOCHS),
                  "batch_size": (1, MAX_BATCH_SIZE), "demo_songs_per_genre": (1, MAX_DEMO_SONGS_PER_GENRE),
-                 "demo_seed": (0, MAX_SEED)}
+                 "demo_seed": (0, MAX_SEED), "shards": (1, MAX_SHARDS)}
         for name, (least, bound) in whole.items():
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= bound:
@@ -317,6 +325,7 @@ class Settings:
             "mode": _choice("GTZAN_MODE", get("GTZAN_MODE"), MODES),
             "layout": _choice("GTZAN_LAYOUT", layout, layouts()) if layout else None,
             "workers": _count("GTZAN_WORKERS", get("GTZAN_WORKERS")),
+            "shards": _shards(get("GTZAN_SHARDS")),
             "executor": _choice("GTZAN_EXECUTOR", get("GTZAN_EXECUTOR"), EXECUTORS),
             "debug": debug(environ),
             "predict_max_seconds": _seconds("GTZAN_PREDICT_MAX_SECONDS", get("GTZAN_PREDICT_MAX_SECONDS")),
@@ -390,6 +399,7 @@ class Settings:
         env = {"GTZAN_DATA_DIR": str(s.data_dir), "GTZAN_STORE_DIR": str(s.store_dir),
                "GTZAN_MODEL_DIR": str(s.model_dir), "GTZAN_REPORT_DIR": str(s.report_dir),
                "GTZAN_MODE": s.mode, "GTZAN_LAYOUT": s.layout, "GTZAN_WORKERS": str(s.workers),
+               "GTZAN_SHARDS": str(s.shards),
                "GTZAN_EXECUTOR": s.executor, "GTZAN_PREDICT_MAX_SECONDS": repr(s.predict_max_seconds),
                **s.deployment.env()}
         if s.audio_dir is not None:
@@ -454,6 +464,14 @@ def _count(name: str, value: str | None) -> int | None:
     if not value.isdigit():
         raise ParameterError(f"{name} must be a non-negative integer, got {value!r}")
     return int(value)
+
+
+def _shards(value: str | None) -> int | None:
+    """``$GTZAN_SHARDS`` as an integer in ``1..MAX_SHARDS`` (None when unset), else a ParameterError."""
+    n = _count("GTZAN_SHARDS", value)
+    if n is not None and not 1 <= n <= MAX_SHARDS:
+        raise ParameterError(f"GTZAN_SHARDS must be an integer in 1..{MAX_SHARDS}, got {value!r}")
+    return n
 
 
 def _seconds(name: str, value: str | None) -> float | None:

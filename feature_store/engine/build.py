@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from feature_store import atomic, integrity, manifest
-from feature_store.engine import plugins, registry
+from feature_store.engine import locks, plugins, registry
 from feature_store.engine.cache import CacheError, SongCache
 from feature_store.engine.index import (
     INDEX_FILE,
@@ -125,13 +125,8 @@ class Builder:
     # -- the build ----------------------------------------------------------------------------
     def run(self, audio_root: str | os.PathLike[str]) -> BuildReport:
         t0 = time.perf_counter()
-        genre_root = _genre_root_with_files(self.store.root, audio_root)
-        catalog, splits = self.store.catalog(), self.store.splits()
-        self.labels = plugins.store_labels(self.store.root, catalog)
-        ok = catalog.filter(pl.col("status") == "ok")
-        self.provenance = self.view.provenance()
-        self.cache = SongCache(self.store.root / "cache" / self.view.cache_folder(self.provenance))
-        songs = self._plan(ok, genre_root)
+        catalog, splits, ok, songs = self.prepare(audio_root)
+        genre_root = self.genre_root
         with contextlib.ExitStack() as stack:
             stack.enter_context(self.store.cache_lock(self.cache.folder, self.lock_timeout, on_wait=self.on_wait))
             cdirs = {c: stack.enter_context(self.store.clip_lock(c, self.lock_timeout, on_wait=self.on_wait))
@@ -160,7 +155,52 @@ class Builder:
         return BuildReport(computed=self.computed, cached=usable.height - len(self.computed), failed=failed,
                            clip_lengths=report, seconds=time.perf_counter() - t0, provenance=self.provenance)
 
+    def stream_one(self, folder: Path, ok: pl.DataFrame, splits: pl.DataFrame, songs: dict[str, _Song], *,
+                   lock: str) -> tuple[ClipWriter, pl.DataFrame]:
+        """A shard task's build (:mod:`feature_store.engine.shards`: no generation, no registry):
+        compute ``songs`` under the lock ``lock`` (the shard's, not the whole cache's) into a writer,
+        in ``folder``, of the one clip length. Returns it filled, unfinished, and the failed songs."""
+        (c,) = self.lengths
+        self.cache.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            with locks.held(self.store.store_dir / ".locks", lock, timeout=self.lock_timeout, on_wait=self.on_wait,
+                            busy=f"another task is computing the songs of {lock}"):
+                provisional = ok.filter(~pl.col("song_id").is_in([f["song_id"] for f in self.failed]))
+                self.view.before_build(threads=self.threads)
+                with Flusher(self.writers):
+                    self._compute(songs, self.genre_root, lambda: self.writers.update({c: ClipWriter(
+                        atomic.tmp_name(folder / self.view.data_file), self._target(c, provisional, splits), c,
+                        self.view, self.provenance)}))
+                failed = pl.DataFrame(self.failed, schema={"song_id": pl.String, "reason": pl.String})
+                target = self._target(c, ok.filter(~pl.col("song_id").is_in(failed["song_id"].implode())), splits)
+                writer = self.writers.get(c)
+                if writer is None or not writer.target.equals(target):
+                    writer = self._write_from_cache(c, folder, target, songs)
+        except BaseException:
+            for w in self.writers.values():
+                w.abort()
+            raise
+        return writer, failed
+
     # -- planning -----------------------------------------------------------------------------
+    def prepare(self, audio_root: str | os.PathLike[str], *,
+                select: Callable[[pl.DataFrame], pl.DataFrame] | None = None,
+                ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, _Song]]:
+        """Read the catalog and splits, set the labels, provenance and cache, and plan the songs.
+
+        Returns ``(catalog, splits, ok, songs)``: ``ok`` the catalog's usable rows (those
+        ``select`` keeps, when given), ``songs`` their content hashes.
+        """
+        self.genre_root = _genre_root_with_files(self.store.root, audio_root)
+        catalog, splits = self.store.catalog(), self.store.splits()
+        self.labels = plugins.store_labels(self.store.root, catalog)
+        ok = catalog.filter(pl.col("status") == "ok")
+        if select is not None:
+            ok = select(ok)
+        self.provenance = self.view.provenance()
+        self.cache = SongCache(self.store.root / "cache" / self.view.cache_folder(self.provenance))
+        return catalog, splits, ok, self._plan(ok, self.genre_root)
+
     def _plan(self, ok: pl.DataFrame, genre_root: Path) -> dict[str, _Song]:
         songs: dict[str, _Song] = {}
         for sid, rel, sha, duration, size in ok.select("song_id", "path", "sha256", "duration", "bytes").iter_rows():

@@ -36,6 +36,7 @@ def test_every_variable_is_read(tmp_path):
         "GTZAN_MODE": "segments",
         "GTZAN_LAYOUT": "original",
         "GTZAN_WORKERS": "3",
+        "GTZAN_SHARDS": "64",
         "GTZAN_EXECUTOR": "in_process",
         "GTZAN_DEBUG": "1",
         "GTZAN_PREDICT_MAX_SECONDS": "600",
@@ -61,6 +62,7 @@ def test_every_variable_is_read(tmp_path):
     assert s.store_root == Path("~/store").expanduser() and s.model_root == tmp_path / "m"
     assert s.report_root == Path("rel/reports") and s.demo_root == Path("rel/demo")
     assert (s.mode, s.layout, s.workers, s.executor, s.debug) == ("segments", "original", 3, "in_process", True)
+    assert s.shards == 64 and Settings.from_env({}).shards == 16 and Settings.from_env(s.env()).shards == 64
 
 
 @pytest.mark.parametrize(
@@ -70,6 +72,9 @@ def test_every_variable_is_read(tmp_path):
         ("GTZAN_LAYOUT", "flat", r"GTZAN_LAYOUT must be one of \['auto', 'kaggle', 'original'\], got 'flat'"),
         ("GTZAN_WORKERS", "-1", r"GTZAN_WORKERS must be a non-negative integer, got '-1'"),
         ("GTZAN_WORKERS", "two", r"GTZAN_WORKERS must be a non-negative integer, got 'two'"),
+        ("GTZAN_SHARDS", "-1", r"GTZAN_SHARDS must be a non-negative integer, got '-1'"),
+        ("GTZAN_SHARDS", "0", r"GTZAN_SHARDS must be an integer in 1\.\.4096, got '0'"),
+        ("GTZAN_SHARDS", "4097", r"GTZAN_SHARDS must be an integer in 1\.\.4096, got '4097'"),
         ("GTZAN_DATASET", "kaggle", r"GTZAN_DATASET must be one of \['gtzan', 'csv', 'folders'\], got 'kaggle'"),
         ("GTZAN_EXECUTOR", "threads", r"GTZAN_EXECUTOR must be one of \['multiprocess', 'in_process', 'celery', 'k8s'\]"),
     ],
