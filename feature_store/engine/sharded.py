@@ -1,0 +1,127 @@
+"""Shard tasks end to end: one shard's object published, its rows committed to the index
+table of its view and clip length, and a query's clips read back from the objects that one
+table version names.
+
+This joins :mod:`feature_store.engine.shards` (the objects) and :mod:`feature_store.engine.lake`
+(the table). The table of a view and clip length lives beside its shards, on the same storage:
+``<view folder>/clip-05s/index`` (a local folder, or ``s3://bucket/prefix/...``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+
+from feature_store.engine.lake import IndexTable, Lineage
+from feature_store.engine.shards import ShardArrays, build_shard, read_shard, shard_prefix
+from feature_store.engine.storage import Storage
+from feature_store.engine.store import ViewStore
+from feature_store.engine.view import FeatureView
+from feature_store.integrity import DIGEST_PREFIX
+from feature_store.params import validate_clip_seconds
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PublishedShard:
+    """What :func:`publish_shard` did.
+
+    Attributes
+    ----------
+    shard : int
+    task_id : str
+    object_key : str or None
+        The object its rows name; None when an earlier try of the task had committed already
+        (this try's object was then deleted: nothing references it).
+    version : int
+        The table version that holds the task's rows.
+    committed : bool
+        Whether this call made the commit.
+    rows : int
+        Rows this call committed (0 for a task committed before).
+    """
+
+    shard: int
+    task_id: str
+    object_key: str | None
+    version: int
+    committed: bool
+    rows: int
+
+
+def index_table(storage: Storage, view: FeatureView, *, clip_seconds: int) -> IndexTable:
+    """The index table of ``view`` at ``clip_seconds`` on ``storage``."""
+    c = validate_clip_seconds(clip_seconds)
+    prefix = shard_prefix(view, clip_seconds=c, shard=0).rsplit("/", 1)[0]
+    arrays = [s.name for s in view.array_specs(c) if s.hdf5]
+    return IndexTable(f"{storage.url.rstrip('/')}/{prefix}/index", storage_options=storage.storage_options() or None,
+                      arrays=arrays)
+
+
+def table_rows(rows: pl.DataFrame, table: IndexTable) -> pl.DataFrame:
+    """A shard's rows (:attr:`ShardResult.rows`) as the table's commit takes them: its input
+    columns, digests back to uint64 (the table adds ``shard`` and ``task_id`` itself)."""
+    digests = [c for c in rows.columns if c.startswith(DIGEST_PREFIX)]
+    out = rows.with_columns(pl.col(c).reinterpret(signed=False) for c in digests)
+    return out.select(list(table.input_schema)).cast(table.input_schema)  # type: ignore[arg-type]
+
+
+def publish_shard(store: ViewStore, *, storage: Storage, shard: int, shards: int, clip_seconds: int,
+                  audio_root: str | Path, task_id: str, lineage: Lineage, workers: int | None = None) -> PublishedShard:
+    """Build one shard into a new object and commit its rows in one atomic commit, once per
+    ``task_id``: a retried task whose earlier try committed adds no row, and its new object,
+    which no version references, is deleted at once.
+
+    A task killed before its put leaves no object; one killed between its put and its commit
+    leaves an object that no version references, which :func:`unreferenced_objects` lists
+    for deletion.
+    """
+    table = index_table(storage, store.view, clip_seconds=clip_seconds)
+    built = build_shard(store, shard=shard, shards=shards, clip_seconds=clip_seconds, storage=storage,
+                        audio_root=audio_root, task_id=task_id, workers=workers)
+    result = table.commit_shard(table_rows(built.rows, table), shard=shard, task_id=task_id, lineage=lineage)
+    if not result.committed:
+        storage.delete(built.object_key)
+    return PublishedShard(shard=shard, task_id=task_id, object_key=built.object_key if result.committed else None,
+                          version=result.version, committed=result.committed, rows=result.rows)
+
+
+def read_clips(storage: Storage, view: FeatureView, *, clip_seconds: int, version: int | None = None,
+               labels: Sequence[int] | None = None, scheme: str | None = None, parts: Sequence[str] | None = None,
+               arrays: Sequence[str] | None = None) -> tuple[pl.DataFrame, ShardArrays]:
+    """The rows of one table version that a query selects (by label and split part), and
+    their arrays, read object by object (each object fetched once) and checked row by row
+    against the digests of that version.
+
+    Returns
+    -------
+    (pl.DataFrame, ShardArrays)
+        The rows, sorted by ``clip_id``, and their arrays in that order.
+    """
+    table = index_table(storage, view, clip_seconds=clip_seconds)
+    rows = table.scan(version=version, labels=labels, scheme=scheme, parts=parts).collect().sort("clip_id")
+    stored = rows.with_columns(pl.col(c).reinterpret(signed=True) for c in rows.columns if c.startswith(DIGEST_PREFIX))
+    c = validate_clip_seconds(clip_seconds)
+    names = list(arrays) if arrays is not None else [s.name for s in view.array_specs(c) if s.hdf5]
+    specs = {s.name: s for s in view.array_specs(c)}
+    out = {n: np.empty((rows.height, *specs[n].shape), dtype=specs[n].dtype) for n in names}
+    positions = stored.with_row_index("_at")
+    for (key,), part in positions.group_by("object_key", maintain_order=True):
+        got = read_shard(storage, str(key), view=view, clip_seconds=c, rows=part, arrays=names)
+        at = part["_at"].to_numpy()
+        for n in names:
+            out[n][at] = got.arrays[n]
+    return rows, ShardArrays(arrays=out, clip_ids=rows["clip_id"].to_list())
+
+
+def unreferenced_objects(storage: Storage, view: FeatureView, *, clip_seconds: int) -> list[str]:
+    """Shard objects of ``view`` at ``clip_seconds`` that no kept version of its table
+    references (a task killed between its put and its commit, or rows vacuumed since)."""
+    table = index_table(storage, view, clip_seconds=clip_seconds)
+    prefix = shard_prefix(view, clip_seconds=clip_seconds, shard=0).rsplit("/", 1)[0]
+    kept = set(table.referenced_object_keys()) if table.exists() else set()
+    return sorted(o.key for o in storage.list(prefix) if o.key.endswith(".h5") and o.key not in kept)

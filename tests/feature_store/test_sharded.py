@@ -1,0 +1,67 @@
+"""Shard tasks end to end (feature_store/engine/sharded.py): each shard built into one object
+and committed to the index table of its view, on a local folder and on SeaweedFS's S3; a new
+reader's query of one version reads today's arrays back."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from test_shards import CLIP, SHARDS, corpus, storage, today  # noqa: F401 (fixtures)
+from toy_view import ToyView
+
+from feature_store.engine.lake import Lineage
+from feature_store.engine.sharded import index_table, publish_shard, read_clips, unreferenced_objects
+from feature_store.engine.shards import build_shard
+from feature_store.integrity import IntegrityError
+
+LINEAGE = Lineage(params_hash="toy", code_version="test", run_id="run-1")
+
+
+def publish(corpus, storage, k: int, task: str | None = None):
+    store, _ = today(corpus)
+    return publish_shard(store, storage=storage, shard=k, shards=SHARDS, clip_seconds=CLIP,
+                         audio_root=corpus / "audio", task_id=task or f"run-1.shard-{k}", lineage=LINEAGE, workers=1)
+
+
+def test_shards_committed_then_queried_by_a_new_reader_give_todays_arrays(corpus, storage):  # noqa: F811
+    store, index = today(corpus)
+    done = [publish(corpus, storage, k) for k in range(SHARDS)]
+    assert all(d.committed for d in done) and [d.version for d in done] == [1, 2, 3, 4]
+    assert sum(d.rows for d in done) == index.height
+    # a retried task adds no row, and its new object is deleted at once
+    again = publish(corpus, storage, 2)
+    assert not again.committed and again.rows == 0 and again.object_key is None
+    assert sorted(o.key for o in storage.list("") if o.key.endswith(".h5")) == sorted(d.object_key for d in done)
+    # a new reader: one label, the held-out part, the newest version
+    label = int(index["label"][0])
+    rows, got = read_clips(storage, ToyView(), clip_seconds=CLIP, labels=[label], scheme="seed", parts=["test"])
+    want = index.filter((pl.col("label") == label) & (pl.col("seed") == "test")).sort("clip_id")
+    assert rows["clip_id"].to_list() == want["clip_id"].to_list() and rows.height > 0
+    t = store.tensors(clip_seconds=CLIP, arrays=["level", "frames"])
+    pos = [t.index["clip_id"].to_list().index(c) for c in rows["clip_id"]]
+    flat = np.concatenate([got.arrays["level"], got.arrays["frames"].reshape(len(pos), -1)], axis=1)
+    np.testing.assert_array_equal(flat, t.x[pos])
+    # time travel: the version after two shards holds exactly those shards' rows
+    two = read_clips(storage, ToyView(), clip_seconds=CLIP, version=2)[0]
+    assert set(two["shard"]) == {0, 1} and two.height == done[0].rows + done[1].rows
+    history = index_table(storage, ToyView(), clip_seconds=CLIP).history()
+    assert [v.task_id for v in history][-SHARDS:] == [f"run-1.shard-{k}" for k in range(SHARDS)]
+    assert history[-1].total_rows == index.height and {v.run_id for v in history[-SHARDS:]} == {"run-1"}
+    assert unreferenced_objects(storage, ToyView(), clip_seconds=CLIP) == []
+
+
+def test_an_object_no_commit_names_is_listed_for_deletion_and_a_damaged_one_is_refused(corpus, storage):  # noqa: F811
+    store, _ = today(corpus)
+    kept = publish(corpus, storage, 0)
+    # a task killed between its put and its commit: an object no version references
+    orphan = build_shard(store, shard=1, shards=SHARDS, clip_seconds=CLIP, storage=storage,
+                         audio_root=corpus / "audio", task_id="run-2.shard-1", workers=1)
+    assert unreferenced_objects(storage, ToyView(), clip_seconds=CLIP) == [orphan.object_key]
+    assert read_clips(storage, ToyView(), clip_seconds=CLIP)[0]["object_key"].unique().to_list() == [kept.object_key]
+    # the committed object swapped for another shard's bytes: refused in one line
+    storage.delete(kept.object_key)
+    storage.put_new(kept.object_key, storage.get(orphan.object_key))
+    with pytest.raises(IntegrityError) as err:
+        read_clips(storage, ToyView(), clip_seconds=CLIP)
+    assert "\n" not in str(err.value)
