@@ -16,6 +16,10 @@ it is). ``up`` creates the bucket and writes ``<dir>/env`` (0600)::
 filer of SeaweedFS 4.48 waits on its metadata subscribers at SIGTERM, and what it acknowledged
 is already written to the kernel), waits for it, and deletes the files that held the secrets (the stored objects stay in ``<dir>/data``; ``down --purge`` deletes them too).
 
+``make cluster`` runs the same server on its control host (deploy/services.py), from the
+functions here: as the cluster's service user, in a network namespace, on the cluster's
+address, stopped with the cluster's other servers.
+
 Usage::
 
     python deploy/object_store.py up --dir D [--host 127.0.0.1] [--port N] [--bucket B] [--prefix P]

@@ -235,7 +235,9 @@ def start_object_store(cluster: Cluster) -> None:
                                                                 *as_user(SERVICE_USER)], env=env)
         object_store.check_access(state, cluster.s3_access_key, cluster.s3_secret_key)
     except object_store.ObjectStoreError as exc:
-        raise ClusterError(f"SeaweedFS: {exc}") from None
+        path = cluster.shared / "logs" / "seaweedfs.log"
+        log = path.read_text(errors="replace")[-2000:] if path.is_file() else "(no log)"
+        raise ClusterError(f"SeaweedFS: {str(exc).splitlines()[0]}; log seaweedfs.log ends:\n{log}") from None
     write_private(cluster.s3_env_file, object_store.env_lines(state, cluster.s3_access_key, cluster.s3_secret_key))
 
 
