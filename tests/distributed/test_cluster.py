@@ -156,17 +156,11 @@ def scenario():
         security = probes.collect(cluster)
         attack = probes.replay_issue_17(graph, base)
         wall["least-privilege probes"] = time.monotonic() - t3
-        old = {k: getattr(cluster, k) for k in ("pg_password", "redis_password", "ui_password", "s3_access_key",
-                                                "s3_secret_key")}
+        old = {k: getattr(cluster, k) for k in OLD_KEYS}
         cl.down(shared, log=lambda _m: None)
         t4 = time.monotonic()
-        cluster = cl.up(shared, workers=len(WORKERS), visibility_timeout=VISIBILITY_TIMEOUT, object_store=True)
-        wall["up again (--object-store)"] = time.monotonic() - t4
-        again = {"old passwords": probes.old_passwords_refused(cluster, old),
-                 "new passwords": all(getattr(cluster, k) != v for k, v in old.items()),
-                 "runs": {r["runId"] for r in cluster.graph().runs()},
-                 "s3 environments": probes.s3_environments(cluster),
-                 "nobody reads": probes.as_nobody(cluster, "files", probes.files_args(cluster))}
+        cluster, again = up_again(shared, old)
+        wall["up again (--object-store) and its probes"] = time.monotonic() - t4
         passwords = cluster.secrets + [v for k, v in old.items() if k != "s3_access_key"]
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -189,6 +183,21 @@ def scenario():
         if loss.run_id in listed:
             print(f"lost {loss.host} during the training step of [{loss.partition}]; its run ended "
                   f"{listed[loss.run_id]['endTime'] - loss.at:.0f} s later")
+
+
+#: What each ``up`` makes anew: the services' passwords and the S3 server's keys.
+OLD_KEYS = ("pg_password", "redis_password", "ui_password", "s3_access_key", "s3_secret_key")
+
+
+def up_again(shared: Path, old: dict[str, str]) -> tuple[cl.Cluster, dict]:
+    """``up --object-store`` on the folder of the cluster just stopped (whose keys were ``old``):
+    the new cluster, and what it answers the old keys, what it kept, who holds the S3 variables."""
+    cluster = cl.up(shared, workers=len(WORKERS), visibility_timeout=VISIBILITY_TIMEOUT, object_store=True)
+    return cluster, {"old passwords": probes.old_passwords_refused(cluster, old),
+                     "new passwords": all(getattr(cluster, k) != v for k, v in old.items()),
+                     "runs": {r["runId"] for r in cluster.graph().runs()},
+                     "s3 environments": probes.s3_environments(cluster),
+                     "nobody reads": probes.as_nobody(cluster, "files", probes.files_args(cluster))}
 
 
 def leftovers(state: cl.Cluster) -> dict[str, list]:
