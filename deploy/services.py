@@ -9,8 +9,8 @@ with umask 077 (:func:`hosts.start`), and takes a password that ``up`` makes ane
   peer authentication, which is how ``up`` sets the role's password.
 * Redis: the ``default`` user is off; the ACL user ``gtzan`` has the commands Celery and kombu
   use, not the ``@admin`` and ``@dangerous`` ones (CONFIG, FLUSHALL, DEBUG, MODULE, KEYS...).
-* SeaweedFS (deploy/object_store.py's server, as the service user ``gtzan``): every port on
-  the service address, telemetry off, one S3 identity with this ``up``'s access key and secret
+* SeaweedFS (deploy/object_store.py's server, as the service user ``gtzan``): its ports on
+  the service address (SeaweedFS binds some on the control host's loopback too), telemetry off, one S3 identity with this ``up``'s access key and secret
   (its identities file 0600, in a 0700 folder), anonymous requests refused; the bucket of the
   cluster's store is made at every ``up``.
 * The UI: nginx on the service address, basic auth against an htpasswd file (0640, root,
