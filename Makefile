@@ -60,9 +60,10 @@ test-all: install
 test-distributed: install
 	$(PY) -m pytest -q -s -m distributed tests/distributed $(PYTEST_ARGS)
 
-## make cluster: (as root) PostgreSQL, Redis, the Dagster UI (behind nginx, with a password) and
-## daemon, and two Celery worker hosts, each host a network namespace (deploy/cluster.py); as the
-## system user gtzan, never root; installs missing Debian packages
+## make cluster: (as root) PostgreSQL, Redis, SeaweedFS (S3), the Dagster UI (behind nginx, with a
+## password) and daemon, and two Celery worker hosts, each host a network namespace (deploy/cluster.py);
+## as the system user gtzan, never root; installs missing Debian packages. CLUSTER_ARGS=--object-store
+## gives the hosts GTZAN_STORE_URL and the AWS variables of its S3 server
 cluster: install
 	$(PY) deploy/cluster.py up --dir $(CLUSTER_DIR) $(CLUSTER_ARGS)
 

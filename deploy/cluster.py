@@ -8,6 +8,7 @@ Hosts are Linux network namespaces joined by veth pairs; nothing listens outside
       nginx       :3000   the UI and its GraphQL API, basic auth (the password: <dir>/ui-credentials)
       PostgreSQL  :5432   Dagster's run, event-log and schedule storage (dagster-postgres)
       Redis       :6379   the Celery broker (db 0) and result backend (db 1), one ACL user
+      SeaweedFS   :8333   an S3 server (deploy/object_store.py), bucket ``gtzan``, one identity
       dagster-webserver on 127.0.0.1:3001 (the control host's loopback), dagster-daemon, the runs
     worker-N (namespace gz<K>-wN): `dagster-celery worker`, one step at a time
 
@@ -20,9 +21,13 @@ store. The passwords are new at every ``up`` (deploy/services.py). Each server i
 its own process group with SIGTERM and SIGINT at their defaults; ``down`` stops each group by
 its id, then any process left in a namespace by its pid, then deletes the namespaces.
 
+The S3 server runs at every ``up`` (its keys in ``<dir>/s3-env``, 0600, root); the hosts get
+GTZAN_STORE_URL and the AWS variables only with ``up --object-store``, since the default graph
+keeps its store in the shared folder.
+
 Usage (as root; missing Debian packages are installed with apt-get)::
 
-    python deploy/cluster.py up [--dir DIR] [--workers 2] [--visibility-timeout S]
+    python deploy/cluster.py up [--dir DIR] [--workers 2] [--visibility-timeout S] [--object-store]
     python deploy/cluster.py materialize [--dir DIR] [--epochs N]
     python deploy/cluster.py status [--dir DIR]
     python deploy/cluster.py down [--dir DIR] [--purge]
@@ -45,7 +50,8 @@ from hosts import (  # noqa: E402  (re-exported: the tests and the benchmark use
     boot_id, default_signals, ensure_packages, ensure_service_user, free_index, kill_namespace, make_hosts,
     our_groups, reap, run, server_preexec, service_python, start, stop_groups, wait_for, write_private,
 )
-from services import new_password, start_postgres, start_proxy, start_redis  # noqa: E402
+from object_store import STOP_TIMEOUT, new_credentials, remove_sockets  # noqa: E402
+from services import new_password, start_object_store, start_postgres, start_proxy, start_redis  # noqa: E402
 
 _run, _alive, _reap = run, alive, reap  # the names the tests knew
 #: The folders the service user writes (0700, its own).
@@ -142,8 +148,11 @@ def _check_folder(shared: Path) -> None:
 
 
 def up(directory: str | os.PathLike[str], *, workers: int = 2, visibility_timeout: int = 3600,
-       log=print) -> Cluster:
-    """Install what is missing, then start every host and service; on any failure, tear down."""
+       object_store: bool = False, log=print) -> Cluster:
+    """Install what is missing, then start every host and service; on any failure, tear down.
+
+    ``object_store``: give the hosts GTZAN_STORE_URL and the AWS variables of the S3 server.
+    """
     if os.geteuid() != 0:
         raise ClusterError("the cluster makes network namespaces: run it as root")
     ensure_packages(log)
@@ -156,16 +165,19 @@ def up(directory: str | os.PathLike[str], *, workers: int = 2, visibility_timeou
     os.chmod(shared, 0o755)  # the services' users enter it; each of their folders is 0700
     shutil.rmtree(shared / "tmp", ignore_errors=True)  # the last run's sockets, if any
     (shared / "secret").unlink(missing_ok=True)  # an older cluster's one password, kept between runs
+    s3_key, s3_secret = new_credentials()
     cluster = Cluster(dir=str(shared), index=free_index(), workers=[f"worker-{i + 1}" for i in range(workers)],
                       pg_password=new_password(), redis_password=new_password(), ui_password=new_password(),
+                      s3_access_key=s3_key, s3_secret_key=s3_secret, object_store=object_store,
                       visibility_timeout=visibility_timeout, boot_id=boot_id(), python=str(service_python(shared)))
     cluster.save()
     try:
         log(f"hosts: control + {', '.join(cluster.workers)} (namespaces {cluster.prefix}-*)")
         make_hosts(cluster)
-        log("PostgreSQL, Redis and the UI's proxy on the control host")
+        log("PostgreSQL, Redis, SeaweedFS (S3) and the UI's proxy on the control host")
         start_postgres(cluster)
         start_redis(cluster)
+        start_object_store(cluster)
         celery_yaml, celery_config = write_instance(cluster)
         start_proxy(cluster)
         log(f"dagster-webserver, dagster-daemon and the Celery workers (as user {SERVICE_USER})")
@@ -175,16 +187,21 @@ def up(directory: str | os.PathLike[str], *, workers: int = 2, visibility_timeou
         down(shared, log=lambda _m: None)
         raise
     log(f"ready: the UI is on {cluster.ui_url} (user {SERVICE_USER}, password in {cluster.credentials_file}, "
-        f"readable by root only); stores under {shared / 'data'}")
+        f"readable by root only); stores under {shared / 'data'}; S3 at {cluster.s3_state['endpoint']} "
+        f"(`source {cluster.s3_env_file}`{'' if object_store else '; the hosts use it with --object-store'})")
     return cluster
 
 
 #: The servers stopped after the others (their clients), each with its fast-shutdown signal.
-SERVICES = {"proxy": signal.SIGTERM, "redis": signal.SIGTERM, "postgres": signal.SIGINT}
+SERVICES = {"proxy": signal.SIGTERM, "seaweedfs": signal.SIGTERM, "redis": signal.SIGTERM,
+            "postgres": signal.SIGINT}
+#: Seconds before SIGKILL, where not the default: SeaweedFS's filer waits on its metadata
+#: subscribers at SIGTERM, and what it acknowledged is already written to the kernel.
+GRACE = {"seaweedfs": STOP_TIMEOUT}
 #: What holds this ``up``'s passwords, deleted by every ``down`` (the passwords die with it anyway).
 SECRET_FILES = ("ui-credentials", "dagster-home/celery.yaml", "dagster-home/dagster_celery",
                 "dagster-storage/dagster_celery", "proxy",
-                "redis/redis.conf")
+                "redis/redis.conf", "s3-env", "object-store/run")
 
 
 def down(directory: str | os.PathLike[str], *, purge: bool = False, log=print) -> None:
@@ -195,7 +212,9 @@ def down(directory: str | os.PathLike[str], *, purge: bool = False, log=print) -
     stop_groups([g for name, g in groups.items() if name not in SERVICES])
     for name, sig in SERVICES.items():
         if name in groups:
-            stop_groups([groups[name]], first=sig)
+            stop_groups([groups[name]], first=sig, grace=GRACE.get(name, 10.0))
+    if "seaweedfs" in cluster.groups:  # its gRPC sockets, in /tmp, named after this cluster's ports
+        remove_sockets(cluster.s3_state["ports"], uid=_uid(SERVICE_USER))
     for ns in reversed(cluster.namespaces):
         kill_namespace(ns)
         run("ip", "netns", "delete", ns, check=False)
@@ -251,6 +270,8 @@ def _status(args: argparse.Namespace) -> None:
     ours = our_groups(cluster)
     for name, pgid in cluster.groups.items():
         print(f"{name:<10} process group {pgid:<8} {'running' if name in ours and alive(pgid) else 'stopped'}")
+    print(f"S3: {cluster.s3_state['endpoint']} (keys in {cluster.s3_env_file}; the hosts use it: "
+          f"{'yes' if cluster.object_store else 'no, up --object-store'})")
     print(f"UI: {cluster.ui_url} (user {SERVICE_USER}, password in {cluster.credentials_file})  "
           f"workers answering: {sorted(celery_ping(cluster))}")
 
@@ -269,11 +290,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="materialize: clip lengths (default: all)")
     parser.add_argument("--models", nargs="+", default=None,
                         help="materialize: models to train (default: those of `make run`), or 'all'")
+    parser.add_argument("--object-store", action="store_true",
+                        help="up: give every host GTZAN_STORE_URL and the AWS variables of the cluster's S3 server "
+                             "(it runs either way)")
     parser.add_argument("--purge", action="store_true", help="down: also delete the folder and its stores")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            up(args.dir, workers=args.workers, visibility_timeout=args.visibility_timeout)
+            up(args.dir, workers=args.workers, visibility_timeout=args.visibility_timeout,
+               object_store=args.object_store)
         elif args.command == "down":
             down(args.dir, purge=args.purge)
         elif args.command == "status":

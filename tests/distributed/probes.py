@@ -94,10 +94,56 @@ def _http(args: dict) -> dict:
         out["webserver port"] = "connected"
     except OSError as exc:
         out["webserver port"] = type(exc).__name__
+    out["s3 anonymous"] = _anonymous_s3(args["s3_bucket_url"])
+    out["s3 port elsewhere"] = {}
+    for addr in args["root_addresses"]:  # this namespace's own addresses: none of them is the S3 server's
+        try:
+            socket.create_connection((addr, args["s3_port"]), timeout=5).close()
+            out["s3 port elsewhere"][addr] = "connected"
+        except OSError as exc:
+            out["s3 port elsewhere"][addr] = type(exc).__name__
     return out
 
 
-PROBES = {"files": _read_files, "services": _guess_services, "http": _http}
+def _anonymous_s3(bucket_url: str) -> dict[str, int | str]:
+    """The HTTP status of unsigned requests to the bucket: a listing, a read, a write."""
+    out = {}
+    for name, method, path, body in (("list", "GET", "?list-type=2", None), ("get", "GET", "/store/x", None),
+                                     ("put", "PUT", "/store/anonymous.bin", b"x")):
+        req = urllib.request.Request(f"{bucket_url}{path}", data=body, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                out[name] = resp.status
+        except urllib.error.HTTPError as exc:
+            out[name] = exc.code
+        except OSError as exc:
+            out[name] = type(exc).__name__
+    return out
+
+
+def _s3_round_trip(args: dict) -> dict:
+    """As the service user on a worker host: a create-only put and a get through ``open_storage``
+    with the cluster's variables, a second put of the key refused, unsigned requests refused."""
+    import uuid
+
+    sys.path.insert(0, args["repo"])
+    from feature_store.engine.storage import ObjectExists, open_storage
+
+    store = open_storage(args["env"]["GTZAN_STORE_URL"], environ=args["env"])
+    key, data = f"probe/{uuid.uuid4().hex}.bin", os.urandom(3 << 20) + b"end"  # several 1 MiB chunks
+    store.put_new(key, data)
+    out = {"same bytes": store.get(key) == data, "listed": key in [o.key for o in store.list("probe")]}
+    try:
+        store.put_new(key, b"other")
+        out["second put"] = "overwrote"
+    except ObjectExists:
+        out["second put"] = "ObjectExists"
+    out["anonymous"] = _anonymous_s3(args["bucket_url"])
+    store.delete(key)
+    return out
+
+
+PROBES = {"files": _read_files, "services": _guess_services, "http": _http, "s3": _s3_round_trip}
 
 if __name__ == "__main__":
     print(json.dumps(PROBES[sys.argv[1]](json.loads(sys.stdin.read()))))
@@ -113,6 +159,58 @@ def as_nobody(cluster, probe: str, args: dict) -> dict:
                        capture_output=True, text=True, cwd="/", env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     return json.loads(p.stdout)
+
+
+def on_worker_host(cluster, probe: str, args: dict) -> dict:
+    """Run ``probe`` of this file as the service user on a surviving worker host; its JSON answer."""
+    host = next(h for h in cluster.workers if cluster.namespace(h) in cluster.namespaces)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(cluster.shared / "home"),
+           **{k: v for k, v in cluster.env("control").items() if k == "PYTHONPATH"}}
+    cmd = ["ip", "netns", "exec", cluster.namespace(host), "setpriv", "--reuid=gtzan", "--regid=gtzan",
+           "--clear-groups", "--", cluster.python, str(Path(__file__).resolve()), probe]
+    p = subprocess.run(cmd, input=json.dumps(args), capture_output=True, text=True, cwd="/", env=env, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return {"host": host, **json.loads(p.stdout)}
+
+
+def s3_round_trip(cluster) -> dict:
+    """:func:`_s3_round_trip` on a worker host, with the cluster's S3 variables (on its standard input)."""
+    env = cluster.s3_env()
+    return on_worker_host(cluster, "s3", {"repo": str(Path(__file__).resolve().parents[2]), "env": env,
+                                          "bucket_url": f"{env['AWS_ENDPOINT_URL']}/{cluster.s3_state['bucket']}"})
+
+
+def root_addresses() -> list[str]:
+    """The IPv4 addresses of the root namespace (the machine's own and the cluster's links' root ends)."""
+    p = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True)
+    return sorted({line.split()[3].split("/")[0] for line in p.stdout.splitlines()})
+
+
+def seaweed_listens(cluster) -> list[str]:
+    """The local addresses on which SeaweedFS listens in the control host."""
+    p = subprocess.run(["ip", "netns", "exec", cluster.namespace("control"), "ss", "-Hltnp"],
+                       capture_output=True, text=True, check=True)
+    return sorted(line.split()[3] for line in p.stdout.splitlines() if '(("weed",' in line)
+
+
+def s3_environments(cluster) -> dict[str, list[str]]:
+    """Which processes of the cluster's namespaces hold the S3 variables: ``all`` of them with this
+    ``up``'s values, ``none``, or ``some``; each named ``user:server`` (the server by its process group)."""
+    import pwd
+
+    expected = cluster.s3_env()
+    names = {pgid: name for name, pgid in cluster.groups.items()}
+    out: dict[str, list[str]] = {"all": [], "none": [], "some": []}
+    for ns in cluster.namespaces:
+        for pid in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split():
+            with contextlib.suppress(OSError):
+                raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                env = dict(item.decode(errors="replace").partition("=")[::2] for item in raw if b"=" in item)
+                have = {k: env[k] for k in expected if k in env}
+                kind = "all" if have == expected else "some" if have else "none"
+                user = pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name
+                out[kind].append(f"{user}:{names.get(os.getpgid(int(pid)), 'other')}")
+    return {k: sorted(set(v)) for k, v in out.items()}
 
 
 def files_holding_secrets(root: Path, secrets: list[str]) -> list[str]:
@@ -203,18 +301,27 @@ def webserver_listens(cluster, port: int) -> list[str]:
     return sorted(line.split()[3] for line in p.stdout.splitlines() if line.strip())
 
 
+def files_args(cluster) -> dict:
+    """What :func:`_read_files` reads (the cluster's folder, every process's environ and cmdline) and looks for."""
+    proc_files = [str(p) for pid in Path("/proc").glob("[0-9]*") for p in (pid / "environ", pid / "cmdline")]
+    return {"root": str(cluster.shared), "secrets": cluster.secrets, "proc_files": proc_files}
+
+
 def collect(cluster) -> dict:
     """Everything the least-privilege tests assert, gathered while the cluster runs."""
-    secrets = cluster.secrets
-    proc_files = [str(p) for pid in Path("/proc").glob("[0-9]*") for p in (pid / "environ", pid / "cmdline")]
     return {
-        "files holding a password": files_holding_secrets(cluster.shared, secrets),
-        "nobody reads": as_nobody(cluster, "files", {"root": str(cluster.shared), "secrets": secrets,
-                                                     "proc_files": proc_files}),
+        "cluster address": cluster.service_address,
+        "files holding a password": files_holding_secrets(cluster.shared, cluster.secrets),
+        "nobody reads": as_nobody(cluster, "files", files_args(cluster)),
         "nobody logs in": as_nobody(cluster, "services", {"host": cluster.service_address, "pg_port": 5432,
                                                           "redis_port": 6379}),
-        "nobody calls": as_nobody(cluster, "http", {"ui_url": cluster.ui_url, "host": cluster.service_address,
-                                                    "web_port": 3001}),
+        "nobody calls": as_nobody(cluster, "http", {
+            "ui_url": cluster.ui_url, "host": cluster.service_address, "web_port": 3001,
+            "s3_bucket_url": f"{cluster.s3_state['endpoint']}/{cluster.s3_state['bucket']}",
+            "s3_port": cluster.s3_state["ports"]["s3"], "root_addresses": root_addresses()}),
+        "s3 round trip": s3_round_trip(cluster),
+        "seaweedfs listens": seaweed_listens(cluster),
+        "s3 environments": s3_environments(cluster),
         "redis refuses": redis_refusals(cluster),
         "postgres": postgres_privileges(cluster),
         "root processes": root_processes(cluster),
@@ -268,4 +375,20 @@ def old_passwords_refused(cluster, old: dict[str, str]) -> dict[str, str]:
         out["ui"] = "answered"
     except GraphError as exc:
         out["ui"] = str(exc)[:8]
+    out["s3"] = _old_s3_keys(cluster, old["s3_access_key"], old["s3_secret_key"])
     return out
+
+
+def _old_s3_keys(cluster, access_key: str, secret_key: str) -> str:
+    """What the S3 server answers a signed request with the keys of the last ``up``."""
+    from feature_store.engine.storage.s3 import S3Config, S3Storage
+    from feature_store.errors import StoreError
+
+    state = cluster.s3_state
+    config = S3Config(endpoint=state["endpoint"], access_key_id=access_key, secret_access_key=secret_key,
+                      allow_http=True)
+    try:
+        S3Storage(f"s3://{state['bucket']}/{state['prefix']}", config=config).get("any.bin")
+        return "answered"
+    except StoreError as exc:
+        return "refused" if "refused" in str(exc) else str(exc)[:200]

@@ -11,12 +11,13 @@ One scenario (the module fixture), then one test per property it must show:
    processes SIGKILLed, its namespace deleted);
 4. one run of each job re-executed through GraphQL;
 5. while the cluster still runs, what a local user who is not root can reach of it
-   (:mod:`probes`: as ``nobody``), what its own credentials may do, and a run whose config
-   points outside the deployment's folders (issue 17);
-6. ``down``, and ``up`` again on the same folder: new passwords, the old ones refused, the
-   runs still there;
+   (:mod:`probes`: as ``nobody``), what its own credentials may do (the S3 server's too, from
+   a worker host), and a run whose config points outside the deployment's folders (issue 17);
+6. ``down``, and ``up --object-store`` again on the same folder: new passwords and S3 keys,
+   the old ones refused, the runs still there, the S3 variables in the environment of the
+   service user's processes (and still readable by no other user);
 7. ``down``: every process group stopped, namespaces deleted, the files that held a password
-   deleted, then the folder removed.
+   and SeaweedFS's sockets deleted, then the folder removed.
 
 Losing a host: a Celery worker acknowledges a step only when it ends (``task_acks_late``),
 so the lost host's step stays unacknowledged in Redis; once the visibility timeout has
@@ -48,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cluster as cl  # noqa: E402
 import probes  # noqa: E402
 from graph import Graph, celery_hosts, materialize_default_graph  # noqa: E402
+from object_store import grpc_sockets  # noqa: E402
 
 pytestmark = [pytest.mark.distributed, pytest.mark.timeout(1800)]
 
@@ -154,15 +156,12 @@ def scenario():
         security = probes.collect(cluster)
         attack = probes.replay_issue_17(graph, base)
         wall["least-privilege probes"] = time.monotonic() - t3
-        old = {k: getattr(cluster, k) for k in ("pg_password", "redis_password", "ui_password")}
+        old = {k: getattr(cluster, k) for k in OLD_KEYS}
         cl.down(shared, log=lambda _m: None)
         t4 = time.monotonic()
-        cluster = cl.up(shared, workers=len(WORKERS), visibility_timeout=VISIBILITY_TIMEOUT)
-        wall["up again"] = time.monotonic() - t4
-        again = {"old passwords": probes.old_passwords_refused(cluster, old),
-                 "new passwords": all(getattr(cluster, k) != v for k, v in old.items()),
-                 "runs": {r["runId"] for r in cluster.graph().runs()}}
-        passwords = cluster.secrets + list(old.values())
+        cluster, again = up_again(shared, old)
+        wall["up again (--object-store) and its probes"] = time.monotonic() - t4
+        passwords = cluster.secrets + [v for k, v in old.items() if k != "s3_access_key"]
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(ref.pid, 9)
@@ -186,18 +185,36 @@ def scenario():
                   f"{listed[loss.run_id]['endTime'] - loss.at:.0f} s later")
 
 
+#: What each ``up`` makes anew: the services' passwords and the S3 server's keys.
+OLD_KEYS = ("pg_password", "redis_password", "ui_password", "s3_access_key", "s3_secret_key")
+
+
+def up_again(shared: Path, old: dict[str, str]) -> tuple[cl.Cluster, dict]:
+    """``up --object-store`` on the folder of the cluster just stopped (whose keys were ``old``):
+    the new cluster, and what it answers the old keys, what it kept, who holds the S3 variables."""
+    cluster = cl.up(shared, workers=len(WORKERS), visibility_timeout=VISIBILITY_TIMEOUT, object_store=True)
+    return cluster, {"old passwords": probes.old_passwords_refused(cluster, old),
+                     "new passwords": all(getattr(cluster, k) != v for k, v in old.items()),
+                     "runs": {r["runId"] for r in cluster.graph().runs()},
+                     "s3 environments": probes.s3_environments(cluster),
+                     "nobody reads": probes.as_nobody(cluster, "files", probes.files_args(cluster))}
+
+
 def leftovers(state: cl.Cluster) -> dict[str, list]:
     """What the cluster left behind after ``down``: processes, namespaces, links."""
     netns = cl._run("ip", "netns", "list").stdout
     links = cl._run("ip", "-br", "link").stdout
     marker = f"DAGSTER_HOME={state.shared / 'dagster-home'}".encode()
+    weed = str(state.object_store_dir).encode()  # SeaweedFS's environment is not the cluster's
     processes = []
     for environ in Path("/proc").glob("[0-9]*/environ"):
         with contextlib.suppress(OSError):
-            if marker in environ.read_bytes().split(b"\0"):
+            cmdline = (environ.parent / "cmdline").read_bytes()
+            if marker in environ.read_bytes().split(b"\0") or weed in cmdline:
                 processes.append(int(environ.parent.name))
     return {
-        "processes": processes,  # anything started with the cluster's environment
+        "processes": processes,  # anything started with the cluster's environment, or SeaweedFS
+        "seaweedfs sockets": [str(p) for p in grpc_sockets(state.s3_state["ports"]) if p.exists()],
         "process groups": [n for n, pgid in state.groups.items() if cl._alive(pgid)],
         "namespaces": [ns for ns in state.namespaces + [state.namespace(h) for h in ["control", *state.workers]]
                        if ns in netns.split()],
@@ -295,7 +312,8 @@ def test_stores_match_a_single_machine_make_run(scenario):
 
 
 def test_teardown_leaves_nothing_behind(scenario):
-    assert scenario.left == {"processes": [], "process groups": [], "namespaces": [], "links": []}
+    assert scenario.left == {"processes": [], "seaweedfs sockets": [], "process groups": [], "namespaces": [],
+                             "links": []}
 
 
 # ---------------------------------------------------------------------------------------
@@ -305,10 +323,12 @@ def test_no_file_or_process_gives_another_user_a_password(scenario):
     sec = scenario.security
     held = sec["files holding a password"]
     # the files that hold one exist (the probe can find them), dagster-celery's config among them
-    assert {"cluster.json", "ui-credentials", "dagster-home/celery.yaml", "redis/redis.conf"} <= set(held)
+    assert {"cluster.json", "ui-credentials", "dagster-home/celery.yaml", "redis/redis.conf", "s3-env",
+            "object-store/run/s3.json"} <= set(held)
     assert any(p.startswith("dagster-storage/dagster_celery/config/") for p in held), held
-    nobody = sec["nobody reads"]
-    assert nobody["leaks"] == [] and nobody["read"] > 0 and nobody["denied"] > 0, nobody
+    # the cluster's processes, then those of `up --object-store`, whose environment holds the S3 secret
+    for nobody in (sec["nobody reads"], scenario.again["nobody reads"]):
+        assert nobody["leaks"] == [] and nobody["read"] > 0 and nobody["denied"] > 0, nobody
 
 
 def test_down_deletes_every_file_that_held_a_password(scenario):
@@ -318,7 +338,7 @@ def test_down_deletes_every_file_that_held_a_password(scenario):
 def test_up_again_makes_new_passwords_and_refuses_the_old_ones(scenario):
     again = scenario.again
     assert again["new passwords"]
-    assert again["old passwords"] == {"postgres": "refused", "redis": "refused", "ui": "HTTP 401"}
+    assert again["old passwords"] == {"postgres": "refused", "redis": "refused", "ui": "HTTP 401", "s3": "refused"}
     assert set(scenario.listed) <= again["runs"]  # the runs, in PostgreSQL, are kept
 
 
@@ -341,7 +361,8 @@ def test_the_postgres_role_owns_its_database_and_nothing_else(scenario):
 
 def test_the_ui_needs_the_password_and_the_webserver_listens_on_the_control_hosts_loopback(scenario):
     sec = scenario.security
-    assert sec["nobody calls"] == {"none": 401, "wrong": 401, "webserver port": "ConnectionRefusedError"}
+    calls = {k: sec["nobody calls"][k] for k in ("none", "wrong", "webserver port")}
+    assert calls == {"none": 401, "wrong": 401, "webserver port": "ConnectionRefusedError"}
     assert sec["webserver listens"] == [f"127.0.0.1:{cl.WEB_PORT}"]
     assert scenario.listed  # while the client with the password listed every run
 
@@ -352,6 +373,37 @@ def test_no_cluster_process_runs_as_root(scenario):
     users = sec["users"]  # by namespace: the control host's, then the surviving worker's
     assert list(users.values())[0] == {"gtzan", "postgres", "redis", "www-data"}, users
     assert list(users.values())[1:] == [{"gtzan"}], users
+
+
+def test_the_s3_server_round_trips_from_a_worker_host_with_the_clusters_keys_and_refuses_anonymous_requests(
+        scenario):
+    trip = scenario.security["s3 round trip"]
+    assert trip.pop("host") in WORKERS
+    forbidden = {"list": 403, "get": 403, "put": 403}
+    assert trip == {"same bytes": True, "listed": True, "second put": "ObjectExists", "anonymous": forbidden}
+    assert scenario.security["nobody calls"]["s3 anonymous"] == forbidden  # from the root namespace, too
+
+
+def test_the_s3_server_listens_on_the_control_host_only(scenario):
+    from hosts import S3_PORT
+
+    sec, service = scenario.security, scenario.security["cluster address"]
+    listens = sec["seaweedfs listens"]
+    # the service address (the worker hosts reach it), or the control host's own loopback
+    assert f"{service}:{S3_PORT}" in listens and len(listens) >= 8, listens
+    assert {a.rsplit(":", 1)[0] for a in listens} <= {service, "127.0.0.1"}, listens
+    elsewhere = sec["nobody calls"]["s3 port elsewhere"]
+    assert "127.0.0.1" in elsewhere and len(elsewhere) >= 3, elsewhere  # loopback, the links' ends, the machine's
+    assert set(elsewhere.values()) == {"ConnectionRefusedError"}, elsewhere
+
+
+def test_the_hosts_get_the_s3_variables_only_with_object_store(scenario):
+    first, again = scenario.security["s3 environments"], scenario.again["s3 environments"]
+    assert first["all"] == first["some"] == [] and first["none"], first  # the default: the shared folder
+    services = {"gtzan:webserver", "gtzan:daemon", *(f"gtzan:{w}" for w in WORKERS)}
+    assert services <= set(again["all"]) and again["some"] == [], again
+    assert all(name.startswith("gtzan:") and name != "gtzan:seaweedfs" for name in again["all"]), again
+    assert [n for n in again["none"] if n.startswith("gtzan:")] == ["gtzan:seaweedfs"], again  # reads its file
 
 
 def test_run_config_cannot_point_a_resource_outside_the_roots(scenario):
