@@ -43,7 +43,9 @@ lint-imports: install
 
 ## make test: the test suite (slow tests excluded; `make test-all` includes them)
 test: install
-	$(PY) -m pytest -q -m "not slow and not distributed and not ui" $(PYTEST_ARGS)
+	@# --timeout: a hung test fails with every thread's stack instead of stalling the run (far
+	@# above any test's own time in this selection, the slowest about a minute)
+	$(PY) -m pytest -q -m "not slow and not distributed and not ui" --timeout 900 $(PYTEST_ARGS)
 
 ## make test-ui: the Dagster UI in headless Chromium against `dagster dev` on a tiny corpus
 ## (installs Debian's chromium and chromium-driver with apt-get when missing; screenshots of a

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 
 import polars as pl
 import pytest
@@ -50,8 +51,11 @@ def test_concurrent_writers_on_s3_lose_no_row_and_add_none_twice(s3_table) -> No
     uri, options = s3_table
     IndexTable(uri, storage_options=options).commit_shard(shard_rows(9).head(0), shard=9, task_id="init",
                                                          lineage=LINEAGE)
-    with multiprocessing.get_context("spawn").Pool(3) as pool:
-        done = pool.starmap(_commit_in_child, [(uri, options, s) for s in (0, 1, 2, 3, 4, 5)])
+    # an executor, not a Pool: a writer process that dies fails the test (BrokenProcessPool)
+    # instead of leaving its task waiting forever
+    with ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_commit_in_child, uri, options, s) for s in (0, 1, 2, 3, 4, 5)]
+        done = [f.result(timeout=300) for f in futures]
     assert sum(done) == 3
     got = IndexTable(uri, storage_options=options).scan().collect()
     assert got.height == 36 and got["task_id"].value_counts()["count"].to_list() == [12, 12, 12]
