@@ -223,3 +223,30 @@ def test_the_dataset_wrapper_gives_the_same_batches(corpus):
         np.testing.assert_array_equal(gx, wx)
         np.testing.assert_array_equal(gy, wy)
     assert feed.epoch == 1 and pl.Series(np.concatenate([y for _, y in got])).len() == feed.clips
+
+
+def test_as_of_pins_the_last_version_at_that_time(corpus, tmp_path):
+    table = index_table(objects(corpus), view(), clip_seconds=CLIP)
+    third = next(v for v in table.history() if v.version == 3)
+    run = train_from_table(storage=objects(corpus), model_root=tmp_path, model="timbre_logreg", clip_seconds=CLIP,
+                           as_of=third.timestamp)
+    assert (run.table_version, run.table_digest) == (3, table.version_digest(3))
+
+
+def test_a_keras_model_trains_from_a_table_version_of_the_mel_view(corpus, tmp_path):
+    from training.config import TrainConfig
+
+    mel = training_view("mel").engine
+    storage = LocalStorage(tmp_path / "objects")
+    for k in range(2):
+        publish_shard(ViewStore(corpus / "store", mel), storage=storage, shard=k, shards=2, clip_seconds=1,
+                      audio_root=corpus / "audio", task_id=f"mel.{k}", lineage=LINEAGE, workers=1)
+    run = train_from_table(storage=storage, model_root=tmp_path / "m", model="cnn", clip_seconds=1,
+                           config=TrainConfig(epochs=1, batch_size=8))
+    table = index_table(storage, mel, clip_seconds=1)
+    assert (run.table_version, run.table_digest) == (2, table.version_digest(2)) and not run.streamed
+    assert run.train_clips + run.test_clips == 30 and run.history["loss"]
+    # a run that would stream its clips from one HDF5 file is refused in one line
+    with pytest.raises(ParameterError, match="read into memory"):
+        train_from_table(storage=storage, model_root=tmp_path / "m", model="cnn", clip_seconds=1,
+                         config=TrainConfig(epochs=1, batch_size=8, stream="stream"))
