@@ -209,8 +209,9 @@ class ShardFeed:
                 buf_x[j], buf_y[j], buf_id[j] = x[i], y[i], ids[i]
             self._note(objects=1, buffered=n, held=n + len(y))
             del x, y, ids  # the object's rows are in the buffer now, or were passed on
+        if buf_x is None:  # no object: nothing to drain
+            return
         for j in rng.permutation(n):
-            assert buf_x is not None
             yield buf_x[j].copy(), int(buf_y[j]), buf_id[j]
 
     def _note(self, *, objects: int, buffered: int, held: int) -> None:
