@@ -367,6 +367,8 @@ class Predictor:
             "labels": list(self.labels),
             "params_hash": self.params.hash(),
             "run_dir": str(self.run_dir),
+            # the index table version it trained on, for runs trained from one
+            **({"table": self.record.table_line()} if self.record.table_version is not None else {}),
         }
 
 

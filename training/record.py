@@ -23,6 +23,10 @@ RECORD_FILE = "metrics.json"
 RETRAIN = "train it again (`gtzan train --model ... --clip-seconds ... --seed ...`)"
 
 
+#: Keys written to ``metrics.json`` only when the run has them (older records lack them).
+OPTIONAL_KEYS = ("embedding", "table_uri", "table_version", "table_digest")
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -172,6 +176,10 @@ class RunRecord:
         Options of the view beyond the feature params (``embedding_model``).
     embedding : dict, optional
         For runs on musicnn embeddings: model, weights sha256, store hash, layers, features.
+    table_uri, table_version, table_digest : str, int, str, optional
+        For runs trained from a version of an index table (:mod:`training.table_train`): the
+        table, the version pinned and its :meth:`IndexTable.version_digest`. Absent (None) for
+        runs trained from a store folder, and left out of their ``metrics.json``.
     files : dict
         The run's other files (the family's model files), each with its ``bytes`` and
         ``sha256``, listed when it is published (:func:`check_files` checks them).
@@ -211,6 +219,9 @@ class RunRecord:
     created_at: str = dataclasses.field(default_factory=_now)
     view_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     embedding: dict[str, Any] | None = None
+    table_uri: str | None = None
+    table_version: int | None = None
+    table_digest: str | None = None
     files: dict[str, Any] = dataclasses.field(default_factory=dict)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
     run_dir: Path | None = None
@@ -228,12 +239,11 @@ class RunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``metrics.json``."""
-        skip = {"costs", "metrics", "embedding", "extra", "run_dir"}
+        skip = {"costs", "metrics", "extra", "run_dir", *OPTIONAL_KEYS}
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         d["costs"] = self.costs.to_dict()
         d["metrics"] = self.metrics.to_dict()
-        if self.embedding is not None:
-            d["embedding"] = self.embedding
+        d.update({k: getattr(self, k) for k in OPTIONAL_KEYS if getattr(self, k) is not None})
         return {**d, **self.extra}
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
@@ -294,6 +304,12 @@ class RunRecord:
             raise StoreError(f"cannot read the run record {path}: {exc}; {RETRAIN}") from exc
         rec.run_dir = path.parent.resolve()  # where it was found, never a path the file holds
         return rec
+
+    def table_line(self) -> str | None:
+        """The table version the run trained on, in one line; None for a run from a store folder."""
+        if self.table_version is None:
+            return None
+        return f"table {self.table_uri} version {self.table_version} ({self.table_digest})"
 
     def list_files(self, folder: Path) -> None:
         """Record the size and sha256 of every file of ``folder`` but the record itself."""

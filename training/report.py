@@ -170,7 +170,9 @@ def _setup_lines(runs: list[RunRecord]) -> list[str]:
     ns = sorted({len(rs) for by in n_per.values() for rs in by.values()})
     train_songs = sorted({r.train_songs for r in runs})
     test_songs = sorted({r.test_songs for r in runs})
+    tables = sorted({line for r in runs if (line := r.table_line())})
     return [
+        *([f"**Table versions:** {'; '.join(tables)}."] if tables else []),
         f"**Data:** feature store(s) {', '.join(f'`{s}`' for s in stores)}; training songs per run {train_songs or '?'} "
         f"(validation songs for early stopping are drawn from them), held-out songs per run {test_songs or '?'}, "
         f"held-out clips per run {sorted({r.test_clips for r in runs})}.",

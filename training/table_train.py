@@ -1,0 +1,183 @@
+"""Training one model on one version of an index table: :func:`train_from_table`.
+
+The run is the runner's (:mod:`training.runner`): the same selection of training and held-out
+clips (:func:`training.selection.select`), the same family fit, scoring, record and
+publication. What differs is where the clips come from: a :class:`TableStore`, one pinned
+version of the view's index table on a storage (a folder or S3), read through the shard
+objects that version names. The run record names the table, the version and its digest
+(:attr:`RunRecord.table_uri`, ``table_version``, ``table_digest``).
+
+Families that read their clips as arrays (the vector classifiers, and the Keras models with
+their clips in memory) train this way; the clip arrays of the selection are read into memory,
+object by object. Streaming whole shards for large corpora is :class:`training.lake_feed.ShardFeed`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from feature_store.engine.arrays import assemble
+from feature_store.engine.index import predicates
+from feature_store.engine.shards import read_shard
+from feature_store.engine.store import Tensors
+from feature_store.errors import ParameterError
+from feature_store.integrity import DIGEST_PREFIX
+from feature_store.params import FeatureParams, validate_clip_seconds
+from training.families import get_family
+from training.families.base import ModelFamily
+from training.lake_feed import TablePin, pin_version
+from training.memory import RssSampler
+from training.model_store import ModelStore, validate_variant
+from training.record import RunRecord
+from training.runner import _record, publish
+from training.selection import select
+from training.views import training_view
+
+
+class TableStore:
+    """One pinned version of a view's index table, queried as the runner queries a store.
+
+    Implements what :func:`training.selection.select` and the families call on a
+    :class:`~feature_store.engine.store.ViewStore`: :meth:`clips`, :meth:`tensors` and
+    :meth:`describe`. ``hdf5_row`` is a clip's position in ``clip_id`` order within the version.
+
+    Parameters
+    ----------
+    storage : Storage
+    view : FeatureView
+    clip_seconds : int
+    rows : pl.DataFrame
+        Every row of the version (:meth:`IndexTable.scan`).
+    pin : TablePin
+    """
+
+    def __init__(self, *, storage: Any, view: Any, clip_seconds: int, rows: pl.DataFrame, pin: TablePin) -> None:
+        self.storage, self.view, self.pin = storage, view, pin
+        self.clip_seconds = validate_clip_seconds(clip_seconds)
+        self.root = f"{pin.uri}@v{pin.version}"
+        self._rows = rows.sort("clip_id").with_row_index("hdf5_row").with_columns(pl.col("hdf5_row").cast(pl.Int64))
+
+    def describe(self) -> dict[str, Any]:
+        """What the table records about the view beyond its rows: nothing (no extraction costs)."""
+        return {"clip_lengths": {}}
+
+    def _select(self, clip_seconds: int, *, genre: Any, split: Any, scheme: str, song_ids: Any) -> pl.DataFrame:
+        if validate_clip_seconds(clip_seconds) != self.clip_seconds:
+            raise ParameterError(f"this table holds {self.clip_seconds} s clips, not {clip_seconds} s")
+        preds = predicates(genre=genre, split=split, scheme=scheme, song_ids=song_ids, source=self._rows)
+        return self._rows.filter(*preds) if preds else self._rows
+
+    def clips(self, *, clip_seconds: int, genre: Any = None, split: Any = None, scheme: str = "seed",
+              song_ids: Sequence[str] | None = None) -> pl.LazyFrame:
+        """The version's rows that the query selects, without digests, in ``hdf5_row`` order."""
+        df = self._select(clip_seconds, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
+        return df.drop([c for c in df.columns if c.startswith(DIGEST_PREFIX)]).lazy()
+
+    def tensors(self, *, clip_seconds: int, genre: Any = None, split: Any = None, scheme: str = "seed",
+                song_ids: Sequence[str] | None = None, arrays: Sequence[str] | None = None,
+                dtype: str = "float32") -> Tensors:
+        """The arrays of the selected clips, read object by object (each fetched once, every row
+        checked against the version's digest), in ``hdf5_row`` order."""
+        specs = {s.name: s for s in self.view.array_specs(self.clip_seconds) if s.hdf5}
+        names = tuple(self.view.default_arrays if arrays is None else ([arrays] if isinstance(arrays, str) else arrays))
+        unknown = [n for n in names if n not in specs]
+        if unknown or not names:
+            raise ParameterError(f"the {self.view.name} view has no array {unknown or list(names)!r}; "
+                                 f"valid arrays are {list(specs)}")
+        df = self._select(clip_seconds, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
+        out = {n: np.empty((df.height, *specs[n].shape), dtype=specs[n].dtype) for n in names}
+        for (key,), part in df.with_row_index("_at").group_by("object_key", maintain_order=True):
+            got = read_shard(self.storage, str(key), view=self.view, clip_seconds=self.clip_seconds,
+                             rows=part.with_columns(pl.col(c).reinterpret(signed=True) for c in part.columns
+                                                    if c.startswith(DIGEST_PREFIX)), arrays=list(names))
+            at = part["_at"].to_numpy()
+            for n in names:
+                out[n][at] = got.arrays[n]
+        index = df.drop([c for c in df.columns if c.startswith(DIGEST_PREFIX)])
+        x = assemble([out[n] for n in names], names, dtype=dtype)
+        return Tensors(x=x, y=index["label"].to_numpy().astype(np.int64), index=index, arrays=names)
+
+    def rows(self, **_: Any) -> Any:
+        raise ParameterError("a table version is read into memory, not streamed from one HDF5 file: train with "
+                             "the clips in memory, or feed batches with training.lake_feed.ShardFeed")
+
+    def table(self, name: str, **_: Any) -> Any:
+        raise ParameterError(f"a table version holds the view's arrays, not its {name!r} table: train this "
+                             f"model from a store folder")
+
+
+def open_table(*, storage: Any, view: Any, clip_seconds: int, version: int | None = None,
+               as_of: datetime | str | None = None) -> TableStore:
+    """The :class:`TableStore` of one version (default the newest) of ``view``'s index table."""
+    from feature_store.engine.sharded import index_table
+
+    table = index_table(storage, view, clip_seconds=clip_seconds)
+    pin = pin_version(table, version=version, as_of=as_of)
+    rows = table.scan(version=pin.version).collect()
+    return TableStore(storage=storage, view=view, clip_seconds=clip_seconds, rows=rows, pin=pin)
+
+
+def train_from_table(*, storage: Any, model_root: str | os.PathLike[str], model: str | ModelFamily,
+                     clip_seconds: int, version: int | None = None, as_of: datetime | str | None = None,
+                     params: FeatureParams | None = None, config: Any = None, progress: bool = False,
+                     variant: str = "") -> RunRecord:
+    """Train ``model`` on one version of its view's index table and publish the run.
+
+    Parameters
+    ----------
+    storage : Storage or str
+        Where the view's shards and index table are (a :class:`Storage`, a folder or ``s3://...``).
+    model_root : path
+        Model store root.
+    model : str or ModelFamily
+    clip_seconds : int
+    version, as_of : optional
+        The table version to train on: ``version``, the last one at ``as_of`` (a datetime or
+        ISO 8601 time), or the newest (neither).
+    params, config, progress, variant
+        As :func:`training.runner.train_model`.
+
+    Returns
+    -------
+    RunRecord
+        As :func:`training.runner.train_model`'s, with ``table_uri``, ``table_version`` and
+        ``table_digest`` set; ``store_root`` is ``<table uri>@v<version>``.
+
+    Raises
+    ------
+    ParameterError
+        As :func:`train_model`; both ``version`` and ``as_of``; a model whose family reads
+        something a table version does not hold (the mel baseline's summary table).
+    StoreError
+        No table, no such version, or a split that leaves no training or held-out clips.
+    IntegrityError
+        A shard object damaged, or a row that fails its digest.
+    """
+    from feature_store.engine.storage import open_storage
+
+    family = model if isinstance(model, ModelFamily) else get_family(model)
+    c = validate_clip_seconds(clip_seconds)
+    params = params or FeatureParams()
+    config = family.config_type() if config is None else config
+    if not isinstance(config, family.config_type):
+        raise ParameterError(f"{family.name!r} takes a {family.config_type.__name__}, got {type(config).__name__}")
+    validate_variant(variant)
+    family.check(config, c)
+    view = training_view(family.view, params=params, options=family.options)
+    storage = open_storage(storage) if isinstance(storage, (str, os.PathLike)) else storage
+    run_dir = ModelStore(model_root).run_dir(params=params, model=family.name, clip_seconds=c, seed=config.seed,
+                                             variant=variant)
+    with RssSampler() as rss:
+        store = open_table(storage=storage, view=view.engine, clip_seconds=c, version=version, as_of=as_of)
+        data = select(view, store, None, clip_seconds=c, scheme=config.scheme, test_part=config.test_part)
+        fit = family.fit(data, config, progress=progress)
+        scores = family.score(fit, data)
+    record = _record(family, view, data, fit, scores, rss, config=config, variant=variant)
+    record.table_uri, record.table_version, record.table_digest = store.pin.uri, store.pin.version, store.pin.digest
+    return publish(run_dir, fit.model, record)
