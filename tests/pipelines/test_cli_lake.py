@@ -1,0 +1,134 @@
+"""The sharded store through the command line (pipelines/cli/features_lake.py): ``gtzan features
+publish`` then ``history``, ``lake-query`` by version and by time, a retried publish, and
+``vacuum`` of an object no version references; on the demo corpus, the timbre view at 5 s."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import polars as pl
+import pytest
+from cli_helpers import env_for, fails, ok
+
+from feature_store.engine.sharded import read_clips
+from feature_store.engine.shards import build_shard
+from feature_store.engine.storage import LocalStorage
+from feature_store.engine.store import ViewStore
+from feature_store.views import get_view
+
+SHARDS = 3
+PUBLISHED = re.compile(r"^timbre  5 s shard (\d): (\d+) rows?, object (\S+), version (\d+)$", re.M)
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """20 demo songs ingested, the timbre view published at 5 s in 3 shards (task id ``t1``)."""
+    data = tmp_path_factory.mktemp("cli-lake") / "data"
+    env = env_for(data, GTZAN_SHARDS=str(SHARDS), GTZAN_STORE_URL=None)  # type: ignore[arg-type]
+    ok(["demo", "--songs-per-genre", "2", "--seconds", "6"], env)
+    ok(["ingest"], env)
+    out = ok(["features", "publish", "--view", "timbre", "--clip-seconds", "5", "--task-id", "t1"], env).stdout
+    shards = {int(k): {"rows": int(n), "key": key, "version": int(v)} for k, n, key, v in PUBLISHED.findall(out)}
+    return {"data": data, "env": env, "out": out, "shards": shards, "objects": data / "store" / "objects"}
+
+
+def lake_query(env: dict, *args: str) -> pl.DataFrame:
+    out = ok(["features", "lake-query", "--view", "timbre", "--clip-seconds", "5", "--format", "csv", *args],
+             env).stdout
+    return pl.read_csv(io.StringIO(out))
+
+
+def h5_objects(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.h5"))
+
+
+def test_publish_then_history_lists_each_shards_version(lake: dict) -> None:
+    shards, env = lake["shards"], lake["env"]
+    assert sorted(shards) == [0, 1, 2], lake["out"]
+    assert [shards[k]["version"] for k in range(SHARDS)] == [1, 2, 3]
+    assert sum(s["rows"] for s in shards.values()) == 20  # one 5 s clip per 6 s song
+    assert h5_objects(lake["objects"]) == sorted(s["key"] for s in shards.values())
+    versions = json.loads(ok(["features", "history", "--view", "timbre", "--clip-seconds", "5", "--json"],
+                             env).stdout)
+    assert [v["version"] for v in versions] == [0, 1, 2, 3]
+    assert [v["task_id"] for v in versions[1:]] == [f"t1.shard-{k}" for k in range(SHARDS)]
+    assert [v["rows_added"] for v in versions[1:]] == [shards[k]["rows"] for k in range(SHARDS)]
+    assert versions[-1]["total_rows"] == 20 and versions[0]["total_rows"] == 0
+    run_ids = {v["run_id"] for v in versions[1:]}
+    assert len(run_ids) == 1 and run_ids.pop().startswith("cli-")
+    view = get_view("timbre")
+    assert {v["params_hash"] for v in versions[1:]} == {view.hash()}
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", v["time"]) for v in versions)
+    text = ok(["features", "history", "--view", "timbre"], env).stdout  # every published clip length
+    assert re.search(r"^\s+3\s+\S+Z\s+WRITE\s+\d+\s+20\s+cli-\w+\s+t1\.shard-2$", text, re.M), text
+
+
+def test_query_pins_a_version_by_number_or_time(lake: dict) -> None:
+    env, shards = lake["env"], lake["shards"]
+    first = lake_query(env, "--version", "1")
+    assert first.height == shards[0]["rows"] and set(first["shard"]) == {0}
+    assert set(first["object_key"]) == {shards[0]["key"]}
+    newest = lake_query(env)
+    assert newest.height == 20 and newest["song_id"].n_unique() == 20
+    jazz = lake_query(env, "--genre", "jazz", "--split", "train,valid,test")
+    assert jazz.height == 2 and set(jazz["genre"]) == {"jazz"}
+    assert set(jazz["clip_id"]) == set(newest.filter(pl.col("genre") == "jazz")["clip_id"])
+    test_part = lake_query(env, "--split", "test")
+    assert 0 < test_part.height < 20 and set(test_part["seed"]) == {"test"}
+    now = lake_query(env, "--as-of", "2100-01-01T00:00:00Z")
+    assert now["clip_id"].to_list() == newest["clip_id"].to_list()
+    counted = ok(["features", "lake-query", "--view", "timbre", "--clip-seconds", "5", "--version", "2", "--count"],
+                 env).stdout
+    assert f"version 2: {shards[0]['rows'] + shards[1]['rows']} clips" in counted
+
+
+def test_bad_versions_and_times_are_one_line_errors(lake: dict) -> None:
+    env = lake["env"]
+    base = ["features", "lake-query", "--view", "timbre", "--clip-seconds", "5"]
+    fails([*base, "--as-of", "2000-01-01T00:00:00Z"], env, 1, r"before the index table .* existed")
+    fails([*base, "--as-of", "yesterday"], env, 2, r"'yesterday' is not an ISO 8601 time")
+    fails([*base, "--version", "99"], env, 1, r"has versions 0 to 3, not 99")
+    fails([*base, "--version", "1", "--as-of", "2100-01-01"], env, 2, r"--version or --as-of, not both")
+    fails([*base, "--genre", "polka"], env, 2, r"unknown genre 'polka'")
+    fails(["features", "history", "--view", "timbre", "--clip-seconds", "1"], env, 1,
+          r"no published timbre index at 1 s .*`gtzan features publish --view timbre --clip-seconds 1`")
+
+
+def test_a_publish_run_again_with_the_same_task_id_adds_nothing(lake: dict) -> None:
+    env = lake["env"]
+    before = h5_objects(lake["objects"])
+    out = ok(["features", "publish", "--view", "timbre", "--clip-seconds", "5", "--task-id", "t1", "--shard", "1"],
+             env).stdout
+    assert re.fullmatch(r"timbre  5 s shard 1: task t1\.shard-1 committed before, in version 2; nothing added\n",
+                        out), out
+    assert h5_objects(lake["objects"]) == before  # the retry's own object deleted at once
+    versions = json.loads(ok(["features", "history", "--view", "timbre", "--clip-seconds", "5", "--json"],
+                             env).stdout)
+    assert len(versions) == 4 and versions[-1]["total_rows"] == 20
+
+
+def test_vacuum_deletes_an_unreferenced_object_and_keeps_referenced_ones(lake: dict) -> None:
+    env, data, objects = lake["env"], lake["data"], lake["objects"]
+    store, storage = ViewStore(data / "store", get_view("timbre")), LocalStorage(objects)
+    # a task killed between its put and its commit: an object that no version references
+    orphan = build_shard(store, shard=0, shards=SHARDS, clip_seconds=5, storage=storage,
+                         audio_root=data / "demo", task_id="killed.shard-0", workers=1).object_key
+    referenced = sorted(s["key"] for s in lake["shards"].values())
+    assert h5_objects(objects) == sorted([*referenced, orphan])
+    base = ["features", "vacuum", "--view", "timbre", "--clip-seconds", "5"]
+    dry = ok([*base, "--dry-run"], env).stdout
+    assert re.search(rf"^  would delete object {re.escape(orphan)}$", dry, re.M), dry
+    assert "would delete 0 table files and 1 object" in dry and not any(k in dry for k in referenced)
+    assert h5_objects(objects) == sorted([*referenced, orphan])
+    done = ok([*base, "--retain-versions", "1", "--retention-hours", "0"], env).stdout
+    assert re.search(rf"^  deleted object {re.escape(orphan)}$", done, re.M) and "deleted 0 table files and 1 object" in done
+    assert h5_objects(objects) == referenced
+    # every version still reads its arrays from the objects that were kept
+    for version in (1, 3):
+        rows, arrays = read_clips(storage, store.view, clip_seconds=5, version=version)
+        assert rows.height == arrays.arrays["timbre"].shape[0] > 0
+    again = ok([*base], env).stdout
+    assert "deleted 0 table files and 0 objects" in again
