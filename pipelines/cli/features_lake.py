@@ -6,8 +6,9 @@ of the view and clip length (:mod:`feature_store.engine.sharded`), a Delta Lake 
 versions. ``history`` lists those versions, ``lake-query`` reads one of them (by number or
 by time) and ``vacuum`` deletes what no kept version references.
 
-Where the objects and tables live is decided once, by :func:`store_storage`: the storage of
-``$GTZAN_STORE_URL``, else the local folder ``<store root>/objects``. This is opt-in and
+Where the objects and tables live is decided once, by :attr:`Settings.objects_location
+<pipelines.settings.Settings.objects_location>` (opened by :func:`store_storage`): the storage
+of ``$GTZAN_STORE_URL``, else the local folder ``<store root>/objects``. This is opt-in and
 beside the store of ``gtzan features build`` (its generations and ``index.parquet``), which
 it does not change.
 """
@@ -38,19 +39,17 @@ from pipelines.cli.options import (
 from pipelines.cli.workspace import Workspace
 from pipelines.settings import Settings
 
-#: The folder under the store root that holds the shard objects and index tables when
-#: ``$GTZAN_STORE_URL`` is unset.
-OBJECTS_DIR = "objects"
 #: Task ids and their prefixes (``--task-id``): what a Dagster run id or step key is made of.
 _TASK_ID = re.compile(r"[A-Za-z0-9_.:|@=+-]{1,180}")
 
 
 def store_storage(settings: Settings) -> Any:
-    """The storage of the sharded store: ``settings.store_url`` (``s3://bucket/prefix``), else
-    the local folder ``<settings.store_root>/objects``.
+    """The storage of the sharded store, at :attr:`Settings.objects_location`: the storage of
+    ``settings.store_url`` (``s3://bucket/prefix``), else the local folder ``<store root>/objects``.
 
-    The one place that decides it: the commands here and the Dagster assets of the sharded
-    path place their objects and index tables with it.
+    The commands here place their objects and index tables with it; code below ``pipelines``
+    (the Dagster resources) reads the same property and opens it with
+    :func:`feature_store.engine.storage.open_storage`.
 
     Returns
     -------
@@ -63,7 +62,7 @@ def store_storage(settings: Settings) -> Any:
     """
     from feature_store.engine.storage import open_storage
 
-    return open_storage(settings.store_url or Path(settings.store_root) / OBJECTS_DIR)
+    return open_storage(settings.objects_location)
 
 
 def code_version(view: Any) -> str:

@@ -132,3 +132,15 @@ def test_vacuum_deletes_an_unreferenced_object_and_keeps_referenced_ones(lake: d
         assert rows.height == arrays.arrays["timbre"].shape[0] > 0
     again = ok([*base], env).stdout
     assert "deleted 0 table files and 0 objects" in again
+
+
+def test_the_objects_live_under_the_store_root_unless_a_store_url_is_set(tmp_path: Path) -> None:
+    from pipelines.cli.features_lake import code_version, store_storage
+    from pipelines.settings import Settings
+
+    local = Settings.from_env({"GTZAN_DATA_DIR": str(tmp_path)})
+    assert local.objects_location == str(tmp_path / "store" / "objects")
+    storage = store_storage(local)
+    assert isinstance(storage, LocalStorage) and Path(storage.url) == tmp_path / "store" / "objects"
+    assert Settings.from_env({"GTZAN_STORE_URL": "s3://gtzan/store"}).objects_location == "s3://gtzan/store"
+    assert re.fullmatch(r"\S+\+timbre=\S+", code_version(get_view("timbre"))), code_version(get_view("timbre"))
