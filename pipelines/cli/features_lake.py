@@ -23,7 +23,7 @@ from typing import Any
 
 import click
 
-from pipelines.cli.console import plural
+from pipelines.cli.console import plural, quiet_tensorflow
 from pipelines.cli.group import EXIT_USAGE, CLIError
 from pipelines.cli.options import (
     SettingOption,
@@ -170,20 +170,61 @@ def publish_command(ws: Workspace, audio_dir: Path | None, shard_values: tuple[s
     run_id = f"cli-{uuid.uuid4().hex}"
     store = ws.view_store(view)
     root = _check_audio_root(ws, store, audio_dir)
+    store.view.provenance()  # what the view needs installed, named before any work
+    if store.view.main_process:
+        quiet_tensorflow(s.debug)
     storage = store_storage(s)
     lineage = lineage_of(store.view, run_id=run_id)
     for c in s.clip_seconds:
+        held, empty = _songs_held(storage, store, clip_seconds=c, shards=s.shards)
         for k in sorted(set(shards)):
+            songs, have = held.get(k, (0, 0))
+            where = f"{view} {c:>2} s shard {k}"
+            if songs == 0 or have:
+                click.echo(f"{where}: no songs; nothing to publish" if songs == 0 else
+                           f"{where}: published before ({have} of its {plural(songs, 'song')} in the table); "
+                           "nothing added")
+                continue
+            if k in empty:
+                click.echo(f"{where}: published before, with no clips; nothing added")
+                continue
             done = publish_shard(store, storage=storage, shard=k, shards=s.shards, clip_seconds=c, audio_root=root,
                                  task_id=f"{prefix or run_id}.shard-{k}", lineage=lineage,
                                  workers=workers if workers is not None else (s.workers or None))
             if done.committed:
-                click.echo(f"{view} {c:>2} s shard {k}: {plural(done.rows, 'row')}, object {done.object_key}, "
-                           f"version {done.version}")
+                click.echo(f"{where}: {plural(done.rows, 'row')}, object {done.object_key}, version {done.version}")
             else:
                 first = _version_of_task(storage, store.view, clip_seconds=c, task_id=done.task_id)
-                click.echo(f"{view} {c:>2} s shard {k}: task {done.task_id} committed before, in version "
+                click.echo(f"{where}: task {done.task_id} committed before, in version "
                            f"{done.version if first is None else first}; nothing added")
+
+
+def _songs_held(storage: Any, store: Any, *, clip_seconds: int,
+                shards: int) -> tuple[dict[int, tuple[int, int]], set[int]]:
+    """Per shard, its usable songs in the catalog and how many of them the newest version of
+    the table already holds; and the shards whose commits added no row (songs too short).
+
+    The table only appends: a shard whose songs it holds in part or in whole (published
+    before, under any task id or shard count) is not published again, which would add
+    its rows twice.
+    """
+    import polars as pl
+
+    from feature_store.engine.sharded import index_table
+    from feature_store.engine.shards import shards_of
+
+    catalog = store.catalog()
+    ok = catalog.filter(pl.col("status") == "ok").select("song_id", "sha256")
+    ok = ok.with_columns(shards_of(ok["sha256"], shards=shards))
+    table = index_table(storage, store.view, clip_seconds=clip_seconds)
+    exists = table.exists()
+    have = table.scan().select("song_id").unique().collect() if exists else pl.DataFrame(schema={"song_id": pl.String})
+    commits = table.history() if exists else []
+    added = {v.shard for v in commits if v.shard is not None and v.rows_added}
+    empty = {v.shard for v in commits if v.shard is not None and v.operation == "WRITE"} - added
+    counts = ok.with_columns(pl.col("song_id").is_in(have["song_id"].implode()).alias("held")).group_by("shard").agg(
+        pl.len().alias("songs"), pl.col("held").sum().alias("held"))
+    return {int(k): (int(n), int(h)) for k, n, h in counts.select("shard", "songs", "held").iter_rows()}, empty
 
 
 def _version_of_task(storage: Any, view: Any, *, clip_seconds: int, task_id: str) -> int | None:
