@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from feature_store.engine.lake.upkeep import DEFAULT_RETAIN_VERSIONS, DEFAULT_RETENTION_HOURS
 from pipelines.cli.console import plural, quiet_tensorflow
 from pipelines.cli.group import EXIT_USAGE, CLIError
 from pipelines.cli.options import (
@@ -37,8 +38,12 @@ from pipelines.cli.options import (
     workers_type,
 )
 from pipelines.cli.workspace import Workspace
-from pipelines.settings import Settings
+from pipelines.settings import MAX_QUERY_LIMIT, Settings
 
+#: The largest table version: Delta Lake numbers its versions with a signed 64-bit integer.
+MAX_TABLE_VERSION = 2**63 - 1
+#: The longest retention ``vacuum`` takes, in hours (a century): past it, times overflow.
+MAX_RETENTION_HOURS = 100 * 366 * 24
 #: Task ids and their prefixes (``--task-id``): what a Dagster run id or step key is made of.
 _TASK_ID = re.compile(r"[A-Za-z0-9_.:|@=+-]{1,180}")
 
@@ -307,7 +312,7 @@ def _labels_of(ws: Workspace, view: str, genres: list[str]) -> list[int] | None:
 
 @click.command("lake-query")
 @click.option("--clip-seconds", "clip_seconds", required=True, help="Clip length: 1, 5, 15 or 30.")
-@click.option("--version", "version", type=click.IntRange(min=0), default=None,
+@click.option("--version", "version", type=click.IntRange(0, MAX_TABLE_VERSION), default=None,
               help="Read this table version (see `gtzan features history`; default: the newest).")
 @click.option("--as-of", "as_of", default=None,
               help="Read the version that was newest at this time (ISO 8601, e.g. 2026-12-06T23:00:00Z; "
@@ -317,7 +322,7 @@ def _labels_of(ws: Workspace, view: str, genres: list[str]) -> list[int] | None:
 @click.option("--scheme", default="seed", show_default=True, help="Split scheme: seed | stratified | fault_filtered.")
 @click.option("--count", "count", is_flag=True, help="Print the number of clips per genre instead of the rows.")
 @click.option("--columns", default=None, help="Comma-separated columns to output (default: all; a few for tables).")
-@click.option("--limit", type=click.IntRange(min=0), default=None, help="At most this many rows.")
+@click.option("--limit", type=click.IntRange(0, MAX_QUERY_LIMIT), default=None, help="At most this many rows.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default=None,
               help="Output format (default: table on stdout, or from the --output suffix).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -379,25 +384,13 @@ def lake_query_command(ws: Workspace, clip_seconds: str, version: int | None, as
 # ---------------------------------------------------------------------------------------
 # vacuum
 # ---------------------------------------------------------------------------------------
-def _retain_default() -> int:
-    from feature_store.engine.lake.upkeep import DEFAULT_RETAIN_VERSIONS
-
-    return DEFAULT_RETAIN_VERSIONS
-
-
-def _retention_default() -> int:
-    from feature_store.engine.lake.upkeep import DEFAULT_RETENTION_HOURS
-
-    return DEFAULT_RETENTION_HOURS
-
-
 @click.command("vacuum")
 @click.option("--clip-seconds", "clip_seconds", default=None,
               help="Clip length: 1, 5, 15 or 30 (default: every clip length of the settings that is published).")
-@click.option("--retain-versions", "retain_versions", type=click.IntRange(min=1), default=_retain_default,
-              show_default=True, help="Keep at least the newest N versions readable.")
-@click.option("--retention-hours", "retention_hours", type=click.IntRange(min=0), default=_retention_default,
-              show_default=True, help="Keep every version written in the last N hours readable.")
+@click.option("--retain-versions", "retain_versions", type=click.IntRange(1, MAX_TABLE_VERSION),
+              default=DEFAULT_RETAIN_VERSIONS, show_default=True, help="Keep at least the newest N versions readable.")
+@click.option("--retention-hours", "retention_hours", type=click.IntRange(0, MAX_RETENTION_HOURS),
+              default=DEFAULT_RETENTION_HOURS, show_default=True, help="Keep every version written in the last N hours readable.")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
 @view_options
 @feature_options

@@ -93,6 +93,14 @@ def test_bad_versions_and_times_are_one_line_errors(lake: dict) -> None:
     fails([*base, "--version", "99"], env, 1, r"has versions 0 to 3, not 99")
     fails([*base, "--version", "1", "--as-of", "2100-01-01"], env, 2, r"--version or --as-of, not both")
     fails([*base, "--genre", "polka"], env, 2, r"unknown genre 'polka'")
+    huge = "99999999999999999999"  # past int64: refused by the bounds, never an overflow
+    fails([*base, "--version", huge], env, 2, r"'--version': 9+ is not in the range 0<=x<=9223372036854775807")
+    fails([*base, "--limit", huge], env, 2, r"'--limit': 9+ is not in the range 0<=x<=")
+    vacuum = ["features", "vacuum", "--view", "timbre", "--dry-run"]
+    fails([*vacuum, "--retention-hours", huge], env, 2, r"'--retention-hours': 9+ is not in the range 0<=x<=")
+    fails([*vacuum, "--retain-versions", "0"], env, 2, r"'--retain-versions': 0 is not in the range 1<=x<=")
+    fails(["features", "publish", "--view", "timbre", "--shard", "3"], env, 2, r"--shard 3 is not in the range 0\.\.2")
+    fails(["features", "publish", "--view", "timbre", "--task-id", "a/b"], env, 2, r"--task-id must be 1 to 180")
     fails(["features", "history", "--view", "timbre", "--clip-seconds", "1"], env, 1,
           r"no published timbre index at 1 s .*`gtzan features publish --view timbre --clip-seconds 1`")
 
