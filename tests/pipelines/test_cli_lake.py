@@ -174,3 +174,11 @@ def test_the_objects_live_under_the_store_root_unless_a_store_url_is_set(tmp_pat
     assert isinstance(storage, LocalStorage) and Path(storage.url) == tmp_path / "store" / "objects"
     assert Settings.from_env({"GTZAN_STORE_URL": "s3://gtzan/store"}).objects_location == "s3://gtzan/store"
     assert re.fullmatch(r"\S+\+timbre=\S+", code_version(get_view("timbre"))), code_version(get_view("timbre"))
+
+
+@pytest.mark.parametrize("name", ["publish", "history", "lake-query", "vacuum"])
+def test_each_command_is_in_the_features_group_with_an_example(name: str, tmp_path: Path) -> None:
+    listed = ok(["features", "--help"], env_for(tmp_path)).stdout
+    assert re.search(rf"^\s+{name}\s+\S", listed, re.M), listed
+    r = ok(["features", name, "--help"], env_for(tmp_path))
+    assert re.search(rf"^\s+gtzan features {name} ", r.stdout, re.M), r.stdout
