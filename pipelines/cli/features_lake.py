@@ -143,8 +143,9 @@ def _published(ws: Workspace, view: str, clip_seconds: str | None) -> dict[int, 
 @click.option("--shard", "shard_values", multiple=True,
               help="Publish only these shards (repeat or separate with commas; default: every shard).")
 @click.option("--task-id", "task_id", default=None,
-              help="Stable id of this publish: shard K's task is <TASK-ID>.shard-K, and a command run again "
-                   "with the same --task-id adds nothing (default: a new cli-<uuid>).")
+              help="Stable id of this publish: shard K's task is <TASK-ID>.shard-K, and two runs of the same "
+                   "--task-id commit each shard once, even at the same time (default: a new cli-<uuid>). A shard "
+                   "whose songs the table holds already is skipped, whatever the id.")
 @click.option("--workers", type=workers_type(), default=None, help="Worker processes (default: $GTZAN_WORKERS).")
 @view_options
 @feature_options
@@ -157,8 +158,10 @@ def publish_command(ws: Workspace, audio_dir: Path | None, shard_values: tuple[s
     Each shard of each clip length is one task: its songs computed (songs
     already in the per-song cache are not computed again), written as one
     new HDF5 object, and its rows committed to the view's index table in
-    one atomic commit, a new table version. The objects and tables go to
-    $GTZAN_STORE_URL, else to <store root>/objects. Run `gtzan ingest` first.
+    one atomic commit, a new table version. A shard whose songs the table
+    holds already is skipped: the table only appends. The objects and tables
+    go to $GTZAN_STORE_URL, else to <store root>/objects. Run `gtzan ingest`
+    first.
 
     \b
     Examples:
@@ -207,7 +210,7 @@ def publish_command(ws: Workspace, audio_dir: Path | None, shard_values: tuple[s
 def _songs_held(storage: Any, store: Any, *, clip_seconds: int,
                 shards: int) -> tuple[dict[int, tuple[int, int]], set[int]]:
     """Per shard, its usable songs in the catalog and how many of them the newest version of
-    the table already holds; and the shards whose commits added no row (songs too short).
+    the table already holds; and the shards whose commits added no row (no clip: songs too short).
 
     The table only appends: a shard whose songs it holds in part or in whole (published
     before, under any task id or shard count) is not published again, which would add
@@ -390,7 +393,8 @@ def lake_query_command(ws: Workspace, clip_seconds: str, version: int | None, as
 @click.option("--retain-versions", "retain_versions", type=click.IntRange(1, MAX_TABLE_VERSION),
               default=DEFAULT_RETAIN_VERSIONS, show_default=True, help="Keep at least the newest N versions readable.")
 @click.option("--retention-hours", "retention_hours", type=click.IntRange(0, MAX_RETENTION_HOURS),
-              default=DEFAULT_RETENTION_HOURS, show_default=True, help="Keep every version written in the last N hours readable.")
+              default=DEFAULT_RETENTION_HOURS, show_default=True,
+              help="Keep every version written in the last N hours readable.")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
 @view_options
 @feature_options
