@@ -356,6 +356,12 @@ class Settings:
         return self.store_url or str(self.store_root)
 
     @property
+    def objects_location(self) -> str:
+        """Where the sharded store's objects and index tables are: :attr:`store_url`, else the
+        folder ``<store_root>/objects`` (opened by ``pipelines.cli.features_lake.store_storage``)."""
+        return self.store_url or str(self.store_root / "objects")
+
+    @property
     def model_root(self) -> Path:
         """The model store root: ``model_dir``, else ``data_dir/models``."""
         return self.model_dir or self.data_dir / "models"

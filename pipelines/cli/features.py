@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from pipelines.cli.console import plural, quiet_tensorflow
+from pipelines.cli.features_lake import LAKE_COMMANDS
 from pipelines.cli.features_query import query_command
 from pipelines.cli.group import EXIT_FAILURE, CLIError, OneLineErrors
 from pipelines.cli.options import (
@@ -58,6 +59,8 @@ def views_help() -> str:
 
 features_group.help = (features_group.help or "").replace("{views}", views_help())
 features_group.add_command(query_command)
+for _command in LAKE_COMMANDS:
+    features_group.add_command(_command)
 
 
 def build_hint(ws: Workspace, view: str, clip_seconds: int | None) -> str:
