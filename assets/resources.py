@@ -274,8 +274,19 @@ class ObjectStoreResource(dg.ConfigurableResource):
     url: str = ""
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """Refuse a malformed URL before any step runs."""
+        """Refuse a malformed URL before any step runs, and, in a run of a persistent instance
+        (run config from whoever reaches the UI), a URL outside the deployment's
+        ``GTZAN_STORE_URL``: the step writes there with the deployment's credentials."""
         self.check_url()
+        instance = context.instance
+        if not self.url or context.run is None or instance is None or instance.is_ephemeral:
+            return
+        from pipelines.settings import Settings
+
+        allowed = Settings.from_env().store_url
+        if allowed is None or (self.url.rstrip("/") != allowed and not self.url.startswith(allowed + "/")):
+            raise ParameterError(f"resources.objects.config.url {self.url!r} is outside the deployment's "
+                                 f"GTZAN_STORE_URL ({allowed or 'unset'})")
 
     def check_url(self) -> None:
         """Raise ParameterError (one line) unless ``url`` is empty or an ``s3://bucket[/prefix]`` URL."""

@@ -200,3 +200,33 @@ def test_a_shard_published_to_s3_through_dagster(sharded, s3_env, monkeypatch, t
     local = publish_partition(view=VIEW, clip_seconds=int(CLIP), shard=1, shards=SHARDS, run_id="local-run",
                               audio=sharded["audio"], features=sharded["features"], objects=sharded["objects"])
     assert local.rows_digest == meta["rows_digest"].value
+
+
+def test_a_run_of_a_persistent_instance_refuses_a_bucket_outside_the_store_url(tmp_path, monkeypatch):
+    """What a UI launch with ``resources.objects.config.url`` elsewhere meets: no step runs."""
+    monkeypatch.setenv("GTZAN_STORE_URL", "s3://gtzan/store")
+    ran = []
+
+    @dg.asset
+    def where(objects: ObjectStoreResource) -> str:
+        ran.append(objects.url)
+        return objects.url
+
+    (tmp_path / "home").mkdir()
+    with dg.DagsterInstance.local_temp(str(tmp_path / "home")) as instance:
+
+        def run(url: str) -> dg.ExecuteInProcessResult:
+            return dg.materialize([where], instance=instance, resources={"objects": ObjectStoreResource(url=url)})
+
+        for url in ("s3://gtzan/store", "s3://gtzan/store/sub", ""):
+            assert run(url).success
+        for url in ("s3://other/store", "s3://gtzan/store-elsewhere"):
+            with pytest.raises(dg.DagsterResourceFunctionError) as failed:
+                run(url)
+            assert isinstance(failed.value.__cause__, ParameterError)
+            assert str(failed.value.__cause__) == (f"resources.objects.config.url {url!r} is outside the "
+                                                   "deployment's GTZAN_STORE_URL (s3://gtzan/store)")
+        monkeypatch.delenv("GTZAN_STORE_URL")
+        with pytest.raises(dg.DagsterResourceFunctionError):
+            run("s3://gtzan/store")
+    assert ran == ["s3://gtzan/store", "s3://gtzan/store/sub", ""]
