@@ -230,3 +230,15 @@ def test_a_run_of_a_persistent_instance_refuses_a_bucket_outside_the_store_url(t
         with pytest.raises(dg.DagsterResourceFunctionError):
             run("s3://gtzan/store")
     assert ran == ["s3://gtzan/store", "s3://gtzan/store/sub", ""]
+
+
+def test_bad_configuration_fails_the_partition_with_one_line_and_no_retry(corpus, tmp_path):
+    res = {**make_resources(corpus, tmp_path / "data", mode="bogus"), "objects": ObjectStoreResource()}
+    result = dg.materialize([sharded_asset(VIEW, shards=SHARDS)], resources=res, partition_key=key(0),
+                            raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    error = failure.step_failure_data.user_failure_data
+    assert error.description.startswith("ParameterError: ") and "\n" not in error.description
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert not (tmp_path / "data" / "store" / "objects").exists()
