@@ -240,5 +240,6 @@ def test_bad_configuration_fails_the_partition_with_one_line_and_no_retry(corpus
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     error = failure.step_failure_data.user_failure_data
     assert error.description.startswith("ParameterError: ") and "\n" not in error.description
+    assert "bogus" in error.description, error.description
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
     assert not (tmp_path / "data" / "store" / "objects").exists()
