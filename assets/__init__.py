@@ -18,7 +18,7 @@ from assets.views import VIEW_ASSETS, VIEW_CHECKS
 from assets.ingest import audio_catalog, song_splits
 from assets.models import TrainingConfig, genre_models
 from assets.reports import evaluation_report
-from assets.resources import AudioSource, FeatureStoreResource, ModelStoreResource
+from assets.resources import AudioSource, FeatureStoreResource, ModelStoreResource, ObjectStoreResource
 
 #: The feature views' assets and checks, one of each per view (mel, embeddings, timbre...).
 mel_features, musicnn_embeddings = VIEW_ASSETS["mel"], VIEW_ASSETS["embeddings"]
@@ -42,6 +42,7 @@ __all__ = [
     "AudioSource",
     "FeatureStoreResource",
     "ModelStoreResource",
+    "ObjectStoreResource",
     "ProbeTrainingConfig",
     "TrainingConfig",
     "audio_catalog",

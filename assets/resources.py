@@ -260,6 +260,57 @@ def with_view_options(base: type[dg.ConfigurableResource], name: str) -> type[dg
 FeatureStoreResource = with_view_options(_FeatureStoreConfig, "FeatureStoreResource")
 
 
+class ObjectStoreResource(dg.ConfigurableResource):
+    """Where the sharded assets (:mod:`assets.sharded`) publish shard objects and index tables.
+
+    Attributes
+    ----------
+    url : str
+        Empty: the local folder ``<feature store root>/objects``. Otherwise an
+        ``s3://bucket[/prefix]`` URL (``GTZAN_STORE_URL``), its endpoint and credentials from
+        the standard ``AWS_*`` variables of the process that runs the step, never from run config.
+    """
+
+    url: str = ""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Refuse a malformed URL before any step runs, and, in a run of a persistent instance
+        (run config from whoever reaches the UI), a URL outside the deployment's
+        ``GTZAN_STORE_URL``: the step writes there with the deployment's credentials."""
+        self.check_url()
+        instance = context.instance
+        if not self.url or context.run is None or instance is None or instance.is_ephemeral:
+            return
+        from pipelines.settings import Settings
+
+        allowed = Settings.from_env().store_url
+        if allowed is None or (self.url.rstrip("/") != allowed and not self.url.startswith(allowed + "/")):
+            raise ParameterError(f"resources.objects.config.url {self.url!r} is outside the deployment's "
+                                 f"GTZAN_STORE_URL ({allowed or 'unset'})")
+
+    def check_url(self) -> None:
+        """Raise ParameterError (one line) unless ``url`` is empty or an ``s3://bucket[/prefix]`` URL."""
+        if not self.url:
+            return
+        from feature_store.engine.storage.s3 import parse_s3_url
+
+        try:
+            parse_s3_url(self.url)
+        except ParameterError as exc:
+            raise ParameterError(f"resources.objects.config.url: {exc}") from None
+
+    def location(self, *, store_root: str | os.PathLike[str]) -> str:
+        """``url``, or the folder ``objects`` under ``store_root`` when it is empty."""
+        self.check_url()
+        return self.url.rstrip("/") if self.url else str(Path(store_root) / "objects")
+
+    def storage(self, *, store_root: str | os.PathLike[str]) -> Any:
+        """The :class:`feature_store.engine.storage.Storage` at :meth:`location`."""
+        from feature_store.engine.storage import open_storage
+
+        return open_storage(self.location(store_root=store_root))
+
+
 class ModelStoreResource(dg.ConfigurableResource):
     """Trains, saves and loads the ``.keras`` models; writes the reports.
 

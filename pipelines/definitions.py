@@ -151,14 +151,21 @@ def build_defs(resources: dict[str, object] | None = None, settings: Settings | 
         pass resources on temporary folders.
     settings : Settings, optional
         Where the resources and the executor come from; default: the environment's, read now.
+        With ``store_url`` (``GTZAN_STORE_URL``) set, the sharded assets of
+        :mod:`assets.sharded` are added (``settings.shards`` shards each).
     """
     settings = settings or Settings.from_env()
     if settings.debug:  # every process that loads the code location (run workers, steps) keeps TensorFlow's logs
         from feature_store.quiet_tf import keep_tensorflow_logs
 
         keep_tensorflow_logs()
+    assets = with_opt_in_notes(without_opt_in_automation(ALL_ASSETS, settings))
+    if settings.store_url is not None:  # opt-in: the shard tasks publish to object storage
+        from assets.sharded import sharded_assets
+
+        assets = [*assets, *sharded_assets(shards=settings.shards)]
     return dg.Definitions(
-        assets=with_opt_in_notes(without_opt_in_automation(ALL_ASSETS, settings)),
+        assets=assets,
         asset_checks=ALL_CHECKS,
         jobs=ALL_JOBS,
         schedules=ALL_SCHEDULES,

@@ -8,7 +8,7 @@ subprocesses) agrees on them even if its working directory differs.
 
 from __future__ import annotations
 
-from assets.resources import AudioSource, FeatureStoreResource, ModelStoreResource
+from assets.resources import AudioSource, FeatureStoreResource, ModelStoreResource, ObjectStoreResource
 from feature_store.views import declared_options
 from pipelines.settings import Settings
 
@@ -25,9 +25,11 @@ def make_resources(settings: Settings | None = None) -> dict[str, object]:
     -------
     dict
         ``audio`` (:class:`AudioSource`), ``features`` (:class:`FeatureStoreResource`) and
-        ``models`` (:class:`ModelStoreResource`).
+        ``models`` (:class:`ModelStoreResource`); with ``store_url`` set, ``objects``
+        (:class:`ObjectStoreResource`), which the sharded assets publish to.
     """
     s = (settings or Settings.from_env()).absolute()
+    objects = {} if s.store_url is None else {"objects": ObjectStoreResource(url=s.store_url)}
     return {
         "audio": AudioSource(
             path=str(s.audio_dir) if s.audio_dir else "",
@@ -50,4 +52,5 @@ def make_resources(settings: Settings | None = None) -> dict[str, object]:
             host_name=s.deployment.host_name,
         ),
         "models": ModelStoreResource(root=str(s.model_root), report_dir=str(s.report_root)),
+        **objects,
     }
