@@ -143,7 +143,9 @@ def publish_partition(*, view: str, clip_seconds: int, shard: int, shards: int, 
 
     Runs :func:`~feature_store.engine.sharded.publish_shard` with the task id of ``run_id``
     (:func:`task_id`) and lineage (parameter hash, package version, ``run_id``), then reads the
-    task's rows back at the table version that holds them, for their digest.
+    shard's rows back at the table version that holds them, for their digest (a shard
+    published before, by another run, is left as it is: its rows, digest and data version
+    are those of that run).
 
     Raises
     ------
@@ -164,7 +166,9 @@ def publish_partition(*, view: str, clip_seconds: int, shard: int, shards: int, 
                          audio_root=audio.genre_root(), task_id=tid, workers=features.workers_for(store.view),
                          lineage=Lineage(params_hash=params_hash, code_version=package_version(), run_id=run_id))
     table = index_table(storage, store.view, clip_seconds=clip_seconds)
-    mine = table.scan(version=done.version).filter(pl.col("task_id") == tid).collect()
+    # the shard's rows at the version that holds them: this task's, or those of the task that
+    # published the shard before (the engine adds a published shard's rows only once)
+    mine = table.scan(version=done.version).filter(pl.col("shard") == shard).collect()
     keys = mine["object_key"].unique().to_list()
     return ShardOutcome(view=view, clip_seconds=clip_seconds, shard=shard, shards=shards, task_id=tid,
                         object_key=done.object_key or (keys[0] if keys else ""), table_uri=table.uri,

@@ -140,8 +140,11 @@ def train_from_table(*, storage: Any, model_root: str | os.PathLike[str], model:
     version, as_of : optional
         The table version to train on: ``version``, the last one at ``as_of`` (a datetime or
         ISO 8601 time), or the newest (neither).
-    params, config, progress, variant
+    params, config, progress
         As :func:`training.runner.train_model`.
+    variant : str
+        The run's variant (default ``table-v<version>``: a run of a table version never
+        replaces a run of the store folder, nor one of another version).
 
     Returns
     -------
@@ -171,10 +174,12 @@ def train_from_table(*, storage: Any, model_root: str | os.PathLike[str], model:
     family.check(config, c)
     view = training_view(family.view, params=params, options=family.options)
     storage = open_storage(storage) if isinstance(storage, (str, os.PathLike)) else storage
+    store = open_table(storage=storage, view=view.engine, clip_seconds=c, version=version, as_of=as_of)
+    # a run of a table version never takes the folder of a run of the store, nor of another version
+    variant = variant or f"table-v{store.pin.version}"
     run_dir = ModelStore(model_root).run_dir(params=params, model=family.name, clip_seconds=c, seed=config.seed,
                                              variant=variant)
     with RssSampler() as rss:
-        store = open_table(storage=storage, view=view.engine, clip_seconds=c, version=version, as_of=as_of)
         data = select(view, store, None, clip_seconds=c, scheme=config.scheme, test_part=config.test_part)
         fit = family.fit(data, config, progress=progress)
         scores = family.score(fit, data)

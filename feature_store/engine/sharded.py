@@ -18,10 +18,11 @@ import polars as pl
 
 
 from feature_store.engine.lake import IndexTable, Lineage
-from feature_store.engine.shards import ShardArrays, build_shard, read_shard, shard_prefix
+from feature_store.engine.shards import ShardArrays, build_shard, read_shard, shard_prefix, shards_of
 from feature_store.engine.storage import Storage
 from feature_store.engine.store import ViewStore
 from feature_store.engine.view import FeatureView
+from feature_store.errors import StoreError
 from feature_store.integrity import DIGEST_PREFIX
 from feature_store.params import validate_clip_seconds
 
@@ -43,6 +44,8 @@ class PublishedShard:
         Whether this call made the commit.
     rows : int
         Rows this call committed (0 for a task committed before).
+    note : str
+        Why nothing was committed, when nothing was ("" otherwise).
     """
 
     shard: int
@@ -51,6 +54,7 @@ class PublishedShard:
     version: int
     committed: bool
     rows: int
+    note: str = ""
 
 
 def index_table(storage: Storage, view: FeatureView, *, clip_seconds: int) -> IndexTable:
@@ -81,6 +85,9 @@ def publish_shard(store: ViewStore, *, storage: Storage, shard: int, shards: int
     for deletion.
     """
     table = index_table(storage, store.view, clip_seconds=clip_seconds)
+    before = _published(table, store, shard=shard, shards=shards, task_id=task_id, clip_seconds=clip_seconds)
+    if before is not None:
+        return before
     built = build_shard(store, shard=shard, shards=shards, clip_seconds=clip_seconds, storage=storage,
                         audio_root=audio_root, task_id=task_id, workers=workers)
     result = table.commit_shard(table_rows(built.rows, table), shard=shard, task_id=task_id, lineage=lineage)
@@ -88,6 +95,37 @@ def publish_shard(store: ViewStore, *, storage: Storage, shard: int, shards: int
         storage.delete(built.object_key)
     return PublishedShard(shard=shard, task_id=task_id, object_key=built.object_key if result.committed else None,
                           version=result.version, committed=result.committed, rows=result.rows)
+
+
+def _published(table: IndexTable, store: ViewStore, *, shard: int, shards: int, task_id: str,
+               clip_seconds: int) -> PublishedShard | None:
+    """The answer for a shard whose rows the newest version holds already, or None.
+
+    The table only appends: publishing such a shard again, under another task id, would add
+    its rows twice. A shard whose catalog songs are those published is left as it is; one
+    whose songs changed since is refused in one line (replacing a shard's rows in one
+    commit is not supported yet).
+    """
+    if not table.exists():
+        return None
+    version = table.latest_version()
+    held = table.scan(version=version).filter(pl.col("shard") == shard).select("song_id", "task_id").collect()
+    if held.is_empty():
+        return None
+    tasks = sorted(set(held["task_id"]))
+    ok = store.catalog().filter(pl.col("status") == "ok").select("song_id", "sha256")
+    wanted = set(ok.filter(shards_of(ok["sha256"], shards=shards) == shard)["song_id"])
+    have = set(held["song_id"])
+    if not have <= wanted:
+        raise StoreError(f"shard {shard} of {store.view.name} at {clip_seconds} s holds {len(have - wanted)} songs "
+                         f"the catalog no longer gives (version {version}, task {tasks[-1]}): replacing a shard's "
+                         f"rows is not supported yet; publish into a new store location")
+    new = len(wanted - have)
+    note = (f"published before, in version {version} or earlier (task {tasks[-1]}); nothing added"
+            + (f"; {new} catalog songs of the shard have no row (too short for a clip, or ingested since: "
+               "replacing a shard's rows is not supported yet)" if new else ""))
+    return PublishedShard(shard=shard, task_id=task_id, object_key=None, version=version, committed=False,
+                          rows=0, note=note)
 
 
 def read_clips(storage: Storage, view: FeatureView, *, clip_seconds: int, version: int | None = None,

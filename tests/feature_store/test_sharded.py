@@ -65,3 +65,21 @@ def test_an_object_no_commit_names_is_listed_for_deletion_and_a_damaged_one_is_r
     with pytest.raises(IntegrityError) as err:
         read_clips(storage, ToyView(), clip_seconds=CLIP)
     assert "\n" not in str(err.value)
+
+
+def test_a_published_shard_is_never_added_twice(corpus, storage):  # noqa: F811
+    """The table only appends: a shard published by one task is left alone by another, and
+    refused in one line when the songs it would hold are no longer those published."""
+    from feature_store.errors import StoreError
+
+    first = publish(corpus, storage, 0)
+    other = publish(corpus, storage, 0, task="run-2.shard-0")
+    assert first.committed and not other.committed and other.rows == 0 and other.object_key is None
+    assert "published before" in other.note
+    assert read_clips(storage, ToyView(), clip_seconds=CLIP)[0].height == first.rows
+    assert [o.key for o in storage.list("") if o.key.endswith(".h5")] == [first.object_key]
+    store, _ = today(corpus)
+    with pytest.raises(StoreError, match="not supported yet") as err:  # another shard count: other songs
+        publish_shard(store, storage=storage, shard=0, shards=3, clip_seconds=CLIP, audio_root=corpus / "audio",
+                      task_id="run-3.shard-0", lineage=LINEAGE, workers=1)
+    assert "\n" not in str(err.value)

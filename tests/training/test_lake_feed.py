@@ -176,6 +176,11 @@ def test_a_model_trained_from_a_table_version_records_it(corpus, tmp_path):
                                version=3)
     assert earlier.table_version == 3 and earlier.table_digest not in (run.table_digest, None)
     assert earlier.train_clips + earlier.test_clips == table.scan(version=3).collect().height < 30
+    # each version's run has a folder of its own: one of version 3 never replaces one of version 4
+    both = train_from_table(storage=storage, model_root=tmp_path / "m", model="timbre_logreg", clip_seconds=CLIP,
+                            version=3)
+    assert (run.variant, both.variant) == ("table-v4", "table-v3") and both.run_dir != run.run_dir
+    assert RunRecord.load(run.run_dir).table_version == 4
     # the report and prediction show it, one line each
     line = f"table {table.uri} version 4 ({run.table_digest})"
     assert [x for x in _setup_lines([loaded]) if x.startswith("**Table versions:**")] == [f"**Table versions:** {line}."]
