@@ -88,6 +88,33 @@ def train_model(
         The view is not built for these params and clip length, or the split leaves no
         training or held-out clips.
     """
+    plan = plan_run(model=model, clip_seconds=clip_seconds, params=params, config=config, variant=variant)
+    store = plan.view.store(store_root)
+    test_store = plan.view.store(test_store_root) if test_store_root is not None else None
+    return fit_and_publish(plan, store, test_store, model_root=model_root, progress=progress)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What a run trains, checked before any data is read (:func:`plan_run`)."""
+
+    family: ModelFamily
+    clip_seconds: int
+    params: FeatureParams
+    config: Any
+    variant: str
+    view: View
+
+
+def plan_run(*, model: str | ModelFamily, clip_seconds: int, params: FeatureParams | None, config: Any,
+             variant: str) -> RunPlan:
+    """The family, clip length, parameters, config and view of a run, each checked.
+
+    Raises
+    ------
+    ParameterError
+        Unknown model, clip length or variant; a config the model cannot take.
+    """
     family = model if isinstance(model, ModelFamily) else get_family(model)
     c = validate_clip_seconds(clip_seconds)
     params = params or FeatureParams()
@@ -97,15 +124,24 @@ def train_model(
     validate_variant(variant)
     family.check(config, c)
     view = training_view(family.view, params=params, options=family.options)
-    store = view.store(store_root)
-    test_store = view.store(test_store_root) if test_store_root is not None else None
-    run_dir = ModelStore(model_root).run_dir(params=params, model=family.name, clip_seconds=c, seed=config.seed,
-                                             variant=variant)
+    return RunPlan(family, c, params, config, variant, view)
+
+
+def fit_and_publish(plan: RunPlan, store: Any, test_store: Any, *, model_root: str | os.PathLike[str],
+                    progress: bool = False, extra: dict[str, Any] | None = None) -> RunRecord:
+    """Select, fit, score and publish one run of ``plan`` on ``store`` (and ``test_store``, if
+    given); ``extra`` sets fields of the record before it is published."""
+    p = plan
+    run_dir = ModelStore(model_root).run_dir(params=p.params, model=p.family.name, clip_seconds=p.clip_seconds,
+                                             seed=p.config.seed, variant=p.variant)
     with RssSampler() as rss:
-        data = select(view, store, test_store, clip_seconds=c, scheme=config.scheme, test_part=config.test_part)
-        fit = family.fit(data, config, progress=progress)
-        scores = family.score(fit, data)
-    record = _record(family, view, data, fit, scores, rss, config=config, variant=variant)
+        data = select(p.view, store, test_store, clip_seconds=p.clip_seconds, scheme=p.config.scheme,
+                      test_part=p.config.test_part)
+        fit = p.family.fit(data, p.config, progress=progress)
+        scores = p.family.score(fit, data)
+    record = _record(p.family, p.view, data, fit, scores, rss, config=p.config, variant=p.variant)
+    for name, value in (extra or {}).items():
+        setattr(record, name, value)
     return publish(run_dir, fit.model, record)
 
 

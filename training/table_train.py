@@ -14,6 +14,7 @@ object by object. Streaming whole shards for large corpora is :class:`training.l
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from datetime import datetime
@@ -29,15 +30,10 @@ from feature_store.engine.store import Tensors
 from feature_store.errors import ParameterError
 from feature_store.integrity import DIGEST_PREFIX
 from feature_store.params import FeatureParams, validate_clip_seconds
-from training.families import get_family
 from training.families.base import ModelFamily
 from training.lake_feed import TablePin, pin_version
-from training.memory import RssSampler
-from training.model_store import ModelStore, validate_variant
 from training.record import RunRecord
-from training.runner import _record, publish
-from training.selection import select
-from training.views import training_view
+from training.runner import fit_and_publish, plan_run
 
 
 class TableStore:
@@ -164,25 +160,12 @@ def train_from_table(*, storage: Any, model_root: str | os.PathLike[str], model:
     """
     from feature_store.engine.storage import open_storage
 
-    family = model if isinstance(model, ModelFamily) else get_family(model)
-    c = validate_clip_seconds(clip_seconds)
-    params = params or FeatureParams()
-    config = family.config_type() if config is None else config
-    if not isinstance(config, family.config_type):
-        raise ParameterError(f"{family.name!r} takes a {family.config_type.__name__}, got {type(config).__name__}")
-    validate_variant(variant)
-    family.check(config, c)
-    view = training_view(family.view, params=params, options=family.options)
+    plan = plan_run(model=model, clip_seconds=clip_seconds, params=params, config=config, variant=variant)
     storage = open_storage(storage) if isinstance(storage, (str, os.PathLike)) else storage
-    store = open_table(storage=storage, view=view.engine, clip_seconds=c, version=version, as_of=as_of)
+    store = open_table(storage=storage, view=plan.view.engine, clip_seconds=plan.clip_seconds, version=version,
+                       as_of=as_of)
     # a run of a table version never takes the folder of a run of the store, nor of another version
-    variant = variant or f"table-v{store.pin.version}"
-    run_dir = ModelStore(model_root).run_dir(params=params, model=family.name, clip_seconds=c, seed=config.seed,
-                                             variant=variant)
-    with RssSampler() as rss:
-        data = select(view, store, None, clip_seconds=c, scheme=config.scheme, test_part=config.test_part)
-        fit = family.fit(data, config, progress=progress)
-        scores = family.score(fit, data)
-    record = _record(family, view, data, fit, scores, rss, config=config, variant=variant)
-    record.table_uri, record.table_version, record.table_digest = store.pin.uri, store.pin.version, store.pin.digest
-    return publish(run_dir, fit.model, record)
+    plan = dataclasses.replace(plan, variant=variant or f"table-v{store.pin.version}")
+    pin = store.pin
+    return fit_and_publish(plan, store, None, model_root=model_root, progress=progress,
+                           extra={"table_uri": pin.uri, "table_version": pin.version, "table_digest": pin.digest})
