@@ -87,6 +87,8 @@ def predict_command(ws: Workspace, files: tuple[Path, ...], model: str | None, c
         click.echo(f"model: {info['model']} on {info['clip_seconds']} s clips, seed {info['seed']} ({reason}; "
                    f"held-out song accuracy {pct(info['song_accuracy'])})")
         click.echo(f"labels: {', '.join(info['labels'])}")
+        if "table" in info:  # a run trained on a version of an index table names it
+            click.echo(f"features: {info['table']}")
     bar = None
     if progress_enabled(progress) and len(files) > 1:
         from tqdm.auto import tqdm

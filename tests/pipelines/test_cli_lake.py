@@ -182,3 +182,15 @@ def test_each_command_is_in_the_features_group_with_an_example(name: str, tmp_pa
     assert re.search(rf"^\s+{name}\s+\S", listed, re.M), listed
     r = ok(["features", name, "--help"], env_for(tmp_path))
     assert re.search(rf"^\s+gtzan features {name} ", r.stdout, re.M), r.stdout
+
+
+def test_predict_names_the_table_version_a_model_trained_on(lake: dict, tmp_path: Path) -> None:
+    """A model trained on a published version: ``gtzan predict`` says which version, in one line."""
+    from training.table_train import train_from_table
+
+    run = train_from_table(storage=LocalStorage(lake["objects"]), model_root=tmp_path / "models",
+                           model="timbre_logreg", clip_seconds=5, version=2)
+    song = next((lake["data"] / "demo").rglob("*.wav"))
+    out = ok(["predict", "--run", str(run.run_dir), "--no-progress", str(song)], lake["env"]).stdout
+    assert [x for x in out.splitlines() if x.startswith("features: ")] == [f"features: {run.table_line()}"]
+    assert "version 2 (sha256:" in run.table_line()
