@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from pipelines.cli.console import pct, quiet_tensorflow, tf_log_level
-from pipelines.cli.group import CLIError
+from pipelines.cli.group import EXIT_USAGE, CLIError
 from pipelines.cli.options import (
     SettingOption,
     clip_list,
@@ -22,6 +22,7 @@ from pipelines.cli.options import (
     store_option,
 )
 from pipelines.cli.workspace import Workspace
+from pipelines.cli.features_lake import MAX_TABLE_VERSION
 from pipelines.settings import MAX_BATCH_SIZE, MAX_EPOCHS
 
 
@@ -92,12 +93,18 @@ def models_by_view() -> str:
               help="Split scheme whose test part is held out: seed | stratified | fault_filtered.")
 @click.option("--batch-size", cls=SettingOption, setting="batch_size", type=click.IntRange(1, MAX_BATCH_SIZE),
               help="Batch size (TrainConfig's). Not used by probes.")
+@click.option("--version", "table_version", type=click.IntRange(0, MAX_TABLE_VERSION), default=None,
+              help="Train on this version of the view's published index table (`gtzan features publish`, "
+                   "`gtzan features history`) instead of the store folder.")
+@click.option("--as-of", "as_of", default=None,
+              help="Train on the version of the published table that was newest at this time (ISO 8601; "
+                   "no zone: UTC).")
 @feature_options
 @store_option
 @models_dir_option
 @progress_option
 @pass_workspace
-def train_command(ws: Workspace, progress: bool | None) -> None:
+def train_command(ws: Workspace, progress: bool | None, table_version: int | None, as_of: str | None) -> None:
     """Train models on the feature store and publish them in the model store.
 
     Each (model, clip length, seed) is one run with its model files and
@@ -112,6 +119,7 @@ def train_command(ws: Workspace, progress: bool | None) -> None:
       gtzan train --model seed_cnn,seed_rnn --clip-seconds 1,5,15,30 --seed 0,1,2
       gtzan train --model probe_logreg_msd --clip-seconds 5
       gtzan train --model timbre_logreg --clip-seconds 5
+      gtzan train --model timbre_logreg --clip-seconds 5 --version 3
     """
     from training.families import get_family
 
@@ -120,14 +128,18 @@ def train_command(ws: Workspace, progress: bool | None) -> None:
     for name in s.models:  # every parameter checked before any work
         for seed in s.seeds:
             _config(ws, name, seed)
-    models = _check_inputs(ws, s.models, explicit=flag_given("models"))
+    if table_version is not None and as_of is not None:
+        raise CLIError("give --version or --as-of, not both", EXIT_USAGE)
+    pin = {"version": table_version, "as_of": as_of} if (table_version, as_of) != (None, None) else None
+    # a published table is checked by the run itself (one line when it or the version is missing)
+    models = list(s.models) if pin else _check_inputs(ws, s.models, explicit=flag_given("models"))
     if any(get_family(n).trainer == "keras" or get_family(n).view == "embeddings" for n in models):
         quiet_tensorflow(s.debug)
     show = progress_enabled(progress)
     for c in s.train_clip_seconds:
         for name in models:
             for seed in s.seeds:
-                _train(ws, name, c, seed, show)
+                _train(ws, name, c, seed, show, pin=pin)
     click.echo("next: gtzan report")
 
 
@@ -158,16 +170,24 @@ def _check_inputs(ws: Workspace, models: tuple[str, ...], *, explicit: bool) -> 
     return out
 
 
-def _train(ws: Workspace, name: str, c: int, seed: int, show: bool) -> None:
-    """Train one run of any family and print its line."""
+def _train(ws: Workspace, name: str, c: int, seed: int, show: bool, *, pin: dict[str, Any] | None = None) -> None:
+    """Train one run of any family and print its line; ``pin``: on a version of the view's
+    published index table (``version`` or ``as_of``) instead of the store folder."""
     from training.families import get_family
     from training.runner import train_model
 
     family, cfg = get_family(name), _config(ws, name, seed)
     epochs = f", up to {cfg.epochs} epochs" if hasattr(cfg, "epochs") else ""
     click.echo(f"training {name} on {c} s clips of the {family.view} view, seed {seed}{epochs}", err=True)
-    r = train_model(store_root=ws.store_root, model_root=ws.model_root, model=name, clip_seconds=c,
-                    params=ws.params, config=cfg, progress=show)
+    if pin is not None:
+        from pipelines.cli.features_lake import store_storage
+        from training.table_train import train_from_table
+
+        r = train_from_table(storage=store_storage(ws.settings), model_root=ws.model_root, model=name,
+                             clip_seconds=c, params=ws.params, config=cfg, progress=show, **pin)
+    else:
+        r = train_model(store_root=ws.store_root, model_root=ws.model_root, model=name, clip_seconds=c,
+                        params=ws.params, config=cfg, progress=show)
     m, costs = r.metrics, r.costs
     if family.trainer == "keras":
         detail = f"{costs.epochs_run} epochs, {costs.seconds_per_epoch:.1f} s/epoch"
@@ -177,3 +197,5 @@ def _train(ws: Workspace, name: str, c: int, seed: int, show: bool) -> None:
     click.echo(f"{name} {c} s seed {seed}: song accuracy {pct(m.song_accuracy)}, clip accuracy "
                f"{pct(m.clip_accuracy)} on {m.songs} held-out songs ({detail})  {r.run_dir}")
     click.echo(f"  labels: {', '.join(r.labels)}")
+    if r.table_version is not None:
+        click.echo(f"  features: {r.table_line()}")

@@ -477,7 +477,7 @@ def test_train_without_model_trains_the_run_models(sandbox: dict, monkeypatch: p
     from pipelines.settings import DEFAULT_MODELS
 
     calls = []
-    monkeypatch.setattr(cli_train, "_train", lambda ws, name, c, seed, show: calls.append(
+    monkeypatch.setattr(cli_train, "_train", lambda ws, name, c, seed, show, pin=None: calls.append(
         (name, c, seed, ws.settings.epochs)))
     r = ok(["train", "--clip-seconds", "1"], sandbox["env"])
     # the default models whose view is built (the sandbox has no timbre store: it says so)

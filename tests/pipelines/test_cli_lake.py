@@ -194,3 +194,19 @@ def test_predict_names_the_table_version_a_model_trained_on(lake: dict, tmp_path
     out = ok(["predict", "--run", str(run.run_dir), "--no-progress", str(song)], lake["env"]).stdout
     assert [x for x in out.splitlines() if x.startswith("features: ")] == [f"features: {run.table_line()}"]
     assert "version 2 (sha256:" in run.table_line()
+
+
+def test_train_pins_a_table_version_by_number_or_time(lake: dict) -> None:
+    """``gtzan train --version N`` (or ``--as-of``) trains on that version of the published table."""
+    env = lake["env"]
+    out = ok(["train", "--model", "timbre_logreg", "--clip-seconds", "5", "--version", "2", "--no-progress"], env)
+    [line] = [x for x in out.stdout.splitlines() if x.strip().startswith("features: ")]
+    assert "version 2 (sha256:" in line and str(lake["objects"]) in line
+    metrics = sorted((lake["data"] / "models").rglob("metrics.json"))
+    assert [json.loads(p.read_text())["table_version"] for p in metrics if "table-v2" in str(p)] == [2]
+    fails(["train", "--model", "timbre_logreg", "--clip-seconds", "5", "--version", "9"], env, 1,
+          r"has versions 0 to 3, not 9")
+    fails(["train", "--model", "timbre_logreg", "--clip-seconds", "5", "--version", "1", "--as-of", "2026-01-01"],
+          env, 2, "give --version or --as-of, not both")
+    fails(["train", "--model", "timbre_logreg", "--clip-seconds", "5", "--as-of", "2001-01-01T00:00:00Z"], env, 1,
+          r"is before the index table")
