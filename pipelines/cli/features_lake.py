@@ -27,6 +27,7 @@ from feature_store.engine.lake.upkeep import DEFAULT_RETAIN_VERSIONS, DEFAULT_RE
 from pipelines.cli.console import plural, quiet_tensorflow
 from pipelines.cli.group import EXIT_USAGE, CLIError
 from pipelines.cli.options import (
+    output_options,
     SettingOption,
     clip_list,
     feature_options,
@@ -326,10 +327,7 @@ def _labels_of(ws: Workspace, view: str, genres: list[str]) -> list[int] | None:
 @click.option("--count", "count", is_flag=True, help="Print the number of clips per genre instead of the rows.")
 @click.option("--columns", default=None, help="Comma-separated columns to output (default: all; a few for tables).")
 @click.option("--limit", type=click.IntRange(0, MAX_QUERY_LIMIT), default=None, help="At most this many rows.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default=None,
-              help="Output format (default: table on stdout, or from the --output suffix).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to this file instead of stdout.")
+@output_options
 @view_options
 @feature_options
 @store_option

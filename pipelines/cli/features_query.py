@@ -15,7 +15,14 @@ import click
 
 from pipelines.cli.console import plural
 from pipelines.cli.group import EXIT_USAGE, CLIError
-from pipelines.cli.options import feature_options, pass_workspace, split_values, store_option, view_options
+from pipelines.cli.options import (
+    feature_options,
+    output_options,
+    pass_workspace,
+    split_values,
+    store_option,
+    view_options,
+)
 from pipelines.cli.workspace import Workspace
 from pipelines.settings import MAX_QUERY_LIMIT
 
@@ -54,10 +61,7 @@ def arrays_by_view(*, tables: bool) -> str:
 @click.option("--columns", default=None, help="Comma-separated columns to output (default: all; a few for tables).")
 @click.option("--limit", type=click.IntRange(0, MAX_QUERY_LIMIT), default=None,
               help=f"At most this many rows (table default {TABLE_ROWS}).")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default=None,
-              help="Output format (default: table on stdout, or from the --output suffix).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to this file instead of stdout.")
+@output_options
 @view_options
 @feature_options
 @store_option

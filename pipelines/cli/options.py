@@ -176,6 +176,14 @@ def models_dir_option(f: Callable) -> Callable:
     )(f)
 
 
+def output_options(f: Callable) -> Callable:
+    """``--format`` and ``-o/--output`` of the commands that print a table of rows."""
+    f = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Write to this file instead of stdout.")(f)
+    return click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default=None,
+                        help="Output format (default: table on stdout, or from the --output suffix).")(f)
+
+
 def feature_options(f: Callable) -> Callable:
     f = click.option("--dtype", cls=SettingOption, setting="dtype",
                      help="Storage dtype of the mel store: float32 | float16.")(f)

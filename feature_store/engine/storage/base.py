@@ -14,9 +14,9 @@ import abc
 import dataclasses
 import hashlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from feature_store.errors import ParameterError, StoreError
 
@@ -143,17 +143,22 @@ def chunks_of(data: Data) -> Iterable[bytes | memoryview]:
     yield from iter(lambda: data.read(CHUNK_BYTES), b"")
 
 
-def bytes_of(data: Data, *, what: str) -> tuple[bytes | memoryview, str]:
-    """The bytes of ``data`` in memory (at most :data:`MAX_PUT_BYTES`) and their sha256."""
-    h = hashlib.sha256()
-    parts: list[bytes | memoryview] = []
+def put_chunks(data: Data, h: Any, *, what: str) -> Iterator[bytes | memoryview]:
+    """:func:`chunks_of` ``data``, each added to the hash ``h``; more than :data:`MAX_PUT_BYTES`
+    in all is a one-line ParameterError (raised before the piece past the bound is yielded)."""
     total = 0
     for part in chunks_of(data):
         total += len(part)
         if total > MAX_PUT_BYTES:
             raise ParameterError(f"{what}: more than {MAX_PUT_BYTES} bytes, the most one create-only put writes")
         h.update(part)
-        parts.append(part)
+        yield part
+
+
+def bytes_of(data: Data, *, what: str) -> tuple[bytes | memoryview, str]:
+    """The bytes of ``data`` in memory (at most :data:`MAX_PUT_BYTES`) and their sha256."""
+    h = hashlib.sha256()
+    parts = list(put_chunks(data, h, what=what))
     whole = parts[0] if len(parts) == 1 else b"".join(parts)
     return whole, h.hexdigest()
 

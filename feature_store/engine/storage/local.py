@@ -23,11 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from feature_store.atomic import fsync_dir
-from feature_store.engine.storage.base import (DEFAULT_MAX_GET_BYTES, DEFAULT_MAX_RANGES_BYTES, MAX_PUT_BYTES,
-                                               TEMP_PREFIX, Data, ObjectExists, ObjectInfo, ObjectNotFound,
-                                               Storage, check_key, check_prefix, check_ranges, chunks_of,
-                                               too_large)
-from feature_store.errors import ParameterError, StoreError
+from feature_store.engine.storage.base import (DEFAULT_MAX_GET_BYTES, DEFAULT_MAX_RANGES_BYTES, TEMP_PREFIX, Data,
+                                               ObjectExists, ObjectInfo, ObjectNotFound, Storage, check_key,
+                                               check_prefix, check_ranges, put_chunks, too_large)
+from feature_store.errors import StoreError
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -66,11 +65,8 @@ class LocalStorage(Storage):
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, 0o644)
             with os.fdopen(fd, "wb") as fh:
-                for part in chunks_of(data):
+                for part in put_chunks(data, h, what=repr(key)):
                     size += len(part)
-                    if size > MAX_PUT_BYTES:
-                        raise ParameterError(f"{key!r}: more than {MAX_PUT_BYTES} bytes, the most one put writes")
-                    h.update(part)
                     fh.write(part)
                 fh.flush()
                 os.fsync(fh.fileno())
