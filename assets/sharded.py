@@ -17,6 +17,7 @@ asset bodies do.
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -122,13 +123,15 @@ class ShardOutcome:
                 "table": self.table_uri, "rows_digest": self.rows_digest, "params_hash": self.params_hash}
 
 
-def rows_digest(rows: pl.DataFrame) -> str:
-    """``sha256:<hex>`` of a shard's rows in clip order, :data:`UNDIGESTED` columns left out.
+def rows_digest(rows: pl.DataFrame, *, leave_out: Sequence[str] = UNDIGESTED) -> str:
+    """``sha256:<hex>`` of some index rows in clip order, the ``leave_out`` columns left out.
 
-    Each row's array digests are among the columns, so equal digests mean equal arrays.
+    Each row's array digests are among the columns, so equal digests mean equal arrays. The
+    rows are sorted by ``clip_id``, then by every other digested column, so that the digest
+    does not depend on the order in which the table's files hold them.
     """
-    cols = sorted(c for c in rows.columns if c not in UNDIGESTED)
-    text = rows.select(cols).sort("clip_id").select(
+    cols = sorted(c for c in rows.columns if c not in leave_out)
+    text = rows.select(cols).sort(["clip_id", *(c for c in cols if c != "clip_id")]).select(
         pl.concat_str([pl.col(c).cast(pl.String).fill_null("\x00") for c in cols], separator="\x1f").alias("r"))
     h = hashlib.sha256("\x1f".join(cols).encode())
     for chunk in text.iter_slices(65536):
