@@ -16,9 +16,12 @@ import pytest
 from asset_helpers import make_resources, materialize_ingest
 
 from assets.partitions import PIPELINE_VIEWS
+from assets.index_tables import table_asset_name
 from assets.resources import ObjectStoreResource
 from assets.sharded import (GROUP, MAX_PARTITIONS, publish_partition, shard_partitions, sharded_asset,
                             sharded_asset_name, task_id)
+from assets.table_models import GROUP as MODELS_GROUP
+from assets.table_models import table_models_name
 from feature_store.errors import ParameterError
 from feature_store.params import CLIP_SECONDS
 from pipelines.definitions import build_defs
@@ -141,10 +144,18 @@ def test_default_definitions_have_no_sharded_asset_and_the_store_url_adds_them(t
     defs = build_defs(settings=s3)
     graph = defs.resolve_asset_graph()
     sharded = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).group_name == GROUP}
-    assert sharded == {sharded_asset_name(v) for v in PIPELINE_VIEWS}
-    assert set(graph.get_all_asset_keys()) - {dg.AssetKey(n) for n in sharded} == set(default.get_all_asset_keys())
-    for name in sharded:
-        assert len(graph.get(dg.AssetKey(name)).partitions_def.get_partition_keys()) == 3 * len(CLIP_SECONDS)
+    assert sharded == {f(v) for v in PIPELINE_VIEWS for f in (sharded_asset_name, table_asset_name)}
+    models = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).group_name == MODELS_GROUP}
+    assert models == {table_models_name(v) for v in PIPELINE_VIEWS}
+    added = {dg.AssetKey(n) for n in sharded | models}
+    assert set(graph.get_all_asset_keys()) - added == set(default.get_all_asset_keys())
+    for view in PIPELINE_VIEWS:
+        assert len(graph.get(dg.AssetKey(sharded_asset_name(view))).partitions_def.get_partition_keys()) == 3 * len(
+            CLIP_SECONDS)
+        assert graph.get(dg.AssetKey(table_asset_name(view))).partitions_def.get_partition_keys() == [
+            str(c) for c in CLIP_SECONDS]
+        assert graph.get(dg.AssetKey(table_asset_name(view))).parent_keys == {dg.AssetKey(sharded_asset_name(view))}
+        assert graph.get(dg.AssetKey(table_models_name(view))).parent_keys == {dg.AssetKey(table_asset_name(view))}
     assert defs.resources["objects"].url == "s3://bucket/gtzan" and "objects" not in build_defs(settings=base).resources
     assert graph.asset_check_keys == default.asset_check_keys
     dg.Definitions.validate_loadable(defs)

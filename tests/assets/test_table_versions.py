@@ -13,6 +13,7 @@ import dagster as dg
 import numpy as np
 import pytest
 from asset_helpers import make_resources, materialize_ingest
+from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
@@ -186,7 +187,7 @@ def test_a_table_partition_of_no_published_shard_fails_in_one_line_without_retry
 def test_the_models_are_partitioned_by_clip_and_the_models_that_train_on_a_table():
     assert table_models_of("timbre") == ("timbre_logreg",)
     assert "baseline" not in table_models_of("mel") and "cnn" in table_models_of("mel")
-    graph = dg.Definitions(assets=GRAPH).resolve_asset_graph()
+    graph = AssetGraph.from_assets(GRAPH)
     assert graph.get(MODELS).automation_condition == ON_DEP_DATA_VERSION_CHANGED
     parents = graph.get_parent_partition_keys_for_child(str(CELL), TABLE, MODELS).partitions_subset
     assert set(parents.get_partition_keys()) == {CLIP}
