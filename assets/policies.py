@@ -62,7 +62,9 @@ ON_ANY_DEP_UPDATED = (
 #: partition's newest event after the tick's cursor with the one before it, so a
 #: materialization that records the same data version is no change). Changes made by the run
 #: that also trained the cell do not count (as in ``any_deps_updated``), nor does a dependency
-#: that is only requested: its data version is known once it ran, on the next tick.
+#: that is only requested: its data version is known once it ran, on the next tick. The first
+#: evaluation has no earlier tick to compare with: a table recorded before it trains nothing
+#: until its data version changes (materialize such cells by hand, or backfill them).
 ON_DEP_DATA_VERSION_CHANGED = (
     dg.AutomationCondition.any_deps_match(
         (dg.AutomationCondition.data_version_changed() & ~dg.AutomationCondition.executed_with_root_target())

@@ -10,6 +10,10 @@ storage of :class:`assets.resources.ObjectStoreResource` (a local folder, or S3)
 The task id is ``<run id>.<view>.<clip>.<shard>``: Dagster retries a step within its run, under
 the same run id, so a retry adds no row twice; a new run is a new task, and adds a commit.
 
+Downstream, :mod:`assets.index_tables` records each table version that the shards of a clip
+length leave, with the digest of its rows' content as its data version, and
+:mod:`assets.table_models` trains on it.
+
 These assets are opt-in: :mod:`pipelines.definitions` registers them only when
 ``GTZAN_STORE_URL`` is set. Importing this module imports neither h5py nor deltalake; the
 asset bodies do.
@@ -131,11 +135,11 @@ def rows_digest(rows: pl.DataFrame, *, leave_out: Sequence[str] = UNDIGESTED) ->
     does not depend on the order in which the table's files hold them.
     """
     cols = sorted(c for c in rows.columns if c not in leave_out)
-    text = rows.select(cols).sort(["clip_id", *(c for c in cols if c != "clip_id")]).select(
-        pl.concat_str([pl.col(c).cast(pl.String).fill_null("\x00") for c in cols], separator="\x1f").alias("r"))
+    line = pl.concat_str([pl.col(c).cast(pl.String).fill_null("\x00") for c in cols], separator="\x1f").alias("r")
     h = hashlib.sha256("\x1f".join(cols).encode())
-    for chunk in text.iter_slices(65536):
-        h.update(("\n" + "\n".join(chunk["r"].to_list())).encode())
+    # the text of one slice at a time: a table version's rows are millions
+    for chunk in rows.select(cols).sort(["clip_id", *(c for c in cols if c != "clip_id")]).iter_slices(65536):
+        h.update(("\n" + "\n".join(chunk.select(line)["r"].to_list())).encode())
     return f"sha256:{h.hexdigest()}"
 
 

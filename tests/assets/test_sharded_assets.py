@@ -16,7 +16,7 @@ import pytest
 from asset_helpers import make_resources, materialize_ingest
 
 from assets.partitions import PIPELINE_VIEWS
-from assets.index_tables import table_asset_name
+from assets.index_tables import observe_table, table_asset, table_asset_name
 from assets.resources import ObjectStoreResource
 from assets.sharded import (GROUP, MAX_PARTITIONS, publish_partition, shard_partitions, sharded_asset,
                             sharded_asset_name, task_id)
@@ -213,6 +213,14 @@ def test_a_shard_published_to_s3_through_dagster(sharded, s3_env, monkeypatch, t
     local = publish_partition(view=VIEW, clip_seconds=int(CLIP), shard=1, shards=SHARDS, run_id="local-run",
                               audio=sharded["audio"], features=sharded["features"], objects=sharded["objects"])
     assert local.rows_digest == meta["rows_digest"].value
+    # the table version on S3, through its asset: the data version of the local folder's
+    seen = dg.materialize([asset, table_asset(VIEW, shards=asset)], selection=[table_asset_name(VIEW)],
+                          partition_key=CLIP, resources=res)
+    (event,) = seen.asset_materializations_for_node(table_asset_name(VIEW))
+    assert event.metadata["table"].value == meta["table"].value and event.metadata["rows"].value == rows.height
+    here = observe_table(view=VIEW, clip_seconds=int(CLIP), features=sharded["features"], objects=sharded["objects"])
+    assert event.tags["dagster/data_version"] == here.data_version().value
+    assert event.metadata["rows_digest"].value == here.rows_digest
 
 
 def test_a_run_of_a_persistent_instance_refuses_a_bucket_outside_the_store_url(tmp_path, monkeypatch):
