@@ -164,7 +164,7 @@ def table_asset(view: str, *, shards: dg.AssetsDefinition) -> dg.AssetsDefinitio
     return _asset
 
 
-def table_assets(shards: list[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
+def table_assets(*, shards: list[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
     """One table asset per pipeline view, each downstream of that view's sharded asset in ``shards``."""
     by_key = {a.key: a for a in shards}
     return [table_asset(view, shards=by_key[dg.AssetKey(sharded_asset_name(view))]) for view in PIPELINE_VIEWS]

@@ -57,6 +57,13 @@ def table_model_partitions(view: str) -> dg.MultiPartitionsDefinition:
                                          "model": dg.StaticPartitionsDefinition(list(table_models_of(view)))})
 
 
+def model_kinds(view: str) -> set[str]:
+    """The kinds the UI shows for ``view``'s table models: Keras, scikit-learn, or both."""
+    trainers = {getattr(getattr(registry()[m], "spec", None), "trainer", None) for m in table_models_of(view)}
+    return ({"tensorflow", "keras"} if "keras" in trainers else set()) | (
+        {"scikitlearn"} if trainers - {"keras"} else set())
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TablePartition:
     """What the newest materialization of a ``<view>_table`` partition recorded.
@@ -94,7 +101,7 @@ def recorded_table(instance: dg.DagsterInstance, *, view: str, clip_seconds: int
                           data_version=str(event.tags.get("dagster/data_version", "")))
 
 
-def family_config(model: str, config: TrainingConfig, *, seed: int) -> Any:
+def family_config(*, model: str, config: TrainingConfig, seed: int) -> Any:
     """The config of ``model``'s family for one seed: the run config's fields that it has."""
     from training.families import get_family
 
@@ -131,7 +138,7 @@ def train_on_table(*, view: str, model: str, clip_seconds: int, pinned: TablePar
                          allow_retries=False)
     return [train_from_table(storage=storage, model_root=models.root, model=model, clip_seconds=clip_seconds,
                              version=pinned.version, params=features.params(),
-                             config=family_config(model, config, seed=seed))
+                             config=family_config(model=model, config=config, seed=seed))
             for seed in config.seeds]
 
 
@@ -141,7 +148,7 @@ def table_models_asset(view: str, *, table: dg.AssetsDefinition) -> dg.AssetsDef
     @dg.asset(
         key=table_models_name(view),
         group_name=GROUP,
-        kinds={"tensorflow", "keras", "scikitlearn"},
+        kinds=model_kinds(view),
         # the table partition of the cell's clip length: Dagster infers the mapping from the
         # cell's clip x model partitions to the clip dimension (MultiToSingleDimensionPartitionMapping)
         deps=[table],
@@ -174,7 +181,7 @@ def table_models_asset(view: str, *, table: dg.AssetsDefinition) -> dg.AssetsDef
     return _asset
 
 
-def table_models_assets(tables: list[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
+def table_models_assets(*, tables: list[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
     """One table models asset per pipeline view that has such models, each downstream of that
     view's table asset in ``tables``."""
     by_key = {a.key: a for a in tables}

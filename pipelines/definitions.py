@@ -168,8 +168,8 @@ def build_defs(resources: dict[str, object] | None = None, settings: Settings | 
         from assets.table_models import table_models_assets
 
         shards = sharded_assets(shards=settings.shards)
-        tables = table_assets(shards)
-        assets = [*assets, *shards, *tables, *table_models_assets(tables)]
+        tables = table_assets(shards=shards)
+        assets = [*assets, *shards, *tables, *table_models_assets(tables=tables)]
     return dg.Definitions(
         assets=assets,
         asset_checks=ALL_CHECKS,
