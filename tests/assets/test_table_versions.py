@@ -6,6 +6,7 @@ folder), one Dagster instance across store locations: automation is evaluated ti
 with ``dagster.evaluate_automation_conditions``, and staleness read with Dagster's resolver.
 """
 
+import dataclasses
 import wave
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from assets.index_tables import NoTableError, observe_table, table_asset, table_
 from assets.policies import ON_DEP_DATA_VERSION_CHANGED
 from assets.resources import ObjectStoreResource
 from assets.sharded import sharded_asset
-from assets.table_models import model_kinds, table_models_asset, table_models_name, table_models_of
+from assets.models import TrainingConfig
+from assets.table_models import (model_kinds, recorded_table, table_models_asset, table_models_name,
+                                   table_models_of, train_on_table)
 from training.record import RunRecord
 
 VIEW = "timbre"
@@ -143,6 +146,13 @@ def test_a_changed_song_changes_the_data_version_and_requests_the_models(corpus,
         assert data_version(changed) != data_version(first)
         assert status(instance) == StaleStatus.STALE
         assert ticks.tick() == {str(CELL)}, "a changed table partition requests the models that read it"
+        # a cell run with the first location's resources would read another table than the recorded one
+        stale = dg.materialize(GRAPH, selection=[MODELS_ASSET], partition_key=str(CELL), resources=res,
+                               instance=instance, raise_on_error=False)
+        (failure,) = [e for e in stale.all_events if e.event_type_value == "STEP_FAILURE"]
+        error = failure.step_failure_data.user_failure_data.description
+        assert error.startswith(f"timbre_table 5 recorded the table {changed.metadata['table'].value}, but this "
+                                f"run's resources read {first.metadata['table'].value}") and "\n" not in error
         model = train(instance, ingested(corpus, tmp_path / "b"))
         assert model.metadata["table"].value == changed.metadata["table"].value
         assert model.metadata["table_data_version"].value == data_version(changed)
@@ -166,6 +176,13 @@ def test_a_model_trains_on_the_version_its_table_partition_recorded(corpus, tmp_
         assert run.table_digest == pinned.metadata["table_digest"].value
         assert run.train_clips + run.test_clips == pinned.metadata["rows"].value
         assert pinned.metadata["shards_with_rows"].value == 1 and seen.shards == (0, 1)
+        # a version that no longer holds the recorded rows (a table written anew at the same place)
+        recorded = recorded_table(instance, view=VIEW, clip_seconds=int(CLIP))
+        assert recorded.version == run.table_version and recorded.data_version == data_version(pinned)
+        with pytest.raises(dg.Failure, match=f"version {recorded.version} of .* no longer holds the rows"):
+            train_on_table(view=VIEW, model=MODEL, clip_seconds=int(CLIP), config=TrainingConfig(),
+                           pinned=dataclasses.replace(recorded, table_digest="sha256:0"),
+                           features=res["features"], models=res["models"], objects=res["objects"])
 
 
 def test_a_table_partition_of_no_published_shard_fails_in_one_line_without_retry(corpus, tmp_path):
