@@ -14,6 +14,11 @@
   features follow their upstream eagerly; training waits for the weekly cron tick
   (:data:`WEEKLY_CRON`) and then runs once all its features have been refreshed since that
   tick; the report follows any model that changed.
+* **Models of an index table version** (the opt-in ``<view>_table_models`` of
+  :mod:`assets.table_models`): :data:`ON_DEP_DATA_VERSION_CHANGED` trains a cell when the
+  *data version* of the table partition it reads changed, not when the table was merely
+  materialized again: a re-publish that changes no row keeps the data version, and retrains
+  nothing.
 """
 
 from __future__ import annotations
@@ -51,6 +56,24 @@ ON_ANY_DEP_UPDATED = (
     dg.AutomationCondition.any_deps_updated().since_last_handled()
     & ~dg.AutomationCondition.any_deps_in_progress()
 ).with_label("any dep updated")
+
+#: Models trained on an index table version: once the data version of a dependency's partition
+#: changed since the previous tick (``data_version_changed`` compares the data version of the
+#: partition's newest event after the tick's cursor with the one before it, so a
+#: materialization that records the same data version is no change). Changes made by the run
+#: that also trained the cell do not count (as in ``any_deps_updated``), nor does a dependency
+#: that is only requested: its data version is known once it ran, on the next tick. The first
+#: evaluation has no earlier tick to compare with: a table recorded before it trains nothing
+#: until its data version changes (materialize such cells by hand, or backfill them).
+ON_DEP_DATA_VERSION_CHANGED = (
+    dg.AutomationCondition.any_deps_match(
+        (dg.AutomationCondition.data_version_changed() & ~dg.AutomationCondition.executed_with_root_target())
+        .with_label("data_version_changed_without_root")
+    ).since_last_handled()
+    & ~dg.AutomationCondition.any_deps_missing()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("dep data version changed")
 
 
 @contextlib.contextmanager

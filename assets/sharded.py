@@ -10,6 +10,10 @@ storage of :class:`assets.resources.ObjectStoreResource` (a local folder, or S3)
 The task id is ``<run id>.<view>.<clip>.<shard>``: Dagster retries a step within its run, under
 the same run id, so a retry adds no row twice; a new run is a new task, and adds a commit.
 
+Downstream, :mod:`assets.index_tables` records each table version that the shards of a clip
+length leave, with the digest of its rows' content as its data version, and
+:mod:`assets.table_models` trains on it.
+
 These assets are opt-in: :mod:`pipelines.definitions` registers them only when
 ``GTZAN_STORE_URL`` is set. Importing this module imports neither h5py nor deltalake; the
 asset bodies do.
@@ -17,6 +21,7 @@ asset bodies do.
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -122,17 +127,19 @@ class ShardOutcome:
                 "table": self.table_uri, "rows_digest": self.rows_digest, "params_hash": self.params_hash}
 
 
-def rows_digest(rows: pl.DataFrame) -> str:
-    """``sha256:<hex>`` of a shard's rows in clip order, :data:`UNDIGESTED` columns left out.
+def rows_digest(rows: pl.DataFrame, *, leave_out: Sequence[str] = UNDIGESTED) -> str:
+    """``sha256:<hex>`` of some index rows in clip order, the ``leave_out`` columns left out.
 
-    Each row's array digests are among the columns, so equal digests mean equal arrays.
+    Each row's array digests are among the columns, so equal digests mean equal arrays. The
+    rows are sorted by ``clip_id``, then by every other digested column, so that the digest
+    does not depend on the order in which the table's files hold them.
     """
-    cols = sorted(c for c in rows.columns if c not in UNDIGESTED)
-    text = rows.select(cols).sort("clip_id").select(
-        pl.concat_str([pl.col(c).cast(pl.String).fill_null("\x00") for c in cols], separator="\x1f").alias("r"))
+    cols = sorted(c for c in rows.columns if c not in leave_out)
+    line = pl.concat_str([pl.col(c).cast(pl.String).fill_null("\x00") for c in cols], separator="\x1f").alias("r")
     h = hashlib.sha256("\x1f".join(cols).encode())
-    for chunk in text.iter_slices(65536):
-        h.update(("\n" + "\n".join(chunk["r"].to_list())).encode())
+    # the text of one slice at a time: a table version's rows are millions
+    for chunk in rows.select(cols).sort(["clip_id", *(c for c in cols if c != "clip_id")]).iter_slices(65536):
+        h.update(("\n" + "\n".join(chunk.select(line)["r"].to_list())).encode())
     return f"sha256:{h.hexdigest()}"
 
 

@@ -152,7 +152,9 @@ def build_defs(resources: dict[str, object] | None = None, settings: Settings | 
     settings : Settings, optional
         Where the resources and the executor come from; default: the environment's, read now.
         With ``store_url`` (``GTZAN_STORE_URL``) set, the sharded assets of
-        :mod:`assets.sharded` are added (``settings.shards`` shards each).
+        :mod:`assets.sharded` are added (``settings.shards`` shards each), with the table
+        versions that they publish (:mod:`assets.index_tables`) and the models trained on
+        those (:mod:`assets.table_models`).
     """
     settings = settings or Settings.from_env()
     if settings.debug:  # every process that loads the code location (run workers, steps) keeps TensorFlow's logs
@@ -161,9 +163,13 @@ def build_defs(resources: dict[str, object] | None = None, settings: Settings | 
         keep_tensorflow_logs()
     assets = with_opt_in_notes(without_opt_in_automation(ALL_ASSETS, settings))
     if settings.store_url is not None:  # opt-in: the shard tasks publish to object storage
+        from assets.index_tables import table_assets
         from assets.sharded import sharded_assets
+        from assets.table_models import table_models_assets
 
-        assets = [*assets, *sharded_assets(shards=settings.shards)]
+        shards = sharded_assets(shards=settings.shards)
+        tables = table_assets(shards=shards)
+        assets = [*assets, *shards, *tables, *table_models_assets(tables=tables)]
     return dg.Definitions(
         assets=assets,
         asset_checks=ALL_CHECKS,

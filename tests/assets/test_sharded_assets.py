@@ -16,9 +16,12 @@ import pytest
 from asset_helpers import make_resources, materialize_ingest
 
 from assets.partitions import PIPELINE_VIEWS
+from assets.index_tables import observe_table, table_asset, table_asset_name
 from assets.resources import ObjectStoreResource
 from assets.sharded import (GROUP, MAX_PARTITIONS, publish_partition, shard_partitions, sharded_asset,
                             sharded_asset_name, task_id)
+from assets.table_models import GROUP as MODELS_GROUP
+from assets.table_models import table_models_name
 from feature_store.errors import ParameterError
 from feature_store.params import CLIP_SECONDS
 from pipelines.definitions import build_defs
@@ -141,10 +144,18 @@ def test_default_definitions_have_no_sharded_asset_and_the_store_url_adds_them(t
     defs = build_defs(settings=s3)
     graph = defs.resolve_asset_graph()
     sharded = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).group_name == GROUP}
-    assert sharded == {sharded_asset_name(v) for v in PIPELINE_VIEWS}
-    assert set(graph.get_all_asset_keys()) - {dg.AssetKey(n) for n in sharded} == set(default.get_all_asset_keys())
-    for name in sharded:
-        assert len(graph.get(dg.AssetKey(name)).partitions_def.get_partition_keys()) == 3 * len(CLIP_SECONDS)
+    assert sharded == {f(v) for v in PIPELINE_VIEWS for f in (sharded_asset_name, table_asset_name)}
+    models = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).group_name == MODELS_GROUP}
+    assert models == {table_models_name(v) for v in PIPELINE_VIEWS}
+    added = {dg.AssetKey(n) for n in sharded | models}
+    assert set(graph.get_all_asset_keys()) - added == set(default.get_all_asset_keys())
+    for view in PIPELINE_VIEWS:
+        assert len(graph.get(dg.AssetKey(sharded_asset_name(view))).partitions_def.get_partition_keys()) == 3 * len(
+            CLIP_SECONDS)
+        assert graph.get(dg.AssetKey(table_asset_name(view))).partitions_def.get_partition_keys() == [
+            str(c) for c in CLIP_SECONDS]
+        assert graph.get(dg.AssetKey(table_asset_name(view))).parent_keys == {dg.AssetKey(sharded_asset_name(view))}
+        assert graph.get(dg.AssetKey(table_models_name(view))).parent_keys == {dg.AssetKey(table_asset_name(view))}
     assert defs.resources["objects"].url == "s3://bucket/gtzan" and "objects" not in build_defs(settings=base).resources
     assert graph.asset_check_keys == default.asset_check_keys
     dg.Definitions.validate_loadable(defs)
@@ -202,6 +213,14 @@ def test_a_shard_published_to_s3_through_dagster(sharded, s3_env, monkeypatch, t
     local = publish_partition(view=VIEW, clip_seconds=int(CLIP), shard=1, shards=SHARDS, run_id="local-run",
                               audio=sharded["audio"], features=sharded["features"], objects=sharded["objects"])
     assert local.rows_digest == meta["rows_digest"].value
+    # the table version on S3, through its asset: the data version of the local folder's
+    seen = dg.materialize([asset, table_asset(VIEW, shards=asset)], selection=[table_asset_name(VIEW)],
+                          partition_key=CLIP, resources=res)
+    (event,) = seen.asset_materializations_for_node(table_asset_name(VIEW))
+    assert event.metadata["table"].value == meta["table"].value and event.metadata["rows"].value == rows.height
+    here = observe_table(view=VIEW, clip_seconds=int(CLIP), features=sharded["features"], objects=sharded["objects"])
+    assert event.tags["dagster/data_version"] == here.data_version().value
+    assert event.metadata["rows_digest"].value == here.rows_digest
 
 
 def test_a_run_of_a_persistent_instance_refuses_a_bucket_outside_the_store_url(tmp_path, monkeypatch):
