@@ -147,20 +147,24 @@ def _published(ws: Workspace, view: str, clip_seconds: str | None) -> dict[int, 
               help="Stable id of this publish: shard K's task is <TASK-ID>.shard-K, and two runs of the same "
                    "--task-id commit each shard once, even at the same time (default: a new cli-<uuid>). A shard "
                    "whose songs the table holds already is skipped, whatever the id.")
+@click.option("--replace", is_flag=True,
+              help="Rebuild a published shard whose songs changed into a new object and replace its rows in one "
+                   "commit (earlier versions keep the old rows); a shard whose songs are unchanged is left as it is.")
 @click.option("--workers", type=workers_type(), default=None, help="Worker processes (default: $GTZAN_WORKERS).")
 @view_options
 @feature_options
 @store_option
 @pass_workspace
 def publish_command(ws: Workspace, audio_dir: Path | None, shard_values: tuple[str, ...], task_id: str | None,
-                    workers: int | None, view: str) -> None:
+                    replace: bool, workers: int | None, view: str) -> None:
     """Build a view's shards into objects and commit each to its index table.
 
     Each shard of each clip length is one task: its songs computed (songs
     already in the per-song cache are not computed again), written as one
     new HDF5 object, and its rows committed to the view's index table in
     one atomic commit, a new table version. A shard whose songs the table
-    holds already is skipped: the table only appends. The objects and tables
+    holds already is skipped; one whose songs changed since is rebuilt and
+    its rows replaced in one commit with --replace. The objects and tables
     go to $GTZAN_STORE_URL, else to <store root>/objects. Run `gtzan ingest`
     first.
 
@@ -168,6 +172,7 @@ def publish_command(ws: Workspace, audio_dir: Path | None, shard_values: tuple[s
     Examples:
       gtzan features publish --view timbre --clip-seconds 5
       gtzan features publish --clip-seconds 5 --shard 0,1 --task-id nightly-2026-12-06
+      gtzan features publish --clip-seconds 5 --replace
     """
     from pipelines.cli.features import _check_audio_root
 
@@ -189,19 +194,21 @@ def publish_command(ws: Workspace, audio_dir: Path | None, shard_values: tuple[s
         for k in sorted(set(shards)):
             songs, have = held.get(k, (0, 0))
             where = f"{view} {c:>2} s shard {k}"
-            if songs == 0 or have:
+            if songs == 0 or (have and not replace):
                 click.echo(f"{where}: no songs; nothing to publish" if songs == 0 else
                            f"{where}: published before ({have} of its {plural(songs, 'song')} in the table); "
                            "nothing added")
                 continue
-            if k in empty:
+            if k in empty and not replace:
                 click.echo(f"{where}: published before, with no clips; nothing added")
                 continue
             done = publish_shard(store, storage=storage, shard=k, shards=s.shards, clip_seconds=c, audio_root=root,
                                  task_id=f"{prefix or run_id}.shard-{k}", lineage=lineage,
-                                 workers=workers if workers is not None else (s.workers or None))
+                                 workers=workers if workers is not None else (s.workers or None), replace=replace)
             if done.committed:
                 click.echo(f"{where}: {plural(done.rows, 'row')}, object {done.object_key}, version {done.version}")
+            elif done.note:
+                click.echo(f"{where}: {done.note}")
             else:
                 first = _version_of_task(storage, store.view, clip_seconds=c, task_id=done.task_id)
                 click.echo(f"{where}: task {done.task_id} committed before, in version "
