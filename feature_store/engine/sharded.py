@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import polars as pl
 
 
 from feature_store.engine.lake import IndexTable, Lineage
+from feature_store.engine.lake.upkeep import DEFAULT_RETAIN_VERSIONS, DEFAULT_RETENTION_HOURS, MIN_OBJECT_AGE_HOURS
 from feature_store.engine.shards import ShardArrays, build_shard, read_shard, shard_prefix, shards_of
 from feature_store.engine.storage import Storage
 from feature_store.engine.store import ViewStore
@@ -169,10 +171,22 @@ def read_clips(storage: Storage, view: FeatureView, *, clip_seconds: int, versio
     return rows, ShardArrays(arrays=out, clip_ids=rows["clip_id"].to_list())
 
 
-def unreferenced_objects(storage: Storage, view: FeatureView, *, clip_seconds: int) -> list[str]:
+def unreferenced_objects(storage: Storage, view: FeatureView, *, clip_seconds: int,
+                         retain_versions: int = DEFAULT_RETAIN_VERSIONS, retention_hours: int = DEFAULT_RETENTION_HOURS,
+                         now: datetime | None = None) -> list[str]:
     """Shard objects of ``view`` at ``clip_seconds`` that no kept version of its table
-    references (a task killed between its put and its commit, or rows vacuumed since)."""
+    references (a task killed between its put and its commit, or rows vacuumed since), and
+    that are older than ``retention_hours`` (at least :data:`MIN_OBJECT_AGE_HOURS`) at ``now``.
+
+    An object a shard task has put but not yet committed is as unreferenced as an orphan,
+    but new: the age keeps it, so a vacuum running beside a publish deletes nothing the
+    publish is about to commit. An object whose storage gives no time is kept.
+    """
     table = index_table(storage, view, clip_seconds=clip_seconds)
     prefix = shard_prefix(view, clip_seconds=clip_seconds, shard=0).rsplit("/", 1)[0]
-    kept = set(table.referenced_object_keys()) if table.exists() else set()
-    return sorted(o.key for o in storage.list(prefix) if o.key.endswith(".h5") and o.key not in kept)
+    when = now or datetime.now(UTC)
+    kept = (set(table.referenced_object_keys(retain_versions=retain_versions, retention_hours=retention_hours,
+                                             now=when)) if table.exists() else set())
+    before = when - timedelta(hours=max(retention_hours, MIN_OBJECT_AGE_HOURS))
+    return sorted(o.key for o in storage.list(prefix) if o.key.endswith(".h5") and o.key not in kept
+                  and o.last_modified is not None and o.last_modified < before)

@@ -399,7 +399,7 @@ def lake_query_command(ws: Workspace, clip_seconds: str, version: int | None, as
               default=DEFAULT_RETAIN_VERSIONS, show_default=True, help="Keep at least the newest N versions readable.")
 @click.option("--retention-hours", "retention_hours", type=click.IntRange(0, MAX_RETENTION_HOURS),
               default=DEFAULT_RETENTION_HOURS, show_default=True,
-              help="Keep every version written in the last N hours readable.")
+              help="Keep every version written in the last N hours readable, and every object put in them.")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
 @view_options
 @feature_options
@@ -410,11 +410,11 @@ def vacuum_command(ws: Workspace, clip_seconds: str | None, retain_versions: int
     """Delete what no kept version of a view's index table references.
 
     First the table's own data files that commits replaced (a compaction's
-    inputs) and no kept version reads; then the shard objects that no kept
-    version's rows name (a task killed between its object and its commit).
-    An object a kept version references is never deleted. Run it while no
-    publish of the view is running: an object put but not yet committed
-    looks unreferenced.
+    or a replace's inputs) and no kept version reads; then the shard objects
+    that no kept version's rows name (a task killed between its object and
+    its commit) and that are older than --retention-hours (and than one hour
+    in any case). An object a kept version references is never deleted, nor
+    one a publish running meanwhile has put and is about to commit: it is new.
 
     \b
     Examples:
@@ -427,7 +427,8 @@ def vacuum_command(ws: Workspace, clip_seconds: str | None, retain_versions: int
     storage, verb = store_storage(ws.settings), "would delete" if dry_run else "deleted"
     for c, table in tables.items():
         report = table.vacuum(retain_versions=retain_versions, retention_hours=retention_hours, dry_run=dry_run)
-        objects = unreferenced_objects(storage, ws.view_store(view).view, clip_seconds=c)
+        objects = unreferenced_objects(storage, ws.view_store(view).view, clip_seconds=c,
+                                       retain_versions=retain_versions, retention_hours=retention_hours)
         if not dry_run:
             for key in objects:
                 storage.delete(key)

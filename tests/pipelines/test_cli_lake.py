@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import time
 from pathlib import Path
 
 import polars as pl
@@ -163,9 +165,19 @@ def test_vacuum_deletes_an_unreferenced_object_and_keeps_referenced_ones(lake: d
     referenced = sorted(s["key"] for s in lake["shards"].values())
     assert h5_objects(objects) == sorted([*referenced, orphan])
     base = ["features", "vacuum", "--view", "timbre", "--clip-seconds", "5"]
-    dry = ok([*base, "--dry-run"], env).stdout
+    # a new object is kept, whatever the retention: a publish may be about to commit it
+    assert "would delete 0 table files and 0 objects" in ok([*base, "--dry-run"], env).stdout
+    fresh = ok([*base, "--retain-versions", "1", "--retention-hours", "0"], env).stdout
+    assert "deleted 0 table files and 0 objects" in fresh
+    assert h5_objects(objects) == sorted([*referenced, orphan])
+    hours_ago = time.time() - 3 * 3600
+    for key in [*referenced, orphan]:
+        os.utime(objects / key, (hours_ago, hours_ago))
+    dry = ok([*base, "--dry-run", "--retention-hours", "2"], env).stdout
     assert re.search(rf"^  would delete object {re.escape(orphan)}$", dry, re.M), dry
     assert "would delete 0 table files and 1 object" in dry and not any(k in dry for k in referenced)
+    assert "would delete 0 table files and 0 objects" in ok([*base, "--dry-run", "--retention-hours", "4"],
+                                                          env).stdout
     assert h5_objects(objects) == sorted([*referenced, orphan])
     done = ok([*base, "--retain-versions", "1", "--retention-hours", "0"], env).stdout
     assert re.search(rf"^  deleted object {re.escape(orphan)}$", done, re.M)

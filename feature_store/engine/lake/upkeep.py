@@ -25,6 +25,9 @@ from feature_store.integrity import first_line
 DEFAULT_RETENTION_HOURS = 168
 #: Versions :meth:`Upkeep.vacuum` keeps readable at least, however old.
 DEFAULT_RETAIN_VERSIONS = 10
+#: Hours an object no version references is kept at least, whatever the retention: a shard
+#: task puts its object before its commit names it, and vacuum must not delete it between.
+MIN_OBJECT_AGE_HOURS = 1
 #: Tries of a compaction against concurrent commits that remove its files.
 DEFAULT_COMPACT_TRIES = 5
 #: The commit metadata of a compaction (its rows are moved, not added).
@@ -151,23 +154,23 @@ class Upkeep:
         return out
 
     def kept_versions(self, *, retain_versions: int = DEFAULT_RETAIN_VERSIONS,
-                      retention_hours: int = DEFAULT_RETENTION_HOURS) -> list[int]:
+                      retention_hours: int = DEFAULT_RETENTION_HOURS, now: datetime | None = None) -> list[int]:
         """The versions :meth:`vacuum` keeps readable: the newest ``retain_versions``, and
-        every version written in the last ``retention_hours``."""
+        every version written in the ``retention_hours`` before ``now`` (default: now)."""
         if isinstance(retain_versions, bool) or not isinstance(retain_versions, int) or retain_versions < 1:
             raise ParameterError(f"retain_versions must be an int >= 1, got {retain_versions!r}")
         if isinstance(retention_hours, bool) or not isinstance(retention_hours, int) or retention_hours < 0:
             raise ParameterError(f"retention_hours must be an int >= 0, got {retention_hours!r}")
         versions = self.history()
         latest = versions[-1].version
-        since = datetime.now(UTC) - timedelta(hours=retention_hours)
+        since = (now or datetime.now(UTC)) - timedelta(hours=retention_hours)
         return [v.version for v in versions if v.version > latest - retain_versions or v.timestamp >= since]
 
     def referenced_object_keys(self, *, retain_versions: int = DEFAULT_RETAIN_VERSIONS,
-                               retention_hours: int = DEFAULT_RETENTION_HOURS) -> set[str]:
+                               retention_hours: int = DEFAULT_RETENTION_HOURS, now: datetime | None = None) -> set[str]:
         """The shard object keys the kept versions' rows name (by :meth:`kept_versions`'s
         rule): a shard object outside this set is referenced by no kept version."""
-        kept = self.kept_versions(retain_versions=retain_versions, retention_hours=retention_hours)
+        kept = self.kept_versions(retain_versions=retain_versions, retention_hours=retention_hours, now=now)
         seen: dict[str, lake_files.DataFile] = {}
         for v in kept:
             for f in lake_files.data_files(self._load(v), string_columns=()):
