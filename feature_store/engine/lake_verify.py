@@ -4,9 +4,9 @@
 (:func:`feature_store.engine.sharded.index_table`) and reads everything it references, the
 way a reader would and through the same checked readers, one thing at a time:
 
-* each of the version's data files (:func:`feature_store.engine.lake.files.read_file`: its
-  path, size and row count against the log; on a local table also the xxh3-128 digest in its
-  name and the Parquet page checksums);
+* each of the version's data files (:func:`feature_store.engine.lake.files.read_file`: a
+  size-bounded get, its size and row count against the log, the xxh3-128 digest in its name
+  and the Parquet page checksums);
 * each shard object its rows name, whole, through :func:`feature_store.engine.shards.read_shard`:
   a size-bounded get (on S3 checked against the sha256 stored with the object), the object's
   view and clip length, the clip ids at the rows the table names, and every row of every
@@ -29,8 +29,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Any
-
 import polars as pl
 
 from feature_store.engine.lake import IndexTable, Lineage
@@ -196,8 +194,7 @@ def _index_rows(table: IndexTable, version: int) -> tuple[pl.DataFrame, int, lis
     frames, problems = [empty], []
     for f in files:
         try:
-            df = lake_files.read_file(root=table.uri, local=table.local, f=f, schema=file_schema,
-                                      storage_options=table.storage_options)
+            df = lake_files.read_file(storage=table.storage, f=f, schema=file_schema)
         except StoreError as exc:  # IntegrityError too
             problems.append(_reason(exc, where=table.uri, name=table.uri))
             continue
@@ -321,17 +318,10 @@ def _rebuild(store: ViewStore, table: IndexTable, *, storage: Storage, held: pl.
     before = held.select("clip_id", *digests)
     joined = rows.select("clip_id", *digests).join(before, on="clip_id", suffix="_held")
     changed = joined.filter(pl.any_horizontal(pl.col(d) != pl.col(f"{d}_held") for d in digests)).height
-    result = _replace(table, rows, shard=shard, task_id=task_id, lineage=lineage)
-    if not result.committed:  # an earlier try of this task id replaced it: this object is unreferenced
-        storage.delete(built.object_key)
+    result = table.replace_shard(rows, shard=shard, task_id=task_id, lineage=lineage)
+    if not result.committed:  # another commit of the shard, or of this task id, came first
+        storage.delete(built.object_key)  # named by no version
+        why = result.note or f"task {task_id} committed before"
+        raise StoreError(f"shard {shard} of {table.uri} was not replaced ({why}): verify it again")
     return RepairedShard(shard=shard, object_key=built.object_key, rows=rows.height, version=result.version,
                          changed_rows=changed)
-
-
-def _replace(table: IndexTable, rows: pl.DataFrame, *, shard: int, task_id: str, lineage: Lineage) -> Any:
-    """The shard's rows of the newest version replaced by ``rows``, in one commit."""
-    replace = getattr(table, "replace_shard", None)
-    if replace is None:
-        raise StoreError("replacing a shard's rows in one commit is not available in this version of the index "
-                         "table (IndexTable.replace_shard); nothing was replaced")
-    return replace(rows, shard=shard, task_id=task_id, lineage=lineage)
