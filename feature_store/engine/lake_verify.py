@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from pathlib import Path
+
 import polars as pl
 
 from feature_store.engine.lake import IndexTable, Lineage

@@ -42,15 +42,20 @@ def rot(storage, key: str) -> None:  # noqa: F811
     data = storage.get(key)
     with h5py.File(io.BytesIO(data), "r") as h5:
         chunk = h5["frames"].id.get_chunk_info(0)
-    bad = flip(data, chunk.byte_offset + chunk.size // 2)
+    overwrite(storage, key, flip(data, chunk.byte_offset + chunk.size // 2))
+
+
+def overwrite(storage, key: str, data: bytes) -> None:  # noqa: F811
+    """Replace an object's bytes in place, behind the store's back (on S3, keeping the sha256
+    it was put with)."""
     if isinstance(storage, LocalStorage):
-        Path(storage.uri(key)).write_bytes(bad)
+        Path(storage.uri(key)).write_bytes(data)
         return
     import obstore
 
     sha = storage.head(key).sha256
     assert sha is not None
-    obstore.put(storage._store, key, bad, attributes={"sha256": sha})
+    obstore.put(storage._store, key, data, attributes={"sha256": sha})
 
 
 def arrays_of(storage, version=None):  # noqa: F811
@@ -151,21 +156,45 @@ def test_a_repair_that_cannot_keep_the_shards_clips_replaces_nothing(corpus, sto
     assert sorted(o.key for o in storage.list("")) == objects
 
 
-def test_a_damaged_table_file_is_reported_not_raised(corpus, tmp_path):
-    """A local table's data file with a flipped byte: its digest name gives it away; repairing
-    shards cannot bring its rows back, and says so in one line."""
+def test_a_damaged_table_file_is_reported_not_raised(corpus, storage):  # noqa: F811
+    """A table data file with a flipped byte: its digest name (on S3, first its sha256) gives
+    it away; repairing shards cannot bring its rows back, and says so in one line."""
     store, _ = today(corpus)
-    storage = LocalStorage(tmp_path / "objects")
     publish_all(corpus, storage)
     table = index_table(storage, ToyView(), clip_seconds=CLIP)
-    path = Path(table.uri) / table.files()[0].path
-    path.write_bytes(flip(path.read_bytes(), 40))
+    files = table.files()
+    overwrite(table.storage, files[0].path, flip(table.storage.get(files[0].path), 40))
     check = verify_table(storage, ToyView(), clip_seconds=CLIP)
-    assert not check.ok and len(check.table) == 1 and "does not match the digest in its name" in check.table[0]
-    assert check.objects == () and check.files_checked == len(table.files())
+    assert not check.ok and check.objects == () and check.files_checked == len(files)
+    [line] = check.table
+    expected = "does not match the digest in its name" if isinstance(storage, LocalStorage) else "sha256"
+    assert files[0].path in line and expected in line and "\n" not in line, line
     with pytest.raises(StoreError, match="the index table itself is damaged") as err:
         repair_table(store, storage=storage, check=check, clip_seconds=CLIP, shards=SHARDS,
                      audio_root=corpus / "audio", lineage=REPAIR, task_prefix="r", workers=1)
     assert "\n" not in str(err.value)
     with pytest.raises(IntegrityError):
         read_clips(storage, ToyView(), clip_seconds=CLIP)
+
+
+def test_an_object_the_table_names_outside_its_shard_is_not_read(corpus, tmp_path):
+    """Rows that name an object of another shard's folder (an edited or foreign table): the
+    object is reported, never fetched, however sound it is."""
+    from feature_store.engine.sharded import table_rows
+    from feature_store.engine.shards import build_shard
+
+    store, _ = today(corpus)
+    storage = LocalStorage(tmp_path / "objects")
+    built = build_shard(store, shard=0, shards=SHARDS, clip_seconds=CLIP, storage=storage,
+                        audio_root=corpus / "audio", task_id="t0", workers=1)
+    table = index_table(storage, ToyView(), clip_seconds=CLIP)
+    table.commit_shard(table_rows(built.rows, table), shard=1, task_id="t0", lineage=LINEAGE)
+
+    def fetched(key, **kw):
+        raise AssertionError(f"{key} was fetched")
+
+    storage.get = fetched  # type: ignore[method-assign]
+    check = verify_table(storage, ToyView(), clip_seconds=CLIP)
+    [bad] = check.objects
+    assert (bad.shard, bad.key, bad.missing, bad.rows) == (1, built.object_key, False, built.rows.height)
+    assert "the table names it for shard 1" in bad.reason and check.rows_checked == 0
