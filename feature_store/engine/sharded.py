@@ -47,7 +47,11 @@ class PublishedShard:
     rows : int
         Rows this call committed (0 for a task committed before).
     note : str
-        Why nothing was committed, when nothing was ("" otherwise).
+        Why nothing was committed, when nothing was, or why the commit's partitions were not
+        compacted ("" otherwise).
+    compacted : int or None
+        The version of the compaction that followed the commit (its label partitions held
+        more than :data:`~feature_store.engine.lake.upkeep.COMPACT_FILES` small files), or None.
     """
 
     shard: int
@@ -57,6 +61,7 @@ class PublishedShard:
     committed: bool
     rows: int
     note: str = ""
+    compacted: int | None = None
 
 
 def index_table(storage: Storage, view: FeatureView, *, clip_seconds: int) -> IndexTable:
@@ -88,9 +93,13 @@ def publish_shard(store: ViewStore, *, storage: Storage, shard: int, shards: int
     unless ``replace``: then it is rebuilt into a new object and its rows replaced in one
     commit (:meth:`IndexTable.replace_shard`); earlier versions still read the old object.
 
+    After its commit, the label partitions it added files to are compacted once they hold
+    more than :data:`~feature_store.engine.lake.upkeep.COMPACT_FILES` small files (one more
+    commit, the same rows), so a new reader reads a few files per label, not one per shard.
+
     A task killed before its put leaves no object; one killed between its put and its commit
     leaves an object that no version references, which :func:`unreferenced_objects` lists
-    for deletion.
+    for deletion once it is old.
     """
     table = index_table(storage, store.view, clip_seconds=clip_seconds)
     before = _published(table, store, shard=shard, shards=shards, task_id=task_id, clip_seconds=clip_seconds,
@@ -107,8 +116,21 @@ def publish_shard(store: ViewStore, *, storage: Storage, shard: int, shards: int
         raise
     if not result.committed:
         storage.delete(built.object_key)
-    return PublishedShard(shard=shard, task_id=task_id, object_key=built.object_key if result.committed else None,
-                          version=result.version, committed=result.committed, rows=result.rows, note=result.note)
+        return PublishedShard(shard=shard, task_id=task_id, object_key=None, version=result.version, committed=False,
+                              rows=0, note=result.note)
+    compacted, note = _compact(table, labels=sorted(set(built.rows["label"].to_list())))
+    return PublishedShard(shard=shard, task_id=task_id, object_key=built.object_key, version=result.version,
+                          committed=True, rows=result.rows, note=note, compacted=compacted)
+
+
+def _compact(table: IndexTable, *, labels: list[int]) -> tuple[int | None, str]:
+    """Compact the label partitions a commit added files to, once they hold many small files:
+    the compaction's version (None if none was needed), and a note if it failed (the rows
+    are committed either way; the next publish compacts)."""
+    try:
+        return table.compact_small(labels=labels), ""
+    except StoreError as exc:
+        return None, f"committed; its label partitions are not compacted yet ({exc})"
 
 
 def _published(table: IndexTable, store: ViewStore, *, shard: int, shards: int, task_id: str,

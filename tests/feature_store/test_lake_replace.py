@@ -112,19 +112,19 @@ def _race(uri: str, options: dict | None, shard: int, task_id: str, replace: boo
 
 
 def test_builds_racing_from_processes_publish_each_shard_once(where) -> None:
-    """Shards 3 and 4 each built twice at once under other task ids, and shard 0 replaced
-    twice at once: each clip once in the newest version, one commit per shard."""
+    """Shard 3 built twice at once under other task ids, and shard 0 replaced twice at once:
+    each clip once in the newest version, one commit per shard."""
     uri, options = where
     table = IndexTable(uri, storage_options=options)
     table.commit_shard(shard_rows(0), shard=0, task_id="task-0", lineage=LINEAGE)
-    jobs = [(3, "a3", False), (3, "b3", False), (4, "a4", False), (4, "b4", False), (0, "a0", True), (0, "b0", True)]
+    jobs = [(3, "a3", False), (3, "b3", False), (0, "a0", True), (0, "b0", True)]
     ctx = multiprocessing.get_context("spawn")
     with ctx.Manager() as manager, ProcessPoolExecutor(len(jobs), mp_context=ctx) as pool:
         barrier = manager.Barrier(len(jobs))
         futures = [pool.submit(_race, uri, options, s, t, r, barrier) for s, t, r in jobs]
         won = [f.result(timeout=300) for f in futures]
-    assert [won[0] + won[1], won[2] + won[3], won[4] + won[5]] == [1, 1, 1]
+    assert [won[0] + won[1], won[2] + won[3]] == [1, 1]
     got = IndexTable(uri, storage_options=options).scan().collect()
-    assert got.height == 36 and got["clip_id"].n_unique() == 36
-    assert got.group_by("shard").agg(pl.col("task_id").n_unique())["task_id"].to_list() == [1, 1, 1]
+    assert got.height == 24 and got["clip_id"].n_unique() == 24
+    assert got.group_by("shard").agg(pl.col("task_id").n_unique())["task_id"].to_list() == [1, 1]
     assert sorted(got.filter(pl.col("shard") == 0)["clip_id"]) == sorted(rebuilt(0)["clip_id"])

@@ -6,6 +6,7 @@ class), kept apart so that each module reads on its own.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -28,8 +29,15 @@ DEFAULT_RETAIN_VERSIONS = 10
 #: Hours an object no version references is kept at least, whatever the retention: a shard
 #: task puts its object before its commit names it, and vacuum must not delete it between.
 MIN_OBJECT_AGE_HOURS = 1
+#: A build compacts a label partition once it holds more than this many small files: a
+#: new reader then reads a few files per label, not one per shard.
+COMPACT_FILES = 8
+#: Files smaller than this are small (compacted; larger ones are left as they are).
+COMPACT_SMALL_BYTES = 64 << 20
 #: Tries of a compaction against concurrent commits that remove its files.
 DEFAULT_COMPACT_TRIES = 5
+#: Most seconds a compaction that lost waits before it tries again (a random share of it).
+COMPACT_BACKOFF_S = 0.5
 #: The commit metadata of a compaction (its rows are moved, not added).
 COMPACT_META = {f"{META_PREFIX}operation": "compact"}
 
@@ -54,7 +62,7 @@ class Upkeep:
     def _write(self, data: pl.DataFrame, *, data_change: bool = True) -> list[Any]:
         raise NotImplementedError
 
-    def compact(self, *, labels: Sequence[int] | None = None, min_files: int = 2,
+    def compact(self, *, labels: Sequence[int] | None = None, min_files: int = 2, small_bytes: int | None = None,
                 tries: int = DEFAULT_COMPACT_TRIES) -> int:
         """Rewrite each label's small files as one (a new version, same rows), and checkpoint
         the log there.
@@ -72,6 +80,8 @@ class Upkeep:
             Only these label partitions (default: all).
         min_files : int
             Compact a partition only when it holds at least this many files (at least 2).
+        small_bytes : int, optional
+            Only files smaller than this count and are rewritten (default: every file).
 
         Returns
         -------
@@ -84,12 +94,13 @@ class Upkeep:
             adds: list[Any] = []
             try:
                 dt = self._load()
-                moved = self._to_compact(dt, labels=labels, min_files=min_files)
+                moved = self._to_compact(dt, labels=labels, min_files=min_files, small_bytes=small_bytes)
                 if moved:
                     adds = self._write(pl.concat(self._read(moved)).select(list(self.stored_schema))
                                        .sort(PARTITION, *self.schemes, "clip_id"), data_change=False)
                     if not self._commit_compaction(dt, adds=adds, moved=moved):
                         self._discard(adds)
+                        time.sleep(random.uniform(0, COMPACT_BACKOFF_S))  # racing compactions: apart
                         continue
                 dt = self._load()
                 dt.create_checkpoint()
@@ -97,13 +108,27 @@ class Upkeep:
             except (DeltaError, OSError) as exc:
                 self._discard(adds)
                 raise StoreError(f"cannot compact {self.uri} ({first_line(exc)}); run it again") from exc
-        raise StoreError(f"compacting {self.uri} lost {tries} commits in a row to concurrent replaces; run it again")
+        raise StoreError(f"compacting {self.uri} lost {tries} commits in a row to concurrent commits that removed "
+                         "its files (other compactions, replaces); run it again")
 
-    def _to_compact(self, dt: Any, *, labels: Sequence[int] | None, min_files: int) -> list[lake_files.DataFile]:
-        """The files of the partitions of ``labels`` that hold at least ``min_files`` files."""
+    def compact_small(self, *, labels: Sequence[int] | None = None, more_than: int | None = None,
+                      small_bytes: int | None = None) -> int | None:
+        """:meth:`compact` the label partitions (of ``labels``) that hold more than
+        ``more_than`` (default :data:`COMPACT_FILES`) files smaller than ``small_bytes``
+        (default :data:`COMPACT_SMALL_BYTES`), those files only, as a build goes: return the
+        compaction's version, or None when no partition needed it."""
+        more_than = COMPACT_FILES if more_than is None else more_than
+        small_bytes = COMPACT_SMALL_BYTES if small_bytes is None else small_bytes
+        if not self._to_compact(self._load(), labels=labels, min_files=more_than + 1, small_bytes=small_bytes):
+            return None
+        return self.compact(labels=labels, min_files=more_than + 1, small_bytes=small_bytes)
+
+    def _to_compact(self, dt: Any, *, labels: Sequence[int] | None, min_files: int,
+                    small_bytes: int | None) -> list[lake_files.DataFile]:
+        """The small files of the partitions of ``labels`` that hold at least ``min_files`` of them."""
         groups: dict[int, list[lake_files.DataFile]] = {}
         for f in lake_files.data_files(dt, string_columns=()):
-            if labels is None or f.label in labels:
+            if (labels is None or f.label in labels) and (small_bytes is None or f.size < small_bytes):
                 groups.setdefault(f.label, []).append(f)
         return [f for fs in groups.values() if len(fs) >= max(2, min_files) for f in fs]
 
@@ -115,7 +140,10 @@ class Upkeep:
         from deltalake.transaction import RemoveAction
 
         now = int(time.time() * 1000)
-        removes = [RemoveAction(path=f.path, data_change=False, deletion_timestamp=now, size=f.size,
+        # data_change: Delta's conflict check compares only such removes with a concurrent
+        # commit's, and two compactions (or a compaction and a replace) that remove the same
+        # file must conflict, or the loser would add its rows a second time
+        removes = [RemoveAction(path=f.path, data_change=True, deletion_timestamp=now, size=f.size,
                                 partition_values={PARTITION: str(f.label)}) for f in moved]
         schema = pl.DataFrame(schema=self.stored_schema).to_arrow().schema
         try:
