@@ -81,7 +81,7 @@ def lake_verify_command(ws: Workspace, audio_dir: Path | None, clip_seconds: str
             damaged += 1
             continue
         again = _repair(ws, store, storage=storage, check=check, clip_seconds=c, audio_dir=audio_dir,
-                        task_prefix=f"{prefix}.c{c}", workers=workers)
+                        task_prefix=prefix, workers=workers)
         damaged += 0 if again.ok else 1
     if damaged:
         raise CLIError(f"{plural(damaged, 'index table')} of {view} damaged; `gtzan features lake-verify --repair` "
