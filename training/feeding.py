@@ -121,20 +121,29 @@ class Feeder:
         order = rng.permutation(self.positions) if self.shuffle else self.positions
         for i in range(0, len(order), self.batch_size):
             pos = order[i : i + self.batch_size]
-            x = self.source.read(pos)
-            y = np.eye(self.n_classes, dtype=np.float32)[self.source.y[pos]]
-            w = (
-                np.array([self.weights.get(int(c), 1.0) for c in self.source.y[pos]], dtype=np.float32)
-                if self.weights
-                else np.ones(len(pos), dtype=np.float32)
-            )
-            if self.config is not None:
-                x, y, w = augment_batch(x, y, w, config=self.config, crop_frames=self.crop_frames,
-                                        normalizer=self.normalizer, rng=rng)
-            else:
-                x = self.normalizer.transform(x)
-            x = to_layout(x, self.layout)
-            yield (x, y, w) if with_labels else x
+            yield self.finish(self.source.read(pos), self.source.y[pos], rng, with_labels=with_labels)
+
+    def finish(self, x: np.ndarray, codes: np.ndarray, rng: np.random.Generator, *, with_labels: bool) -> Any:
+        """One batch of raw clips ``x`` and their classes ``codes``, weighted, augmented and
+        normalised: ``(x, y, w)``, or ``x`` alone without labels."""
+        y = np.eye(self.n_classes, dtype=np.float32)[codes]
+        w = (
+            np.array([self.weights.get(int(c), 1.0) for c in codes], dtype=np.float32)
+            if self.weights
+            else np.ones(len(codes), dtype=np.float32)
+        )
+        if self.config is not None:
+            x, y, w = augment_batch(x, y, w, config=self.config, crop_frames=self.crop_frames,
+                                    normalizer=self.normalizer, rng=rng)
+        else:
+            x = self.normalizer.transform(x)
+        x = to_layout(x, self.layout)
+        return (x, y, w) if with_labels else x
+
+    @property
+    def n_batches(self) -> int:
+        """Batches of one epoch."""
+        return -(-len(self.positions) // self.batch_size)
 
     def dataset(self, input_shape: tuple, *, with_labels: bool = True) -> Any:
         """A ``tf.data.Dataset`` over :meth:`batches`, prefetching one batch ahead.
@@ -150,8 +159,7 @@ class Feeder:
         else:
             sig = x_spec
         ds = tf.data.Dataset.from_generator(lambda: self.batches(with_labels=with_labels), output_signature=sig)
-        n_batches = -(-len(self.positions) // self.batch_size)
-        return ds.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(1)
+        return ds.apply(tf.data.experimental.assert_cardinality(self.n_batches)).prefetch(1)
 
 
 def augment_batch(
@@ -229,7 +237,10 @@ def augment_batch(
 def make_source(view: Any, store: Any, index: pl.DataFrame, *, clip_seconds: int, stream: bool) -> ClipSource:
     """A :class:`ClipSource` over the clips of ``index``: streamed from the store, or read into memory."""
     if stream:
-        return ClipSource(index, reader=store.rows(clip_seconds=clip_seconds))
+        # a table version streams object by object: its clips in object order, so that a pass
+        # in order fetches each object once
+        order = getattr(store, "stream_order", None)
+        return ClipSource(index if order is None else order(index), reader=store.rows(clip_seconds=clip_seconds))
     t = view.tensors(store, clip_seconds=clip_seconds, song_ids=sorted(set(index["song_id"].to_list())))
     # tensors() returns rows in hdf5_row order; keep the clips our index selected
     keep = np.isin(t.index["clip_id"].to_numpy(), index["clip_id"].to_numpy())

@@ -221,6 +221,17 @@ def _validation(net: Any, va_src: ClipSource | None, normalizer: BandNormalizer,
     return feed.dataset(input_shape(net)), [stop]
 
 
+def _train_feeder(data: Selection, tr_index: pl.DataFrame, **fields: Any) -> Feeder:
+    """The training batches: by seeded position, or, for a table version streamed, whole shard
+    objects through a shuffle buffer (:mod:`training.table_source`)."""
+    if fields["source"].streamed and hasattr(data.train_store, "stream_order"):
+        from training.table_source import shard_feeder
+
+        repeats = len(fields["positions"]) // max(1, len(fields["source"]))
+        return shard_feeder(data.train_store, tr_index, labels=data.labels, repeats=repeats, **fields)
+    return Feeder(**fields)
+
+
 def fit_keras(spec: ModelSpec, data: Selection, *, config: TrainConfig, progress: bool = False) -> Fit:
     """Fit ``spec`` on the training clips of ``data`` (see the module docstring)."""
     params = data.view.params
@@ -239,8 +250,10 @@ def fit_keras(spec: ModelSpec, data: Selection, *, config: TrainConfig, progress
     # with random crops, an epoch draws as many crops from each clip as the clip holds, so that it
     # still sees about as much audio as the clips hold (and early stopping counts comparable epochs)
     train_pos = np.repeat(all_pos, max(1, frames // crop_frames)) if crop_frames else all_pos
-    feed = Feeder(tr_src, train_pos, normalizer, spec.layout, n, config.batch_size, config.seed, weights=weights,
-                  config=config if config.augments else None, crop_frames=crop_frames, shuffle=True)
+    feed = _train_feeder(data, tr_index, source=tr_src, positions=train_pos, normalizer=normalizer,
+                         layout=spec.layout, n_classes=n, batch_size=config.batch_size, seed=config.seed,
+                         weights=weights, config=config if config.augments else None, crop_frames=crop_frames,
+                         shuffle=True)
     val_ds, callbacks = _validation(net, va_src, normalizer, spec.layout, n, config)
     timer = EpochTimer.make()
     t0 = time.perf_counter()

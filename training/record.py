@@ -163,7 +163,7 @@ class RunRecord:
         Where the data came from and what was held out.
     train_clips, train_songs, valid_clips, valid_songs, test_clips, test_songs : int
     streamed : bool
-        Whether batches were streamed from HDF5.
+        Whether batches were streamed from the store (its HDF5 file, or a table version's shard objects).
     songs : dict
         ``train``, ``valid`` and ``test`` song ids.
     metrics : Metrics

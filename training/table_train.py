@@ -9,7 +9,8 @@ objects that version names. The run record names the table, the version and its 
 
 Families that read their clips as arrays (the vector classifiers, and the Keras models with
 their clips in memory) train this way; the clip arrays of the selection are read into memory,
-object by object. Streaming whole shards for large corpora is :class:`training.lake_feed.ShardFeed`.
+object by object. Keras runs that stream their clips (``TrainConfig.stream``) read whole
+shard objects one at a time instead (:mod:`training.table_source`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from training.families.base import ModelFamily
 from training.lake_feed import TablePin, pin_version
 from training.record import RunRecord
 from training.runner import fit_and_publish, plan_run
+from training.table_source import TableReader, signed_digests
 
 
 class TableStore:
@@ -89,19 +91,36 @@ class TableStore:
         df = self._select(clip_seconds, genre=genre, split=split, scheme=scheme, song_ids=song_ids)
         out = {n: np.empty((df.height, *specs[n].shape), dtype=specs[n].dtype) for n in names}
         for (key,), part in df.with_row_index("_at").group_by("object_key", maintain_order=True):
-            got = read_shard(self.storage, str(key), view=self.view, clip_seconds=self.clip_seconds,
-                             rows=part.with_columns(pl.col(c).reinterpret(signed=True) for c in part.columns
-                                                    if c.startswith(DIGEST_PREFIX)), arrays=list(names))
+            got = self.read_object(str(key), signed_digests(part), arrays=names)
             at = part["_at"].to_numpy()
             for n in names:
-                out[n][at] = got.arrays[n]
+                out[n][at] = got[n]
         index = df.drop([c for c in df.columns if c.startswith(DIGEST_PREFIX)])
         x = assemble([out[n] for n in names], names, dtype=dtype)
         return Tensors(x=x, y=index["label"].to_numpy().astype(np.int64), index=index, arrays=names)
 
-    def rows(self, **_: Any) -> Any:
-        raise ParameterError("a table version is read into memory, not streamed from one HDF5 file: train with "
-                             "the clips in memory, or feed batches with training.lake_feed.ShardFeed")
+    @property
+    def version_rows(self) -> pl.DataFrame:
+        """Every row of the version, with digests (uint64) and ``hdf5_row``, in ``hdf5_row`` order."""
+        return self._rows
+
+    def read_object(self, key: str, rows: pl.DataFrame, *, arrays: Sequence[str]) -> dict[str, np.ndarray]:
+        """The arrays of ``rows`` (digests as int64) of the object ``key``, fetched once and checked."""
+        got = read_shard(self.storage, key, view=self.view, clip_seconds=self.clip_seconds, rows=rows,
+                         arrays=list(arrays))
+        return {n: got.arrays[n] for n in arrays}
+
+    def stream_order(self, index: pl.DataFrame) -> pl.DataFrame:
+        """``index`` (rows of this version) in the order of their objects and rows within them."""
+        where = self._rows.select("clip_id", pl.col("object_key").alias("_key"), pl.col("object_row").alias("_row"))
+        return (index.join(where, on="clip_id", how="left", maintain_order="left")
+                .sort("_key", "_row", maintain_order=True).drop("_key", "_row"))
+
+    def rows(self, *, clip_seconds: int) -> TableReader:
+        """A reader of the version's clips by position, object by object (:class:`TableReader`)."""
+        if validate_clip_seconds(clip_seconds) != self.clip_seconds:
+            raise ParameterError(f"this table holds {self.clip_seconds} s clips, not {clip_seconds} s")
+        return TableReader(self, arrays=self.view.default_arrays)
 
     def table(self, name: str, **_: Any) -> Any:
         raise ParameterError(f"a table version holds the view's arrays, not its {name!r} table: train this "

@@ -251,7 +251,3 @@ def test_a_keras_model_trains_from_a_table_version_of_the_mel_view(corpus, tmp_p
     table = index_table(storage, mel, clip_seconds=1)
     assert (run.table_version, run.table_digest) == (2, table.version_digest(2)) and not run.streamed
     assert run.train_clips + run.test_clips == 30 and run.history["loss"]
-    # a run that would stream its clips from one HDF5 file is refused in one line
-    with pytest.raises(ParameterError, match="read into memory"):
-        train_from_table(storage=storage, model_root=tmp_path / "m", model="cnn", clip_seconds=1,
-                         config=TrainConfig(epochs=1, batch_size=8, stream="stream"))
