@@ -7,10 +7,11 @@ way a reader would and through the same checked readers, one thing at a time:
 * each of the version's data files (:func:`feature_store.engine.lake.files.read_file`: a
   size-bounded get, its size and row count against the log, the xxh3-128 digest in its name
   and the Parquet page checksums);
-* each shard object its rows name, whole, through :func:`feature_store.engine.shards.read_shard`:
-  a size-bounded get (on S3 checked against the sha256 stored with the object), the object's
-  view and clip length, the clip ids at the rows the table names, and every row of every
-  array against the xxh3 digest the table holds for it.
+* each shard object its rows name, fetched whole by the storage's size-bounded get (on S3
+  checked against the sha256 stored with the object), then read from those bytes by
+  :func:`feature_store.engine.shards.read_shard`: the object's view and clip length, the
+  clip ids at the rows the table names, and every row of every array against the xxh3
+  digest the table holds for it.
 
 What is missing or damaged is listed per shard (:class:`TableCheck`), never raised.
 Memory holds the version's index rows (their ids, places and digests) and one object at a
@@ -28,7 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -37,7 +40,8 @@ from feature_store.engine.lake import files as lake_files
 from feature_store.engine.lake.records import PARTITION
 from feature_store.engine.sharded import index_table, table_rows
 from feature_store.engine.shards import build_shard, check_shards, read_shard, shard_prefix, shards_of
-from feature_store.engine.storage import ObjectNotFound, Storage
+from feature_store.engine.storage import ObjectInfo, ObjectNotFound, Storage
+from feature_store.engine.storage.base import DEFAULT_MAX_GET_BYTES, DEFAULT_MAX_RANGES_BYTES, check_ranges, too_large
 from feature_store.engine.store import ViewStore
 from feature_store.engine.view import FeatureView
 from feature_store.errors import GTZANError, StoreError
@@ -219,12 +223,57 @@ def _check_object(storage: Storage, view: FeatureView, *, clip_seconds: int, key
     if not key.startswith(shard_prefix(view, clip_seconds=clip_seconds, shard=shard) + "/"):
         return damaged(f"the table names it for shard {shard}, whose objects are not there")
     try:
-        read_shard(storage, key, view=view, clip_seconds=clip_seconds, rows=rows)
+        # fetched whole through the checked get (size bound; on S3 the sha256 stored with it),
+        # then every row read from those bytes: a reader of a few rows would fetch ranges only
+        whole = _Fetched(storage, key, storage.get(key))
+        read_shard(whole, key, view=view, clip_seconds=clip_seconds, rows=rows)
     except ObjectNotFound:
         return damaged("no such object", missing=True)
     except GTZANError as exc:  # IntegrityError, ObjectTooLarge, a malformed row: one line each
         return damaged(_reason(exc, where=f"{storage.url}/{key}", name="the object"))
     return None
+
+
+class _Fetched(Storage):
+    """One object of ``storage`` already fetched whole, served from memory (read-only)."""
+
+    def __init__(self, storage: Storage, key: str, data: bytes) -> None:
+        self.url, self._key, self._data = storage.url, key, data
+
+    def _of(self, key: str) -> bytes:
+        if key != self._key:
+            raise ObjectNotFound(f"{self.url}: no object {key!r} here")
+        return self._data
+
+    def get(self, key: str, *, max_bytes: int = DEFAULT_MAX_GET_BYTES) -> bytes:
+        data = self._of(key)
+        if len(data) > max_bytes:
+            raise too_large(f"{self.url}/{key}", len(data), max_bytes)
+        return data
+
+    def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]], *,
+                   max_bytes: int = DEFAULT_MAX_RANGES_BYTES) -> list[bytes]:
+        data = self._of(key)
+        starts, lengths = check_ranges(key, ranges, size=len(data), max_bytes=max_bytes)
+        return [data[s:s + n] for s, n in zip(starts, lengths, strict=True)]
+
+    def head(self, key: str) -> ObjectInfo:
+        return ObjectInfo(key=key, size=len(self._of(key)))
+
+    def put_new(self, key: str, data: Any) -> ObjectInfo:
+        raise StoreError(f"{self.url}: read-only here")
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        return [ObjectInfo(key=self._key, size=len(self._data))]
+
+    def delete(self, key: str) -> None:
+        raise StoreError(f"{self.url}: read-only here")
+
+    def uri(self, key: str) -> str:
+        return f"{self.url}/{key}"
+
+    def storage_options(self) -> dict[str, str]:
+        return {}
 
 
 def _reason(exc: BaseException, *, where: str, name: str) -> str:
