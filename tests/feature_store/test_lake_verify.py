@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def test_repair_rebuilds_damaged_shards_into_new_objects_with_the_same_rows(corp
                         audio_root=corpus / "audio", lineage=REPAIR, task_prefix="repair-2", workers=1) == []
 
 
-def test_a_repair_that_cannot_keep_the_shards_clips_replaces_nothing(corpus, storage):  # noqa: F811
+def test_a_repair_that_cannot_keep_the_shards_clips_replaces_nothing(corpus, storage, monkeypatch):  # noqa: F811
     store, _ = today(corpus)
     keys = publish_all(corpus, storage)
     storage.delete(keys[1])
@@ -152,6 +153,18 @@ def test_a_repair_that_cannot_keep_the_shards_clips_replaces_nothing(corpus, sto
     with pytest.raises(StoreError, match=r"is at version 4, the check was of version 2"):
         repair_table(store, check=verify_table(storage, ToyView(), clip_seconds=CLIP, version=2), shards=SHARDS,
                      **args)
+    # a rebuild that lacks a clip the shard held (a song that failed this time)
+    from feature_store.engine import lake_verify
+
+    real = lake_verify.build_shard
+
+    def short(*a, **kw):
+        built = real(*a, **kw)
+        return dataclasses.replace(built, rows=built.rows.tail(-1))
+
+    monkeypatch.setattr(lake_verify, "build_shard", short)
+    with pytest.raises(StoreError, match=r"rebuilding shard 1 gave 1 of its \d+ clips fewer .* nothing was replaced"):
+        repair_table(store, check=check, shards=SHARDS, **args)
     assert index_table(storage, ToyView(), clip_seconds=CLIP).latest_version() == SHARDS
     assert sorted(o.key for o in storage.list("")) == objects
 
