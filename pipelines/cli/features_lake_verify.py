@@ -25,7 +25,14 @@ from pipelines.cli.features_lake import (
     store_storage,
 )
 from pipelines.cli.group import EXIT_FAILURE, EXIT_USAGE, CLIError
-from pipelines.cli.options import SettingOption, feature_options, pass_workspace, store_option, view_options, workers_type
+from pipelines.cli.options import (
+    SettingOption,
+    feature_options,
+    pass_workspace,
+    store_option,
+    view_options,
+    workers_type,
+)
 from pipelines.cli.workspace import Workspace
 
 
