@@ -287,7 +287,8 @@ def history_command(ws: Workspace, clip_seconds: str | None, as_json: bool, view
         versions = table.history()
         if as_json:
             out.extend({"view": view, "clip_seconds": c, "version": v.version, "time": _utc(v.timestamp),
-                        "operation": v.operation, "rows_added": v.rows_added, "total_rows": v.total_rows,
+                        "operation": v.operation, "rows_added": v.rows_added, "rows_removed": v.rows_removed,
+                        "total_rows": v.total_rows,
                         "run_id": v.run_id, "task_id": v.task_id, "shard": v.shard,
                         "code_version": v.code_version, "params_hash": v.params_hash} for v in versions)
             continue

@@ -146,3 +146,33 @@ def test_vacuum_deletes_an_unreferenced_object_only_once_it_is_old(corpus, stora
     table = index_table(storage, ToyView(), clip_seconds=CLIP)
     table.commit_shard(table_rows(in_flight.rows, table), shard=1, task_id="run-2.shard-1", lineage=LINEAGE)
     assert listed(now=week) == [] and kept.object_key not in listed(now=week)
+
+
+def _publish_in_child(corpus: str, url: str, env: dict | None, task: str) -> tuple[bool, str]:
+    from pathlib import Path
+
+    from feature_store.engine.storage import LocalStorage
+    from feature_store.engine.storage.s3 import S3Config, S3Storage
+
+    storage = LocalStorage(url) if env is None else S3Storage(url, config=S3Config.from_env(env))
+    done = publish(Path(corpus), storage, 2, task=task)
+    return done.committed, done.note
+
+
+def test_two_builds_of_a_shard_racing_from_processes_commit_once(corpus, storage, request):  # noqa: F811
+    """Two runs (other task ids) build shard 2 at once in two processes: one commits, the other
+    adds nothing, says so in one line, and deletes its object."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    env = None if storage.storage_options() == {} else request.getfixturevalue("s3_server").env
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        futures = [pool.submit(_publish_in_child, str(corpus), storage.url, env, f"run-{r}.shard-2") for r in "ab"]
+        results = [f.result(timeout=300) for f in futures]
+    assert sorted(ok for ok, _ in results) == [False, True]
+    note = next(n for ok, n in results if not ok)
+    assert ("already published" in note or "published before" in note) and "\n" not in note
+    rows = read_clips(storage, ToyView(), clip_seconds=CLIP)[0]
+    assert rows.height > 0 and rows["clip_id"].n_unique() == rows.height and set(rows["shard"]) == {2}
+    assert [o.key for o in storage.list("") if o.key.endswith(".h5")] == rows["object_key"].unique().to_list()

@@ -143,12 +143,13 @@ class Writes:
         ours = content_digest(data)
         adds: list[Any] = []
         expected: str | None = None
+        seen: dict[str, pl.DataFrame] = {}
         try:
             for attempt in range(max(1, tries)):
                 dt = self._load(create=True)
                 if dt.transaction_version(app_id) is not None:
                     return self._skip(adds, version=int(dt.version()), attempt=attempt)
-                held = self._held(dt, shard)
+                held = self._held(dt, shard, seen=seen)
                 expected = held.state if expected is None else expected
                 note = self._unchanged(held, ours=ours, shard=shard, replace=replace, raced=held.state != expected,
                                        objects="\n".join(sorted(set(data["object_key"].to_list()))))
@@ -193,12 +194,15 @@ class Writes:
         self._discard(adds)
         return CommitResult(version=version, committed=False, rows=0, retries=attempt, note=note)
 
-    def _held(self, dt: Any, shard: int) -> _Held:
-        """What the loaded version ``dt`` holds of ``shard`` (files skipped by their statistics)."""
+    def _held(self, dt: Any, shard: int, *, seen: dict[str, pl.DataFrame]) -> _Held:
+        """What the loaded version ``dt`` holds of ``shard`` (files skipped by their statistics);
+        ``seen``: the files read by earlier tries, by path (a data file never changes)."""
         files = [f for f in lake_files.data_files(dt, string_columns=()) if f.may_hold(shard)]
         cols = list(self.stored_schema)
+        new = [f for f in files if f.path not in seen]
+        seen.update({f.path: df.select(cols) for f, df in zip(new, self._read(new))})
         mine = pl.col("shard") == shard
-        pairs = [(f, df.select(cols)) for f, df in zip(files, self._read(files)) if (df["shard"] == shard).any()]
+        pairs = [(f, seen[f.path]) for f in files if (seen[f.path]["shard"] == shard).any()]
         empty = pl.DataFrame(schema=self.stored_schema)
         return _Held(files=[f for f, _ in pairs],
                      rows=pl.concat([df.filter(mine) for _, df in pairs]) if pairs else empty,
