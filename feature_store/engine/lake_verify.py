@@ -229,7 +229,7 @@ def _check_object(storage: Storage, view: FeatureView, *, clip_seconds: int, key
         read_shard(whole, key, view=view, clip_seconds=clip_seconds, rows=rows)
     except ObjectNotFound:
         return damaged("no such object", missing=True)
-    except GTZANError as exc:  # IntegrityError, ObjectTooLarge, a malformed row: one line each
+    except (GTZANError, OSError) as exc:  # IntegrityError, ObjectTooLarge, unreadable, a malformed row
         return damaged(_reason(exc, where=f"{storage.url}/{key}", name="the object"))
     return None
 

@@ -211,3 +211,22 @@ def test_an_object_the_table_names_outside_its_shard_is_not_read(corpus, tmp_pat
     [bad] = check.objects
     assert (bad.shard, bad.key, bad.missing, bad.rows) == (1, built.object_key, False, built.rows.height)
     assert "the table names it for shard 1" in bad.reason and check.rows_checked == 0
+
+
+def test_an_unreadable_object_is_listed_and_the_rest_checked(corpus, tmp_path):
+    """An object the backend cannot read (an OSError: permissions, a disk error) is listed as
+    damaged, and the other objects are still checked."""
+    storage = LocalStorage(tmp_path / "objects")
+    keys = publish_all(corpus, storage)
+    real = storage.get
+
+    def get(key, **kw):
+        if key == keys[2]:
+            raise PermissionError(13, "Permission denied", storage.uri(key))
+        return real(key, **kw)
+
+    storage.get = get  # type: ignore[method-assign]
+    check = verify_table(storage, ToyView(), clip_seconds=CLIP)
+    assert sorted(check.damaged_shards) == [2] and check.objects_checked == SHARDS
+    [bad] = check.objects
+    assert not bad.missing and "Permission denied" in bad.reason and check.rows_checked > 0
