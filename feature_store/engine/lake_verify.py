@@ -200,7 +200,7 @@ def _index_rows(table: IndexTable, version: int) -> tuple[pl.DataFrame, int, lis
     for f in files:
         try:
             df = lake_files.read_file(storage=table.storage, f=f, schema=file_schema)
-        except StoreError as exc:  # IntegrityError too
+        except (StoreError, OSError) as exc:  # IntegrityError too
             problems.append(_reason(exc, where=table.uri, name=table.uri))
             continue
         frames.append(df.select(columns))
