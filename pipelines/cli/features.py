@@ -15,6 +15,7 @@ import click
 
 from pipelines.cli.console import plural, quiet_tensorflow
 from pipelines.cli.features_lake import LAKE_COMMANDS
+from pipelines.cli.features_lake_verify import lake_verify_command
 from pipelines.cli.features_query import query_command
 from pipelines.cli.group import EXIT_FAILURE, CLIError, OneLineErrors
 from pipelines.cli.options import (
@@ -61,6 +62,7 @@ features_group.help = (features_group.help or "").replace("{views}", views_help(
 features_group.add_command(query_command)
 for _command in LAKE_COMMANDS:
     features_group.add_command(_command)
+features_group.add_command(lake_verify_command)
 
 
 def build_hint(ws: Workspace, view: str, clip_seconds: int | None) -> str:

@@ -124,7 +124,8 @@ class Writes:
         the other shards' rows of those files, rewritten) at once: no version holds both or
         neither. Earlier versions keep their files, so time travel still reads the old rows.
         Parameters, result and errors are :meth:`commit_shard`'s; a replace by rows equal to
-        those the shard holds adds nothing.
+        those the shard holds, in the same objects, adds nothing (in new objects, it replaces
+        them: a damaged shard rebuilt).
         """
         return self._commit(rows, shard=shard, task_id=task_id, lineage=lineage, replace=True, tries=tries)
 
@@ -150,7 +151,8 @@ class Writes:
                     return self._skip(adds, version=int(dt.version()), attempt=attempt)
                 held = self._held(dt, shard, seen=seen)
                 expected = held.state if expected is None else expected
-                note = self._unchanged(held, ours=ours, shard=shard, replace=replace, raced=held.state != expected)
+                note = self._unchanged(held, ours=ours, shard=shard, replace=replace, raced=held.state != expected,
+                                       objects="\n".join(sorted(set(data["object_key"].to_list()))))
                 if note:
                     return self._skip(adds, version=int(dt.version()), attempt=attempt, note=note)
                 adds = adds or self._write(data)
@@ -167,13 +169,16 @@ class Writes:
         raise StoreError(f"shard {shard} (task {task_id}) lost {tries} commits in a row to concurrent writers of "
                          f"{self.uri}; run the task again")
 
-    def _unchanged(self, held: _Held, *, ours: str, shard: int, replace: bool, raced: bool) -> str:
+    def _unchanged(self, held: _Held, *, ours: str, shard: int, replace: bool, raced: bool, objects: str) -> str:
         """Why the shard's rows stay as they are ("" when the commit goes ahead).
 
+        A replace by the same rows in other ``objects`` (a damaged shard rebuilt) goes ahead,
+        unless it raced another commit of the shard.
         Raises StoreError for an append onto a shard that holds other rows."""
         if held.rows.is_empty() and not raced:
             return ""
         same = not held.rows.is_empty() and content_digest(held.rows) == ours
+        same = same and (not replace or raced or held.state == objects)
         if same:
             return f"already published: shard {shard} holds these rows (task {held.tasks()}); nothing added"
         if raced:
