@@ -150,9 +150,10 @@ def publish_partition(*, view: str, clip_seconds: int, shard: int, shards: int, 
 
     Runs :func:`~feature_store.engine.sharded.publish_shard` with the task id of ``run_id``
     (:func:`task_id`) and lineage (parameter hash, package version, ``run_id``), then reads the
-    shard's rows back at the table version that holds them, for their digest (a shard
-    published before, by another run, is left as it is: its rows, digest and data version
-    are those of that run).
+    shard's rows back at the table version that holds them, for their digest. A shard
+    published before with the same songs is left as it is (its rows, digest and data version
+    are those of the run that published it); one whose songs changed (a song's content moves
+    it to another shard) is rebuilt and its rows replaced in one commit.
 
     Raises
     ------
@@ -171,10 +172,11 @@ def publish_partition(*, view: str, clip_seconds: int, shard: int, shards: int, 
     tid = task_id(run_id=run_id, view=view, clip_seconds=clip_seconds, shard=shard)
     done = publish_shard(store, storage=storage, shard=shard, shards=shards, clip_seconds=clip_seconds,
                          audio_root=audio.genre_root(), task_id=tid, workers=features.workers_for(store.view),
-                         lineage=Lineage(params_hash=params_hash, code_version=package_version(), run_id=run_id))
+                         lineage=Lineage(params_hash=params_hash, code_version=package_version(), run_id=run_id),
+                         replace=True)
     table = index_table(storage, store.view, clip_seconds=clip_seconds)
     # the shard's rows at the version that holds them: this task's, or those of the task that
-    # published the shard before (the engine adds a published shard's rows only once)
+    # published the same songs before (the engine commits a shard's rows only when they change)
     mine = table.scan(version=done.version).filter(pl.col("shard") == shard).collect()
     keys = mine["object_key"].unique().to_list()
     return ShardOutcome(view=view, clip_seconds=clip_seconds, shard=shard, shards=shards, task_id=tid,

@@ -60,6 +60,8 @@ SHARD_COLUMNS = ("object_key", "object_row", "shard", "task_id")
 #: A read of at most this many rows fetches only their chunks (in one batch of ranged reads),
 #: not the whole object.
 RANGED_MAX_ROWS = 64
+#: What to do about a damaged shard object.
+REPAIR_SHARDS = "repair it with `gtzan features lake-verify --repair`"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -258,7 +260,7 @@ def _damaged(where: str) -> Iterator[None]:
         if isinstance(exc, ParameterError):
             raise
         raise IntegrityError(f"{where} cannot be read ({integrity.first_line(exc)}): the object is damaged; "
-                             f"{integrity.REPAIR_FEATURES}") from exc
+                             f"{REPAIR_SHARDS}") from exc
 
 
 def _wanted(rows: pl.DataFrame, names: Sequence[str]) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:
@@ -321,12 +323,13 @@ def read_shard(storage: Storage, key: str, *, view: FeatureView, clip_seconds: i
         stored_ids = h5["clip_id"].asstr()[uniq.tolist()] if uniq.size else np.array([], dtype=object)
         if [str(s) for s in np.asarray(stored_ids)[inverse]] != [clip_ids[i] for i in order]:
             raise IntegrityError(f"{label} does not hold the clips the index names at those rows: "
-                                 f"the object or the index is damaged; {integrity.REPAIR_FEATURES}")
+                                 f"the object or the index is damaged; {REPAIR_SHARDS}")
         out = {}
         for n in names:
             values = np.empty((where.size, *specs[n].shape), dtype=specs[n].dtype)
             values[order] = read_rows(h5[n], uniq)[inverse]
-            integrity.check_rows(values, digests[n], path=label, array=n, clip_ids=clip_ids)  # type: ignore[arg-type]
+            integrity.check_rows(values, digests[n], path=label, array=n, clip_ids=clip_ids,  # type: ignore[arg-type]
+                                 remedy=REPAIR_SHARDS)
             out[n] = values
     return ShardArrays(arrays=out, clip_ids=clip_ids)
 
@@ -352,12 +355,12 @@ def _check_object(h5: Any, label: str, *, view: FeatureView, clip_seconds: int, 
     dtypes or chunks than the view's, before any row is read."""
     if h5.attrs.get("view_hash") != view.hash() or int(h5.attrs.get("clip_seconds", -1)) != clip_seconds:
         raise IntegrityError(f"{label} is not a {clip_seconds} s object of the {view.name} view "
-                             f"({view.hash()}): the object is damaged or misplaced; {integrity.REPAIR_FEATURES}")
+                             f"({view.hash()}): the object is damaged or misplaced; {REPAIR_SHARDS}")
     ids = h5["clip_id"]
     n = int(ids.shape[0]) if ids.ndim == 1 else -1
     if n < 0 or (where.size and int(where.max()) >= n):
         raise IntegrityError(f"{label} holds {max(n, 0)} rows, fewer than the index names: "
-                             f"the object or the index is damaged; {integrity.REPAIR_FEATURES}")
+                             f"the object or the index is damaged; {REPAIR_SHARDS}")
     specs = {s.name: s for s in view.array_specs(clip_seconds)}
     for name in names:
         check_dataset(h5[name], specs[name], n)

@@ -159,6 +159,23 @@ def test_a_changed_song_changes_the_data_version_and_requests_the_models(corpus,
         assert ticks.tick() == set() and status(instance) == StaleStatus.FRESH
 
 
+def test_a_changed_song_republished_in_place_replaces_its_shards_and_requests_the_models(corpus, tmp_path):
+    with dg.DagsterInstance.ephemeral() as instance:
+        res = ingested(corpus, tmp_path / "a")
+        ticks, first = trained_model(instance, res)
+        louder(corpus)
+        res = ingested(corpus, tmp_path / "a")  # the same store location, ingested again
+        changed = publish(instance, res)
+        assert changed.metadata["table"].value == first.metadata["table"].value
+        assert changed.metadata["table_version"].value > first.metadata["table_version"].value
+        assert changed.metadata["rows"].value == first.metadata["rows"].value  # replaced, never added twice
+        assert data_version(changed) != data_version(first)
+        assert status(instance) == StaleStatus.STALE and ticks.tick() == {str(CELL)}
+        model = train(instance, res)
+        assert model.metadata["table_data_version"].value == data_version(changed)
+        assert ticks.tick() == set() and status(instance) == StaleStatus.FRESH
+
+
 def test_a_model_trains_on_the_version_its_table_partition_recorded(corpus, tmp_path):
     with dg.DagsterInstance.ephemeral() as instance:
         res = ingested(corpus, tmp_path / "a")
