@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import polars as pl
 
 
 from feature_store.engine.lake import IndexTable, Lineage
+from feature_store.engine.lake.upkeep import DEFAULT_RETAIN_VERSIONS, DEFAULT_RETENTION_HOURS, MIN_OBJECT_AGE_HOURS
 from feature_store.engine.shards import ShardArrays, build_shard, read_shard, shard_prefix, shards_of
 from feature_store.engine.storage import Storage
 from feature_store.engine.store import ViewStore
@@ -45,7 +47,11 @@ class PublishedShard:
     rows : int
         Rows this call committed (0 for a task committed before).
     note : str
-        Why nothing was committed, when nothing was ("" otherwise).
+        Why nothing was committed, when nothing was, or why the commit's partitions were not
+        compacted ("" otherwise).
+    compacted : int or None
+        The version of the compaction that followed the commit (its label partitions held
+        more than :data:`~feature_store.engine.lake.upkeep.COMPACT_FILES` small files), or None.
     """
 
     shard: int
@@ -55,6 +61,7 @@ class PublishedShard:
     committed: bool
     rows: int
     note: str = ""
+    compacted: int | None = None
 
 
 def index_table(storage: Storage, view: FeatureView, *, clip_seconds: int) -> IndexTable:
@@ -75,36 +82,64 @@ def table_rows(rows: pl.DataFrame, table: IndexTable) -> pl.DataFrame:
 
 
 def publish_shard(store: ViewStore, *, storage: Storage, shard: int, shards: int, clip_seconds: int,
-                  audio_root: str | Path, task_id: str, lineage: Lineage, workers: int | None = None) -> PublishedShard:
+                  audio_root: str | Path, task_id: str, lineage: Lineage, workers: int | None = None,
+                  replace: bool = False) -> PublishedShard:
     """Build one shard into a new object and commit its rows in one atomic commit, once per
-    ``task_id``: a retried task whose earlier try committed adds no row, and its new object,
-    which no version references, is deleted at once.
+    ``task_id`` and once per shard: a retried task whose earlier try committed adds no row,
+    nor does a build that lost the race for the shard to another build (whatever its task
+    id); the new object, which no version references, is deleted at once.
+
+    A shard whose catalog songs changed since it was published is refused in one line,
+    unless ``replace``: then it is rebuilt into a new object and its rows replaced in one
+    commit (:meth:`IndexTable.replace_shard`); earlier versions still read the old object.
+
+    After its commit, the label partitions it added files to are compacted once they hold
+    more than :data:`~feature_store.engine.lake.upkeep.COMPACT_FILES` small files (one more
+    commit, the same rows), so a new reader reads a few files per label, not one per shard.
 
     A task killed before its put leaves no object; one killed between its put and its commit
     leaves an object that no version references, which :func:`unreferenced_objects` lists
-    for deletion.
+    for deletion once it is old.
     """
     table = index_table(storage, store.view, clip_seconds=clip_seconds)
-    before = _published(table, store, shard=shard, shards=shards, task_id=task_id, clip_seconds=clip_seconds)
+    before = _published(table, store, shard=shard, shards=shards, task_id=task_id, clip_seconds=clip_seconds,
+                        replace=replace)
     if before is not None:
         return before
     built = build_shard(store, shard=shard, shards=shards, clip_seconds=clip_seconds, storage=storage,
                         audio_root=audio_root, task_id=task_id, workers=workers)
-    result = table.commit_shard(table_rows(built.rows, table), shard=shard, task_id=task_id, lineage=lineage)
+    commit = table.replace_shard if replace else table.commit_shard
+    try:
+        result = commit(table_rows(built.rows, table), shard=shard, task_id=task_id, lineage=lineage)
+    except BaseException:
+        storage.delete(built.object_key)  # no version names it: the commit failed or was refused
+        raise
     if not result.committed:
         storage.delete(built.object_key)
-    return PublishedShard(shard=shard, task_id=task_id, object_key=built.object_key if result.committed else None,
-                          version=result.version, committed=result.committed, rows=result.rows)
+        return PublishedShard(shard=shard, task_id=task_id, object_key=None, version=result.version, committed=False,
+                              rows=0, note=result.note)
+    compacted, note = _compact(table, labels=sorted(set(built.rows["label"].to_list())))
+    return PublishedShard(shard=shard, task_id=task_id, object_key=built.object_key, version=result.version,
+                          committed=True, rows=result.rows, note=note, compacted=compacted)
+
+
+def _compact(table: IndexTable, *, labels: list[int]) -> tuple[int | None, str]:
+    """Compact the label partitions a commit added files to, once they hold many small files:
+    the compaction's version (None if none was needed), and a note if it failed (the rows
+    are committed either way; the next publish compacts)."""
+    try:
+        return table.compact_small(labels=labels), ""
+    except StoreError as exc:
+        return None, f"committed; its label partitions are not compacted yet ({exc})"
 
 
 def _published(table: IndexTable, store: ViewStore, *, shard: int, shards: int, task_id: str,
-               clip_seconds: int) -> PublishedShard | None:
-    """The answer for a shard whose rows the newest version holds already, or None.
+               clip_seconds: int, replace: bool) -> PublishedShard | None:
+    """The answer for a shard whose rows the newest version holds already, or None (build it).
 
-    The table only appends: publishing such a shard again, under another task id, would add
-    its rows twice. A shard whose catalog songs are those published is left as it is; one
-    whose songs changed since is refused in one line (replacing a shard's rows in one
-    commit is not supported yet).
+    A shard whose catalog songs are those published is left as it is; one whose songs
+    changed since is refused in one line, or (``replace``) rebuilt. This check saves the
+    build; the commit itself is the guard against a second publish racing this one.
     """
     if not table.exists():
         return None
@@ -116,14 +151,16 @@ def _published(table: IndexTable, store: ViewStore, *, shard: int, shards: int, 
     ok = store.catalog().filter(pl.col("status") == "ok").select("song_id", "sha256")
     wanted = set(ok.filter(shards_of(ok["sha256"], shards=shards) == shard)["song_id"])
     have = set(held["song_id"])
+    if replace and have != wanted:
+        return None
     if not have <= wanted:
         raise StoreError(f"shard {shard} of {store.view.name} at {clip_seconds} s holds {len(have - wanted)} songs "
-                         f"the catalog no longer gives (version {version}, task {tasks[-1]}): replacing a shard's "
-                         f"rows is not supported yet; publish into a new store location")
+                         f"the catalog no longer gives (version {version}, task {tasks[-1]}): pass replace to "
+                         f"rebuild it and replace its rows in one commit (gtzan features publish --replace)")
     new = len(wanted - have)
     note = (f"published before, in version {version} or earlier (task {tasks[-1]}); nothing added"
             + (f"; {new} catalog songs of the shard have no row (too short for a clip, or ingested since: "
-               "replacing a shard's rows is not supported yet)" if new else ""))
+               "pass replace to rebuild it, gtzan features publish --replace)" if new else ""))
     return PublishedShard(shard=shard, task_id=task_id, object_key=None, version=version, committed=False,
                           rows=0, note=note)
 
@@ -156,10 +193,22 @@ def read_clips(storage: Storage, view: FeatureView, *, clip_seconds: int, versio
     return rows, ShardArrays(arrays=out, clip_ids=rows["clip_id"].to_list())
 
 
-def unreferenced_objects(storage: Storage, view: FeatureView, *, clip_seconds: int) -> list[str]:
+def unreferenced_objects(storage: Storage, view: FeatureView, *, clip_seconds: int,
+                         retain_versions: int = DEFAULT_RETAIN_VERSIONS, retention_hours: int = DEFAULT_RETENTION_HOURS,
+                         now: datetime | None = None) -> list[str]:
     """Shard objects of ``view`` at ``clip_seconds`` that no kept version of its table
-    references (a task killed between its put and its commit, or rows vacuumed since)."""
+    references (a task killed between its put and its commit, or rows vacuumed since), and
+    that are older than ``retention_hours`` (at least :data:`MIN_OBJECT_AGE_HOURS`) at ``now``.
+
+    An object a shard task has put but not yet committed is as unreferenced as an orphan,
+    but new: the age keeps it, so a vacuum running beside a publish deletes nothing the
+    publish is about to commit. An object whose storage gives no time is kept.
+    """
     table = index_table(storage, view, clip_seconds=clip_seconds)
     prefix = shard_prefix(view, clip_seconds=clip_seconds, shard=0).rsplit("/", 1)[0]
-    kept = set(table.referenced_object_keys()) if table.exists() else set()
-    return sorted(o.key for o in storage.list(prefix) if o.key.endswith(".h5") and o.key not in kept)
+    when = now or datetime.now(UTC)
+    kept = (set(table.referenced_object_keys(retain_versions=retain_versions, retention_hours=retention_hours,
+                                             now=when)) if table.exists() else set())
+    before = when - timedelta(hours=max(retention_hours, MIN_OBJECT_AGE_HOURS))
+    return sorted(o.key for o in storage.list(prefix) if o.key.endswith(".h5") and o.key not in kept
+                  and o.last_modified is not None and o.last_modified < before)

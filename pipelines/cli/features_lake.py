@@ -147,20 +147,24 @@ def _published(ws: Workspace, view: str, clip_seconds: str | None) -> dict[int, 
               help="Stable id of this publish: shard K's task is <TASK-ID>.shard-K, and two runs of the same "
                    "--task-id commit each shard once, even at the same time (default: a new cli-<uuid>). A shard "
                    "whose songs the table holds already is skipped, whatever the id.")
+@click.option("--replace", is_flag=True,
+              help="Rebuild a published shard whose songs changed into a new object and replace its rows in one "
+                   "commit (earlier versions keep the old rows); a shard whose songs are unchanged is left as it is.")
 @click.option("--workers", type=workers_type(), default=None, help="Worker processes (default: $GTZAN_WORKERS).")
 @view_options
 @feature_options
 @store_option
 @pass_workspace
 def publish_command(ws: Workspace, audio_dir: Path | None, shard_values: tuple[str, ...], task_id: str | None,
-                    workers: int | None, view: str) -> None:
+                    replace: bool, workers: int | None, view: str) -> None:
     """Build a view's shards into objects and commit each to its index table.
 
     Each shard of each clip length is one task: its songs computed (songs
     already in the per-song cache are not computed again), written as one
     new HDF5 object, and its rows committed to the view's index table in
     one atomic commit, a new table version. A shard whose songs the table
-    holds already is skipped: the table only appends. The objects and tables
+    holds already is skipped; one whose songs changed since is rebuilt and
+    its rows replaced in one commit with --replace. The objects and tables
     go to $GTZAN_STORE_URL, else to <store root>/objects. Run `gtzan ingest`
     first.
 
@@ -168,6 +172,7 @@ def publish_command(ws: Workspace, audio_dir: Path | None, shard_values: tuple[s
     Examples:
       gtzan features publish --view timbre --clip-seconds 5
       gtzan features publish --clip-seconds 5 --shard 0,1 --task-id nightly-2026-12-06
+      gtzan features publish --clip-seconds 5 --replace
     """
     from pipelines.cli.features import _check_audio_root
 
@@ -189,19 +194,21 @@ def publish_command(ws: Workspace, audio_dir: Path | None, shard_values: tuple[s
         for k in sorted(set(shards)):
             songs, have = held.get(k, (0, 0))
             where = f"{view} {c:>2} s shard {k}"
-            if songs == 0 or have:
+            if songs == 0 or (have and not replace):
                 click.echo(f"{where}: no songs; nothing to publish" if songs == 0 else
                            f"{where}: published before ({have} of its {plural(songs, 'song')} in the table); "
                            "nothing added")
                 continue
-            if k in empty:
+            if k in empty and not replace:
                 click.echo(f"{where}: published before, with no clips; nothing added")
                 continue
             done = publish_shard(store, storage=storage, shard=k, shards=s.shards, clip_seconds=c, audio_root=root,
                                  task_id=f"{prefix or run_id}.shard-{k}", lineage=lineage,
-                                 workers=workers if workers is not None else (s.workers or None))
+                                 workers=workers if workers is not None else (s.workers or None), replace=replace)
             if done.committed:
                 click.echo(f"{where}: {plural(done.rows, 'row')}, object {done.object_key}, version {done.version}")
+            elif done.note:
+                click.echo(f"{where}: {done.note}")
             else:
                 first = _version_of_task(storage, store.view, clip_seconds=c, task_id=done.task_id)
                 click.echo(f"{where}: task {done.task_id} committed before, in version "
@@ -392,7 +399,7 @@ def lake_query_command(ws: Workspace, clip_seconds: str, version: int | None, as
               default=DEFAULT_RETAIN_VERSIONS, show_default=True, help="Keep at least the newest N versions readable.")
 @click.option("--retention-hours", "retention_hours", type=click.IntRange(0, MAX_RETENTION_HOURS),
               default=DEFAULT_RETENTION_HOURS, show_default=True,
-              help="Keep every version written in the last N hours readable.")
+              help="Keep every version written in the last N hours readable, and every object put in them.")
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
 @view_options
 @feature_options
@@ -403,11 +410,11 @@ def vacuum_command(ws: Workspace, clip_seconds: str | None, retain_versions: int
     """Delete what no kept version of a view's index table references.
 
     First the table's own data files that commits replaced (a compaction's
-    inputs) and no kept version reads; then the shard objects that no kept
-    version's rows name (a task killed between its object and its commit).
-    An object a kept version references is never deleted. Run it while no
-    publish of the view is running: an object put but not yet committed
-    looks unreferenced.
+    or a replace's inputs) and no kept version reads; then the shard objects
+    that no kept version's rows name (a task killed between its object and
+    its commit) and that are older than --retention-hours (and than one hour
+    in any case). An object a kept version references is never deleted, nor
+    one a publish running meanwhile has put and is about to commit: it is new.
 
     \b
     Examples:
@@ -420,7 +427,8 @@ def vacuum_command(ws: Workspace, clip_seconds: str | None, retain_versions: int
     storage, verb = store_storage(ws.settings), "would delete" if dry_run else "deleted"
     for c, table in tables.items():
         report = table.vacuum(retain_versions=retain_versions, retention_hours=retention_hours, dry_run=dry_run)
-        objects = unreferenced_objects(storage, ws.view_store(view).view, clip_seconds=c)
+        objects = unreferenced_objects(storage, ws.view_store(view).view, clip_seconds=c,
+                                       retain_versions=retain_versions, retention_hours=retention_hours)
         if not dry_run:
             for key in objects:
                 storage.delete(key)

@@ -65,8 +65,14 @@ def test_a_retried_task_adds_its_rows_once(tmp_path: Path) -> None:
     assert first.committed and not again.committed and again.rows == 0
     assert table.latest_version() == first.version
     assert table.scan().collect().height == 12
-    # another task of the same shard (a new task id) is a new commit
-    assert table.commit_shard(shard_rows(3), shard=3, task_id="task-3-b", lineage=LINEAGE).committed
+    # another task of the same shard (a new task id) with the same rows adds nothing either...
+    other = table.commit_shard(shard_rows(3), shard=3, task_id="task-3-b", lineage=LINEAGE)
+    assert not other.committed and other.note.startswith("already published") and "\n" not in other.note
+    assert table.latest_version() == first.version
+    # ...and with other rows it is refused in one line: those are replaced, never appended
+    with pytest.raises(StoreError, match="replace_shard") as err:
+        table.commit_shard(shard_rows(3, seed_part="train"), shard=3, task_id="task-3-c", lineage=LINEAGE)
+    assert "\n" not in str(err.value) and table.scan().collect().height == 12
 
 
 def test_an_empty_shard_is_committed_once(tmp_path: Path) -> None:

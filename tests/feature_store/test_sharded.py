@@ -4,6 +4,8 @@ reader's query of one version reads today's arrays back."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import numpy as np
 import polars as pl
 import pytest
@@ -11,8 +13,8 @@ from test_shards import CLIP, SHARDS, corpus, storage, today  # noqa: F401 (fixt
 from toy_view import ToyView
 
 from feature_store.engine.lake import Lineage
-from feature_store.engine.sharded import index_table, publish_shard, read_clips, unreferenced_objects
-from feature_store.engine.shards import build_shard
+from feature_store.engine.sharded import index_table, publish_shard, read_clips, table_rows, unreferenced_objects
+from feature_store.engine.shards import build_shard, shards_of
 from feature_store.integrity import IntegrityError
 
 LINEAGE = Lineage(params_hash="toy", code_version="test", run_id="run-1")
@@ -57,7 +59,9 @@ def test_an_object_no_commit_names_is_listed_for_deletion_and_a_damaged_one_is_r
     # a task killed between its put and its commit: an object no version references
     orphan = build_shard(store, shard=1, shards=SHARDS, clip_seconds=CLIP, storage=storage,
                          audio_root=corpus / "audio", task_id="run-2.shard-1", workers=1)
-    assert unreferenced_objects(storage, ToyView(), clip_seconds=CLIP) == [orphan.object_key]
+    later = datetime.now(UTC) + timedelta(hours=2)
+    assert unreferenced_objects(storage, ToyView(), clip_seconds=CLIP, retention_hours=1, now=later) == [
+        orphan.object_key]
     assert read_clips(storage, ToyView(), clip_seconds=CLIP)[0]["object_key"].unique().to_list() == [kept.object_key]
     # the committed object swapped for another shard's bytes: refused in one line
     storage.delete(kept.object_key)
@@ -79,7 +83,66 @@ def test_a_published_shard_is_never_added_twice(corpus, storage):  # noqa: F811
     assert read_clips(storage, ToyView(), clip_seconds=CLIP)[0].height == first.rows
     assert [o.key for o in storage.list("") if o.key.endswith(".h5")] == [first.object_key]
     store, _ = today(corpus)
-    with pytest.raises(StoreError, match="not supported yet") as err:  # another shard count: other songs
+    with pytest.raises(StoreError, match="pass replace") as err:  # another shard count: other songs
         publish_shard(store, storage=storage, shard=0, shards=3, clip_seconds=CLIP, audio_root=corpus / "audio",
                       task_id="run-3.shard-0", lineage=LINEAGE, workers=1)
     assert "\n" not in str(err.value)
+
+
+def test_a_shard_whose_songs_changed_is_replaced_in_one_commit(corpus, storage):  # noqa: F811
+    """With replace, a shard whose songs changed (here: by another shard count) is rebuilt into
+    a new object and its rows replaced in one commit; the version before still reads the old
+    rows from the old object."""
+    store, _ = today(corpus)
+    first = publish(corpus, storage, 0)
+    table = index_table(storage, ToyView(), clip_seconds=CLIP)
+
+    def replace(task: str):
+        return publish_shard(store, storage=storage, shard=0, shards=3, clip_seconds=CLIP,
+                             audio_root=corpus / "audio", task_id=task, lineage=LINEAGE, workers=1, replace=True)
+
+    done = replace("run-3.shard-0")
+    assert done.committed and done.version == first.version + 1 and done.object_key != first.object_key
+    rows, arrays = read_clips(storage, ToyView(), clip_seconds=CLIP)
+    assert rows.height == done.rows and rows["clip_id"].n_unique() == rows.height
+    assert rows["object_key"].unique().to_list() == [done.object_key]
+    ok = store.catalog().filter(pl.col("status") == "ok")
+    assert set(rows["song_id"]) <= set(ok.filter(shards_of(ok["sha256"], shards=3) == 0)["song_id"])
+    t = store.tensors(clip_seconds=CLIP, arrays=["level"])
+    pos = [t.index["clip_id"].to_list().index(c) for c in rows["clip_id"]]
+    np.testing.assert_array_equal(arrays.arrays["level"], t.x[pos])
+    # the version before still reads the old rows, from the old object
+    old, old_arrays = read_clips(storage, ToyView(), clip_seconds=CLIP, version=first.version)
+    assert old["object_key"].unique().to_list() == [first.object_key] and old.height == first.rows
+    assert old_arrays.arrays["level"].shape[0] == first.rows and set(old["song_id"]) != set(rows["song_id"])
+    last = table.history()[-1]
+    assert (last.version, last.operation, last.rows_added, last.rows_removed) == (done.version, "REPLACE",
+                                                                                  done.rows, first.rows)
+    # retried: nothing added, and no object left behind
+    again = replace("run-3.shard-0")
+    assert not again.committed and table.latest_version() == done.version
+    assert sorted(o.key for o in storage.list("") if o.key.endswith(".h5")) == sorted(
+        [first.object_key, done.object_key])
+
+
+def test_vacuum_deletes_an_unreferenced_object_only_once_it_is_old(corpus, storage):  # noqa: F811
+    """An object put and not yet committed (a publish in flight) looks unreferenced: its age
+    keeps it until the retention has passed; a referenced object is kept at any age."""
+    store, _ = today(corpus)
+    kept = publish(corpus, storage, 0)
+    in_flight = build_shard(store, shard=1, shards=SHARDS, clip_seconds=CLIP, storage=storage,
+                            audio_root=corpus / "audio", task_id="run-2.shard-1", workers=1)
+
+    def listed(**kw):
+        return unreferenced_objects(storage, ToyView(), clip_seconds=CLIP, **kw)
+
+    assert listed() == [] and listed(retention_hours=0) == []  # new: a publish may be about to commit it
+    week = datetime.now(UTC) + timedelta(days=8)
+    assert listed(now=week) == [in_flight.object_key]  # older than the default retention
+    assert listed(retention_hours=24, now=datetime.now(UTC) + timedelta(hours=23)) == []
+    assert listed(retain_versions=1, retention_hours=0, now=datetime.now(UTC) + timedelta(days=400)) == [
+        in_flight.object_key]  # the referenced object, however old, never
+    # committed after all: referenced now, so never listed
+    table = index_table(storage, ToyView(), clip_seconds=CLIP)
+    table.commit_shard(table_rows(in_flight.rows, table), shard=1, task_id="run-2.shard-1", lineage=LINEAGE)
+    assert listed(now=week) == [] and kept.object_key not in listed(now=week)

@@ -142,6 +142,19 @@ def test_of_concurrent_create_only_puts_of_one_key_exactly_one_wins(storage):
     assert [o.key for o in storage.list("race")] == ["race/object.bin"]  # no temporary file shows
 
 
+def test_listings_and_heads_give_when_an_object_was_written(storage):
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime.now(UTC)
+    storage.put_new("t/a", b"x")
+    end = datetime.now(UTC)
+    listed = storage.list("t")[0].last_modified
+    assert listed is not None and listed.tzinfo is not None
+    # S3 gives whole seconds, and a server's clock may be a little off ours
+    assert start - timedelta(minutes=5) <= listed <= end + timedelta(minutes=5)
+    assert abs(storage.head("t/a").last_modified - listed) <= timedelta(seconds=1)
+
+
 def test_get_refuses_an_object_larger_than_max_bytes(storage):
     storage.put_new("big.bin", b"x" * 1000)
     with pytest.raises(ObjectTooLarge, match=r"is 1000 bytes, more than the 999 this reader allows: refused unread"):

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import time
 from pathlib import Path
 
 import polars as pl
@@ -122,16 +124,31 @@ def test_a_publish_run_again_adds_nothing(lake: dict) -> None:
     assert lake_query(env)["clip_id"].n_unique() == 20
 
 
+def test_replace_leaves_a_shard_whose_songs_are_unchanged(lake: dict) -> None:
+    env = lake["env"]
+    before = h5_objects(lake["objects"])
+    out = ok(["features", "publish", "--view", "timbre", "--clip-seconds", "5", "--task-id", "t3", "--shard", "0",
+              "--replace"], env).stdout
+    assert out == "timbre  5 s shard 0: published before, in version 3 or earlier (task t1.shard-0); nothing added\n"
+    assert h5_objects(lake["objects"]) == before
+    versions = json.loads(ok(["features", "history", "--view", "timbre", "--clip-seconds", "5", "--json"],
+                             env).stdout)
+    assert len(versions) == 4
+
+
 def test_a_task_that_committed_while_this_one_built_adds_nothing(lake: dict,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The race that the check before building cannot see (two runs of one --task-id building
     at once): the table's own idempotence keeps the second try's rows out, and its object goes."""
     from pipelines.cli import features_lake
 
+    from feature_store.engine import sharded
+
     env = lake["env"]
     before = h5_objects(lake["objects"])
     # the table as the second try saw it, before the first try's commit
     monkeypatch.setattr(features_lake, "_songs_held", lambda *a, **k: ({1: (1, 0)}, set()))
+    monkeypatch.setattr(sharded, "_published", lambda *a, **k: None)
     out = ok(["features", "publish", "--view", "timbre", "--clip-seconds", "5", "--task-id", "t1", "--shard", "1"],
              env).stdout
     assert out == "timbre  5 s shard 1: task t1.shard-1 committed before, in version 2; nothing added\n"
@@ -148,9 +165,19 @@ def test_vacuum_deletes_an_unreferenced_object_and_keeps_referenced_ones(lake: d
     referenced = sorted(s["key"] for s in lake["shards"].values())
     assert h5_objects(objects) == sorted([*referenced, orphan])
     base = ["features", "vacuum", "--view", "timbre", "--clip-seconds", "5"]
-    dry = ok([*base, "--dry-run"], env).stdout
+    # a new object is kept, whatever the retention: a publish may be about to commit it
+    assert "would delete 0 table files and 0 objects" in ok([*base, "--dry-run"], env).stdout
+    fresh = ok([*base, "--retain-versions", "1", "--retention-hours", "0"], env).stdout
+    assert "deleted 0 table files and 0 objects" in fresh
+    assert h5_objects(objects) == sorted([*referenced, orphan])
+    hours_ago = time.time() - 3 * 3600
+    for key in [*referenced, orphan]:
+        os.utime(objects / key, (hours_ago, hours_ago))
+    dry = ok([*base, "--dry-run", "--retention-hours", "2"], env).stdout
     assert re.search(rf"^  would delete object {re.escape(orphan)}$", dry, re.M), dry
     assert "would delete 0 table files and 1 object" in dry and not any(k in dry for k in referenced)
+    assert "would delete 0 table files and 0 objects" in ok([*base, "--dry-run", "--retention-hours", "4"],
+                                                          env).stdout
     assert h5_objects(objects) == sorted([*referenced, orphan])
     done = ok([*base, "--retain-versions", "1", "--retention-hours", "0"], env).stdout
     assert re.search(rf"^  deleted object {re.escape(orphan)}$", done, re.M)

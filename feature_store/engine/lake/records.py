@@ -69,12 +69,19 @@ class CommitResult:
         Rows the task's commit holds (0 when ``committed`` is False).
     retries : int
         Commits lost to a concurrent writer before this one succeeded.
+    removed : int
+        Rows of the shard the commit removed (a replace; 0 for an append).
+    note : str
+        Why nothing was committed, when nothing was and it was not a retry of the same task
+        (the shard already holds these rows, or a concurrent commit changed it).
     """
 
     version: int
     committed: bool
     rows: int
     retries: int
+    removed: int = 0
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,7 @@ class TableVersion:
     code_version: str | None
     params_hash: str | None
     shard: int | None
+    rows_removed: int = 0
 
 
 @dataclass(frozen=True)
@@ -156,11 +164,16 @@ def check_task(*, shard: int, task_id: str, lineage: Lineage) -> None:
         raise ParameterError(f"lineage must be a Lineage, got {type(lineage).__name__}")
 
 
-def commit_metadata(*, shard: int, task_id: str, lineage: Lineage, rows: int) -> dict[str, str]:
-    """The custom metadata of a shard's commit (read back by :func:`meta_of`)."""
-    return {f"{META_PREFIX}rows": str(rows), f"{META_PREFIX}run_id": lineage.run_id, f"{META_PREFIX}task_id": task_id,
+def commit_metadata(*, shard: int, task_id: str, lineage: Lineage, rows: int, removed: int | None = None
+                    ) -> dict[str, str]:
+    """The custom metadata of a shard's commit (read back by :func:`meta_of`); ``removed``:
+    the rows of the shard a replace removed (None: an append)."""
+    meta = {f"{META_PREFIX}rows": str(rows), f"{META_PREFIX}run_id": lineage.run_id, f"{META_PREFIX}task_id": task_id,
             f"{META_PREFIX}code_version": lineage.code_version, f"{META_PREFIX}params_hash": lineage.params_hash,
             f"{META_PREFIX}shard": str(shard)}
+    if removed is not None:
+        meta.update({f"{META_PREFIX}operation": "replace", f"{META_PREFIX}removed": str(removed)})
+    return meta
 
 
 def meta_of(commit: dict[str, object], key: str) -> str | None:
@@ -179,3 +192,28 @@ def rows_of(commit: dict[str, object]) -> int:
         return int(own)
     metrics = commit.get("operationMetrics")
     return int(metrics.get("num_added_rows", 0) or 0) if isinstance(metrics, dict) else 0
+
+
+def removed_of(commit: dict[str, object]) -> int:
+    """Rows of a shard a commit of the log removed (a replace's), else 0."""
+    own = meta_of(commit, "removed")
+    return int(own) if own is not None and own.isdigit() else 0
+
+
+#: Columns of a row that are not what a shard holds but where and by whom it was written.
+PLACEMENT_COLUMNS = ("object_key", "object_row", "code_version", "run_id", "task_id", "shard")
+
+
+def content_digest(rows: pl.DataFrame) -> str:
+    """sha256 hex of a shard's rows without where and by whom they were written
+    (:data:`PLACEMENT_COLUMNS`), in clip order: two builds of the same songs with the same
+    parameters give the same digest, whatever objects and tasks hold them."""
+    import hashlib
+
+    cols = sorted(c for c in rows.columns if c not in PLACEMENT_COLUMNS)
+    df = rows.select(cols).sort("clip_id")
+    h = hashlib.sha256("\x1f".join(cols).encode())
+    text = df.select(pl.concat_str([pl.col(c).cast(pl.String) for c in cols], separator="\x1f").alias("r"))
+    for chunk in text.iter_slices(65536):
+        h.update(("\n" + "\n".join(chunk["r"].to_list())).encode())
+    return h.hexdigest()

@@ -1,11 +1,10 @@
 """:class:`IndexTable`: the index of one view and clip length as a Delta Lake table.
 
-Each shard task is one atomic commit. Its idempotence is Delta's own: the commit carries an
-application transaction (``txn``: the task's id, version 1) beside its rows; a task whose id
-the table already has commits nothing, and two tries of one task racing each other conflict
-in the library's commit check, so the loser sees the winner's id when it tries again. Commits
-of different tasks only append, so a commit that loses the race for its version number is
-retried by the library and then here, each a bounded number of times; none loses a row.
+Each shard task is one atomic commit (an append, or a replace of the shard's rows), guarded
+by Delta's own application transactions against a second commit of the task or of the shard
+(see :mod:`~feature_store.engine.lake.writes`). A commit that loses the race for its version
+number to other shards' commits is retried by the library and then here, each a bounded
+number of times; none loses a row.
 
 Every version's log file is created once, never overwritten (a local rename without
 replace; on S3, delta-rs's conditional put, ``If-None-Match``): concurrent writers on an S3
@@ -14,10 +13,9 @@ server are safe only where the server honours conditional puts.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import hashlib
 import os
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -25,31 +23,24 @@ from typing import Any
 import polars as pl
 
 from feature_store.engine.lake import files as lake_files
-from feature_store.engine.lake.records import (
-    META_PREFIX, PARTITION, CommitResult, Lineage, check_rows, check_task, commit_metadata,
-    from_stored, input_schema, meta_of, row_schema, stored_schema, to_stored,
-)
+from feature_store.engine.lake.records import PARTITION, from_stored, input_schema, row_schema, stored_schema
 from feature_store.engine.lake.upkeep import Upkeep
+from feature_store.engine.lake.writes import APP_PREFIX, DEFAULT_COMMIT_TRIES, Writes
+from feature_store.engine.storage import LocalStorage, Storage
 from feature_store.errors import ParameterError, StoreError
 from feature_store.integrity import first_line
 from feature_store.tables import SCHEMES
 
-#: Tries of one shard's commit against concurrent writers (each also retried by the library).
-DEFAULT_COMMIT_TRIES = 20
 #: Commits between two checkpoints of the log: a reader or writer loads the last checkpoint
 #: and replays at most this many commits after it.
 CHECKPOINT_INTERVAL = 10
-#: Newest commits searched for the version a task just committed.
-COMMIT_SEARCH = 64
 #: Data files a scan reads at once (object stores answer each read after a round trip).
 READ_THREADS = 8
-#: Prefix of the application-transaction id of a shard task.
-APP_PREFIX = "gtzan-shard-task:"
 #: Columns left out of :meth:`IndexTable.version_digest`: who wrote a row, not what it is.
 UNDIGESTED = ("run_id", "task_id")
 
 
-class IndexTable(Upkeep):
+class IndexTable(Writes, Upkeep):
     """The index table of one view and clip length, with versions, history and vacuum.
 
     Parameters
@@ -78,6 +69,18 @@ class IndexTable(Upkeep):
 
     def __repr__(self) -> str:
         return f"IndexTable({self.uri!r})"
+
+    @functools.cached_property
+    def storage(self) -> Storage:
+        """The table's folder or prefix as a storage backend: its data files are put and got
+        there (the log is delta-rs's)."""
+        if self.local:
+            return LocalStorage(self.uri)
+        from feature_store.engine.storage.s3 import S3Config, S3Storage
+
+        # deltalake's option names are the AWS variables' in lower case
+        given = {k.upper(): str(v) for k, v in (self.storage_options or {}).items()}
+        return S3Storage(self.uri, config=S3Config.from_env({**os.environ, **given}))
 
     # -- loading --------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -124,103 +127,6 @@ class IndexTable(Upkeep):
     def latest_version(self) -> int:
         """The newest version of the table."""
         return int(self._load().version())
-
-    # -- writing --------------------------------------------------------------------------
-    def commit_shard(self, rows: pl.DataFrame, *, shard: int, task_id: str, lineage: Lineage,
-                     tries: int = DEFAULT_COMMIT_TRIES) -> CommitResult:
-        """Append one shard task's rows in one atomic commit, once per ``task_id``.
-
-        Parameters
-        ----------
-        rows : pl.DataFrame
-            Exactly the columns of :attr:`input_schema` (digests as uint64), no nulls.
-        shard : int
-            The shard the rows belong to.
-        task_id : str
-            The task's stable id (the same on every try of the task): a second commit of the
-            same id adds nothing.
-        lineage : Lineage
-            Parameter hash, code version and run id, written to every row and to the commit.
-        tries : int
-            Commits attempted against concurrent writers before giving up.
-
-        Raises
-        ------
-        ParameterError
-            If ``rows``, ``shard``, ``task_id`` or ``lineage`` is malformed.
-        StoreError
-            If the commit fails (storage, or ``tries`` conflicts in a row).
-        """
-        from deltalake import CommitProperties, Transaction
-
-        check_task(shard=shard, task_id=task_id, lineage=lineage)
-        check_rows(rows, self.input_schema)
-        app_id = APP_PREFIX + task_id
-        data = to_stored(rows.with_columns(
-            pl.lit(lineage.params_hash).alias("params_hash"), pl.lit(lineage.code_version).alias("code_version"),
-            pl.lit(lineage.run_id).alias("run_id"), pl.lit(task_id).alias("task_id"),
-            pl.lit(shard, pl.Int64).alias("shard"),
-        )).sort(PARTITION, *self.schemes, "clip_id")
-        meta = commit_metadata(shard=shard, task_id=task_id, lineage=lineage, rows=data.height)
-        txn = [Transaction(app_id=app_id, version=1, last_updated=int(time.time() * 1000))]
-        actions = lake_files.write_local(root=self.uri, data=data) if self.local else None
-        try:
-            for attempt in range(max(1, tries)):
-                dt = self._load(create=True)
-                if dt.transaction_version(app_id) is not None:
-                    self._discard(actions)
-                    return CommitResult(version=int(dt.version()), committed=False, rows=0, retries=attempt)
-                # the version it read: a commit with a later version was rebased over others
-                props = CommitProperties(custom_metadata={**meta, f"{META_PREFIX}read_version": str(dt.version())},
-                                         app_transactions=txn)
-                if self._commit_once(dt, data=data, actions=actions, props=props, what=f"shard {shard} (task {task_id})"):
-                    return CommitResult(version=self._version_of(dt, task_id), committed=True, rows=data.height,
-                                        retries=attempt)
-        except BaseException:
-            self._discard(actions)
-            raise
-        self._discard(actions)
-        raise StoreError(f"shard {shard} (task {task_id}) lost {tries} commits in a row to concurrent writers of "
-                         f"{self.uri}; run the task again")
-
-    def _commit_once(self, dt: Any, *, data: pl.DataFrame, actions: list[Any] | None, props: Any, what: str) -> bool:
-        """Commit a shard's rows on the loaded snapshot ``dt``; False when a concurrent commit won."""
-        from deltalake import write_deltalake
-        from deltalake.exceptions import CommitFailedError, DeltaError
-
-        try:
-            # the loaded snapshot is the commit's read version: a try of the same task
-            # committed after it is a conflict the library detects, never a second append
-            if actions is not None:
-                schema = pl.DataFrame(schema=self.stored_schema).to_arrow().schema
-                dt.create_write_transaction(actions, "append", schema, partition_by=[PARTITION],
-                                            commit_properties=props)
-            else:
-                write_deltalake(dt, data.to_arrow(), mode="append", partition_by=[PARTITION],
-                                commit_properties=props, storage_options=self.storage_options)
-        except CommitFailedError:
-            return False
-        except (DeltaError, OSError) as exc:
-            raise StoreError(f"cannot commit {what} to {self.uri} ({first_line(exc)}); run the task again") from exc
-        return True
-
-    def _version_of(self, dt: Any, task_id: str) -> int:
-        """The version a task just committed on ``dt`` (searched among the newest commits), or
-        the newest version, which holds its rows either way."""
-        dt.update_incremental()
-        for c in dt.history(limit=COMMIT_SEARCH):
-            if meta_of(c, "task_id") == task_id:
-                return int(c["version"])
-        return int(dt.version())
-
-    def _discard(self, actions: list[Any] | None) -> None:
-        """Delete the files a shard task wrote, unless the newest version references them (a
-        commit reported failed that took effect); left for :meth:`vacuum` if that is unknown."""
-        if not actions:
-            return
-        with contextlib.suppress(StoreError, OSError):
-            referenced = {f.path for f in lake_files.data_files(self._load(), string_columns=(), local=self.local)}
-            lake_files.discard_local(root=self.uri, actions=actions, referenced=referenced)
 
     # -- reading --------------------------------------------------------------------------
     def resolve(self, *, version: int | None = None, as_of: datetime | str | None = None) -> int:
@@ -275,7 +181,7 @@ class IndexTable(Upkeep):
         if scheme is not None and scheme not in self.schemes:
             raise ParameterError(f"unknown split scheme {scheme!r}; valid schemes are {list(self.schemes)}")
         dt = self._snapshot(version=version, as_of=as_of)
-        every = lake_files.data_files(dt, string_columns=self.schemes, local=self.local)
+        every = lake_files.data_files(dt, string_columns=self.schemes)
         return lake_files.select(every, labels=None if labels is None else list(labels), column=scheme,
                                  values=None if parts is None else list(parts))
 
@@ -306,8 +212,7 @@ class IndexTable(Upkeep):
         file_schema = {k: v for k, v in self.stored_schema.items() if k != PARTITION}
 
         def one(f: lake_files.DataFile) -> pl.DataFrame:
-            return lake_files.read_file(root=self.uri, local=self.local, f=f, schema=file_schema,
-                                        storage_options=self.storage_options)
+            return lake_files.read_file(storage=self.storage, f=f, schema=file_schema)
 
         if len(selected) < 2:
             return [one(f) for f in selected]
@@ -329,4 +234,4 @@ class IndexTable(Upkeep):
             h.update(("\n" + "\n".join(chunk["r"].to_list())).encode())
         return f"sha256:{h.hexdigest()}"
 
-__all__ = ["IndexTable"]
+__all__ = ["APP_PREFIX", "DEFAULT_COMMIT_TRIES", "IndexTable"]

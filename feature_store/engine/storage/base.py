@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -66,12 +67,16 @@ class ObjectInfo:
     sha256 : str or None
         Hex sha256 of its bytes, where known (computed by a put; on S3, also recorded with the
         object and returned by :meth:`Storage.head`).
+    last_modified : datetime or None
+        When it was written (an aware time: S3's ``Last-Modified``, a file's mtime), as
+        :meth:`Storage.list` and :meth:`Storage.head` report it; None where unknown.
     """
 
     key: str
     size: int
     etag: str | None = None
     sha256: str | None = None
+    last_modified: datetime | None = None
 
 
 def check_key(key: object) -> str:

@@ -20,6 +20,7 @@ import os
 import secrets
 import stat
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from feature_store.atomic import fsync_dir
@@ -30,6 +31,11 @@ from feature_store.errors import StoreError
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _mtime(st: os.stat_result) -> datetime:
+    """A file's modification time, aware (UTC)."""
+    return datetime.fromtimestamp(st.st_mtime, tz=UTC)
 
 
 class LocalStorage(Storage):
@@ -125,7 +131,7 @@ class LocalStorage(Storage):
     def head(self, key: str) -> ObjectInfo:
         fd, st = self._open(key)
         os.close(fd)
-        return ObjectInfo(key=key, size=st.st_size)
+        return ObjectInfo(key=key, size=st.st_size, last_modified=_mtime(st))
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         prefix = check_prefix(prefix)
@@ -140,7 +146,8 @@ class LocalStorage(Storage):
                 st = os.lstat(path)
                 if name.startswith(TEMP_PREFIX) or not stat.S_ISREG(st.st_mode):
                     continue
-                found.append(ObjectInfo(key=path.relative_to(self.root).as_posix(), size=st.st_size))
+                found.append(ObjectInfo(key=path.relative_to(self.root).as_posix(), size=st.st_size,
+                                        last_modified=_mtime(st)))
         return sorted(found, key=lambda o: o.key)
 
     def delete(self, key: str) -> None:

@@ -225,7 +225,7 @@ class S3Storage(Storage):
             raise self._fail(exc, key) from None
         meta = result.meta
         return ObjectInfo(key=key, size=int(meta["size"]), etag=meta.get("e_tag"),
-                          sha256=result.attributes.get(SHA256_ATTRIBUTE))
+                          sha256=result.attributes.get(SHA256_ATTRIBUTE), last_modified=meta.get("last_modified"))
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         import obstore
@@ -233,7 +233,8 @@ class S3Storage(Storage):
 
         prefix = check_prefix(prefix)
         try:
-            found = [ObjectInfo(key=m["path"], size=int(m["size"]), etag=m.get("e_tag"))
+            found = [ObjectInfo(key=m["path"], size=int(m["size"]), etag=m.get("e_tag"),
+                                last_modified=m.get("last_modified"))
                      for batch in obstore.list(self._store, prefix=prefix or None) for m in batch]
         except (e.BaseError, OSError) as exc:
             raise self._fail(exc, prefix) from None
