@@ -113,6 +113,7 @@ def start(cluster, host: str, probe: str, args: dict) -> subprocess.Popen:
                          cwd=REPO, env=cluster.env(host), start_new_session=True, preexec_fn=server_preexec)
     p.stdin.write(json.dumps(args))
     p.stdin.close()
+    p.stdin = None  # written and closed: communicate() has nothing more to send
     return p
 
 
@@ -158,12 +159,14 @@ def bytes_sent(cluster, host: str, pid: int, port: int) -> int:
 
 FAILURES = """query($id: ID!, $cursor: String) { logsForRun(runId: $id, afterCursor: $cursor) { __typename
   ... on EventConnection { cursor hasMore events { __typename
-    ... on ExecutionStepFailureEvent { stepKey error { message className } failureMetadata { description } }
-    ... on ExecutionStepUpForRetryEvent { stepKey error { message className } } } } } }"""
+    ... on ExecutionStepFailureEvent { stepKey error { message className causes { message className } } }
+    ... on ExecutionStepUpForRetryEvent { stepKey error { message className causes { message className } } }
+  } } } }"""
 
 
 def step_failures(graph, run_ids) -> list[dict]:
-    """Every step failure and retry of the runs: run, step, kind, error class, message, description."""
+    """Every step failure and retry of the runs: run, step, kind, and the error the step raised
+    (a retry's is the cause of Dagster's RetryRequestedFromPolicy): its class and message."""
     found = []
     for run_id in run_ids:
         cursor = None
@@ -172,9 +175,10 @@ def step_failures(graph, run_ids) -> list[dict]:
             for e in out["events"]:
                 if e["__typename"] in ("ExecutionStepFailureEvent", "ExecutionStepUpForRetryEvent"):
                     error = e.get("error") or {}
+                    if error.get("className") == "RetryRequestedFromPolicy" and error.get("causes"):
+                        error = error["causes"][0]
                     found.append({"run": run_id, "step": e["stepKey"], "kind": e["__typename"],
-                                  "class": error.get("className"), "message": error.get("message", ""),
-                                  "description": (e.get("failureMetadata") or {}).get("description")})
+                                  "class": error.get("className"), "message": error.get("message", "")})
             cursor = out["cursor"]
             if not out.get("hasMore"):
                 break

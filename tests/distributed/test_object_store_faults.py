@@ -232,6 +232,7 @@ def scenario():
     shared, wall = base / "cluster", {}
     t0 = time.monotonic()
     ref = local_build(base / "local")
+    cluster, done = None, False
     try:
         cluster = cl.up(shared, workers=len(WORKERS), visibility_timeout=VISIBILITY_TIMEOUT, object_store=True,
                         shards=SHARDS)
@@ -266,6 +267,7 @@ def scenario():
         assert ref.wait(timeout=900) == 0, (base / "local" / "build.log").read_text()[-4000:]
         wall["waiting for the local build"] = time.monotonic() - t6
         local_tables = tables(open_storage(base / "local" / "data" / "store" / "objects"))
+        done = True
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(ref.pid, 9)
@@ -273,6 +275,8 @@ def scenario():
         state = cl.Cluster.load(shared) if (shared / cl.STATE).exists() else None
         if state is not None:
             cl.down(shared, log=lambda _m: None)
+        if not done:
+            shutil.rmtree(base, ignore_errors=True)
     left = leftovers(state or cluster)
     result = Scenario(race=race_answers, race_table=race_table, race_objects=race_objects, faults=faults, runs=runs,
                       reexecuted=reexecuted, statuses=statuses, handovers=handovers, failures=failures,
@@ -294,7 +298,9 @@ def test_the_whole_sharded_graph_on_s3_is_bit_identical_to_a_local_build(scenari
     for key, remote in scenario.cluster_tables.items():
         local = scenario.local_tables[key]
         assert remote["exists"] and local["exists"], key
-        assert remote["rows"].height > 0 and remote["rows"].equals(local["rows"]), key
+        a, b = remote["rows"], local["rows"]
+        assert a.height > 0 and a.schema == b.schema, (key, a.schema, b.schema)
+        assert [c for c in a.columns if not a[c].equals(b[c])] == [], key
         assert remote["arrays"] and remote["arrays"] == local["arrays"], key  # dtype, shape, sha256 of the bytes
 
 
@@ -353,9 +359,9 @@ def test_steps_fail_in_one_line_while_seaweedfs_restarts_and_succeed_on_retry(sc
     assert f.failures_seen and during, "no step failed while SeaweedFS was down"
     for e in during:
         assert e["class"] == "Failure", e  # the step's own one-line error, not an exception's traceback
-        desc = e["description"] or ""
-        assert desc.startswith("StoreError: ") and "\n" not in desc.strip(), e
-        assert "s3://gtzan/store" in desc, e
+        message = e["message"].strip().split(": ", 1)[-1]  # "dagster...Failure: StoreError: s3://..."
+        assert message.startswith("StoreError: ") and "\n" not in message, e
+        assert "s3://gtzan/store" in message, e
     # every run ended well: by the retry policy within the run, or re-executed from its failure
     for key, run_id in scenario.runs.items():
         final = scenario.reexecuted.get(run_id, run_id)
