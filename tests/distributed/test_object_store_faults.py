@@ -205,6 +205,22 @@ def publish_on(cluster: cl.Cluster, host: str) -> dict:
     return {"prefix": f"probes/{name}", **sp.answer(p)}
 
 
+def writers(cluster: cl.Cluster, host: str, wall: dict) -> tuple[dict, dict, dict]:
+    """A shard writer killed mid-upload and the same writer left to finish, on ``host``: what
+    each answered, and the objects and table each left in its prefix."""
+    t0 = time.monotonic()
+    killed = kill_mid_upload(cluster, host)
+    wall["a writer killed mid-upload"] = time.monotonic() - t0
+    t1 = time.monotonic()
+    control = publish_on(cluster, host)
+    wall["the same writer left to finish"] = time.monotonic() - t1
+    left = {}
+    for key, out in (("killed", killed), ("control", control)):
+        storage = s3(cluster, out["prefix"])
+        left[key] = ([o.key for o in storage.list("")], sp.table_digest(storage, KILLED["view"], KILLED["clip"]))
+    return killed, control, left
+
+
 def run_shards(cluster: cl.Cluster, graph: Graph, wall: dict) -> tuple[Faults, dict, dict, dict]:
     """Every partition of the sharded assets with the faults, then the failed runs re-executed."""
     faults = Faults(cluster, graph)
@@ -248,17 +264,7 @@ def scenario():
         faults, runs, reexecuted, statuses = run_shards(cluster, graph, wall)
         handovers = {i: celery_hosts(graph, i) for i in [*runs.values(), *reexecuted.values()]}
         failures = sp.step_failures(graph, [*runs.values(), *reexecuted.values()])
-        survivor = next(w for w in WORKERS if w != faults.host)
-        t3 = time.monotonic()
-        killed = kill_mid_upload(cluster, survivor)
-        wall["a writer killed mid-upload"] = time.monotonic() - t3
-        t4 = time.monotonic()
-        control = publish_on(cluster, survivor)
-        wall["the same writer left to finish"] = time.monotonic() - t4
-        probes = {}
-        for key, out in (("killed", killed), ("control", control)):
-            storage = s3(cluster, out["prefix"])
-            probes[key] = ([o.key for o in storage.list("")], sp.table_digest(storage, KILLED["view"], KILLED["clip"]))
+        killed, control, probes = writers(cluster, next(w for w in WORKERS if w != faults.host), wall)
         t5 = time.monotonic()
         cluster_tables = tables(s3(cluster))
         wall["every table read back from S3"] = time.monotonic() - t5
@@ -288,6 +294,10 @@ def scenario():
     finally:
         shutil.rmtree(base, ignore_errors=True)
         print("\nwall times: " + ", ".join(f"{k} {v:.0f} s" for k, v in wall.items()))
+        f = faults
+        print(f"lost {f.host} during {f.step} of run {f.run_id}; SeaweedFS down "
+              f"{(f.s3_started or 0) - (f.s3_stopped or 0):.0f} s, {len(f.failures_seen)} step failures seen meanwhile; "
+              f"{len(reexecuted)} runs re-executed; the killed writer had sent {killed['sent']} bytes")
 
 
 # ---------------------------------------------------------------------------------------
