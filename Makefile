@@ -58,7 +58,8 @@ test-all: install
 	$(PY) -m pytest -q -m "not distributed and not ui" $(PYTEST_ARGS)
 
 ## make test-distributed: (as root) bring up `make cluster` in a temporary folder, run the whole
-## graph on it against a single-machine `make run`, lose a worker host, tear everything down
+## graph on it against a single-machine `make run`, lose a worker host, tear everything down; then
+## again with --object-store: the sharded assets on its S3 server against a local build, under faults
 test-distributed: install
 	$(PY) -m pytest -q -s -m distributed tests/distributed $(PYTEST_ARGS)
 

@@ -168,7 +168,7 @@ def publish_partition(*, view: str, clip_seconds: int, shard: int, shards: int, 
 
     store = features.view_store(view)
     storage = objects.storage(store_root=features.root)
-    params_hash = store.view.clip_params.hash()
+    params_hash = store.view.hash()  # the hash of every parameter of the view, as `gtzan features publish` records it
     tid = task_id(run_id=run_id, view=view, clip_seconds=clip_seconds, shard=shard)
     done = publish_shard(store, storage=storage, shard=shard, shards=shards, clip_seconds=clip_seconds,
                          audio_root=audio.genre_root(), task_id=tid, workers=features.workers_for(store.view),

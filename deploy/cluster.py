@@ -27,7 +27,7 @@ keeps its store in the shared folder.
 
 Usage (as root; missing Debian packages are installed with apt-get)::
 
-    python deploy/cluster.py up [--dir DIR] [--workers 2] [--visibility-timeout S] [--object-store]
+    python deploy/cluster.py up [--dir DIR] [--workers 2] [--visibility-timeout S] [--object-store] [--shards S]
     python deploy/cluster.py materialize [--dir DIR] [--epochs N]
     python deploy/cluster.py status [--dir DIR]
     python deploy/cluster.py down [--dir DIR] [--purge]
@@ -57,7 +57,7 @@ _run, _alive, _reap = run, alive, reap  # the names the tests knew
 #: The folders the service user writes (0700, its own).
 SERVICE_DIRS = ("data", "dagster-home", "dagster-storage", "compute-logs", "tmp", "home")
 __all__ = ["_CHILDREN", "BIN", "Cluster", "ClusterError", "STATE", "UI_PORT", "WEB_PORT", "default_signals",
-           "server_preexec", "stop_groups", "up", "down", "lose_host", "main"]
+           "server_preexec", "stop_groups", "up", "down", "lose_host", "stop_object_store", "restart_object_store", "main"]
 
 
 def _as_service_user(*cmd: str, cluster: Cluster) -> None:
@@ -148,10 +148,11 @@ def _check_folder(shared: Path) -> None:
 
 
 def up(directory: str | os.PathLike[str], *, workers: int = 2, visibility_timeout: int = 3600,
-       object_store: bool = False, log=print) -> Cluster:
+       object_store: bool = False, shards: int = 0, log=print) -> Cluster:
     """Install what is missing, then start every host and service; on any failure, tear down.
 
-    ``object_store``: give the hosts GTZAN_STORE_URL and the AWS variables of the S3 server.
+    ``object_store``: give the hosts GTZAN_STORE_URL and the AWS variables of the S3 server;
+    ``shards``: their GTZAN_SHARDS (0: unset, the settings' default).
     """
     if os.geteuid() != 0:
         raise ClusterError("the cluster makes network namespaces: run it as root")
@@ -168,7 +169,7 @@ def up(directory: str | os.PathLike[str], *, workers: int = 2, visibility_timeou
     s3_key, s3_secret = new_credentials()
     cluster = Cluster(dir=str(shared), index=free_index(), workers=[f"worker-{i + 1}" for i in range(workers)],
                       pg_password=new_password(), redis_password=new_password(), ui_password=new_password(),
-                      s3_access_key=s3_key, s3_secret_key=s3_secret, object_store=object_store,
+                      s3_access_key=s3_key, s3_secret_key=s3_secret, object_store=object_store, shards=shards,
                       visibility_timeout=visibility_timeout, boot_id=boot_id(), python=str(service_python(shared)))
     cluster.save()
     try:
@@ -250,6 +251,24 @@ def lose_host(cluster: Cluster, host: str) -> None:
     cluster.save()
 
 
+def stop_object_store(cluster: Cluster) -> None:
+    """Stop the cluster's SeaweedFS (its process group, as ``down`` does); its data stays."""
+    pgid = our_groups(cluster).get("seaweedfs")
+    if pgid is not None:
+        stop_groups([pgid], first=SERVICES["seaweedfs"], grace=GRACE["seaweedfs"])
+    remove_sockets(cluster.s3_state["ports"], uid=_uid(SERVICE_USER))
+    cluster.groups.pop("seaweedfs", None)
+    cluster.save()
+
+
+def restart_object_store(cluster: Cluster) -> None:
+    """Start the cluster's SeaweedFS again after :func:`stop_object_store`: the same address,
+    keys, bucket and data, so every host's variables still hold."""
+    if "seaweedfs" in our_groups(cluster):
+        raise ClusterError("SeaweedFS of this cluster is running: stop it first")
+    start_object_store(cluster)
+
+
 def _materialize(args: argparse.Namespace) -> None:
     from graph import materialize_default_graph
 
@@ -293,12 +312,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--object-store", action="store_true",
                         help="up: give every host GTZAN_STORE_URL and the AWS variables of the cluster's S3 server "
                              "(it runs either way)")
+    parser.add_argument("--shards", type=int, default=0,
+                        help="up: the hosts' GTZAN_SHARDS, shards of the sharded assets (default: the settings')")
     parser.add_argument("--purge", action="store_true", help="down: also delete the folder and its stores")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
             up(args.dir, workers=args.workers, visibility_timeout=args.visibility_timeout,
-               object_store=args.object_store)
+               object_store=args.object_store, shards=args.shards)
         elif args.command == "down":
             down(args.dir, purge=args.purge)
         elif args.command == "status":

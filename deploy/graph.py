@@ -113,17 +113,25 @@ class Graph:
 
     # -- runs ------------------------------------------------------------------------------
     def launch(self, job: str, *, partition: str | None = None, run_config: dict | None = None,
-               tags: dict[str, str] | None = None) -> str:
-        """Launch ``job`` (for one ``partition``: ``"5"`` or ``"5|cnn"``); return the run id."""
+               tags: dict[str, str] | None = None, assets: list[str] | None = None,
+               dimensions: tuple[str, str] = ("clip", "model")) -> str:
+        """Launch ``job`` (for one ``partition``: ``"5"`` or ``"5|cnn"``); return the run id.
+
+        ``assets``: the assets it materializes (their keys; the job ``__ASSET_JOB`` takes any);
+        ``dimensions``: the names of a multi-partition key's two dimensions, in its order.
+        """
         location, repo = self.location()
         all_tags = dict(tags or {})
         if partition is not None:
             all_tags["dagster/partition"] = partition
-            if "|" in partition:  # a multi-partition key: clip|model, dimensions by name
-                clip, model = partition.split("|")
-                all_tags.update({"dagster/partition/clip": clip, "dagster/partition/model": model})
+            if "|" in partition:  # a multi-partition key: its dimensions by name
+                all_tags.update({f"dagster/partition/{d}": v
+                                 for d, v in zip(dimensions, partition.split("|"), strict=True)})
+        selector = {"repositoryLocationName": location, "repositoryName": repo, "jobName": job}
+        if assets is not None:
+            selector["assetSelection"] = [{"path": [a]} for a in assets]
         params = {
-            "selector": {"repositoryLocationName": location, "repositoryName": repo, "jobName": job},
+            "selector": selector,
             "runConfigData": run_config or {},
             "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in all_tags.items()]},
         }
@@ -132,9 +140,9 @@ class Graph:
             raise GraphError(f"launching {job} [{partition}] failed: {out}")
         return out["run"]["runId"]
 
-    def reexecute(self, run_id: str) -> str:
-        """Re-execute every step of run ``run_id``; return the new run's id."""
-        out = self.query(REEXECUTE, {"p": {"parentRunId": run_id, "strategy": "ALL_STEPS"}})["launchRunReexecution"]
+    def reexecute(self, run_id: str, *, strategy: str = "ALL_STEPS") -> str:
+        """Re-execute run ``run_id`` (every step, or ``FROM_FAILURE``); return the new run's id."""
+        out = self.query(REEXECUTE, {"p": {"parentRunId": run_id, "strategy": strategy}})["launchRunReexecution"]
         if out["__typename"] != "LaunchRunSuccess":
             raise GraphError(f"re-executing {run_id} failed: {out}")
         return out["run"]["runId"]
@@ -250,3 +258,38 @@ def materialize_default_graph(
     mats = graph.run(runs[-1][2])["assetMaterializations"]
     report = next(m.get("path") for m in mats[0]["metadataEntries"] if m["label"] == "path")
     return GraphRuns(runs=runs, report=report)
+
+
+@dataclass
+class ShardRuns:
+    """The runs of the sharded assets' partitions, by partition key (``"5|0003"``)."""
+
+    ids: dict[str, str]
+    statuses: dict[str, str]
+
+
+def materialize_sharded(
+    graph: Graph,
+    *,
+    views: list[str],
+    shards: int,
+    clip_seconds: list[int] | None = None,
+    timeout: float = 1800,
+    on_poll: Callable[[list[str]], None] | None = None,
+) -> ShardRuns:
+    """Launch one run per (clip length, shard) partition of the sharded assets of ``views``
+    (``<view>_shards``, registered when the hosts have GTZAN_STORE_URL), all of them at once;
+    wait for them. A run that failed is the caller's to re-execute
+    (``Graph.reexecute(..., strategy="FROM_FAILURE")``).
+
+    ``on_poll`` is called with the runs' ids while they run (the fault tests act from it).
+    """
+    from feature_store.params import CLIP_SECONDS
+
+    clips = [str(c) for c in (clip_seconds or CLIP_SECONDS)]
+    keys = [f"{c}|{s:04d}" for c in clips for s in range(shards)]
+    assets = [f"{v}_shards" for v in views]
+    ids = {key: graph.launch("__ASSET_JOB", partition=key, assets=assets, dimensions=("clip", "shard"))
+           for key in keys}
+    statuses = graph.wait(ids.values(), timeout=timeout, on_poll=on_poll and (lambda: on_poll(list(ids.values()))))
+    return ShardRuns(ids=ids, statuses={key: statuses[run_id] for key, run_id in ids.items()})

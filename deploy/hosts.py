@@ -48,10 +48,9 @@ class ClusterError(RuntimeError):
 class Cluster:
     """Everything ``down`` needs, written (0600, root) as soon as it exists.
 
-    The passwords are new at every ``up``: PostgreSQL's role ``gtzan``, Redis's ACL user
-    ``gtzan``, the UI's basic-auth user ``gtzan`` (the proxy's), and SeaweedFS's S3 access key
-    and secret. ``object_store``: whether the hosts get GTZAN_STORE_URL and the AWS variables
-    (``up --object-store``); the S3 server runs either way.
+    The passwords are new at every ``up``: PostgreSQL's role, Redis's ACL user and the UI's basic-auth
+    user (the proxy's), all ``gtzan``, and SeaweedFS's S3 access key and secret. ``object_store``: whether
+    the hosts get GTZAN_STORE_URL and the AWS variables (``up --object-store``); the S3 server runs anyway.
     """
 
     dir: str
@@ -69,6 +68,7 @@ class Cluster:
     s3_access_key: str = ""
     s3_secret_key: str = ""
     object_store: bool = False
+    shards: int = 0  # GTZAN_SHARDS of every host (0: the settings' default)
     python: str = sys.executable  # the interpreter of every Python process (:func:`service_python`)
 
     @property
@@ -152,7 +152,7 @@ class Cluster:
             **({} if self.python == sys.executable else {"PYTHONPATH": str(Path(self.python).parents[1] / "extra")}),
             "PATH": os.pathsep.join(dict.fromkeys([str(Path(self.python).parent), str(BIN),
                                                    keep.get("PATH", "/usr/bin:/bin")])),
-            **(self.s3_env() if self.object_store else {}),
+            **(self.s3_env() if self.object_store else {}), **({"GTZAN_SHARDS": str(self.shards)} if self.shards else {}),
         }
 
     def graph(self):

@@ -84,10 +84,14 @@ class IndexTable(Writes, Upkeep):
 
     # -- loading --------------------------------------------------------------------------
     def exists(self) -> bool:
-        """Whether the table has been created."""
+        """Whether the table has been created (StoreError, one line, when its storage fails)."""
         from deltalake import DeltaTable
+        from deltalake.exceptions import DeltaError
 
-        return DeltaTable.is_deltatable(self.uri, storage_options=self.storage_options)
+        try:
+            return DeltaTable.is_deltatable(self.uri, storage_options=self.storage_options)
+        except (DeltaError, OSError) as exc:
+            raise StoreError(f"the index table at {self.uri} cannot be reached ({first_line(exc)})") from None
 
     def _load(self, version: int | None = None, *, create: bool = False) -> Any:
         """The table at ``version`` (default the newest); ``create``: create it when missing."""
