@@ -162,18 +162,16 @@ def publish_partition(*, view: str, clip_seconds: int, shard: int, shards: int, 
     StoreError
         Ingest has not run, or the storage or the commit failed (a retry may succeed).
     """
-    from feature_store.engine.lake import Lineage
-    from feature_store.engine.registry import package_version
-    from feature_store.engine.sharded import index_table, publish_shard
+    from feature_store.engine.sharded import index_table, lineage_of, publish_shard
 
     store = features.view_store(view)
     storage = objects.storage(store_root=features.root)
-    params_hash = store.view.hash()  # the hash of every parameter of the view, as `gtzan features publish` records it
+    lineage = lineage_of(store.view, run_id=run_id)  # as `gtzan features publish` records it
+    params_hash = lineage.params_hash
     tid = task_id(run_id=run_id, view=view, clip_seconds=clip_seconds, shard=shard)
     done = publish_shard(store, storage=storage, shard=shard, shards=shards, clip_seconds=clip_seconds,
                          audio_root=audio.genre_root(), task_id=tid, workers=features.workers_for(store.view),
-                         lineage=Lineage(params_hash=params_hash, code_version=package_version(), run_id=run_id),
-                         replace=True)
+                         lineage=lineage, replace=True)
     table = index_table(storage, store.view, clip_seconds=clip_seconds)
     # the shard's rows at the version that holds them: this task's, or those of the task that
     # published the same songs before (the engine commits a shard's rows only when they change)

@@ -64,6 +64,22 @@ class PublishedShard:
     compacted: int | None = None
 
 
+def code_version(view: FeatureView) -> str:
+    """The code that computed a view's numbers: the package version, then the view's own code
+    versions (its registry fields named ``*code_version``): ``0.1.0+timbre=1``."""
+    from feature_store.engine.registry import package_version
+
+    own = [f"{k.removesuffix('_code_version').removesuffix('code_version') or 'view'}={v}"
+           for k, v in sorted(view.registry_fields().items()) if k.endswith("code_version")]
+    return "+".join([package_version(), *own])[:200]
+
+
+def lineage_of(view: FeatureView, *, run_id: str) -> Lineage:
+    """The lineage of a commit of ``view``'s rows, whoever publishes them (the command line or
+    a Dagster asset): the view's hash (every parameter), :func:`code_version`, ``run_id``."""
+    return Lineage(params_hash=view.hash(), code_version=code_version(view), run_id=run_id)
+
+
 def index_table(storage: Storage, view: FeatureView, *, clip_seconds: int) -> IndexTable:
     """The index table of ``view`` at ``clip_seconds`` on ``storage``."""
     c = validate_clip_seconds(clip_seconds)

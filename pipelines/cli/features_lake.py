@@ -71,21 +71,11 @@ def store_storage(settings: Settings) -> Any:
     return open_storage(settings.objects_location)
 
 
-def code_version(view: Any) -> str:
-    """The code that computed a view's numbers: the package version, then the view's own code
-    versions (its registry fields named ``*code_version``): ``0.1.0+timbre=1``."""
-    from feature_store.engine.registry import package_version
-
-    own = [f"{k.removesuffix('_code_version').removesuffix('code_version') or 'view'}={v}"
-           for k, v in sorted(view.registry_fields().items()) if k.endswith("code_version")]
-    return "+".join([package_version(), *own])[:200]
-
-
 def lineage_of(view: Any, *, run_id: str) -> Any:
-    """The lineage of a commit of ``view``'s rows: its params hash, :func:`code_version`, ``run_id``."""
-    from feature_store.engine.lake import Lineage
+    """The lineage of a commit of ``view``'s rows (:func:`feature_store.engine.sharded.lineage_of`)."""
+    from feature_store.engine.sharded import lineage_of as engine_lineage
 
-    return Lineage(params_hash=view.hash(), code_version=code_version(view), run_id=run_id)
+    return engine_lineage(view, run_id=run_id)
 
 
 def publish_hint(view: str, clip_seconds: int | None) -> str:

@@ -66,6 +66,11 @@ def test_two_shards_commit_their_rows_once_per_run_and_keep_their_data_version(s
     commits = [v for v in history if v.task_id]
     assert [v.task_id for v in commits] == [task_id(run_id=first[s].run_id, view=VIEW, clip_seconds=5, shard=s)
                                           for s in range(SHARDS)]
+    # the lineage `gtzan features publish` would record: the view's hash and code versions
+    from feature_store.engine.sharded import code_version
+    from feature_store.views import get_view
+
+    assert {(v.params_hash, v.code_version) for v in commits} == {(get_view(VIEW).hash(), code_version(get_view(VIEW)))}
     rows = table.scan().collect()
     meta = {s: materialization(first[s]).metadata for s in range(SHARDS)}
     assert rows.height > 0 and sum(meta[s]["rows"].value for s in range(SHARDS)) == rows.height

@@ -192,7 +192,8 @@ def test_vacuum_deletes_an_unreferenced_object_and_keeps_referenced_ones(lake: d
 
 
 def test_the_objects_live_under_the_store_root_unless_a_store_url_is_set(tmp_path: Path) -> None:
-    from pipelines.cli.features_lake import code_version, store_storage
+    from feature_store.engine.sharded import code_version
+    from pipelines.cli.features_lake import store_storage
     from pipelines.settings import Settings
 
     local = Settings.from_env({"GTZAN_DATA_DIR": str(tmp_path)})
