@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -115,8 +116,10 @@ def test_concurrent_commits_from_processes_keep_every_row_once(tmp_path: Path) -
     uri = str(tmp_path / "t")
     # four writers; writers 0 and 1 race on the same tasks (a task retried on another host)
     jobs = [(uri, 0, [0, 1, 2, 3]), (uri, 1, [0, 1, 2, 3]), (uri, 2, [4, 5, 6]), (uri, 3, [7, 8, 9])]
-    with multiprocessing.get_context("spawn").Pool(4) as pool:
-        results = pool.map(_writer, jobs)
+    # an executor ends its workers by telling them to stop, not by SIGTERM (which a process
+    # started in the background may ignore), and a worker that dies fails the test
+    with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(pool.map(_writer, jobs))
     committed = [s for r in results for s, ok in r if ok]
     assert sorted(committed) == list(range(10))  # each task committed by exactly one writer
     df = IndexTable(uri).scan().collect()
