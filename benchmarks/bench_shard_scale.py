@@ -217,10 +217,19 @@ def query(table_uri: str, *, arrays: list[str], label: int, repeats: int) -> dic
     def once():
         return IndexTable(table_uri, arrays=arrays).scan(labels=[label], scheme="seed", parts=["test"]).collect()
 
+    def whole():
+        """What a shard task reads before building (``publish_shard``'s check for rows already
+        published): every row of the newest version, then its shard's."""
+        import polars as pl
+
+        return IndexTable(table_uri, arrays=arrays).scan().filter(pl.col("shard") == 0).select(
+            "song_id", "task_id").collect()
+
     once()  # the files in the page cache, as in every query figure here
     t = IndexTable(table_uri, arrays=arrays)
     return {"ms": _median_ms(once, repeats), "rows": once().height,
-            "files_read": len(t.files(labels=[label], scheme="seed", parts=["test"])), "files_total": len(t.files())}
+            "files_read": len(t.files(labels=[label], scheme="seed", parts=["test"])), "files_total": len(t.files()),
+            "whole_table_scan_ms": _median_ms(whole, max(3, repeats // 3))}
 
 
 def compact(table_uri: str, *, arrays: list[str]) -> dict:
