@@ -25,7 +25,8 @@ object it names, rows checked against their digests).
 Against unpickling (the study's way, at ``--pickle-size`` songs): every 5 s clip of the store as
 a list of ``(mel, label)`` pickled into one file, then ``pickle.load`` of it and the
 selection taken out (and, stricter, a pickle holding only the selection), against
-``read_clips`` on a new reader. This is the only use of pickle, the baseline being measured.
+``read_clips`` on a new reader. The pickles are written and read by ``study_baseline.py``, the
+one module allowed to (the baseline being measured).
 
 Synthetic index tables: rows of the built 5 s table replicated (new ids, random digests) to
 ``--table-rows`` rows, committed with ``IndexTable.commit_shard`` in ``--table-commits``
@@ -296,8 +297,9 @@ def read_selection(objects: Path, *, clip: int, label: int, repeats: int) -> dic
 # against unpickling (the study's way; the only pickle, the baseline being measured)
 # ---------------------------------------------------------------------------------------
 def against_pickle(objects: Path, workdir: Path, *, clip: int, label: int, repeats: int) -> dict:
-    """``read_clips`` of one label's test clips on a new reader against unpickling the same clips."""
-    import pickle
+    """``read_clips`` of one label's test clips on a new reader against unpickling the same clips
+    (through ``study_baseline.py``, the one module allowed to pickle: the baseline)."""
+    from study_baseline import pickle_features, unpickle_features
 
     from feature_store.engine.sharded import read_clips
     from feature_store.engine.storage import open_storage
@@ -308,20 +310,16 @@ def against_pickle(objects: Path, workdir: Path, *, clip: int, label: int, repea
     mels, labels = every.arrays["mel"], rows["label"].to_list()
     wanted = ((rows["label"] == label) & (rows["seed"] == "test")).to_numpy().nonzero()[0]
     whole, part = workdir / f"study-{clip:02d}s.pkl", workdir / f"study-{clip:02d}s-selection.pkl"
-    with open(whole, "wb") as fh:
-        pickle.dump([(mels[i], labels[i]) for i in range(len(labels))], fh)
-    with open(part, "wb") as fh:
-        pickle.dump([(mels[i], labels[i]) for i in wanted], fh)
+    pickle_features([(mels[i], labels[i]) for i in range(len(labels))], whole)
+    pickle_features([(mels[i], labels[i]) for i in wanted], part)
     del every, mels
 
     def study():
-        with open(whole, "rb") as fh:
-            data = pickle.load(fh)  # noqa: S301 - the baseline's own file
+        data = unpickle_features(whole)
         return np.stack([data[i][0] for i in wanted])
 
     def study_selection():
-        with open(part, "rb") as fh:
-            return np.stack([m for m, _ in pickle.load(fh)])  # noqa: S301 - the baseline's own file
+        return np.stack([m for m, _ in unpickle_features(part)])
 
     def ours():
         return read_clips(open_storage(objects), view, clip_seconds=clip, labels=[label], scheme="seed",
