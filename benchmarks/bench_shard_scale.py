@@ -63,63 +63,12 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 VIEW = "mel"
-SR = 22050
 #: Single-threaded numerics in every worker: one task per core, as a worker host running one task.
 THREADS = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
 
 
 def load() -> float:
     return round(os.getloadavg()[0], 2)
-
-
-# ---------------------------------------------------------------------------------------
-# the corpus
-# ---------------------------------------------------------------------------------------
-def _render(task: tuple[str, int, float, str]) -> None:
-    import soundfile as sf
-
-    from feature_store.demo import song_seed, synthesize_song
-
-    genre, i, duration, target = task
-    y = synthesize_song(genre, seed=song_seed(0, genre, i), duration=duration, sr=SR)
-    sf.write(target + ".part", np.round(y * 32767).astype(np.int16), SR, subtype="PCM_16", format="WAV")
-    os.replace(target + ".part", target)
-
-
-def _copy(task: tuple[str, int, str]) -> None:
-    import soundfile as sf
-
-    src, k, target = task
-    data, sr = sf.read(src, dtype="int16")
-    data[k] = np.int16(int(data[k]) ^ 1)
-    sf.write(target + ".part", data, sr, subtype="PCM_16", format="WAV")
-    os.replace(target + ".part", target)
-
-
-def make_corpus(dst: Path, *, size: int, base: int, duration: float, workers: int) -> dict:
-    """``size`` distinct songs (10 genres x size/10) under ``dst/genres_original``; existing files kept."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    from feature_store.demo import GENRES
-
-    per_genre, t0 = size // len(GENRES), time.perf_counter()
-    renders, copies = [], []
-    for g in GENRES:
-        out = dst / "genres_original" / g
-        out.mkdir(parents=True, exist_ok=True)
-        for i in range(per_genre):
-            target = out / f"{g}.{i:05d}.wav"
-            if target.exists():
-                continue
-            if i < base:
-                renders.append((g, i, duration, str(target)))
-            else:
-                copies.append((str(out / f"{g}.{i % base:05d}.wav"), i // base, str(target)))
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        list(pool.map(_render, renders, chunksize=4))
-        list(pool.map(_copy, copies, chunksize=64))
-    return {"rendered": len(renders), "copied": len(copies), "seconds": round(time.perf_counter() - t0, 1)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -452,6 +401,41 @@ def one_size(args: argparse.Namespace, size: int, audio: Path, workers: list[int
     return out
 
 
+def run_all(args: argparse.Namespace, result: dict, save) -> None:
+    """The corpus, every size's builds and queries, then the synthetic tables, saved as they come."""
+    from bench_scale import subset
+    from scale_corpus import make_corpus
+
+    full = args.workdir / "audio" / "full"
+    l0 = load()
+    result["corpus"] = {**make_corpus(full, size=max(args.sizes), base=args.base, duration=args.duration,
+                                      workers=os.cpu_count() or 1), "load": [l0, load()]}
+    print(f"corpus: {result['corpus']}", flush=True)
+    template = None
+    for size in sorted(args.sizes):
+        audio = full
+        if size != max(args.sizes):
+            audio = args.workdir / "audio" / f"n{size}"
+            subset(full, audio, size)
+        workers = args.workers if size == max(args.sizes) else args.workers[:1]
+        for s in one_size(args, size, audio / "genres_original", workers):
+            result["sizes"].append(s)
+            save()
+            template = (s["table_uri"][5], s["arrays"])
+        if size != max(args.sizes) and not args.keep:
+            shutil.rmtree(args.workdir / f"n{size}")
+    for rows in args.table_rows:
+        where = args.workdir / "tables" / f"rows-{rows}"
+        s = synthetic_table(template[0], where, rows=rows, commits=args.table_commits,
+                            arrays=template[1], label=args.label, repeats=args.query_repeats)
+        print(json.dumps(s), flush=True)
+        result["tables"].append(s)
+        save()
+        shutil.rmtree(where, ignore_errors=True)
+    result["load_end"] = load()
+    save()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, required=True, help="scratch folder, outside the repository")
@@ -483,36 +467,10 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(json.dumps(result, indent=1, default=str))
 
     try:
-        full = args.workdir / "audio" / "full"
-        l0 = load()
-        result["corpus"] = {**make_corpus(full, size=max(args.sizes), base=args.base, duration=args.duration,
-                                          workers=os.cpu_count() or 1), "load": [l0, load()]}
-        print(f"corpus: {result['corpus']}", flush=True)
-        from bench_scale import subset
-
-        template = None
-        for size in sorted(args.sizes):
-            audio = full
-            if size != max(args.sizes):
-                audio = args.workdir / "audio" / f"n{size}"
-                subset(full, audio, size)
-            workers = args.workers if size == max(args.sizes) else args.workers[:1]
-            for s in one_size(args, size, audio / "genres_original", workers):
-                result["sizes"].append(s)
-                save()
-                template = (s["table_uri"][5], s["arrays"])
-            if size != max(args.sizes) and not args.keep:
-                shutil.rmtree(args.workdir / f"n{size}")
-        for rows in args.table_rows:
-            where = args.workdir / "tables" / f"rows-{rows}"
-            s = synthetic_table(template[0], where, rows=rows, commits=args.table_commits,
-                                arrays=template[1], label=args.label, repeats=args.query_repeats)
-            print(json.dumps(s), flush=True)
-            result["tables"].append(s)
-            save()
-            shutil.rmtree(where, ignore_errors=True)
-        result["load_end"] = load()
+        run_all(args, result, save)
+    except BaseException:
         save()
+        raise
     finally:
         if not args.keep:
             shutil.rmtree(args.workdir, ignore_errors=True)
