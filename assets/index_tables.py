@@ -129,6 +129,17 @@ def observe_table(*, view: str, clip_seconds: int, features: FeatureStoreResourc
         rows_digest=content_digest(rows), table_digest=table.version_digest(version))
 
 
+def settle_table(*, view: str, clip_seconds: int, features: FeatureStoreResource,
+                 objects: ObjectStoreResource) -> int | None:
+    """Compact ``view``'s index table at ``clip_seconds`` once its shards are materialized
+    (:func:`feature_store.engine.sharded.compact_table`): the compaction's version, or None.
+    It moves rows and adds none, so the content digest, and the data version, stay."""
+    from feature_store.engine.sharded import compact_table
+
+    store = features.view_store(view)
+    return compact_table(objects.storage(store_root=features.root), store.view, clip_seconds=clip_seconds)
+
+
 def table_asset(view: str, *, shards: dg.AssetsDefinition) -> dg.AssetsDefinition:
     """The table asset of the view called ``view``, downstream of its sharded asset ``shards``."""
 
@@ -145,20 +156,23 @@ def table_asset(view: str, *, shards: dg.AssetsDefinition) -> dg.AssetsDefinitio
         description=f"The newest version of the {view} view's Delta index table of each clip length, which "
         f"every shard of {sharded_asset_name(view)} of that length commits to. Its data version is the digest of "
         "the rows' content (ids, labels, splits, array digests, parameters; not where they are stored nor what "
-        "wrote them): a re-publish that changes no row keeps it, so no model retrains. Metadata: the version, "
-        "rows, shards, and the digests.",
+        "wrote them): a re-publish that changes no row keeps it, so no model retrains. It first compacts the "
+        "table (one file per label, the same rows), so that a new reader's query reads one file. Metadata: the "
+        "version, rows, shards, and the digests.",
     )
     def _asset(context: dg.AssetExecutionContext, features: FeatureStoreResource,
                objects: ObjectStoreResource) -> dg.MaterializeResult:
         clip_seconds = int(context.partition_key)
         try:
+            compacted = settle_table(view=view, clip_seconds=clip_seconds, features=features, objects=objects)
             seen = observe_table(view=view, clip_seconds=clip_seconds, features=features, objects=objects)
         except (ParameterError, IntegrityError, NoTableError) as exc:  # no retry fixes these
             raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
         except StoreError as exc:  # the storage may recover: the retry policy tries again
             raise dg.Failure(description=f"StoreError: {exc}", allow_retries=True) from exc
         context.log.info(f"{view} {clip_seconds} s: table version {seen.version}, {seen.rows} rows of "
-                         f"{len(seen.shards)} shards, data version {seen.data_version().value}")
+                         f"{len(seen.shards)} shards, data version {seen.data_version().value}"
+                         + ("" if compacted is None else f" (compacted in version {compacted})"))
         return dg.MaterializeResult(metadata=step_metadata(seen.metadata(), features), data_version=seen.data_version())
 
     return _asset

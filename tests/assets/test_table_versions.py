@@ -8,6 +8,7 @@ with ``dagster.evaluate_automation_conditions``, and staleness read with Dagster
 
 import dataclasses
 import wave
+from collections import Counter
 from pathlib import Path
 
 import dagster as dg
@@ -101,10 +102,22 @@ def trained_model(instance: dg.DagsterInstance, res: dict) -> tuple[Ticks, dg.As
     return ticks, table
 
 
+def index_of(res: dict):
+    """The index table of the timbre view at 5 s, on the store location of ``res``."""
+    from feature_store.engine.sharded import index_table
+
+    store = res["features"].view_store(VIEW)
+    return index_table(res["objects"].storage(store_root=res["features"].root), store.view, clip_seconds=int(CLIP))
+
+
 def test_a_republish_of_the_same_rows_keeps_the_data_version_and_retrains_nothing(corpus, tmp_path):
     with dg.DagsterInstance.ephemeral() as instance:
         res = ingested(corpus, tmp_path / "a")
         ticks, first = trained_model(instance, res)
+        # the table partition compacted the shards' files: one file per label, for a new reader
+        history = [v.operation for v in index_of(res).history()]
+        assert history[-1] == "COMPACT" and set(Counter(f.label for f in index_of(res).files()).values()) == {1}
+        assert first.metadata["table_version"].value == len(history) - 1
         # the same shards again (new runs: published already, nothing committed) and the table again
         again = publish(instance, res)
         assert again.metadata["table_version"].value == first.metadata["table_version"].value

@@ -176,3 +176,20 @@ def test_two_builds_of_a_shard_racing_from_processes_commit_once(corpus, storage
     rows = read_clips(storage, ToyView(), clip_seconds=CLIP)[0]
     assert rows.height > 0 and rows["clip_id"].n_unique() == rows.height and set(rows["shard"]) == {2}
     assert [o.key for o in storage.list("") if o.key.endswith(".h5")] == rows["object_key"].unique().to_list()
+
+
+def test_a_finished_build_compacts_each_label_into_one_file_with_the_same_rows(corpus, storage):  # noqa: F811
+    from collections import Counter
+
+    from feature_store.engine.sharded import compact_table
+
+    for k in range(SHARDS):
+        publish(corpus, storage, k)
+    table = index_table(storage, ToyView(), clip_seconds=CLIP)
+    before = table.scan().collect().sort("clip_id")
+    assert max(Counter(f.label for f in table.files()).values()) > 1  # one file per shard of a label
+    version = compact_table(storage, ToyView(), clip_seconds=CLIP)
+    assert version == table.latest_version() and table.history()[-1].operation == "COMPACT"
+    assert set(Counter(f.label for f in table.files()).values()) == {1}
+    assert table.scan().collect().sort("clip_id").equals(before)
+    assert compact_table(storage, ToyView(), clip_seconds=CLIP) is None  # nothing left to compact
