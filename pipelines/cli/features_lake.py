@@ -346,7 +346,7 @@ def lake_query_command(ws: Workspace, clip_seconds: str, version: int | None, as
       gtzan features lake-query --clip-seconds 5 --as-of 2026-12-06T23:00:00Z --genre jazz --split test
       gtzan features lake-query --clip-seconds 5 --count
     """
-    from pipelines.cli.features_query import format_of, write_rows, write_table
+    from pipelines.cli.features_query import format_of, select_columns, write_rows, write_table
 
     from feature_store.params import validate_clip_seconds
 
@@ -367,12 +367,7 @@ def lake_query_command(ws: Workspace, clip_seconds: str, version: int | None, as
         for g, n in df.iter_rows():
             click.echo(f"  {g:<12} {n}")
         return
-    if columns:
-        wanted = split_values([columns])
-        unknown = [col for col in wanted if col not in df.columns]
-        if unknown:
-            raise CLIError(f"unknown column(s) {unknown}; columns are {df.columns}", EXIT_USAGE)
-        df = df.select(wanted)
+    df = select_columns(df, columns)
     if fmt == "table":
         click.echo(f"{view} {c} s, version {pinned} of {table.uri}", err=output is not None)
         write_table(df, None if columns else list(LAKE_COLUMNS), limit, output)

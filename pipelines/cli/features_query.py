@@ -100,12 +100,7 @@ def query_command(ws: Workspace, clip_seconds: str, genre: tuple[str, ...], spli
         if c in store.available_clip_seconds():
             raise
         raise CLIError(f"{exc}; from the command line: {build_hint(ws, view, c)}{other_stores(ws, view)}") from exc
-    if columns:
-        wanted = split_values([columns])
-        unknown = [col for col in wanted if col not in df.columns]
-        if unknown:
-            raise CLIError(f"unknown column(s) {unknown}; columns are {df.columns}", EXIT_USAGE)
-        df = df.select(wanted)
+    df = select_columns(df, columns)
     if fmt == "table":
         extra = [col for col in df.columns if col not in index_cols][:4]  # a glimpse of the values
         write_table(df, None if columns else [*TABLE_COLUMNS, *store.view.index_columns(c), *extra], limit, output)
@@ -147,6 +142,17 @@ def format_of(output: Path | None) -> str:
     if not fmt:
         raise CLIError(f"cannot tell the format of {output.name}; add --format csv|json|parquet", EXIT_USAGE)
     return fmt
+
+
+def select_columns(df: Any, columns: str | None) -> Any:
+    """The comma-separated ``--columns`` of ``df`` (all without it); an unknown one is a usage error."""
+    if not columns:
+        return df
+    wanted = split_values([columns])
+    unknown = [col for col in wanted if col not in df.columns]
+    if unknown:
+        raise CLIError(f"unknown column(s) {unknown}; columns are {df.columns}", EXIT_USAGE)
+    return df.select(wanted)
 
 
 def write_table(df: Any, cols: list[str] | None, limit: int | None, output: Path | None) -> None:

