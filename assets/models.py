@@ -42,7 +42,7 @@ class TrainingConfig(dg.Config):
     batch_size: int = _TRAIN.batch_size
 
 
-def _check_config(config: TrainingConfig) -> None:
+def check_config(config: TrainingConfig) -> None:
     """Refuse empty seeds, and run config past :mod:`feature_store.bounds` (as the command line
     does), in one line."""
     from feature_store.bounds import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_SEED
@@ -82,9 +82,9 @@ def genre_models(
 ) -> dg.MaterializeResult:
     keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
     model, clip_seconds = keys["model"], int(keys["clip"])
-    _check_config(config)
+    check_config(config)
     results = _train_seeds(context, config, features, models, model=model, clip_seconds=clip_seconds)
-    metadata = _metadata(results, config, model=model, clip_seconds=clip_seconds)
+    metadata = runs_metadata(results, config, model=model, clip_seconds=clip_seconds)
     return dg.MaterializeResult(metadata=step_metadata(metadata, features))
 
 
@@ -111,7 +111,7 @@ def _train_seeds(context: dg.AssetExecutionContext, config: TrainingConfig, feat
     return results
 
 
-def _metadata(results: list[RunRecord], config: TrainingConfig, *, model: str, clip_seconds: int) -> dict:
+def runs_metadata(results: list[RunRecord], config: TrainingConfig, *, model: str, clip_seconds: int) -> dict:
     """The asset's metadata: means over seeds, per-seed table and costs."""
 
     def values(section: str, key: str) -> list[float]:

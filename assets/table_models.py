@@ -26,7 +26,7 @@ import dagster as dg
 
 from assets.index_tables import table_asset_name
 from assets.metadata import step_metadata
-from assets.models import TrainingConfig, _check_config, _metadata
+from assets.models import TrainingConfig, check_config, runs_metadata
 from assets.partitions import PIPELINE_MODELS, PIPELINE_VIEWS, clip_partitions
 from assets.policies import ON_DEP_DATA_VERSION_CHANGED, RETRY_POLICY, TRAINING_POOL, permanent
 from assets.resources import FeatureStoreResource, ModelStoreResource, ObjectStoreResource
@@ -165,7 +165,7 @@ def table_models_asset(view: str, *, table: dg.AssetsDefinition) -> dg.AssetsDef
                models: ModelStoreResource, objects: ObjectStoreResource) -> dg.MaterializeResult:
         keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
         model, clip_seconds = keys["model"], int(keys["clip"])
-        _check_config(config)
+        check_config(config)
         pinned = recorded_table(context.instance, view=view, clip_seconds=clip_seconds)
         with permanent():
             runs = train_on_table(view=view, model=model, clip_seconds=clip_seconds, pinned=pinned, config=config,
@@ -173,7 +173,7 @@ def table_models_asset(view: str, *, table: dg.AssetsDefinition) -> dg.AssetsDef
         for r in runs:
             context.log.info(f"{model} {clip_seconds} s seed {r.seed} on table version {r.table_version}: song "
                              f"accuracy {r.metrics.song_accuracy:.2f}")
-        metadata = {**_metadata(runs, config, model=model, clip_seconds=clip_seconds), "table": pinned.table_uri,
+        metadata = {**runs_metadata(runs, config, model=model, clip_seconds=clip_seconds), "table": pinned.table_uri,
                     "table_version": pinned.version, "table_digest": pinned.table_digest,
                     "table_data_version": pinned.data_version}
         return dg.MaterializeResult(metadata=step_metadata(metadata, features))

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
@@ -40,8 +38,7 @@ from feature_store.engine.lake import files as lake_files
 from feature_store.engine.lake.records import PARTITION
 from feature_store.engine.sharded import index_table, table_rows
 from feature_store.engine.shards import build_shard, check_shards, read_shard, shard_prefix, shards_of
-from feature_store.engine.storage import ObjectInfo, ObjectNotFound, Storage
-from feature_store.engine.storage.base import DEFAULT_MAX_GET_BYTES, DEFAULT_MAX_RANGES_BYTES, check_ranges, too_large
+from feature_store.engine.storage import ObjectNotFound, Storage
 from feature_store.engine.store import ViewStore
 from feature_store.engine.view import FeatureView
 from feature_store.errors import GTZANError, StoreError
@@ -225,55 +222,12 @@ def _check_object(storage: Storage, view: FeatureView, *, clip_seconds: int, key
     try:
         # fetched whole through the checked get (size bound; on S3 the sha256 stored with it),
         # then every row read from those bytes: a reader of a few rows would fetch ranges only
-        whole = _Fetched(storage, key, storage.get(key))
-        read_shard(whole, key, view=view, clip_seconds=clip_seconds, rows=rows)
+        read_shard(storage, key, view=view, clip_seconds=clip_seconds, rows=rows, whole=True)
     except ObjectNotFound:
         return damaged("no such object", missing=True)
     except (GTZANError, OSError) as exc:  # IntegrityError, ObjectTooLarge, unreadable, a malformed row
         return damaged(_reason(exc, where=f"{storage.url}/{key}", name="the object"))
     return None
-
-
-class _Fetched(Storage):
-    """One object of ``storage`` already fetched whole, served from memory (read-only)."""
-
-    def __init__(self, storage: Storage, key: str, data: bytes) -> None:
-        self.url, self._key, self._data = storage.url, key, data
-
-    def _of(self, key: str) -> bytes:
-        if key != self._key:
-            raise ObjectNotFound(f"{self.url}: no object {key!r} here")
-        return self._data
-
-    def get(self, key: str, *, max_bytes: int = DEFAULT_MAX_GET_BYTES) -> bytes:
-        data = self._of(key)
-        if len(data) > max_bytes:
-            raise too_large(f"{self.url}/{key}", len(data), max_bytes)
-        return data
-
-    def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]], *,
-                   max_bytes: int = DEFAULT_MAX_RANGES_BYTES) -> list[bytes]:
-        data = self._of(key)
-        starts, lengths = check_ranges(key, ranges, size=len(data), max_bytes=max_bytes)
-        return [data[s:s + n] for s, n in zip(starts, lengths, strict=True)]
-
-    def head(self, key: str) -> ObjectInfo:
-        return ObjectInfo(key=key, size=len(self._of(key)))
-
-    def put_new(self, key: str, data: Any) -> ObjectInfo:
-        raise StoreError(f"{self.url}: read-only here")
-
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
-        return [ObjectInfo(key=self._key, size=len(self._data))]
-
-    def delete(self, key: str) -> None:
-        raise StoreError(f"{self.url}: read-only here")
-
-    def uri(self, key: str) -> str:
-        return f"{self.url}/{key}"
-
-    def storage_options(self) -> dict[str, str]:
-        return {}
 
 
 def _reason(exc: BaseException, *, where: str, name: str) -> str:

@@ -277,7 +277,8 @@ def _wanted(rows: pl.DataFrame, names: Sequence[str]) -> tuple[np.ndarray, list[
 
 
 def read_shard(storage: Storage, key: str, *, view: FeatureView, clip_seconds: int, rows: pl.DataFrame,
-               arrays: Sequence[str] | None = None, max_bytes: int = DEFAULT_MAX_GET_BYTES) -> ShardArrays:
+               arrays: Sequence[str] | None = None, max_bytes: int = DEFAULT_MAX_GET_BYTES,
+               whole: bool | None = None) -> ShardArrays:
     """Rows of one shard object, each checked against the digest the caller's index gives.
 
     Parameters
@@ -295,6 +296,9 @@ def read_shard(storage: Storage, key: str, *, view: FeatureView, clip_seconds: i
         Arrays to read (default: every HDF5 array of the view).
     max_bytes : int
         The largest object read: a larger one is refused before any of it is fetched.
+    whole : bool, optional
+        Fetch the object whole (its sha256 checked where the backend records one), or only the
+        chunks of ``rows`` by range; default: by range for at most :data:`RANGED_MAX_ROWS` rows.
 
     Raises
     ------
@@ -311,9 +315,10 @@ def read_shard(storage: Storage, key: str, *, view: FeatureView, clip_seconds: i
         raise ParameterError(f"the {view.name} view has no array {unknown or names!r}; its arrays are {list(specs)}")
     where, clip_ids, digests = _wanted(rows, names)
     label = f"{storage.url}/{key}"
-    ranged = 0 < where.size <= RANGED_MAX_ROWS
+    ranged = (0 < where.size <= RANGED_MAX_ROWS) if whole is None else not whole
     # a few rows: their chunks only, checked row by row; more: the whole object, sha256 checked
-    src = RangedObject(storage, key, max_bytes=max_bytes) if ranged else io.BytesIO(storage.get(key, max_bytes=max_bytes))
+    src = (RangedObject(storage, key, max_bytes=max_bytes) if ranged
+           else io.BytesIO(storage.get(key, max_bytes=max_bytes)))
     with _damaged(label), h5lib.h5py().File(src, "r") as h5:
         _check_object(h5, label, view=view, clip_seconds=c, names=names, where=where)
         order = np.argsort(where, kind="stable")

@@ -80,6 +80,9 @@ def test_a_few_clips_fetch_their_chunks_only_and_read_as_the_whole_object(mel_ob
     assert counting.gets == 0 and counting.range_bytes < size / 4
     assert counting.range_calls <= 8  # metadata blocks, then every chunk wanted in one batch
     # more rows than a lookup: one whole read (its sha256 checked where the backend records one)
+    counting = Counting(storage)  # a reader that asks for the whole object (lake-verify) gets it whole
+    read_shard(counting, result.object_key, view=get_view("mel"), clip_seconds=5, rows=rows, whole=True)
+    assert (counting.gets, counting.range_calls) == (1, 0)
     monkeypatch.setattr(shards_mod, "RANGED_MAX_ROWS", 2)
     counting = Counting(storage)
     read_shard(counting, result.object_key, view=get_view("mel"), clip_seconds=5, rows=rows)
