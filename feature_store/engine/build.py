@@ -170,12 +170,12 @@ class Builder:
                 with Flusher(self.writers):
                     self._compute(songs, self.genre_root, lambda: self.writers.update({c: ClipWriter(
                         atomic.tmp_name(folder / self.view.data_file), self._target(c, provisional, splits), c,
-                        self.view, self.provenance)}))
+                        self.view, self.provenance, chunk_table=True)}))
                 failed = pl.DataFrame(self.failed, schema={"song_id": pl.String, "reason": pl.String})
                 target = self._target(c, ok.filter(~pl.col("song_id").is_in(failed["song_id"].implode())), splits)
                 writer = self.writers.get(c)
                 if writer is None or not writer.target.equals(target):
-                    writer = self._write_from_cache(c, folder, target, songs)
+                    writer = self._write_from_cache(c, folder, target, songs, chunk_table=True)
         except BaseException:
             for w in self.writers.values():
                 w.abort()
@@ -416,11 +416,13 @@ class Builder:
             info[self.view.cost_name] = self._cost_ms(target, c, songs)
         return info
 
-    def _write_from_cache(self, c: int, cdir: Path, target: pl.DataFrame, songs: dict[str, _Song]) -> ClipWriter:
-        """A writer of ``target`` filled from the cache, in index order."""
+    def _write_from_cache(self, c: int, cdir: Path, target: pl.DataFrame, songs: dict[str, _Song], *,
+                          chunk_table: bool = False) -> ClipWriter:
+        """A writer of ``target`` filled from the cache, in index order (a shard object's with its
+        chunk table)."""
         self.writers.pop(c, None)
         writer = self.writers[c] = ClipWriter(atomic.tmp_name(cdir / self.view.data_file), target, c, self.view,
-                                              self.provenance)
+                                              self.provenance, chunk_table=chunk_table)
         bar = _progress(target.height, f"write {c}s", enabled=self.progress, unit="clip")
         for sha in target["sha256"].unique(maintain_order=True).to_list():
             rows = self._cached_rows(songs[sha], {c: writer.starts(sha)})

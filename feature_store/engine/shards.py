@@ -39,6 +39,7 @@ import polars as pl
 from feature_store import h5 as h5lib
 from feature_store import integrity
 from feature_store.bounds import MAX_SHARDS
+from feature_store.engine import chunk_table as chunk_tables
 from feature_store.engine.build import Builder
 from feature_store.engine.index import table_schema
 from feature_store.engine.read import check_dataset, read_rows
@@ -317,10 +318,25 @@ def read_shard(storage: Storage, key: str, *, view: FeatureView, clip_seconds: i
     label = f"{storage.url}/{key}"
     ranged = (0 < where.size <= RANGED_MAX_ROWS) if whole is None else not whole
     # a few rows: their chunks only, checked row by row; more: the whole object, sha256 checked
-    src = (RangedObject(storage, key, max_bytes=max_bytes) if ranged
-           else io.BytesIO(storage.get(key, max_bytes=max_bytes)))
+    data = b"" if ranged else storage.get(key, max_bytes=max_bytes)
+    src = RangedObject(storage, key, max_bytes=max_bytes) if ranged else io.BytesIO(data)
+    if ranged:  # by the object's chunk table when it has one: no HDF5, two requests
+        order = np.argsort(where, kind="stable")
+        uniq, first, inverse = np.unique(where[order], return_index=True, return_inverse=True)
+        try:
+            got = chunk_tables.read_rows(src, label=label, view_hash=view.hash(), clip_seconds=c, specs=specs,
+                                         names=names, rows=uniq, clip_ids=[clip_ids[i] for i in order[first]])
+        except IntegrityError as exc:
+            raise IntegrityError(f"{exc}; {REPAIR_SHARDS}") from None
+        if got is not None:
+            return _checked(got, order=order, inverse=inverse, digests=digests, label=label, clip_ids=clip_ids)
     with _damaged(label), h5lib.h5py().File(src, "r") as h5:
         _check_object(h5, label, view=view, clip_seconds=c, names=names, where=where)
+        if not ranged:
+            try:
+                chunk_tables.check_whole(data, h5, label=label, view_hash=view.hash(), clip_seconds=c)
+            except IntegrityError as exc:
+                raise IntegrityError(f"{exc}; {REPAIR_SHARDS}") from None
         order = np.argsort(where, kind="stable")
         uniq, inverse = np.unique(where[order], return_inverse=True)
         if ranged:
@@ -329,13 +345,21 @@ def read_shard(storage: Storage, key: str, *, view: FeatureView, clip_seconds: i
         if [str(s) for s in np.asarray(stored_ids)[inverse]] != [clip_ids[i] for i in order]:
             raise IntegrityError(f"{label} does not hold the clips the index names at those rows: "
                                  f"the object or the index is damaged; {REPAIR_SHARDS}")
-        out = {}
-        for n in names:
-            values = np.empty((where.size, *specs[n].shape), dtype=specs[n].dtype)
-            values[order] = read_rows(h5[n], uniq)[inverse]
-            integrity.check_rows(values, digests[n], path=label, array=n, clip_ids=clip_ids,  # type: ignore[arg-type]
-                                 remedy=REPAIR_SHARDS)
-            out[n] = values
+        got = {n: read_rows(h5[n], uniq) for n in names}
+    return _checked(got, order=order, inverse=inverse, digests=digests, label=label, clip_ids=clip_ids)
+
+
+def _checked(got: dict[str, np.ndarray], *, order: np.ndarray, inverse: np.ndarray, digests: dict[str, np.ndarray],
+             label: str, clip_ids: list[str]) -> ShardArrays:
+    """The rows read (of the sorted unique object rows) in the caller's order, each checked
+    against the index's digest."""
+    out = {}
+    for n, rows in got.items():
+        values = np.empty_like(rows, shape=(order.size, *rows.shape[1:]))
+        values[order] = rows[inverse]
+        integrity.check_rows(values, digests[n], path=label, array=n, clip_ids=clip_ids,  # type: ignore[arg-type]
+                             remedy=REPAIR_SHARDS)
+        out[n] = values
     return ShardArrays(arrays=out, clip_ids=clip_ids)
 
 

@@ -23,10 +23,11 @@ import numpy as np
 import polars as pl
 
 from feature_store import h5 as h5lib
+from feature_store import integrity
+from feature_store.engine import chunk_table as chunk_tables
 from feature_store.engine.codec import EncodedRows, encode_rows
 from feature_store.engine.index import ids_digest
 from feature_store.engine.view import BLOCK_ROWS, ArraySpec, FeatureView, Rows
-from feature_store import integrity
 from feature_store.errors import StoreError
 from feature_store.integrity import digest_column, row_digests
 
@@ -78,12 +79,15 @@ class ClipWriter:
     view : FeatureView
     provenance : dict
         Recorded in the file's attributes.
+    chunk_table : bool
+        Put the table of every chunk's byte range in the file's userblock
+        (:mod:`feature_store.engine.chunk_table`): shard objects, read a few rows at a time.
     """
 
     def __init__(self, path: Path, target: pl.DataFrame, clip_seconds: int, view: FeatureView,
-                 provenance: Mapping[str, Any]) -> None:
+                 provenance: Mapping[str, Any], *, chunk_table: bool = False) -> None:
         h5py = h5lib.h5py()
-        self.path, self.target, self.view = path, target, view
+        self.path, self.target, self.view, self.clip_seconds = path, target, view, clip_seconds
         self.specs = view.array_specs(clip_seconds)
         n = target.height
         self._rows: dict[str, list[tuple[int, int]]] = {}
@@ -95,7 +99,10 @@ class ClipWriter:
         self.digests = {s.name: np.zeros(n, np.uint64) for s in self.specs if s.hdf5}
         # no chunk cache: each chunk is written once and never read back by the writer; the
         # newest file format checksums HDF5's own metadata (object headers, chunk indexes)
-        self.file = h5py.File(path, "w", rdcc_nbytes=0, libver="latest")
+        steps = [1 if s.chunking == "row" else min(n, BLOCK_ROWS) for s in self.specs if s.hdf5]
+        self.userblock = (chunk_tables.userblock_bytes(n, [chunk_tables.chunk_count(n, k) for k in steps])
+                          if chunk_table and n else 0)
+        self.file = h5py.File(path, "w", rdcc_nbytes=0, libver="latest", userblock_size=self.userblock)
         self.fd: int = self.file.id.get_vfd_handle()
         self.datasets = {s.name: self._create(s, n) for s in self.specs if s.hdf5}
         self.buffers = {s.name: np.zeros((n, *s.shape), np.float32) for s in self.specs
@@ -159,7 +166,12 @@ class ClipWriter:
                 self.digests[spec.name] = row_digests(stored)
                 if self.target.height:
                     self.datasets[spec.name][...] = stored
-        self.file.close()
+        if self.userblock:
+            chunk_tables.write_table(self.file, self.path, names=list(self.datasets), view_hash=self.view.hash(),
+                                     clip_seconds=self.clip_seconds, clip_ids=self.target["clip_id"].to_list(),
+                                     userblock=self.userblock)
+        else:
+            self.file.close()
         os.replace(self.path, dest / self.view.data_file)
         t = self.target
         for spec in self.specs:

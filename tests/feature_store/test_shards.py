@@ -186,12 +186,17 @@ def test_a_damaged_or_foreign_object_is_a_one_line_integrity_error(corpus, stora
 
     with h5py.File(io.BytesIO(data), "r") as h5:
         chunk = h5["frames"].id.get_chunk_info(0)
-    # a byte of a row's chunk, the superblock, the view's attributes
-    for at in (chunk.byte_offset + chunk.size // 2, 8, data.find(b"view_hash") + 12):
+    superblock = data.find(b"\x89HDF\r\n\x1a\n")
+    assert superblock >= 512 and data.startswith(b"GTZCHNK1")  # the chunk table, then HDF5
+    # a byte of a row's chunk, of the chunk table's header and of its entries: seen by a read
+    # of a few rows (by the table) and by a whole read (through HDF5, which checks the chunk);
+    # the superblock and the view's attributes: by a whole read (a read by the table needs neither)
+    for at, whole in [(chunk.byte_offset + chunk.size // 2, False), (chunk.byte_offset + chunk.size // 2, True),
+                      (8, False), (520, False), (superblock + 8, True), (data.find(b"view_hash") + 12, True)]:
         bad = f"bad/{uuid.uuid4().hex}.h5"
         storage.put_new(bad, flip(data, at))
         with pytest.raises(IntegrityError) as err:
-            read_shard(storage, bad, view=store.view, clip_seconds=CLIP, rows=r.rows)
+            read_shard(storage, bad, view=store.view, clip_seconds=CLIP, rows=r.rows, whole=whole)
         assert "\n" not in str(err.value) and bad in str(err.value), at
     # the right object, but the index's digest of a row is not the row's
     wrong = r.rows.with_columns(pl.col("xxh3_frames") ^ 1)
