@@ -76,6 +76,7 @@ def userblock_bytes(rows: int, chunks_per_array: Sequence[int]) -> int:
 
 
 def chunk_count(rows: int, step: int) -> int:
+    """Chunks of ``step`` rows that hold ``rows`` rows."""
     return -(-rows // step)
 
 
@@ -192,16 +193,19 @@ def parse(head: bytes, body: bytes, *, label: str, view_hash: str, clip_seconds:
                       ids=np.frombuffer(body[len(body) - 8 * rows:], dtype="<u8"))
 
 
-def decode_chunk(data: bytes, *, nbytes: int, mask: int, label: str, name: str) -> np.ndarray:
+def decode_chunk(data: bytes, *, nbytes: int, mask: int, label: str, name: str,
+                 into: np.ndarray | None = None) -> np.ndarray:
     """The ``nbytes`` bytes (uint8) of one chunk: ``data`` itself when HDF5 stored it unfiltered
     (``mask`` 1), else the Blosc frame's content, after checking that its header says it holds
     ``nbytes`` and that the frame is exactly ``data``: the memory is the caller's ``nbytes``,
-    whatever the frame claims."""
+    whatever the frame claims. Written into ``into`` (contiguous, ``nbytes`` bytes) when given."""
+    out = np.empty(nbytes, dtype=np.uint8) if into is None else into
     if mask:
         if len(data) != nbytes:
             raise IntegrityError(f"{label}: a chunk of {name!r} is {len(data)} bytes, not the {nbytes} bytes of "
                                  f"its rows: the object is damaged")
-        return np.frombuffer(data, dtype=np.uint8)
+        out[:] = np.frombuffer(data, dtype=np.uint8)
+        return out
     if len(data) < BLOSC_HEADER:
         raise IntegrityError(f"{label}: a chunk of {name!r} is {len(data)} bytes, too short: the object is damaged")
     claims, _, cbytes = struct.unpack_from("<III", data, 4)
@@ -210,7 +214,6 @@ def decode_chunk(data: bytes, *, nbytes: int, mask: int, label: str, name: str) 
                              f"{nbytes} bytes of its rows in {len(data)}: the object is damaged")
     from numcodecs import blosc
 
-    out = np.empty(nbytes, dtype=np.uint8)
     try:
         blosc.decompress(data, out)
     except (RuntimeError, ValueError) as exc:
@@ -276,6 +279,12 @@ def read_rows(obj: Any, *, label: str, view_hash: str, clip_seconds: int, specs:
     for name, step, chunks, got, nbytes in plan:
         spec, masks = specs[name], dict(zip(chunks.tolist(), got["mask"].tolist(), strict=True))
         values = np.empty((rows.size, *spec.shape), dtype=spec.dtype)
+        if step == 1:  # a chunk per row, decoded straight into its place
+            flat = values.reshape(rows.size, -1).view(np.uint8)
+            for j, k in enumerate(chunks.tolist()):
+                decode_chunk(next(data), nbytes=nbytes, mask=int(masks[k]), label=label, name=name, into=flat[j])
+            out[name] = values
+            continue
         for k in chunks.tolist():
             block = decode_chunk(next(data), nbytes=nbytes, mask=int(masks[k]), label=label, name=name)
             block = block.view(spec.dtype).reshape(step, *spec.shape)
