@@ -426,4 +426,36 @@ def vacuum_command(ws: Workspace, clip_seconds: str | None, retain_versions: int
             click.echo(f"  {verb} object {key}")
 
 
-LAKE_COMMANDS = (publish_command, history_command, lake_query_command, vacuum_command)
+@click.command("compact")
+@click.option("--clip-seconds", "clip_seconds", default=None,
+              help="Clip length: 1, 5, 15 or 30 (default: every clip length of the settings that is published).")
+@view_options
+@feature_options
+@store_option
+@pass_workspace
+def compact_command(ws: Workspace, clip_seconds: str | None, view: str) -> None:
+    """Rewrite each label's small files of a view's index table as one, in one commit.
+
+    A publish leaves up to eight small files per label (one per shard commit,
+    compacted by eight); a new reader's selective query reads every file of its
+    label, so run this once the shards are published, as the sharded assets'
+    table asset does. The rows, their order by clip id and the data version do
+    not change; earlier versions still read their files until a vacuum.
+
+    \b
+    Examples:
+      gtzan features compact --view timbre --clip-seconds 5
+    """
+    from feature_store.engine.sharded import compact_table
+
+    storage = store_storage(ws.settings)
+    for c, table in _published(ws, view, clip_seconds).items():
+        before = len(table.files())
+        version = compact_table(storage, ws.view_store(view).view, clip_seconds=c)
+        after = len(table.files())
+        click.echo(f"{view} {c} s: " + (f"compacted {plural(before, 'table file')} into {plural(after, 'file')}, "
+                                        f"version {version}" if version is not None
+                                        else f"nothing to compact ({plural(before, 'table file')}, one per label)"))
+
+
+LAKE_COMMANDS = (publish_command, history_command, lake_query_command, vacuum_command, compact_command)

@@ -191,6 +191,31 @@ def test_vacuum_deletes_an_unreferenced_object_and_keeps_referenced_ones(lake: d
     assert "deleted 0 table files and 0 objects" in again
 
 
+def test_compact_leaves_one_file_per_label_with_the_same_rows(lake: dict, tmp_path: Path) -> None:
+    import shutil
+
+    from feature_store.engine.sharded import index_table
+
+    shutil.copytree(lake["data"], tmp_path / "data")  # the module's table stays as the other tests expect
+    env = env_for(tmp_path / "data", GTZAN_SHARDS=str(SHARDS), GTZAN_STORE_URL=None)  # type: ignore[arg-type]
+    table = index_table(LocalStorage(tmp_path / "data" / "store" / "objects"), get_view("timbre"), clip_seconds=5)
+    before_rows, before_files = lake_query(env).sort("clip_id"), table.files()
+    labels = before_rows["label"].n_unique()
+    assert len(before_files) > labels  # a file per label per shard commit
+    out = ok(["features", "compact", "--view", "timbre", "--clip-seconds", "5"], env).stdout
+    version = table.latest_version()
+    assert out == f"timbre 5 s: compacted {len(before_files)} table files into {labels} files, version {version}\n"
+    assert len(table.files()) == labels
+    assert lake_query(env).sort("clip_id").equals(before_rows)
+    history = json.loads(ok(["features", "history", "--view", "timbre", "--clip-seconds", "5", "--json"],
+                            env).stdout)
+    assert history[-1]["version"] == version and history[-1]["total_rows"] == 20
+    assert table.version_digest(version) == table.version_digest(version - 1)
+    again = ok(["features", "compact", "--view", "timbre", "--clip-seconds", "5"], env).stdout
+    assert again == f"timbre 5 s: nothing to compact ({labels} table files, one per label)\n"
+    assert table.latest_version() == version
+
+
 def test_the_objects_live_under_the_store_root_unless_a_store_url_is_set(tmp_path: Path) -> None:
     from feature_store.engine.sharded import code_version
     from pipelines.cli.features_lake import store_storage
@@ -204,7 +229,7 @@ def test_the_objects_live_under_the_store_root_unless_a_store_url_is_set(tmp_pat
     assert re.fullmatch(r"\S+\+timbre=\S+", code_version(get_view("timbre"))), code_version(get_view("timbre"))
 
 
-@pytest.mark.parametrize("name", ["publish", "history", "lake-query", "vacuum"])
+@pytest.mark.parametrize("name", ["publish", "history", "lake-query", "vacuum", "compact"])
 def test_each_command_is_in_the_features_group_with_an_example(name: str, tmp_path: Path) -> None:
     listed = ok(["features", "--help"], env_for(tmp_path)).stdout
     assert re.search(rf"^\s+{name}\s+\S", listed, re.M), listed
