@@ -29,9 +29,6 @@ from feature_store.errors import StoreError
 from feature_store.integrity import DIGEST_PREFIX
 from feature_store.params import validate_clip_seconds
 
-#: Objects :func:`read_clips` reads at once.
-READ_OBJECTS = 4
-
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PublishedShard:
@@ -220,10 +217,10 @@ def read_clips(storage: Storage, view: FeatureView, *, clip_seconds: int, versio
         key, part = group
         return part["_at"].to_numpy(), read_shard(storage, key, view=view, clip_seconds=c, rows=part, arrays=names)
 
-    # objects in flight at once: their fetches (and the decompression, which holds no lock)
-    # overlap, which on S3 hides the round trips
-    with ThreadPoolExecutor(max_workers=max(1, min(READ_OBJECTS, len(groups)))) as pool:
-        for at, got in pool.map(one, groups):
+    # objects in flight at once, as many as the backend gains from (S3: their round trips overlap)
+    workers = min(getattr(storage, "concurrent_reads", 1), len(groups))
+    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+        for at, got in (pool.map(one, groups) if workers > 1 else map(one, groups)):
             for n in names:
                 out[n][at] = got.arrays[n]
     return rows, ShardArrays(arrays=out, clip_ids=rows["clip_id"].to_list())

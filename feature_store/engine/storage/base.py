@@ -178,6 +178,9 @@ class Storage(abc.ABC):
 
     #: Where the objects are, for messages and display (``s3://bucket/prefix``, a folder).
     url: str
+    #: Objects a reader of many (``read_clips``) fetches at once: a request's latency is what
+    #: overlapping hides, and a local read has little (BENCHMARKS.md, "Sharded store at scale").
+    concurrent_reads: int = 1
 
     @abc.abstractmethod
     def put_new(self, key: str, data: Data) -> ObjectInfo:

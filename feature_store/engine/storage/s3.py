@@ -118,6 +118,8 @@ class S3Storage(Storage):
         Endpoint and credentials; default: :meth:`S3Config.from_env` of this process.
     """
 
+    concurrent_reads = 8
+
     def __init__(self, url: str, *, config: S3Config | None = None) -> None:
         from obstore.store import S3Store
 
