@@ -157,7 +157,7 @@ def table_asset(view: str, *, shards: dg.AssetsDefinition) -> dg.AssetsDefinitio
         f"every shard of {sharded_asset_name(view)} of that length commits to. Its data version is the digest of "
         "the rows' content (ids, labels, splits, array digests, parameters; not where they are stored nor what "
         "wrote them): a re-publish that changes no row keeps it, so no model retrains. It first compacts the "
-        "table (one file per label, the same rows), so that a new reader's query reads one file. Metadata: the "
+        "table (one file per label and split part, the same rows), so that a new reader's query reads one file. Metadata: the "
         "version, rows, shards, and the digests.",
     )
     def _asset(context: dg.AssetExecutionContext, features: FeatureStoreResource,

@@ -142,9 +142,9 @@ def publish_shard(store: ViewStore, *, storage: Storage, shard: int, shards: int
 
 def compact_table(storage: Storage, view: FeatureView, *, clip_seconds: int) -> int | None:
     """Once a build's shards are published: each label's small files of the view's index table
-    at ``clip_seconds`` rewritten as one, in one commit with the same rows, so that a new
-    reader's selective query reads one file. The compaction's version, or None when every
-    label holds one file already (or there is no table)."""
+    at ``clip_seconds`` rewritten as one per part of the first split scheme, in one commit with
+    the same rows, so that a new reader's selective query reads one file per label and part.
+    The compaction's version, or None when every label is so already (or there is no table)."""
     table = index_table(storage, view, clip_seconds=clip_seconds)
     return table.compact_small(more_than=1) if table.exists() else None
 

@@ -434,7 +434,7 @@ def vacuum_command(ws: Workspace, clip_seconds: str | None, retain_versions: int
 @store_option
 @pass_workspace
 def compact_command(ws: Workspace, clip_seconds: str | None, view: str) -> None:
-    """Rewrite each label's small files of a view's index table as one, in one commit.
+    """Rewrite each label's small files of a view's index table as one per split part.
 
     A publish leaves up to eight small files per label (one per shard commit,
     compacted by eight); a new reader's selective query reads every file of its
@@ -455,7 +455,7 @@ def compact_command(ws: Workspace, clip_seconds: str | None, view: str) -> None:
         after = len(table.files())
         click.echo(f"{view} {c} s: " + (f"compacted {plural(before, 'table file')} into {plural(after, 'file')}, "
                                         f"version {version}" if version is not None
-                                        else f"nothing to compact ({plural(before, 'table file')}, one per label)"))
+                                        else f"nothing to compact ({plural(before, 'table file')}, one per label and split part)"))
 
 
 LAKE_COMMANDS = (publish_command, history_command, lake_query_command, vacuum_command, compact_command)

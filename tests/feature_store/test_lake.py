@@ -164,7 +164,7 @@ def test_vacuum_deletes_only_files_no_kept_version_references(tmp_path: Path) ->
     commit(table, 0)
     commit(table, 1)
     before = {str(p.relative_to(root)) for p in root.rglob("*.parquet")}
-    compacted = table.compact()  # one file per label now; the small ones are referenced by 1 and 2 only
+    compacted = table.compact()  # a file per label and split part now; the small ones: by 1 and 2 only
     rows = table.scan().collect().sort("clip_id")
     # versions 2 and 3 kept: version 2 references every small file, so nothing goes
     kept = table.vacuum(retain_versions=2, retention_hours=0)

@@ -23,6 +23,19 @@ def per_label(table: IndexTable) -> dict[int, int]:
     return pl.DataFrame({"label": [f.label for f in table.files()]})["label"].value_counts().sort("label").rows()
 
 
+def settled_labels(table: IndexTable) -> set[int]:
+    """The labels whose files are as a compaction leaves them: one per part of ``seed`` that
+    the label's rows hold, each file of one part."""
+    from feature_store.engine.lake import files as lake_files
+
+    by: dict[int, list] = {}
+    for f in table.files():
+        by.setdefault(f.label, []).append(f)
+    rows = table.scan().collect()
+    return {k for k, fs in by.items() if lake_files.settled(fs, column="seed")
+            and len(fs) == rows.filter(pl.col("label") == k)["seed"].n_unique()}
+
+
 def test_a_partition_of_more_than_n_small_files_becomes_one(tmp_path: Path) -> None:
     table = IndexTable(tmp_path / "t")
     n = upkeep.COMPACT_FILES
@@ -34,7 +47,9 @@ def test_a_partition_of_more_than_n_small_files_becomes_one(tmp_path: Path) -> N
     before, digest = table.latest_version(), table.version_digest()
     version = table.compact_small(labels=[1])
     assert version == before + 1 and table.history()[-1].operation == "COMPACT"
-    assert dict(per_label(table)) == {0: n + 1, 1: 1, 2: n + 1, 3: n + 1}  # only the label asked for
+    counts = dict(per_label(table))
+    assert {k: counts[k] for k in (0, 2, 3)} == {0: n + 1, 2: n + 1, 3: n + 1}  # only the label asked for
+    assert settled_labels(table) == {1} and 1 < counts[1] < n + 1  # a file per split part of label 1
     assert table.version_digest() == digest and table.scan().collect()["clip_id"].n_unique() == (n + 1) * 12
     assert table.compact_small(labels=[1]) is None
     # a large file is left as it is: only the small ones count and are rewritten
@@ -42,16 +57,17 @@ def test_a_partition_of_more_than_n_small_files_becomes_one(tmp_path: Path) -> N
 
 
 def test_shard_publishes_compact_a_partition_with_the_same_rows(corpus, storage, monkeypatch):  # noqa: F811
-    """With N = 1, a publish that gives a label partition its second small file compacts it:
-    at the end every partition holds one file, each compaction kept the rows of its commit."""
+    """With N = 1, a publish that leaves a label partition more than one small file, or one
+    file of several split parts, compacts it: at the end every partition holds one file per
+    split part, each compaction kept the rows of its commit."""
     store, index = today(corpus)
     monkeypatch.setattr(upkeep, "COMPACT_FILES", 1)
     done = [publish_shard(store, storage=storage, shard=k, shards=SHARDS, clip_seconds=CLIP,
                           audio_root=corpus / "audio", task_id=f"run-1.shard-{k}", lineage=LINEAGE, workers=1)
             for k in range(SHARDS)]
-    assert done[0].compacted is None and any(d.compacted for d in done) and all(d.note == "" for d in done)
+    assert any(d.compacted for d in done) and all(d.note == "" for d in done)
     table = index_table(storage, ToyView(), clip_seconds=CLIP)
-    assert {count for _, count in per_label(table)} == {1}
+    assert settled_labels(table) == {k for k, _ in per_label(table)}
     for d in done:
         if d.compacted is not None:
             assert d.compacted == d.version + 1 and table.history()[d.compacted].operation == "COMPACT"
@@ -85,3 +101,21 @@ def test_appends_racing_compactions_lose_no_row_and_add_none_twice(tmp_path: Pat
     for s in range(12):
         reference.commit_shard(shard_rows(s), shard=s, task_id=f"task-{s}", lineage=LINEAGE)
     assert table.version_digest() == reference.version_digest()
+
+
+def test_a_compacted_label_is_one_file_per_split_part_and_a_query_reads_only_its_own(tmp_path: Path) -> None:
+    table = IndexTable(tmp_path / "t")
+    for s in range(3):
+        table.commit_shard(shard_rows(s), shard=s, task_id=f"task-{s}", lineage=LINEAGE)
+    every = table.scan().collect()
+    version = table.compact()
+    assert settled_labels(table) == set(range(LABELS))
+    for label in range(LABELS):
+        for part in every.filter(pl.col("label") == label)["seed"].unique().to_list():
+            (only,) = table.files(labels=[label], scheme="seed", parts=[part])  # its part's file alone
+            assert only.stats["seed"] == (part, part)
+            want = every.filter((pl.col("label") == label) & (pl.col("seed") == part)).sort("clip_id")
+            got = table.scan(labels=[label], scheme="seed", parts=[part]).collect().sort("clip_id")
+            assert got.equals(want)
+    assert table.version_digest(version) == table.version_digest(version - 1)
+    assert table.compact() == version and table.compact_small(more_than=1) is None  # as compacted as it gets

@@ -68,7 +68,7 @@ def test_a_replace_after_compaction_keeps_the_other_shards_rows(where) -> None:
     table = IndexTable(uri, storage_options=options)
     for s in range(3):
         table.commit_shard(shard_rows(s), shard=s, task_id=f"task-{s}", lineage=LINEAGE)
-    table.compact()  # one file per label, each holding rows of all three shards
+    table.compact()  # a file per label and split part, each holding rows of all three shards
     done = table.replace_shard(rebuilt(1, n=6), shard=1, task_id="task-1-r", lineage=LINEAGE)
     assert (done.committed, done.removed) == (True, 12)
     got = table.scan().collect()

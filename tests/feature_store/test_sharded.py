@@ -178,7 +178,7 @@ def test_two_builds_of_a_shard_racing_from_processes_commit_once(corpus, storage
     assert [o.key for o in storage.list("") if o.key.endswith(".h5")] == rows["object_key"].unique().to_list()
 
 
-def test_a_finished_build_compacts_each_label_into_one_file_with_the_same_rows(corpus, storage):  # noqa: F811
+def test_a_finished_build_compacts_each_label_into_a_file_per_split_part_with_the_same_rows(corpus, storage):  # noqa: F811
     from collections import Counter
 
     from feature_store.engine.sharded import compact_table
@@ -190,6 +190,8 @@ def test_a_finished_build_compacts_each_label_into_one_file_with_the_same_rows(c
     assert max(Counter(f.label for f in table.files()).values()) > 1  # one file per shard of a label
     version = compact_table(storage, ToyView(), clip_seconds=CLIP)
     assert version == table.latest_version() and table.history()[-1].operation == "COMPACT"
-    assert set(Counter(f.label for f in table.files()).values()) == {1}
+    parts = before.group_by("label").agg(pl.col("seed").n_unique()).rows()
+    assert sorted(Counter(f.label for f in table.files()).items()) == sorted(parts)
+    assert all(f.stats["seed"][0] == f.stats["seed"][1] for f in table.files())  # each file one part
     assert table.scan().collect().sort("clip_id").equals(before)
     assert compact_table(storage, ToyView(), clip_seconds=CLIP) is None  # nothing left to compact

@@ -191,7 +191,7 @@ def test_vacuum_deletes_an_unreferenced_object_and_keeps_referenced_ones(lake: d
     assert "deleted 0 table files and 0 objects" in again
 
 
-def test_compact_leaves_one_file_per_label_with_the_same_rows(lake: dict, tmp_path: Path) -> None:
+def test_compact_leaves_one_file_per_label_and_part_with_the_same_rows(lake: dict, tmp_path: Path) -> None:
     import shutil
 
     from feature_store.engine.sharded import index_table
@@ -200,19 +200,19 @@ def test_compact_leaves_one_file_per_label_with_the_same_rows(lake: dict, tmp_pa
     env = env_for(tmp_path / "data", GTZAN_SHARDS=str(SHARDS), GTZAN_STORE_URL=None)  # type: ignore[arg-type]
     table = index_table(LocalStorage(tmp_path / "data" / "store" / "objects"), get_view("timbre"), clip_seconds=5)
     before_rows, before_files = lake_query(env).sort("clip_id"), table.files()
-    labels = before_rows["label"].n_unique()
-    assert len(before_files) > labels  # a file per label per shard commit
+    parts = before_rows.select("label", "seed").n_unique()  # a file per label and split part, once compacted
+    assert len(before_files) > before_rows["label"].n_unique()  # a file per label per shard commit
     out = ok(["features", "compact", "--view", "timbre", "--clip-seconds", "5"], env).stdout
     version = table.latest_version()
-    assert out == f"timbre 5 s: compacted {len(before_files)} table files into {labels} files, version {version}\n"
-    assert len(table.files()) == labels
+    assert out == f"timbre 5 s: compacted {len(before_files)} table files into {parts} files, version {version}\n"
+    assert len(table.files()) == parts
     assert lake_query(env).sort("clip_id").equals(before_rows)
     history = json.loads(ok(["features", "history", "--view", "timbre", "--clip-seconds", "5", "--json"],
                             env).stdout)
     assert history[-1]["version"] == version and history[-1]["total_rows"] == 20
     assert table.version_digest(version) == table.version_digest(version - 1)
     again = ok(["features", "compact", "--view", "timbre", "--clip-seconds", "5"], env).stdout
-    assert again == f"timbre 5 s: nothing to compact ({labels} table files, one per label)\n"
+    assert again == f"timbre 5 s: nothing to compact ({parts} table files, one per label and split part)\n"
     assert table.latest_version() == version
 
 

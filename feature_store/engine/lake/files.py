@@ -87,6 +87,15 @@ def data_files(dt: Any, *, string_columns: Sequence[str]) -> list[DataFile]:
     return out
 
 
+def settled(files: Sequence[DataFile], *, column: str | None) -> bool:
+    """Whether a label's ``files`` are as a compaction leaves them: one file, or one file per
+    value of ``column`` (each file's recorded minimum and maximum of it equal, no value twice)."""
+    if column is None or any(column not in f.stats for f in files):
+        return len(files) <= 1
+    values = [f.stats[column] for f in files]
+    return all(lo == hi for lo, hi in values) and len({lo for lo, _ in values}) == len(values)
+
+
 def select(files: Sequence[DataFile], *, labels: Sequence[int] | None, column: str | None,
            values: Sequence[str] | None) -> list[DataFile]:
     """The files that may hold rows of ``labels`` whose ``column`` is one of ``values``.
@@ -162,9 +171,11 @@ def _parse(data: bytes, *, path: str, schema: dict[str, pl.DataType]) -> pl.Data
     return df
 
 
-def write_files(*, storage: Storage, data: pl.DataFrame, data_change: bool = True) -> list[Any]:
-    """Write ``data`` (stored columns) as one checksummed file per label into the table whose
-    storage is ``storage``; return their add actions, to commit (until then no version has them).
+def write_files(*, storage: Storage, data: pl.DataFrame, data_change: bool = True,
+                split_by: str | None = None) -> list[Any]:
+    """Write ``data`` (stored columns) as one checksummed file per label (and per value of the
+    column ``split_by``, when given) into the table whose storage is ``storage``; return their
+    add actions, to commit (until then no version has them).
 
     ``data_change`` is False for a compaction's files (the same rows, moved). Each file is
     written whole to a private temporary file, then put create-only under its digest's name
@@ -174,7 +185,7 @@ def write_files(*, storage: Storage, data: pl.DataFrame, data_change: bool = Tru
     from deltalake.transaction import AddAction
 
     actions = []
-    for (label,), part in data.group_by(PARTITION, maintain_order=True):
+    for (label, *_), part in data.group_by(PARTITION, *([split_by] if split_by else []), maintain_order=True):
         rows = part.drop(PARTITION)
         fd, name = tempfile.mkstemp(prefix="gtzan-table-", suffix=".parquet")
         os.close(fd)

@@ -59,18 +59,19 @@ class Upkeep:
     def _discard(self, actions: list[Any] | None) -> None:
         raise NotImplementedError
 
-    def _write(self, data: pl.DataFrame, *, data_change: bool = True) -> list[Any]:
+    def _write(self, data: pl.DataFrame, *, data_change: bool = True, split_by: str | None = None) -> list[Any]:
         raise NotImplementedError
 
     def compact(self, *, labels: Sequence[int] | None = None, min_files: int = 2, small_bytes: int | None = None,
                 tries: int = DEFAULT_COMPACT_TRIES) -> int:
-        """Rewrite each label's small files as one (a new version, same rows), and checkpoint
-        the log there.
+        """Rewrite each label's small files as one per part of the first split scheme (a new
+        version, same rows), and checkpoint the log there.
 
         The files are written by the project's writer (page checksums, digest names) and the
         old ones removed in the same commit, on every backend. A new reader then loads one
-        checkpoint and reads one file per label, instead of every commit and every shard's
-        file. The replaced files stay until :meth:`vacuum`, so earlier versions remain
+        checkpoint and reads, for a query of some labels and parts of the first scheme (``seed``'s
+        ``test``), one file per label and part (the files' statistics say which), instead of
+        every commit and every shard's file. The replaced files stay until :meth:`vacuum`, so earlier versions remain
         readable. Appends racing a compaction are kept (it removes only the files it read);
         a commit that removed one of those files first makes it start again, up to ``tries``.
 
@@ -97,7 +98,8 @@ class Upkeep:
                 moved = self._to_compact(dt, labels=labels, min_files=min_files, small_bytes=small_bytes)
                 if moved:
                     adds = self._write(pl.concat(self._read(moved)).select(list(self.stored_schema))
-                                       .sort(PARTITION, *self.schemes, "clip_id"), data_change=False)
+                                       .sort(PARTITION, *self.schemes, "clip_id"), data_change=False,
+                                       split_by=self._split_by)
                     if not self._commit_compaction(dt, adds=adds, moved=moved):
                         self._discard(adds)
                         time.sleep(random.uniform(0, COMPACT_BACKOFF_S))  # racing compactions: apart
@@ -125,12 +127,21 @@ class Upkeep:
 
     def _to_compact(self, dt: Any, *, labels: Sequence[int] | None, min_files: int,
                     small_bytes: int | None) -> list[lake_files.DataFile]:
-        """The small files of the partitions of ``labels`` that hold at least ``min_files`` of them."""
+        """The small files of the partitions of ``labels`` that hold at least ``min_files`` of
+        them (any number, for ``min_files`` of 2 or less), unless they are as a compaction
+        leaves them (one file per part already)."""
         groups: dict[int, list[lake_files.DataFile]] = {}
-        for f in lake_files.data_files(dt, string_columns=()):
+        split = self._split_by
+        for f in lake_files.data_files(dt, string_columns=(split,) if split else ()):
             if (labels is None or f.label in labels) and (small_bytes is None or f.size < small_bytes):
                 groups.setdefault(f.label, []).append(f)
-        return [f for fs in groups.values() if len(fs) >= max(2, min_files) for f in fs]
+        return [f for fs in groups.values() if (len(fs) >= min_files or min_files <= 2)
+                and not lake_files.settled(fs, column=split) for f in fs]
+
+    @property
+    def _split_by(self) -> str | None:
+        """The column a compaction writes one file per value of: the first split scheme."""
+        return self.schemes[0] if self.schemes else None
 
     def _commit_compaction(self, dt: Any, *, adds: list[Any], moved: Sequence[lake_files.DataFile]) -> bool:
         """Commit a compaction on the snapshot ``dt``; False when a concurrent commit removed

@@ -208,11 +208,11 @@ class Writes:
                      rows=pl.concat([df.filter(mine) for _, df in pairs]) if pairs else empty,
                      others=pl.concat([df.filter(~mine) for _, df in pairs]) if pairs else empty)
 
-    def _write(self, data: pl.DataFrame, *, data_change: bool = True) -> list[Any]:
+    def _write(self, data: pl.DataFrame, *, data_change: bool = True, split_by: str | None = None) -> list[Any]:
         """Write ``data``'s files; their add actions (nothing written for no rows)."""
         if data.is_empty():
             return []
-        return lake_files.write_files(storage=self.storage, data=data, data_change=data_change)
+        return lake_files.write_files(storage=self.storage, data=data, data_change=data_change, split_by=split_by)
 
     def _commit_once(self, dt: Any, *, adds: list[Any], held: _Held, replace: bool, app_id: str,
                      meta: dict[str, str]) -> bool:
