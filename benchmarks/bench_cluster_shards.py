@@ -25,10 +25,8 @@ worker-1, a new reader each time (medians): the selective query (one label, the 
 test part) at 5 s as built and after ``compact_table``, and ``read_clips`` of that selection.
 
 The cluster is always torn down (``down --purge``); then no process with this run's marker in
-its environment, and no namespace of the cluster, may be left. Needs root. Usage::
-
-    .venv/bin/python benchmarks/bench_cluster_shards.py --workdir /work/scratch/hosts19 \\
-        [--songs 20000] [--songs-per-shard 1250] [--hosts 1 2] [--json out.json]
+its environment, and no namespace of the cluster, may be left. Needs root. Usage:
+``.venv/bin/python benchmarks/bench_cluster_shards.py --workdir DIR [--songs 20000] [--json F]``
 """
 
 from __future__ import annotations
@@ -40,6 +38,7 @@ import json
 import os
 import platform
 import queue
+import resource
 import secrets
 import shutil
 import statistics
@@ -55,9 +54,7 @@ VIEW = "mel"
 MARK = "GTZAN_BENCH_CLUSTER_SHARDS_MARK"
 
 
-# ---------------------------------------------------------------------------------------
-# the probe: on a worker host, as the service user
-# ---------------------------------------------------------------------------------------
+# -- the probe: on a worker host, as the service user -----------------------------------
 _TIMED: dict[str, float] = {}
 
 
@@ -76,8 +73,6 @@ def _timed(cls, name: str) -> None:
 
 
 def _cpu() -> float:
-    import resource
-
     a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
@@ -142,8 +137,8 @@ def _compact(req: dict) -> dict:
     out = {}
     for clip in req["clips"]:
         t0 = time.perf_counter()
-        version = compact_table(open_storage(req["url"]), get_view(VIEW), clip_seconds=clip)
-        out[str(clip)] = {"seconds": round(time.perf_counter() - t0, 2), "version": version}
+        v = compact_table(open_storage(req["url"]), get_view(VIEW), clip_seconds=clip)
+        out[str(clip)] = {"seconds": round(time.perf_counter() - t0, 2), "version": v}
     return out
 
 
@@ -194,9 +189,7 @@ def probe_main() -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------------------
-# the driver: root, the root namespace
-# ---------------------------------------------------------------------------------------
+# -- the driver: root, the root namespace -----------------------------------------------
 class Probe:
     """A probe process on one worker host (its own process group) and its request/answer lines."""
 
@@ -337,7 +330,7 @@ def one_build(cluster, work: Path, *, hosts: int, url: str, store: Path, audio: 
         out = {"url": url, "shards": shards, **summarize(tasks, wall=wall, songs=songs, hosts=hosts, load=[l0, l1])}
         out["tables"] = probes[0].ask(op="tables", url=url, clips=args.clips)
         out["checks"] = check_tables(out["tables"], tasks, songs)
-        out["tasks"] = sorted(tasks, key=lambda t: t["start"])
+        out["per_task"] = sorted(tasks, key=lambda t: t["start"])
         return out
     finally:
         for p in probes:
@@ -379,13 +372,17 @@ def prepare(work: Path, args) -> tuple[Path, Path, dict]:
 
 def leftovers(token: str, prefix: str | None) -> dict[str, list]:
     """Processes started with this run's marker, and namespaces of its cluster, still there."""
-    marker = f"{MARK}={token}".encode()
-    processes = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        with contextlib.suppress(OSError):
-            pid = int(environ.parent.name)
-            if pid != os.getpid() and marker in environ.read_bytes().split(b"\0"):
-                processes.append(pid)
+    marker, processes = f"{MARK}={token}".encode(), []
+    for _ in range(10):  # a process being collected still shows for a moment
+        processes = []
+        for environ in Path("/proc").glob("[0-9]*/environ"):
+            with contextlib.suppress(OSError):
+                pid = int(environ.parent.name)
+                if pid != os.getpid() and marker in environ.read_bytes().split(b"\0"):
+                    processes.append(pid)
+        if not processes:
+            break
+        time.sleep(1)
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     return {"processes": processes, "namespaces": [line.split()[0] for line in netns.splitlines()
                                                    if prefix and line.startswith(f"{prefix}-")]}
@@ -403,6 +400,7 @@ def run_all(args, work: Path, result: dict, save, token: str) -> None:
     shutil.rmtree(base)
     subprocess.run(["chown", "-R", f"{cl.SERVICE_USER}:{cl.SERVICE_USER}", str(work)], check=True)
     os.chmod(work, 0o700)  # the corpus and the stores: the service user's alone
+    os.environ[MARK] = token  # from here on: the cluster's processes and the probes (cluster.env keeps it)
     shared, t0 = args.workdir / "cluster", time.perf_counter()
     try:
         cluster = cl.up(shared, workers=max(args.hosts), object_store=True,
@@ -414,7 +412,7 @@ def run_all(args, work: Path, result: dict, save, token: str) -> None:
             b = one_build(cluster, args.workdir, hosts=h, url=f"{root_url}/hosts{h}", store=stores[h],
                           audio=audio, args=args, songs=songs)
             result["builds"].append(b)
-            print(json.dumps({k: v for k, v in b.items() if k not in ("tasks", "tables")}), flush=True)
+            print(json.dumps({k: v for k, v in b.items() if k not in ("per_task", "tables")}), flush=True)
             save()
             if h != args.hosts[-1] and not args.keep:
                 shutil.rmtree(stores[h])  # its per-song cache: disk the next build needs
@@ -455,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cl.ensure_service_user()
     token = secrets.token_hex(8)
-    os.environ.update({**THREADS, MARK: token})  # the marker reaches the cluster's processes (cluster.env keeps it)
+    os.environ.update(THREADS)
     args.workdir.mkdir(parents=True, exist_ok=True)
     os.chmod(args.workdir, 0o755)  # the cluster's users enter it; the folders below are theirs
     (args.workdir / "logs").mkdir(mode=0o700, exist_ok=True)
