@@ -273,7 +273,7 @@ def read_rows(obj: Any, *, label: str, view_hash: str, clip_seconds: int, specs:
     fetch = sum(n for _, n in spans)
     if obj.fetched + fetch > obj.max_bytes:
         raise IntegrityError(f"{label}: reading its rows would fetch more than {obj.max_bytes} bytes; refused")
-    data = iter(obj.storage.get_ranges(obj.key, spans, max_bytes=max(fetch, 1)) if spans else ())
+    data = iter(obj.storage.get_ranges(obj.key, spans, max_bytes=max(fetch, 1), size=obj.size) if spans else ())
     obj.requests, obj.fetched = obj.requests + 1, obj.fetched + fetch
     out = {}
     for name, step, chunks, got, nbytes in plan:

@@ -73,6 +73,11 @@ def test_a_few_rows_cost_two_requests_and_no_hdf5(mel_object, monkeypatch):  # n
     data = storage.get(result.object_key)
     table = _table(data, MEL, 5)
     assert counting.range_bytes == 64 * 1024 + int(table.ranges("mel", np.array([3, 17, 25]))["size"].sum())
+    # a backend that gives the first block with the size (S3's ranged GET): one request each
+    counting = Counting(storage, starts=True)
+    again = read_shard(counting, result.object_key, view=MEL, clip_seconds=5, rows=rows)
+    np.testing.assert_array_equal(again.arrays["mel"], few.arrays["mel"])
+    assert (counting.start_calls, counting.heads, counting.range_calls, counting.gets) == (1, 0, 1, 0)
 
 
 def _rewritten(data: bytes, entries: bytes, *, fix_digest: bool = True) -> bytes:

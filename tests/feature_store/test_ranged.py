@@ -20,12 +20,21 @@ from feature_store.views import get_view
 class Counting:
     """A storage that counts what is fetched through it."""
 
-    def __init__(self, inner):
+    def __init__(self, inner, *, starts=False):
         self.inner, self.gets, self.range_calls, self.range_bytes = inner, 0, 0, 0
+        self.heads = self.start_calls = 0
         self.url = inner.url
+        if starts:  # a backend that gives an object's first bytes and size in one request
+            self.get_start = self._get_start
 
     def head(self, key):
+        self.heads += 1
         return self.inner.head(key)
+
+    def _get_start(self, key, *, length):
+        self.start_calls += 1
+        self.range_bytes += length
+        return self.inner.get_start(key, length=length)
 
     def get(self, key, **kw):
         self.gets += 1

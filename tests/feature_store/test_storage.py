@@ -239,6 +239,32 @@ def test_get_ranges_returns_the_bytes_of_each_range_in_one_call(storage):
         storage.get_ranges("rows.h5", [(0, 60), (100, 60)], max_bytes=100)
 
 
+def test_get_start_gives_the_first_bytes_and_the_size_of_large_and_small_objects(storage):
+    big, small = np.random.default_rng(4).bytes(200_000), b"tiny"
+    storage.put_new("start/big.h5", big)
+    storage.put_new("start/small.h5", small)
+    data, info = storage.get_start("start/big.h5", length=65536)
+    assert data == big[:65536] and info.size == len(big) and info.key == "start/big.h5"
+    data, info = storage.get_start("start/small.h5", length=65536)
+    assert data == small and info.size == 4
+    from feature_store.engine.storage import ObjectNotFound
+
+    with pytest.raises(ObjectNotFound):
+        storage.get_start("start/none.h5", length=10)
+
+
+def test_get_ranges_of_a_caller_that_knows_the_size_asks_no_head_and_still_fails_past_the_end(storage,
+                                                                                               monkeypatch):
+    data = np.random.default_rng(3).bytes(1 << 20)
+    storage.put_new("sized.h5", data)
+    monkeypatch.setattr(storage, "head", lambda key: pytest.fail("a head for a size the caller gave"))
+    assert storage.get_ranges("sized.h5", [(7, 9), (1000, 24)], size=len(data)) == [data[7:16], data[1000:1024]]
+    # a caller told a wrong size gets an error for a range past the real end, never fewer bytes
+    with pytest.raises((ParameterError, StoreError)) as err:
+        storage.get_ranges("sized.h5", [(len(data) - 4, 8)], size=len(data) + 100)
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("key", BAD_KEYS, ids=range(len(BAD_KEYS)))
 def test_invalid_keys_are_refused_naming_the_key(storage, key):
     shown = repr(key)[:20] if isinstance(key, str) and key else ""

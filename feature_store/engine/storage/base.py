@@ -160,12 +160,22 @@ def put_chunks(data: Data, h: Any, *, what: str) -> Iterator[bytes | memoryview]
         yield part
 
 
-def bytes_of(data: Data, *, what: str) -> tuple[bytes | memoryview, str]:
-    """The bytes of ``data`` in memory (at most :data:`MAX_PUT_BYTES`) and their sha256."""
+def bytes_of(data: Data, *, what: str) -> tuple[bytes | bytearray | memoryview, str]:
+    """The bytes of ``data`` in memory (at most :data:`MAX_PUT_BYTES`) and their sha256.
+
+    A file's chunks are appended to one buffer as they are read, so the memory is the data's
+    once (a list of chunks joined at the end held it twice).
+    """
     h = hashlib.sha256()
-    parts = list(put_chunks(data, h, what=what))
-    whole = parts[0] if len(parts) == 1 else b"".join(parts)
-    return whole, h.hexdigest()
+    first, whole = None, None
+    for part in put_chunks(data, h, what=what):
+        if first is None:
+            first = part
+        else:
+            if whole is None:
+                whole = bytearray(first)
+            whole += part
+    return (whole if whole is not None else first if first is not None else b""), h.hexdigest()
 
 
 class Storage(abc.ABC):
@@ -194,8 +204,19 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]], *,
-                   max_bytes: int = DEFAULT_MAX_RANGES_BYTES) -> list[bytes]:
-        """The bytes of each ``(offset, length)`` range of one object, in one call."""
+                   max_bytes: int = DEFAULT_MAX_RANGES_BYTES, size: int | None = None) -> list[bytes]:
+        """The bytes of each ``(offset, length)`` range of one object, in one call.
+
+        ``size``: the object's size, when the caller has it from :meth:`head` (a remote
+        backend then skips asking for it again; a range past the object's end fails either way).
+        """
+
+    def get_start(self, key: str, *, length: int) -> tuple[bytes, ObjectInfo]:
+        """The object's first ``length`` bytes (all of it, if smaller) and its :class:`ObjectInfo`:
+        what a reader of a few byte ranges needs first. A remote backend answers in one request."""
+        info = self.head(key)
+        n = min(int(length), info.size)
+        return (self.get_ranges(key, [(0, n)], max_bytes=max(n, 1), size=info.size)[0] if n else b""), info
 
     @abc.abstractmethod
     def head(self, key: str) -> ObjectInfo:

@@ -117,8 +117,8 @@ class LocalStorage(Storage):
         return data
 
     def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]], *,
-                   max_bytes: int = DEFAULT_MAX_RANGES_BYTES) -> list[bytes]:
-        fd, st = self._open(key)
+                   max_bytes: int = DEFAULT_MAX_RANGES_BYTES, size: int | None = None) -> list[bytes]:
+        fd, st = self._open(key)  # the size the file has now, whatever the caller was told
         try:
             starts, lengths = check_ranges(key, ranges, size=st.st_size, max_bytes=max_bytes)
             out = [os.pread(fd, n, start) for start, n in zip(starts, lengths, strict=True)]
@@ -127,6 +127,18 @@ class LocalStorage(Storage):
         if any(len(b) != n for b, n in zip(out, lengths, strict=True)):
             raise StoreError(f"{self.url}: object {key!r} shrank while read: refused")
         return out
+
+    def get_start(self, key: str, *, length: int) -> tuple[bytes, ObjectInfo]:
+        fd, st = self._open(key)
+        try:
+            n = min(int(length), st.st_size)
+            check_ranges(key, [(0, n)], size=st.st_size, max_bytes=DEFAULT_MAX_RANGES_BYTES)
+            data = os.pread(fd, n, 0)
+        finally:
+            os.close(fd)
+        if len(data) != n:
+            raise StoreError(f"{self.url}: object {key!r} shrank while read: refused")
+        return data, ObjectInfo(key=key, size=st.st_size, last_modified=_mtime(st))
 
     def head(self, key: str) -> ObjectInfo:
         fd, st = self._open(key)

@@ -50,10 +50,16 @@ class RangedObject(io.RawIOBase):
                  block: int = BLOCK_BYTES) -> None:
         super().__init__()
         self.storage, self.key, self.max_bytes, self.block = storage, key, int(max_bytes), int(block)
-        self.size = int(storage.head(key).size)
         self.requests = self.fetched = 0
         self._blocks: dict[int, bytes] = {}
         self._pos = 0
+        if hasattr(storage, "get_start"):  # the size and the first block in one request
+            first, info = storage.get_start(key, length=min(self.block, self.max_bytes))
+            self.size, self.requests, self.fetched = int(info.size), 1, len(first)
+            if first and (len(first) == self.block or len(first) == self.size):
+                self._blocks[0] = first
+        else:
+            self.size = int(storage.head(key).size)
 
     # -- the file interface ---------------------------------------------------------------
     def readable(self) -> bool:
@@ -109,7 +115,7 @@ class RangedObject(io.RawIOBase):
         if self.fetched + total > self.max_bytes:
             raise ObjectTooLarge(f"{self.storage.url}/{self.key}: reading it would fetch more than "
                                  f"{self.max_bytes} bytes; refused")
-        got = self.storage.get_ranges(self.key, spans, max_bytes=max(total, 1))
+        got = self.storage.get_ranges(self.key, spans, max_bytes=max(total, 1), size=self.size)
         self.requests += 1
         self.fetched += total
         for (a, b), data in zip(runs, got, strict=True):

@@ -193,14 +193,14 @@ class S3Storage(Storage):
         return data
 
     def get_ranges(self, key: str, ranges: Sequence[tuple[int, int]], *,
-                   max_bytes: int = DEFAULT_MAX_RANGES_BYTES) -> list[bytes]:
+                   max_bytes: int = DEFAULT_MAX_RANGES_BYTES, size: int | None = None) -> list[bytes]:
         import obstore
         from obstore import exceptions as e
 
         check_key(key)
         starts, lengths = check_ranges(key, ranges, size=None, max_bytes=max_bytes)
-        size = self.head(key).size
-        check_ranges(key, ranges, size=size, max_bytes=max_bytes)
+        # a range past the end fails below (the server's error, or fewer bytes than asked)
+        check_ranges(key, ranges, size=self.head(key).size if size is None else int(size), max_bytes=max_bytes)
         wanted = [i for i, n in enumerate(lengths) if n > 0]  # S3 has no empty range
         out = [b""] * len(lengths)
         if not wanted:
@@ -215,6 +215,24 @@ class S3Storage(Storage):
             if len(out[i]) != lengths[i]:
                 raise StoreError(f"{self.url}/{key}: range {ranges[i]!r} came back with {len(out[i])} bytes")
         return out
+
+    def get_start(self, key: str, *, length: int) -> tuple[bytes, ObjectInfo]:
+        import obstore
+        from obstore import exceptions as e
+
+        check_key(key)
+        if not isinstance(length, int) or isinstance(length, bool) or not 0 < length <= DEFAULT_MAX_RANGES_BYTES:
+            raise ParameterError(f"the start of {key!r} to read must be 1 to {DEFAULT_MAX_RANGES_BYTES} bytes, "
+                                 f"got {length!r}")
+        try:  # one GET of the first bytes: its answer also gives the object's size
+            result = obstore.get(self._store, key, options={"range": (0, length)})
+            size, data = int(result.meta["size"]), bytes(result.bytes())
+        except (e.BaseError, OSError) as exc:
+            raise self._fail(exc, key) from None
+        if len(data) != min(length, size):
+            raise StoreError(f"{self.url}/{key}: its first {min(length, size)} bytes came back as {len(data)}")
+        meta = result.meta
+        return data, ObjectInfo(key=key, size=size, etag=meta.get("e_tag"), last_modified=meta.get("last_modified"))
 
     def head(self, key: str) -> ObjectInfo:
         import obstore
