@@ -229,18 +229,25 @@ def on_cluster(base: Path, runs: list, log=print) -> tuple[list[dict], float]:
         cl.down(base, purge=True, log=lambda m: log(f"cluster: {m}"))
 
 
-def leftovers(token: str) -> dict[str, list]:
-    """Processes started with this run's marker, and cluster namespaces, still there."""
-    marker = f"{MARK}={token}".encode()
-    processes = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        with contextlib.suppress(OSError):
-            pid = int(environ.parent.name)
-            if pid != os.getpid() and marker in environ.read_bytes().split(b"\0"):
-                processes.append(pid)
+def leftovers(token: str, *, mark: str = MARK, prefix: str = "gz", tries: int = 1) -> dict[str, list]:
+    """Processes started with this run's marker (``mark=token`` in their environment), and
+    namespaces whose name starts with ``prefix``, still there; ``tries`` looks again, a second
+    apart, while a process is being collected."""
+    marker, processes = f"{mark}={token}".encode(), []
+    for attempt in range(max(1, tries)):
+        if attempt:
+            time.sleep(1)
+        processes = []
+        for environ in Path("/proc").glob("[0-9]*/environ"):
+            with contextlib.suppress(OSError):
+                pid = int(environ.parent.name)
+                if pid != os.getpid() and marker in environ.read_bytes().split(b"\0"):
+                    processes.append(pid)
+        if not processes:
+            break
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     return {"processes": processes, "namespaces": [line.split()[0] for line in netns.splitlines()
-                                                   if line.startswith("gz")]}
+                                                   if line.startswith(prefix)]}
 
 
 # ---------------------------------------------------------------------------------------
