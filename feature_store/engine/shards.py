@@ -255,6 +255,15 @@ def build_shard(store: ViewStore, *, shard: int, shards: int, clip_seconds: int,
 
 
 @contextmanager
+def _remedy() -> Iterator[None]:
+    """The chunk table's IntegrityError (one line) with what to do about the damaged object."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise IntegrityError(f"{exc}; {REPAIR_SHARDS}") from None
+
+
+@contextmanager
 def _damaged(where: str) -> Iterator[None]:
     """What h5py raises on a damaged object, as one-line IntegrityError naming it."""
     try:
@@ -322,25 +331,19 @@ def read_shard(storage: Storage, key: str, *, view: FeatureView, clip_seconds: i
     # a few rows: their chunks only, checked row by row; more: the whole object, sha256 checked
     data = b"" if ranged else storage.get(key, max_bytes=max_bytes)
     src = RangedObject(storage, key, max_bytes=max_bytes) if ranged else io.BytesIO(data)
+    order = np.argsort(where, kind="stable")
+    uniq, first, inverse = np.unique(where[order], return_index=True, return_inverse=True)
     if ranged:  # by the object's chunk table when it has one: no HDF5, two requests
-        order = np.argsort(where, kind="stable")
-        uniq, first, inverse = np.unique(where[order], return_index=True, return_inverse=True)
-        try:
+        with _remedy():
             got = chunk_tables.read_rows(src, label=label, view_hash=view.hash(), clip_seconds=c, specs=specs,
                                          names=names, rows=uniq, clip_ids=[clip_ids[i] for i in order[first]])
-        except IntegrityError as exc:
-            raise IntegrityError(f"{exc}; {REPAIR_SHARDS}") from None
         if got is not None:
             return _checked(got, order=order, inverse=inverse, digests=digests, label=label, clip_ids=clip_ids)
     with _damaged(label), h5lib.h5py().File(src, "r") as h5:
         _check_object(h5, label, view=view, clip_seconds=c, names=names, where=where)
         if not ranged:
-            try:
+            with _remedy():
                 chunk_tables.check_whole(data, h5, label=label, view_hash=view.hash(), clip_seconds=c)
-            except IntegrityError as exc:
-                raise IntegrityError(f"{exc}; {REPAIR_SHARDS}") from None
-        order = np.argsort(where, kind="stable")
-        uniq, inverse = np.unique(where[order], return_inverse=True)
         if ranged:
             src.prefetch(chunk_ranges([h5["clip_id"], *(h5[n] for n in names)], uniq))
         stored_ids = h5["clip_id"].asstr()[uniq.tolist()] if uniq.size else np.array([], dtype=object)
